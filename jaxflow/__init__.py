@@ -1,0 +1,25 @@
+"""jaxflow: gradient flow and gradient descent of depth-N models, at scale, in JAX.
+
+Importing jaxflow switches JAX to float64 (see ``jaxflow._x64``; opt out with the environment
+variable ``JAXFLOW_ENABLE_X64=0`` set before the import).
+"""
+
+import importlib.metadata
+
+from jaxflow._x64 import enable_x64_by_default as _enable_x64_by_default
+
+
+_enable_x64_by_default()
+
+from jaxflow import models as models  # noqa: E402
+from jaxflow import status as status  # noqa: E402
+try:
+    from jaxflow import theory as theory  # noqa: E402
+except ImportError:  # TEMP while theory is written
+    pass
+
+
+try:
+    __version__ = importlib.metadata.version("jaxflow")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree without install
+    __version__ = "0.0.0+unknown"

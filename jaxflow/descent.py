@@ -1,0 +1,422 @@
+"""Gradient descent through optax, as one compiled ``lax.scan`` program.
+
+Discrete gradient descent with rate ``eta`` is the explicit Euler scheme of the gradient flow
+``d params/dt = -grad loss(params)``: after ``k`` steps it sits at flow time ``t = eta * k``, up to
+an ``O(eta)`` error. :func:`gradient_descent` runs a fixed number of optimizer steps and reports
+its trajectory on that time axis, so that gradient descent and gradient flow (``jaxflow.flow``)
+are compared on the same ``t``.
+
+Design (see DESIGN.md and notes/engineering.md section 2):
+
+- Nested ``lax.scan``: an outer scan over ``num_steps // save_every`` chunks and an inner scan
+  over the ``save_every`` steps of a chunk. Only a small summary (the loss and the tracked
+  modes) is saved per chunk; the parameter history is never stored.
+- Everything that one may want to sweep (``learning_rate``, ``params0``, ``args``, ``targets``,
+  ``fractions``, ``loss_bound``, ``time_scale``) is a traced array: new values of the same shapes
+  and dtypes reuse the compiled program. ``loss``, ``modes``, ``optimizer``, ``num_steps`` and
+  ``save_every`` are static (changing them compiles again; pass the *same* function objects, not
+  fresh lambdas, to reuse the cache).
+- One run per call: sweep learning rates or initializations with ``jax.vmap`` yourself.
+  A run that diverges freezes (its parameters stop changing, via ``jnp.where``) and carries a
+  status code; it never stops nor poisons the other lanes of a vmap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jaxflow.status import DIVERGED, NONFINITE, OK
+
+
+__all__ = ["DescentTrajectory", "gradient_descent"]
+
+
+class DescentTrajectory(eqx.Module):
+    """The subsampled record of one gradient-descent run.
+
+    Shapes are for a single run; under ``jax.vmap`` every field gains the vmapped axes in front.
+    ``S = num_steps // save_every + 1`` saves (the initial point included), ``M`` tracked modes,
+    ``F`` fractions.
+
+    Attributes:
+        times: ``(S,)`` flow time of each save, ``learning_rate * step / time_scale`` with
+            ``step = 0, save_every, 2 * save_every, ..., num_steps``.
+        modes: ``(S, M)`` the tracked modes at each save (``M = 0`` without ``modes``).
+        loss: ``(S,)`` the loss at each save.
+        learning_steps: ``(M, F)`` int32, the first step (0 = the initial point) at which
+            ``modes / targets >= fraction``, checked after every step; -1 if never reached.
+        learning_times: ``(M, F)`` ``learning_rate * learning_steps / time_scale``; inf if never
+            reached.
+        final_params: the parameters after the last accepted step (same pytree as ``params0``).
+        status: int8 scalar, a code of :mod:`jaxflow.status` (``OK``, ``DIVERGED`` or
+            ``NONFINITE``).
+        diverged_step: int32, the step at which the run diverged (the first state found with a
+            non-finite or too large loss, or non-finite parameters); -1 if it never did.
+        steps: int32, the number of steps actually taken (accepted updates).
+    """
+
+    times: jax.Array
+    modes: jax.Array
+    loss: jax.Array
+    learning_steps: jax.Array
+    learning_times: jax.Array
+    final_params: Any
+    status: jax.Array
+    diverged_step: jax.Array
+    steps: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------
+# Eager input checks (only on concrete values; tracers are skipped)
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a Python int >= 1 (it is static); got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value}")
+    return int(value)
+
+
+def _check_positive_scalar(name: str, value, *, allow_inf: bool = False) -> None:
+    if jnp.ndim(value) != 0:
+        hint = "; vmap gradient_descent yourself to sweep several values"
+        raise ValueError(
+            f"{name} must be a scalar, got shape {jnp.shape(value)}"
+            + (hint if name == "learning_rate" else "")
+        )
+    if not _is_concrete(value):
+        return
+    v = float(np.asarray(value))
+    allowed = "(0, inf]" if allow_inf else "(0, inf), finite"
+    if not (v > 0.0) or (not allow_inf and not np.isfinite(v)):
+        raise ValueError(f"{name} must be in {allowed}; got {v}")
+
+
+def _check_fractions(fractions) -> None:
+    if jnp.ndim(fractions) != 1 or jnp.shape(fractions)[0] < 1:
+        raise ValueError(
+            f"fractions must be a non-empty 1-d sequence of values in (0, 1), strictly "
+            f"increasing; got shape {jnp.shape(fractions)}"
+        )
+    if not _is_concrete(fractions):
+        return
+    f = np.asarray(fractions, dtype=np.float64)
+    if not np.all((f > 0.0) & (f < 1.0)):
+        raise ValueError(f"fractions must all lie in the open interval (0, 1); got {f.tolist()}")
+    if not np.all(np.diff(f) > 0.0):
+        raise ValueError(f"fractions must be strictly increasing; got {f.tolist()}")
+
+
+def _float_dtype(params0):
+    """The floating dtype that the scalars of a run take: that of the parameters."""
+    leaves = jax.tree_util.tree_leaves(params0)
+    dtypes = {jnp.result_type(leaf) for leaf in leaves}
+    floats = [d for d in dtypes if jnp.issubdtype(d, jnp.floating)]
+    if len(floats) == 1:
+        return floats[0]
+    return jnp.result_type(float)  # float64 under x64, else float32
+
+
+# ----------------------------------------------------------------------------------------------
+# The compiled program
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]).all()
+
+
+def _select(pred, new, old):
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(pred, n, o), new, old)
+
+
+def _no_modes(params, args):
+    del params, args
+    return jnp.zeros((0,))
+
+
+def _run(
+    params0,
+    learning_rate,
+    args,
+    targets,
+    fractions,
+    loss_bound,
+    time_scale,
+    *,
+    loss_fn,
+    modes_fn,
+    optimizer,
+    num_steps,
+    save_every,
+):
+    num_chunks = num_steps // save_every
+    optim = optimizer(learning_rate)
+    value_and_grad = jax.value_and_grad(loss_fn)
+
+    def evaluate(params):
+        value, grads = value_and_grad(params, args)
+        return value, grads, jnp.asarray(modes_fn(params, args))
+
+    loss_shape = jax.eval_shape(loss_fn, params0, args).shape
+    if loss_shape != ():
+        raise ValueError(f"loss(params, args) must return a scalar; got shape {loss_shape}")
+    loss0, grads0, modes0 = evaluate(params0)
+    if modes0.ndim != 1:
+        raise ValueError(
+            f"modes(params, args) must return a 1-d array (M,); got shape {modes0.shape}"
+        )
+    num_modes = modes0.shape[0]
+    mode_dtype = modes0.dtype if jnp.issubdtype(modes0.dtype, jnp.floating) else loss0.dtype
+    modes0 = modes0.astype(mode_dtype)
+
+    if targets is None:
+        targets = jnp.zeros((num_modes,), mode_dtype)  # zero targets: never reached
+    targets = jnp.asarray(targets).astype(mode_dtype)
+    if targets.shape != (num_modes,):
+        raise ValueError(
+            f"targets must have the shape (M,) = ({num_modes},) of modes(params, args); "
+            f"got {targets.shape}"
+        )
+    fractions = fractions.astype(mode_dtype)
+    has_target = targets != 0.0
+    safe_targets = jnp.where(has_target, targets, jnp.ones_like(targets))
+    loss_bound = loss_bound.astype(loss0.dtype)
+
+    def reached(modes):
+        ratio = jnp.where(has_target, modes / safe_targets, -jnp.inf)
+        return ratio[:, None] >= fractions[None, :]  # (M, F)
+
+    def loss_ok(value):
+        return jnp.isfinite(value) & (value <= loss_bound)
+
+    # The initial point: non-finite parameters -> NONFINITE, bad loss -> DIVERGED, at step 0.
+    params_ok0 = _all_finite(params0)
+    status0 = jnp.where(
+        params_ok0, jnp.where(loss_ok(loss0), OK, DIVERGED), NONFINITE
+    ).astype(jnp.int8)
+    diverged0 = jnp.where(status0 == OK, -1, 0).astype(jnp.int32)
+    first0 = jnp.where(reached(modes0), 0, -1).astype(jnp.int32)
+
+    carry0 = dict(
+        params=params0,
+        opt_state=optim.init(params0),
+        loss=loss0,
+        grads=grads0,
+        modes=modes0,
+        status=status0,
+        diverged_step=diverged0,
+        first=first0,
+        step=jnp.asarray(0, jnp.int32),  # steps attempted (the index of the current state)
+        taken=jnp.asarray(0, jnp.int32),  # steps accepted
+    )
+
+    def step(carry, _):
+        # The carry holds the loss, gradient and modes of its current parameters, so each step
+        # costs one value_and_grad and one modes evaluation.
+        active = carry["status"] == OK
+        updates, opt_state = optim.update(carry["grads"], carry["opt_state"], carry["params"])
+        params = optax.apply_updates(carry["params"], updates)
+        value, grads, modes = evaluate(params)
+        params_ok = _all_finite(params)
+        good_loss = loss_ok(value)
+        accept = active & params_ok & good_loss
+        new_step = carry["step"] + 1
+        failed_status = jnp.where(params_ok, DIVERGED, NONFINITE).astype(jnp.int8)
+        failing = active & ~accept
+        hit = reached(modes) & (carry["first"] < 0) & accept
+        return dict(
+            params=_select(accept, params, carry["params"]),
+            opt_state=_select(accept, opt_state, carry["opt_state"]),
+            loss=jnp.where(accept, value, carry["loss"]),
+            grads=_select(accept, grads, carry["grads"]),
+            modes=jnp.where(accept, modes, carry["modes"]),
+            status=jnp.where(failing, failed_status, carry["status"]),
+            diverged_step=jnp.where(failing, new_step, carry["diverged_step"]),
+            first=jnp.where(hit, new_step, carry["first"]),
+            step=new_step,
+            taken=carry["taken"] + accept.astype(jnp.int32),
+        ), None
+
+    def chunk(carry, _):
+        carry, _ = lax.scan(step, carry, None, length=save_every)
+        return carry, (carry["loss"], carry["modes"])
+
+    final, (losses, modes) = lax.scan(chunk, carry0, None, length=num_chunks)
+
+    steps_saved = jnp.arange(num_chunks + 1, dtype=jnp.int32) * save_every
+    scale = learning_rate / time_scale
+    times = scale * steps_saved.astype(scale.dtype)
+    first = final["first"]
+    learning_times = jnp.where(
+        first >= 0, scale * first.astype(scale.dtype), jnp.asarray(jnp.inf, scale.dtype)
+    )
+    return DescentTrajectory(
+        times=times,
+        modes=jnp.concatenate([modes0[None, :], modes], axis=0),
+        loss=jnp.concatenate([loss0[None], losses], axis=0),
+        learning_steps=first,
+        learning_times=learning_times,
+        final_params=final["params"],
+        status=final["status"],
+        diverged_step=final["diverged_step"],
+        steps=final["taken"],
+    )
+
+
+_run_jit = jax.jit(
+    _run, static_argnames=("loss_fn", "modes_fn", "optimizer", "num_steps", "save_every")
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+
+
+def gradient_descent(
+    loss: Callable[[Any, Any], jax.Array],
+    params0: Any,
+    *,
+    learning_rate,
+    num_steps: int,
+    save_every: int = 1,
+    args: Any = None,
+    modes: Callable[[Any, Any], jax.Array] | None = None,
+    targets=None,
+    fractions: Sequence[float] | jax.Array = (0.1, 0.5, 0.9),
+    optimizer: Callable[[Any], optax.GradientTransformation] | None = None,
+    loss_bound=1e12,
+    time_scale=1.0,
+) -> DescentTrajectory:
+    """Run ``num_steps`` steps of gradient descent (or of any optax optimizer) on ``loss``.
+
+    Gradients come from ``jax.grad(loss)``. Gradient descent with rate ``eta`` approximates the
+    gradient flow ``d params/dt = -grad loss`` at ``t = eta * step``; the trajectory is reported on
+    that axis, divided by ``time_scale``. The run is one compiled nested ``lax.scan`` (chunks of
+    ``save_every`` steps); one summary (loss and modes) is saved per chunk, plus the initial
+    point. The learning of each mode is tracked after *every* step.
+
+    One run per call: to sweep learning rates, initializations or targets, vmap it yourself,
+    e.g. ``jax.vmap(lambda lr: gradient_descent(loss, w0, learning_rate=lr, num_steps=1000))(lrs)``.
+    It also works under ``jax.jit``. The swept values are traced arrays, so calling again with
+    new values of the same shapes and dtypes never recompiles (``loss``, ``modes``,
+    ``optimizer``, ``num_steps`` and ``save_every`` are static: pass the same function objects).
+
+    A run stops updating (its parameters and optimizer state are frozen at the last good state,
+    via ``jnp.where``) when a step would make the loss non-finite or larger than ``loss_bound``
+    (status ``DIVERGED``) or the parameters non-finite (status ``NONFINITE``); ``diverged_step``
+    is the step of that rejected state. The saved loss and modes then stay at the frozen
+    state's values; other lanes of a vmap are unaffected.
+
+    Args:
+        loss: ``loss(params, args) -> scalar``, differentiable in ``params``.
+        params0: the initial parameters, any pytree of float arrays.
+        learning_rate: positive finite scalar (a traced array inside; sweeping it never
+            recompiles).
+        num_steps: number of steps, a static int >= 1, a multiple of ``save_every``.
+        save_every: save a summary every this many steps (static int >= 1).
+        args: extra data passed to ``loss`` and ``modes`` (a pytree of arrays, traced).
+        modes: optional ``modes(params, args) -> (M,)`` array of tracked values (coordinates,
+            singular values, ...). Without it ``M = 0``.
+        targets: ``(M,)`` targets of the modes; a mode counts as learned to fraction ``f`` once
+            ``modes / targets >= f``. A zero target (or ``targets=None``) is never reached.
+        fractions: ``(F,)`` strictly increasing fractions in (0, 1).
+        optimizer: a factory ``learning_rate -> optax.GradientTransformation``; default
+            ``optax.sgd`` (plain gradient descent). ``optax.inject_hyperparams(optax.sgd)``
+            (hyper-parameters kept in the optimizer state) and e.g.
+            ``lambda lr: optax.sgd(lr, momentum=0.9)`` work too. It is called with a traced
+            ``learning_rate`` array.
+        loss_bound: a run whose loss exceeds this (or becomes non-finite) is marked diverged;
+            in (0, inf].
+        time_scale: positive finite scalar; ``times = learning_rate * step / time_scale``. If the
+            gradient flow of ``loss`` runs a reference flow at speed ``c`` (its modes obey
+            ``c * f(sigma)``), ``time_scale = 1 / c`` puts GD on the reference time axis; e.g.
+            ``N`` for N distinct balanced factors with loss ``1/(2 N^2) ||.||^2``, whose flow is
+            ``d sigma/dt = sigma^(2-2/N) (sigma* - sigma) / N``.
+
+    Returns:
+        A :class:`DescentTrajectory` with ``S = num_steps // save_every + 1`` saves: ``times``
+        ``(S,)``, ``modes`` ``(S, M)``, ``loss`` ``(S,)``, ``learning_steps`` and
+        ``learning_times`` ``(M, F)``, ``final_params``, ``status`` (int8), ``diverged_step``
+        (int32, -1 if none) and ``steps`` (int32, the steps actually taken).
+
+    Raises:
+        ValueError: on concrete bad input (tracers are not checked): ``learning_rate`` not in
+            (0, inf) or NaN or not a scalar; ``num_steps`` or ``save_every`` not an int >= 1;
+            ``num_steps`` not a multiple of ``save_every``; ``fractions`` not in (0, 1) or not
+            strictly increasing; ``loss_bound`` not in (0, inf]; ``time_scale`` not in (0, inf);
+            ``targets`` not of shape ``(M,)``; ``loss`` not scalar or ``modes`` not 1-d.
+
+    Example:
+        A depth-2 scalar model ``sigma = w1 * w2`` learning ``sigma* = 1`` from
+        ``sigma0 = 0.01``; its flow (with the ``1/(2 N^2)`` loss) is the logistic
+        ``d sigma/dt = sigma (1 - sigma) / 2``, hence ``time_scale = 2`` for the reference
+        flow ``sigma (1 - sigma)``:
+
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxflow.descent import gradient_descent
+        >>> def loss(w, args):
+        ...     return 0.125 * (1.0 - w[0] * w[1]) ** 2
+        >>> def modes(w, args):
+        ...     return jnp.stack([w[0] * w[1]])
+        >>> w0 = jnp.full((2,), 0.1)
+        >>> traj = gradient_descent(loss, w0, learning_rate=0.01, num_steps=2000, save_every=100,
+        ...                         modes=modes, targets=jnp.ones(1), time_scale=2.0)
+        >>> traj.loss.shape, traj.modes.shape, traj.learning_steps.shape
+        ((21,), (21, 1), (1, 3))
+        >>> int(traj.status), int(traj.steps)
+        (0, 2000)
+        >>> t_half = float(traj.learning_times[0, 1])  # exact: ln(99) = 4.595...
+        >>> abs(t_half - 4.595) < 0.05
+        True
+        >>> lrs = jnp.array([0.01, 0.02, 1e3])   # sweep: vmap it yourself
+        >>> runs = jax.vmap(lambda lr: gradient_descent(loss, w0, learning_rate=lr,
+        ...                 num_steps=2000, save_every=100))(lrs)
+        >>> runs.status.tolist()  # the huge rate diverges; the other lanes are unaffected
+        [0, 0, 3]
+    """
+    num_steps = _check_positive_int("num_steps", num_steps)
+    save_every = _check_positive_int("save_every", save_every)
+    if num_steps % save_every != 0:
+        raise ValueError(
+            f"num_steps ({num_steps}) must be a multiple of save_every ({save_every})"
+        )
+    _check_positive_scalar("learning_rate", learning_rate)
+    _check_positive_scalar("loss_bound", loss_bound, allow_inf=True)
+    _check_positive_scalar("time_scale", time_scale)
+    if not isinstance(fractions, jax.Array):
+        fractions = np.asarray(fractions, dtype=np.float64)
+    _check_fractions(fractions)
+    if targets is not None and modes is None:
+        raise ValueError("targets were given without modes: pass modes(params, args) too")
+
+    dtype = _float_dtype(params0)
+    return _run_jit(
+        params0,
+        jnp.asarray(learning_rate).astype(dtype),
+        args,
+        None if targets is None else jnp.asarray(targets),
+        jnp.asarray(fractions).astype(dtype),
+        jnp.asarray(loss_bound).astype(dtype),
+        jnp.asarray(time_scale).astype(dtype),
+        loss_fn=loss,
+        modes_fn=_no_modes if modes is None else modes,
+        optimizer=optax.sgd if optimizer is None else optimizer,
+        num_steps=num_steps,
+        save_every=save_every,
+    )

@@ -1,0 +1,445 @@
+"""The main job: the phase diagram of incremental learning over depth x ratio x scale.
+
+For every grid point (depth N, ratio r, scale sigma0) jaxflow simulates the toy model's pair of
+coordinates, targets ``sigma*_i = r`` and ``sigma*_j = 1``, from the common start sigma0, with
+:func:`jaxflow.flow.solve` on the reduced vector field only (never a closed form, not even to
+choose a time grid). It records the (start, finish) margin ``T_j(start) - T_i(finish)``
+(PAPER.md section 3): the pair is incremental iff the margin is >= 0.
+
+Per (depth, ratio) the **measured threshold** is then found from simulations alone: the grid
+bracket where the sign flips (extended beyond the grid when the flip lies outside it), refined by
+vmapped regula falsi in ``ln sigma0`` on fresh simulations. ``threshold_theory`` comes from
+:func:`jaxflow.theory.incremental_threshold`, and the two are compared in logs.
+
+Example (a tiny grid):
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> cfg = pd.PhaseDiagramConfig(depths=(2.0, 3.0), ratios=(2.0,),
+    ...                             scales=tuple(10.0 ** k for k in range(-12, -1)))
+    >>> ds = pd.run(cfg, quiet=True)
+    >>> err = pd.threshold_log_error(ds)
+    >>> bool((err <= 1e-5).all())
+    True
+"""
+
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from jaxflow import _toml, flow, status, sweep, theory
+from jaxflow.models import toy
+
+
+DEFAULT_DEPTHS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, math.inf)
+DEFAULT_RATIOS = tuple(float(r) for r in np.geomspace(1.02, 10.0, 32))
+DEFAULT_SCALES = tuple(float(s) for s in np.geomspace(1e-120, 1e-1, 128))
+SOLVERS = {"Tsit5": diffrax.Tsit5, "Dopri5": diffrax.Dopri5, "Dopri8": diffrax.Dopri8}
+# Smallest sigma0 the bracket search tries: exp(-700) ~ 1e-304 is still a normal float64. A
+# threshold below it (only 1 < N < 2 close to where thresholds vanish) is reported as 0.
+LOG_SCALE_FLOOR = -700.0
+
+
+class ConfigError(ValueError):
+    """An option of the phase diagram is outside its allowed range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseDiagramConfig:
+    """Every option of ``jaxflow phase-diagram`` (a TOML file may set any of them).
+
+    Attributes:
+        depths: depths N >= 1 (``inf`` allowed).
+        ratios: target ratios r = sigma*_i / sigma*_j > 1.
+        scales: initialization scales sigma0 / sigma*_j in (0, 1).
+        start, finish: the (start, finish) fractions of the incremental-learning definition.
+        solver: diffrax solver name (Tsit5, Dopri5, Dopri8).
+        rtol, atol: step-size controller tolerances.
+        max_steps: step budget per trajectory.
+        chunk_size: trajectories per compiled call.
+        refine_iterations: regula-falsi iterations of the threshold refinement.
+        seed: seed of the lane shuffle.
+    """
+
+    depths: tuple[float, ...] = DEFAULT_DEPTHS
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
+    scales: tuple[float, ...] = DEFAULT_SCALES
+    start: float = 0.1
+    finish: float = 0.9
+    solver: str = "Tsit5"
+    rtol: float = 1e-9
+    atol: float = 1e-9
+    max_steps: int = 2048
+    chunk_size: int = 2048
+    refine_iterations: int = 20
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("depths", "ratios", "scales"):
+            values = getattr(self, name)
+            if isinstance(values, (int, float)):
+                values = (values,)
+            try:
+                values = tuple(float(v) for v in values)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{name} must be a list of numbers, got {values!r}") from err
+            object.__setattr__(self, name, values)
+            if not values:
+                raise ConfigError(f"{name} must not be empty")
+            if any(math.isnan(v) for v in values):
+                raise ConfigError(f"{name} must not contain NaN")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{name} must not repeat values")
+        if any(d < 1 for d in self.depths):
+            raise ConfigError(f"depths must be >= 1 (inf allowed), got {min(self.depths)}")
+        if any(not (1 < r < math.inf) for r in self.ratios):
+            raise ConfigError("ratios must be finite and > 1")
+        if any(not (0 < s < 1) for s in self.scales):
+            raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
+        if not (0 < self.start < self.finish < 1):
+            raise ConfigError(
+                f"start and finish must satisfy 0 < start < finish < 1, got {self.start}, {self.finish}"
+            )
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
+        for name in ("rtol", "atol"):
+            if not (0 < getattr(self, name) < 1):
+                raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
+        for name in ("max_steps", "chunk_size", "refine_iterations"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value}")
+            object.__setattr__(self, name, int(value))
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> "PhaseDiagramConfig":
+        """Build from a mapping (a parsed TOML table); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(table))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **overrides) -> "PhaseDiagramConfig":
+        """Read a TOML file; ``overrides`` (e.g. command-line flags) win over the file."""
+        try:
+            with open(path, "rb") as fh:
+                table = tomllib.load(fh)
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+        table.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(table)
+
+    def to_toml(self) -> str:
+        """The resolved configuration as TOML text (stored in the dataset)."""
+        return _toml.dumps(dataclasses.asdict(self))
+
+
+def pair_point(config: PhaseDiagramConfig):
+    """The per-point function of the sweep: simulate one (depth, ratio, scale) pair.
+
+    Returns ``margin = T_j(start) - T_i(finish)``, the worse status of the two coordinates and
+    their total solver steps (accepted + rejected).
+
+    The toy model's coordinates are decoupled (PAPER.md section 2), so the pair is solved as two
+    scalar flows side by side (a vmap over the coordinate), each on its own log-arclength clock.
+    One shared clock would be stiff: once the larger value has converged, its curvature would
+    bound every explicit step while the smaller value still crawls along a plateau of up to
+    1e80 time units. Each coordinate stops as soon as it has the learning time the margin needs.
+    """
+    solver = SOLVERS[config.solver]()
+    # Coordinate i (target ratio) needs its finish time, coordinate j (target 1) its start time.
+    required = jnp.array([[[False, True]], [[True, False]]])
+
+    def coordinate(depth, target, log_scale, need):
+        args = toy.ToyArgs(depth=depth, targets=target[None])
+        traj = flow.solve(
+            toy.reduced_vector_field,
+            log_scale[None],
+            args,
+            modes=toy.reduced_modes,
+            targets=target[None],
+            fractions=(config.start, config.finish),
+            required=need,
+            solver=solver,
+            rtol=config.rtol,
+            atol=config.atol,
+            max_steps=config.max_steps,
+        )
+        return traj.learning_times[0], traj.status, traj.steps + traj.rejected
+
+    def point(p):
+        targets = jnp.stack([p["ratio"], jnp.ones_like(p["ratio"])])
+        times, codes, steps = jax.vmap(coordinate, in_axes=(None, 0, None, 0))(
+            p["depth"], targets, jnp.log(p["scale"]), required
+        )
+        margin = times[1, 0] - times[0, 1]
+        return {"margin": margin, "status": jnp.max(codes), "steps": jnp.sum(steps)}
+
+    return point
+
+
+def _bracket(margins_row: np.ndarray, log_scales: np.ndarray):
+    """The grid bracket of the threshold in one (depth, ratio) row (ascending scales).
+
+    Returns ``(lo, hi, kind)`` with ``margin(lo) >= 0 > margin(hi)`` when ``kind == "inside"``;
+    ``"below"`` when no grid point is incremental (search under the grid), ``"above"`` when all
+    are (search over it).
+    """
+    inc = margins_row >= 0
+    if not inc.any():
+        return None, log_scales[0], "below"
+    if inc.all():
+        return log_scales[-1], None, "above"
+    # The largest incremental scale whose neighbour above is not: the upper boundary.
+    k = np.flatnonzero(inc[:-1] & ~inc[1:])
+    k = k[-1] if k.size else int(np.flatnonzero(inc)[-1])
+    return log_scales[k], log_scales[k + 1], "inside"
+
+
+def measured_thresholds(
+    config: PhaseDiagramConfig,
+    margins: np.ndarray,
+    runner: sweep.Runner,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Thresholds from simulations: grid bracket, extension beyond the grid, regula falsi.
+
+    Args:
+        margins: ``(depth, ratio, scale)`` simulated margins on the grid.
+        runner: the sweep's compiled runner (the refinement reuses its program).
+
+    Returns:
+        ``(log_threshold, status)`` per (depth, ratio): ``-inf`` where no threshold exists above
+        ``exp(LOG_SCALE_FLOOR)``; status is the worst status among the refinement's lanes.
+    """
+    depths = np.asarray(config.depths)
+    ratios = np.asarray(config.ratios)
+    log_scales = np.log(np.asarray(config.scales))
+    order = np.argsort(log_scales)
+    log_scales, margins = log_scales[order], margins[..., order]
+    spacing = float(np.max(np.diff(log_scales))) if log_scales.size > 1 else 1.0
+    top = math.log(config.start)  # margin <= 0 there: the smaller value already sits at start
+
+    pairs = [(i, j) for i in range(depths.size) for j in range(ratios.size)]
+    lo = np.full(len(pairs), np.nan)
+    hi = np.full(len(pairs), np.nan)
+    m_lo = np.full(len(pairs), np.nan)
+    m_hi = np.full(len(pairs), np.nan)
+    worst = np.zeros(len(pairs), dtype=np.int8)
+    pending = {}
+    for n, (i, j) in enumerate(pairs):
+        a, b, kind = _bracket(margins[i, j], log_scales)
+        if kind == "inside":
+            ka = int(np.searchsorted(log_scales, a))
+            lo[n], hi[n], m_lo[n], m_hi[n] = a, b, margins[i, j, ka], margins[i, j, ka + 1]
+        else:
+            pending[n] = kind
+            if kind == "below":
+                hi[n], m_hi[n] = b, margins[i, j, 0]
+            else:
+                lo[n], m_lo[n] = a, margins[i, j, -1]
+
+    def simulate(index, x):
+        idx = np.asarray(index, dtype=int)
+        pts = {
+            "depth": depths[[pairs[n][0] for n in idx]],
+            "ratio": ratios[[pairs[n][1] for n in idx]],
+            "scale": np.exp(x),
+        }
+        out = runner(pts)
+        worst[idx] = np.maximum(worst[idx], out["status"])
+        return out["margin"]
+
+    # Extend the bracket beyond the grid, doubling the distance each round.
+    step = 1
+    while pending:
+        idx = np.array(sorted(pending))
+        below = np.array([pending[n] == "below" for n in idx])
+        x = np.where(
+            below,
+            np.maximum(log_scales[0] - spacing * step, LOG_SCALE_FLOOR),
+            np.minimum(log_scales[-1] + spacing * step, top),
+        )
+        m = simulate(idx, x)
+        for n, xn, mn, is_below in zip(idx, x, m, below):
+            if is_below:
+                if mn >= 0:
+                    lo[n], m_lo[n] = xn, mn
+                    del pending[n]
+                elif xn <= LOG_SCALE_FLOOR:
+                    del pending[n]  # no threshold in the float64 range
+                else:
+                    hi[n], m_hi[n] = xn, mn
+            else:
+                if mn < 0:
+                    hi[n], m_hi[n] = xn, mn
+                    del pending[n]
+                elif xn >= top:
+                    lo[n], m_lo[n] = top, mn  # cannot happen for a monotone margin; keep safe
+                    hi[n], m_hi[n] = top, -0.0
+                    del pending[n]
+                else:
+                    lo[n], m_lo[n] = xn, mn
+        step *= 2
+
+    # Regula falsi (Illinois) on every bracketed pair at once; one runner call per iteration.
+    active = np.flatnonzero(np.isfinite(lo) & np.isfinite(hi))
+    side = np.zeros(len(pairs))
+    for _ in range(config.refine_iterations):
+        if active.size == 0:
+            break
+        a, b, fa, fb = lo[active], hi[active], m_lo[active], m_hi[active]
+        denom = fa - fb
+        x = np.where(denom > 0, (a * (-fb) + b * fa) / np.where(denom > 0, denom, 1.0), 0.5 * (a + b))
+        x = np.clip(x, np.minimum(a, b), np.maximum(a, b))
+        m = simulate(active, x)
+        inc = m >= 0
+        s = side[active]
+        lo[active] = np.where(inc, x, a)
+        m_lo[active] = np.where(inc, m, np.where(s < 0, 0.5 * fa, fa))
+        hi[active] = np.where(inc, b, x)
+        m_hi[active] = np.where(inc, np.where(s > 0, 0.5 * fb, fb), m)
+        side[active] = np.where(inc, 1.0, -1.0)
+        converged = np.abs(hi[active] - lo[active]) <= 1e-12 * np.maximum(1.0, np.abs(lo[active]))
+        active = active[~converged]
+
+    denom = m_lo - m_hi
+    root = np.where(denom > 0, (lo * (-m_hi) + hi * m_lo) / np.where(denom > 0, denom, 1.0), lo)
+    root = np.where(np.isfinite(lo) & np.isfinite(hi), root, -np.inf)
+    return root.reshape(depths.size, ratios.size), worst.reshape(depths.size, ratios.size)
+
+
+def theory_thresholds(config: PhaseDiagramConfig) -> np.ndarray:
+    """``ln sigma0_th`` from :func:`jaxflow.theory.incremental_threshold` on the (depth, ratio) grid."""
+    d, r = np.meshgrid(np.asarray(config.depths), np.asarray(config.ratios), indexing="ij")
+    return np.asarray(
+        theory.incremental_threshold(d, r, start=config.start, finish=config.finish, log=True)
+    )
+
+
+def run(
+    config: PhaseDiagramConfig | None = None,
+    *,
+    store: str | os.PathLike | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    devices=None,
+) -> xr.Dataset:
+    """Simulate the phase diagram and measure its thresholds.
+
+    Args:
+        config: the options (default: the project defaults).
+        store: zarr store written chunk by chunk during the sweep (resumable).
+        resume: continue an interrupted store.
+        quiet: no progress bar.
+        devices: devices to shard over (default: all local devices).
+
+    Returns:
+        ``xarray.Dataset`` with DESIGN.md's schema: dims ``(depth, ratio, scale)``; variables
+        ``margin``, ``incremental``, ``status``, ``steps``, ``threshold_measured(depth, ratio)``,
+        ``threshold_theory(depth, ratio)``; attributes ``start, finish, solver, rtol, atol,
+        dtype``, versions, ``config`` (TOML) and ``created``.
+    """
+    config = config or PhaseDiagramConfig()
+    runner = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
+    axes = {"depth": config.depths, "ratio": config.ratios, "scale": config.scales}
+    ds = sweep.run(
+        runner.fn,
+        axes,
+        runner=runner,
+        store=store,
+        resume=resume,
+        seed=config.seed,
+        config=config.to_toml(),
+        quiet=quiet,
+        desc="phase diagram",
+    )
+    margins = ds["margin"].values
+    log_measured, refine_status = measured_thresholds(config, margins, runner)
+    log_theory = theory_thresholds(config)
+    ds["incremental"] = (ds["margin"] >= 0) & (ds["status"] == status.OK)
+    ds["status"] = ds["status"].astype(np.int8)
+    ds["steps"] = ds["steps"].astype(np.int32)
+    ds["threshold_measured"] = (("depth", "ratio"), np.exp(log_measured))
+    ds["threshold_theory"] = (("depth", "ratio"), np.exp(log_theory))
+    ds["threshold_measured"].attrs["refine_status"] = int(refine_status.max())
+    ds["margin"].attrs.update(long_name="T_j(start) - T_i(finish)", units="flow time (c = 1)")
+    ds["scale"].attrs.update(long_name="sigma0 / sigma*_j")
+    ds["ratio"].attrs.update(long_name="sigma*_i / sigma*_j")
+    ds.attrs.update(
+        start=config.start,
+        finish=config.finish,
+        solver=config.solver,
+        rtol=config.rtol,
+        atol=config.atol,
+        model="toy",
+    )
+    # Log-threshold agreement, also where the plain value underflows (kept for reports).
+    ds.attrs["max_log_threshold_error"] = float(np.nanmax(threshold_log_error_arrays(log_measured, log_theory), initial=0.0))
+    return ds
+
+
+def threshold_log_error_arrays(log_measured: np.ndarray, log_theory: np.ndarray) -> np.ndarray:
+    """``|ln measured - ln theory| / max(1, |ln theory|)``; 0 where both say "no threshold"."""
+    both_none = np.isneginf(log_measured) & np.isneginf(log_theory)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(log_measured - log_theory) / np.maximum(1.0, np.abs(log_theory))
+    return np.where(both_none, 0.0, np.where(np.isnan(err), np.inf, err))
+
+
+def threshold_log_error(ds: xr.Dataset) -> xr.DataArray:
+    """Relative log error of the measured thresholds against theory, per (depth, ratio)."""
+    with np.errstate(divide="ignore"):
+        lm = np.log(ds["threshold_measured"].values)
+        lt = np.log(ds["threshold_theory"].values)
+    return xr.DataArray(threshold_log_error_arrays(lm, lt), dims=("depth", "ratio"),
+                        coords={"depth": ds["depth"], "ratio": ds["ratio"]})
+
+
+def fitted_slopes(ds: xr.Dataset, max_excess: float = 0.2) -> dict[float, float]:
+    """Log-log slope of the measured threshold against ``ratio - 1`` for ``ratio - 1 <= max_excess``.
+
+    Theory: ``N/(N-2)`` as r -> 1 for N > 2 (polynomial); for N = 2 the threshold is
+    exponentially small and the slope grows without bound.
+    """
+    slopes = {}
+    excess = ds["ratio"].values - 1.0
+    for depth in ds["depth"].values:
+        th = ds["threshold_measured"].sel(depth=depth).values
+        keep = (excess <= max_excess) & (th > 0)
+        if keep.sum() >= 2:
+            slopes[float(depth)] = float(np.polyfit(np.log(excess[keep]), np.log(th[keep]), 1)[0])
+    return slopes
+
+
+def summary_table(ds: xr.Dataset, ratios: Sequence[float] | None = None) -> str:
+    """A short text table of measured against theory thresholds, and the fitted slopes."""
+    r_all = ds["ratio"].values
+    if ratios is None:
+        picks = np.unique(np.linspace(0, r_all.size - 1, min(4, r_all.size)).round().astype(int))
+        ratios = r_all[picks]
+    err = threshold_log_error(ds)
+    slopes = fitted_slopes(ds)
+    lines = ["depth   ratio     measured      theory        log-err   slope(r->1)  theory-slope"]
+    for depth in ds["depth"].values:
+        for k, r in enumerate(ratios):
+            m = ds["threshold_measured"].sel(depth=depth, ratio=r).item()
+            t = ds["threshold_theory"].sel(depth=depth, ratio=r).item()
+            e = err.sel(depth=depth, ratio=r).item()
+            slope = slopes.get(float(depth), float("nan")) if k == 0 else float("nan")
+            ts = depth / (depth - 2) if (k == 0 and depth > 2 and np.isfinite(depth)) else (1.0 if (k == 0 and np.isinf(depth)) else float("nan"))
+            s_txt = f"{slope:10.3f}" if np.isfinite(slope) else " " * 10
+            t_txt = f"{ts:10.3f}" if np.isfinite(ts) else " " * 10
+            lines.append(f"{depth:<7g} {r:<9.4g} {m:<13.4e} {t:<13.4e} {e:<9.1e} {s_txt}   {t_txt}")
+    lines.append(f"worst log error over all (depth, ratio): {float(err.max()):.2e}  (tolerance 1e-5)")
+    return "\n".join(lines)

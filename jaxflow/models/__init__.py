@@ -1,0 +1,3 @@
+"""Model families: pure functions of parameters, one file per family."""
+
+from jaxflow.models import toy as toy

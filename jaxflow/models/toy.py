@@ -1,0 +1,188 @@
+"""The depth-N toy model of Gissin et al. (2020), section 2 of PAPER.md.
+
+Two views of the same model:
+
+* **Reduced flow.** One value per coordinate, ``sigma_i``, following the decoupled ODEs
+
+      d sigma/dt = c * sigma^(2 - 2/N) * (sigma* - sigma)
+
+  for any real depth ``N >= 1`` or ``N = inf`` (then ``d sigma/dt = c sigma^2 (sigma* - sigma)``).
+  jaxflow integrates it in the log state ``x = ln sigma``, where the long plateau of a tiny
+  initialization is a straight line and relative accuracy comes for free:
+
+      dx/dt = c * exp((1 - 2/N) x) * (sigma* - exp(x)).
+
+  This vector field is written by hand: it *is* the object of study (and the factor-level model
+  below checks it through ``jax.grad``).
+
+* **Factor-level model.** ``N`` distinct scalar factors per coordinate, ``sigma_i = prod_j w_ij``
+  (with signed targets: ``sigma_i = prod_j w+_ij - prod_j w-_ij``), loss
+  ``L(w) = 1/(2 N^2) sum_i (sigma*_i - sigma_i)^2`` (the PAPER.md loss). Its gradient flow comes
+  from ``jax.grad``. From a balanced start (every factor ``sigma0^(1/N)``) every factor stays
+  equal and ``sigma_i`` follows the reduced flow with time scale ``c = 1/N`` (PAPER.md: a shared
+  weight gives ``c = 1``, N distinct factors with loss ``1/2||.||^2`` give ``c = N``; the extra
+  ``1/N^2`` here gives ``1/N``). See :func:`factor_time_scale`.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxflow.models import toy
+    >>> x = jnp.log(jnp.array([1e-3, 1e-3]))
+    >>> dx = toy.reduced_vector_field(x, toy.ToyArgs(depth=3.0, targets=jnp.array([2.0, 1.0])))
+    >>> [round(float(v), 4) for v in dx]
+    [0.2, 0.0999]
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+
+# exp() of more than ~709 overflows float64. A trial stage of an explicit solver can wander far
+# outside the true solution's range (Tsit5's stages reach ~30 step lengths away); an infinite
+# stage makes diffrax's PID controller produce a NaN step and reject every later step
+# (shared/notes/engineering.md section 1.5). Clamping keeps the field finite for every finite
+# state and leaves it unchanged on every state a trajectory can visit (sigma0 <= sigma <= sigma*
+# up to the overshoot margin below).
+_MAX_EXPONENT = 600.0
+_OVERSHOOT = 10.0  # states are clamped at ln(max sigma*) + 10, i.e. sigma <= 2.2e4 sigma*
+
+
+class ToyArgs(NamedTuple):
+    """Arguments of the reduced toy flow.
+
+    Attributes:
+        depth: real depth ``N >= 1`` (``jnp.inf`` allowed); a traced scalar, so sweeping it
+            never recompiles.
+        targets: ``sigma*_i > 0``, shape ``(d,)``.
+        time_scale: the constant ``c`` multiplying the vector field (1 = PAPER.md convention).
+    """
+
+    depth: Float[ArrayLike, ""]
+    targets: Float[ArrayLike, " d"]
+    time_scale: Float[ArrayLike, ""] = 1.0
+
+
+def _growth_exponent(depth):
+    # 1 - 2/N, which is 1 for N = inf (2/inf = 0 in IEEE arithmetic, so no special case).
+    return 1.0 - 2.0 / depth
+
+
+def reduced_vector_field(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float[Array, " d"]:
+    """d(ln sigma)/dt of the reduced toy flow, for every coordinate.
+
+    Args:
+        log_sigma: ``x = ln sigma``, shape ``(d,)``.
+        args: :class:`ToyArgs` (depth, targets, time scale).
+
+    Returns:
+        ``c * exp((1 - 2/N) x) * (sigma* - exp(x))``, finite for every finite ``x``.
+    """
+    depth = jnp.asarray(args.depth)
+    targets = jnp.asarray(args.targets)
+    log_sigma = jnp.minimum(log_sigma, jnp.log(jnp.max(jnp.abs(targets))) + _OVERSHOOT)
+    exponent = jnp.minimum(_growth_exponent(depth) * log_sigma, _MAX_EXPONENT)
+    sigma = jnp.exp(log_sigma)
+    return args.time_scale * jnp.exp(exponent) * (targets - sigma)
+
+
+def reduced_speed(log_sigma: Float[Array, " d"], velocity, args: ToyArgs) -> Float[Array, ""]:
+    """Time reparametrization for :func:`jaxflow.flow.solve` (``time=reduced_speed``).
+
+    ``s = max_i c exp((1 - 2/N) x_i) sigma*_i``: the vector field without its vanishing factor
+    ``(1 - sigma/sigma*)``. In ``tau`` every coordinate then moves at speed about 1 in ``ln sigma``
+    along its plateau (steps independent of how small sigma0 is), and approaches its target as a
+    smooth exponential, not at unit speed into a kink as plain log-arclength does; that removes
+    most rejected steps near the end. Uses the vector field's form only, never its solution.
+    """
+    del velocity
+    depth = jnp.asarray(args.depth)
+    targets = jnp.asarray(args.targets)
+    log_sigma = jnp.minimum(log_sigma, jnp.log(jnp.max(jnp.abs(targets))) + _OVERSHOOT)
+    exponent = jnp.minimum(_growth_exponent(depth) * log_sigma, _MAX_EXPONENT)
+    return jnp.max(args.time_scale * jnp.exp(exponent) * jnp.abs(targets))
+
+
+def reduced_modes(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float[Array, " d"]:
+    """The tracked values of the reduced flow: ``sigma_i = exp(x_i)``."""
+    del args
+    return jnp.exp(log_sigma)
+
+
+def reduced_init(scale: Float[ArrayLike, ""], num_coords: int) -> Float[Array, " d"]:
+    """Balanced identical start ``sigma_i(0) = scale`` in the log state ``x = ln scale``."""
+    return jnp.full((num_coords,), jnp.log(jnp.asarray(scale, dtype=float)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Factor-level model
+# ---------------------------------------------------------------------------------------------
+
+
+def factor_time_scale(depth: int) -> float:
+    """Time scale ``c`` of the factor-level model's balanced flow against the reduced flow.
+
+    With N distinct factors and the PAPER.md loss ``1/(2N^2) ||sigma* - sigma||^2``, a balanced
+    start follows ``d sigma/dt = (1/N) sigma^(2-2/N) (sigma* - sigma)``: ``c = 1/N``.
+
+    >>> factor_time_scale(4)
+    0.25
+    """
+    return 1.0 / depth
+
+
+def factor_init(
+    key: jax.Array | None,
+    scale: Float[ArrayLike, ""],
+    depth: int,
+    num_coords: int,
+    *,
+    balanced: bool = True,
+    signed: bool = False,
+) -> dict[str, Float[Array, "d N"]]:
+    """Initial factors of the factor-level model.
+
+    Args:
+        key: PRNG key for the unbalanced (random) start; ignored when ``balanced``.
+        scale: ``sigma0``. Balanced: every factor equals ``sigma0^(1/N)``, so ``sigma_i(0) =
+            sigma0`` (or 0 with ``signed``, where ``w+ = w-``). Unbalanced: i.i.d. Gaussian
+            factors with standard deviation ``sigma0^(1/N)``.
+        depth: number of factors ``N`` per coordinate (a static int: it fixes the shapes).
+        num_coords: number of coordinates ``d``.
+        balanced: balanced identical start (True) or Gaussian random start (False).
+        signed: add a second product ``w-`` so that negative targets can be reached.
+
+    Returns:
+        ``{"plus": (d, N)}``, and ``"minus"`` when ``signed``.
+
+    >>> p = factor_init(None, 1e-4, depth=4, num_coords=2)
+    >>> [round(float(v), 8) for v in factor_values(p)]
+    [0.0001, 0.0001]
+    """
+    if int(depth) != depth or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1 for the factor-level model, got {depth}")
+    factor = jnp.asarray(scale, dtype=float) ** (1.0 / depth)
+    names = ("plus", "minus") if signed else ("plus",)
+    if balanced:
+        return {n: jnp.full((num_coords, depth), factor) for n in names}
+    if key is None:
+        raise ValueError("key is required for the unbalanced (random Gaussian) initialization")
+    keys = jax.random.split(key, len(names))
+    return {n: factor * jax.random.normal(k, (num_coords, depth)) for n, k in zip(names, keys)}
+
+
+def factor_values(params: dict[str, Float[Array, "d N"]], args=None) -> Float[Array, " d"]:
+    """``sigma_i = prod_j w+_ij (- prod_j w-_ij)``: the modes of the factor-level model."""
+    del args
+    values = jnp.prod(params["plus"], axis=-1)
+    if "minus" in params:
+        values = values - jnp.prod(params["minus"], axis=-1)
+    return values
+
+
+def factor_loss(params: dict[str, Float[Array, "d N"]], targets: Float[ArrayLike, " d"]):
+    """PAPER.md loss ``1/(2 N^2) sum_i (sigma*_i - sigma_i)^2`` (c = 1/N for the flow)."""
+    depth = params["plus"].shape[-1]
+    residual = jnp.asarray(targets) - factor_values(params)
+    return 0.5 * jnp.sum(residual**2) / depth**2

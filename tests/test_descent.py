@@ -1,0 +1,404 @@
+"""Tests of jaxflow.descent: gradient descent through optax + lax.scan.
+
+The oracle is a self-contained depth-N factor model: params w of shape (d, N), sigma_i = prod_j
+w_ij, loss = 1/(2 N^2) sum_i (sigma*_i - sigma_i)^2. On a balanced init (w_ij = sigma0^(1/N)) its
+gradient flow keeps the factors equal and gives
+
+    d sigma/dt = (1/N) sigma^(2 - 2/N) (sigma* - sigma),
+
+i.e. the reduced c = 1 flow of PAPER.md section 2 run at speed c = 1/N (N distinct factors with
+the 1/(2 N^2) loss; the shared-weight model w^N has c = 1). So GD is compared with the reduced
+flow with ``time_scale = N``: reduced time = learning_rate * step / N.
+"""
+
+import doctest
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy.integrate import solve_ivp
+
+import jaxflow.descent
+from jaxflow.descent import DescentTrajectory, gradient_descent
+from jaxflow.status import DIVERGED, NONFINITE, OK
+
+
+# ----------------------------------------------------------------------------------------------
+# The toy model (module-level functions: the same objects reuse the compiled program)
+
+SSTAR = np.array([1.0, 0.5])
+
+
+def factor_loss(w, sstar):
+    n = w.shape[1]
+    return jnp.sum((sstar - jnp.prod(w, axis=1)) ** 2) / (2.0 * n * n)
+
+
+def factor_modes(w, sstar):
+    return jnp.prod(w, axis=1)
+
+
+def balanced_init(depth, sigma0, d=2):
+    return jnp.full((d, depth), sigma0 ** (1.0 / depth))
+
+
+def logistic(sstar, sigma0, t):
+    """Closed form of d sigma/dt = sigma (sigma* - sigma) (N = 2, c = 1)."""
+    return sstar / (1.0 + (sstar / sigma0 - 1.0) * np.exp(-sstar * t))
+
+
+def logistic_time(sstar, sigma0, sigma):
+    return np.log(sigma * (sstar - sigma0) / (sigma0 * (sstar - sigma))) / sstar
+
+
+def reference_flow(depth, sstar, sigma0, t_end):
+    """scipy reference of the reduced flow: sigma(t_end) and the event times sigma = f sigma*."""
+    p = 2.0 - 2.0 / depth
+    fractions = (0.1, 0.5, 0.9)
+    events = [(lambda t, y, f=f: y[0] - f * sstar) for f in fractions]
+    sol = solve_ivp(
+        lambda t, y: y ** p * (sstar - y),
+        (0.0, t_end),
+        [sigma0],
+        method="DOP853",
+        rtol=1e-12,
+        atol=1e-300,
+        events=events,
+    )
+    times = [ev[0] if len(ev) else np.inf for ev in sol.t_events]
+    return sol.y[0, -1], np.array(times)
+
+
+def run_lanes(depth, sigma0, learning_rates, num_steps, save_every):
+    w0 = balanced_init(depth, sigma0)
+    sstar = jnp.asarray(SSTAR)
+    return jax.vmap(
+        lambda lr: gradient_descent(
+            factor_loss,
+            w0,
+            learning_rate=lr,
+            num_steps=num_steps,
+            save_every=save_every,
+            args=sstar,
+            modes=factor_modes,
+            targets=sstar,
+            time_scale=float(depth),
+        )
+    )(jnp.asarray(learning_rates))
+
+
+# Order runs: three lanes with rates 4 eta, 2 eta, eta, all reaching reduced time T at saves
+# 1, 2 and 4 of a K-step run saved every K/4 steps: one compiled program per depth.
+K = 1600
+ORDER_CASES = {2: (0.01, 6.0), 3: (0.04, 8.0)}  # depth: (sigma0, T)
+
+
+def order_run(depth):
+    sigma0, t_end = ORDER_CASES[depth]
+    lrs = np.array([4.0, 2.0, 1.0]) * depth * t_end / K
+    return lrs, run_lanes(depth, sigma0, lrs, K, K // 4)
+
+
+def sigma_at_t(traj, t_end):
+    saves = [1, 2, 4]
+    times = np.array([traj.times[lane, s] for lane, s in enumerate(saves)])
+    np.testing.assert_allclose(times, t_end, rtol=1e-14)
+    return np.array([traj.modes[lane, s] for lane, s in enumerate(saves)])  # (3 lanes, M)
+
+
+def measured_orders(errors):
+    errors = np.asarray(errors)
+    return np.log2(errors[:-1] / errors[1:])
+
+
+# ----------------------------------------------------------------------------------------------
+# Convergence to the gradient flow
+
+
+def test_first_order_in_learning_rate_depth2_closed_form():
+    _, traj = order_run(2)
+    sigma0, t_end = ORDER_CASES[2]
+    exact = logistic(SSTAR, sigma0, t_end)
+    errors = np.abs(sigma_at_t(traj, t_end) - exact).max(axis=1)
+    assert errors[-1] < 1e-3
+    orders = measured_orders(errors)
+    assert np.all((orders > 0.8) & (orders < 1.2)), (errors, orders)
+
+
+def test_first_order_in_learning_rate_depth3_solve_ivp():
+    _, traj = order_run(3)
+    sigma0, t_end = ORDER_CASES[3]
+    exact = np.array([reference_flow(3, s, sigma0, t_end)[0] for s in SSTAR])
+    errors = np.abs(sigma_at_t(traj, t_end) - exact).max(axis=1)
+    assert errors[-1] < 1e-3
+    orders = measured_orders(errors)
+    assert np.all((orders > 0.8) & (orders < 1.2)), (errors, orders)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_learning_times_match_flow(depth):
+    lrs, traj = order_run(depth)
+    sigma0, _ = ORDER_CASES[depth]
+    fractions = np.array([0.1, 0.5, 0.9])
+    if depth == 2:
+        exact = np.array([logistic_time(s, sigma0, fractions * s) for s in SSTAR])
+    else:
+        exact = np.array([reference_flow(3, s, sigma0, 1e3)[1] for s in SSTAR])
+    steps = np.asarray(traj.learning_steps)
+    assert steps.dtype == np.int32
+    for lane, lr in enumerate(lrs):
+        t_run = lr * K / depth  # reduced time reached at the end of this lane
+        reached = exact < t_run - lr
+        assert np.all(steps[lane][reached] >= 0)
+        measured = np.asarray(traj.learning_times[lane])
+        found = steps[lane] >= 0
+        np.testing.assert_allclose(measured[found], lr * steps[lane][found] / depth, rtol=1e-14)
+        # O(lr) agreement with the exact learning times: measured |dT| / lr in 0.06..0.82 (GD
+        # lags slightly, plus rounding up to the next step, up to lr / depth).
+        assert np.all(np.abs(measured[reached] - exact[reached]) < lr), (lane, measured, exact)
+        # never reached -> -1 / inf
+        assert np.all((steps[lane] >= 0) | np.isinf(measured))
+        assert np.all(np.isinf(measured[steps[lane] < 0]))
+
+
+def test_learning_steps_checked_after_every_step():
+    """The running record finds the exact first step, not the first save after it."""
+    sstar = jnp.asarray(SSTAR)
+    w0 = balanced_init(2, 0.01)
+    kw = dict(learning_rate=0.03, num_steps=K, args=sstar, modes=factor_modes, targets=sstar,
+              time_scale=2.0)
+    every = gradient_descent(factor_loss, w0, save_every=1, **kw)
+    coarse = gradient_descent(factor_loss, w0, save_every=K // 4, **kw)
+    ratio = np.asarray(every.modes) / SSTAR  # (K + 1, M), row k = step k
+    for i in range(2):
+        for j, f in enumerate((0.1, 0.5, 0.9)):
+            hits = np.nonzero(ratio[:, i] >= f)[0]
+            expected = hits[0] if hits.size else -1
+            assert int(every.learning_steps[i, j]) == expected
+            assert int(coarse.learning_steps[i, j]) == expected
+    assert np.any(np.asarray(coarse.learning_steps) % (K // 4) != 0)
+    assert every.times.shape == (K + 1,) and coarse.times.shape == (5,)
+    np.testing.assert_allclose(coarse.times, 0.03 * np.arange(0, K + 1, K // 4) / 2.0, rtol=1e-14)
+    np.testing.assert_allclose(coarse.loss, every.loss[:: K // 4], rtol=1e-13)
+
+
+def test_zero_target_and_initial_point():
+    """Zero targets are never reached; a mode already past a fraction counts at step 0."""
+    sstar = jnp.asarray(SSTAR)
+    w0 = balanced_init(2, 0.01).at[1].set(0.6 ** 0.5)  # mode 1 starts at 0.6 / 0.5 > 0.9 sigma*
+    traj = gradient_descent(factor_loss, w0, learning_rate=0.03, num_steps=100, save_every=10,
+                            args=sstar, modes=factor_modes, targets=jnp.array([0.0, 0.5]))
+    assert np.all(np.asarray(traj.learning_steps[0]) == -1)
+    assert np.all(np.isinf(traj.learning_times[0]))
+    assert np.all(np.asarray(traj.learning_steps[1]) == 0)
+    assert np.all(np.asarray(traj.learning_times[1]) == 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Divergence and status
+
+
+def test_divergence_freezes_one_lane_only():
+    lrs = jnp.array([0.01, 0.02, 1e3, 1e6])
+    traj = run_lanes(2, 0.01, lrs, 400, 50)
+    assert traj.status.dtype == jnp.int8 and traj.diverged_step.dtype == jnp.int32
+    np.testing.assert_array_equal(traj.status, [OK, OK, DIVERGED, DIVERGED])
+    div = np.asarray(traj.diverged_step)
+    np.testing.assert_array_equal(div[:2], [-1, -1])
+    assert np.all((div[2:] >= 1) & (div[2:] <= 400))
+    np.testing.assert_array_equal(traj.steps, [400, 400, div[2] - 1, div[3] - 1])
+    assert np.all(np.isfinite(traj.final_params))
+    assert np.all(np.isfinite(traj.loss)) and np.all(np.isfinite(traj.modes))
+    # the frozen lane keeps its last good state: the saved records stop changing
+    assert np.all(np.asarray(traj.loss[2, 1:]) == np.asarray(traj.loss[2, -1]))
+    # the good lanes equal separate runs
+    for lane in range(2):
+        single = gradient_descent(factor_loss, balanced_init(2, 0.01), learning_rate=lrs[lane],
+                                  num_steps=400, save_every=50, args=jnp.asarray(SSTAR),
+                                  modes=factor_modes, targets=jnp.asarray(SSTAR), time_scale=2.0)
+        np.testing.assert_allclose(traj.modes[lane], single.modes, rtol=1e-13)
+        np.testing.assert_allclose(traj.final_params[lane], single.final_params, rtol=1e-13)
+
+
+def test_loss_bound():
+    sstar = jnp.asarray(SSTAR)
+    w0 = balanced_init(2, 0.01)
+    traj = gradient_descent(factor_loss, w0, learning_rate=0.03, num_steps=100, args=sstar,
+                            loss_bound=1e-3)  # the initial loss (~0.16) is already too large
+    assert int(traj.status) == DIVERGED and int(traj.diverged_step) == 0
+    assert int(traj.steps) == 0
+    np.testing.assert_array_equal(traj.final_params, w0)
+
+
+def sqrt_loss(w, args):
+    return jnp.sum(jnp.sqrt(jnp.abs(w)))
+
+
+def test_nonfinite_params():
+    # The gradient of sqrt|w| at w = 0 is NaN: the first update makes the parameters NaN.
+    traj = gradient_descent(sqrt_loss, jnp.array([0.0, 1.0]), learning_rate=0.1, num_steps=10)
+    assert int(traj.status) == NONFINITE and int(traj.diverged_step) == 1
+    assert int(traj.steps) == 0
+    np.testing.assert_array_equal(traj.final_params, [0.0, 1.0])
+    # non-finite initial parameters: NONFINITE at step 0
+    traj = gradient_descent(sqrt_loss, jnp.array([1.0, jnp.nan]), learning_rate=0.1, num_steps=10)
+    assert int(traj.status) == NONFINITE and int(traj.diverged_step) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Compilation, jit and vmap
+
+
+def test_no_retrace_under_jit():
+    traces = 0
+    sstar = jnp.asarray(SSTAR)
+
+    @jax.jit
+    def run(lr, w0):
+        nonlocal traces
+        traces += 1
+        return gradient_descent(factor_loss, w0, learning_rate=lr, num_steps=100, save_every=10,
+                                args=sstar, modes=factor_modes, targets=sstar, time_scale=2.0)
+
+    results = [
+        run(jnp.asarray(lr), balanced_init(2, s0))
+        for lr, s0 in [(0.01, 0.01), (0.02, 0.01), (0.05, 0.1), (0.3, 1e-4)]
+    ]
+    assert traces == 1
+    assert len({float(r.loss[-1]) for r in results}) == 4
+
+
+def test_no_recompile_eager_calls():
+    """Python floats given eagerly are turned into arrays: new values reuse the program."""
+    calls = 0
+
+    def counting_loss(w, args):
+        nonlocal calls
+        calls += 1
+        return jnp.sum((1.0 - w) ** 2)
+
+    first = gradient_descent(counting_loss, jnp.full((3,), 0.5), learning_rate=0.1, num_steps=20,
+                             save_every=5)
+    traced = calls
+    assert traced > 0
+    for lr, w0, bound, scale in [(0.2, 0.1, 1e6, 2.0), (0.05, 2.0, 1e12, 1.0)]:
+        again = gradient_descent(counting_loss, jnp.full((3,), w0), learning_rate=lr, num_steps=20,
+                                 save_every=5, loss_bound=bound, time_scale=scale)
+        assert calls == traced
+        assert not np.array_equal(again.loss, first.loss)
+
+
+def test_vmap_equals_separate_runs():
+    lrs = np.geomspace(0.005, 0.2, 8)
+    sigma0s = np.geomspace(1e-3, 0.3, 8)
+    sstar = jnp.asarray(SSTAR)
+
+    def one(lr, s0):
+        return gradient_descent(factor_loss, balanced_init(2, s0), learning_rate=lr, num_steps=400,
+                                save_every=50, args=sstar, modes=factor_modes, targets=sstar,
+                                time_scale=2.0)
+
+    batched = jax.vmap(one)(jnp.asarray(lrs), jnp.asarray(sigma0s))
+    assert isinstance(batched, DescentTrajectory)
+    assert batched.modes.shape == (8, 9, 2) and batched.learning_steps.shape == (8, 2, 3)
+    for i in range(8):
+        single = one(jnp.asarray(lrs[i]), jnp.asarray(sigma0s[i]))
+        for name in ("times", "modes", "loss", "learning_times", "final_params"):
+            # equal up to rounding (vectorized code may round differently)
+            np.testing.assert_allclose(getattr(batched, name)[i], getattr(single, name),
+                                       rtol=1e-10, atol=1e-20, err_msg=name)
+        for name in ("learning_steps", "status", "diverged_step", "steps"):
+            np.testing.assert_array_equal(getattr(batched, name)[i], getattr(single, name))
+
+
+def test_optimizer_factories():
+    sstar = jnp.asarray(SSTAR)
+    w0 = balanced_init(2, 0.01)
+    kw = dict(learning_rate=0.03, num_steps=100, save_every=10, args=sstar)
+    plain = gradient_descent(factor_loss, w0, **kw)
+    injected = gradient_descent(factor_loss, w0, optimizer=optax.inject_hyperparams(optax.sgd),
+                                **kw)
+    np.testing.assert_allclose(injected.loss, plain.loss, rtol=1e-14)
+    heavy = gradient_descent(factor_loss, w0, optimizer=lambda lr: optax.sgd(lr, momentum=0.9),
+                             **kw)
+    assert int(heavy.status) == OK and heavy.loss[-1] < plain.loss[-1]
+
+
+def test_float32_params():
+    w0 = balanced_init(2, 0.01).astype(jnp.float32)
+    sstar = jnp.asarray(SSTAR, jnp.float32)
+    traj = gradient_descent(factor_loss, w0, learning_rate=0.03, num_steps=100, save_every=10,
+                            args=sstar, modes=factor_modes, targets=sstar)
+    assert traj.final_params.dtype == jnp.float32 and traj.loss.dtype == jnp.float32
+    assert traj.times.dtype == jnp.float32
+
+
+def test_docstring_example():
+    result = doctest.testmod(jaxflow.descent, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: one test per rule
+
+
+def call(**overrides):
+    kw = dict(learning_rate=0.1, num_steps=10, save_every=1)
+    kw.update(overrides)
+    return gradient_descent(sqrt_loss, jnp.array([1.0]), **kw)
+
+
+@pytest.mark.parametrize("lr", [0.0, -0.1, math.nan, math.inf])
+def test_bad_learning_rate(lr):
+    with pytest.raises(ValueError, match=r"learning_rate must be in \(0, inf\)"):
+        call(learning_rate=lr)
+
+
+def test_learning_rate_must_be_scalar():
+    with pytest.raises(ValueError, match="learning_rate must be a scalar.*vmap"):
+        call(learning_rate=jnp.array([0.1, 0.2]))
+
+
+@pytest.mark.parametrize("n", [0, -5])
+def test_bad_num_steps(n):
+    with pytest.raises(ValueError, match="num_steps must be an int >= 1"):
+        call(num_steps=n)
+
+
+def test_bad_save_every():
+    with pytest.raises(ValueError, match="save_every must be an int >= 1"):
+        call(save_every=0)
+
+
+def test_num_steps_multiple_of_save_every():
+    message = r"num_steps \(10\) must be a multiple of save_every \(3\)"
+    with pytest.raises(ValueError, match=message):
+        call(save_every=3)
+
+
+@pytest.mark.parametrize("fractions", [(0.0, 0.5), (0.5, 1.0), (1.5,), (-0.1, 0.2)])
+def test_fractions_in_unit_interval(fractions):
+    with pytest.raises(ValueError, match=r"fractions must all lie in the open interval \(0, 1\)"):
+        call(fractions=fractions)
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.1), (0.1, 0.5, 0.5)])
+def test_fractions_increasing(fractions):
+    with pytest.raises(ValueError, match="fractions must be strictly increasing"):
+        call(fractions=fractions)
+
+
+def test_bad_loss_bound_and_time_scale():
+    with pytest.raises(ValueError, match=r"loss_bound must be in \(0, inf\]"):
+        call(loss_bound=0.0)
+    with pytest.raises(ValueError, match=r"time_scale must be in \(0, inf\)"):
+        call(time_scale=-1.0)
+
+
+def test_targets_shape_must_match_modes():
+    with pytest.raises(ValueError, match=r"targets must have the shape \(M,\) = \(2,\)"):
+        gradient_descent(factor_loss, balanced_init(2, 0.1), learning_rate=0.1, num_steps=10,
+                         args=jnp.asarray(SSTAR), modes=factor_modes, targets=jnp.ones(3))
