@@ -78,19 +78,21 @@ _THRESHOLD_ITERS = 200
 # Validation
 
 
-def _require(name: str, allowed: str, ok, *args) -> Bool[Array, "..."]:
+def _is_traced(*args) -> bool:
+    return any(isinstance(a, jax.core.Tracer) for a in args)
+
+
+def _require(name: str, allowed: str, ok, *args):
     """The lanes where ``ok(*args)`` holds; raise if the arguments are concrete and one fails.
 
     ``ok`` uses comparisons only, so NaN always fails, and it works on numpy and jax arrays.
     The first of ``args`` is the argument named in the message.
     """
-    if not any(isinstance(a, jax.core.Tracer) for a in args):
-        concrete = [np.asarray(a, dtype=np.float64) for a in args]
-        good = np.asarray(ok(*concrete))
-        if not good.all():
-            bad = np.broadcast_to(concrete[0], good.shape)[~good].ravel()[0]
-            raise ValueError(f"{name} must be {allowed}; got {bad!r}")
-    return ok(*args)
+    good = ok(*args)
+    if not _is_traced(*args) and not np.all(good):
+        bad = np.broadcast_to(args[0], np.shape(good))[~good].ravel()[0]
+        raise ValueError(f"{name} must be {allowed}; got {bad!r}")
+    return good
 
 
 def _check_depth(depth):
@@ -107,8 +109,32 @@ def _check_pair(ratio, start, finish):
     )
 
 
-def _as_f64(*args) -> list[Float[Array, "..."]]:
-    return list(jnp.broadcast_arrays(*(jnp.asarray(a, dtype=jnp.float64) for a in args)))
+def _as_f64(*args) -> list:
+    """float64 arrays of one broadcast shape: numpy when all are concrete (validation then
+    costs no compilation), jax otherwise."""
+    if _is_traced(*args):
+        return jnp.broadcast_arrays(*(jnp.asarray(a, dtype=jnp.float64) for a in args))
+    return np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))
+
+
+def _dispatch(core, valid, *args) -> Float[Array, "..."]:
+    """Run a jitted core. Concrete calls go flat and padded to 16, 64, 256, ... lanes, so that
+    a notebook (or a test suite) compiles once per size class rather than once per shape; the
+    padding lanes are invalid, hence cleaned, and dropped. Traced calls pass straight through.
+    """
+    if _is_traced(valid, *args):
+        return core(valid, *args)
+    shape = np.shape(valid)
+    size = int(np.prod(shape))
+    lanes = 16
+    while lanes < size:
+        lanes *= 4
+
+    def pad(a, fill):
+        return np.pad(np.ravel(a), (0, lanes - size), constant_values=fill)
+
+    out = core(pad(valid, False), *(pad(a, 1.0) for a in args))
+    return (out if size == lanes else out[:size]).reshape(shape)
 
 
 def _clean(valid, args, safe):
@@ -214,15 +240,29 @@ def _g_lower(q, lo: _Point, hi: _Point):
     return jnp.sum(_power_difference(e, log_a, log_b), axis=-1)
 
 
+_PARTIAL_SUMS = np.triu(np.ones((_TERMS - 1, _TERMS - 1)))
+
+
+def _binomial_series(p):
+    """c_k = (p)_k / k! for k = 1.._TERMS, as p prod_{j=2}^{k} (p + j - 1)/j.
+
+    The products are sums of logarithms taken by one matrix product: a cumulative product
+    compiles several times slower, and every factor here is >= 1/j > 0, so the logs are finite
+    (also at p = 0, N = 1).
+    """
+    j = jnp.arange(2, _TERMS + 1, dtype=jnp.float64)
+    log_factors = jnp.log((p[..., None] + (j - 1.0)) / j)
+    rest = jnp.exp(log_factors @ _PARTIAL_SUMS)
+    return p[..., None] * jnp.concatenate([jnp.ones_like(p)[..., None], rest], axis=-1)
+
+
 def _g_upper(q, lo: _Point, hi: _Point):
     """The part of G over [max(u0, 1/2), max(u1, 1/2)], in v = 1 - u:
     ln(va/vb) + sum_k c_k (va^k - vb^k)/k, c_k = (p)_k / k!."""
     log_va = jnp.minimum(lo.log_v, _LOG_HALF)
     log_vb = jnp.minimum(hi.log_v, _LOG_HALF)
     k = jnp.arange(1, _TERMS + 1, dtype=jnp.float64)
-    p = (1.0 - q)[..., None]
-    c = jnp.cumprod((p + k - 1.0) / k, axis=-1)
-    terms = c * _power_difference(k, log_vb[..., None], log_va[..., None])
+    terms = _binomial_series(1.0 - q) * _power_difference(k, log_vb[..., None], log_va[..., None])
     return (log_va - log_vb) + jnp.sum(terms, axis=-1)
 
 
@@ -291,7 +331,7 @@ def learning_time(
         & _require("sigma0", "in (0, sigma_star)", lambda s, a: (s > 0.0) & (s < a), sigma0, sigma_star)
         & _require("sigma", "in (0, sigma_star)", lambda s, a: (s > 0.0) & (s < a), sigma, sigma_star)
     )
-    return _learning_time(valid, depth, sigma_star, sigma0, sigma)
+    return _dispatch(_learning_time, valid, depth, sigma_star, sigma0, sigma)
 
 
 @jax.custom_jvp
@@ -311,13 +351,13 @@ def _divide_jvp(primals, tangents):
 def _invert_g(depth, start: _Point, tau):
     """The logit z of u with G(u0 -> u) = tau, by bisection in asinh(z) (no gradient).
 
-    dG/dz = u^q >= 1/2 above u = 1/2, so z = 2 (tau - G(u0 -> 1/2)) + 1 is past the root.
-    asinh spreads the bisection over both the logits near ln u0 (down to -700) and those of
-    huge times (up to 1e250), and 110 halvings of that range reach float64 resolution.
+    dG/dz = u^q lies in [1/2, 2] above u = 1/2, so G(u0 -> 1/2) >= -2 max(z0, 0) and
+    z = 2 tau + 4 max(z0, 0) + 1 is past the root. asinh spreads the bisection over both the
+    logits near ln u0 (down to -700) and those of huge times (up to 1e250), and 110 halvings
+    of that range reach float64 resolution.
     """
     z0 = start.log_u - start.log_v
-    half = _point_from_logit(jnp.zeros_like(z0))
-    z_hi = jnp.maximum(0.0, 2.0 * (tau - _g(depth, start, half))) + 1.0
+    z_hi = 2.0 * tau + 4.0 * jnp.maximum(z0, 0.0) + 1.0
 
     def bisect(_, bracket):
         lo, hi = bracket
@@ -401,7 +441,7 @@ def solution(
         & _require("sigma0", "in (0, sigma_star)", lambda s, a: (s > 0.0) & (s < a), sigma0, sigma_star)
         & _require("t", ">= 0", lambda t: t >= 0.0, t)
     )
-    return _solution(valid, depth, sigma_star, sigma0, t)
+    return _dispatch(_solution, valid, depth, sigma_star, sigma0, t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,8 +451,10 @@ def solution(
 def _margin(depth, ratio, start, finish, j0: _Point, i0: _Point):
     """T_j(start) - T_i(finish * ratio) from the two (normalized) initial points."""
     p = 1.0 - (2.0 / depth - 1.0)
-    t_j = _g(depth, j0, _Point(jnp.log(start), jnp.log1p(-start)))
-    t_i = _g(depth, i0, _Point(jnp.log(finish), jnp.log1p(-finish)))
+    # Both integrals in one call of _g, stacked on a leading axis: half the program to compile.
+    lo = _Point(jnp.stack([j0.log_u, i0.log_u]), jnp.stack([j0.log_v, i0.log_v]))
+    hi = _Point(jnp.log(jnp.stack([start, finish])), jnp.log1p(-jnp.stack([start, finish])))
+    t_j, t_i = _g(depth, lo, hi)
     return t_j - jnp.exp(-p * jnp.log(ratio)) * t_i
 
 
@@ -472,7 +514,7 @@ def incremental_margin(
         & _check_pair(ratio, start, finish)
         & _require("sigma0", "in (0, 1) (sigma*_j = 1)", lambda s: (s > 0.0) & (s < 1.0), sigma0)
     )
-    return _incremental_margin(valid, depth, ratio, sigma0, start, finish)
+    return _dispatch(_incremental_margin, valid, depth, ratio, sigma0, start, finish)
 
 
 def _logit(u):
@@ -496,7 +538,6 @@ def _log_threshold(valid, depth, ratio, start, finish):
     abs_q = jnp.abs(q)
     x_exp = jnp.where(abs_q > 0.0, _EXP_LIMIT / jnp.where(abs_q > 0.0, abs_q, 1.0), jnp.inf)
     x_lo = jnp.where(q > 0.0, -jnp.minimum(x_exp, _X_FLOOR), -jnp.minimum(x_exp, k2))
-    exists = (_margin_at(x_lo, *fixed) > 0.0) & (fixed[0] > 1.0)
 
     def bisect(_, bracket):
         lo, hi = bracket
@@ -505,6 +546,9 @@ def _log_threshold(valid, depth, ratio, start, finish):
         return jnp.where(positive, mid, lo), jnp.where(positive, hi, mid)
 
     lo, hi = jax.lax.fori_loop(0, _THRESHOLD_ITERS, bisect, (x_lo, x_hi))
+    # The margin decreases in x, so the lower end moves iff the margin is positive at x_lo:
+    # a threshold exists exactly then.
+    exists = (lo > x_lo) & (fixed[0] > 1.0)
     # One Newton step at the stopped root carries the derivatives (implicit function theorem).
     # Lanes without a threshold take a harmless point so that their unused branch stays finite.
     x_root = jnp.where(exists, 0.5 * (lo + hi), x_hi - 1.0)
@@ -557,7 +601,7 @@ def incremental_threshold(
     """
     depth, ratio, start, finish = _as_f64(depth, ratio, start, finish)
     valid = _check_depth(depth) & _check_pair(ratio, start, finish)
-    x = _log_threshold(valid, depth, ratio, start, finish)
+    x = _dispatch(_log_threshold, valid, depth, ratio, start, finish)
     return x if log else jnp.exp(x)
 
 
@@ -633,5 +677,5 @@ def threshold_asymptotic(
     """
     depth, ratio, start, finish = _as_f64(depth, ratio, start, finish)
     valid = _check_depth(depth) & _check_pair(ratio, start, finish)
-    x = _log_threshold_asymptotic(valid, depth, ratio, start, finish)
+    x = _dispatch(_log_threshold_asymptotic, valid, depth, ratio, start, finish)
     return x if log else jnp.exp(x)

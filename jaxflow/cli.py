@@ -1,0 +1,208 @@
+"""The ``jaxflow`` command.
+
+    jaxflow phase-diagram [--config FILE.toml] [--out DIR] [--depths ...] [--ratios ...]
+                          [--scales ...] [--resume] [--quiet]
+    jaxflow threshold --depth N --ratio R [--start S --finish F]
+    jaxflow info
+
+Every command prints where it wrote what, shows a progress bar on long work (on a terminal),
+and exits with status 2 and a one-line reason on bad input.
+"""
+
+import argparse
+import math
+import os
+import sys
+
+
+CACHE_ENV = "JAXFLOW_CACHE_DIR"
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def cache_dir() -> str:
+    """Persistent XLA compilation cache location (``$JAXFLOW_CACHE_DIR`` or ~/.cache/jaxflow)."""
+    default = os.path.join(os.path.expanduser("~"), ".cache", "jaxflow", "xla")
+    return os.environ.get(CACHE_ENV, default)
+
+
+def enable_compilation_cache() -> str:
+    """Turn on JAX's persistent compilation cache: a second run skips XLA compilation."""
+    import jax
+
+    path = cache_dir()
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return ""  # an unwritable home only costs compile time
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    """Parse ``1,2,inf`` / ``1 2 3`` / ``MIN:MAX:NUM`` (log-spaced) into floats."""
+    import numpy as np
+
+    text = text.strip()
+    try:
+        if ":" in text:
+            lo, hi, num = text.split(":")
+            lo, hi, n = float(lo), float(hi), int(num)
+            if not (lo > 0 and hi > 0 and n >= 1):
+                raise ValueError
+            return [float(v) for v in np.geomspace(lo, hi, n)]
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise CliError(
+            f"{option}: expected numbers like '1,2,inf' or MIN:MAX:NUM (log-spaced), got {text!r}"
+        ) from None
+    if not values:
+        raise CliError(f"{option}: must not be empty")
+    return values
+
+
+def _check_out_dir(out: str) -> None:
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, ".jaxflow-write-test")
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as err:
+        raise CliError(f"--out: cannot write to {out}: {err.strerror or err}") from None
+
+
+def cmd_phase_diagram(args) -> int:
+    from jaxflow.experiments import phase_diagram as pd
+    from jaxflow import plot, sweep
+
+    overrides = {
+        "depths": _numbers(args.depths, "--depths") if args.depths else None,
+        "ratios": _numbers(args.ratios, "--ratios") if args.ratios else None,
+        "scales": _numbers(args.scales, "--scales") if args.scales else None,
+        "start": args.start,
+        "finish": args.finish,
+        "rtol": args.rtol,
+        "atol": args.rtol,
+        "chunk_size": args.chunk_size,
+    }
+    try:
+        if args.config:
+            config = pd.PhaseDiagramConfig.from_toml(args.config, **overrides)
+        else:
+            config = pd.PhaseDiagramConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
+    except (pd.ConfigError, TypeError) as err:
+        raise CliError(str(err)) from None
+    _check_out_dir(args.out)
+    store = os.path.join(args.out, "phase_diagram.zarr")
+    if os.path.exists(store) and not args.resume:
+        raise CliError(
+            f"{store} already exists: pass --resume to continue it, or choose another --out"
+        )
+    enable_compilation_cache()
+    n = len(config.depths) * len(config.ratios) * len(config.scales)
+    print(f"jaxflow phase-diagram: {n} trajectories ({len(config.depths)} depths x "
+          f"{len(config.ratios)} ratios x {len(config.scales)} scales), store {store}", flush=True)
+    try:
+        ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet)
+    except sweep.SweepError as err:
+        raise CliError(str(err)) from None
+    nc = os.path.join(args.out, "phase_diagram.nc")
+    ds.to_netcdf(nc, engine="h5netcdf")
+    fig_a = plot.save(plot.phase_diagram(ds), os.path.join(args.out, "phase_diagram.png"))
+    fig_b = plot.save(plot.thresholds(ds), os.path.join(args.out, "thresholds.png"))
+    print(pd.summary_table(ds))
+    from jaxflow import status
+
+    counts = status.summary(ds["status"].values)
+    print(f"trajectory status: {', '.join(f'{k} {v}' for k, v in counts.items())}")
+    print(f"wrote {nc}\nwrote {fig_a}\nwrote {fig_b}\nstore {store}")
+    return 0
+
+
+def cmd_threshold(args) -> int:
+    from jaxflow import theory
+
+    try:
+        th = theory.incremental_threshold(args.depth, args.ratio, start=args.start, finish=args.finish)
+        log_th = theory.incremental_threshold(
+            args.depth, args.ratio, start=args.start, finish=args.finish, log=True
+        )
+        asym = theory.threshold_asymptotic(
+            args.depth, args.ratio, start=args.start, finish=args.finish, log=True
+        )
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    print(f"depth {args.depth:g}, ratio {args.ratio:g}, start {args.start:g}, finish {args.finish:g}")
+    print(f"threshold sigma0_th / sigma*_j = {float(th):.10e}")
+    print(f"ln threshold                  = {float(log_th):.12g}")
+    print(f"ln leading-order asymptote    = {float(asym):.12g}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import jax
+
+    import jaxflow
+    from jaxflow import _x64, sweep
+
+    for name, version in sweep.package_versions().items():
+        print(f"{name:10s} {version}")
+    print(f"float64    {'on' if _x64.x64_enabled() else 'off'} (set {_x64.ENV_VAR}=0 before import to opt out)")
+    print(f"backend    {jax.default_backend()}")
+    for d in jax.devices():
+        print(f"device     {d.id}: {d.device_kind} ({d.platform})")
+    print(f"processes  {jax.process_count()}")
+    print(f"cache dir  {cache_dir()} (set {CACHE_ENV} to move it)")
+    del jaxflow
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxflow", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("phase-diagram", help="simulate the phase diagram of incremental learning")
+    p.add_argument("--config", help="TOML file setting any option (flags override it)")
+    p.add_argument("--out", default=os.path.join("results", "phase_diagram"), help="output directory")
+    p.add_argument("--depths", help="e.g. '1,2,3,inf'")
+    p.add_argument("--ratios", help="e.g. '1.1,2,4' or '1.02:10:32' (log-spaced)")
+    p.add_argument("--scales", help="e.g. '1e-120:1e-1:128' (log-spaced) or a list")
+    p.add_argument("--start", type=float)
+    p.add_argument("--finish", type=float)
+    p.add_argument("--rtol", type=float, help="solver tolerance (rtol = atol)")
+    p.add_argument("--chunk-size", type=int, dest="chunk_size")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_phase_diagram)
+
+    p = sub.add_parser("threshold", help="theory threshold of one (depth, ratio)")
+    p.add_argument("--depth", type=float, required=True)
+    p.add_argument("--ratio", type=float, required=True)
+    p.add_argument("--start", type=float, default=0.1)
+    p.add_argument("--finish", type=float, default=0.9)
+    p.set_defaults(func=cmd_threshold)
+
+    p = sub.add_parser("info", help="versions, devices, float64, cache")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as err:
+        print(f"jaxflow: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxflow: interrupted (rerun with --resume to continue)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

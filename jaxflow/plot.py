@@ -1,0 +1,142 @@
+"""Figures: phase diagrams and thresholds (matplotlib, colour-blind-safe, labelled log axes).
+
+Every function takes a dataset (as written by the experiments) and returns a matplotlib
+``Figure``; :func:`save` writes it. The Agg backend is used when no display is available.
+
+Example:
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> from jaxflow import plot
+    >>> ds = pd.run(pd.PhaseDiagramConfig(depths=(2.0, 3.0), ratios=(1.5, 3.0),
+    ...             scales=tuple(10.0 ** k for k in range(-14, -1))), quiet=True)
+    >>> fig = plot.thresholds(ds)
+    >>> len(fig.axes)
+    1
+"""
+
+import math
+import os
+
+import matplotlib
+
+
+if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg", "pdf", "svg"):
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from jaxflow import theory  # noqa: E402
+
+
+# Okabe-Ito palette: distinguishable under the common colour-vision deficiencies.
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
+INCREMENTAL_COLOUR = "#0072B2"
+NOT_INCREMENTAL_COLOUR = "#F0E442"
+
+
+def depth_label(depth: float) -> str:
+    return "N = inf" if math.isinf(depth) else f"N = {depth:g}"
+
+
+def _depth_colours(depths):
+    cmap = plt.get_cmap("cividis")  # perceptually uniform and colour-blind-safe
+    n = max(len(depths) - 1, 1)
+    return {float(d): cmap(0.9 * k / n) for k, d in enumerate(depths)}
+
+
+def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
+    """Panel (a): per depth, the incremental region over (sigma0, ratio), theory boundary on top."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    depths = [float(d) for d in ds["depth"].values]
+    nrows = math.ceil(len(depths) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), sharex=True, sharey=True, squeeze=False
+    )
+    scales = ds["scale"].values
+    ratios = ds["ratio"].values
+    cmap = ListedColormap([NOT_INCREMENTAL_COLOUR, INCREMENTAL_COLOUR])
+    fine_r = np.geomspace(ratios.min(), ratios.max(), 200)
+    for ax, depth in zip(axes.flat, depths):
+        inc = ds["incremental"].sel(depth=depth).values.astype(float)
+        ax.pcolormesh(scales, ratios, inc, cmap=cmap, vmin=0, vmax=1, shading="nearest", rasterized=True)
+        th = np.asarray(theory.incremental_threshold(depth, fine_r, start=ds.attrs["start"], finish=ds.attrs["finish"]))
+        ok = th > 0
+        ax.plot(th[ok], fine_r[ok], color="black", lw=1.5, label="theory threshold")
+        meas = ds["threshold_measured"].sel(depth=depth).values
+        okm = meas > 0
+        ax.plot(meas[okm], ratios[okm], "o", ms=2.5, mfc="white", mec="black", mew=0.6, label="measured")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(depth_label(depth), fontsize=10)
+    for ax in axes.flat[len(depths):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(r"initialization scale $\sigma_0/\sigma^*_j$")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(r"ratio $r=\sigma^*_i/\sigma^*_j$")
+    handles = [
+        Patch(color=INCREMENTAL_COLOUR, label="incremental (simulated)"),
+        Patch(color=NOT_INCREMENTAL_COLOUR, label="not incremental"),
+        plt.Line2D([], [], color="black", lw=1.5, label="theory threshold"),
+        plt.Line2D([], [], ls="", marker="o", mfc="white", mec="black", label="measured threshold"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False)
+    fig.suptitle(
+        f"Incremental learning of a pair (start {ds.attrs['start']:g}, finish {ds.attrs['finish']:g})"
+    )
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    return fig
+
+
+def thresholds(ds: xr.Dataset) -> plt.Figure:
+    """Panel (b), the headline: sigma0_th against (ratio - 1), log-log, every depth.
+
+    Simulated thresholds (markers) sit on the exact theory curves (lines); dashed lines are the
+    leading-order asymptotes: straight lines of slope N/(N-2) for N > 2 (polynomially small
+    thresholds) and, for N = 2, the exponentially small ``exp((r logit s - logit f - ln r)/(r-1))``.
+    """
+    start, finish = ds.attrs["start"], ds.attrs["finish"]
+    ratios = ds["ratio"].values
+    excess = ratios - 1
+    fine = np.geomspace(excess.min(), excess.max(), 300) + 1
+    depths = [float(d) for d in ds["depth"].values]
+    colours = _depth_colours(depths)
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    for depth in depths:
+        c = colours[depth]
+        exact = np.asarray(theory.incremental_threshold(depth, fine, start=start, finish=finish))
+        asym = np.asarray(theory.threshold_asymptotic(depth, fine, start=start, finish=finish))
+        meas = ds["threshold_measured"].sel(depth=depth).values
+        if not (exact > 0).any() and not (meas > 0).any():
+            continue  # depth 1: never incremental
+        ok = exact > 0
+        ax.plot(fine[ok] - 1, exact[ok], color=c, lw=1.4, label=depth_label(depth))
+        if depth >= 2:
+            oka = asym > 0
+            ax.plot(fine[oka] - 1, asym[oka], color=c, lw=1.0, ls="--")
+        okm = meas > 0
+        ax.plot(excess[okm], meas[okm], "o", ms=3.5, color=c, mec="black", mew=0.3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"ratio $-\,1$  ($r = \sigma^*_i/\sigma^*_j$)")
+    ax.set_ylabel(r"threshold $\sigma_0^{th}/\sigma^*_j$")
+    ax.set_title(
+        "Depth turns an exponentially small threshold (N = 2)\ninto a polynomially small one (N > 2)"
+    )
+    ax.plot([], [], "o", color="grey", mec="black", mew=0.3, label="simulated")
+    ax.plot([], [], color="grey", label="exact theory")
+    ax.plot([], [], color="grey", ls="--", label="leading-order asymptote")
+    ax.legend(fontsize=7.5, ncol=2, loc="lower right")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 130) -> str:
+    """Write a figure (format from the suffix) and close it; returns the path."""
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return os.fspath(path)
