@@ -54,6 +54,7 @@ from jaxflow import status as _status
 Speed = Literal["arclength", "relative", "plain"] | Callable[[PyTree, PyTree, Any], Array]
 _TINY = 1e-300  # floor of the speed: dt/dtau stays finite at an exact fixed point
 _ROOT_ITERATIONS = 14  # Illinois iterations on a dense-interpolant polynomial: far past 1e-14
+_DEFAULT_DT0 = 0.05  # first step in tau (e-folds of the state) for reparametrized times
 _STORE_LIMIT = 4096  # floats of stored crossing steps per lane (see `store_crossings`)
 
 
@@ -175,6 +176,8 @@ def solve(
     refine: bool = True,
     stationary_tol: Float[ArrayLike, ""] = 1e-10,
     required: Bool[ArrayLike, "M F"] | None = None,
+    dt0: float | None = None,
+    controller: diffrax.PIDController | None = None,
 ) -> Trajectory:
     """Integrate the flow ``dy/dt = vector_field(y, args)`` from ``y0`` (one lane; ``vmap`` it).
 
@@ -203,6 +206,11 @@ def solve(
         required: ``(M, F)`` mask of the learning times the lane must find before it stops
             (when there is no ``t_end``); default all. The phase diagram needs only the larger
             mode at ``finish`` and the smaller at ``start``, and stops there.
+        dt0: first step in ``tau``. Default: 0.05 for the reparametrized times (their ``tau``
+            counts e-folds of the state, so that scale is natural and saves the ~8 steps an
+            automatic guess spends growing from 1e-8), automatic for ``"plain"``.
+        controller: a ``diffrax.PIDController`` replacing the one built from ``rtol``/``atol``
+            (for example with PI coefficients).
 
     Returns:
         A :class:`Trajectory`.
@@ -240,13 +248,16 @@ def solve(
         return jtu.tree_map(lambda v: v / s, velocity), 1.0 / s
 
     term = diffrax.ODETerm(tau_field)
-    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    if controller is None:
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    if dt0 is None and time != "plain":
+        dt0 = _DEFAULT_DT0
     error_order = solver.error_order(term)
 
     z0 = (y0, jnp.asarray(0.0))
     tau0 = jnp.asarray(0.0)
     tau1, controller_state = controller.init(
-        term, tau0, jnp.inf, z0, None, args, solver.func, error_order
+        term, tau0, jnp.inf, z0, dt0, args, solver.func, error_order
     )
     solver_state = solver.init(term, tau0, tau1, z0, args)
     modes0, prog0 = progress(y0)

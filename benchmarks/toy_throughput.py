@@ -1,0 +1,165 @@
+"""Toy-model throughput: 65,536 trajectories of depth 6 against a scipy loop.
+
+Each lane integrates the reduced toy flow d sigma/dt = sigma^(5/3) (1 - sigma) from sigma0
+(log-spaced in [1e-12, 1e-1]) until sigma = 0.99, recording the learning time at 0.99 with
+jaxflow.flow (float64). The simulation uses only the vector field: no closed form and no
+precomputed time, not even for its grid; jaxflow.theory is only the reference it is checked
+against. scipy.integrate.solve_ivp (RK45, same rtol, atol 1e-20 in sigma, an event at 0.99) runs
+on a 256-lane subsample in a Python loop, and the table reports the per-trajectory speed ratio.
+
+    python benchmarks/toy_throughput.py            # full size
+    python benchmarks/toy_throughput.py --lanes 4096 --scipy-lanes 64   # quick
+
+Writes benchmarks/results/toy_throughput.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxflow
+from jaxflow import flow, theory
+from jaxflow.models import toy
+
+
+DEPTH = 6.0
+TARGET_FRACTION = 0.99
+
+
+def jaxflow_run(lanes: int, rtol: float):
+    scales = jnp.geomspace(1e-12, 1e-1, lanes)
+    args = toy.ToyArgs(depth=jnp.asarray(DEPTH), targets=jnp.array([1.0]))
+
+    def one(scale):
+        traj = flow.solve(
+            toy.reduced_vector_field,
+            jnp.log(scale)[None],
+            args,
+            modes=toy.reduced_modes,
+            targets=args.targets,
+            fractions=(TARGET_FRACTION,),
+            rtol=rtol,
+            atol=rtol,
+        )
+        return traj.learning_times[0, 0], traj.steps + traj.rejected, traj.status
+
+    fn = jax.jit(jax.vmap(one))
+    t0 = time.perf_counter()
+    lowered = fn.lower(scales)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    jax.block_until_ready(compiled(scales))  # warm-up
+    runs = []
+    for _ in range(3):
+        t = time.perf_counter()
+        out = jax.block_until_ready(compiled(scales))
+        runs.append(time.perf_counter() - t)
+    times, steps, codes = (np.asarray(v) for v in out)
+    exact = np.asarray(theory.learning_time(DEPTH, 1.0, scales, TARGET_FRACTION))
+    return dict(
+        scales=np.asarray(scales),
+        times=times,
+        steps=steps,
+        status=codes,
+        exact=exact,
+        trace_lower_s=t1 - t0,
+        xla_compile_s=t2 - t1,
+        run_s=min(runs),
+    )
+
+
+def scipy_run(scales: np.ndarray, rtol: float):
+    from scipy.integrate import solve_ivp
+
+    p = 2.0 - 2.0 / DEPTH
+
+    def rhs(t, y):
+        return [y[0] ** p * (1.0 - y[0])]
+
+    def hit(t, y):
+        return y[0] - TARGET_FRACTION
+
+    hit.terminal = True
+    hit.direction = 1
+    out, nfev = [], []
+    t = time.perf_counter()
+    for s0 in scales:
+        sol = solve_ivp(rhs, (0.0, np.inf), [s0], method="RK45", rtol=rtol, atol=1e-20, events=hit)
+        out.append(sol.t_events[0][0])
+        nfev.append(sol.nfev)
+    elapsed = time.perf_counter() - t
+    return np.array(out), np.array(nfev), elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lanes", type=int, default=65536)
+    parser.add_argument("--scipy-lanes", type=int, default=256)
+    parser.add_argument("--rtol", type=float, default=1e-8)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "toy_throughput.json"))
+    args = parser.parse_args()
+
+    jf = jaxflow_run(args.lanes, args.rtol)
+    ok = jf["status"] == 0
+    rel_err = np.abs(jf["times"] / jf["exact"] - 1)
+    per_traj = jf["run_s"] / args.lanes
+    steps = jf["steps"]
+    efficiency = steps.sum() / (steps.max() * steps.size)
+
+    idx = np.linspace(0, args.lanes - 1, args.scipy_lanes).round().astype(int)
+    sp_times, sp_nfev, sp_elapsed = scipy_run(jf["scales"][idx], args.rtol)
+    sp_per_traj = sp_elapsed / args.scipy_lanes
+    sp_err = np.abs(sp_times / jf["exact"][idx] - 1)
+
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}",
+        "versions": {"jaxflow": jaxflow.__version__, "jax": jax.__version__},
+        "lanes": args.lanes,
+        "depth": DEPTH,
+        "rtol": args.rtol,
+        "trace_lower_s": jf["trace_lower_s"],
+        "xla_compile_s": jf["xla_compile_s"],
+        "run_s": jf["run_s"],
+        "us_per_trajectory": per_traj * 1e6,
+        "steps_min_median_max": [int(steps.min()), float(np.median(steps)), int(steps.max())],
+        "lockstep_efficiency": float(efficiency),
+        "lanes_ok": int(ok.sum()),
+        "max_rel_learning_time_error": float(rel_err.max()),
+        "scipy_lanes": args.scipy_lanes,
+        "scipy_us_per_trajectory": sp_per_traj * 1e6,
+        "scipy_max_rel_error": float(sp_err.max()),
+        "scipy_nfev_median": float(np.median(sp_nfev)),
+        "speedup_vs_scipy": sp_per_traj / per_traj,
+    }
+    rows = [
+        ("lanes (depth 6, sigma0 1e-12..1e-1, to 0.99)", f"{args.lanes}"),
+        ("trace+lower / XLA compile", f"{result['trace_lower_s']:.2f} s / {result['xla_compile_s']:.2f} s"),
+        ("jaxflow run (best of 3)", f"{jf['run_s']:.3f} s"),
+        ("jaxflow time per trajectory", f"{per_traj * 1e6:.2f} us"),
+        ("steps (accepted+rejected) min/median/max", "{} / {} / {}".format(*result["steps_min_median_max"])),
+        ("lockstep efficiency", f"{efficiency:.3f}"),
+        ("lanes ok", f"{ok.sum()} / {args.lanes}"),
+        ("max rel learning-time error vs theory", f"{rel_err.max():.2e}"),
+        (f"scipy RK45 loop ({args.scipy_lanes} lanes) per trajectory", f"{sp_per_traj * 1e6:.0f} us"),
+        ("scipy max rel error", f"{sp_err.max():.2e}"),
+        ("speed-up per trajectory vs scipy", f"{result['speedup_vs_scipy']:.0f}x"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

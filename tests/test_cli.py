@@ -1,0 +1,224 @@
+"""The ``jaxflow`` command, run as a subprocess (``python -m jaxflow.cli``).
+
+Checked here:
+
+* ``phase-diagram`` on a tiny grid exits 0, writes phase_diagram.nc, phase_diagram.png and
+  thresholds.png (a real netCDF file with the grid asked for, real PNG files) and names them on
+  stdout.
+* ``--config FILE.toml`` with flags: flags win over the file, the file sets the rest; the
+  resolved configuration stored in the .nc says so.
+* Bad input exits with status 2 and one line on stderr that names the option, without a
+  traceback: --ratios 0.5, --depths 0.5, --depths '' (empty axis), --scales 2, an unwritable
+  --out, an existing store without --resume, a malformed TOML config.
+* ``info`` reports float64 on and the jax version; ``threshold --depth 3 --ratio 1.5`` prints
+  theory.incremental_threshold(3, 1.5) to 8 digits; ``threshold --ratio 1`` exits 2.
+
+Subprocesses are few and small (each costs an import, and a phase diagram a compile); the
+persistent compilation cache goes to a temporary directory shared by this module.
+"""
+
+import math
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from jaxflow import theory
+from jaxflow.experiments import phase_diagram as pd
+
+
+TINY = ["--depths", "2,3", "--ratios", "1.5,4", "--scales", "1e-10:1e-2:6", "--chunk-size", "16", "--quiet"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    env = dict(os.environ)
+    env["JAXFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def jaxflow(env, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxflow.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_usage_error(result, *names):
+    """Exit 2, one line on stderr naming the option, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert lines[0].startswith("jaxflow: error:"), lines[0]
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny phase diagram
+
+
+@pytest.fixture(scope="module")
+def tiny_run(env, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "out"
+    result = jaxflow(env, "phase-diagram", *TINY, "--out", str(out))
+    return result, out
+
+
+def test_phase_diagram_writes_and_names_its_files(tiny_run):
+    result, out = tiny_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    for name in ("phase_diagram.nc", "phase_diagram.png", "thresholds.png"):
+        path = out / name
+        assert path.is_file() and path.stat().st_size > 0, name
+        assert str(path) in result.stdout, name
+    for name in ("phase_diagram.png", "thresholds.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    assert (out / "phase_diagram.zarr" / "zarr.json").is_file()
+    assert "24 trajectories" in result.stdout
+
+
+def test_phase_diagram_netcdf_contents(tiny_run):
+    _, out = tiny_run
+    with xr.open_dataset(out / "phase_diagram.nc", engine="h5netcdf") as ds:
+        ds = ds.load()
+    np.testing.assert_array_equal(ds["depth"].values, [2.0, 3.0])
+    np.testing.assert_array_equal(ds["ratio"].values, [1.5, 4.0])
+    np.testing.assert_allclose(ds["scale"].values, np.geomspace(1e-10, 1e-2, 6), rtol=1e-15)
+    assert ds["margin"].dims == ("depth", "ratio", "scale")
+    assert ds["incremental"].dtype == bool
+    cfg = pd.PhaseDiagramConfig.from_mapping(tomllib.loads(ds.attrs["config"]))
+    assert cfg.chunk_size == 16 and cfg.depths == (2.0, 3.0)
+    err = pd.threshold_log_error(ds)
+    assert float(err.max()) <= 1e-5
+
+
+def test_existing_store_without_resume(env, tiny_run):
+    _, out = tiny_run
+    result = jaxflow(env, "phase-diagram", *TINY, "--out", str(out))
+    assert_usage_error(result, "--resume", "already exists")
+
+
+def test_config_file_and_overriding_flags(env, tmp_path):
+    config = tmp_path / "pd.toml"
+    # Flags below override depths, ratios, scales, chunk_size and rtol (which sets atol too);
+    # the file alone sets seed and refine_iterations. The compiled program equals tiny_run's.
+    config.write_text(
+        "depths = [5.0]\nratios = [2.0]\nscales = [1e-3]\nchunk_size = 64\n"
+        "rtol = 1e-6\natol = 1e-6\nseed = 3\nrefine_iterations = 12\n"
+    )
+    out = tmp_path / "out"
+    result = jaxflow(
+        env, "phase-diagram", "--config", str(config), *TINY, "--rtol", "1e-9", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with xr.open_dataset(out / "phase_diagram.nc", engine="h5netcdf") as ds:
+        attrs = dict(ds.attrs)
+        depths = ds["depth"].values
+    stored = tomllib.loads(attrs["config"])
+    assert stored["depths"] == [2.0, 3.0]
+    assert stored["ratios"] == [1.5, 4.0]
+    np.testing.assert_allclose(stored["scales"], np.geomspace(1e-10, 1e-2, 6), rtol=1e-15)
+    assert stored["chunk_size"] == 16
+    assert stored["rtol"] == 1e-9 and stored["atol"] == 1e-9
+    assert stored["seed"] == 3 and stored["refine_iterations"] == 12
+    assert stored["start"] == 0.1 and stored["finish"] == 0.9  # defaults
+    assert attrs["rtol"] == 1e-9 and attrs["seed"] == 3
+    np.testing.assert_array_equal(depths, [2.0, 3.0])
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input: exit 2, one line, the option named
+
+
+@pytest.mark.parametrize(
+    "flags, names",
+    [
+        (["--ratios", "0.5"], ["ratios"]),
+        (["--depths", "0.5"], ["depths"]),
+        (["--scales", "2"], ["scales"]),
+        (["--scales", "1e-3:oops:4"], ["--scales"]),
+    ],
+    ids=["ratio-below-1", "depth-below-1", "scale-above-1", "scales-unparsable"],
+)
+def test_bad_grid_values(env, tmp_path, flags, names):
+    base = {"--depths": "2,3", "--ratios": "1.5,4", "--scales": "1e-10:1e-2:6"}
+    base.update(dict(zip(flags[::2], flags[1::2])))
+    args = [x for kv in base.items() for x in kv]
+    result = jaxflow(env, "phase-diagram", *args, "--chunk-size", "16", "--quiet", "--out", str(tmp_path / "o"))
+    assert_usage_error(result, *names)
+    assert not (tmp_path / "o" / "phase_diagram.zarr").exists()
+
+
+def test_empty_depths(env, tmp_path):
+    # An explicitly empty axis is an error, not "use the default depths".
+    result = jaxflow(
+        env, "phase-diagram", "--depths", "", "--ratios", "1.5,4", "--scales", "1e-10:1e-2:6",
+        "--chunk-size", "16", "--quiet", "--out", str(tmp_path / "o"), timeout=120,
+    )
+    assert_usage_error(result, "depths")
+
+
+def test_unwritable_out(env, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = jaxflow(env, "phase-diagram", *TINY, "--out", str(blocker / "sub"))
+    assert_usage_error(result, "--out")
+
+
+def test_malformed_config(env, tmp_path):
+    config = tmp_path / "broken.toml"
+    config.write_text("depths = [2.0,\nratios = ]\n")
+    result = jaxflow(env, "phase-diagram", "--config", str(config), "--out", str(tmp_path / "o"))
+    assert_usage_error(result, "broken.toml", "TOML")
+
+
+def test_unknown_config_key(env, tmp_path):
+    config = tmp_path / "typo.toml"
+    config.write_text("depth = [2.0]\n")
+    result = jaxflow(env, "phase-diagram", "--config", str(config), "--out", str(tmp_path / "o"))
+    assert_usage_error(result, "depth")
+
+
+# --------------------------------------------------------------------------------------------
+# info and threshold
+
+
+def test_info(env):
+    import jax
+
+    result = jaxflow(env, "info")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^float64\s+on\b", result.stdout, re.M), result.stdout
+    assert re.search(rf"^jax\s+{re.escape(jax.__version__)}$", result.stdout, re.M), result.stdout
+    assert env["JAXFLOW_CACHE_DIR"] in result.stdout
+
+
+def test_threshold(env):
+    result = jaxflow(env, "threshold", "--depth", "3", "--ratio", "1.5")
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"threshold sigma0_th / sigma\*_j = (\S+)", result.stdout)
+    assert match, result.stdout
+    printed = float(match.group(1))
+    expected = float(theory.incremental_threshold(3.0, 1.5))
+    assert f"{printed:.8e}" == f"{expected:.8e}"
+    assert abs(printed - expected) <= 1e-9 * expected
+    log_match = re.search(r"ln threshold\s+= (\S+)", result.stdout)
+    assert math.isclose(float(log_match.group(1)), math.log(expected), rel_tol=1e-11)
+
+
+def test_threshold_ratio_one(env):
+    result = jaxflow(env, "threshold", "--depth", "3", "--ratio", "1")
+    assert_usage_error(result, "ratio")

@@ -1,0 +1,366 @@
+"""jaxflow.experiments.phase_diagram on a tiny grid: schema, thresholds, config, I/O, resume.
+
+Checked here (one module-scoped simulated phase diagram, plus one resumed run):
+
+* Schema (DESIGN.md "Phase-diagram data"): dims exactly (depth, ratio, scale); margin float64,
+  incremental bool, status int8, steps int32 on (depth, ratio, scale); threshold_measured and
+  threshold_theory float64 on (depth, ratio); the provenance attributes, with ``config`` a TOML
+  text that ``tomllib`` parses back into the same configuration, and ``created`` an ISO time.
+* Measured thresholds (from simulations only) agree with ``theory.incremental_threshold`` within
+  |ln m - ln t| <= 1e-5 max(1, |ln t|), including depth 1 (no threshold: both 0) and depth inf,
+  and including thresholds outside the scale grid, below it (no grid point incremental) and
+  above it (every grid point incremental).
+* Every simulated margin has the sign of ``theory.incremental_margin`` at its grid point (points
+  within 1e-6 relative of the threshold skipped) and its value within 1e-6 of the two learning
+  times; ``incremental`` is ``margin >= 0`` on ok lanes.
+* ``PhaseDiagramConfig`` validation: each bad option raises ``ConfigError`` naming it, for the
+  constructor and for TOML files (unknown key, malformed TOML); TOML overrides win.
+* netCDF round trip through h5netcdf keeps values, dtypes, dims and attributes.
+* A run with a zarr store whose chunks are partly reset (an interruption) resumed with
+  ``resume=True`` equals the uninterrupted run exactly, recomputing only the missing chunks;
+  rerunning on the store without ``resume`` is refused.
+"""
+
+import datetime
+import math
+import tomllib
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from jaxflow import status, sweep, theory
+from jaxflow.experiments import phase_diagram as pd
+
+
+# Thresholds (theory) of this grid, for orientation:
+#   depth 1: none (0); depth 2: 7.5e-6 (r 1.5, below the grid), 1.6e-2 (r 4, above it);
+#   depth 3: 4.4e-3 (r 1.5, inside), 4.6e-2 (r 4, above); depth inf: 3.0e-2, 7.5e-2 (above).
+CONFIG = pd.PhaseDiagramConfig(
+    depths=(1.0, 2.0, 3.0, math.inf),
+    ratios=(1.5, 4.0),
+    scales=tuple(float(s) for s in np.geomspace(1e-4, 1e-2, 10)),
+    chunk_size=16,
+)
+N_POINTS = 4 * 2 * 10
+N_CHUNKS = -(-N_POINTS // 16)
+
+
+class _ChunkCounter:
+    """Counts calls of ``sweep.Runner.chunk`` (grid chunks and refinement calls alike)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        original = sweep.Runner.chunk
+
+        def chunk(runner, points):
+            self.calls += 1
+            return original(runner, points)
+
+        monkeypatch.setattr(sweep.Runner, "chunk", chunk)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """The uninterrupted phase diagram of CONFIG, written to a zarr store while it runs."""
+    path = tmp_path_factory.mktemp("pd") / "phase_diagram.zarr"
+    with pytest.MonkeyPatch.context() as mp:
+        counter = _ChunkCounter(mp)
+        ds = pd.run(CONFIG, store=path, quiet=True)
+    return ds, path, counter.calls
+
+
+@pytest.fixture(scope="module")
+def ds(stored):
+    return stored[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+
+
+def test_dims_and_coords(ds):
+    assert set(ds.dims) == {"depth", "ratio", "scale"}
+    np.testing.assert_array_equal(ds["depth"].values, np.asarray(CONFIG.depths))
+    np.testing.assert_array_equal(ds["ratio"].values, np.asarray(CONFIG.ratios))
+    np.testing.assert_array_equal(ds["scale"].values, np.asarray(CONFIG.scales))
+    for name in ("depth", "ratio", "scale"):
+        assert ds[name].dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "name, dtype, dims",
+    [
+        ("margin", np.float64, ("depth", "ratio", "scale")),
+        ("incremental", np.bool_, ("depth", "ratio", "scale")),
+        ("status", np.int8, ("depth", "ratio", "scale")),
+        ("steps", np.int32, ("depth", "ratio", "scale")),
+        ("threshold_measured", np.float64, ("depth", "ratio")),
+        ("threshold_theory", np.float64, ("depth", "ratio")),
+    ],
+)
+def test_variables(ds, name, dtype, dims):
+    assert ds[name].dtype == dtype
+    assert ds[name].dims == dims
+
+
+def test_no_unexpected_variables(ds):
+    assert set(ds.data_vars) == {
+        "margin", "incremental", "status", "steps", "threshold_measured", "threshold_theory"
+    }
+
+
+def test_attributes(ds):
+    a = ds.attrs
+    assert a["start"] == 0.1 and a["finish"] == 0.9
+    assert a["solver"] == "Tsit5"
+    assert a["rtol"] == 1e-9 and a["atol"] == 1e-9
+    assert a["dtype"] == "float64"
+    import importlib.metadata as md
+
+    assert a["jaxflow_version"] == md.version("jaxflow")
+    assert a["jax_version"] == md.version("jax")
+    assert a["diffrax_version"] == md.version("diffrax")
+    created = datetime.datetime.fromisoformat(a["created"])
+    assert created.tzinfo is not None
+    age = datetime.datetime.now(datetime.UTC) - created
+    assert datetime.timedelta(0) <= age < datetime.timedelta(hours=1)
+
+
+def test_config_attribute_round_trips(ds):
+    table = tomllib.loads(ds.attrs["config"])
+    assert pd.PhaseDiagramConfig.from_mapping(table) == CONFIG
+    assert table["depths"][-1] == math.inf
+
+
+def test_status_and_steps(ds):
+    assert (ds["status"].values == status.OK).all()
+    steps = ds["steps"].values
+    assert steps.min() > 0 and steps.max() < 2 * CONFIG.max_steps
+    np.testing.assert_array_equal(
+        ds["incremental"].values, (ds["margin"].values >= 0) & (ds["status"].values == status.OK)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Thresholds and margins against theory
+
+
+def _log_error(measured, theory_value):
+    if measured == 0 and theory_value == 0:
+        return 0.0
+    lm, lt = math.log(measured), math.log(theory_value)
+    return abs(lm - lt) / max(1.0, abs(lt))
+
+
+def test_theory_column_is_theory(ds):
+    d, r = np.meshgrid(CONFIG.depths, CONFIG.ratios, indexing="ij")
+    expected = np.asarray(theory.incremental_threshold(d, r))
+    np.testing.assert_allclose(ds["threshold_theory"].values, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("depth", CONFIG.depths)
+@pytest.mark.parametrize("ratio", CONFIG.ratios)
+def test_measured_threshold_matches_theory(ds, depth, ratio):
+    m = ds["threshold_measured"].sel(depth=depth, ratio=ratio).item()
+    t = float(theory.incremental_threshold(depth, ratio))
+    if depth == 1.0:
+        assert t == 0.0 and m == 0.0
+        return
+    assert t > 0 and m > 0
+    assert _log_error(m, t) <= 1e-5, (m, t)
+
+
+def test_thresholds_outside_the_grid_are_found(ds):
+    lo, hi = min(CONFIG.scales), max(CONFIG.scales)
+    cases = {"below": (2.0, 1.5), "above": (math.inf, 4.0), "inside": (3.0, 1.5)}
+    for kind, (depth, ratio) in cases.items():
+        t = float(theory.incremental_threshold(depth, ratio))
+        row = ds["margin"].sel(depth=depth, ratio=ratio).values
+        # The grid really puts this threshold where the case says.
+        if kind == "below":
+            assert t < lo and (row < 0).all()
+        elif kind == "above":
+            assert t > hi and (row >= 0).all()
+        else:
+            assert lo < t < hi and (row >= 0).any() and (row < 0).any()
+        m = ds["threshold_measured"].sel(depth=depth, ratio=ratio).item()
+        assert _log_error(m, t) <= 1e-5, (kind, m, t)
+    # Depth 1 has no threshold: the downward search ends at the floor and reports 0.
+    assert (ds["margin"].sel(depth=1.0).values < 0).all()
+    np.testing.assert_array_equal(ds["threshold_measured"].sel(depth=1.0).values, 0.0)
+
+
+def test_threshold_log_error_helper(ds):
+    err = pd.threshold_log_error(ds)
+    assert err.dims == ("depth", "ratio")
+    assert float(err.max()) <= 1e-5
+    assert ds.attrs["max_log_threshold_error"] <= 1e-5
+
+
+def test_margins_have_the_sign_of_theory(ds):
+    d, r, s = np.meshgrid(CONFIG.depths, CONFIG.ratios, CONFIG.scales, indexing="ij")
+    expected = np.asarray(theory.incremental_margin(d, r, s))
+    threshold = np.asarray(theory.incremental_threshold(d, r))
+    far = np.abs(s - threshold) > 1e-6 * threshold
+    margin = ds["margin"].values
+    assert far.sum() == margin.size  # no grid point sits on a threshold here
+    np.testing.assert_array_equal(np.sign(margin[far]), np.sign(expected[far]))
+    # Both signs occur, so the comparison above has something to compare.
+    assert (expected > 0).any() and (expected < 0).any()
+    # Values: T_j(start) - T_i(finish), each a learning time from the same sigma0.
+    t_j = np.asarray(theory.learning_time(d, 1.0, s, 0.1))
+    t_i = np.asarray(theory.learning_time(d, r, s, 0.9 * r))
+    np.testing.assert_allclose(expected, t_j - t_i, rtol=1e-10, atol=1e-10 * np.max(t_j + t_i))
+    assert np.all(np.abs(margin - expected) <= 1e-6 * (np.abs(t_j) + np.abs(t_i)))
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"ratios": (1.5, 1.0)}, "ratios"),
+        ({"ratios": (0.5,)}, "ratios"),
+        ({"ratios": (math.inf,)}, "ratios"),
+        ({"depths": (2.0, 0.5)}, "depths"),
+        ({"depths": ()}, "depths"),
+        ({"ratios": []}, "ratios"),
+        ({"scales": ()}, "scales"),
+        ({"scales": (1e-3, 1.0)}, "scales"),
+        ({"scales": (0.0,)}, "scales"),
+        ({"scales": (1e-3, 1e-3)}, "scales"),
+        ({"depths": (2.0, float("nan"))}, "depths"),
+        ({"depths": ("two",)}, "depths"),
+        ({"start": 0.9, "finish": 0.9}, "start"),
+        ({"start": 0.5, "finish": 0.4}, "finish"),
+        ({"finish": 1.0}, "finish"),
+        ({"solver": "Euler"}, "solver"),
+        ({"rtol": 0.0}, "rtol"),
+        ({"atol": 1.0}, "atol"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"chunk_size": 2.5}, "chunk_size"),
+        ({"refine_iterations": -1}, "refine_iterations"),
+    ],
+)
+def test_config_validation(kwargs, option):
+    with pytest.raises(pd.ConfigError, match=option):
+        pd.PhaseDiagramConfig(**kwargs)
+
+
+def test_config_accepts_a_scalar_and_normalizes_types():
+    cfg = pd.PhaseDiagramConfig(depths=3, ratios=[2], scales=[1e-3, 1e-2], chunk_size=8.0)
+    assert cfg.depths == (3.0,) and cfg.ratios == (2.0,) and cfg.scales == (1e-3, 1e-2)
+    assert isinstance(cfg.chunk_size, int) and cfg.chunk_size == 8
+
+
+def test_toml_file_and_overrides(tmp_path):
+    path = tmp_path / "pd.toml"
+    path.write_text("depths = [2.0, inf]\nratios = [1.5, 3]\nscales = [1e-6, 1e-3]\nrtol = 1e-7\nseed = 4\n")
+    cfg = pd.PhaseDiagramConfig.from_toml(path, ratios=[2.0], rtol=None, chunk_size=32)
+    assert cfg.depths == (2.0, math.inf)
+    assert cfg.ratios == (2.0,)  # the override wins
+    assert cfg.rtol == 1e-7  # None overrides nothing
+    assert cfg.seed == 4 and cfg.chunk_size == 32
+    # to_toml / from_mapping round trip.
+    assert pd.PhaseDiagramConfig.from_mapping(tomllib.loads(cfg.to_toml())) == cfg
+
+
+def test_toml_unknown_key(tmp_path):
+    path = tmp_path / "pd.toml"
+    path.write_text("depths = [2.0]\nratio = [1.5]\n")
+    with pytest.raises(pd.ConfigError, match="unknown option.*ratio"):
+        pd.PhaseDiagramConfig.from_toml(path)
+
+
+def test_toml_bad_value(tmp_path):
+    path = tmp_path / "pd.toml"
+    path.write_text("depths = [2.0]\nratios = [0.5]\n")
+    with pytest.raises(pd.ConfigError, match="ratios"):
+        pd.PhaseDiagramConfig.from_toml(path)
+
+
+def test_toml_malformed(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("depths = [2.0, \nratios = \n")
+    with pytest.raises(pd.ConfigError, match="not valid TOML") as info:
+        pd.PhaseDiagramConfig.from_toml(path)
+    assert "broken.toml" in str(info.value)
+
+
+def test_toml_missing_file(tmp_path):
+    with pytest.raises(pd.ConfigError, match="cannot read config file"):
+        pd.PhaseDiagramConfig.from_toml(tmp_path / "absent.toml")
+
+
+# --------------------------------------------------------------------------------------------
+# netCDF
+
+
+def test_netcdf_round_trip(ds, tmp_path):
+    path = tmp_path / "pd.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    with xr.open_dataset(path, engine="h5netcdf") as back:
+        back = back.load()
+    assert set(back.data_vars) == set(ds.data_vars)
+    for name in list(ds.data_vars) + list(ds.coords):
+        assert back[name].dims == ds[name].dims, name
+        assert back[name].dtype == ds[name].dtype, name
+        np.testing.assert_array_equal(back[name].values, ds[name].values)
+    for key, value in ds.attrs.items():
+        assert back.attrs[key] == value, key
+    assert back["threshold_measured"].attrs["refine_status"] == ds["threshold_measured"].attrs["refine_status"]
+
+
+# --------------------------------------------------------------------------------------------
+# Store and resume
+
+
+def test_existing_store_without_resume_is_refused(stored):
+    _, path, _ = stored
+    with pytest.raises(sweep.SweepError, match="already exists"):
+        pd.run(CONFIG, store=path, quiet=True)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(stored, tmp_path, monkeypatch):
+    ds, path, full_calls = stored
+    # Work on a copy so that the other tests keep the complete store.
+    copy = tmp_path / "copy.zarr"
+    import shutil
+
+    shutil.copytree(path, copy)
+    missing = [0, 3]
+    group = zarr.open_group(str(copy), mode="r+")
+    assert group["done"].shape == (N_CHUNKS,)
+    for i in missing:
+        group["done"][i] = False
+        rows = slice(i * 16, (i + 1) * 16)
+        group["out_margin"][rows] = np.full(16, -12345.0)
+        group["out_status"][rows] = np.full(16, 3, dtype=group["out_status"].dtype)
+        group["out_steps"][rows] = np.full(16, 7, dtype=group["out_steps"].dtype)
+
+    counter = _ChunkCounter(monkeypatch)
+    resumed = pd.run(CONFIG, store=copy, resume=True, quiet=True)
+    # Only the missing grid chunks were recomputed; the refinement made the same calls as before.
+    assert counter.calls == full_calls - N_CHUNKS + len(missing)
+
+    xr.testing.assert_identical(resumed.drop_attrs(), ds.drop_attrs())
+    for name in ds.data_vars:
+        np.testing.assert_array_equal(resumed[name].values, ds[name].values)
+    assert {k: v for k, v in resumed.attrs.items() if k != "created"} == {
+        k: v for k, v in ds.attrs.items() if k != "created"
+    }
+
+
+def test_resume_with_another_config_is_refused(stored, tmp_path):
+    _, path, _ = stored
+    import shutil
+
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(path, copy)
+    other = pd.PhaseDiagramConfig(**{**CONFIG.__dict__, "refine_iterations": 5})
+    with pytest.raises(sweep.SweepError, match="different sweep"):
+        pd.run(other, store=copy, resume=True, quiet=True)
