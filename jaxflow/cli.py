@@ -76,6 +76,8 @@ def _check_out_dir(out: str) -> None:
 
 
 def cmd_phase_diagram(args) -> int:
+    if args.model == "factor":
+        return cmd_factor_diagram(args)
     from jaxflow.experiments import phase_diagram as pd
     from jaxflow import plot, sweep
 
@@ -123,6 +125,52 @@ def cmd_phase_diagram(args) -> int:
     return 0
 
 
+def cmd_factor_diagram(args) -> int:
+    from jaxflow import plot, status, sweep
+    from jaxflow.experiments import factor_diagram as fd
+    from jaxflow.experiments import phase_diagram as pd
+
+    overrides = {
+        "depths": _numbers(args.depths, "--depths") if args.depths else None,
+        "scales": _numbers(args.scales, "--scales") if args.scales else None,
+        "ratio": _numbers(args.ratios, "--ratios")[0] if args.ratios else None,
+        "start": args.start,
+        "finish": args.finish,
+        "rtol": args.rtol,
+        "atol": args.rtol,
+        "chunk_size": args.chunk_size,
+    }
+    try:
+        if args.config:
+            config = fd.FactorDiagramConfig.from_toml(args.config, **overrides)
+        else:
+            config = fd.FactorDiagramConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
+    except (pd.ConfigError, TypeError) as err:
+        raise CliError(str(err)) from None
+    out = args.out if args.out_given else os.path.join("results", "factor_diagram")
+    _check_out_dir(out)
+    store = os.path.join(out, "factor_diagram.zarr")
+    if os.path.exists(store) and not args.resume:
+        raise CliError(f"{store} already exists: pass --resume to continue it, or choose another --out")
+    enable_compilation_cache()
+    try:
+        ds = fd.run(config, store=store, resume=args.resume, quiet=args.quiet)
+    except sweep.SweepError as err:
+        raise CliError(str(err)) from None
+    nc = os.path.join(out, "factor_diagram.nc")
+    ds.to_netcdf(nc, engine="h5netcdf")
+    fig = plot.save(plot.factor_diagram(ds), os.path.join(out, "factor_diagram.png"))
+    summary = ds[["incremental_fraction", "rank_correlation"]].mean(("seed", "scale"))
+    print("depth   incremental fraction   rank correlation   (means over scales and seeds)")
+    for depth in ds["depth"].values:
+        row = summary.sel(depth=depth)
+        print(f"{depth:<7g} {row['incremental_fraction'].item():<22.3f} {row['rank_correlation'].item():.3f}")
+    counts = status.summary(ds["status"].values)
+    print(f"trajectory status: {', '.join(f'{k} {v}' for k, v in counts.items())}")
+    print(f"wrote {nc}\nwrote {fig}\nstore {store}")
+    return 0
+
+
 def cmd_threshold(args) -> int:
     from jaxflow import theory
 
@@ -167,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("phase-diagram", help="simulate the phase diagram of incremental learning")
     p.add_argument("--config", help="TOML file setting any option (flags override it)")
-    p.add_argument("--out", default=os.path.join("results", "phase_diagram"), help="output directory")
+    p.add_argument("--model", choices=("toy", "factor"), default="toy",
+                   help="toy: balanced reduced flow against theory (default); factor: random "
+                        "unbalanced factors, k-mode geometric spectrum (--ratios gives its ratio)")
+    p.add_argument("--out", help="output directory (default results/phase_diagram or results/factor_diagram)")
     p.add_argument("--depths", help="e.g. '1,2,3,inf'")
     p.add_argument("--ratios", help="e.g. '1.1,2,4' or '1.02:10:32' (log-spaced)")
     p.add_argument("--scales", help="e.g. '1e-120:1e-1:128' (log-spaced) or a list")
@@ -194,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "phase-diagram":
+        args.out_given = args.out is not None
+        if args.out is None:
+            args.out = os.path.join("results", "phase_diagram")
     try:
         return args.func(args)
     except CliError as err:

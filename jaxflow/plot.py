@@ -140,3 +140,36 @@ def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 130) -> str:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return os.fspath(path)
+
+
+def factor_diagram(ds: xr.Dataset) -> plt.Figure:
+    """Unbalanced random factors: incremental fraction and rank correlation against sigma0,
+    one line per depth, mean over seeds with the seeds' range shaded."""
+    depths = [float(d) for d in ds["depth"].values]
+    colours = _depth_colours(depths)
+    scales = ds["scale"].values
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    panels = (
+        ("incremental_fraction", "fraction of consecutive pairs\n(start, finish)-incremental"),
+        ("rank_correlation", "rank correlation of learning order\nwith target order"),
+    )
+    for ax, (name, label) in zip(axes, panels):
+        for depth in depths:
+            values = ds[name].sel(depth=depth)
+            mean = values.mean("seed").values
+            ax.fill_between(scales, values.min("seed").values, values.max("seed").values,
+                            color=colours[depth], alpha=0.18, lw=0)
+            ax.plot(scales, mean, "o-", ms=3, color=colours[depth], label=depth_label(depth))
+        ax.set_xscale("log")
+        ax.set_xlabel(r"initialization scale $\sigma_0$ (factors $\sim \sigma_0^{1/N}$)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylim(-0.05, 1.05)
+    axes[1].set_ylim(-1.05, 1.05)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(
+        f"Random unbalanced factors, {ds.attrs['num_modes']} targets in ratio {ds.attrs['ratio']:g} "
+        f"({ds.sizes['seed']} seeds: mean and range)"
+    )
+    fig.tight_layout()
+    return fig

@@ -140,74 +140,96 @@ def test_config_file_and_overriding_flags(env, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Bad input: exit 2, one line, the option named
+# Commands that stop before any simulation: started all at once (they only import and check),
+# so that their start-up costs overlap.
+
+
+def _quick_commands(tmp):
+    grid = {"--depths": "2,3", "--ratios": "1.5,4", "--scales": "1e-10:1e-2:6"}
+
+    def phase_diagram(**changes):
+        flags = {**grid, **changes}
+        out = flags.pop("--out", str(tmp / "unused-out"))
+        return ["phase-diagram", *[x for kv in flags.items() for x in kv],
+                "--chunk-size", "16", "--quiet", "--out", out]
+
+    blocker = tmp / "a-file"
+    blocker.write_text("not a directory")
+    broken = tmp / "broken.toml"
+    broken.write_text("depths = [2.0,\nratios = ]\n")
+    return {
+        "ratios-0.5": phase_diagram(**{"--ratios": "0.5"}),
+        "depths-0.5": phase_diagram(**{"--depths": "0.5"}),
+        # If an empty --depths were silently taken as "the default depths", the unwritable
+        # --out stops the run before any simulation (and the message then names --out).
+        "depths-empty": phase_diagram(**{"--depths": "", "--out": str(blocker / "sub")}),
+        "scales-2": phase_diagram(**{"--scales": "2"}),
+        "scales-unparsable": phase_diagram(**{"--scales": "1e-3:oops:4"}),
+        "out-unwritable": phase_diagram(**{"--out": str(blocker / "sub")}),
+        "config-malformed": ["phase-diagram", "--config", str(broken), "--out", str(tmp / "o")],
+        "info": ["info"],
+        "threshold": ["threshold", "--depth", "3", "--ratio", "1.5"],
+        "threshold-ratio-1": ["threshold", "--depth", "3", "--ratio", "1"],
+    }
+
+
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def quick(env, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quick")
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "jaxflow.cli", *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for name, args in _quick_commands(tmp).items()
+    }
+    results = {}
+    for name, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        results[name] = _Result(proc.returncode, out, err)
+    return results, tmp
 
 
 @pytest.mark.parametrize(
-    "flags, names",
+    "case, names",
     [
-        (["--ratios", "0.5"], ["ratios"]),
-        (["--depths", "0.5"], ["depths"]),
-        (["--scales", "2"], ["scales"]),
-        (["--scales", "1e-3:oops:4"], ["--scales"]),
+        ("ratios-0.5", ["ratios"]),
+        ("depths-0.5", ["depths"]),
+        ("depths-empty", ["depths"]),
+        ("scales-2", ["scales"]),
+        ("scales-unparsable", ["--scales"]),
+        ("out-unwritable", ["--out"]),
+        ("config-malformed", ["broken.toml", "TOML"]),
+        ("threshold-ratio-1", ["ratio"]),
     ],
-    ids=["ratio-below-1", "depth-below-1", "scale-above-1", "scales-unparsable"],
 )
-def test_bad_grid_values(env, tmp_path, flags, names):
-    base = {"--depths": "2,3", "--ratios": "1.5,4", "--scales": "1e-10:1e-2:6"}
-    base.update(dict(zip(flags[::2], flags[1::2])))
-    args = [x for kv in base.items() for x in kv]
-    result = jaxflow(env, "phase-diagram", *args, "--chunk-size", "16", "--quiet", "--out", str(tmp_path / "o"))
-    assert_usage_error(result, *names)
-    assert not (tmp_path / "o" / "phase_diagram.zarr").exists()
+def test_bad_input(quick, case, names):
+    results, tmp = quick
+    assert_usage_error(results[case], *names)
+    assert not (tmp / "unused-out" / "phase_diagram.zarr").exists()
 
 
-def test_empty_depths(env, tmp_path):
-    # An explicitly empty axis is an error, not "use the default depths".
-    result = jaxflow(
-        env, "phase-diagram", "--depths", "", "--ratios", "1.5,4", "--scales", "1e-10:1e-2:6",
-        "--chunk-size", "16", "--quiet", "--out", str(tmp_path / "o"), timeout=120,
-    )
-    assert_usage_error(result, "depths")
-
-
-def test_unwritable_out(env, tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a directory")
-    result = jaxflow(env, "phase-diagram", *TINY, "--out", str(blocker / "sub"))
-    assert_usage_error(result, "--out")
-
-
-def test_malformed_config(env, tmp_path):
-    config = tmp_path / "broken.toml"
-    config.write_text("depths = [2.0,\nratios = ]\n")
-    result = jaxflow(env, "phase-diagram", "--config", str(config), "--out", str(tmp_path / "o"))
-    assert_usage_error(result, "broken.toml", "TOML")
-
-
-def test_unknown_config_key(env, tmp_path):
-    config = tmp_path / "typo.toml"
-    config.write_text("depth = [2.0]\n")
-    result = jaxflow(env, "phase-diagram", "--config", str(config), "--out", str(tmp_path / "o"))
-    assert_usage_error(result, "depth")
-
-
-# --------------------------------------------------------------------------------------------
-# info and threshold
-
-
-def test_info(env):
+def test_info(quick, env):
     import jax
 
-    result = jaxflow(env, "info")
+    result = quick[0]["info"]
     assert result.returncode == 0, result.stderr
     assert re.search(r"^float64\s+on\b", result.stdout, re.M), result.stdout
     assert re.search(rf"^jax\s+{re.escape(jax.__version__)}$", result.stdout, re.M), result.stdout
     assert env["JAXFLOW_CACHE_DIR"] in result.stdout
 
 
-def test_threshold(env):
-    result = jaxflow(env, "threshold", "--depth", "3", "--ratio", "1.5")
+def test_threshold(quick):
+    result = quick[0]["threshold"]
     assert result.returncode == 0, result.stderr
     match = re.search(r"threshold sigma0_th / sigma\*_j = (\S+)", result.stdout)
     assert match, result.stdout
@@ -217,8 +239,3 @@ def test_threshold(env):
     assert abs(printed - expected) <= 1e-9 * expected
     log_match = re.search(r"ln threshold\s+= (\S+)", result.stdout)
     assert math.isclose(float(log_match.group(1)), math.log(expected), rel_tol=1e-11)
-
-
-def test_threshold_ratio_one(env):
-    result = jaxflow(env, "threshold", "--depth", "3", "--ratio", "1")
-    assert_usage_error(result, "ratio")

@@ -1,0 +1,243 @@
+"""A phase diagram where theory is silent: unbalanced random factors, k-mode spectra.
+
+The theory of PAPER.md section 3 assumes a balanced, identical start. Here every coordinate of
+a ``k``-mode target spectrum (geometric, ratio ``r`` between consecutive modes, smallest 1) is
+the product of ``N`` distinct factors drawn i.i.d. Gaussian with standard deviation
+``sigma0^(1/N)`` (seeded), and runs the factor-level gradient flow of
+:mod:`jaxflow.models.toy` (``jax.grad`` of the PAPER.md loss). Per (depth, scale, seed):
+
+* ``incremental_fraction``: the fraction of consecutive target pairs (larger, smaller) that are
+  (start, finish)-incremental: ``T_larger(finish) <= T_smaller(start)``;
+* ``rank_correlation``: Spearman correlation between the order in which modes reach ``finish``
+  and the target order (1 = learned strictly largest first);
+* ``status``, ``steps``, and every ``learning_time(mode, fraction)``.
+
+Depth is data: every lane carries ``max(depths)`` factors per coordinate, and the factors past
+its own depth are masked out of the product (so out of the gradient too), which keeps all
+depths in one compiled program. Coordinates are decoupled (the loss is a sum over them), so
+each is solved on its own relative-speed clock, as in the main phase diagram.
+
+Example:
+    >>> from jaxflow.experiments import factor_diagram as fd
+    >>> cfg = fd.FactorDiagramConfig(depths=(3.0,), scales=(1e-6,), seeds=(0.0,), num_modes=3)
+    >>> ds = fd.run(cfg, quiet=True)
+    >>> float(ds["incremental_fraction"].item())
+    1.0
+"""
+
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from jaxflow import _toml, flow, status, sweep
+from jaxflow.experiments.phase_diagram import SOLVERS, ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorDiagramConfig:
+    """Options of ``jaxflow phase-diagram --model factor``.
+
+    Attributes:
+        depths: integer depths N >= 1 (numbers of factors).
+        scales: sigma0, the standard deviation of the product scale (factors ~ sigma0^(1/N)).
+        seeds: integer seeds of the random factors (one axis value per seed).
+        ratio: ratio between consecutive targets (> 1); targets r^(k-1), ..., r, 1.
+        num_modes: k, the number of target modes (>= 2).
+        start, finish: fractions of the incremental-learning definition.
+        solver, rtol, atol, max_steps, chunk_size, seed: as for the main phase diagram.
+    """
+
+    depths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+    scales: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1e-12, 1e-1, 23))
+    seeds: tuple[float, ...] = tuple(float(s) for s in range(8))
+    ratio: float = 2.0
+    num_modes: int = 4
+    start: float = 0.1
+    finish: float = 0.9
+    solver: str = "Tsit5"
+    rtol: float = 1e-7
+    atol: float = 1e-7
+    max_steps: int = 4096
+    chunk_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("depths", "scales", "seeds"):
+            values = getattr(self, name)
+            if isinstance(values, (int, float)):
+                values = (values,)
+            try:
+                values = tuple(float(v) for v in values)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{name} must be a list of numbers, got {values!r}") from err
+            if not values:
+                raise ConfigError(f"{name} must not be empty")
+            if len(set(values)) != len(values) or any(math.isnan(v) for v in values):
+                raise ConfigError(f"{name} must not repeat values or contain NaN")
+            object.__setattr__(self, name, values)
+        if any(d < 1 or d != int(d) for d in self.depths):
+            raise ConfigError("depths must be integers >= 1 for the factor model")
+        if any(not (0 < s < 1) for s in self.scales):
+            raise ConfigError("scales must lie in (0, 1)")
+        if any(s != int(s) or s < 0 for s in self.seeds):
+            raise ConfigError("seeds must be non-negative integers")
+        if not (1 < self.ratio < math.inf):
+            raise ConfigError(f"ratio must be finite and > 1, got {self.ratio}")
+        if int(self.num_modes) != self.num_modes or self.num_modes < 2:
+            raise ConfigError(f"num_modes must be an integer >= 2, got {self.num_modes}")
+        if not (0 < self.start < self.finish < 1):
+            raise ConfigError("start and finish must satisfy 0 < start < finish < 1")
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
+        for name in ("max_steps", "chunk_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be an integer >= 1")
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> "FactorDiagramConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(table) - known - {"model"})
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{k: v for k, v in table.items() if k != "model"})
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **overrides) -> "FactorDiagramConfig":
+        try:
+            with open(path, "rb") as fh:
+                table = tomllib.load(fh)
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+        table.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(table)
+
+    def to_toml(self) -> str:
+        return _toml.dumps({"model": "factor", **dataclasses.asdict(self)})
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The k targets, largest first: r^(k-1), ..., r, 1."""
+        return self.ratio ** np.arange(self.num_modes - 1, -1, -1, dtype=float)
+
+
+def _spearman(order_values: jax.Array) -> jax.Array:
+    """Spearman correlation of values against their index (0 = largest target).
+
+    Ties (equal to 1e-9 relative, e.g. depth 1 where every mode takes the same time, or two
+    modes never learned) share their average rank; all tied gives 0, not NaN.
+    """
+    v = order_values
+    both_inf = jnp.isinf(v)[:, None] & jnp.isinf(v)[None, :] & (v[:, None] == v[None, :])
+    tol = 1e-9 * jnp.abs(jnp.where(jnp.isfinite(v), v, 0.0))
+    with jax.numpy_dtype_promotion("standard"):
+        diff = jnp.where(both_inf, 0.0, v[None, :] - v[:, None])  # [i, j] = v_j - v_i
+    tied = both_inf | (jnp.abs(diff) <= tol[:, None])
+    below = (diff < 0) & ~tied
+    ranks = jnp.sum(below, axis=1) + 0.5 * (jnp.sum(tied, axis=1) - 1)
+    index = jnp.arange(v.shape[0], dtype=v.dtype)
+    rc, ic = ranks - ranks.mean(), index - index.mean()
+    denom = jnp.sqrt(jnp.sum(rc**2) * jnp.sum(ic**2))
+    return jnp.where(denom > 0, jnp.sum(rc * ic) / jnp.where(denom > 0, denom, 1.0), 0.0)
+
+
+def factor_point(config: FactorDiagramConfig):
+    """Per-point function: random unbalanced factors of one (depth, scale, seed)."""
+    solver = SOLVERS[config.solver]()
+    max_depth = int(max(config.depths))
+    targets = jnp.asarray(config.targets)
+
+    def coordinate(weights, depth, target):
+        mask = jnp.arange(max_depth) < depth
+
+        def value(w, _=None):
+            # Factors past this lane's depth are masked to 1: out of the product and gradient.
+            return jnp.prod(jnp.where(mask, w, 1.0))[None]
+
+        def loss(w, _):
+            return 0.5 * (target - value(w)[0]) ** 2 / depth**2
+
+        traj = flow.gradient_flow(
+            loss,
+            weights,
+            None,
+            modes=value,
+            targets=target[None],
+            fractions=(config.start, config.finish),
+            solver=solver,
+            rtol=config.rtol,
+            atol=config.atol,
+            max_steps=config.max_steps,
+        )
+        return traj.learning_times[0], traj.status, traj.steps + traj.rejected
+
+    def point(p):
+        depth = p["depth"]
+        key = jax.random.key(p["seed"].astype(jnp.uint32))
+        factor = p["scale"] ** (1.0 / depth)
+        weights = factor * jax.random.normal(key, (config.num_modes, max_depth))
+        times, codes, steps = jax.vmap(coordinate, in_axes=(0, None, 0))(weights, depth, targets)
+        larger_done = times[:-1, 1]  # T_i(finish) of the larger target of each pair
+        smaller_starts = times[1:, 0]  # T_j(start) of the smaller
+        incremental = (larger_done <= smaller_starts) & jnp.isfinite(larger_done)
+        return {
+            "incremental_fraction": jnp.mean(incremental.astype(float)),
+            "rank_correlation": _spearman(times[:, 1]),
+            "learning_time": times,
+            "status": jnp.max(codes),
+            "steps": jnp.sum(steps),
+        }
+
+    return point
+
+
+def run(
+    config: FactorDiagramConfig | None = None,
+    *,
+    store: str | os.PathLike | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    devices=None,
+) -> xr.Dataset:
+    """Simulate the factor-level phase diagram; dims ``(depth, scale, seed)``."""
+    config = config or FactorDiagramConfig()
+    axes = {"depth": config.depths, "scale": config.scales, "seed": config.seeds}
+    ds = sweep.run(
+        factor_point(config),
+        axes,
+        chunk_size=config.chunk_size,
+        store=store,
+        resume=resume,
+        seed=config.seed,
+        config=config.to_toml(),
+        output_dims={"learning_time": ("mode", "fraction")},
+        quiet=quiet,
+        desc="factor phase diagram",
+        devices=devices,
+    )
+    ds = ds.assign_coords(mode=np.arange(config.num_modes), fraction=[config.start, config.finish])
+    ds["target"] = ("mode", config.targets)
+    ds["status"] = ds["status"].astype(np.int8)
+    ds["steps"] = ds["steps"].astype(np.int32)
+    ds.attrs.update(
+        model="factor",
+        init="unbalanced Gaussian factors, std sigma0^(1/N)",
+        ratio=config.ratio,
+        num_modes=config.num_modes,
+        start=config.start,
+        finish=config.finish,
+        solver=config.solver,
+        rtol=config.rtol,
+        atol=config.atol,
+        ok_fraction=float((ds["status"] == status.OK).mean()),
+    )
+    return ds
