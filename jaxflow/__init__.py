@@ -2,6 +2,11 @@
 
 Importing jaxflow switches JAX to float64 (see ``jaxflow._x64``; opt out with the environment
 variable ``JAXFLOW_ENABLE_X64=0`` set before the import).
+
+Public modules: ``theory`` (analytic oracles), ``models`` (model families), ``flow`` (gradient
+flow through diffrax), ``descent`` (gradient descent through optax), ``sweep`` (grids, devices,
+stores), ``status`` (trajectory status codes); ``jaxflow.experiments`` and ``jaxflow.plot`` are
+imported on demand (they pull in plotting and storage).
 """
 
 import importlib.metadata
@@ -11,12 +16,12 @@ from jaxflow._x64 import enable_x64_by_default as _enable_x64_by_default
 
 _enable_x64_by_default()
 
+from jaxflow import descent as descent  # noqa: E402
+from jaxflow import flow as flow  # noqa: E402
 from jaxflow import models as models  # noqa: E402
 from jaxflow import status as status  # noqa: E402
-try:
-    from jaxflow import theory as theory  # noqa: E402
-except ImportError:  # TEMP while theory is written
-    pass
+from jaxflow import sweep as sweep  # noqa: E402
+from jaxflow import theory as theory  # noqa: E402
 
 
 try:

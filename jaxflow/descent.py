@@ -47,13 +47,13 @@ class DescentTrajectory(eqx.Module):
     ``F`` fractions.
 
     Attributes:
-        times: ``(S,)`` flow time of each save, ``learning_rate * step / time_scale`` with
+        times: ``(S,)`` flow time of each save, ``time_scale * learning_rate * step`` with
             ``step = 0, save_every, 2 * save_every, ..., num_steps``.
         modes: ``(S, M)`` the tracked modes at each save (``M = 0`` without ``modes``).
         loss: ``(S,)`` the loss at each save.
         learning_steps: ``(M, F)`` int32, the first step (0 = the initial point) at which
             ``modes / targets >= fraction``, checked after every step; -1 if never reached.
-        learning_times: ``(M, F)`` ``learning_rate * learning_steps / time_scale``; inf if never
+        learning_times: ``(M, F)`` ``time_scale * learning_rate * learning_steps``; inf if never
             reached.
         final_params: the parameters after the last accepted step (same pytree as ``params0``).
         status: int8 scalar, a code of :mod:`jaxflow.status` (``OK``, ``DIVERGED`` or
@@ -260,7 +260,7 @@ def _run(
     final, (losses, modes) = lax.scan(chunk, carry0, None, length=num_chunks)
 
     steps_saved = jnp.arange(num_chunks + 1, dtype=jnp.int32) * save_every
-    scale = learning_rate / time_scale
+    scale = learning_rate * time_scale
     times = scale * steps_saved.astype(scale.dtype)
     first = final["first"]
     learning_times = jnp.where(
@@ -307,7 +307,7 @@ def gradient_descent(
 
     Gradients come from ``jax.grad(loss)``. Gradient descent with rate ``eta`` approximates the
     gradient flow ``d params/dt = -grad loss`` at ``t = eta * step``; the trajectory is reported on
-    that axis, divided by ``time_scale``. The run is one compiled nested ``lax.scan`` (chunks of
+    that axis, times ``time_scale``. The run is one compiled nested ``lax.scan`` (chunks of
     ``save_every`` steps); one summary (loss and modes) is saved per chunk, plus the initial
     point. The learning of each mode is tracked after *every* step.
 
@@ -343,11 +343,12 @@ def gradient_descent(
             ``learning_rate`` array.
         loss_bound: a run whose loss exceeds this (or becomes non-finite) is marked diverged;
             in (0, inf].
-        time_scale: positive finite scalar; ``times = learning_rate * step / time_scale``. If the
-            gradient flow of ``loss`` runs a reference flow at speed ``c`` (its modes obey
-            ``c * f(sigma)``), ``time_scale = 1 / c`` puts GD on the reference time axis; e.g.
-            ``N`` for N distinct balanced factors with loss ``1/(2 N^2) ||.||^2``, whose flow is
-            ``d sigma/dt = sigma^(2-2/N) (sigma* - sigma) / N``.
+        time_scale: the constant ``c``, positive and finite:
+            ``times = c * learning_rate * step``. If the gradient flow of ``loss`` runs a
+            reference flow at speed ``c`` (its modes obey ``c * f(sigma)``), this puts GD on the
+            reference time axis, as ``ToyArgs.time_scale`` does for the flow; e.g.
+            ``toy.factor_time_scale(N) = 1/N`` for N distinct balanced factors with the
+            ``1/(2 N^2)`` loss, whose flow is ``d sigma/dt = sigma^(2-2/N) (sigma* - sigma) / N``.
 
     Returns:
         A :class:`DescentTrajectory` with ``S = num_steps // save_every + 1`` saves: ``times``
@@ -365,7 +366,7 @@ def gradient_descent(
     Example:
         A depth-2 scalar model ``sigma = w1 * w2`` learning ``sigma* = 1`` from
         ``sigma0 = 0.01``; its flow (with the ``1/(2 N^2)`` loss) is the logistic
-        ``d sigma/dt = sigma (1 - sigma) / 2``, hence ``time_scale = 2`` for the reference
+        ``d sigma/dt = sigma (1 - sigma) / 2``, hence ``time_scale = 0.5`` for the reference
         flow ``sigma (1 - sigma)``:
 
         >>> import jax, jax.numpy as jnp
@@ -376,7 +377,7 @@ def gradient_descent(
         ...     return jnp.stack([w[0] * w[1]])
         >>> w0 = jnp.full((2,), 0.1)
         >>> traj = gradient_descent(loss, w0, learning_rate=0.01, num_steps=2000, save_every=100,
-        ...                         modes=modes, targets=jnp.ones(1), time_scale=2.0)
+        ...                         modes=modes, targets=jnp.ones(1), time_scale=0.5)
         >>> traj.loss.shape, traj.modes.shape, traj.learning_steps.shape
         ((21,), (21, 1), (1, 3))
         >>> int(traj.status), int(traj.steps)

@@ -8,7 +8,7 @@ gradient flow keeps the factors equal and gives
 
 i.e. the reduced c = 1 flow of PAPER.md section 2 run at speed c = 1/N (N distinct factors with
 the 1/(2 N^2) loss; the shared-weight model w^N has c = 1). So GD is compared with the reduced
-flow with ``time_scale = N``: reduced time = learning_rate * step / N.
+flow with ``time_scale = 1/N``: reduced time = learning_rate * step / N.
 """
 
 import doctest
@@ -85,7 +85,7 @@ def run_lanes(depth, sigma0, learning_rates, num_steps, save_every):
             args=sstar,
             modes=factor_modes,
             targets=sstar,
-            time_scale=float(depth),
+            time_scale=1.0 / depth,
         )
     )(jnp.asarray(learning_rates))
 
@@ -169,7 +169,7 @@ def test_learning_steps_checked_after_every_step():
     sstar = jnp.asarray(SSTAR)
     w0 = balanced_init(2, 0.01)
     kw = dict(learning_rate=0.03, num_steps=K, args=sstar, modes=factor_modes, targets=sstar,
-              time_scale=2.0)
+              time_scale=0.5)
     every = gradient_descent(factor_loss, w0, save_every=1, **kw)
     coarse = gradient_descent(factor_loss, w0, save_every=K // 4, **kw)
     ratio = np.asarray(every.modes) / SSTAR  # (K + 1, M), row k = step k
@@ -218,7 +218,7 @@ def test_divergence_freezes_one_lane_only():
     for lane in range(2):
         single = gradient_descent(factor_loss, balanced_init(2, 0.01), learning_rate=lrs[lane],
                                   num_steps=400, save_every=50, args=jnp.asarray(SSTAR),
-                                  modes=factor_modes, targets=jnp.asarray(SSTAR), time_scale=2.0)
+                                  modes=factor_modes, targets=jnp.asarray(SSTAR), time_scale=0.5)
         np.testing.assert_allclose(traj.modes[lane], single.modes, rtol=1e-13)
         np.testing.assert_allclose(traj.final_params[lane], single.final_params, rtol=1e-13)
 
@@ -261,7 +261,7 @@ def test_no_retrace_under_jit():
         nonlocal traces
         traces += 1
         return gradient_descent(factor_loss, w0, learning_rate=lr, num_steps=100, save_every=10,
-                                args=sstar, modes=factor_modes, targets=sstar, time_scale=2.0)
+                                args=sstar, modes=factor_modes, targets=sstar, time_scale=0.5)
 
     results = [
         run(jnp.asarray(lr), balanced_init(2, s0))
@@ -284,7 +284,7 @@ def test_no_recompile_eager_calls():
                              save_every=5)
     traced = calls
     assert traced > 0
-    for lr, w0, bound, scale in [(0.2, 0.1, 1e6, 2.0), (0.05, 2.0, 1e12, 1.0)]:
+    for lr, w0, bound, scale in [(0.2, 0.1, 1e6, 0.5), (0.05, 2.0, 1e12, 1.0)]:
         again = gradient_descent(counting_loss, jnp.full((3,), w0), learning_rate=lr, num_steps=20,
                                  save_every=5, loss_bound=bound, time_scale=scale)
         assert calls == traced
@@ -299,7 +299,7 @@ def test_vmap_equals_separate_runs():
     def one(lr, s0):
         return gradient_descent(factor_loss, balanced_init(2, s0), learning_rate=lr, num_steps=400,
                                 save_every=50, args=sstar, modes=factor_modes, targets=sstar,
-                                time_scale=2.0)
+                                time_scale=0.5)
 
     batched = jax.vmap(one)(jnp.asarray(lrs), jnp.asarray(sigma0s))
     assert isinstance(batched, DescentTrajectory)
