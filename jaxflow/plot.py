@@ -10,7 +10,7 @@ Example:
     ...             scales=tuple(10.0 ** k for k in range(-14, -1))), quiet=True)
     >>> fig = plot.thresholds(ds)
     >>> len(fig.axes)
-    1
+    2
 """
 
 import math
@@ -42,7 +42,20 @@ def depth_label(depth: float) -> str:
 def _depth_colours(depths):
     cmap = plt.get_cmap("cividis")  # perceptually uniform and colour-blind-safe
     n = max(len(depths) - 1, 1)
-    return {float(d): cmap(0.9 * k / n) for k, d in enumerate(depths)}
+    colours = {float(d): cmap(0.9 * k / n) for k, d in enumerate(depths)}
+    # Depth 2, the exponential case of the headline, stands out in Okabe-Ito vermillion.
+    if 2.0 in colours:
+        colours[2.0] = OKABE_ITO[5]
+    return colours
+
+
+def _log_edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges of log-spaced centres (geometric midpoints), for pcolormesh on log axes."""
+    logs = np.log(np.sort(np.asarray(centres, dtype=float)))
+    if logs.size == 1:
+        return np.exp(logs + np.array([-0.5, 0.5]))
+    mid = 0.5 * (logs[1:] + logs[:-1])
+    return np.exp(np.concatenate([[2 * logs[0] - mid[0]], mid, [2 * logs[-1] - mid[-1]]]))
 
 
 def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
@@ -58,16 +71,18 @@ def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
     scales = ds["scale"].values
     ratios = ds["ratio"].values
     cmap = ListedColormap([NOT_INCREMENTAL_COLOUR, INCREMENTAL_COLOUR])
-    fine_r = np.geomspace(ratios.min(), ratios.max(), 200)
-    for ax, depth in zip(axes.flat, depths):
+    fine_r = np.geomspace(ratios.min(), ratios.max(), 300)
+    boundary = np.asarray(theory.incremental_threshold(
+        np.asarray(depths)[:, None], fine_r[None, :], start=ds.attrs["start"], finish=ds.attrs["finish"]))
+    for k, (ax, depth) in enumerate(zip(axes.flat, depths)):
         inc = ds["incremental"].sel(depth=depth).values.astype(float)
-        ax.pcolormesh(scales, ratios, inc, cmap=cmap, vmin=0, vmax=1, shading="nearest", rasterized=True)
-        th = np.asarray(theory.incremental_threshold(depth, fine_r, start=ds.attrs["start"], finish=ds.attrs["finish"]))
-        ok = th > 0
-        ax.plot(th[ok], fine_r[ok], color="black", lw=1.5, label="theory threshold")
+        ax.pcolormesh(_log_edges(scales), _log_edges(ratios - 1), inc, cmap=cmap, vmin=0, vmax=1,
+                      shading="flat", rasterized=True)
+        ok = boundary[k] > 0
+        ax.plot(boundary[k][ok], fine_r[ok] - 1, color="black", lw=1.5, label="theory threshold")
         meas = ds["threshold_measured"].sel(depth=depth).values
         okm = meas > 0
-        ax.plot(meas[okm], ratios[okm], "o", ms=2.5, mfc="white", mec="black", mew=0.6, label="measured")
+        ax.plot(meas[okm], ratios[okm] - 1, "o", ms=2.5, mfc="white", mec="black", mew=0.6, label="measured")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(depth_label(depth), fontsize=10)
@@ -76,7 +91,7 @@ def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
     for ax in axes[-1]:
         ax.set_xlabel(r"initialization scale $\sigma_0/\sigma^*_j$")
     for ax in axes[:, 0]:
-        ax.set_ylabel(r"ratio $r=\sigma^*_i/\sigma^*_j$")
+        ax.set_ylabel(r"ratio $-\,1$  ($r=\sigma^*_i/\sigma^*_j$)")
     handles = [
         Patch(color=INCREMENTAL_COLOUR, label="incremental (simulated)"),
         Patch(color=NOT_INCREMENTAL_COLOUR, label="not incremental"),
@@ -95,42 +110,47 @@ def thresholds(ds: xr.Dataset) -> plt.Figure:
     """Panel (b), the headline: sigma0_th against (ratio - 1), log-log, every depth.
 
     Simulated thresholds (markers) sit on the exact theory curves (lines); dashed lines are the
-    leading-order asymptotes: straight lines of slope N/(N-2) for N > 2 (polynomially small
-    thresholds) and, for N = 2, the exponentially small ``exp((r logit s - logit f - ln r)/(r-1))``.
+    leading-order asymptotes: the exponentially small ``exp((r logit s - logit f - ln r)/(r-1))``
+    for N = 2 and power laws of slope N/(N-2) for N > 2. The left panel shows the whole range
+    (depth 2 plunges below 1e-90); the right one zooms on N > 2, with the theory continued
+    towards r -> 1 where the power laws become straight lines.
     """
     start, finish = ds.attrs["start"], ds.attrs["finish"]
-    ratios = ds["ratio"].values
-    excess = ratios - 1
-    fine = np.geomspace(excess.min(), excess.max(), 300) + 1
+    excess = ds["ratio"].values - 1
     depths = [float(d) for d in ds["depth"].values]
     colours = _depth_colours(depths)
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
-    for depth in depths:
-        c = colours[depth]
-        exact = np.asarray(theory.incremental_threshold(depth, fine, start=start, finish=finish))
-        asym = np.asarray(theory.threshold_asymptotic(depth, fine, start=start, finish=finish))
-        meas = ds["threshold_measured"].sel(depth=depth).values
-        if not (exact > 0).any() and not (meas > 0).any():
-            continue  # depth 1: never incremental
-        ok = exact > 0
-        ax.plot(fine[ok] - 1, exact[ok], color=c, lw=1.4, label=depth_label(depth))
-        if depth >= 2:
-            oka = asym > 0
-            ax.plot(fine[oka] - 1, asym[oka], color=c, lw=1.0, ls="--")
-        okm = meas > 0
-        ax.plot(excess[okm], meas[okm], "o", ms=3.5, color=c, mec="black", mew=0.3)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"ratio $-\,1$  ($r = \sigma^*_i/\sigma^*_j$)")
-    ax.set_ylabel(r"threshold $\sigma_0^{th}/\sigma^*_j$")
-    ax.set_title(
-        "Depth turns an exponentially small threshold (N = 2)\ninto a polynomially small one (N > 2)"
-    )
-    ax.plot([], [], "o", color="grey", mec="black", mew=0.3, label="simulated")
-    ax.plot([], [], color="grey", label="exact theory")
-    ax.plot([], [], color="grey", ls="--", label="leading-order asymptote")
-    ax.legend(fontsize=7.5, ncol=2, loc="lower right")
-    ax.grid(True, which="major", alpha=0.3)
+    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(13, 5.5))
+    for panel, lo in ((ax, excess.min()), (zoom, min(1e-3, excess.min()))):
+        fine = np.geomspace(lo, excess.max(), 300)
+        shown = [d for d in depths if panel is ax or d > 2]
+        exact = np.asarray(theory.incremental_threshold(np.asarray(shown)[:, None], 1 + fine[None, :],
+                                                        start=start, finish=finish))
+        asym = np.asarray(theory.threshold_asymptotic(np.asarray(shown)[:, None], 1 + fine[None, :],
+                                                      start=start, finish=finish))
+        for k, depth in enumerate(shown):
+            c = colours[depth]
+            meas = ds["threshold_measured"].sel(depth=depth).values
+            if not (exact[k] > 0).any() and not (meas > 0).any():
+                continue  # depth 1: never incremental
+            ok = exact[k] > 0
+            panel.plot(fine[ok], exact[k][ok], color=c, lw=1.4, label=depth_label(depth))
+            if depth >= 2:
+                oka = asym[k] > 0
+                panel.plot(fine[oka], asym[k][oka], color=c, lw=1.0, ls="--")
+            okm = meas > 0
+            panel.plot(excess[okm], meas[okm], "o", ms=3.5, color=c, mec="black", mew=0.3)
+        panel.set_xscale("log")
+        panel.set_yscale("log")
+        panel.set_xlabel(r"ratio $-\,1$  ($r = \sigma^*_i/\sigma^*_j$)")
+        panel.set_ylabel(r"threshold $\sigma_0^{th}/\sigma^*_j$")
+        panel.grid(True, which="major", alpha=0.3)
+    ax.set_title("All depths: exponentially small for N = 2,\npolynomially small for N > 2")
+    zoom.set_title("N > 2: power laws of slope N/(N-2) as r -> 1\n(theory continued below the grid)")
+    for panel in (ax, zoom):
+        panel.plot([], [], "o", color="grey", mec="black", mew=0.3, label="simulated")
+        panel.plot([], [], color="grey", label="exact theory")
+        panel.plot([], [], color="grey", ls="--", label="leading-order asymptote")
+        panel.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig
 
