@@ -117,11 +117,12 @@ def test_config_file_and_overriding_flags(env, tmp_path):
     # the file alone sets seed and refine_iterations. The compiled program equals tiny_run's.
     config.write_text(
         "depths = [5.0]\nratios = [2.0]\nscales = [1e-3]\nchunk_size = 64\n"
-        "rtol = 1e-6\natol = 1e-6\nseed = 3\nrefine_iterations = 12\n"
+        "rtol = 1e-6\natol = 1e-5\nseed = 3\nrefine_iterations = 12\n"
     )
+    rtol = pd.PhaseDiagramConfig().rtol  # the default, as in tiny_run: same compiled program
     out = tmp_path / "out"
     result = jaxflow(
-        env, "phase-diagram", "--config", str(config), *TINY, "--rtol", "1e-9", "--out", str(out)
+        env, "phase-diagram", "--config", str(config), *TINY, "--rtol", repr(rtol), "--out", str(out)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     with xr.open_dataset(out / "phase_diagram.nc", engine="h5netcdf") as ds:
@@ -132,10 +133,10 @@ def test_config_file_and_overriding_flags(env, tmp_path):
     assert stored["ratios"] == [1.5, 4.0]
     np.testing.assert_allclose(stored["scales"], np.geomspace(1e-10, 1e-2, 6), rtol=1e-15)
     assert stored["chunk_size"] == 16
-    assert stored["rtol"] == 1e-9 and stored["atol"] == 1e-9
+    assert stored["rtol"] == rtol and stored["atol"] == rtol  # --rtol sets both
     assert stored["seed"] == 3 and stored["refine_iterations"] == 12
     assert stored["start"] == 0.1 and stored["finish"] == 0.9  # defaults
-    assert attrs["rtol"] == 1e-9 and attrs["seed"] == 3
+    assert attrs["rtol"] == rtol and attrs["seed"] == 3
     np.testing.assert_array_equal(depths, [2.0, 3.0])
 
 

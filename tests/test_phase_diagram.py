@@ -115,7 +115,7 @@ def test_attributes(ds):
     a = ds.attrs
     assert a["start"] == 0.1 and a["finish"] == 0.9
     assert a["solver"] == "Tsit5"
-    assert a["rtol"] == 1e-9 and a["atol"] == 1e-9
+    assert a["rtol"] == CONFIG.rtol and a["atol"] == CONFIG.atol
     assert a["dtype"] == "float64"
     import importlib.metadata as md
 
