@@ -171,6 +171,37 @@ def cmd_factor_diagram(args) -> int:
     return 0
 
 
+EXPERIMENTS = ("matrix-sensing",)
+
+
+def cmd_experiment(args) -> int:
+    from jaxflow import plot, status
+    from jaxflow.experiments import matrix_sensing as e1
+
+    if args.name != "matrix-sensing":
+        raise CliError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {args.name!r}")
+    out = args.out or os.path.join("results", "experiments")
+    _check_out_dir(out)
+    enable_compilation_cache()
+    config = e1.MatrixSensingConfig.smoke() if args.smoke else e1.MatrixSensingConfig()
+    print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}: depths "
+          f"{', '.join(map(str, config.depths))}, gradient flow and gradient descent", flush=True)
+    ds = e1.run(config)
+    nc = os.path.join(out, f"{args.name}.nc")
+    ds.to_netcdf(nc, engine="h5netcdf")
+    fig = plot.save(plot.staircase(ds, title="Deep matrix sensing: top singular values of W",
+                                   value_label="singular value"), os.path.join(out, f"{args.name}.png"))
+    print("backend  depth  recon-error  eff-rank  grad-evals  wall-s  status")
+    for b in ds["backend"].values:
+        for d in ds["depth"].values:
+            row = ds.sel(backend=b, depth=d)
+            print(f"{b:<8} {int(d):<6} {row['reconstruction_error'].item():<12.3e} "
+                  f"{int(row['effective_rank'].item()):<9} {int(row['gradient_evaluations'].item()):<11} "
+                  f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}")
+    print(f"wrote {nc}\nwrote {fig}")
+    return 0
+
+
 def cmd_threshold(args) -> int:
     from jaxflow import theory
 
@@ -229,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_phase_diagram)
+
+    p = sub.add_parser("experiment", help="run one of the paper's experiments (both back-ends)")
+    p.add_argument("name", help=f"one of: {', '.join(EXPERIMENTS)}")
+    p.add_argument("--out", help="output directory (default results/experiments)")
+    p.add_argument("--smoke", action="store_true", help="reduced sizes (seconds), for tests and CI")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("threshold", help="theory threshold of one (depth, ratio)")
     p.add_argument("--depth", type=float, required=True)

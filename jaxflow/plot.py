@@ -155,6 +155,37 @@ def thresholds(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+def staircase(ds: xr.Dataset, title: str = "", value_label: str = "mode value") -> plt.Figure:
+    """The paper's Figure 1 layout: per depth, the tracked modes against time, gradient descent
+    (dashed) drawn over gradient flow (solid), targets as thin horizontal lines.
+
+    Works on any dataset in the shared experiment layout (``jaxflow.experiments.backends``).
+    """
+    depths = list(ds["depth"].values)
+    fig, axes = plt.subplots(1, len(depths), figsize=(3.6 * len(depths), 3.4), sharey=True, squeeze=False)
+    t = ds["time"].values
+    for ax, depth in zip(axes[0], depths):
+        for mode in ds["mode"].values:
+            colour = OKABE_ITO[int(mode) % len(OKABE_ITO)]
+            for backend, style in (("flow", "-"), ("descent", "--")):
+                if backend not in ds["backend"].values:
+                    continue
+                v = ds["modes"].sel(backend=backend, depth=depth, mode=mode).values
+                ax.plot(t, v, style, color=colour, lw=1.6 if backend == "flow" else 1.1)
+            ax.axhline(float(ds["targets"].sel(mode=mode)), color=colour, lw=0.5, alpha=0.6)
+        ax.set_title(f"depth {depth}")
+        ax.set_xlabel("flow time t (= learning rate x step)")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel(value_label)
+    handles = [plt.Line2D([], [], color="black", ls="-", label="gradient flow"),
+               plt.Line2D([], [], color="black", ls="--", label="gradient descent")]
+    axes[0][-1].legend(handles=handles, fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 130) -> str:
     """Write a figure (format from the suffix) and close it; returns the path."""
     fig.savefig(path, dpi=dpi)

@@ -1,0 +1,167 @@
+"""Run one experiment on both back-ends and assemble the project's experiment layout.
+
+Every paper experiment (matrix sensing, quadratic networks, diagonal and convolutional nets)
+produces the same dataset, so notebooks read them alike:
+
+    dims:  backend ("flow", "descent"), depth, time, mode, fraction  (+ experiment variants)
+    modes(backend, depth, time, mode)          on one shared time grid (flow time t = lr * step)
+    targets(mode)
+    learning_time(backend, depth, mode, fraction)
+    status(backend, depth)                     jaxflow.status codes
+    gradient_evaluations(backend, depth)       cost (flow: solver stages; descent: steps)
+    <measure>(backend, depth)                  the experiment's own measures
+
+The time grid is the descent's save grid ``lr * save_every * i``; gradient flow (diffrax,
+relative-speed time) saves its modes at exactly those times, so ``modes`` of both back-ends
+overlay point by point.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxflow.experiments import backends
+    >>> from jaxflow.models import toy
+    >>> spec = backends.Spec(
+    ...     loss=toy.factor_loss, modes=toy.factor_values, targets=jnp.array([2.0, 1.0]),
+    ...     init=lambda depth: toy.factor_init(None, 1e-3, depth=depth, num_coords=2), args=jnp.array([2.0, 1.0]))
+    >>> ds = backends.run(spec, depths=(2, 3), learning_rate=1e-2, num_steps=2000, save_every=100)
+    >>> ds["modes"].dims
+    ('backend', 'depth', 'time', 'mode')
+"""
+
+import dataclasses
+import time as _time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import xarray as xr
+
+from jaxflow import descent, flow, status
+from jaxflow.sweep import run_metadata
+
+
+BACKENDS = ("flow", "descent")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What an experiment runs.
+
+    Attributes:
+        loss: ``loss(params, args) -> scalar``.
+        modes: ``modes(params, args) -> (M,)``.
+        targets: ``(M,)`` targets of the modes (0 where a mode should stay unlearned).
+        init: ``init(depth) -> params0``.
+        args: data passed to ``loss`` and ``modes``.
+        measures: ``{name: fn(params, args) -> scalar}`` evaluated on the final parameters.
+    """
+
+    loss: Callable
+    modes: Callable
+    targets: Any
+    init: Callable[[int], Any]
+    args: Any = None
+    measures: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
+
+
+def run(
+    spec: Spec,
+    *,
+    depths: Sequence[int],
+    learning_rate: float,
+    num_steps: int,
+    save_every: int,
+    fractions: Sequence[float] = (0.1, 0.5, 0.9),
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    max_steps: int = 200_000,
+    backends: Sequence[str] = BACKENDS,
+) -> xr.Dataset:
+    """Gradient flow and gradient descent for every depth, in the shared experiment layout.
+
+    Args:
+        spec: the experiment (:class:`Spec`).
+        depths: integer depths (each compiles its own program: weight shapes depend on depth).
+        learning_rate: the descent's rate; the flow is compared on ``t = lr * step``.
+        num_steps, save_every: descent length and save interval (the time grid).
+        fractions: fractions of each target at which learning times are recorded.
+        rtol, atol, max_steps: gradient-flow solver settings.
+        backends: which back-ends to run (default both).
+
+    Returns:
+        ``xarray.Dataset`` in the layout of the module docstring, plus ``wall_time(backend,
+        depth)`` in seconds (compilation included).
+    """
+    for b in backends:
+        if b not in BACKENDS:
+            raise ValueError(f"backends must be among {BACKENDS}, got {b!r}")
+    targets = np.asarray(spec.targets, dtype=float)
+    num_saves = num_steps // save_every + 1
+    times = learning_rate * save_every * np.arange(num_saves)
+    shape = (len(backends), len(depths))
+    out = {
+        "modes": np.full(shape + (num_saves, targets.size), np.nan),
+        "learning_time": np.full(shape + (targets.size, len(fractions)), np.inf),
+        "status": np.zeros(shape, dtype=np.int8),
+        "gradient_evaluations": np.zeros(shape, dtype=np.int64),
+        "wall_time": np.zeros(shape),
+    }
+    measures = {name: np.full(shape, np.nan) for name in spec.measures}
+    for j, depth in enumerate(depths):
+        params0 = spec.init(int(depth))
+        for i, backend in enumerate(backends):
+            start = _time.perf_counter()
+            if backend == "descent":
+                traj = descent.gradient_descent(
+                    spec.loss, params0, args=spec.args, learning_rate=learning_rate,
+                    num_steps=num_steps, save_every=save_every, modes=spec.modes,
+                    targets=targets, fractions=fractions,
+                )
+                final = traj.final_params
+                modes = traj.modes
+                evaluations = int(traj.steps)
+            else:
+                traj = flow.gradient_flow(
+                    spec.loss, params0, spec.args, modes=spec.modes, targets=targets,
+                    fractions=fractions, save_times=times, rtol=rtol, atol=atol,
+                    max_steps=max_steps,
+                    # The dense interpolant alone locates learning times to about rtol; the
+                    # exact-step polish would add a solver step per (mode, fraction) to the
+                    # compiled loop of these large states for no visible gain.
+                    refine=False,
+                )
+                final = traj.final_state
+                modes = traj.modes
+                # Tsit5: 6 new vector-field evaluations per step (first-same-as-last).
+                evaluations = 6 * int(traj.steps + traj.rejected) + 1
+            jax.block_until_ready(final)
+            out["wall_time"][i, j] = _time.perf_counter() - start
+            out["modes"][i, j] = np.asarray(modes)
+            out["learning_time"][i, j] = np.asarray(traj.learning_times)
+            out["status"][i, j] = int(traj.status)
+            out["gradient_evaluations"][i, j] = evaluations
+            for name, fn in spec.measures.items():
+                measures[name][i, j] = float(fn(final, spec.args))
+    coords = {
+        "backend": list(backends),
+        "depth": [int(d) for d in depths],
+        "time": times,
+        "mode": np.arange(targets.size),
+        "fraction": list(fractions),
+    }
+    data = {
+        "modes": (("backend", "depth", "time", "mode"), out["modes"]),
+        "targets": (("mode",), targets),
+        "learning_time": (("backend", "depth", "mode", "fraction"), out["learning_time"]),
+        "status": (("backend", "depth"), out["status"]),
+        "gradient_evaluations": (("backend", "depth"), out["gradient_evaluations"]),
+        "wall_time": (("backend", "depth"), out["wall_time"]),
+    }
+    data.update({name: (("backend", "depth"), values) for name, values in measures.items()})
+    ds = xr.Dataset(data, coords=coords)
+    ds["time"].attrs.update(long_name="flow time t = learning_rate * step")
+    ds.attrs.update(run_metadata())
+    ds.attrs.update(learning_rate=learning_rate, num_steps=num_steps, save_every=save_every,
+                    flow_rtol=rtol, flow_atol=atol, solver="Tsit5", flow_time="relative")
+    ds.attrs["ok"] = int((out["status"] == status.OK).all())
+    return ds

@@ -1,0 +1,118 @@
+"""Deep matrix sensing (E1): the commuting case against the toy theory, the smoke experiment's
+staircase, depth padding against per-depth programs, and input errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxflow import flow, status, theory
+from jaxflow.experiments import matrix_sensing as e1
+from jaxflow.models import matrix_sensing as ms
+
+
+def _diagonal_problem(values, d):
+    """Observe exactly the diagonal entries: measurements commute with a diagonal W."""
+    target = ms.diagonal_target(d, values)
+    index = jnp.arange(d) * (d + 1)
+    return ms.Problem(index, target.reshape(-1)[index], target, completion=True)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_commuting_identity_init_follows_toy_theory(depth):
+    """Balanced identity init + diagonal measurements: each singular value is the toy flow with
+    c = 2N/m (mean squared error over m = d observed entries). rtol 1e-5."""
+    d, values, scale = 5, (4.0, 2.0, 1.0), 1e-3
+    problem = _diagonal_problem(values, d)
+    params = ms.init(None, scale, depth, (d, d), kind="identity")
+    fractions = (0.1, 0.5, 0.9)
+    traj = flow.gradient_flow(
+        ms.loss, params, problem, modes=lambda p, a: ms.modes(p, a, k=3),
+        targets=jnp.asarray(values), fractions=fractions, rtol=1e-9, atol=1e-12,
+    )
+    assert int(traj.status) == status.OK
+    c = ms.time_scale(depth) / d
+    for i, target in enumerate(values):
+        exact = np.asarray(theory.learning_time(float(depth), target, scale, np.array(fractions) * target)) / c
+        np.testing.assert_allclose(np.asarray(traj.learning_times[i]), exact, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return e1.run(e1.MatrixSensingConfig.smoke())
+
+
+def test_smoke_layout_and_status(smoke):
+    assert smoke["modes"].dims == ("backend", "depth", "time", "mode")
+    assert smoke["learning_time"].dims == ("backend", "depth", "mode", "fraction")
+    for name in ("reconstruction_error", "effective_rank", "status", "gradient_evaluations"):
+        assert smoke[name].dims == ("backend", "depth")
+    assert np.all(smoke["status"].values == status.OK)
+    np.testing.assert_allclose(smoke["targets"].values, [12.0, 6.0, 4.0, 3.0, 0.0], atol=1e-12)
+
+
+def test_smoke_staircase_in_target_order(smoke):
+    """Depth >= 2: singular values reach half their target one at a time, largest first."""
+    half = smoke["learning_time"].sel(fraction=0.5)
+    for backend in ("flow", "descent"):
+        for depth in (2, 3):
+            times = half.sel(backend=backend, depth=depth).values[:4]
+            assert np.all(np.isfinite(times)) and np.all(np.diff(times) > 0), (backend, depth, times)
+
+
+def test_smoke_descent_tracks_flow(smoke):
+    """GD at lr 1e-3 stays within O(lr) of the flow on the shared time grid: learning times
+    agree to 2%, and the final singular values to 2%."""
+    lt = smoke["learning_time"].sel(fraction=0.5).isel(mode=slice(0, 4))
+    np.testing.assert_allclose(lt.sel(backend="descent").values, lt.sel(backend="flow").values, rtol=2e-2)
+    last = smoke["modes"].isel(time=-1, mode=slice(0, 4))
+    np.testing.assert_allclose(last.sel(backend="descent").values, last.sel(backend="flow").values, rtol=2e-2)
+
+
+def test_deeper_is_lower_rank(smoke):
+    """Depth 1 spreads weight over many directions (min-norm-like); deeper stays near rank 4."""
+    rank = smoke["effective_rank"].sel(backend="flow")
+    assert int(rank.sel(depth=1)) > 4 >= int(rank.sel(depth=3))
+
+
+def test_padded_depth_equals_per_depth_program():
+    d, scale = 4, 1e-2
+    problem = ms.gaussian_problem(jax.random.key(0), ms.diagonal_target(d, (3.0, 1.0)), 12)
+    key = jax.random.key(1)
+    for depth in (1, 2, 3):
+        plain = ms.init(key, scale, depth, (d, d))
+        padded = ms.init(key, scale, depth, (d, d), pad_to=4)
+        np.testing.assert_allclose(np.asarray(padded["factors"][:depth]), np.asarray(jnp.stack(plain)), rtol=0)
+        np.testing.assert_allclose(ms.product(padded), ms.product(plain), rtol=1e-14)
+        g_plain = jax.grad(ms.loss)(plain, problem)
+        g_pad = jax.grad(ms.loss)(padded, problem)
+        np.testing.assert_allclose(np.asarray(g_pad["factors"][:depth]), np.asarray(jnp.stack(g_plain)), rtol=1e-12)
+        assert float(jnp.max(jnp.abs(g_pad["factors"][depth:]))) == 0.0  # masked layers get no gradient
+
+
+def test_gaussian_init_scale():
+    params = ms.init(jax.random.key(3), 1e-4, 3, (50, 50))
+    s = ms.singular_values(params)
+    rms = float(jnp.sqrt(jnp.mean(s**2)))
+    assert 0.3e-4 < rms < 3e-4  # RMS singular value of W(0) about init
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: ms.init(None, 1e-3, 0, (3, 3), kind="identity"), "depth"),
+        (lambda: ms.init(None, 1e-3, 2, (3, 4), kind="identity"), "square"),
+        (lambda: ms.init(None, 1e-3, 2, (3, 3), kind="nope"), "kind"),
+        (lambda: ms.init(None, 1e-3, 2, (3, 3)), "key"),
+        (lambda: ms.init(None, 1e-3, 3, (3, 3), kind="identity", pad_to=2), "pad_to"),
+        (lambda: ms.diagonal_target(2, (1.0, 2.0, 3.0)), "values"),
+        (lambda: ms.gaussian_problem(jax.random.key(0), jnp.ones(3), 4), "matrix"),
+        (lambda: ms.gaussian_problem(jax.random.key(0), jnp.eye(3), 0), "m"),
+        (lambda: ms.completion_problem(jax.random.key(0), jnp.eye(3), 10), "m"),
+        (lambda: e1.MatrixSensingConfig(depths=(0,)), "depths"),
+        (lambda: e1.MatrixSensingConfig(num_steps=101, save_every=10), "num_steps"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
