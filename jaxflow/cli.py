@@ -82,9 +82,9 @@ def cmd_phase_diagram(args) -> int:
     from jaxflow import plot, sweep
 
     overrides = {
-        "depths": _numbers(args.depths, "--depths") if args.depths else None,
-        "ratios": _numbers(args.ratios, "--ratios") if args.ratios else None,
-        "scales": _numbers(args.scales, "--scales") if args.scales else None,
+        "depths": _numbers(args.depths, "--depths") if args.depths is not None else None,
+        "ratios": _numbers(args.ratios, "--ratios") if args.ratios is not None else None,
+        "scales": _numbers(args.scales, "--scales") if args.scales is not None else None,
         "start": args.start,
         "finish": args.finish,
         "rtol": args.rtol,
@@ -131,9 +131,9 @@ def cmd_factor_diagram(args) -> int:
     from jaxflow.experiments import phase_diagram as pd
 
     overrides = {
-        "depths": _numbers(args.depths, "--depths") if args.depths else None,
-        "scales": _numbers(args.scales, "--scales") if args.scales else None,
-        "ratio": _numbers(args.ratios, "--ratios")[0] if args.ratios else None,
+        "depths": _numbers(args.depths, "--depths") if args.depths is not None else None,
+        "scales": _numbers(args.scales, "--scales") if args.scales is not None else None,
+        "ratio": _numbers(args.ratios, "--ratios")[0] if args.ratios is not None else None,
         "start": args.start,
         "finish": args.finish,
         "rtol": args.rtol,

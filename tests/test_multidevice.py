@@ -2,11 +2,10 @@
 
 A subprocess starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must be
 set before jax is imported), checks ``jax.device_count() == 4``, runs ``pd.run`` on a tiny grid
-once with ``devices=jax.devices()`` (4 devices: ``shard_map`` gives each device a quarter of
+once with ``devices=jax.devices()`` (4 devices: each runs the same program on a quarter of
 every chunk) and once with ``devices=[jax.devices()[0]]``, and prints both as JSON. Checked:
-the statuses and solver step counts are identical, the margins and measured thresholds agree
-to 1e-12 relative (see the comment in the test: they are not bitwise equal), and the thresholds
-agree with theory in both.
+every variable is bitwise identical (sweep.Runner keeps one program and one vmapped batch width
+whatever the device count), and the thresholds agree with theory in both.
 """
 
 import json
@@ -81,15 +80,9 @@ def test_sharded_equals_single_device(result, name):
     a = np.asarray(result["all"][name])
     b = np.asarray(result["one"][name])
     assert a.shape == b.shape and a.size > 0
-    # Not bitwise: the program compiled for a mesh of several devices differs from the
-    # one-device program in XLA's fusion / contraction choices, so a few lanes round differently
-    # (measured: 3 of 48 margins differ, by at most 8 ulp = 9e-16 relative; the margin is a
-    # difference of two learning times, so an ulp of each time is a few ulps of the margin;
-    # the thresholds, roots of those margins, then differ by up to 5e-14 relative).
-    # The per-device batch size alone does not do this: one device with chunk 4 or 16 gives
-    # bitwise equal margins. Step counts and statuses are identical (test above), so the solver
-    # took the same path; 1e-12 relative is far above rounding and far below any real change.
-    np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    # Bitwise. (With shard_map over a 4-device mesh, 3 of 48 margins differed by up to 8 ulp:
+    # XLA compiles a multi-device program differently; sweep.Runner avoids it.)
+    assert np.array_equal(a, b)
 
 
 def test_both_agree_with_theory(result):
