@@ -32,8 +32,8 @@ DEPTH = 6.0
 TARGET_FRACTION = 0.99
 
 
-def jaxflow_run(lanes: int, rtol: float, chunk: int):
-    """The sweep engine's own path: fixed-size chunks, each one jit(shard_map(vmap(solve)))."""
+def jaxflow_run(lanes: int, rtol: float, chunk: int, batch: int):
+    """The sweep engine's own path: fixed-size chunks, lax.map over fixed vmap batches per device."""
     scales = np.geomspace(1e-12, 1e-1, lanes)
 
     def one(point):
@@ -51,11 +51,12 @@ def jaxflow_run(lanes: int, rtol: float, chunk: int):
         )
         return {"time": traj.learning_times[0, 0], "steps": traj.steps + traj.rejected, "status": traj.status}
 
-    runner = sweep.Runner(one, chunk_size=chunk)
+    runner = sweep.Runner(one, chunk_size=chunk, batch=batch)
     points = {"depth": np.full(lanes, DEPTH), "scale": scales}
     first = {k: v[: runner.chunk_size] for k, v in points.items()}
     t0 = time.perf_counter()
-    lowered = runner._call.lower({k: jax.ShapeDtypeStruct((runner.chunk_size,), jnp.float64) for k in first})
+    share = runner.chunk_size // len(runner.devices)
+    lowered = runner._call.lower({k: jax.ShapeDtypeStruct((share,), jnp.float64) for k in first})
     t1 = time.perf_counter()
     lowered.compile()
     t2 = time.perf_counter()
@@ -108,10 +109,11 @@ def main():
     parser.add_argument("--scipy-lanes", type=int, default=256)
     parser.add_argument("--rtol", type=float, default=8e-8)
     parser.add_argument("--chunk", type=int, default=4096, help="lanes per compiled call")
+    parser.add_argument("--batch", type=int, default=1024, help="lanes per vmapped batch")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "toy_throughput.json"))
     args = parser.parse_args()
 
-    jf = jaxflow_run(args.lanes, args.rtol, args.chunk)
+    jf = jaxflow_run(args.lanes, args.rtol, args.chunk, args.batch)
     ok = jf["status"] == 0
     rel_err = np.abs(jf["times"] / jf["exact"] - 1)
     per_traj = jf["run_s"] / args.lanes
@@ -131,6 +133,7 @@ def main():
         "depth": DEPTH,
         "rtol": args.rtol,
         "chunk": args.chunk,
+        "batch": args.batch,
         "time_reparametrization": "toy.reduced_speed",
         "trace_lower_s": jf["trace_lower_s"],
         "xla_compile_s": jf["xla_compile_s"],

@@ -45,7 +45,7 @@ import xarray as xr
 
 
 DEFAULT_CHUNK_SIZE = 1024
-DEFAULT_BATCH = 256
+DEFAULT_BATCH = 1024
 
 
 class SweepError(ValueError):
@@ -117,7 +117,7 @@ class Runner:
             names to arrays of fixed shapes (per point).
         chunk_size: points per call; rounded up to a multiple of ``batch * len(devices)``.
         devices: devices to run on (default: all local devices).
-        batch: lanes per vmapped batch (default 256).
+        batch: lanes per vmapped batch (default 1024).
 
     Example:
         >>> runner = Runner(lambda p: {"y": 2.0 * p["x"]}, chunk_size=4, batch=2)
@@ -265,7 +265,7 @@ def run(
 
     Args:
         fn: per-point function ``fn(point) -> {name: array}``; ``point[axis]`` is a float64
-            scalar. Pure and jit-compatible; it is vmapped and sharded by the sweep.
+            scalar. Pure and jit-compatible; the sweep vmaps it and spreads it over devices.
         axes: ``{name: values}``, each a non-empty 1-D sequence of distinct numbers. The dataset's
             dims follow this order.
         chunk_size: points per compiled call (rounded up to a multiple of the device count).

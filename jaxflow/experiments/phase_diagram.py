@@ -349,7 +349,7 @@ def run(
         store: zarr store written chunk by chunk during the sweep (resumable).
         resume: continue an interrupted store.
         quiet: no progress bar.
-        devices: devices to shard over (default: all local devices).
+        devices: devices to run on (default: all local devices).
 
     Returns:
         ``xarray.Dataset`` with DESIGN.md's schema: dims ``(depth, ratio, scale)``; variables
