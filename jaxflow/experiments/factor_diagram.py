@@ -19,9 +19,11 @@ each is solved on its own relative-speed clock, as in the main phase diagram.
 
 Example:
     >>> from jaxflow.experiments import factor_diagram as fd
-    >>> cfg = fd.FactorDiagramConfig(depths=(3.0,), scales=(1e-6,), seeds=(0.0,), num_modes=3)
+    >>> cfg = fd.FactorDiagramConfig(depths=(1.0, 3.0), scales=(1e-6,), seeds=(0.0,), num_modes=3)
     >>> ds = fd.run(cfg, quiet=True)
-    >>> float(ds["incremental_fraction"].item())
+    >>> float(ds["incremental_fraction"].sel(depth=1.0).item())  # depth 1: never incremental
+    0.0
+    >>> ds.attrs["ok_fraction"]
     1.0
 """
 

@@ -29,7 +29,7 @@ Example:
     >>> x = jnp.log(jnp.array([1e-3, 1e-3]))
     >>> dx = toy.reduced_vector_field(x, toy.ToyArgs(depth=3.0, targets=jnp.array([2.0, 1.0])))
     >>> [round(float(v), 4) for v in dx]
-    [0.2, 0.0999]
+    [0.1999, 0.0999]
 """
 
 from typing import NamedTuple
