@@ -53,13 +53,11 @@ if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("a
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-# The model's functions are evaluated eagerly around the solvers (initial point, final
-# measures, the flow's set-up); jitting them makes each a single compiled call instead of one
-# per operation, which roughly halves the first run's compile time. Module-level objects keep
-# the descent's compilation cache (keyed on the functions) valid across calls.
-_loss = jax.jit(qn.loss)
-_modes = jax.jit(qn.modes, static_argnames="k")
-_reconstruction_error = jax.jit(qn.reconstruction_error)
+@functools.cache
+def _top_modes(k: int):
+    # One function object per k: the descent caches its compiled program on it.
+    return functools.partial(qn.modes, k=k)
+
 
 # Okabe-Ito colours (colour-blind-safe), one per mode; yellow is left out (unreadable on white).
 MODE_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -157,8 +155,8 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
     config = QuadraticConfig() if config is None else config
     data, key_init = problem(config)
     targets = qn.targets(data, config.num_modes)
-    modes = functools.partial(_modes, k=config.num_modes)
-    measures = {"reconstruction_error": _reconstruction_error, "train_loss": _loss}
+    modes = _top_modes(config.num_modes)
+    measures = {"reconstruction_error": qn.reconstruction_error, "train_loss": qn.loss}
     parts = []
     for bias in (False, True):
         params0 = qn.init(key_init, config.init, data, bias=bias)
@@ -168,7 +166,7 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
                 raise ValueError(f"the quadratic network has depth 2, got {depth}")
             return params0
 
-        spec = backends.Spec(loss=_loss, modes=modes, targets=targets, init=init, args=data,
+        spec = backends.Spec(loss=qn.loss, modes=modes, targets=targets, init=init, args=data,
                              measures=measures)
         parts.append(backends.run(
             spec, depths=(QuadraticConfig.depth,), learning_rate=config.learning_rate,
