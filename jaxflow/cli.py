@@ -10,7 +10,6 @@ and exits with status 2 and a one-line reason on bad input.
 """
 
 import argparse
-import math
 import os
 import sys
 
@@ -75,15 +74,30 @@ def _check_out_dir(out: str) -> None:
         raise CliError(f"--out: cannot write to {out}: {err.strerror or err}") from None
 
 
-def cmd_phase_diagram(args) -> int:
-    if args.model == "factor":
-        return cmd_factor_diagram(args)
-    from jaxflow.experiments import phase_diagram as pd
-    from jaxflow import plot, sweep
+def _load_config(cls, path, overrides):
+    """A sweep config from an optional TOML file, flags (not None) overriding it."""
+    from jaxflow.experiments.config import ConfigError
 
-    overrides = {
+    try:
+        return cls.from_toml(path, **overrides)
+    except ConfigError as err:
+        raise CliError(str(err)) from None
+
+
+def _prepare_store(out: str, name: str, resume: bool) -> str:
+    """Check --out is writable and the store may be (re)used; turn on the compilation cache."""
+    _check_out_dir(out)
+    store = os.path.join(out, name)
+    if os.path.exists(store) and not resume:
+        raise CliError(f"{store} already exists: pass --resume to continue it, or choose another --out")
+    enable_compilation_cache()
+    return store
+
+
+def _sweep_overrides(args) -> dict:
+    """Flags shared by both phase diagrams (None where not given)."""
+    return {
         "depths": _numbers(args.depths, "--depths") if args.depths is not None else None,
-        "ratios": _numbers(args.ratios, "--ratios") if args.ratios is not None else None,
         "scales": _numbers(args.scales, "--scales") if args.scales is not None else None,
         "start": args.start,
         "finish": args.finish,
@@ -91,20 +105,18 @@ def cmd_phase_diagram(args) -> int:
         "atol": args.rtol,
         "chunk_size": args.chunk_size,
     }
-    try:
-        if args.config:
-            config = pd.PhaseDiagramConfig.from_toml(args.config, **overrides)
-        else:
-            config = pd.PhaseDiagramConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
-    except (pd.ConfigError, TypeError) as err:
-        raise CliError(str(err)) from None
-    _check_out_dir(args.out)
-    store = os.path.join(args.out, "phase_diagram.zarr")
-    if os.path.exists(store) and not args.resume:
-        raise CliError(
-            f"{store} already exists: pass --resume to continue it, or choose another --out"
-        )
-    enable_compilation_cache()
+
+
+def cmd_phase_diagram(args) -> int:
+    if args.model == "factor":
+        return cmd_factor_diagram(args)
+    from jaxflow.experiments import phase_diagram as pd
+    from jaxflow import plot, sweep
+
+    overrides = _sweep_overrides(args)
+    overrides["ratios"] = _numbers(args.ratios, "--ratios") if args.ratios is not None else None
+    config = _load_config(pd.PhaseDiagramConfig, args.config, overrides)
+    store = _prepare_store(args.out, "phase_diagram.zarr", args.resume)
     n = len(config.depths) * len(config.ratios) * len(config.scales)
     print(f"jaxflow phase-diagram: {n} trajectories ({len(config.depths)} depths x "
           f"{len(config.ratios)} ratios x {len(config.scales)} scales), store {store}", flush=True)
@@ -128,31 +140,12 @@ def cmd_phase_diagram(args) -> int:
 def cmd_factor_diagram(args) -> int:
     from jaxflow import plot, status, sweep
     from jaxflow.experiments import factor_diagram as fd
-    from jaxflow.experiments import phase_diagram as pd
 
-    overrides = {
-        "depths": _numbers(args.depths, "--depths") if args.depths is not None else None,
-        "scales": _numbers(args.scales, "--scales") if args.scales is not None else None,
-        "ratio": _numbers(args.ratios, "--ratios")[0] if args.ratios is not None else None,
-        "start": args.start,
-        "finish": args.finish,
-        "rtol": args.rtol,
-        "atol": args.rtol,
-        "chunk_size": args.chunk_size,
-    }
-    try:
-        if args.config:
-            config = fd.FactorDiagramConfig.from_toml(args.config, **overrides)
-        else:
-            config = fd.FactorDiagramConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
-    except (pd.ConfigError, TypeError) as err:
-        raise CliError(str(err)) from None
+    overrides = _sweep_overrides(args)
+    overrides["ratio"] = _numbers(args.ratios, "--ratios")[0] if args.ratios is not None else None
+    config = _load_config(fd.FactorDiagramConfig, args.config, overrides)
     out = args.out if args.out_given else os.path.join("results", "factor_diagram")
-    _check_out_dir(out)
-    store = os.path.join(out, "factor_diagram.zarr")
-    if os.path.exists(store) and not args.resume:
-        raise CliError(f"{store} already exists: pass --resume to continue it, or choose another --out")
-    enable_compilation_cache()
+    store = _prepare_store(out, "factor_diagram.zarr", args.resume)
     try:
         ds = fd.run(config, store=store, resume=args.resume, quiet=args.quiet)
     except sweep.SweepError as err:

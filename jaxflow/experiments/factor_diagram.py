@@ -30,21 +30,20 @@ Example:
 import dataclasses
 import math
 import os
-import tomllib
-from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import _toml, flow, status, sweep
-from jaxflow.experiments.phase_diagram import SOLVERS, ConfigError
+from jaxflow import flow, status, sweep
+from jaxflow.experiments.config import ConfigError, SweepConfig, check_fractions, check_positive_int
+from jaxflow.experiments.phase_diagram import SOLVERS
 
 
 @dataclasses.dataclass(frozen=True)
-class FactorDiagramConfig:
+class FactorDiagramConfig(SweepConfig):
     """Options of ``jaxflow phase-diagram --model factor``.
 
     Attributes:
@@ -56,6 +55,9 @@ class FactorDiagramConfig:
         start, finish: fractions of the incremental-learning definition.
         solver, rtol, atol, max_steps, chunk_size, seed: as for the main phase diagram.
     """
+
+    AXES: ClassVar[tuple[str, ...]] = ("depths", "scales", "seeds")
+    MODEL: ClassVar[str] = "factor"
 
     depths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
     scales: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1e-12, 1e-1, 23))
@@ -71,20 +73,7 @@ class FactorDiagramConfig:
     chunk_size: int = 512
     seed: int = 0
 
-    def __post_init__(self):
-        for name in ("depths", "scales", "seeds"):
-            values = getattr(self, name)
-            if isinstance(values, (int, float)):
-                values = (values,)
-            try:
-                values = tuple(float(v) for v in values)
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"{name} must be a list of numbers, got {values!r}") from err
-            if not values:
-                raise ConfigError(f"{name} must not be empty")
-            if len(set(values)) != len(values) or any(math.isnan(v) for v in values):
-                raise ConfigError(f"{name} must not repeat values or contain NaN")
-            object.__setattr__(self, name, values)
+    def check(self):
         if any(d < 1 or d != int(d) for d in self.depths):
             raise ConfigError("depths must be integers >= 1 for the factor model")
         if any(not (0 < s < 1) for s in self.scales):
@@ -95,36 +84,11 @@ class FactorDiagramConfig:
             raise ConfigError(f"ratio must be finite and > 1, got {self.ratio}")
         if int(self.num_modes) != self.num_modes or self.num_modes < 2:
             raise ConfigError(f"num_modes must be an integer >= 2, got {self.num_modes}")
-        if not (0 < self.start < self.finish < 1):
-            raise ConfigError("start and finish must satisfy 0 < start < finish < 1")
+        check_fractions(self.start, self.finish)
         if self.solver not in SOLVERS:
             raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
         for name in ("max_steps", "chunk_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be an integer >= 1")
-
-    @classmethod
-    def from_mapping(cls, table: Mapping[str, Any]) -> "FactorDiagramConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(table) - known - {"model"})
-        if unknown:
-            raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**{k: v for k, v in table.items() if k != "model"})
-
-    @classmethod
-    def from_toml(cls, path: str | os.PathLike, **overrides) -> "FactorDiagramConfig":
-        try:
-            with open(path, "rb") as fh:
-                table = tomllib.load(fh)
-        except OSError as err:
-            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
-        table.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(table)
-
-    def to_toml(self) -> str:
-        return _toml.dumps({"model": "factor", **dataclasses.asdict(self)})
+            object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 
     @property
     def targets(self) -> np.ndarray:

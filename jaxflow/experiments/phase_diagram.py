@@ -24,9 +24,8 @@ Example (a tiny grid):
 import dataclasses
 import math
 import os
-import tomllib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import ClassVar
 
 import diffrax
 import jax
@@ -34,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import _toml, flow, status, sweep, theory
+from jaxflow import flow, status, sweep, theory
+from jaxflow.experiments.config import ConfigError, SweepConfig, check_fractions, check_positive_int
 from jaxflow.models import toy
 
 
@@ -47,12 +47,8 @@ SOLVERS = {"Tsit5": diffrax.Tsit5, "Dopri5": diffrax.Dopri5, "Dopri8": diffrax.D
 LOG_SCALE_FLOOR = -700.0
 
 
-class ConfigError(ValueError):
-    """An option of the phase diagram is outside its allowed range."""
-
-
 @dataclasses.dataclass(frozen=True)
-class PhaseDiagramConfig:
+class PhaseDiagramConfig(SweepConfig):
     """Every option of ``jaxflow phase-diagram`` (a TOML file may set any of them).
 
     Attributes:
@@ -68,6 +64,9 @@ class PhaseDiagramConfig:
         seed: seed of the lane shuffle.
     """
 
+    AXES: ClassVar[tuple[str, ...]] = ("depths", "ratios", "scales")
+    MODEL: ClassVar[str] = "toy"
+
     depths: tuple[float, ...] = DEFAULT_DEPTHS
     ratios: tuple[float, ...] = DEFAULT_RATIOS
     scales: tuple[float, ...] = DEFAULT_SCALES
@@ -81,68 +80,21 @@ class PhaseDiagramConfig:
     refine_iterations: int = 20
     seed: int = 0
 
-    def __post_init__(self):
-        for name in ("depths", "ratios", "scales"):
-            values = getattr(self, name)
-            if isinstance(values, (int, float)):
-                values = (values,)
-            try:
-                values = tuple(float(v) for v in values)
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"{name} must be a list of numbers, got {values!r}") from err
-            object.__setattr__(self, name, values)
-            if not values:
-                raise ConfigError(f"{name} must not be empty")
-            if any(math.isnan(v) for v in values):
-                raise ConfigError(f"{name} must not contain NaN")
-            if len(set(values)) != len(values):
-                raise ConfigError(f"{name} must not repeat values")
+    def check(self):
         if any(d < 1 for d in self.depths):
             raise ConfigError(f"depths must be >= 1 (inf allowed), got {min(self.depths)}")
         if any(not (1 < r < math.inf) for r in self.ratios):
             raise ConfigError("ratios must be finite and > 1")
         if any(not (0 < s < 1) for s in self.scales):
             raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
-        if not (0 < self.start < self.finish < 1):
-            raise ConfigError(
-                f"start and finish must satisfy 0 < start < finish < 1, got {self.start}, {self.finish}"
-            )
+        check_fractions(self.start, self.finish)
         if self.solver not in SOLVERS:
             raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
         for name in ("rtol", "atol"):
             if not (0 < getattr(self, name) < 1):
                 raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
         for name in ("max_steps", "chunk_size", "refine_iterations"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value}")
-            object.__setattr__(self, name, int(value))
-
-    @classmethod
-    def from_mapping(cls, table: Mapping[str, Any]) -> "PhaseDiagramConfig":
-        """Build from a mapping (a parsed TOML table); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**dict(table))
-
-    @classmethod
-    def from_toml(cls, path: str | os.PathLike, **overrides) -> "PhaseDiagramConfig":
-        """Read a TOML file; ``overrides`` (e.g. command-line flags) win over the file."""
-        try:
-            with open(path, "rb") as fh:
-                table = tomllib.load(fh)
-        except OSError as err:
-            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
-        table.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(table)
-
-    def to_toml(self) -> str:
-        """The resolved configuration as TOML text (stored in the dataset)."""
-        return _toml.dumps(dataclasses.asdict(self))
+            object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 
 
 def pair_point(config: PhaseDiagramConfig):

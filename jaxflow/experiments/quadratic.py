@@ -38,14 +38,12 @@ from typing import ClassVar
 
 import jax
 import matplotlib
-import numpy as np
 import xarray as xr
 
 from jaxflow import status
 from jaxflow.experiments import backends
 from jaxflow.experiments.phase_diagram import ConfigError
 from jaxflow.models import quadratic as qn
-
 
 if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg", "pdf", "svg"):
     matplotlib.use("Agg")
@@ -193,8 +191,8 @@ def figure(ds: xr.Dataset) -> plt.Figure:
     dotted lines in the mode's colour.
     """
     variants = [bool(b) for b in ds["bias"].values]
-    fig, axes = plt.subplots(1, len(variants), figsize=(5.2 * len(variants), 3.8), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.0 * len(variants) + 1.6, 3.8),
+                             sharey=True, squeeze=False)
     times = ds["time"].values
     step = max(1, times.size // 25)  # about 25 descent markers per curve
     targets = ds["targets"].values
@@ -211,7 +209,7 @@ def figure(ds: xr.Dataset) -> plt.Figure:
                         ls="none", marker="o", ms=4, mfc="none", mew=1.0, color=colour)
         title = "bias, b(0) = mean(y)" if bias else "no bias"
         ax.set_title(f"{title}: $f(x) = x^T W^T W x$" + (" + b" if bias else ""))
-        ax.set_xlabel("time t = learning rate x step")
+        ax.set_xlabel("time t = learning rate × step")
         ax.set_xlim(times[0], times[-1])
         ax.grid(alpha=0.25, lw=0.5)
     axes.flat[0].set_ylabel("top eigenvalues of $W^T W$")
@@ -221,9 +219,9 @@ def figure(ds: xr.Dataset) -> plt.Figure:
         plt.Line2D([], [], color="0.3", ls="none", marker="o", mfc="none"),
         plt.Line2D([], [], color="0.3", lw=0.7, ls=":"),
     ]
-    labels += ["gradient flow", f"gradient descent (lr {ds.attrs['learning_rate']:g})", "target"]
-    axes.flat[-1].legend(handles, labels, loc="center right", fontsize=8, framealpha=0.9)
+    labels += ["gradient flow", f"gradient descent\n(lr {ds.attrs['learning_rate']:g})", "target"]
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
     fig.suptitle(f"Quadratic network, d = {ds.attrs.get('d')}, m = {ds.attrs.get('m')}, "
-                 f"init = {ds.attrs.get('init'):g}: eigenvalues learned one at a time", fontsize=10)
-    fig.tight_layout()
+                 f"$W^T W(0)$ = {ds.attrs.get('init'):g} I", fontsize=10)
+    fig.tight_layout(rect=(0.0, 0.0, 0.86, 1.0))
     return fig

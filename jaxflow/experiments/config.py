@@ -1,0 +1,107 @@
+"""Configuration machinery shared by the sweeps' option sets (frozen dataclasses + TOML).
+
+A config class derives from :class:`SweepConfig`: it lists its fields with defaults, names its
+axes in ``AXES`` (lists of numbers, validated here) and checks its own ranges in ``check``.
+Reading a TOML file, applying overrides (command-line flags win), refusing unknown keys and
+writing the resolved TOML for the dataset all live here, once.
+
+Example:
+    >>> import dataclasses
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Demo(SweepConfig):
+    ...     AXES = ("depths",)
+    ...     depths: tuple = (2.0, 3.0)
+    ...     start: float = 0.1
+    >>> Demo.from_mapping({"depths": [4, 5]}).depths
+    (4.0, 5.0)
+"""
+
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from jaxflow import _toml
+
+
+class ConfigError(ValueError):
+    """An option is outside its allowed range (the message names it)."""
+
+
+def as_axis(name: str, values) -> tuple[float, ...]:
+    """Validate one axis: a non-empty list of distinct numbers without NaN."""
+    if isinstance(values, (int, float)):
+        values = (values,)
+    try:
+        values = tuple(float(v) for v in values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name} must be a list of numbers, got {values!r}") from err
+    if not values:
+        raise ConfigError(f"{name} must not be empty")
+    if any(math.isnan(v) for v in values):
+        raise ConfigError(f"{name} must not contain NaN")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{name} must not repeat values")
+    return values
+
+
+def check_fractions(start: float, finish: float) -> None:
+    if not (0 < start < finish < 1):
+        raise ConfigError(f"start and finish must satisfy 0 < start < finish < 1, got {start}, {finish}")
+
+
+def check_positive_int(name: str, value) -> int:
+    if int(value) != value or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value}")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Base of the sweep configurations (fields are declared by subclasses)."""
+
+    AXES: ClassVar[tuple[str, ...]] = ()
+    MODEL: ClassVar[str] = ""
+
+    def __post_init__(self):
+        for name in self.AXES:
+            object.__setattr__(self, name, as_axis(name, getattr(self, name)))
+        self.check()
+
+    def check(self) -> None:
+        """Range checks of the subclass (raise ConfigError naming the option)."""
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]):
+        """Build from a mapping (a parsed TOML table); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        table = {k: v for k, v in table.items() if not (k == "model" and v == cls.MODEL)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**table)
+        except TypeError as err:
+            raise ConfigError(str(err)) from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike | None = None, **overrides):
+        """Read a TOML file (optional); ``overrides`` that are not None win over it."""
+        table: dict[str, Any] = {}
+        if path is not None:
+            try:
+                with open(path, "rb") as fh:
+                    table = tomllib.load(fh)
+            except OSError as err:
+                raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+            except tomllib.TOMLDecodeError as err:
+                raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+        table.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(table)
+
+    def to_toml(self) -> str:
+        """The resolved configuration as TOML text (stored in the dataset)."""
+        head = {"model": self.MODEL} if self.MODEL else {}
+        return _toml.dumps({**head, **dataclasses.asdict(self)})
