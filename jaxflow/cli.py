@@ -164,26 +164,19 @@ def cmd_factor_diagram(args) -> int:
     return 0
 
 
-EXPERIMENTS = ("matrix-sensing",)
+EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization")
 
 
-def cmd_experiment(args) -> int:
+def _experiment_matrix_sensing(smoke: bool, out: str) -> list[str]:
     from jaxflow import plot, status
     from jaxflow.experiments import matrix_sensing as e1
 
-    if args.name != "matrix-sensing":
-        raise CliError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {args.name!r}")
-    out = args.out or os.path.join("results", "experiments")
-    _check_out_dir(out)
-    enable_compilation_cache()
-    config = e1.MatrixSensingConfig.smoke() if args.smoke else e1.MatrixSensingConfig()
-    print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}: depths "
-          f"{', '.join(map(str, config.depths))}, gradient flow and gradient descent", flush=True)
+    config = e1.MatrixSensingConfig.smoke() if smoke else e1.MatrixSensingConfig()
     ds = e1.run(config)
-    nc = os.path.join(out, f"{args.name}.nc")
+    nc = os.path.join(out, "matrix-sensing.nc")
     ds.to_netcdf(nc, engine="h5netcdf")
     fig = plot.save(plot.staircase(ds, title="Deep matrix sensing: top singular values of W",
-                                   value_label="singular value"), os.path.join(out, f"{args.name}.png"))
+                                   value_label="singular value"), os.path.join(out, "matrix-sensing.png"))
     print("backend  depth  recon-error  eff-rank  grad-evals  wall-s  status")
     for b in ds["backend"].values:
         for d in ds["depth"].values:
@@ -191,7 +184,41 @@ def cmd_experiment(args) -> int:
             print(f"{b:<8} {int(d):<6} {row['reconstruction_error'].item():<12.3e} "
                   f"{int(row['effective_rank'].item()):<9} {int(row['gradient_evaluations'].item()):<11} "
                   f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}")
-    print(f"wrote {nc}\nwrote {fig}")
+    return [nc, fig]
+
+
+def _experiment_generalization(smoke: bool, out: str) -> list[str]:
+    from jaxflow import plot
+    from jaxflow.experiments import generalization as g
+
+    config = g.GeneralizationConfig.smoke() if smoke else g.GeneralizationConfig()
+    ds = g.run(config)
+    nc = os.path.join(out, "matrix-sensing-generalization.nc")
+    ds.to_netcdf(nc, engine="h5netcdf")
+    fig = plot.save(plot.generalization(ds), os.path.join(out, "matrix-sensing-generalization.png"))
+    table = ds[["reconstruction_error", "effective_rank"]].mean("seed")
+    print("depth  scale      recon-error  eff-rank   (means over seeds)")
+    for d in ds["depth"].values:
+        for sc in ds["scale"].values:
+            row = table.sel(depth=d, scale=sc)
+            print(f"{d:<6g} {sc:<10.3g} {row['reconstruction_error'].item():<12.3e} "
+                  f"{row['effective_rank'].item():.2f}")
+    return [nc, fig]
+
+
+def cmd_experiment(args) -> int:
+    runners = {
+        "matrix-sensing": _experiment_matrix_sensing,
+        "matrix-sensing-generalization": _experiment_generalization,
+    }
+    if args.name not in runners:
+        raise CliError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {args.name!r}")
+    out = args.out or os.path.join("results", "experiments")
+    _check_out_dir(out)
+    enable_compilation_cache()
+    print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}", flush=True)
+    for path in runners[args.name](args.smoke, out):
+        print(f"wrote {path}")
     return 0
 
 

@@ -193,28 +193,53 @@ def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 130) -> str:
     return os.fspath(path)
 
 
+def _seed_bands(ax, ds, name, depths, colours):
+    """Mean over seeds against scale, one line per depth, the seeds' range shaded."""
+    scales = ds["scale"].values
+    for depth in depths:
+        values = ds[name].sel(depth=depth)
+        ax.fill_between(scales, values.min("seed").values, values.max("seed").values,
+                        color=colours[depth], alpha=0.18, lw=0)
+        ax.plot(scales, values.mean("seed").values, "o-", ms=3, color=colours[depth],
+                label=depth_label(depth))
+    ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+
+
+def generalization(ds: xr.Dataset) -> plt.Figure:
+    """Deep matrix sensing: reconstruction error and effective rank against the init scale."""
+    depths = [float(d) for d in ds["depth"].values]
+    colours = _depth_colours(depths)
+    fig, (err, rank) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    _seed_bands(err, ds, "reconstruction_error", depths, colours)
+    _seed_bands(rank, ds, "effective_rank", depths, colours)
+    err.set_yscale("symlog", linthresh=1e-4)
+    err.set_ylabel(r"reconstruction error $\|W-W^*\|_F^2/\|W^*\|_F^2$")
+    rank.set_ylabel("effective rank of W (s > 1% of s_max)")
+    rank.axhline(ds.attrs.get("target_rank", 4), color="grey", lw=0.6, ls=":")
+    for ax in (err, rank):
+        ax.set_xlabel("initialization scale (RMS singular value of W(0))")
+    rank.legend(fontsize=8)
+    fig.suptitle(f"Deep matrix sensing (d = {ds.attrs.get('d')}, m = {ds.attrs.get('m')}): "
+                 f"deeper nets stay low-rank up to larger init ({ds.sizes['seed']} seeds)")
+    fig.tight_layout()
+    return fig
+
+
 def factor_diagram(ds: xr.Dataset) -> plt.Figure:
     """Unbalanced random factors: incremental fraction and rank correlation against sigma0,
     one line per depth, mean over seeds with the seeds' range shaded."""
     depths = [float(d) for d in ds["depth"].values]
     colours = _depth_colours(depths)
-    scales = ds["scale"].values
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     panels = (
         ("incremental_fraction", "fraction of consecutive pairs\n(start, finish)-incremental"),
         ("rank_correlation", "rank correlation of learning order\nwith target order"),
     )
     for ax, (name, label) in zip(axes, panels):
-        for depth in depths:
-            values = ds[name].sel(depth=depth)
-            mean = values.mean("seed").values
-            ax.fill_between(scales, values.min("seed").values, values.max("seed").values,
-                            color=colours[depth], alpha=0.18, lw=0)
-            ax.plot(scales, mean, "o-", ms=3, color=colours[depth], label=depth_label(depth))
-        ax.set_xscale("log")
+        _seed_bands(ax, ds, name, depths, colours)
         ax.set_xlabel(r"initialization scale $\sigma_0$ (factors $\sim \sigma_0^{1/N}$)")
         ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3)
     axes[0].set_ylim(-0.05, 1.05)
     axes[1].set_ylim(-1.05, 1.05)
     axes[1].legend(fontsize=8)

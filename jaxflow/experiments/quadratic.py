@@ -17,10 +17,13 @@ starting at ``W^T W(0) = init * I``. Gradient flow and gradient descent (the lay
 taken at the final parameters. The flow time is ``t = learning_rate * step``; with the trace term
 removed each eigenvalue follows the depth-2 toy flow with ``c = 16`` (the model's docstring).
 
-What it shows (defaults, seed 0): with the bias, the four eigenvalues reach half their targets
-one after the other, largest first (staircase). Without it, the trace term of the loss pushes
-every eigenvalue up together, so the top ones are learned almost at once and the zero-target
-eigenvalues rise early (to ~0.08 here) instead of staying at ``init``.
+What it shows (defaults, seed 0, measured): with the bias, the eigenvalues reach half their
+targets largest first, at t = 0.74, 0.79, 3.56, 5.68 (m = 100 samples are few for d = 20: the
+first two nearly together), and all four reach 90% by t = 17 (reconstruction error 0.005).
+Without it, the trace term of the loss pushes every eigenvalue up together: half-learning times
+0.21, 0.27, 0.33, 1.66, the zero-target eigenvalue peaks at 0.08 (800 x init) at t = 3 and
+stays near 0.07, and 1/3 and 1/4 stay below 90% (reconstruction error 0.036). The smoke size
+(d = 10, m = 200) gives 0.52, 1.70, 3.14, 4.66 with the bias.
 
 Example:
     >>> from jaxflow.experiments import quadratic as qe
@@ -177,7 +180,7 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
         data_vars=per_variant, coords="minimal", compat="equals", combine_attrs="override",
     )
     ds["bias"].attrs.update(long_name="bias term b, initialized to mean(y)")
-    ds.attrs.update({k: v for k, v in dataclasses.asdict(config).items()})
+    ds.attrs.update(dataclasses.asdict(config))
     ds.attrs.update(experiment="quadratic", depth=QuadraticConfig.depth,
                     time_scale=qn.time_scale())
     ds.attrs["ok"] = int((ds["status"].values == status.OK).all())
