@@ -164,7 +164,7 @@ def cmd_factor_diagram(args) -> int:
     return 0
 
 
-EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization")
+EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization", "quadratic")
 
 
 def _experiment_matrix_sensing(smoke: bool, out: str) -> list[str]:
@@ -206,10 +206,30 @@ def _experiment_generalization(smoke: bool, out: str) -> list[str]:
     return [nc, fig]
 
 
+def _experiment_quadratic(smoke: bool, out: str) -> list[str]:
+    from jaxflow import plot
+    from jaxflow.experiments import quadratic as e2
+
+    config = e2.QuadraticConfig.smoke() if smoke else e2.QuadraticConfig()
+    ds = e2.run(config)
+    nc = os.path.join(out, "quadratic.nc")
+    ds.to_netcdf(nc, engine="h5netcdf")
+    fig = plot.save(e2.figure(ds), os.path.join(out, "quadratic.png"))
+    half = ds["learning_time"].sel(fraction=0.5, depth=2)
+    print("bias   backend  t(half target) per mode            recon-error")
+    for bias in ds["bias"].values:
+        for b in ds["backend"].values:
+            times = " ".join(f"{v:7.3f}" for v in half.sel(bias=bias, backend=b).values)
+            err = ds["reconstruction_error"].sel(bias=bias, backend=b, depth=2).item()
+            print(f"{str(bool(bias)):<6} {b:<8} {times}   {err:.3e}")
+    return [nc, fig]
+
+
 def cmd_experiment(args) -> int:
     runners = {
         "matrix-sensing": _experiment_matrix_sensing,
         "matrix-sensing-generalization": _experiment_generalization,
+        "quadratic": _experiment_quadratic,
     }
     if args.name not in runners:
         raise CliError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {args.name!r}")

@@ -219,6 +219,22 @@ def solve(
         ValueError: for invalid settings (names the argument and the allowed range).
     """
     _check_eager(fractions, save_times, rtol, atol, max_steps, time)
+    # One compiled program per call signature: the setup (controller, first step, records)
+    # would otherwise run op by op, each op compiled on its own (seconds of overhead per call).
+    # Callables and Python numbers are static (equinox's filter), arrays are traced.
+    return _solve_jit(
+        vector_field, y0, args, modes=modes, targets=targets, fractions=tuple(fractions),
+        save_times=save_times, t_end=t_end, time=time, solver=solver, rtol=rtol, atol=atol,
+        max_steps=max_steps, refine=refine, stationary_tol=stationary_tol, required=required,
+        dt0=dt0, controller=controller,
+    )
+
+
+@eqx.filter_jit
+def _solve_jit(
+    vector_field, y0, args, *, modes, targets, fractions, save_times, t_end, time, solver, rtol,
+    atol, max_steps, refine, stationary_tol, required, dt0, controller,
+) -> Trajectory:
     solver = diffrax.Tsit5() if solver is None else solver
     targets = jnp.asarray(targets, dtype=float)
     fractions_arr = jnp.asarray(fractions, dtype=float)

@@ -116,3 +116,24 @@ def test_gaussian_init_scale():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_generalization_sweep_smoke():
+    """Depth x init x seed as one sweep (depth as data): deeper stays lower-rank at small init,
+    depth 1 does not recover the target (min-norm-like interpolant), every lane has a status."""
+    from jaxflow.experiments import generalization as g
+
+    ds = g.run(g.GeneralizationConfig.smoke(), quiet=True)
+    assert ds["reconstruction_error"].dims == ("depth", "scale", "seed")
+    assert set(np.unique(ds["status"].values)) <= {status.OK, status.DIVERGED}
+    rank = ds["effective_rank"].mean("seed")
+    assert float(rank.sel(depth=1.0, scale=1e-4)) > float(rank.sel(depth=3.0, scale=1e-2))
+    # Depth 1 from a small init converges to the minimum-norm interpolant (independent lstsq).
+    cfg = g.GeneralizationConfig.smoke()
+    prob = ms.gaussian_problem(jax.random.key(cfg.problem_seed), ms.diagonal_target(cfg.d, cfg.values), cfg.m)
+    w_min_norm = np.linalg.lstsq(np.asarray(prob.operator), np.asarray(prob.observations), rcond=None)[0]
+    target = np.asarray(prob.target).ravel()
+    min_norm_error = np.sum((w_min_norm - target) ** 2) / np.sum(target**2)
+    err = ds["reconstruction_error"].mean("seed")
+    np.testing.assert_allclose(float(err.sel(depth=1.0, scale=1e-4)), min_norm_error, rtol=0.05)
+    assert float(err.sel(depth=3.0).min()) < 0.5 * min_norm_error  # deeper: low rank, generalizes

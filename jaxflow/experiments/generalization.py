@@ -56,8 +56,8 @@ class GeneralizationConfig(SweepConfig):
     @classmethod
     def smoke(cls) -> "GeneralizationConfig":
         """Reduced sizes for tests and CI (seconds)."""
-        return cls(depths=(1.0, 2.0, 3.0), scales=(1e-4, 1e-2, 1.0), seeds=(0.0, 1.0), d=8, m=40,
-                   num_steps=2000, chunk_size=8)
+        return cls(depths=(1.0, 2.0, 3.0), scales=(1e-4, 1e-2, 1.0), seeds=(0.0, 1.0), d=10, m=80,
+                   num_steps=6000, chunk_size=8)
 
     def check(self):
         if any(n < 1 or n != int(n) for n in self.depths):
