@@ -109,7 +109,8 @@ def _spearman(order_values: jax.Array) -> jax.Array:
         diff = jnp.where(both_inf, 0.0, v[None, :] - v[:, None])  # [i, j] = v_j - v_i
     tied = both_inf | (jnp.abs(diff) <= tol[:, None])
     below = (diff < 0) & ~tied
-    ranks = jnp.sum(below, axis=1) + 0.5 * (jnp.sum(tied, axis=1) - 1)
+    count = lambda mask: jnp.sum(mask, axis=1, dtype=v.dtype)  # noqa: E731
+    ranks = count(below) + 0.5 * (count(tied) - 1.0)
     index = jnp.arange(v.shape[0], dtype=v.dtype)
     rc, ic = ranks - ranks.mean(), index - index.mean()
     denom = jnp.sqrt(jnp.sum(rc**2) * jnp.sum(ic**2))
@@ -123,7 +124,7 @@ def factor_point(config: FactorDiagramConfig):
     targets = jnp.asarray(config.targets)
 
     def coordinate(weights, depth, target):
-        mask = jnp.arange(max_depth) < depth
+        mask = jnp.arange(max_depth, dtype=depth.dtype) < depth
 
         def value(w, _=None):
             # Factors past this lane's depth are masked to 1: out of the product and gradient.
