@@ -26,7 +26,7 @@ run (GD and GF of one row back to back; PyTorch and JAX repeats interleaved). Co
 reported apart (``jax.jit(...).lower(...).compile()``).
 
     python benchmarks/matrix_sensing.py                         # default, about 8 min
-    python benchmarks/matrix_sensing.py --include-1e-8          # adds init 1e-8 (about 1e6 GD steps)
+    python benchmarks/matrix_sensing.py --include-1e-8          # adds init 1e-8 (~1e6 GD steps)
     python benchmarks/matrix_sensing.py --skip-cost             # PyTorch part only
     python benchmarks/matrix_sensing.py --skip-torch --depths 4 --inits 1e-4
 
@@ -123,7 +123,7 @@ def tsit5_stability_limit() -> float:
         state = solver.init(term, 0.0, h, y0, None)
         return solver.step(term, 0.0, h, y0, None, state, False)[0]
 
-    hs = jnp.linspace(0.5, 6.0, 55001)
+    hs = jnp.linspace(3.0, 4.0, 10001)
     amp = np.abs(np.asarray(jax.jit(jax.vmap(amplification))(hs)))
     return float(hs[np.argmax(amp > 1.0) - 1])
 
@@ -219,12 +219,19 @@ class GDPrograms:
 
 
 def gd_until_learned(programs: GDPrograms, p0, problem, lr: float, max_steps: int) -> dict:
+    """GD in compiled chunks until all top-4 singular values are within 1% of the targets.
+
+    The search itself: the bare chunks, an SVD check after each, and one tracked re-run of the
+    last chunk to find the exact first step K. For the report only (timed apart, not part of the
+    search): a tracked re-run of each chunk at whose end a mode is newly >= 0.99 of its target,
+    giving the exact first step of every mode.
+    """
     chunk = programs.chunk
     lr = jnp.asarray(lr)
     params, step = p0, 0
     first = np.full(4, -1, dtype=np.int64)  # first step each mode >= 0.99 target
-    t_chunks = t_checks = t_tracked = 0.0
-    tracked_runs = 0
+    t_chunks = t_checks = t_final = t_extra = 0.0
+    extra_runs = 0
     result = None
     while step < max_steps:
         t0 = time.perf_counter()
@@ -239,8 +246,11 @@ def gd_until_learned(programs: GDPrograms, p0, problem, lr: float, max_steps: in
         if newly.any() or within:
             t3 = time.perf_counter()
             modes, learned = block(programs.tracked(params, problem, lr))
-            t_tracked += time.perf_counter() - t3
-            tracked_runs += 1
+            if within:
+                t_final += time.perf_counter() - t3
+            else:
+                t_extra += time.perf_counter() - t3
+                extra_runs += 1
             modes, learned = np.asarray(modes), np.asarray(learned)
             for i in np.flatnonzero(newly):
                 first[i] = step + (learned[i] if learned[i] >= 0 else chunk)
@@ -260,11 +270,12 @@ def gd_until_learned(programs: GDPrograms, p0, problem, lr: float, max_steps: in
         final_values=result["values"] if result else None,
         steps_run=steps_run,
         chunk=chunk,
-        tracked_reruns=tracked_runs,
         wall_chunks_s=t_chunks,
         wall_checks_s=t_checks,
-        wall_tracked_s=t_tracked,
-        wall_search_s=t_chunks + t_checks + t_tracked,
+        wall_final_rerun_s=t_final,
+        wall_search_s=t_chunks + t_checks + t_final,
+        wall_per_mode_reruns_s=t_extra,
+        per_mode_reruns=extra_runs,
         us_per_step=per_step * 1e6,
     )
     # GD at its bare scan rate for exactly K steps: the cost GD cannot go below.
@@ -610,12 +621,12 @@ def report_cost(rows, compile_rows, args, r_stab, result):
             " ".join(str(s) for s in gd["first_steps"]),
             " ".join(fmt(v, ".5g") for v in gd["final_values"] or []),
             fmt(gd["us_per_step"], ".0f"), fmt(gd["wall_bare_s"], ".2f"),
-            fmt(gd["wall_search_s"], ".2f"), gd["tracked_reruns"],
+            fmt(gd["wall_search_s"], ".2f"),
         ))
     table(f"GD (lr {args.lr:g}): steps until all top-4 singular values are within 1% "
           "(= gradient evaluations)",
           ("N", "init", "K within 1%", "K all >= 0.99", "first step >= 0.99 per mode",
-           "values at K", "us/step", "wall K steps (bare)", "wall search", "tracked reruns"),
+           "values at K", "us/step", "wall K steps (bare)", "wall search"),
           gd_rows)
 
     gf_rows, ratio_rows, stiff_rows = [], [], []
@@ -638,7 +649,8 @@ def report_cost(rows, compile_rows, args, r_stab, result):
                 fmt(sv_diff, ".1e"), fmt(t_diff, ".1e"), fmt(gf["wall_s"], ".2f"),
                 fmt(gf["wall_s"] / gf["evals"] * 1e6, ".0f"),
             ))
-            ratio = dict(evals=k / gf["evals"], evals_all_crossed=gd["steps_all_crossed"] / gf["evals"],
+            ratio = dict(evals=k / gf["evals"],
+                         evals_all_crossed=gd["steps_all_crossed"] / gf["evals"],
                          wall_vs_bare=gd["wall_bare_s"] / gf["wall_s"],
                          wall_vs_search=gd["wall_search_s"] / gf["wall_s"])
             gf["ratios_vs_gd"] = ratio
@@ -652,7 +664,8 @@ def report_cost(rows, compile_rows, args, r_stab, result):
             stiff_rows.append((
                 r["depth"], f"{r['init']:g}", name, fmt(st["t_first"], ".4g"),
                 fmt(st["t_end"], ".4g"), st["attempts_before"], st["attempts_after"],
-                fmt(st["attempts_per_time_before"], ".3g"), fmt(st["attempts_per_time_after"], ".3g"),
+                fmt(st["attempts_per_time_before"], ".3g"),
+                fmt(st["attempts_per_time_after"], ".3g"),
                 fmt(st["mean_dt_after"], ".3g"), fmt(st["stability_dt_pred"], ".3g"),
                 fmt(st["curvature_implied"], ".0f"), fmt(st["curvature_pred"], ".0f"),
                 fmt(st["fraction_time_after"], ".2f"), fmt(st["eval_ratio_after"], ".2f"),
@@ -707,9 +720,10 @@ def report_cost(rows, compile_rows, args, r_stab, result):
     slower = []
     for r in at4:
         for name, gf in r["gf"].items():
-            summary[f"wall_ratio_bare_1e-4_N{r['depth']}_{name}"] = gf["ratios_vs_gd"]["wall_vs_bare"]
-            if gf["ratios_vs_gd"]["wall_vs_bare"] < 1:
-                slower.append(f"N={r['depth']} {name} ({gf['ratios_vs_gd']['wall_vs_bare']:.2f})")
+            ratio = gf["ratios_vs_gd"]["wall_vs_bare"]
+            summary[f"wall_ratio_bare_1e-4_N{r['depth']}_{name}"] = ratio
+            if ratio < 1:
+                slower.append(f"N={r['depth']} {name} ({ratio:.2f})")
     msg4 = ("met for every variant" if not slower else "NOT met for " + ", ".join(slower))
     summary["never_slower_at_1e-4"] = not slower
     print(f"\nTarget 'GF >= 20x fewer gradient evaluations than GD at init 1e-8, depth 4': {msg8}")

@@ -1,7 +1,8 @@
 """jaxflow: gradient flow and gradient descent of depth-N models, at scale, in JAX.
 
 Importing jaxflow switches JAX to float64 (see ``jaxflow._x64``; opt out with the environment
-variable ``JAXFLOW_ENABLE_X64=0`` set before the import).
+variable ``JAXFLOW_ENABLE_X64=0`` set before the import), and asks for one XLA CPU device per
+core (see ``jaxflow._devices``; ``JAXFLOW_CPU_DEVICES=1`` opts out).
 
 Public modules: ``theory`` (analytic oracles), ``models`` (model families), ``flow`` (gradient
 flow through diffrax), ``descent`` (gradient descent through optax), ``sweep`` (grids, devices,
@@ -11,10 +12,12 @@ imported on demand (they pull in plotting and storage).
 
 import importlib.metadata
 
+from jaxflow._devices import use_cpu_cores as _use_cpu_cores
 from jaxflow._x64 import enable_x64_by_default as _enable_x64_by_default
 
 
 _enable_x64_by_default()
+_use_cpu_cores()
 
 from jaxflow import descent as descent  # noqa: E402
 from jaxflow import flow as flow  # noqa: E402

@@ -29,6 +29,7 @@ Example:
     60.0
 """
 
+import concurrent.futures
 import datetime
 import hashlib
 import json
@@ -147,11 +148,19 @@ class Runner:
     def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run exactly one chunk (every array of length ``chunk_size``)."""
         share = self.chunk_size // len(self.devices)
-        futures = []
-        for k, device in enumerate(self.devices):
-            part = {n: jax.device_put(np.asarray(v[k * share:(k + 1) * share], dtype=float), device)
-                    for n, v in points.items()}
-            futures.append(self._call(part))  # asynchronous: the devices run concurrently
+
+        def launch(k):
+            part = {n: jax.device_put(np.asarray(v[k * share:(k + 1) * share], dtype=float),
+                                      self.devices[k]) for n, v in points.items()}
+            return self._call(part)  # returns once dispatched; the devices then run concurrently
+
+        if len(self.devices) == 1:
+            futures = [launch(0)]
+        else:
+            # Threads only matter on the first call, where each device compiles its program:
+            # the compilations overlap instead of running one after another.
+            with concurrent.futures.ThreadPoolExecutor(len(self.devices)) as pool:
+                futures = list(pool.map(launch, range(len(self.devices))))
         return {n: np.concatenate([np.asarray(f[n]) for f in futures]) for n in futures[0]}
 
     def __call__(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

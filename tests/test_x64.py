@@ -28,3 +28,15 @@ def test_import_enables_float64(value):
 @pytest.mark.parametrize("value", ["0", "false", "off"])
 def test_opt_out_leaves_jax_default(value):
     assert _probe(value)[0] == "float32"
+
+
+def test_one_cpu_device_per_core_by_default_with_opt_out():
+    """jaxflow asks for one XLA CPU device per core unless told otherwise (jaxflow._devices)."""
+    code = "import jax, jaxflow, os; print(jax.device_count(), os.cpu_count())"
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    count, cores = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                  text=True, check=True).stdout.split()
+    assert count == cores
+    env["JAXFLOW_CPU_DEVICES"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "1"
