@@ -687,35 +687,69 @@ def report_cost(rows, compile_rows, args, r_stab, result):
            "steps/t before", "steps/t after", "mean dt after", "dt stab pred", "curv implied",
            "curv pred", "time frac after", "GD/GF evals after"), stiff_rows)
 
-    # Targets of the issue
+    # Projection to init 1e-8 (when not run). Learning times follow T = a + b init^-(1-2/N)
+    # (fitted through the two smallest measured inits; a pure power law with one); GD steps scale
+    # with T_end; GF needs few steps before the first mode is learned and, after it, a number of
+    # steps per unit flow time that is stiffness-bound, hence taken from the smallest init. As
+    # init -> 0, T_first / T_end -> sigma4* / sigma1* = 1/4, and the eval ratio tends to
+    # (1/lr) / (6 * steps per unit time after * 3/4): 'limit' below.
+    def project(drows, name, to_init):
+        small = drows[-1]
+        p = 1.0 - 2.0 / small["depth"]
+        st = small["gf"][name]["stiffness"]
+        if len(drows) >= 2 and name in drows[-2]["gf"]:
+            st2, x2 = drows[-2]["gf"][name]["stiffness"], drows[-2]["init"] ** -p
+            x1, x = small["init"] ** -p, to_init ** -p
+
+            def fit(key):
+                b = (st[key] - st2[key]) / (x1 - x2)
+                if b <= 0:  # not yet in the plateau-dominated regime: pure power law
+                    return st[key] * (x / x1)
+                return st[key] + b * (x - x1)
+
+            t_first, t_end = fit("t_first"), fit("t_end")
+        else:
+            scale = (small["init"] / to_init) ** p
+            t_first, t_end = st["t_first"] * scale, st["t_end"] * scale
+        k = small["gd"]["steps"] * t_end / st["t_end"]
+        evals = TSIT5_EVALS_PER_STEP * (st["attempts_before"] + st["attempts_per_time_after"]
+                                        * (t_end - t_first)) + 1
+        limit = st["eval_ratio_after"] / (1.0 - TARGETS4[-1] / TARGETS4[0])
+        return k, evals, limit
+
     summary = {}
-    main_name = next(iter(rows[0]["gf"]))
+    proj_rows = []
     at8 = [r for r in rows if r["depth"] == 4 and r["init"] == 1e-8]
+    d4 = sorted((r for r in rows if r["depth"] == 4), key=lambda r: -r["init"])
     if at8:
         best = max(g["ratios_vs_gd"]["evals"] for g in at8[0]["gf"].values())
         summary["evals_ratio_1e-8_depth4_best"] = best
         summary["target_20x_met"] = best >= 20
-        msg8 = f"measured best ratio {best:.2f} -> {'MET' if best >= 20 else 'NOT met'}"
+        msg8 = f"measured, best variant {best:.2f}x -> {'MET' if best >= 20 else 'NOT met'}"
+    elif d4:
+        preds = {name: project(d4, name, 1e-8) for name in d4[-1]["gf"]}
+        src = ", ".join(f"{r['init']:g}" for r in d4[-2:])
+        for name, (k, ev, lim) in preds.items():
+            proj_rows.append((4, name, src, f"{k:.3g}", f"{ev:.3g}", f"{k / ev:.2f}",
+                              f"{lim:.2f}"))
+        best_name = max(preds, key=lambda n: preds[n][0] / preds[n][1])
+        k, ev, _ = preds[best_name]
+        summary["projection_1e-8_depth4"] = {
+            name: dict(gd_steps=k_, gf_evals=ev_, ratio=k_ / ev_, limit_init_to_0=lim_,
+                       from_inits=[r["init"] for r in d4[-2:]])
+            for name, (k_, ev_, lim_) in preds.items()
+        }
+        summary["target_20x_met_projected"] = k / ev >= 20
+        msg8 = (f"not run (--include-1e-8); projected from inits {src}, best variant "
+                f"{best_name}: GD {k:.3g} steps, GF {ev:.3g} evals, ratio {k / ev:.2f}x -> "
+                f"{'MET' if k / ev >= 20 else 'NOT met'} (projection)")
     else:
-        # Projection from the smallest measured init at depth 4: T grows as init^-(1-2/N), the
-        # steps before the first mode are few, and the steps after grow with T at the measured
-        # rate (stiffness-bound, independent of init).
-        d4 = [r for r in rows if r["depth"] == 4]
-        if d4:
-            r = min(d4, key=lambda r: r["init"])
-            gf = r["gf"][main_name]
-            st = gf["stiffness"]
-            scale = (r["init"] / 1e-8) ** (1.0 - 2.0 / 4)
-            k_pred = r["gd"]["steps"] * scale
-            evals_pred = 6 * (st["attempts_before"] + st["attempts_per_time_after"]
-                              * (st["t_end"] - st["t_first"]) * scale) + 1
-            summary["projection_1e-8_depth4"] = dict(gd_steps=k_pred, gf_evals=evals_pred,
-                                                     ratio=k_pred / evals_pred,
-                                                     from_init=r["init"], variant=main_name)
-            msg8 = (f"not run (--include-1e-8); projected from init {r['init']:g}: GD {k_pred:.3g} "
-                    f"steps, GF {evals_pred:.3g} evals, ratio {k_pred / evals_pred:.2f} -> NOT met")
-        else:
-            msg8 = "depth 4 not run"
+        msg8 = "depth 4 not run"
+    if proj_rows:
+        table("Projection to init 1e-8, depth 4 (learning times a + b init^-(1-2/N) through the "
+              "measured inits; GF steps after the first mode at the measured rate)",
+              ("N", "variant", "from inits", "GD steps", "GF evals", "evals ratio",
+               "limit init->0"), proj_rows)
     at4 = [r for r in rows if r["init"] == 1e-4]
     slower = []
     for r in at4:

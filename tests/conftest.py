@@ -1,5 +1,11 @@
+import os
+
 import jax
 
+
+# The suite runs on one CPU device (jaxflow would otherwise ask for one per core): tests that
+# count chunks and traces assume it; tests/test_multidevice.py checks 4 devices explicitly.
+os.environ.setdefault("JAXFLOW_CPU_DEVICES", "1")
 
 # Same numerics policy as diffrax's test-suite: float64, and no silent dtype promotion.
 jax.config.update("jax_enable_x64", True)

@@ -33,7 +33,8 @@ def test_opt_out_leaves_jax_default(value):
 def test_one_cpu_device_per_core_by_default_with_opt_out():
     """jaxflow asks for one XLA CPU device per core unless told otherwise (jaxflow._devices)."""
     code = "import jax, jaxflow, os; print(jax.device_count(), os.cpu_count())"
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    skip = ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAXFLOW_CPU_DEVICES")
+    env = {k: v for k, v in os.environ.items() if k not in skip}
     count, cores = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                   text=True, check=True).stdout.split()
     assert count == cores
