@@ -167,16 +167,13 @@ def cmd_factor_diagram(args) -> int:
 EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization", "quadratic")
 
 
-def _experiment_matrix_sensing(smoke: bool, out: str) -> list[str]:
+def _experiment_matrix_sensing(smoke: bool):
     from jaxflow import plot, status
     from jaxflow.experiments import matrix_sensing as e1
 
-    config = e1.MatrixSensingConfig.smoke() if smoke else e1.MatrixSensingConfig()
-    ds = e1.run(config)
-    nc = os.path.join(out, "matrix-sensing.nc")
-    ds.to_netcdf(nc, engine="h5netcdf")
-    fig = plot.save(plot.staircase(ds, title="Deep matrix sensing: top singular values of W",
-                                   value_label="singular value"), os.path.join(out, "matrix-sensing.png"))
+    ds = e1.run(e1.MatrixSensingConfig.smoke() if smoke else e1.MatrixSensingConfig())
+    fig = plot.staircase(ds, title="Deep matrix sensing: top singular values of W",
+                         value_label="singular value")
     print("backend  depth  recon-error  eff-rank  grad-evals  wall-s  status")
     for b in ds["backend"].values:
         for d in ds["depth"].values:
@@ -184,18 +181,15 @@ def _experiment_matrix_sensing(smoke: bool, out: str) -> list[str]:
             print(f"{b:<8} {int(d):<6} {row['reconstruction_error'].item():<12.3e} "
                   f"{int(row['effective_rank'].item()):<9} {int(row['gradient_evaluations'].item()):<11} "
                   f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}")
-    return [nc, fig]
+    return ds, fig
 
 
-def _experiment_generalization(smoke: bool, out: str) -> list[str]:
+def _experiment_generalization(smoke: bool):
     from jaxflow import plot
     from jaxflow.experiments import generalization as g
 
-    config = g.GeneralizationConfig.smoke() if smoke else g.GeneralizationConfig()
-    ds = g.run(config)
-    nc = os.path.join(out, "matrix-sensing-generalization.nc")
-    ds.to_netcdf(nc, engine="h5netcdf")
-    fig = plot.save(plot.generalization(ds), os.path.join(out, "matrix-sensing-generalization.png"))
+    ds = g.run(g.GeneralizationConfig.smoke() if smoke else g.GeneralizationConfig())
+    fig = plot.generalization(ds)
     table = ds[["reconstruction_error", "effective_rank"]].mean("seed")
     print("depth  scale      recon-error  eff-rank   (means over seeds)")
     for d in ds["depth"].values:
@@ -203,18 +197,14 @@ def _experiment_generalization(smoke: bool, out: str) -> list[str]:
             row = table.sel(depth=d, scale=sc)
             print(f"{d:<6g} {sc:<10.3g} {row['reconstruction_error'].item():<12.3e} "
                   f"{row['effective_rank'].item():.2f}")
-    return [nc, fig]
+    return ds, fig
 
 
-def _experiment_quadratic(smoke: bool, out: str) -> list[str]:
-    from jaxflow import plot
+def _experiment_quadratic(smoke: bool):
     from jaxflow.experiments import quadratic as e2
 
-    config = e2.QuadraticConfig.smoke() if smoke else e2.QuadraticConfig()
-    ds = e2.run(config)
-    nc = os.path.join(out, "quadratic.nc")
-    ds.to_netcdf(nc, engine="h5netcdf")
-    fig = plot.save(e2.figure(ds), os.path.join(out, "quadratic.png"))
+    ds = e2.run(e2.QuadraticConfig.smoke() if smoke else e2.QuadraticConfig())
+    fig = e2.figure(ds)
     half = ds["learning_time"].sel(fraction=0.5, depth=2)
     print("bias   backend  t(half target) per mode            recon-error")
     for bias in ds["bias"].values:
@@ -222,7 +212,7 @@ def _experiment_quadratic(smoke: bool, out: str) -> list[str]:
             times = " ".join(f"{v:7.3f}" for v in half.sel(bias=bias, backend=b).values)
             err = ds["reconstruction_error"].sel(bias=bias, backend=b, depth=2).item()
             print(f"{str(bool(bias)):<6} {b:<8} {times}   {err:.3e}")
-    return [nc, fig]
+    return ds, fig
 
 
 def cmd_experiment(args) -> int:
@@ -237,8 +227,14 @@ def cmd_experiment(args) -> int:
     _check_out_dir(out)
     enable_compilation_cache()
     print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}", flush=True)
-    for path in runners[args.name](args.smoke, out):
-        print(f"wrote {path}")
+    from jaxflow import plot
+
+    # Each runner prints its table and returns its dataset (shared layout) and figure.
+    ds, fig = runners[args.name](args.smoke)
+    nc = os.path.join(out, f"{args.name}.nc")
+    ds.to_netcdf(nc, engine="h5netcdf")
+    png = plot.save(fig, os.path.join(out, f"{args.name}.png"))
+    print(f"wrote {nc}\nwrote {png}")
     return 0
 
 

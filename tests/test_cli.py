@@ -240,3 +240,20 @@ def test_threshold(quick):
     assert abs(printed - expected) <= 1e-9 * expected
     log_match = re.search(r"ln threshold\s+= (\S+)", result.stdout)
     assert math.isclose(float(log_match.group(1)), math.log(expected), rel_tol=1e-11)
+
+
+def test_experiment_command_writes_dataset_and_figure(tmp_path, monkeypatch, capsys):
+    """`jaxflow experiment quadratic --smoke` in-process: both files, named on stdout."""
+    import xarray as xr
+
+    from jaxflow import cli
+
+    monkeypatch.setenv("JAXFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    assert cli.main(["experiment", "quadratic", "--smoke", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "quadratic.nc" in printed and "quadratic.png" in printed
+    ds = xr.open_dataset(tmp_path / "quadratic.nc", engine="h5netcdf")
+    assert set(ds["backend"].values) == {"flow", "descent"} and ds.sizes["bias"] == 2
+    assert (tmp_path / "quadratic.png").stat().st_size > 10_000
+    assert cli.main(["experiment", "nope", "--out", str(tmp_path)]) == 2
+    assert "experiment must be one of" in capsys.readouterr().err
