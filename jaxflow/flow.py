@@ -72,6 +72,9 @@ class Trajectory(eqx.Module):
         final_modes: modes at the last accepted step ``(M,)``.
         final_state: the state at the last accepted step.
         steps: accepted steps; ``rejected``: rejected steps.
+        evaluations: vector-field evaluations of the solver's step attempts (accepted and
+            rejected; learning-time refinement, saves and stationarity checks excluded); -1
+            for solvers whose count jaxflow does not know (implicit ones).
         status: :mod:`jaxflow.status` code.
     """
 
@@ -84,6 +87,7 @@ class Trajectory(eqx.Module):
     final_state: PyTree
     steps: Int[Array, ""]
     rejected: Int[Array, ""]
+    evaluations: Int[Array, ""]
     status: Int[Array, ""]
 
 
@@ -97,6 +101,43 @@ def _all_finite(tree) -> Array:
 
 def _expand(mask, leaf):
     return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
+
+
+def _step_evaluations(solver, new_state) -> Array | int:
+    """Vector-field evaluations of one step attempt of ``solver`` (-1 where unknown)."""
+    if hasattr(solver, "evaluations"):  # jaxflow.rkc.RKC: a stage count chosen per step
+        return solver.evaluations(new_state)
+    if isinstance(solver, diffrax.AbstractImplicitSolver):
+        return -1  # Newton iterations vary per step and diffrax does not report them
+    tableau = getattr(solver, "tableau", None)
+    if tableau is None:
+        return -1
+    stages = len(tableau.a_lower) + 1
+    # First-same-as-last: the last stage of a step is the first of the next.
+    return stages - 1 if getattr(tableau, "fsal", False) else stages
+
+
+def _with_root_finder_tolerances(solver, controller):
+    """Give an implicit solver's root finder the controller's tolerances where unset.
+
+    ``diffrax.diffeqsolve`` does this for its own loop; :func:`solve` calls ``solver.step``
+    directly and must do it too (Kvaerno5 and friends leave rtol/atol to the controller).
+    """
+    if not isinstance(solver, diffrax.AbstractImplicitSolver):
+        return solver
+    finder = solver.root_finder
+    # diffrax marks "use the controller's value" with a private sentinel object.
+    names = [
+        n for n in ("rtol", "atol", "norm")
+        if type(getattr(finder, n, None)).__name__ == "_UseStepSizeTol"
+    ]
+    if not names:
+        return solver
+    return eqx.tree_at(
+        lambda s: tuple(getattr(s.root_finder, n) for n in names),
+        solver,
+        tuple(getattr(controller, n) for n in names),
+    )
 
 
 def _speed(kind, y, velocity, args) -> Array:
@@ -266,6 +307,7 @@ def _solve_jit(
     term = diffrax.ODETerm(tau_field)
     if controller is None:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    solver = _with_root_finder_tolerances(solver, controller)
     if dt0 is None and time != "plain":
         dt0 = _DEFAULT_DT0
     error_order = solver.error_order(term)
@@ -383,6 +425,10 @@ def _solve_jit(
         saved=saved0,
         steps=jnp.asarray(0),
         rejected=jnp.asarray(0),
+        evaluations=jnp.asarray(
+            1 + (solver.evaluations(solver_state) if hasattr(solver, "evaluations") else 0),
+            dtype=jnp.int32,
+        ),
         status=jnp.asarray(_status.OK, dtype=jnp.int8),
         done=jnp.asarray(False),
     )
@@ -454,6 +500,7 @@ def _solve_jit(
             saved=saved,
             steps=steps,
             rejected=rejected,
+            evaluations=c["evaluations"] + jnp.asarray(_step_evaluations(solver, sstate), jnp.int32),
             status=new_status,
             done=(keep & (reached | stationary)) | failed | out_of_steps,
         )
@@ -481,6 +528,9 @@ def _solve_jit(
         final_state=y_final,
         steps=final["steps"],
         rejected=final["rejected"],
+        evaluations=jnp.where(
+            jnp.asarray(_step_evaluations(solver, solver_state)) < 0, -1, final["evaluations"]
+        ).astype(jnp.int32),
         status=final["status"],
     )
 
@@ -510,9 +560,14 @@ def gradient_flow(
         True
     """
     kwargs.setdefault("time", "relative")
+    return solve(_NegativeGradient(loss), params0, args, **kwargs)
 
-    def vector_field(params, args_):
-        grads = jax.grad(loss)(params, args_)
-        return jtu.tree_map(jnp.negative, grads)
 
-    return solve(vector_field, params0, args, **kwargs)
+class _NegativeGradient(eqx.Module):
+    """``-grad loss``: a module, not a closure, so the same loss hashes alike across calls and
+    :func:`solve`'s compiled program is reused (a fresh closure per call would recompile)."""
+
+    loss: Callable = eqx.field(static=True)
+
+    def __call__(self, params, args):
+        return jtu.tree_map(jnp.negative, jax.grad(self.loss)(params, args))

@@ -8,7 +8,7 @@ produces the same dataset, so notebooks read them alike:
     targets(mode)
     learning_time(backend, depth, mode, fraction)
     status(backend, depth)                     jaxflow.status codes
-    gradient_evaluations(backend, depth)       cost (flow: solver stages; descent: steps)
+    gradient_evaluations(backend, depth)       cost (flow: vector-field evaluations; descent: steps)
     <measure>(backend, depth)                  the experiment's own measures
 
 The time grid is the descent's save grid ``lr * save_every * i``; gradient flow (diffrax,
@@ -132,8 +132,7 @@ def run(
                 )
                 final = traj.final_state
                 modes = traj.modes
-                # Tsit5: 6 new vector-field evaluations per step (first-same-as-last).
-                evaluations = 6 * int(traj.steps + traj.rejected) + 1
+                evaluations = int(traj.evaluations)  # counted by the solve loop
             jax.block_until_ready(final)
             out["wall_time"][i, j] = _time.perf_counter() - start
             out["modes"][i, j] = np.asarray(modes)
