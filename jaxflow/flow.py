@@ -37,6 +37,7 @@ Example:
     (True, 0)
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -510,9 +511,21 @@ def gradient_flow(
         True
     """
     kwargs.setdefault("time", "relative")
+    try:
+        vector_field = _cached_negative_gradient(loss)
+    except TypeError:  # an unhashable loss (e.g. a module holding arrays)
+        vector_field = _negative_gradient(loss)
+    return solve(vector_field, params0, args, **kwargs)
 
+
+def _negative_gradient(loss):
     def vector_field(params, args_):
         grads = jax.grad(loss)(params, args_)
         return jtu.tree_map(jnp.negative, grads)
 
-    return solve(vector_field, params0, args, **kwargs)
+    return vector_field
+
+
+# One vector-field object per loss: the compiled solve is cached on it, so a second call with
+# the same loss (new depth, data or times of the same shapes) does not recompile.
+_cached_negative_gradient = functools.cache(_negative_gradient)
