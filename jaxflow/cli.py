@@ -164,7 +164,8 @@ def cmd_factor_diagram(args) -> int:
     return 0
 
 
-EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization", "quadratic")
+EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization", "quadratic", "diagonal",
+               "convolutional", "omp")
 
 
 def _experiment_matrix_sensing(smoke: bool):
@@ -215,11 +216,24 @@ def _experiment_quadratic(smoke: bool):
     return ds, fig
 
 
+def _experiment_module(name: str, smoke: bool):
+    """E3-E5: ``jaxflow.experiments.NAME.main(smoke)`` prints its table, returns (dataset, figure)."""
+    import importlib
+
+    module = importlib.import_module(f"jaxflow.experiments.{name}")
+    return module.main(smoke)
+
+
 def cmd_experiment(args) -> int:
+    import functools
+
     runners = {
         "matrix-sensing": _experiment_matrix_sensing,
         "matrix-sensing-generalization": _experiment_generalization,
         "quadratic": _experiment_quadratic,
+        "diagonal": functools.partial(_experiment_module, "diagonal"),
+        "convolutional": functools.partial(_experiment_module, "convolutional"),
+        "omp": functools.partial(_experiment_module, "omp"),
     }
     if args.name not in runners:
         raise CliError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {args.name!r}")

@@ -213,7 +213,7 @@ def kkt_residual(
     >>> float(kkt_residual(jnp.array([1.0, 1.0]), x, y, depth=1))
     0.0
     >>> round(float(kkt_residual(jnp.array([2.0, 1.0]), x, y, depth=1)), 6)   # not the SVM
-    0.447214
+    0.894427
     """
     inputs, labels = _check(inputs, labels)
     b = np.asarray(predictor, dtype=float)

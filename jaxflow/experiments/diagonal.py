@@ -146,9 +146,9 @@ def kkt_measure(beta_fn):
     return measure
 
 
-def late_check(loss, params0, args, beta_fn, late_times, modes, targets):
-    """The asymptotic check: flow to each late time, then the correlation and KKT residual of
-    ``beta``'s direction (relative time: the step count grows like ln ln t)."""
+def late_check(loss, params0, args, beta_fn, late_times, modes, targets, kkt=True):
+    """The asymptotic check: flow to each late time, then the correlation and (``kkt``) the KKT
+    residual of ``beta``'s direction (relative time: the step count grows like ln ln t)."""
     correlation, residual = [], []
     for t in late_times:
         traj = flow.gradient_flow(loss, params0, args, modes=modes, targets=targets,
@@ -156,7 +156,7 @@ def late_check(loss, params0, args, beta_fn, late_times, modes, targets):
                                   max_steps=100_000, refine=False)
         b = beta_fn(traj.final_state, args)
         correlation.append(float(dn.cosine(b, args.data.target)))
-        residual.append(float(kkt_measure(beta_fn)(traj.final_state, args)))
+        residual.append(float(kkt_measure(beta_fn)(traj.final_state, args)) if kkt else np.nan)
     return correlation, residual
 
 
@@ -190,16 +190,17 @@ def run(config: DiagonalConfig | None = None) -> xr.Dataset:
     return ds
 
 
-def add_classification_summary(ds, config, spec, data, beta_fn) -> xr.Dataset:
-    """Add the SVM baseline and the late-time check (flow) to a classification dataset."""
+def add_classification_summary(ds, config, spec, data, beta_fn, kkt=True) -> xr.Dataset:
+    """Add the SVM baseline and the late-time check (flow; KKT residual if ``kkt``) to a
+    classification dataset."""
     svm = max_margin.max_margin(data.inputs, data.labels)
     late = np.asarray(config.late_times, dtype=float)
     corr = np.full((len(config.depths), late.size), np.nan)
     resid = np.full_like(corr, np.nan)
     for j, depth in enumerate(config.depths):
-        args = spec.depth_args(int(depth))
+        args = spec.args if spec.depth_args is None else spec.depth_args(int(depth))
         corr[j], resid[j] = late_check(spec.loss, spec.init(int(depth)), args, beta_fn, late,
-                                       spec.modes, spec.targets)
+                                       spec.modes, spec.targets, kkt)
     ds = ds.assign_coords(late=np.arange(late.size))
     ds["late_time"] = ("late", late)
     ds["late_correlation"] = (("depth", "late"), corr)
@@ -265,3 +266,40 @@ def figure(ds: xr.Dataset, title: str, value_label: str) -> plt.Figure:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def print_table(ds: xr.Dataset) -> None:
+    """The correlation by depth and back-end next to the SVM, the KKT residuals, the learning
+    times at fraction 0.5 and the status (what ``jaxflow experiment`` prints)."""
+    from jaxflow import status
+
+    print(f"max-margin SVM (no intercept): correlation {float(ds['svm_correlation']):.4f}, "
+          f"margin {float(ds['svm_margin']):.4g}, KKT residual {float(ds['svm_kkt_residual']):.1e}")
+    second = "kkt_residual" if "kkt_residual" in ds else "amplitude_correlation"
+    print(f"backend  depth  correlation  {second[:10]:<10} underflow  t(|mode| >= 0.5) per mode"
+          "            grad-evals  wall-s  status")
+    half = ds["learning_time"].sel(fraction=0.5)
+    for b in ds["backend"].values:
+        for d in ds["depth"].values:
+            row = ds.sel(backend=b, depth=d)
+            times = " ".join(f"{v:7.3g}" for v in half.sel(backend=b, depth=d).values)
+            print(f"{b:<8} {int(d):<6} {row['correlation'].item():<12.4f} "
+                  f"{row[second].item():<10.4g} {int(row['loss_underflow'].item()):<10} "
+                  f"{times:<35} {int(row['gradient_evaluations'].item()):<11} "
+                  f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}")
+    if ds.sizes.get("late", 0) and "kkt_residual" in ds:
+        print("late-time check (flow): depth, then correlation / KKT residual at t = "
+              + ", ".join(f"{t:g}" for t in ds["late_time"].values))
+        for d in ds["depth"].values:
+            cells = "  ".join(f"{c:.4f} / {r:.3g}" for c, r in zip(
+                ds["late_correlation"].sel(depth=d).values, ds["late_kkt_residual"].sel(depth=d).values))
+            print(f"  {int(d):<4} {cells}")
+
+
+def main(smoke: bool = False):
+    """``jaxflow experiment diagonal [--smoke]``: run, print the table, return (dataset, figure)."""
+    ds = run(DiagonalConfig.smoke() if smoke else DiagonalConfig())
+    print_table(ds)
+    fig = figure(ds, f"Diagonal networks, {ds.attrs['loss']} loss (d = {ds.attrs['d']}, "
+                     f"m = {ds.attrs['m']}): |beta_i| on the support of w*", "|beta_i|")
+    return ds, fig
