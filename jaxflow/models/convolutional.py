@@ -120,8 +120,8 @@ def fourier_target(d: int, amplitudes=(3.0, 4.0, 6.0, 12.0)) -> Float[Array, " d
     """``w* = irfft(a)`` with ``rfft`` bins ``0, 1, ...`` set to ``amplitudes``, unit norm (E4).
 
     >>> w = fourier_target(8, (0.0, 1.0))
-    >>> [round(float(v), 4) for v in jnp.abs(jnp.fft.rfft(w))]
-    [0.0, 1.0, 0.0, 0.0, 0.0]
+    >>> [round(float(v), 4) for v in jnp.abs(jnp.fft.rfft(w))]   # sqrt(d / 2) at bin 1
+    [0.0, 2.0, 0.0, 0.0, 0.0]
     """
     amplitudes = np.asarray(amplitudes, dtype=float)
     if amplitudes.ndim != 1 or not 1 <= amplitudes.size <= d // 2 + 1:
