@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 
-
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
 
 
@@ -110,8 +109,8 @@ def _sweep_overrides(args) -> dict:
 def cmd_phase_diagram(args) -> int:
     if args.model == "factor":
         return cmd_factor_diagram(args)
-    from jaxflow.experiments import phase_diagram as pd
     from jaxflow import plot, sweep
+    from jaxflow.experiments import phase_diagram as pd
 
     overrides = _sweep_overrides(args)
     overrides["ratios"] = _numbers(args.ratios, "--ratios") if args.ratios is not None else None

@@ -51,7 +51,6 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from jaxflow import status as _status
 
-
 Speed = Literal["arclength", "relative", "plain"] | Callable[[PyTree, PyTree, Any], Array]
 _TINY = 1e-300  # floor of the speed: dt/dtau stays finite at an exact fixed point
 _ROOT_ITERATIONS = 14  # Illinois iterations on a dense-interpolant polynomial: far past 1e-14

@@ -39,7 +39,6 @@ import xarray as xr
 from jaxflow import descent, flow, status
 from jaxflow.sweep import run_metadata
 
-
 BACKENDS = ("flow", "descent")
 
 

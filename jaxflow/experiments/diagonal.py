@@ -53,7 +53,6 @@ if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("a
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-
 # Okabe-Ito colours (colour-blind-safe), one per mode.
 MODE_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 

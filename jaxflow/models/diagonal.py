@@ -43,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-
 LOSSES = ("squared", "exponential", "logistic")
 Loss = Literal["squared", "exponential", "logistic"]
 TINY_LOSS = 1e-300
