@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 
-
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
 
 
@@ -110,8 +109,8 @@ def _sweep_overrides(args) -> dict:
 def cmd_phase_diagram(args) -> int:
     if args.model == "factor":
         return cmd_factor_diagram(args)
-    from jaxflow.experiments import phase_diagram as pd
     from jaxflow import plot, sweep
+    from jaxflow.experiments import phase_diagram as pd
 
     overrides = _sweep_overrides(args)
     overrides["ratios"] = _numbers(args.ratios, "--ratios") if args.ratios is not None else None
@@ -164,7 +163,8 @@ def cmd_factor_diagram(args) -> int:
     return 0
 
 
-EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization", "quadratic")
+EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization", "quadratic", "diagonal",
+               "convolutional", "omp")
 
 
 def _experiment_matrix_sensing(smoke: bool):
@@ -215,11 +215,24 @@ def _experiment_quadratic(smoke: bool):
     return ds, fig
 
 
+def _experiment_module(name: str, smoke: bool):
+    """E3-E5: ``jaxflow.experiments.NAME.main(smoke)`` prints its table, returns (dataset, figure)."""
+    import importlib
+
+    module = importlib.import_module(f"jaxflow.experiments.{name}")
+    return module.main(smoke)
+
+
 def cmd_experiment(args) -> int:
+    import functools
+
     runners = {
         "matrix-sensing": _experiment_matrix_sensing,
         "matrix-sensing-generalization": _experiment_generalization,
         "quadratic": _experiment_quadratic,
+        "diagonal": functools.partial(_experiment_module, "diagonal"),
+        "convolutional": functools.partial(_experiment_module, "convolutional"),
+        "omp": functools.partial(_experiment_module, "omp"),
     }
     if args.name not in runners:
         raise CliError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {args.name!r}")

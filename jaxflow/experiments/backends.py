@@ -39,7 +39,6 @@ import xarray as xr
 from jaxflow import descent, flow, status
 from jaxflow.sweep import run_metadata
 
-
 BACKENDS = ("flow", "descent")
 
 
@@ -53,6 +52,9 @@ class Spec:
         targets: ``(M,)`` targets of the modes (0 where a mode should stay unlearned).
         init: ``init(depth) -> params0``.
         args: data passed to ``loss`` and ``modes``.
+        depth_args: optional ``depth_args(depth) -> args`` replacing ``args`` at each depth, for
+            models whose depth is data (an array inside ``args``): every depth then reuses one
+            compiled program.
         measures: ``{name: fn(params, args) -> scalar}`` evaluated on the final parameters.
     """
 
@@ -61,6 +63,7 @@ class Spec:
     targets: Any
     init: Callable[[int], Any]
     args: Any = None
+    depth_args: Callable[[int], Any] | None = None
     measures: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
 
 
@@ -109,11 +112,12 @@ def run(
     measures = {name: np.full(shape, np.nan) for name in spec.measures}
     for j, depth in enumerate(depths):
         params0 = spec.init(int(depth))
+        args = spec.args if spec.depth_args is None else spec.depth_args(int(depth))
         for i, backend in enumerate(backends):
             start = _time.perf_counter()
             if backend == "descent":
                 traj = descent.gradient_descent(
-                    spec.loss, params0, args=spec.args, learning_rate=learning_rate,
+                    spec.loss, params0, args=args, learning_rate=learning_rate,
                     num_steps=num_steps, save_every=save_every, modes=spec.modes,
                     targets=targets, fractions=fractions,
                 )
@@ -122,7 +126,7 @@ def run(
                 evaluations = int(traj.steps)
             else:
                 traj = flow.gradient_flow(
-                    spec.loss, params0, spec.args, modes=spec.modes, targets=targets,
+                    spec.loss, params0, args, modes=spec.modes, targets=targets,
                     fractions=fractions, save_times=times, rtol=rtol, atol=atol,
                     max_steps=max_steps,
                     # The dense interpolant alone locates learning times to about rtol; the
@@ -140,7 +144,7 @@ def run(
             out["status"][i, j] = int(traj.status)
             out["gradient_evaluations"][i, j] = evaluations
             for name, fn in spec.measures.items():
-                measures[name][i, j] = float(fn(final, spec.args))
+                measures[name][i, j] = float(fn(final, args))
     coords = {
         "backend": list(backends),
         "depth": [int(d) for d in depths],

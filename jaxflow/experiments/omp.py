@@ -1,0 +1,221 @@
+"""Experiment E5: the order in which a deep diagonal network learns coordinates against OMP.
+
+Sparse regression (PAPER.md section 4): ``d = 1000``, ``m = 80``, unit-norm Gaussian columns,
+a 5-sparse positive ``w*`` (entries ``Exponential(scale 10) + 1`` on a random support),
+``y = X w*``; the depth-5 network ``beta = w_+^5 - w_-^5`` (:mod:`jaxflow.models.diagonal`,
+squared loss) from ``init = 1e-4`` by gradient flow and gradient descent (rate 1e-3), vmapped
+over ``seeds``. A coordinate is *picked* when ``|beta_i|`` first exceeds ``threshold = 0.1``; its
+pick order is compared with the selection order of Orthogonal Matching Pursuit
+(:mod:`jaxflow.omp`, as many steps as the support), by the concurrence
+``|S_OMP & S_GD| / min(|S_OMP|, |S_GD|)`` over the first ``k`` picks (``k`` = support size).
+
+    dims: backend, seed, rank (pick position), time, mode (the support, largest w* first)
+    order(backend, seed, rank), pick_time(backend, seed, rank)   -1 / inf where fewer picks
+    omp_order(seed, rank)
+    concurrence(backend, seed), prefix_agreement(backend, seed)  (same pick at each rank)
+    modes(backend, seed, time, mode), targets(seed, mode)
+    status(backend, seed)
+    attrs: concurrence_mean_<backend>, concurrence_std_<backend>
+
+Example (smoke size):
+    >>> from jaxflow.experiments import omp as e5
+    >>> ds = e5.run(e5.OMPConfig.smoke())
+    >>> float(ds["concurrence"].sel(backend="flow").mean()) > 0.5
+    True
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from jaxflow import descent, flow, omp, status
+from jaxflow.experiments.phase_diagram import ConfigError
+from jaxflow.models import diagonal as dn
+from jaxflow.sweep import run_metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class OMPConfig:
+    """Options of ``jaxflow experiment omp`` (defaults: the paper's E5, t = 100).
+
+    ``num_steps * learning_rate`` (t = 100) covers the picks of the four largest coordinates for
+    most seeds; later picks (the smallest entries, ~1 + Exp(10)) need t of several hundred and
+    are left out of the concurrence by its ``min``.
+    """
+
+    d: int = 1000
+    m: int = 80
+    sparsity: int = 5
+    scale: float = 10.0
+    depth: int = 5
+    init: float = 1e-4
+    learning_rate: float = 1e-3
+    num_steps: int = 100_000
+    save_every: int = 1000
+    threshold: float = 0.1
+    seeds: int = 20
+
+    def __post_init__(self):
+        for name in ("d", "m", "sparsity", "depth", "num_steps", "save_every", "seeds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.sparsity > min(self.d, self.m):
+            raise ConfigError(f"sparsity must be <= min(d, m) = {min(self.d, self.m)}")
+        for name in ("scale", "init", "learning_rate", "threshold"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.num_steps % self.save_every:
+            raise ConfigError("num_steps must be a multiple of save_every")
+
+    @classmethod
+    def smoke(cls, **overrides) -> "OMPConfig":
+        """Reduced sizes (d = 100, m = 40, 3-sparse, 4 seeds, t = 40): seconds."""
+        options = dict(d=100, m=40, sparsity=3, seeds=4, num_steps=40_000, save_every=1000)
+        options.update(overrides)
+        return cls(**options)
+
+
+def problem(config: OMPConfig, seed: int) -> dn.Problem:
+    """The regression problem of one seed (support, values and ``X`` all seeded)."""
+    k_support, k_values, k_data = jax.random.split(jax.random.key(seed), 3)
+    support = jax.random.choice(k_support, config.d, (config.sparsity,), replace=False)
+    values = config.scale * jax.random.exponential(k_values, (config.sparsity,)) + 1.0
+    target = jnp.zeros(config.d).at[support].set(values)
+    data = dn.regression_data(k_data, target, config.m)
+    return dn.Problem(data, depth=float(config.depth), loss="squared")
+
+
+def _all_coordinates(params, args):
+    return jnp.abs(dn.beta(params, args.depth))
+
+
+def _picks(times: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` coordinates by crossing time (``-1`` / ``inf`` pads)."""
+    order = np.argsort(times, kind="stable")[:k]
+    finite = np.isfinite(times[order])
+    return np.where(finite, order, -1), np.where(finite, times[order], np.inf)
+
+
+def run(config: OMPConfig | None = None) -> xr.Dataset:
+    """Both back-ends on every seed (vmapped), OMP, and their concurrence."""
+    config = config or OMPConfig()
+    problems = [problem(config, s) for s in range(config.seeds)]
+    batch = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *problems)
+    params0 = dn.init(config.init, config.depth, config.d)
+    level = jnp.full((config.d,), config.threshold)  # fraction 1 of this target = the threshold
+    k = config.sparsity
+    times = config.learning_rate * config.save_every * np.arange(config.num_steps // config.save_every + 1)
+
+    def gd(args):
+        return descent.gradient_descent(dn.loss, params0, args=args, learning_rate=config.learning_rate,
+                                        num_steps=config.num_steps, save_every=config.save_every,
+                                        modes=_all_coordinates, targets=level, fractions=(0.5, 0.999999))
+
+    def gf(args):
+        return flow.gradient_flow(dn.loss, params0, args, modes=_all_coordinates, targets=level,
+                                  fractions=(0.5, 1.0), save_times=jnp.asarray(times), rtol=1e-6,
+                                  atol=1e-9, max_steps=400_000, refine=False)
+
+    backends = ("flow", "descent")
+    runs = {"flow": jax.vmap(gf)(batch), "descent": jax.vmap(gd)(batch)}
+    order = np.full((2, config.seeds, k), -1)
+    pick_time = np.full((2, config.seeds, k), np.inf)
+    omp_order = np.stack([np.asarray(omp.omp(p.data.inputs, p.data.labels, k).order) for p in problems])
+    support = np.stack([np.argsort(-np.asarray(p.data.target), kind="stable")[:k] for p in problems])
+    modes = np.zeros((2, config.seeds, times.size, k))
+    codes = np.zeros((2, config.seeds), dtype=np.int8)
+    for b, name in enumerate(backends):
+        traj = runs[name]
+        crossing = np.asarray(traj.learning_times)[:, :, -1]  # (seed, d): first |beta_i| >= threshold
+        saved = np.asarray(traj.modes)
+        for s in range(config.seeds):
+            order[b, s], pick_time[b, s] = _picks(crossing[s], k)
+            modes[b, s] = saved[s][:, support[s]]
+        codes[b] = np.asarray(traj.status)
+    conc = np.array([[omp.concurrence(omp_order[s], order[b, s]) for s in range(config.seeds)]
+                     for b in range(2)])
+    agree = np.array([[np.mean(omp_order[s] == order[b, s]) for s in range(config.seeds)]
+                      for b in range(2)])
+    targets = np.stack([np.asarray(p.data.target)[support[s]] for s, p in enumerate(problems)])
+    ds = xr.Dataset(
+        {
+            "order": (("backend", "seed", "rank"), order),
+            "pick_time": (("backend", "seed", "rank"), pick_time),
+            "omp_order": (("seed", "rank"), omp_order),
+            "concurrence": (("backend", "seed"), conc),
+            "prefix_agreement": (("backend", "seed"), agree),
+            "modes": (("backend", "seed", "time", "mode"), modes),
+            "targets": (("seed", "mode"), targets),
+            "status": (("backend", "seed"), codes),
+        },
+        coords={"backend": list(backends), "seed": np.arange(config.seeds), "rank": np.arange(k),
+                "time": times, "mode": np.arange(k)},
+    )
+    ds.attrs.update(run_metadata())
+    ds.attrs.update(dataclasses.asdict(config))
+    ds.attrs.update(experiment="omp", ok=int((codes == status.OK).all()))
+    for b in backends:
+        values = ds["concurrence"].sel(backend=b).values
+        ds.attrs[f"concurrence_mean_{b}"] = float(np.nanmean(values))
+        ds.attrs[f"concurrence_std_{b}"] = float(np.nanstd(values))
+    return ds
+
+
+def figure(ds: xr.Dataset):
+    """Seed 0's support coordinates against time (both back-ends) with OMP's order marked, and
+    the concurrence of every seed."""
+    import matplotlib.pyplot as plt
+
+    from jaxflow.experiments.diagonal import MODE_COLOURS
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.0))
+    t = ds["time"].values
+    first = ds.sel(seed=0)
+    omp_rank = {int(c): r for r, c in enumerate(first["omp_order"].values)}
+    support = np.argsort(-np.asarray(first["targets"].values), kind="stable")
+    for i in range(ds.sizes["mode"]):
+        colour = MODE_COLOURS[i % len(MODE_COLOURS)]
+        ax.plot(t, first["modes"].sel(backend="flow", mode=i), color=colour, lw=1.6,
+                label=f"w* = {float(first['targets'][i]):.3g}")
+        ax.plot(t, first["modes"].sel(backend="descent", mode=i), "o", ms=3, mfc="none",
+                color=colour)
+    del omp_rank, support
+    ax.axhline(ds.attrs["threshold"], color="0.4", ls=":", lw=0.8)
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.set_xlabel("time t = lr × step")
+    ax.set_ylabel("|beta_i| on the support (seed 0)")
+    ax.set_title(f"OMP order (seed 0): {first['omp_order'].values.tolist()}\n"
+                 f"flow picks: {first['order'].sel(backend='flow').values.tolist()}", fontsize=9)
+    ax.legend(fontsize=7)
+    for b, marker in (("flow", "o"), ("descent", "s")):
+        values = ds["concurrence"].sel(backend=b).values
+        bx.plot(ds["seed"].values, values, marker, mfc="none",
+                label=f"{b}: {np.nanmean(values):.2f} ± {np.nanstd(values):.2f}")
+    bx.set_ylim(-0.05, 1.05)
+    bx.set_xlabel("seed")
+    bx.set_ylabel("concurrence with OMP")
+    bx.legend(fontsize=8)
+    fig.suptitle(f"E5: depth-{ds.attrs['depth']} diagonal network against OMP "
+                 f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}, {ds.attrs['sparsity']}-sparse)")
+    fig.tight_layout()
+    return fig
+
+
+def main(smoke: bool = False):
+    """``jaxflow experiment omp [--smoke]``: run, print, return (dataset, figure)."""
+    ds = run(OMPConfig.smoke() if smoke else OMPConfig())
+    print("backend  concurrence (mean ± std over seeds)  prefix agreement  status")
+    for b in ds["backend"].values:
+        print(f"{b:<8} {ds.attrs[f'concurrence_mean_{b}']:.3f} ± {ds.attrs[f'concurrence_std_{b}']:.3f}"
+              f"{'':<22} {float(ds['prefix_agreement'].sel(backend=b).mean()):.3f}"
+              f"             {status.summary(ds['status'].sel(backend=b).values)}")
+    for s in ds["seed"].values[:5]:
+        row = ds.sel(seed=s)
+        print(f"seed {int(s)}: OMP {row['omp_order'].values.tolist()}  flow "
+              f"{row['order'].sel(backend='flow').values.tolist()}  descent "
+              f"{row['order'].sel(backend='descent').values.tolist()}")
+    return ds, figure(ds)

@@ -1,0 +1,70 @@
+"""Circular-convolutional linear networks (E4): FFT model against explicit circulant products."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxflow.models import convolutional as cn
+from jaxflow.models import diagonal as dn
+
+
+def _correlation_matrix(kernel):
+    """C with (C h)_j = sum_l k_l h_{(j + l) mod d}: C[j, i] = k[(i - j) mod d]."""
+    d = kernel.size
+    return np.array([[kernel[(i - j) % d] for i in range(d)] for j in range(d)])
+
+
+@pytest.mark.parametrize("depth, d", [(2, 5), (3, 6), (4, 7)])
+def test_fft_canonical_model_equals_explicit_circulant_product(depth, d):
+    params = cn.init(jax.random.key(depth), 0.5, depth, d)
+    kernels = np.asarray(params["kernels"])
+    v = np.asarray(params["dense"])
+    # f(x) = v^T C_{N-1} ... C_1 x, so beta = C_1^T ... C_{N-1}^T v.
+    product = np.eye(d)
+    for k in kernels:
+        product = _correlation_matrix(k) @ product
+    beta = product.T @ v
+    np.testing.assert_allclose(cn.beta(params), beta, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(cn.canonical(params), np.fft.rfft(beta), rtol=0, atol=1e-13)
+    x = np.random.default_rng(0).standard_normal((4, d))
+    np.testing.assert_allclose(cn.forward(params, jnp.asarray(x)), x @ product.T @ v, atol=1e-13)
+
+
+def test_one_layer_conv_net_is_a_linear_model():
+    params = cn.init(jax.random.key(0), 1e-2, 1, 6)
+    assert sorted(params) == ["dense"]
+    x = jax.random.normal(jax.random.key(1), (3, 6))
+    np.testing.assert_allclose(cn.beta(params), params["dense"], rtol=1e-14, atol=0)  # FFT round trip
+    np.testing.assert_allclose(cn.forward(params, x), x @ params["dense"], atol=1e-16)
+    data = dn.classification_data(jax.random.key(2), jnp.arange(6.0) - 2.5, 10)
+    problem = dn.Problem(data, loss="logistic")
+    assert float(cn.loss(params, problem)) == pytest.approx(
+        float(dn.linear_loss(params["dense"], data, "logistic")), rel=1e-15)
+
+
+def test_fourier_target_modes_and_targets():
+    w = cn.fourier_target(16, (3.0, 4.0, 6.0, 12.0))
+    spectrum = np.abs(np.fft.rfft(np.asarray(w)))
+    np.testing.assert_allclose(spectrum[:4] / spectrum[3], [0.25, 1 / 3, 0.5, 1.0], rtol=1e-12)
+    assert np.max(spectrum[4:]) < 1e-12 and float(jnp.linalg.norm(w)) == pytest.approx(1.0)
+    data = dn.classification_data(jax.random.key(0), w, 8)
+    problem = dn.Problem(data)
+    params = cn.init(jax.random.key(1), 1.0, 2, 16)
+    modes = np.asarray(cn.modes(params, problem, k=5))
+    np.testing.assert_allclose(modes, np.abs(np.asarray(cn.canonical(params)))[[3, 2, 1, 0, 4]], rtol=1e-14)
+    assert cn.targets(problem, k=5).tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
+    init_rms = [float(jnp.sqrt(jnp.mean(jnp.abs(cn.canonical(cn.init(jax.random.key(s), 1e-2, 3, 400))) ** 2)))
+                for s in range(4)]
+    assert 0.3e-2 < np.mean(init_rms) < 3e-2  # about init (a product of 3 random amplitudes)
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="depth must be an integer >= 1"):
+        cn.init(jax.random.key(0), 1e-2, 0, 8)
+    with pytest.raises(ValueError, match="one length d"):
+        cn.beta({"kernels": jnp.ones((1, 4)), "dense": jnp.ones(5)})
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        cn.forward(cn.init(jax.random.key(0), 1e-2, 2, 4), jnp.ones((3, 5)))
+    with pytest.raises(ValueError, match="amplitudes"):
+        cn.fourier_target(4, (1.0, 1.0, 1.0, 1.0))
