@@ -73,6 +73,19 @@ class Trajectory(eqx.Module):
         final_state: the state at the last accepted step.
         steps: accepted steps; ``rejected``: rejected steps.
         status: :mod:`jaxflow.status` code.
+
+    Example (two targets saved on a time grid):
+        >>> import jax.numpy as jnp
+        >>> from jaxflow import flow
+        >>> from jaxflow.models import toy
+        >>> args = toy.ToyArgs(depth=4.0, targets=jnp.array([2.0, 1.0]))
+        >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-3, 2), args,
+        ...                   modes=toy.reduced_modes, targets=args.targets,
+        ...                   save_times=jnp.linspace(0.0, 200.0, 5))
+        >>> traj.modes.shape, traj.learning_times.shape, traj.fractions.tolist()
+        ((5, 2), (2, 3), [0.1, 0.5, 0.9])
+        >>> bool((traj.learning_times[0] < traj.learning_times[1]).all())   # larger target first
+        True
     """
 
     times: Float[Array, " K"]
@@ -217,6 +230,21 @@ def solve(
 
     Raises:
         ValueError: for invalid settings (names the argument and the allowed range).
+
+    Example (the toy model against its exact learning time; ``jax.vmap`` it over lanes):
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxflow import flow, theory
+        >>> from jaxflow.models import toy
+        >>> def half_time(scale):
+        ...     args = toy.ToyArgs(depth=2.0, targets=jnp.ones(1))
+        ...     traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(scale, 1), args,
+        ...                       modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,),
+        ...                       time=toy.reduced_speed)
+        ...     return traj.learning_times[0, 0]
+        >>> scales = jnp.array([1e-40, 1e-4])
+        >>> exact = theory.learning_time(2.0, 1.0, scales, 0.5)      # ln(1/sigma0 - 1)
+        >>> bool(jnp.allclose(jax.vmap(half_time)(scales), exact, rtol=1e-7))
+        True
     """
     _check_eager(fractions, save_times, rtol, atol, max_steps, time)
     # One compiled program per call signature: the setup (controller, first step, records)
