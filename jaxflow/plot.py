@@ -201,8 +201,8 @@ def staircase(ds: xr.Dataset, title: str = "", value_label: str = "mode value") 
     Example (the layout filled with the exact depth-2 flow of two targets, a logistic):
         >>> import numpy as np, xarray as xr
         >>> from jaxflow import plot
-        >>> t, targets = np.linspace(0.0, 12.0, 60)[:, None], np.array([2.0, 1.0])
-        >>> values = targets / (1 + (targets / 1e-3 - 1) * np.exp(-targets * t))
+        >>> t, targets = np.linspace(0.0, 12.0, 60), np.array([2.0, 1.0])
+        >>> values = targets / (1 + (targets / 1e-3 - 1) * np.exp(-targets * t[:, None]))
         >>> ds = xr.Dataset({"modes": (("backend", "depth", "time", "mode"), values[None, None]),
         ...                  "targets": ("mode", [2.0, 1.0])},
         ...                 coords={"backend": ["flow"], "depth": [2], "time": t, "mode": [0, 1]})
