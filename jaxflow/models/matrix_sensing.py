@@ -61,7 +61,15 @@ class Problem(eqx.Module):
     completion: bool = eqx.field(static=True, default=False)
 
     def measure(self, w: Float[Array, "d1 d2"]) -> Float[Array, " m"]:
-        """The measurements ``<A_k, w>`` (or the observed entries) of a matrix ``w``."""
+        """The measurements ``<A_k, w>`` (or the observed entries) of a matrix ``w``.
+
+        >>> import jax
+        >>> from jaxflow.models import matrix_sensing as ms
+        >>> target = ms.diagonal_target(3, (2.0, 1.0))
+        >>> problem = ms.completion_problem(jax.random.key(0), target, m=9)   # every entry
+        >>> sorted(problem.measure(target).tolist())[-2:]
+        [1.0, 2.0]
+        """
         flat = w.reshape(-1)
         if self.completion:
             return flat[self.operator]
