@@ -276,7 +276,8 @@ def generalization(ds: xr.Dataset) -> plt.Figure:
         >>> error = np.array([[[0.5, 0.6]] * 3, [[1e-6, 1e-6], [1e-4, 1e-4], [0.3, 0.4]]])
         >>> ds = xr.Dataset({"reconstruction_error": (dims, error),
         ...                  "effective_rank": (dims, np.where(error < 0.01, 4, 10))},
-        ...                 coords={"depth": [1.0, 3.0], "scale": [1e-4, 1e-2, 1.0], "seed": [0.0, 1.0]},
+        ...                 coords={"depth": [1.0, 3.0], "scale": [1e-4, 1e-2, 1.0],
+        ...                         "seed": [0.0, 1.0]},
         ...                 attrs={"d": 20, "m": 200, "target_rank": 4})
         >>> fig = plot.generalization(ds)
         >>> fig.axes[0].get_yscale()

@@ -18,7 +18,6 @@ import pathlib
 
 import pytest
 
-
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 

@@ -67,10 +67,9 @@ def check_fractions(start: float, finish: float) -> None:
 
     >>> from jaxflow.experiments.config import check_fractions
     >>> check_fractions(0.1, 0.9)
-    >>> check_fractions(0.9, 0.1)
+    >>> check_fractions(0.9, 0.1)  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
-    ...
-    jaxflow.experiments.config.ConfigError: start and finish must satisfy 0 < start < finish < 1, got 0.9, 0.1
+    ConfigError: start and finish must satisfy 0 < start < finish < 1
     """
     if not (0 < start < finish < 1):
         raise ConfigError(f"start and finish must satisfy 0 < start < finish < 1, got {start}, {finish}")
@@ -92,8 +91,8 @@ def check_positive_int(name: str, value) -> int:
 class SweepConfig:
     """Base of the sweep configurations (fields are declared by subclasses).
 
-    Example (a subclass; the phase diagram's :class:`~jaxflow.experiments.phase_diagram.PhaseDiagramConfig`
-    is one):
+    Example (a subclass, as
+    :class:`~jaxflow.experiments.phase_diagram.PhaseDiagramConfig` is one):
         >>> import dataclasses
         >>> from jaxflow.experiments.config import ConfigError, SweepConfig
         >>> @dataclasses.dataclass(frozen=True)

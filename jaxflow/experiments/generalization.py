@@ -139,7 +139,8 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
 
     Returns:
         ``xarray.Dataset`` with ``reconstruction_error``, ``effective_rank``, ``train_loss`` and
-        ``status``; attrs add ``d``, ``m``, ``target_rank``, the rate, the steps and ``ok_fraction``.
+        ``status``; attrs add ``d``, ``m``, ``target_rank``, the rate, the steps and
+        ``ok_fraction``.
 
     Example: see the module docstring; :func:`jaxflow.plot.generalization` draws the result.
     """

@@ -81,7 +81,7 @@ def problem(config: MatrixSensingConfig) -> ms.Problem:
 
 
 def spec(config: MatrixSensingConfig) -> backends.Spec:
-    """The experiment as a :class:`~jaxflow.experiments.backends.Spec` (loss, modes, init, measures).
+    """The experiment as a :class:`~jaxflow.experiments.backends.Spec`: loss, modes, init, measures.
 
     >>> from jaxflow.experiments import matrix_sensing as e1
     >>> s = e1.spec(e1.MatrixSensingConfig.smoke())

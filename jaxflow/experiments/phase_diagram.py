@@ -120,7 +120,8 @@ def pair_point(config: PhaseDiagramConfig):
 
     Example (the function :func:`run` hands to :mod:`jaxflow.sweep`; it vmaps and compiles it):
         >>> from jaxflow.experiments import phase_diagram as pd
-        >>> point = pd.pair_point(pd.PhaseDiagramConfig(depths=(3.0,), ratios=(2.0,), scales=(1e-3,)))
+        >>> cfg = pd.PhaseDiagramConfig(depths=(3.0,), ratios=(2.0,), scales=(1e-3,))
+        >>> point = pd.pair_point(cfg)
         >>> callable(point)
         True
     """
@@ -196,8 +197,9 @@ def measured_thresholds(
         >>> from jaxflow import sweep
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> cfg = pd.PhaseDiagramConfig(depths=(3.0,), ratios=(2.0,), scales=(1e-4, 1e-3, 1e-1))
-        >>> runner = sweep.Runner(lambda p: {"margin": jnp.log(0.01 / p["scale"]),
-        ...                                  "status": jnp.zeros((), jnp.int8)}, chunk_size=8, batch=8)
+        >>> def stand_in(p):
+        ...     return {"margin": jnp.log(0.01 / p["scale"]), "status": jnp.zeros((), jnp.int8)}
+        >>> runner = sweep.Runner(stand_in, chunk_size=8, batch=8)
         >>> margins = np.log(0.01 / np.array(cfg.scales))[None, None]
         >>> log_threshold, worst = pd.measured_thresholds(cfg, margins, runner)
         >>> np.exp(log_threshold).round(12).tolist(), worst.tolist()
@@ -307,7 +309,7 @@ def measured_thresholds(
 
 
 def theory_thresholds(config: PhaseDiagramConfig) -> np.ndarray:
-    """``ln sigma0_th`` from :func:`jaxflow.theory.incremental_threshold` on the (depth, ratio) grid.
+    """``ln sigma0_th`` of :func:`jaxflow.theory.incremental_threshold` on the (depth, ratio) grid.
 
     >>> import numpy as np
     >>> from jaxflow.experiments import phase_diagram as pd
@@ -392,7 +394,8 @@ def threshold_log_error_arrays(log_measured: np.ndarray, log_theory: np.ndarray)
 
     >>> import numpy as np
     >>> from jaxflow.experiments import phase_diagram as pd
-    >>> pd.threshold_log_error_arrays(np.log([1e-3, 1e-50]), np.log([1e-3, 1e-51])).round(4).tolist()
+    >>> err = pd.threshold_log_error_arrays(np.log([1e-3, 1e-50]), np.log([1e-3, 1e-51]))
+    >>> err.round(4).tolist()
     [0.0, 0.0196]
     >>> pd.threshold_log_error_arrays(np.array([-np.inf]), np.array([-np.inf])).tolist()
     [0.0]

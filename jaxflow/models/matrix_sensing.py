@@ -50,7 +50,8 @@ class Problem(eqx.Module):
     Example:
         >>> import jax
         >>> from jaxflow.models import matrix_sensing as ms
-        >>> problem = ms.gaussian_problem(jax.random.key(0), ms.diagonal_target(4, (2.0, 1.0)), m=10)
+        >>> target = ms.diagonal_target(4, (2.0, 1.0))
+        >>> problem = ms.gaussian_problem(jax.random.key(0), target, m=10)
         >>> problem.operator.shape, problem.observations.shape, problem.target.shape
         ((10, 16), (10,), (4, 4))
     """
@@ -117,7 +118,8 @@ def completion_problem(key: jax.Array, target: Float[ArrayLike, "d1 d2"], m: int
     Example:
         >>> import jax
         >>> from jaxflow.models import matrix_sensing as ms
-        >>> problem = ms.completion_problem(jax.random.key(0), ms.diagonal_target(4, (2.0, 1.0)), m=5)
+        >>> target = ms.diagonal_target(4, (2.0, 1.0))
+        >>> problem = ms.completion_problem(jax.random.key(0), target, m=5)
         >>> problem.operator.shape, problem.completion
         ((5,), True)
     """
@@ -282,8 +284,9 @@ def reconstruction_error(params, problem: Problem) -> Float[Array, ""]:
     Example:
         >>> import jax
         >>> from jaxflow.models import matrix_sensing as ms
-        >>> problem = ms.gaussian_problem(jax.random.key(0), ms.diagonal_target(4, (2.0, 1.0)), m=10)
-        >>> float(ms.reconstruction_error((ms.diagonal_target(4, (2.0,)),), problem))  # misses the 1
+        >>> target = ms.diagonal_target(4, (2.0, 1.0))
+        >>> problem = ms.gaussian_problem(jax.random.key(0), target, m=10)
+        >>> float(ms.reconstruction_error((ms.diagonal_target(4, (2.0,)),), problem))  # no 1
         0.2
     """
     return jnp.sum((product(params) - problem.target) ** 2) / jnp.sum(problem.target**2)

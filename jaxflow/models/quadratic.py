@@ -74,7 +74,8 @@ class Data(eqx.Module):
         >>> import jax.numpy as jnp
         >>> from jaxflow.models import quadratic as qn
         >>> x = jnp.array([[1.0, 0.0], [1.0, 1.0]])
-        >>> data = qn.Data(inputs=x, observations=jnp.array([1.0, 1.0]), target=jnp.diag(jnp.array([1.0, 0.0])))
+        >>> target = jnp.diag(jnp.array([1.0, 0.0]))
+        >>> data = qn.Data(inputs=x, observations=jnp.array([1.0, 1.0]), target=target)
         >>> data.dim
         2
     """

@@ -218,7 +218,8 @@ def factor_values(params: dict[str, Float[Array, "d N"]], args=None) -> Float[Ar
     """``sigma_i = prod_j w+_ij (- prod_j w-_ij)``: the modes of the factor-level model.
 
     >>> from jaxflow.models import toy
-    >>> [float(v) for v in toy.factor_values(toy.factor_init(None, 1e-2, depth=2, num_coords=2, signed=True))]
+    >>> params = toy.factor_init(None, 1e-2, depth=2, num_coords=2, signed=True)   # w+ = w-
+    >>> [float(v) for v in toy.factor_values(params)]
     [0.0, 0.0]
     """
     del args
