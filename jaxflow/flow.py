@@ -74,18 +74,17 @@ class Trajectory(eqx.Module):
         steps: accepted steps; ``rejected``: rejected steps.
         status: :mod:`jaxflow.status` code.
 
-    Example (two targets saved on a time grid):
+    Example (no save times: ``K = 0``; one mode, one fraction):
         >>> import jax.numpy as jnp
-        >>> from jaxflow import flow
+        >>> from jaxflow import flow, status
         >>> from jaxflow.models import toy
-        >>> args = toy.ToyArgs(depth=4.0, targets=jnp.array([2.0, 1.0]))
-        >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-3, 2), args,
-        ...                   modes=toy.reduced_modes, targets=args.targets,
-        ...                   save_times=jnp.linspace(0.0, 200.0, 5))
-        >>> traj.modes.shape, traj.learning_times.shape, traj.fractions.tolist()
-        ((5, 2), (2, 3), [0.1, 0.5, 0.9])
-        >>> bool((traj.learning_times[0] < traj.learning_times[1]).all())   # larger target first
-        True
+        >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([1.0]))
+        >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-6, 1), args,
+        ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,))
+        >>> traj.modes.shape, traj.learning_times.shape, status.name(traj.status)
+        ((0, 1), (1, 1), 'ok')
+        >>> bool(traj.final_modes[0] >= 0.5), int(traj.steps) < 200
+        (True, True)
     """
 
     times: Float[Array, " K"]
