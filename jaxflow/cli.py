@@ -17,17 +17,40 @@ CACHE_ENV = "JAXFLOW_CACHE_DIR"
 
 
 class CliError(Exception):
-    """A user error: printed as one line, exit status 2."""
+    """A user error: printed as one line, exit status 2.
+
+    >>> from jaxflow import cli
+    >>> cli.main(["threshold", "--depth", "3", "--ratio", "1"])   # prints one line on stderr
+    2
+    """
 
 
 def cache_dir() -> str:
-    """Persistent XLA compilation cache location (``$JAXFLOW_CACHE_DIR`` or ~/.cache/jaxflow)."""
+    """Persistent XLA compilation cache location (``$JAXFLOW_CACHE_DIR`` or ~/.cache/jaxflow).
+
+    >>> import os
+    >>> from jaxflow import cli
+    >>> os.environ["JAXFLOW_CACHE_DIR"] = "/tmp/jaxflow-xla"
+    >>> cli.cache_dir()
+    '/tmp/jaxflow-xla'
+    >>> del os.environ["JAXFLOW_CACHE_DIR"]
+    """
     default = os.path.join(os.path.expanduser("~"), ".cache", "jaxflow", "xla")
     return os.environ.get(CACHE_ENV, default)
 
 
 def enable_compilation_cache() -> str:
-    """Turn on JAX's persistent compilation cache: a second run skips XLA compilation."""
+    """Turn on JAX's persistent compilation cache: a second run skips XLA compilation.
+
+    Returns the cache directory, or "" when it cannot be created (then nothing changes).
+    The ``jaxflow`` commands call it; call it yourself to share their cache, e.g.
+    ``enable_compilation_cache()`` at the top of a script (not run here: it changes JAX's
+    global configuration).
+
+    >>> from jaxflow import cli
+    >>> callable(cli.enable_compilation_cache)
+    True
+    """
     import jax
 
     path = cache_dir()
@@ -107,6 +130,10 @@ def _sweep_overrides(args) -> dict:
 
 
 def cmd_phase_diagram(args) -> int:
+    """``jaxflow phase-diagram``: run the sweep, write ``.nc`` and figures, print the table.
+
+    Called by :func:`main` with the parsed arguments (tests/test_cli.py runs it on tiny grids).
+    """
     if args.model == "factor":
         return cmd_factor_diagram(args)
     from jaxflow import plot, sweep
@@ -137,6 +164,10 @@ def cmd_phase_diagram(args) -> int:
 
 
 def cmd_factor_diagram(args) -> int:
+    """``jaxflow phase-diagram --model factor``: the unbalanced-factor sweep and its figure.
+
+    Called by :func:`main` with the parsed arguments.
+    """
     from jaxflow import plot, status, sweep
     from jaxflow.experiments import factor_diagram as fd
 
@@ -224,6 +255,10 @@ def _experiment_module(name: str, smoke: bool):
 
 
 def cmd_experiment(args) -> int:
+    """``jaxflow experiment NAME``: run a paper experiment, write ``NAME.nc`` and ``NAME.png``.
+
+    Called by :func:`main` with the parsed arguments (``--smoke`` for seconds-long runs).
+    """
     import functools
 
     runners = {
@@ -252,6 +287,17 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_threshold(args) -> int:
+    """``jaxflow threshold``: print the exact threshold, its log and the asymptote.
+
+    >>> from jaxflow import cli
+    >>> args = cli.build_parser().parse_args(["threshold", "--depth", "3", "--ratio", "1.5"])
+    >>> cli.cmd_threshold(args)  # doctest: +ELLIPSIS
+    depth 3, ratio 1.5, start 0.1, finish 0.9
+    threshold sigma0_th / sigma*_j = 4.42369...e-03
+    ln threshold                  = -5.420779...
+    ln leading-order asymptote    = -5.409674...
+    0
+    """
     from jaxflow import theory
 
     try:
@@ -272,6 +318,15 @@ def cmd_threshold(args) -> int:
 
 
 def cmd_info(args) -> int:
+    """``jaxflow info``: versions, float64, devices, processes, cache directory.
+
+    >>> from jaxflow import cli
+    >>> cli.main(["info"])  # doctest: +ELLIPSIS
+    jaxflow    ...
+    float64    on (set JAXFLOW_ENABLE_X64=0 before import to opt out)
+    ...
+    0
+    """
     import jax
 
     import jaxflow
@@ -290,6 +345,13 @@ def cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``jaxflow`` command (one sub-parser per command).
+
+    >>> from jaxflow import cli
+    >>> args = cli.build_parser().parse_args(["phase-diagram", "--depths", "2,3", "--quiet"])
+    >>> args.command, args.depths, args.quiet
+    ('phase-diagram', '2,3', True)
+    """
     parser = argparse.ArgumentParser(prog="jaxflow", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -329,6 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Entry point of the ``jaxflow`` command; returns the exit status (2 on bad input).
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    >>> from jaxflow import cli
+    >>> cli.main(["threshold", "--depth", "2", "--ratio", "2"])  # doctest: +ELLIPSIS
+    depth 2, ratio 2, start 0.1, finish 0.9
+    threshold sigma0_th / sigma*_j = 6.85166...e-04
+    ln threshold                  = -7.285849...
+    ln leading-order asymptote    = -7.284820...
+    0
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "phase-diagram":

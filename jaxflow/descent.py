@@ -61,6 +61,20 @@ class DescentTrajectory(eqx.Module):
         diverged_step: int32, the step at which the run diverged (the first state found with a
             non-finite or too large loss, or non-finite parameters); -1 if it never did.
         steps: int32, the number of steps actually taken (accepted updates).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxflow import descent
+        >>> from jaxflow.models import toy
+        >>> targets = jnp.array([2.0, 1.0])
+        >>> traj = descent.gradient_descent(
+        ...     toy.factor_loss, toy.factor_init(None, 1e-2, depth=2, num_coords=2), args=targets,
+        ...     learning_rate=0.1, num_steps=1000, save_every=100, modes=toy.factor_values,
+        ...     targets=targets)
+        >>> traj.times.shape, traj.modes.shape, traj.learning_steps.shape
+        ((11,), (11, 2), (2, 3))
+        >>> int(traj.status), int(traj.diverged_step), int(traj.steps)
+        (0, -1, 1000)
     """
 
     times: jax.Array

@@ -76,6 +76,18 @@ class Trajectory(eqx.Module):
             rejected; learning-time refinement, saves and stationarity checks excluded); -1
             for solvers whose count jaxflow does not know (implicit ones).
         status: :mod:`jaxflow.status` code.
+
+    Example (no save times: ``K = 0``; one mode, one fraction):
+        >>> import jax.numpy as jnp
+        >>> from jaxflow import flow, status
+        >>> from jaxflow.models import toy
+        >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([1.0]))
+        >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-6, 1), args,
+        ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,))
+        >>> traj.modes.shape, traj.learning_times.shape, status.name(traj.status)
+        ((0, 1), (1, 1), 'ok')
+        >>> bool(traj.final_modes[0] >= 0.5), int(traj.steps) < 200
+        (True, True)
     """
 
     times: Float[Array, " K"]
@@ -258,6 +270,21 @@ def solve(
 
     Raises:
         ValueError: for invalid settings (names the argument and the allowed range).
+
+    Example (the toy model against its exact learning time; ``jax.vmap`` it over lanes):
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxflow import flow, theory
+        >>> from jaxflow.models import toy
+        >>> def half_time(scale):
+        ...     args = toy.ToyArgs(depth=2.0, targets=jnp.ones(1))
+        ...     traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(scale, 1), args,
+        ...                       modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,),
+        ...                       time=toy.reduced_speed)
+        ...     return traj.learning_times[0, 0]
+        >>> scales = jnp.array([1e-40, 1e-4])
+        >>> exact = theory.learning_time(2.0, 1.0, scales, 0.5)      # ln(1/sigma0 - 1)
+        >>> bool(jnp.allclose(jax.vmap(half_time)(scales), exact, rtol=1e-7))
+        True
     """
     _check_eager(fractions, save_times, rtol, atol, max_steps, time)
     # One compiled program per call signature: the setup (controller, first step, records)

@@ -36,6 +36,12 @@ NOT_INCREMENTAL_COLOUR = "#F0E442"
 
 
 def depth_label(depth: float) -> str:
+    """Legend label of a depth.
+
+    >>> from jaxflow import plot
+    >>> plot.depth_label(3.0), plot.depth_label(float("inf"))
+    ('N = 3', 'N = inf')
+    """
     return "N = inf" if math.isinf(depth) else f"N = {depth:g}"
 
 
@@ -59,7 +65,23 @@ def _log_edges(centres: np.ndarray) -> np.ndarray:
 
 
 def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
-    """Panel (a): per depth, the incremental region over (sigma0, ratio), theory boundary on top."""
+    """Panel (a): per depth, the incremental region over (sigma0, ratio), theory boundary on top.
+
+    Example (a dataset of the phase-diagram schema, here filled from the exact theory; normally
+    the output of :func:`jaxflow.experiments.phase_diagram.run` or a reloaded ``.nc`` file):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import plot, theory
+        >>> depths, ratios, scales = [2.0, 3.0], np.array([1.5, 3.0]), np.geomspace(1e-12, 1e-1, 12)
+        >>> th = np.asarray(theory.incremental_threshold(np.array(depths)[:, None], ratios))
+        >>> ds = xr.Dataset(
+        ...     {"incremental": (("depth", "ratio", "scale"), scales <= th[..., None]),
+        ...      "threshold_measured": (("depth", "ratio"), th)},
+        ...     coords={"depth": depths, "ratio": ratios, "scale": scales},
+        ...     attrs={"start": 0.1, "finish": 0.9})
+        >>> fig = plot.phase_diagram(ds, ncols=2)
+        >>> len(fig.axes)
+        2
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -114,6 +136,21 @@ def thresholds(ds: xr.Dataset) -> plt.Figure:
     for N = 2 and power laws of slope N/(N-2) for N > 2. The left panel shows the whole range
     (depth 2 plunges below 1e-90); the right one zooms on N > 2, with the theory continued
     towards r -> 1 where the power laws become straight lines.
+
+    Example (a dataset of the phase-diagram schema, here filled from the exact theory; normally
+    the output of :func:`jaxflow.experiments.phase_diagram.run` or a reloaded ``.nc`` file):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import plot, theory
+        >>> depths, ratios, scales = [2.0, 3.0], np.array([1.5, 3.0]), np.geomspace(1e-12, 1e-1, 12)
+        >>> th = np.asarray(theory.incremental_threshold(np.array(depths)[:, None], ratios))
+        >>> ds = xr.Dataset(
+        ...     {"incremental": (("depth", "ratio", "scale"), scales <= th[..., None]),
+        ...      "threshold_measured": (("depth", "ratio"), th)},
+        ...     coords={"depth": depths, "ratio": ratios, "scale": scales},
+        ...     attrs={"start": 0.1, "finish": 0.9})
+        >>> fig = plot.thresholds(ds)
+        >>> [ax.get_xscale() for ax in fig.axes]
+        ['log', 'log']
     """
     start, finish = ds.attrs["start"], ds.attrs["finish"]
     excess = ds["ratio"].values - 1
@@ -160,6 +197,18 @@ def staircase(ds: xr.Dataset, title: str = "", value_label: str = "mode value") 
     (dashed) drawn over gradient flow (solid), targets as thin horizontal lines.
 
     Works on any dataset in the shared experiment layout (``jaxflow.experiments.backends``).
+
+    Example (the layout filled with the exact depth-2 flow of two targets, a logistic):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import plot
+        >>> t, targets = np.linspace(0.0, 12.0, 60), np.array([2.0, 1.0])
+        >>> values = targets / (1 + (targets / 1e-3 - 1) * np.exp(-targets * t[:, None]))
+        >>> ds = xr.Dataset({"modes": (("backend", "depth", "time", "mode"), values[None, None]),
+        ...                  "targets": ("mode", [2.0, 1.0])},
+        ...                 coords={"backend": ["flow"], "depth": [2], "time": t, "mode": [0, 1]})
+        >>> fig = plot.staircase(ds, title="depth 2, exact")
+        >>> len(fig.axes)
+        1
     """
     depths = list(ds["depth"].values)
     fig, axes = plt.subplots(1, len(depths), figsize=(3.6 * len(depths), 3.4), sharey=True, squeeze=False)
@@ -187,7 +236,16 @@ def staircase(ds: xr.Dataset, title: str = "", value_label: str = "mode value") 
 
 
 def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 130) -> str:
-    """Write a figure (format from the suffix) and close it; returns the path."""
+    """Write a figure (format from the suffix) and close it; returns the path.
+
+    >>> import os, tempfile
+    >>> import matplotlib.pyplot as plt
+    >>> from jaxflow import plot
+    >>> fig, ax = plt.subplots()
+    >>> path = plot.save(fig, os.path.join(tempfile.mkdtemp(), "figure.png"), dpi=50)
+    >>> os.path.getsize(path) > 0
+    True
+    """
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return os.fspath(path)
@@ -207,7 +265,24 @@ def _seed_bands(ax, ds, name, depths, colours):
 
 
 def generalization(ds: xr.Dataset) -> plt.Figure:
-    """Deep matrix sensing: reconstruction error and effective rank against the init scale."""
+    """Deep matrix sensing: reconstruction error and effective rank against the init scale.
+
+    Takes the dataset of :func:`jaxflow.experiments.generalization.run` (dims depth, scale, seed).
+
+    Example (made-up numbers in that layout):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import plot
+        >>> dims = ("depth", "scale", "seed")
+        >>> error = np.array([[[0.5, 0.6]] * 3, [[1e-6, 1e-6], [1e-4, 1e-4], [0.3, 0.4]]])
+        >>> ds = xr.Dataset({"reconstruction_error": (dims, error),
+        ...                  "effective_rank": (dims, np.where(error < 0.01, 4, 10))},
+        ...                 coords={"depth": [1.0, 3.0], "scale": [1e-4, 1e-2, 1.0],
+        ...                         "seed": [0.0, 1.0]},
+        ...                 attrs={"d": 20, "m": 200, "target_rank": 4})
+        >>> fig = plot.generalization(ds)
+        >>> fig.axes[0].get_yscale()
+        'log'
+    """
     depths = [float(d) for d in ds["depth"].values]
     colours = _depth_colours(depths)
     fig, (err, rank) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
@@ -231,7 +306,22 @@ def generalization(ds: xr.Dataset) -> plt.Figure:
 
 def factor_diagram(ds: xr.Dataset) -> plt.Figure:
     """Unbalanced random factors: incremental fraction and rank correlation against sigma0,
-    one line per depth, mean over seeds with the seeds' range shaded."""
+    one line per depth, mean over seeds with the seeds' range shaded.
+
+    Takes the dataset of :func:`jaxflow.experiments.factor_diagram.run` (dims depth, scale, seed).
+
+    Example (made-up numbers in that layout):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import plot
+        >>> dims = ("depth", "scale", "seed")
+        >>> fraction = np.array([[[0.0, 0.0]] * 2, [[1.0, 1.0], [0.5, 0.0]]])
+        >>> ds = xr.Dataset({"incremental_fraction": (dims, fraction),
+        ...                  "rank_correlation": (dims, 2 * fraction - 1)},
+        ...                 coords={"depth": [1.0, 3.0], "scale": [1e-6, 1e-2], "seed": [0.0, 1.0]},
+        ...                 attrs={"num_modes": 4, "ratio": 2.0})
+        >>> len(plot.factor_diagram(ds).axes)
+        2
+    """
     depths = [float(d) for d in ds["depth"].values]
     colours = _depth_colours(depths)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)

@@ -23,12 +23,22 @@ NAMES = {OK: "ok", MAX_STEPS: "max_steps", NONFINITE: "nonfinite", DIVERGED: "di
 
 
 def name(code: int) -> str:
-    """The readable name of a status code."""
+    """The readable name of a status code.
+
+    >>> from jaxflow import status
+    >>> status.name(status.DIVERGED)
+    'diverged'
+    """
     return NAMES[int(code)]
 
 
 def summary(codes) -> dict[str, int]:
-    """Count the codes of an array of statuses by name, e.g. ``{'ok': 10, 'max_steps': 1}``."""
+    """Count the codes of an array of statuses by name, e.g. ``{'ok': 10, 'max_steps': 1}``.
+
+    >>> from jaxflow import status
+    >>> status.summary([status.OK, status.OK, status.MAX_STEPS])
+    {'ok': 2, 'max_steps': 1}
+    """
     import numpy as np
 
     values, counts = np.unique(np.asarray(codes).ravel(), return_counts=True)

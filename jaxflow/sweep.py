@@ -50,7 +50,15 @@ DEFAULT_BATCH = 1024
 
 
 class SweepError(ValueError):
-    """A sweep cannot run as asked (bad axes, or a store that does not match)."""
+    """A sweep cannot run as asked (bad axes, or a store that does not match).
+
+    >>> from jaxflow import sweep
+    >>> try:
+    ...     sweep.run(lambda p: {"y": p["x"]}, {"x": [1.0, 1.0]})
+    ... except sweep.SweepError as err:
+    ...     print(err)
+    axis 'x' has repeated values
+    """
 
 
 def _validate_axes(axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
@@ -70,7 +78,12 @@ def _validate_axes(axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]
 
 
 def package_versions() -> dict[str, str]:
-    """Versions of jaxflow and its numerical stack (stored with every dataset)."""
+    """Versions of jaxflow and its numerical stack (stored with every dataset).
+
+    >>> from jaxflow import sweep
+    >>> sorted(sweep.package_versions())[:4]
+    ['diffrax', 'equinox', 'jax', 'jaxflow']
+    """
     import importlib.metadata as md
 
     versions = {}
@@ -83,7 +96,13 @@ def package_versions() -> dict[str, str]:
 
 
 def run_metadata() -> dict[str, Any]:
-    """Provenance attributes: versions, dtype, devices, creation time."""
+    """Provenance attributes: versions, dtype, devices, creation time.
+
+    >>> from jaxflow import sweep
+    >>> attrs = sweep.run_metadata()
+    >>> attrs["dtype"], "jax_version" in attrs, "created" in attrs
+    ('float64', True, True)
+    """
     devices = jax.local_devices()
     attrs = {f"{k}_version": v for k, v in package_versions().items()}
     attrs.update(
@@ -146,7 +165,15 @@ class Runner:
         self._call = jax.jit(lanes)
 
     def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run exactly one chunk (every array of length ``chunk_size``)."""
+        """Run exactly one chunk (every array of length ``chunk_size``).
+
+        >>> import numpy as np
+        >>> from jaxflow import sweep
+        >>> runner = sweep.Runner(lambda p: {"y": p["x"] ** 2}, chunk_size=4, batch=2)
+        >>> out = runner.chunk({"x": np.arange(float(runner.chunk_size))})
+        >>> out["y"][:4].tolist()
+        [0.0, 1.0, 4.0, 9.0]
+        """
         share = self.chunk_size // len(self.devices)
 
         def launch(k):
@@ -295,6 +322,19 @@ def run(
     Raises:
         SweepError: empty or malformed axes, an existing store without ``resume``, or a store
             written by a different sweep.
+
+    Example (the exact half-learning time over depth x scale, and a non-scalar output):
+        >>> import jax.numpy as jnp
+        >>> from jaxflow import sweep, theory
+        >>> def point(p):
+        ...     t = theory.learning_time(p["depth"], 1.0, p["scale"], jnp.array([0.1, 0.9]))
+        ...     return {"t_half": theory.learning_time(p["depth"], 1.0, p["scale"], 0.5), "t": t}
+        >>> ds = sweep.run(point, {"depth": [2.0, 3.0], "scale": [1e-6, 1e-3]}, chunk_size=4,
+        ...                output_dims={"t": ("fraction",)}, quiet=True)
+        >>> dict(ds.sizes)
+        {'depth': 2, 'scale': 2, 'fraction': 2}
+        >>> round(ds["t_half"].sel(depth=2.0, scale=1e-6).item(), 4)   # ln(1/sigma0 - 1)
+        13.8155
     """
     axes = _validate_axes(axes)
     runner = runner or Runner(fn, chunk_size=chunk_size, devices=devices)

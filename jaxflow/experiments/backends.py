@@ -56,6 +56,17 @@ class Spec:
             models whose depth is data (an array inside ``args``): every depth then reuses one
             compiled program.
         measures: ``{name: fn(params, args) -> scalar}`` evaluated on the final parameters.
+
+    Example (the toy model's factor level; :func:`run` runs it):
+        >>> import jax.numpy as jnp
+        >>> from jaxflow.experiments import backends
+        >>> from jaxflow.models import toy
+        >>> targets = jnp.array([2.0, 1.0])
+        >>> spec = backends.Spec(loss=toy.factor_loss, modes=toy.factor_values, targets=targets,
+        ...                      init=lambda depth: toy.factor_init(None, 1e-3, depth, 2),
+        ...                      args=targets, measures={"final_loss": toy.factor_loss})
+        >>> [round(float(v), 12) for v in spec.modes(spec.init(3), spec.args)]
+        [0.001, 0.001]
     """
 
     loss: Callable
@@ -94,6 +105,8 @@ def run(
     Returns:
         ``xarray.Dataset`` in the layout of the module docstring, plus ``wall_time(backend,
         depth)`` in seconds (compilation included).
+
+    Example: see the module docstring.
     """
     for b in backends:
         if b not in BACKENDS:

@@ -27,11 +27,26 @@ from jaxflow import _toml
 
 
 class ConfigError(ValueError):
-    """An option is outside its allowed range (the message names it)."""
+    """An option is outside its allowed range (the message names it).
+
+    >>> from jaxflow.experiments.config import ConfigError, as_axis
+    >>> try:
+    ...     as_axis("ratios", [])
+    ... except ConfigError as err:
+    ...     print(err)
+    ratios must not be empty
+    """
 
 
 def as_axis(name: str, values) -> tuple[float, ...]:
-    """Validate one axis: a non-empty list of distinct numbers without NaN."""
+    """Validate one axis: a non-empty list of distinct numbers without NaN.
+
+    >>> from jaxflow.experiments.config import as_axis
+    >>> as_axis("depths", [2, 3, "inf"])
+    (2.0, 3.0, inf)
+    >>> as_axis("scales", 1e-3)
+    (0.001,)
+    """
     if isinstance(values, (int, float)):
         values = (values,)
     try:
@@ -48,11 +63,25 @@ def as_axis(name: str, values) -> tuple[float, ...]:
 
 
 def check_fractions(start: float, finish: float) -> None:
+    """Require ``0 < start < finish < 1`` (the incremental-learning fractions).
+
+    >>> from jaxflow.experiments.config import check_fractions
+    >>> check_fractions(0.1, 0.9)
+    >>> check_fractions(0.9, 0.1)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ConfigError: start and finish must satisfy 0 < start < finish < 1
+    """
     if not (0 < start < finish < 1):
         raise ConfigError(f"start and finish must satisfy 0 < start < finish < 1, got {start}, {finish}")
 
 
 def check_positive_int(name: str, value) -> int:
+    """``value`` as an int, which must be >= 1.
+
+    >>> from jaxflow.experiments.config import check_positive_int
+    >>> check_positive_int("chunk_size", 512.0)
+    512
+    """
     if int(value) != value or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {value}")
     return int(value)
@@ -60,7 +89,22 @@ def check_positive_int(name: str, value) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-    """Base of the sweep configurations (fields are declared by subclasses)."""
+    """Base of the sweep configurations (fields are declared by subclasses).
+
+    Example (a subclass, as
+    :class:`~jaxflow.experiments.phase_diagram.PhaseDiagramConfig` is one):
+        >>> import dataclasses
+        >>> from jaxflow.experiments.config import ConfigError, SweepConfig
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Grid(SweepConfig):
+        ...     AXES = ("scales",)
+        ...     scales: tuple = (1e-3,)
+        ...     def check(self):
+        ...         if min(self.scales) <= 0:
+        ...             raise ConfigError("scales must be > 0")
+        >>> Grid(scales=[1e-6, 1e-3]).scales
+        (1e-06, 0.001)
+    """
 
     AXES: ClassVar[tuple[str, ...]] = ()
     MODEL: ClassVar[str] = ""
@@ -71,7 +115,16 @@ class SweepConfig:
         self.check()
 
     def check(self) -> None:
-        """Range checks of the subclass (raise ConfigError naming the option)."""
+        """Range checks of the subclass (raise ConfigError naming the option).
+
+        Called after construction; a subclass overrides it.
+
+        >>> from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
+        >>> PhaseDiagramConfig(ratios=(0.5,))
+        Traceback (most recent call last):
+        ...
+        jaxflow.experiments.config.ConfigError: ratios must be finite and > 1
+        """
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any]):
@@ -102,6 +155,11 @@ class SweepConfig:
         return cls.from_mapping(table)
 
     def to_toml(self) -> str:
-        """The resolved configuration as TOML text (stored in the dataset)."""
+        """The resolved configuration as TOML text (stored in the dataset).
+
+        >>> from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
+        >>> print(PhaseDiagramConfig(depths=(2.0, float("inf"))).to_toml().splitlines()[1])
+        depths = [2.0, inf]
+        """
         head = {"model": self.MODEL} if self.MODEL else {}
         return _toml.dumps({**head, **dataclasses.asdict(self)})

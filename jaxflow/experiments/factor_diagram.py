@@ -54,6 +54,12 @@ class FactorDiagramConfig(SweepConfig):
         num_modes: k, the number of target modes (>= 2).
         start, finish: fractions of the incremental-learning definition.
         solver, rtol, atol, max_steps, chunk_size, seed: as for the main phase diagram.
+
+    Example:
+        >>> from jaxflow.experiments import factor_diagram as fd
+        >>> cfg = fd.FactorDiagramConfig(depths=(2, 3), scales=(1e-6,), seeds=range(4), num_modes=3)
+        >>> cfg.targets.tolist(), cfg.seeds
+        ([4.0, 2.0, 1.0], (0.0, 1.0, 2.0, 3.0))
     """
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "scales", "seeds")
@@ -118,7 +124,15 @@ def _spearman(order_values: jax.Array) -> jax.Array:
 
 
 def factor_point(config: FactorDiagramConfig):
-    """Per-point function: random unbalanced factors of one (depth, scale, seed)."""
+    """Per-point function: random unbalanced factors of one (depth, scale, seed).
+
+    Returns ``point(p) -> {incremental_fraction, rank_correlation, learning_time, status,
+    steps}`` for :func:`jaxflow.sweep.run`, which vmaps and compiles it (see :func:`run`).
+
+    >>> from jaxflow.experiments import factor_diagram as fd
+    >>> callable(fd.factor_point(fd.FactorDiagramConfig(depths=(3,), scales=(1e-6,), seeds=(0,))))
+    True
+    """
     solver = SOLVERS[config.solver]()
     max_depth = int(max(config.depths))
     targets = jnp.asarray(config.targets)
@@ -175,7 +189,20 @@ def run(
     quiet: bool = False,
     devices=None,
 ) -> xr.Dataset:
-    """Simulate the factor-level phase diagram; dims ``(depth, scale, seed)``."""
+    """Simulate the factor-level phase diagram; dims ``(depth, scale, seed)``.
+
+    Args:
+        config: the options (default: :class:`FactorDiagramConfig`'s defaults).
+        store, resume, quiet, devices: as for :func:`jaxflow.sweep.run`.
+
+    Returns:
+        ``xarray.Dataset`` with ``incremental_fraction``, ``rank_correlation``, ``status``,
+        ``steps`` over ``(depth, scale, seed)``, ``learning_time(..., mode, fraction)`` and
+        ``target(mode)``; attrs add the ratio, fractions, solver settings and ``ok_fraction``.
+
+    Example: see the module docstring; ``notebooks/06_beyond_theory.ipynb`` plots one with
+    :func:`jaxflow.plot.factor_diagram`.
+    """
     config = config or FactorDiagramConfig()
     axes = {"depth": config.depths, "scale": config.scales, "seed": config.seeds}
     ds = sweep.run(

@@ -37,6 +37,12 @@ class GeneralizationConfig(SweepConfig):
 
     The learning rate (5e-3, below the stability limit 2 / (2N sigma*^(2-2/N)) ~ 6e-3 of depth 4)
     and the step count put every depth's smallest init past its plateau (flow time 40).
+
+    Example:
+        >>> from jaxflow.experiments import generalization as g
+        >>> cfg = g.GeneralizationConfig(depths=(1, 3), scales=(1e-4, 1e-2), seeds=(0,))
+        >>> cfg.depths, cfg.d, cfg.m
+        ((1.0, 3.0), 20, 200)
     """
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "scales", "seeds")
@@ -55,7 +61,12 @@ class GeneralizationConfig(SweepConfig):
 
     @classmethod
     def smoke(cls) -> "GeneralizationConfig":
-        """Reduced sizes for tests and CI (seconds)."""
+        """Reduced sizes for tests and CI (seconds).
+
+        >>> from jaxflow.experiments import generalization as g
+        >>> g.GeneralizationConfig.smoke().d
+        10
+        """
         return cls(depths=(1.0, 2.0, 3.0), scales=(1e-4, 1e-2, 1.0), seeds=(0.0, 1.0), d=10, m=80,
                    num_steps=6000, chunk_size=8)
 
@@ -75,7 +86,15 @@ class GeneralizationConfig(SweepConfig):
 
 
 def point_function(config: GeneralizationConfig):
-    """Per-point function: GD from a Gaussian init of one (depth, scale, seed)."""
+    """Per-point function: GD from a Gaussian init of one (depth, scale, seed).
+
+    Returns ``point(p) -> {reconstruction_error, effective_rank, train_loss, status}`` for
+    :func:`jaxflow.sweep.run` (every depth padded to the largest, so one program serves all).
+
+    >>> from jaxflow.experiments import generalization as g
+    >>> callable(g.point_function(g.GeneralizationConfig.smoke()))
+    True
+    """
     problem = ms.gaussian_problem(
         jax.random.key(config.problem_seed), ms.diagonal_target(config.d, config.values), config.m
     )
@@ -112,7 +131,19 @@ def point_function(config: GeneralizationConfig):
 
 def run(config: GeneralizationConfig | None = None, *, store=None, resume=False, quiet=False,
         devices=None) -> xr.Dataset:
-    """The sweep; dims ``(depth, scale, seed)``."""
+    """The sweep; dims ``(depth, scale, seed)``.
+
+    Args:
+        config: the options (default: :class:`GeneralizationConfig`'s defaults).
+        store, resume, quiet, devices: as for :func:`jaxflow.sweep.run`.
+
+    Returns:
+        ``xarray.Dataset`` with ``reconstruction_error``, ``effective_rank``, ``train_loss`` and
+        ``status``; attrs add ``d``, ``m``, ``target_rank``, the rate, the steps and
+        ``ok_fraction``.
+
+    Example: see the module docstring; :func:`jaxflow.plot.generalization` draws the result.
+    """
     config = config or GeneralizationConfig()
     ds = sweep.run(
         point_function(config),

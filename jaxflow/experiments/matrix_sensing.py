@@ -23,7 +23,13 @@ from jaxflow.models import matrix_sensing as ms
 
 @dataclasses.dataclass(frozen=True)
 class MatrixSensingConfig:
-    """Options of ``jaxflow experiment matrix-sensing`` (defaults: the paper's E1)."""
+    """Options of ``jaxflow experiment matrix-sensing`` (defaults: the paper's E1).
+
+    >>> from jaxflow.experiments import matrix_sensing as e1
+    >>> cfg = e1.MatrixSensingConfig(d=20, m=240)
+    >>> cfg.values, cfg.depths, cfg.learning_rate
+    ((12.0, 6.0, 4.0, 3.0), (1, 2, 3, 4), 0.001)
+    """
 
     d: int = 50
     values: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
@@ -40,7 +46,12 @@ class MatrixSensingConfig:
 
     @classmethod
     def smoke(cls) -> "MatrixSensingConfig":
-        """Reduced sizes (d = 10, m = 120, depths 1-3): seconds, and still a staircase."""
+        """Reduced sizes (d = 10, m = 120, depths 1-3): seconds, and still a staircase.
+
+        >>> from jaxflow.experiments import matrix_sensing as e1
+        >>> e1.MatrixSensingConfig.smoke().depths
+        (1, 2, 3)
+        """
         return cls(d=10, m=120, depths=(1, 2, 3), num_steps=6000, save_every=100)
 
     def __post_init__(self):
@@ -57,6 +68,12 @@ class MatrixSensingConfig:
 
 
 def problem(config: MatrixSensingConfig) -> ms.Problem:
+    """The sensing problem of ``config`` (seeded by ``config.seed``).
+
+    >>> from jaxflow.experiments import matrix_sensing as e1
+    >>> e1.problem(e1.MatrixSensingConfig.smoke()).operator.shape   # (m, d^2)
+    (120, 100)
+    """
     target = ms.diagonal_target(config.d, config.values)
     key = jax.random.key(config.seed)
     make = ms.completion_problem if config.completion else ms.gaussian_problem
@@ -64,6 +81,13 @@ def problem(config: MatrixSensingConfig) -> ms.Problem:
 
 
 def spec(config: MatrixSensingConfig) -> backends.Spec:
+    """The experiment as a :class:`~jaxflow.experiments.backends.Spec`: loss, modes, init, measures.
+
+    >>> from jaxflow.experiments import matrix_sensing as e1
+    >>> s = e1.spec(e1.MatrixSensingConfig.smoke())
+    >>> s.targets.tolist(), sorted(s.measures), len(s.init(3))
+    ([12.0, 6.0, 4.0, 3.0, 0.0], ['effective_rank', 'reconstruction_error', 'train_loss'], 3)
+    """
     prob = problem(config)
     init_key = jax.random.fold_in(jax.random.key(config.seed), 1)
     k = config.modes
@@ -82,7 +106,12 @@ def spec(config: MatrixSensingConfig) -> backends.Spec:
 
 
 def run(config: MatrixSensingConfig | None = None):
-    """Both back-ends at every depth, in the shared experiment layout (see ``backends``)."""
+    """Both back-ends at every depth, in the shared experiment layout (see ``backends``).
+
+    Returns the layout of :mod:`jaxflow.experiments.backends` with the measures
+    ``reconstruction_error``, ``effective_rank`` and ``train_loss``. Example: see the module
+    docstring; :func:`jaxflow.plot.staircase` draws the result.
+    """
     config = config or MatrixSensingConfig()
     ds = backends.run(
         spec(config),

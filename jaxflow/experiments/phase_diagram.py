@@ -62,6 +62,15 @@ class PhaseDiagramConfig(SweepConfig):
         chunk_size: trajectories per compiled call.
         refine_iterations: regula-falsi iterations of the threshold refinement.
         seed: seed of the lane shuffle.
+
+    Example:
+        >>> import numpy as np
+        >>> from jaxflow.experiments import phase_diagram as pd
+        >>> cfg = pd.PhaseDiagramConfig(depths=(2.0, np.inf), scales=np.geomspace(1e-30, 1e-2, 8))
+        >>> cfg.depths, len(cfg.ratios), cfg.scales[0]
+        ((2.0, inf), 32, 1e-30)
+        >>> pd.PhaseDiagramConfig.from_toml(None, depths=[3, 4]).depths   # TOML file + overrides
+        (3.0, 4.0)
     """
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "ratios", "scales")
@@ -108,6 +117,13 @@ def pair_point(config: PhaseDiagramConfig):
     One shared clock would be stiff: once the larger value has converged, its curvature would
     bound every explicit step while the smaller value still crawls along a plateau of up to
     1e80 time units. Each coordinate stops as soon as it has the learning time the margin needs.
+
+    Example (the function :func:`run` hands to :mod:`jaxflow.sweep`; it vmaps and compiles it):
+        >>> from jaxflow.experiments import phase_diagram as pd
+        >>> cfg = pd.PhaseDiagramConfig(depths=(3.0,), ratios=(2.0,), scales=(1e-3,))
+        >>> point = pd.pair_point(cfg)
+        >>> callable(point)
+        True
     """
     solver = SOLVERS[config.solver]()
     # Coordinate i (target ratio) needs its finish time, coordinate j (target 1) its start time.
@@ -174,6 +190,20 @@ def measured_thresholds(
     Returns:
         ``(log_threshold, status)`` per (depth, ratio): ``-inf`` where no threshold exists above
         ``exp(LOG_SCALE_FLOOR)``; status is the worst status among the refinement's lanes.
+
+    Example (with a stand-in margin that changes sign at sigma0 = 0.01; :func:`run` passes the
+    simulation's runner):
+        >>> import jax.numpy as jnp, numpy as np
+        >>> from jaxflow import sweep
+        >>> from jaxflow.experiments import phase_diagram as pd
+        >>> cfg = pd.PhaseDiagramConfig(depths=(3.0,), ratios=(2.0,), scales=(1e-4, 1e-3, 1e-1))
+        >>> def stand_in(p):
+        ...     return {"margin": jnp.log(0.01 / p["scale"]), "status": jnp.zeros((), jnp.int8)}
+        >>> runner = sweep.Runner(stand_in, chunk_size=8, batch=8)
+        >>> margins = np.log(0.01 / np.array(cfg.scales))[None, None]
+        >>> log_threshold, worst = pd.measured_thresholds(cfg, margins, runner)
+        >>> np.exp(log_threshold).round(12).tolist(), worst.tolist()
+        ([[0.01]], [[0]])
     """
     depths = np.asarray(config.depths)
     ratios = np.asarray(config.ratios)
@@ -279,7 +309,14 @@ def measured_thresholds(
 
 
 def theory_thresholds(config: PhaseDiagramConfig) -> np.ndarray:
-    """``ln sigma0_th`` from :func:`jaxflow.theory.incremental_threshold` on the (depth, ratio) grid."""
+    """``ln sigma0_th`` of :func:`jaxflow.theory.incremental_threshold` on the (depth, ratio) grid.
+
+    >>> import numpy as np
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> log_th = pd.theory_thresholds(pd.PhaseDiagramConfig(depths=(1.0, 3.0), ratios=(2.0,)))
+    >>> np.exp(log_th).round(6).tolist()   # depth 1: never incremental
+    [[0.0], [0.014476]]
+    """
     d, r = np.meshgrid(np.asarray(config.depths), np.asarray(config.ratios), indexing="ij")
     return np.asarray(
         theory.incremental_threshold(d, r, start=config.start, finish=config.finish, log=True)
@@ -308,6 +345,10 @@ def run(
         ``margin``, ``incremental``, ``status``, ``steps``, ``threshold_measured(depth, ratio)``,
         ``threshold_theory(depth, ratio)``; attributes ``start, finish, solver, rtol, atol,
         dtype``, versions, ``config`` (TOML) and ``created``.
+
+    Example: see the module docstring (a tiny grid, checked against theory). Reload a saved
+    result with ``xarray.open_dataset("phase_diagram.nc")``; ``notebooks/02_phase_diagram.ipynb``
+    re-slices and replots one.
     """
     config = config or PhaseDiagramConfig()
     runner = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
@@ -349,7 +390,16 @@ def run(
 
 
 def threshold_log_error_arrays(log_measured: np.ndarray, log_theory: np.ndarray) -> np.ndarray:
-    """``|ln measured - ln theory| / max(1, |ln theory|)``; 0 where both say "no threshold"."""
+    """``|ln measured - ln theory| / max(1, |ln theory|)``; 0 where both say "no threshold".
+
+    >>> import numpy as np
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> err = pd.threshold_log_error_arrays(np.log([1e-3, 1e-50]), np.log([1e-3, 1e-51]))
+    >>> err.round(4).tolist()
+    [0.0, 0.0196]
+    >>> pd.threshold_log_error_arrays(np.array([-np.inf]), np.array([-np.inf])).tolist()
+    [0.0]
+    """
     both_none = np.isneginf(log_measured) & np.isneginf(log_theory)
     with np.errstate(invalid="ignore"):
         err = np.abs(log_measured - log_theory) / np.maximum(1.0, np.abs(log_theory))
@@ -357,7 +407,20 @@ def threshold_log_error_arrays(log_measured: np.ndarray, log_theory: np.ndarray)
 
 
 def threshold_log_error(ds: xr.Dataset) -> xr.DataArray:
-    """Relative log error of the measured thresholds against theory, per (depth, ratio)."""
+    """Relative log error of the measured thresholds against theory, per (depth, ratio).
+
+    Example (a dataset with the phase diagram's threshold variables):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import theory
+        >>> from jaxflow.experiments import phase_diagram as pd
+        >>> ratios = np.array([1.01, 1.02, 1.05])
+        >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios))[None]
+        >>> ds = xr.Dataset({"threshold_measured": (("depth", "ratio"), exact * 1.000001),
+        ...                  "threshold_theory": (("depth", "ratio"), exact)},
+        ...                 coords={"depth": [4.0], "ratio": ratios})
+        >>> bool((pd.threshold_log_error(ds) < 1e-6).all())
+        True
+    """
     with np.errstate(divide="ignore"):
         lm = np.log(ds["threshold_measured"].values)
         lt = np.log(ds["threshold_theory"].values)
@@ -370,6 +433,18 @@ def fitted_slopes(ds: xr.Dataset, max_excess: float = 0.2) -> dict[float, float]
 
     Theory: ``N/(N-2)`` as r -> 1 for N > 2 (polynomial); for N = 2 the threshold is
     exponentially small and the slope grows without bound.
+
+    Example (exact thresholds of depth 4 near r = 1):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import theory
+        >>> from jaxflow.experiments import phase_diagram as pd
+        >>> ratios = np.array([1.01, 1.02, 1.05])
+        >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios))[None]
+        >>> ds = xr.Dataset({"threshold_measured": (("depth", "ratio"), exact * 1.000001),
+        ...                  "threshold_theory": (("depth", "ratio"), exact)},
+        ...                 coords={"depth": [4.0], "ratio": ratios})
+        >>> {depth: round(slope, 2) for depth, slope in pd.fitted_slopes(ds).items()}   # -> 2
+        {4.0: 1.97}
     """
     slopes = {}
     excess = ds["ratio"].values - 1.0
@@ -382,7 +457,22 @@ def fitted_slopes(ds: xr.Dataset, max_excess: float = 0.2) -> dict[float, float]
 
 
 def summary_table(ds: xr.Dataset, ratios: Sequence[float] | None = None) -> str:
-    """A short text table of measured against theory thresholds, and the fitted slopes."""
+    """A short text table of measured against theory thresholds, and the fitted slopes.
+
+    Example:
+    >>> import numpy as np, xarray as xr
+    >>> from jaxflow import theory
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> ratios = np.array([1.01, 1.02, 1.05])
+    >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios))[None]
+    >>> ds = xr.Dataset({"threshold_measured": (("depth", "ratio"), exact * 1.000001),
+    ...                  "threshold_theory": (("depth", "ratio"), exact)},
+    ...                 coords={"depth": [4.0], "ratio": ratios})
+    >>> print(pd.summary_table(ds, ratios=[1.01]))
+    depth   ratio     measured      theory        log-err   slope(r->1)  theory-slope
+    4       1.01      7.6151e-06    7.6151e-06    8.5e-08        1.966        2.000
+    worst log error over all (depth, ratio): 1.16e-07  (tolerance 1e-5)
+    """
     r_all = ds["ratio"].values
     if ratios is None:
         picks = np.unique(np.linspace(0, r_all.size - 1, min(4, r_all.size)).round().astype(int))

@@ -83,6 +83,14 @@ class QuadraticConfig:
         fractions: fractions of each target at which learning times are recorded.
         rtol, atol, max_steps: gradient-flow solver settings.
         seed: seeds the samples and the orthogonal ``W(0)`` (shared by both bias variants).
+
+    Example:
+        >>> from jaxflow.experiments import quadratic as qe
+        >>> cfg = qe.QuadraticConfig(noise=0.1)
+        >>> cfg.d, cfg.m, cfg.target_values[:2], cfg.depth
+        (20, 100, (1.0, 0.5), 2)
+        >>> qe.QuadraticConfig.smoke(num_steps=4000).num_steps
+        4000
     """
 
     depth: ClassVar[int] = 2  # f(x) = sum_i ((W x)_i)^2: two layers, fixed
@@ -137,7 +145,13 @@ class QuadraticConfig:
 
 
 def problem(config: QuadraticConfig) -> tuple[qn.Data, jax.Array]:
-    """The samples of ``config`` and the key of ``W(0)`` (both seeded by ``config.seed``)."""
+    """The samples of ``config`` and the key of ``W(0)`` (both seeded by ``config.seed``).
+
+    >>> from jaxflow.experiments import quadratic as qe
+    >>> data, key = qe.problem(qe.QuadraticConfig.smoke())
+    >>> data.inputs.shape, data.observations.shape
+    ((200, 10), (200,))
+    """
     key_data, key_init = jax.random.split(jax.random.key(config.seed))
     target = qn.diagonal_target(config.d, config.target_values)
     return qn.gaussian_data(key_data, target, config.m, config.noise), key_init
@@ -152,6 +166,8 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
     Returns:
         The :mod:`~jaxflow.experiments.backends` layout with an extra leading ``bias``
         dimension; attrs add the config, ``time_scale = 16`` and ``ok`` over both variants.
+
+    Example: see the module docstring (smoke size); :func:`figure` draws the result.
     """
     config = QuadraticConfig() if config is None else config
     data, key_init = problem(config)
@@ -192,6 +208,21 @@ def figure(ds: xr.Dataset) -> plt.Figure:
 
     Gradient flow is drawn solid, gradient descent as markers on top of it, the targets as thin
     dotted lines in the mode's colour.
+
+    Example (made-up curves in the layout of :func:`run`):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow.experiments import quadratic as qe
+        >>> t = np.linspace(0.0, 8.0, 41)
+        >>> targets = np.array([1.0, 0.5])
+        >>> curves = targets / (1 + (targets / 1e-4 - 1) * np.exp(-16 * targets * t[:, None]))
+        >>> modes = np.broadcast_to(curves, (2, 2, 1) + curves.shape)   # bias, backend, depth
+        >>> ds = xr.Dataset({"modes": (("bias", "backend", "depth", "time", "mode"), modes),
+        ...                  "targets": ("mode", targets)},
+        ...                 coords={"bias": [False, True], "backend": ["flow", "descent"],
+        ...                         "depth": [2], "time": t, "mode": [0, 1]},
+        ...                 attrs={"learning_rate": 1e-3, "d": 20, "m": 100, "init": 1e-4})
+        >>> len(qe.figure(ds).axes)
+        2
     """
     variants = [bool(b) for b in ds["bias"].values]
     fig, axes = plt.subplots(1, len(variants), figsize=(5.0 * len(variants) + 1.6, 3.8),

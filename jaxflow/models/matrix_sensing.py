@@ -46,6 +46,14 @@ class Problem(eqx.Module):
         observations: ``y``, shape ``(m,)``.
         target: ``W*``, shape ``(d1, d2)``.
         completion: whether ``operator`` holds indices (static).
+
+    Example:
+        >>> import jax
+        >>> from jaxflow.models import matrix_sensing as ms
+        >>> target = ms.diagonal_target(4, (2.0, 1.0))
+        >>> problem = ms.gaussian_problem(jax.random.key(0), target, m=10)
+        >>> problem.operator.shape, problem.observations.shape, problem.target.shape
+        ((10, 16), (10,), (4, 4))
     """
 
     operator: Array
@@ -54,6 +62,15 @@ class Problem(eqx.Module):
     completion: bool = eqx.field(static=True, default=False)
 
     def measure(self, w: Float[Array, "d1 d2"]) -> Float[Array, " m"]:
+        """The measurements ``<A_k, w>`` (or the observed entries) of a matrix ``w``.
+
+        >>> import jax
+        >>> from jaxflow.models import matrix_sensing as ms
+        >>> target = ms.diagonal_target(3, (2.0, 1.0))
+        >>> problem = ms.completion_problem(jax.random.key(0), target, m=9)   # every entry
+        >>> sorted(problem.measure(target).tolist())[-2:]
+        [1.0, 2.0]
+        """
         flat = w.reshape(-1)
         if self.completion:
             return flat[self.operator]
@@ -61,7 +78,12 @@ class Problem(eqx.Module):
 
 
 def diagonal_target(d: int, values=(12.0, 6.0, 4.0, 3.0)) -> Float[Array, "d d"]:
-    """``W* = diag(values, 0, ..., 0)`` of size ``d x d`` (E1: d = 50, values 12, 6, 4, 3)."""
+    """``W* = diag(values, 0, ..., 0)`` of size ``d x d`` (E1: d = 50, values 12, 6, 4, 3).
+
+    >>> from jaxflow.models import matrix_sensing as ms
+    >>> ms.diagonal_target(3, (2.0, 1.0)).diagonal().tolist()
+    [2.0, 1.0, 0.0]
+    """
     values = np.asarray(values, dtype=float)
     if values.size > d:
         raise ValueError(f"values: {values.size} values do not fit a {d} x {d} target")
@@ -71,7 +93,16 @@ def diagonal_target(d: int, values=(12.0, 6.0, 4.0, 3.0)) -> Float[Array, "d d"]
 
 
 def gaussian_problem(key: jax.Array, target: Float[ArrayLike, "d1 d2"], m: int) -> Problem:
-    """``m`` Gaussian measurements ``y_k = <A_k, W*>`` with i.i.d. N(0, 1) entries (seeded)."""
+    """``m`` Gaussian measurements ``y_k = <A_k, W*>`` with i.i.d. N(0, 1) entries (seeded).
+
+    Example:
+        >>> import jax
+        >>> from jaxflow.models import matrix_sensing as ms
+        >>> target = ms.diagonal_target(4, (2.0, 1.0))
+        >>> problem = ms.gaussian_problem(jax.random.key(0), target, m=10)
+        >>> bool(abs(problem.measure(target) - problem.observations).max() < 1e-12)
+        True
+    """
     target = jnp.asarray(target, dtype=float)
     if target.ndim != 2:
         raise ValueError(f"target must be a matrix, got shape {target.shape}")
@@ -82,7 +113,16 @@ def gaussian_problem(key: jax.Array, target: Float[ArrayLike, "d1 d2"], m: int) 
 
 
 def completion_problem(key: jax.Array, target: Float[ArrayLike, "d1 d2"], m: int) -> Problem:
-    """Matrix completion: ``m`` distinct entries of ``W*`` observed, chosen uniformly (seeded)."""
+    """Matrix completion: ``m`` distinct entries of ``W*`` observed, chosen uniformly (seeded).
+
+    Example:
+        >>> import jax
+        >>> from jaxflow.models import matrix_sensing as ms
+        >>> target = ms.diagonal_target(4, (2.0, 1.0))
+        >>> problem = ms.completion_problem(jax.random.key(0), target, m=5)
+        >>> problem.operator.shape, problem.completion
+        ((5,), True)
+    """
     target = jnp.asarray(target, dtype=float)
     if not 1 <= m <= target.size:
         raise ValueError(f"m (observed entries) must be in [1, {target.size}], got {m}")
@@ -92,7 +132,12 @@ def completion_problem(key: jax.Array, target: Float[ArrayLike, "d1 d2"], m: int
 
 def time_scale(depth: float) -> float:
     """``c = 2N``: singular values follow the toy flow ``c sigma^(2-2/N)(sigma* - sigma)`` in
-    the aligned, commuting case under the mean-squared-error loss (module docstring)."""
+    the aligned, commuting case under the mean-squared-error loss (module docstring).
+
+    >>> from jaxflow.models import matrix_sensing as ms
+    >>> ms.time_scale(3)
+    6.0
+    """
     return 2.0 * depth
 
 
@@ -120,6 +165,14 @@ def init(
     Returns:
         A tuple of ``N`` factors, or with ``pad_to`` a dict ``{"factors": (pad_to, d, d),
         "depth": depth}``.
+
+    Example:
+        >>> import jax
+        >>> from jaxflow.models import matrix_sensing as ms
+        >>> [w.shape for w in ms.init(jax.random.key(0), 1e-4, depth=3, shape=(5, 5))]
+        [(5, 5), (5, 5), (5, 5)]
+        >>> ms.init(jax.random.key(0), 1e-4, depth=2, shape=(5, 5), pad_to=4)["factors"].shape
+        (4, 5, 5)
     """
     d1, d2 = shape
     depth = int(depth)
@@ -153,7 +206,13 @@ def init(
 
 
 def product(params) -> Float[Array, "d1 d2"]:
-    """``W = W_1 W_2 ... W_N``; stacked factors past ``depth`` act as the identity."""
+    """``W = W_1 W_2 ... W_N``; stacked factors past ``depth`` act as the identity.
+
+    >>> from jaxflow.models import matrix_sensing as ms
+    >>> params = ms.init(None, 1e-2, depth=2, shape=(3, 3), kind="identity")   # 0.1 I each
+    >>> round(float(ms.product(params)[0, 0]), 12)
+    0.01
+    """
     if isinstance(params, dict):
         factors, depth = params["factors"], params["depth"]
         eye = jnp.eye(factors.shape[-1])
@@ -171,32 +230,74 @@ def product(params) -> Float[Array, "d1 d2"]:
 
 
 def loss(params, problem: Problem) -> Float[Array, ""]:
-    """Mean squared measurement error ``mean_k (<A_k, W> - y_k)^2``."""
+    """Mean squared measurement error ``mean_k (<A_k, W> - y_k)^2``.
+
+    Example:
+        >>> import jax
+        >>> from jaxflow.models import matrix_sensing as ms
+        >>> target = ms.diagonal_target(4, (2.0, 1.0))
+        >>> problem = ms.gaussian_problem(jax.random.key(0), target, m=10)
+        >>> float(ms.loss((target,), problem))   # a depth-1 "product" equal to W*
+        0.0
+    """
     residual = problem.measure(product(params)) - problem.observations
     return jnp.mean(residual**2)
 
 
 def singular_values(params) -> Float[Array, " r"]:
+    """All singular values of ``W``, largest first.
+
+    >>> from jaxflow.models import matrix_sensing as ms
+    >>> ms.singular_values((ms.diagonal_target(3, (1.0, 2.0)),)).tolist()
+    [2.0, 1.0, 0.0]
+    """
     return jnp.linalg.svd(product(params), compute_uv=False)
 
 
 def modes(params, problem: Problem | None = None, k: int = 5) -> Float[Array, " k"]:
-    """Top-``k`` singular values of W (the modes whose incremental learning is tracked)."""
+    """Top-``k`` singular values of W (the modes whose incremental learning is tracked).
+
+    >>> from jaxflow.models import matrix_sensing as ms
+    >>> ms.modes((ms.diagonal_target(4, (3.0, 1.0)),), k=3).tolist()
+    [3.0, 1.0, 0.0]
+    """
     del problem
     return singular_values(params)[:k]
 
 
 def targets(problem: Problem, k: int = 5) -> Float[Array, " k"]:
-    """Top-``k`` singular values of ``W*``."""
+    """Top-``k`` singular values of ``W*``.
+
+    Example:
+        >>> import jax
+        >>> from jaxflow.models import matrix_sensing as ms
+        >>> problem = ms.gaussian_problem(jax.random.key(0), ms.diagonal_target(6), m=20)
+        >>> ms.targets(problem).tolist()
+        [12.0, 6.0, 4.0, 3.0, 0.0]
+    """
     return jnp.linalg.svd(problem.target, compute_uv=False)[:k]
 
 
 def reconstruction_error(params, problem: Problem) -> Float[Array, ""]:
-    """``||W - W*||_F^2 / ||W*||_F^2``."""
+    """``||W - W*||_F^2 / ||W*||_F^2``.
+
+    Example:
+        >>> import jax
+        >>> from jaxflow.models import matrix_sensing as ms
+        >>> target = ms.diagonal_target(4, (2.0, 1.0))
+        >>> problem = ms.gaussian_problem(jax.random.key(0), target, m=10)
+        >>> float(ms.reconstruction_error((ms.diagonal_target(4, (2.0,)),), problem))  # no 1
+        0.2
+    """
     return jnp.sum((product(params) - problem.target) ** 2) / jnp.sum(problem.target**2)
 
 
 def effective_rank(params, threshold: float = 0.01) -> Int[Array, ""]:
-    """Number of singular values above ``threshold`` times the largest."""
+    """Number of singular values above ``threshold`` times the largest.
+
+    >>> from jaxflow.models import matrix_sensing as ms
+    >>> int(ms.effective_rank((ms.diagonal_target(5, (12.0, 6.0, 0.1)),)))   # 0.1 < 1% of 12
+    2
+    """
     s = singular_values(params)
     return jnp.sum(s > threshold * s[0]).astype(jnp.int32)

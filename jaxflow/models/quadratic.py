@@ -69,6 +69,15 @@ class Data(eqx.Module):
         inputs: ``x_k``, shape ``(m, d)``.
         observations: ``y_k``, shape ``(m,)``.
         target: ``M*``, shape ``(d, d)``, symmetric.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxflow.models import quadratic as qn
+        >>> x = jnp.array([[1.0, 0.0], [1.0, 1.0]])
+        >>> target = jnp.diag(jnp.array([1.0, 0.0]))
+        >>> data = qn.Data(inputs=x, observations=jnp.array([1.0, 1.0]), target=target)
+        >>> data.dim
+        2
     """
 
     inputs: Float[Array, "m d"]
@@ -194,13 +203,27 @@ def init(key: jax.Array, scale: float, data: Data, *, bias: bool = False) -> dic
 
 
 def gram(params) -> Float[Array, "d d"]:
-    """``P = W^T W``, the matrix of the network's quadratic form."""
+    """``P = W^T W``, the matrix of the network's quadratic form.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxflow.models import quadratic as qn
+    >>> data = qn.gaussian_data(jax.random.key(0), qn.diagonal_target(3, (1.0, 0.5)), 8)
+    >>> params = qn.init(jax.random.key(1), 0.25, data)
+    >>> bool(jnp.allclose(qn.gram(params), 0.25 * jnp.eye(3)))
+    True
+    """
     w = params["w"]
     return w.T @ w
 
 
 def predict(params, inputs: Float[Array, "m d"]) -> Float[Array, " m"]:
-    """``f(x) = sum_i ((W x)_i)^2 (+ b)`` for each row ``x`` of ``inputs``."""
+    """``f(x) = sum_i ((W x)_i)^2 (+ b)`` for each row ``x`` of ``inputs``.
+
+    >>> import jax.numpy as jnp
+    >>> from jaxflow.models import quadratic as qn
+    >>> qn.predict({"w": jnp.eye(3), "bias": jnp.array(0.5)}, jnp.array([[1.0, 2.0, 0.0]])).tolist()
+    [5.5]
+    """
     w = params["w"]
     if w.ndim != 2 or w.shape[0] != w.shape[1] or inputs.shape[-1] != w.shape[1]:
         raise ValueError(
@@ -213,7 +236,15 @@ def predict(params, inputs: Float[Array, "m d"]) -> Float[Array, " m"]:
 
 
 def loss(params, data: Data) -> Float[Array, ""]:
-    """Mean squared error ``mean_k (f(x_k) - y_k)^2`` (no 1/2)."""
+    """Mean squared error ``mean_k (f(x_k) - y_k)^2`` (no 1/2).
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxflow.models import quadratic as qn
+    >>> data = qn.gaussian_data(jax.random.key(0), qn.diagonal_target(3, (1.0, 0.5)), 8)
+    >>> exact = {"w": jnp.diag(jnp.sqrt(jnp.array([1.0, 0.5, 0.0])))}   # W^T W = M*
+    >>> float(qn.loss(exact, data)) < 1e-20
+    True
+    """
     return jnp.mean((predict(params, data.inputs) - data.observations) ** 2)
 
 
@@ -232,17 +263,34 @@ def population_loss(params, target: Float[ArrayLike, "d d"]) -> Float[Array, ""]
 
 def time_scale() -> float:
     """``c = 16``: with the trace term removed (bias), each eigenvalue of ``W^T W`` follows the
-    depth-2 toy flow ``c p (sigma* - p)`` under the population MSE (module docstring)."""
+    depth-2 toy flow ``c p (sigma* - p)`` under the population MSE (module docstring).
+
+    >>> from jaxflow.models import quadratic as qn
+    >>> qn.time_scale()
+    16.0
+    """
     return 16.0
 
 
 def eigenvalues(params) -> Float[Array, " d"]:
-    """All eigenvalues of ``W^T W``, descending."""
+    """All eigenvalues of ``W^T W``, descending.
+
+    >>> import jax.numpy as jnp
+    >>> from jaxflow.models import quadratic as qn
+    >>> qn.eigenvalues({"w": jnp.diag(jnp.array([1.0, 3.0]))}).tolist()
+    [9.0, 1.0]
+    """
     return jnp.linalg.eigvalsh(gram(params))[::-1]
 
 
 def modes(params, data: Data | None = None, k: int = 5) -> Float[Array, " k"]:
-    """Top-``k`` eigenvalues of ``W^T W``, descending (the modes whose learning is tracked)."""
+    """Top-``k`` eigenvalues of ``W^T W``, descending (the modes whose learning is tracked).
+
+    >>> import jax.numpy as jnp
+    >>> from jaxflow.models import quadratic as qn
+    >>> qn.modes({"w": jnp.diag(jnp.array([1.0, 3.0, 0.5]))}, k=2).tolist()
+    [9.0, 1.0]
+    """
     del data
     k = _check_k(k, params["w"].shape[1])
     return eigenvalues(params)[:k]
@@ -250,7 +298,14 @@ def modes(params, data: Data | None = None, k: int = 5) -> Float[Array, " k"]:
 
 def targets(data: Data, k: int = 5) -> Float[Array, " k"]:
     """Top-``k`` eigenvalues of ``M*``, descending; negative ones (which ``W^T W``, being
-    positive semi-definite, cannot reach) and round-off are set to 0."""
+    positive semi-definite, cannot reach) and round-off are set to 0.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxflow.models import quadratic as qn
+    >>> data = qn.gaussian_data(jax.random.key(0), qn.diagonal_target(3, (1.0, 0.5)), 8)
+    >>> qn.targets(data, k=3).tolist()
+    [1.0, 0.5, 0.0]
+    """
     k = _check_k(k, data.dim)
     values = np.linalg.eigvalsh(np.asarray(data.target))[::-1][:k]
     floor = 1e-12 * max(float(np.abs(values).max()), 1e-300)
@@ -258,5 +313,12 @@ def targets(data: Data, k: int = 5) -> Float[Array, " k"]:
 
 
 def reconstruction_error(params, data: Data) -> Float[Array, ""]:
-    """``||W^T W - M*||_F^2 / ||M*||_F^2``."""
+    """``||W^T W - M*||_F^2 / ||M*||_F^2``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxflow.models import quadratic as qn
+    >>> data = qn.gaussian_data(jax.random.key(0), qn.diagonal_target(3, (1.0, 0.5)), 8)
+    >>> float(qn.reconstruction_error({"w": jnp.zeros((3, 3))}, data))
+    1.0
+    """
     return jnp.sum((gram(params) - data.target) ** 2) / jnp.sum(data.target**2)

@@ -1,0 +1,97 @@
+"""The notebooks in notebooks/: each one runs at smoke size, and each is stored as a full run.
+
+* Every ``notebooks/*.ipynb`` is executed with nbclient in a fresh kernel with
+  ``JAXFLOW_SMOKE=1`` (the notebooks cut their sizes) and ``JAXFLOW_CPU_DEVICES=1``; any error
+  in any cell fails that notebook's test. The kernel imports jaxflow from this checkout (its
+  root goes first on ``PYTHONPATH``), whatever copy is installed.
+* A smoke run is mostly XLA compilation, one core per kernel, so the notebooks run two at a
+  time (``JAXFLOW_NOTEBOOK_WORKERS`` overrides it): on 2 cores that halves the wall time.
+* The expected set of notebooks exists, so a missing one fails rather than being skipped.
+* The stored files read well without running: every code cell has run, in order, without an
+  error, the outputs come from a full-size run (the first cell prints its size), and each file
+  stays small enough to browse.
+"""
+
+import concurrent.futures
+import os
+import pathlib
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+EXPECTED = {
+    "01_toy_model",
+    "02_phase_diagram",
+    "03_matrix_sensing",
+    "04_quadratic",
+    "06_beyond_theory",
+}
+CELL_TIMEOUT = 300  # seconds per cell; a smoke cell takes well under a minute on 2 cores
+MAX_STORED_BYTES = 1_500_000
+FOUND = sorted(NOTEBOOKS.glob("*.ipynb"))
+IDS = [path.stem for path in FOUND]
+
+
+def _first_code_output(notebook) -> str:
+    first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    return "".join(out.get("text", "") for out in first.outputs)
+
+
+def test_expected_notebooks_exist():
+    assert EXPECTED <= set(IDS), sorted(EXPECTED - set(IDS))
+
+
+@pytest.mark.parametrize("path", FOUND, ids=IDS)
+def test_stored_outputs_are_a_full_run(path):
+    assert path.stat().st_size <= MAX_STORED_BYTES
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    counts = [cell.execution_count for cell in code]
+    assert counts == list(range(1, len(code) + 1)), f"not run top to bottom once: {counts}"
+    for cell in code:
+        errors = [out for out in cell.outputs if out.output_type == "error"]
+        assert not errors, errors[0].get("ename")
+    first = _first_code_output(notebook)
+    assert "full size" in first, f"stored outputs are not from a full-size run: {first!r}"
+
+
+def _smoke_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env.update(JAXFLOW_SMOKE="1", JAXFLOW_CPU_DEVICES="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def _execute(path: pathlib.Path, env: dict[str, str]):
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
+    return notebook
+
+
+@pytest.fixture(scope="module")
+def smoke_runs():
+    """Execute every notebook once, a few at a time; ``{stem: notebook or exception}``."""
+    workers = int(os.environ.get("JAXFLOW_NOTEBOOK_WORKERS", min(2, os.cpu_count() or 1)))
+    env = _smoke_env()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {path.stem: pool.submit(_execute, path, env) for path in FOUND}
+    return {stem: (f.exception() or f.result()) for stem, f in futures.items()}
+
+
+@pytest.mark.parametrize("path", FOUND, ids=IDS)
+def test_notebook_runs_at_smoke_size(path, smoke_runs):
+    result = smoke_runs[path.stem]
+    if isinstance(result, BaseException):
+        raise result
+    assert "SMOKE size" in _first_code_output(result)
