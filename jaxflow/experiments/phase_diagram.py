@@ -41,6 +41,7 @@ from jaxflow.models import toy
 DEFAULT_DEPTHS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, math.inf)
 DEFAULT_RATIOS = tuple(float(r) for r in np.geomspace(1.02, 10.0, 32))
 DEFAULT_SCALES = tuple(float(s) for s in np.geomspace(1e-120, 1e-1, 128))
+DTYPES = ("float64", "float32")
 SOLVERS = {"Tsit5": diffrax.Tsit5, "Dopri5": diffrax.Dopri5, "Dopri8": diffrax.Dopri8}
 # Smallest sigma0 the bracket search tries: exp(-700) ~ 1e-304 is still a normal float64. A
 # threshold below it (only 1 < N < 2 close to where thresholds vanish) is reported as 0.
@@ -62,6 +63,8 @@ class PhaseDiagramConfig(SweepConfig):
         chunk_size: trajectories per compiled call.
         refine_iterations: regula-falsi iterations of the threshold refinement.
         seed: seed of the lane shuffle.
+        dtype: ``"float64"`` (default) or ``"float32"`` (fast on GPU/TPU): lanes float32 cannot
+            resolve are recomputed in float64 (see :func:`pair_point`).
     """
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "ratios", "scales")
@@ -79,6 +82,7 @@ class PhaseDiagramConfig(SweepConfig):
     chunk_size: int = 2048
     refine_iterations: int = 20
     seed: int = 0
+    dtype: str = "float64"
 
     def check(self):
         if any(d < 1 for d in self.depths):
@@ -93,6 +97,8 @@ class PhaseDiagramConfig(SweepConfig):
         for name in ("rtol", "atol"):
             if not (0 < getattr(self, name) < 1):
                 raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("max_steps", "chunk_size", "refine_iterations"):
             object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 
@@ -293,6 +299,8 @@ def run(
     resume: bool = False,
     quiet: bool = False,
     devices=None,
+    process_index: int | None = None,
+    process_count: int | None = None,
 ) -> xr.Dataset:
     """Simulate the phase diagram and measure its thresholds.
 
@@ -302,6 +310,9 @@ def run(
         resume: continue an interrupted store.
         quiet: no progress bar.
         devices: devices to run on (default: all local devices).
+        process_index, process_count: this process's share of the grid's chunks when several
+            processes share ``store`` (default: from ``jax.distributed``; see
+            :func:`jaxflow.sweep.run`). Every process returns the same dataset.
 
     Returns:
         ``xarray.Dataset`` with DESIGN.md's schema: dims ``(depth, ratio, scale)``; variables
@@ -322,6 +333,8 @@ def run(
         config=config.to_toml(),
         quiet=quiet,
         desc="phase diagram",
+        process_index=process_index,
+        process_count=process_count,
     )
     margins = ds["margin"].values
     log_measured, refine_status = measured_thresholds(config, margins, runner)
