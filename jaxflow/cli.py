@@ -23,6 +23,13 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors (unknown choice, not a number, ...) as one-line CliErrors."""
+
+    def error(self, message):
+        raise CliError(message)
+
+
 def cache_dir() -> str:
     """Persistent XLA compilation cache location (``$JAXFLOW_CACHE_DIR`` or ~/.cache/jaxflow)."""
     default = os.path.join(os.path.expanduser("~"), ".cache", "jaxflow", "xla")
@@ -340,7 +347,7 @@ def cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxflow", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="jaxflow", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("phase-diagram", help="simulate the phase diagram of incremental learning")
@@ -387,12 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "command", None) == "phase-diagram":
-        args.out_given = args.out is not None
-        if args.out is None:
-            args.out = os.path.join("results", "phase_diagram")
     try:
+        args = parser.parse_args(argv)
+        if getattr(args, "command", None) == "phase-diagram":
+            args.out_given = args.out is not None
+            if args.out is None:
+                args.out = os.path.join("results", "phase_diagram")
         return args.func(args)
     except CliError as err:
         print(f"jaxflow: error: {err}", file=sys.stderr)

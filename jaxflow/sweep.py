@@ -68,19 +68,35 @@ class SweepError(ValueError):
 
 
 def _validate_axes(axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+    if not isinstance(axes, Mapping):
+        raise SweepError(f"axes must be a mapping {{name: values}}, got {type(axes).__name__}")
     if not axes:
         raise SweepError("axes must name at least one axis")
     out = {}
     for name, values in axes.items():
-        arr = np.asarray(values, dtype=float)
-        if arr.ndim != 1 or arr.size == 0:
+        if not isinstance(name, str) or not name:
+            raise SweepError(f"axis names must be non-empty strings, got {name!r}")
+        try:
+            arr = np.asarray(values)
+        except (TypeError, ValueError):
+            arr = np.asarray(None)
+        if arr.dtype.kind not in "iuf" or arr.ndim != 1 or arr.size == 0:
             raise SweepError(f"axis {name!r} must be a non-empty 1-D list of numbers")
+        arr = arr.astype(float)
         if np.isnan(arr).any():
             raise SweepError(f"axis {name!r} contains NaN")
         if len(np.unique(arr)) != arr.size:
             raise SweepError(f"axis {name!r} has repeated values")
         out[name] = arr
     return out
+
+
+def _check_count(name: str, value, low: int = 1) -> int:
+    """An integer option >= ``low`` (no bool, no float with a fraction), else a SweepError."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+    if not ok:
+        raise SweepError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 def package_versions() -> dict[str, str]:
@@ -141,10 +157,8 @@ class Runner:
     """
 
     def __init__(self, fn: Callable, chunk_size: int = DEFAULT_CHUNK_SIZE, devices=None, batch: int = DEFAULT_BATCH):
-        if int(chunk_size) < 1:
-            raise SweepError(f"chunk_size must be >= 1, got {chunk_size}")
-        if int(batch) < 1:
-            raise SweepError(f"batch must be >= 1, got {batch}")
+        chunk_size = _check_count("chunk_size", chunk_size)
+        batch = _check_count("batch", batch)
         self.devices = list(devices) if devices is not None else jax.local_devices()
         ndev = len(self.devices)
         self.batch = int(min(batch, chunk_size))
@@ -325,13 +339,11 @@ class _Store:
 
 def _process_share(process_index, process_count) -> tuple[int, int]:
     """``(index, count)`` of this process, by default from ``jax.distributed``."""
-    count = jax.process_count() if process_count is None else process_count
-    index = jax.process_index() if process_index is None else process_index
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise SweepError(f"process_count must be an integer >= 1, got {count!r}")
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < count:
-        raise SweepError(f"process_index must be an integer in [0, {count - 1}], got {index!r}")
-    return int(index), int(count)
+    count = _check_count("process_count", jax.process_count() if process_count is None else process_count)
+    index = _check_count("process_index", jax.process_index() if process_index is None else process_index, 0)
+    if index >= count:
+        raise SweepError(f"process_index must lie in [0, {count - 1}], got {index}")
+    return index, count
 
 
 def _log_chunk(process_index: int, chunk: int) -> None:
@@ -401,6 +413,9 @@ def run(
             permissions: finished chunks stay resumable), or another process that never came.
     """
     axes = _validate_axes(axes)
+    seed = _check_count("seed", seed, 0)
+    if not (isinstance(wait_timeout, (int, float)) and wait_timeout > 0):
+        raise SweepError(f"wait_timeout must be a number of seconds > 0, got {wait_timeout!r}")
     process_index, process_count = _process_share(process_index, process_count)
     if process_count > 1 and store is None:
         raise SweepError(f"store is required when process_count > 1 (got {process_count} processes)")

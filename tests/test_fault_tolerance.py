@@ -5,9 +5,9 @@ Checked here:
 * **Disk full, kill -9, then --resume.** A phase diagram (96 trajectories, 24 chunks of 4)
   whose store writes fail with ``OSError(ENOSPC)`` after 2 chunks exits 2 with one line naming
   the store and the reason, keeps the 2 finished chunks and exports nothing. It is then resumed
-  and killed with SIGKILL at several moments: when 2 more done flags appeared, after random
-  delays (fractions of an uninterrupted run's duration: they land in start-up, the sweep, the
-  threshold refinement or the export), when 8 more flags appeared. A last ``--resume`` finishes
+  and killed with SIGKILL at several moments: when 2 more done flags appeared, when 6 more
+  appeared, then after random delays (fractions of an uninterrupted run's duration: they land
+  in start-up, the sweep, the threshold refinement or the export). A last ``--resume`` finishes
   it. The final netCDF file equals an uninterrupted run's, every variable bitwise
   (``np.array_equal``). ``JAXFLOW_CHUNK_LOG`` (sweep.py's audit hook) records every chunk a run
   starts: a run never starts a chunk whose done flag was set before it began, done flags only
@@ -162,10 +162,11 @@ def test_disk_full_then_killed_at_random_moments_then_resumed(env, tmp_path, ref
     assert len(done_flags(out)) == 2
     assert not (out / "phase_diagram.nc").exists()
 
-    # 2. Resumed, and killed at several moments: when the 4th flag appears, at random delays
-    # (fractions of the reference run's duration), when 8 more flags appeared.
+    # 2. Resumed, and killed at several moments: when 2 more flags appeared, when 6 more
+    # appeared (both mid-sweep), then at random delays (fractions of the reference run's
+    # duration: in start-up, the refinement or the export).
     rng = random.Random(20240607)
-    plans = [("flags", 2), ("delay", rng.uniform(0.2, 0.6)), ("flags", 8),
+    plans = [("flags", 2), ("flags", 6), ("delay", rng.uniform(0.2, 0.6)),
              ("delay", rng.uniform(0.3, 0.9))]
     killed, mid_sweep = 0, 0
     for k, (kind, value) in enumerate(plans):

@@ -34,7 +34,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import flow, status, sweep, theory
-from jaxflow.experiments.config import ConfigError, SweepConfig, check_fractions, check_positive_int
+from jaxflow.experiments.config import ConfigError, SweepConfig, check_fractions, check_positive_int, check_seed
 from jaxflow.models import toy
 
 
@@ -92,6 +92,7 @@ class PhaseDiagramConfig(SweepConfig):
         if any(not (0 < s < 1) for s in self.scales):
             raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
         check_fractions(self.start, self.finish)
+        check_seed(self.seed)
         if self.solver not in SOLVERS:
             raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
         for name in ("rtol", "atol"):
