@@ -104,11 +104,12 @@ class PhaseDiagramConfig(SweepConfig):
             object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 
 
-def pair_point(config: PhaseDiagramConfig):
+def pair_point(config: PhaseDiagramConfig, *, with_time: bool = False):
     """The per-point function of the sweep: simulate one (depth, ratio, scale) pair.
 
     Returns ``margin = T_j(start) - T_i(finish)``, the worse status of the two coordinates and
-    their total solver steps (accepted + rejected).
+    their total solver steps (accepted + rejected); with ``with_time``, also
+    ``time = max(|T_j(start)|, |T_i(finish)|)``, the size the margin's rounding scales with.
 
     The toy model's coordinates are decoupled (PAPER.md section 2), so the pair is solved as two
     scalar flows side by side (a vmap over the coordinate), each on its own log-arclength clock.
@@ -144,9 +145,95 @@ def pair_point(config: PhaseDiagramConfig):
             p["depth"], targets, jnp.log(p["scale"]), required
         )
         margin = times[1, 0] - times[0, 1]
-        return {"margin": margin, "status": jnp.max(codes), "steps": jnp.sum(steps)}
+        out = {"margin": margin, "status": jnp.max(codes), "steps": jnp.sum(steps)}
+        if with_time:
+            out["time"] = jnp.maximum(jnp.abs(times[1, 0]), jnp.abs(times[0, 1]))
+        return out
 
     return point
+
+
+# The float32 path. float32 holds sigma0 only down to its smallest normal number (1.2e-38), and
+# its learning times carry a relative error of order FLOAT32_RESOLUTION: eps32 = 1.2e-7 per
+# operation, accumulated over ~100 solver steps run at rtol FLOAT32_RTOL (float32 cannot reach
+# the float64 default 1e-8). A margin smaller than that fraction of the learning times has an
+# unknown sign, so such lanes are recomputed in float64.
+FLOAT32_RTOL = 1e-6
+FLOAT32_RESOLUTION = 1e-4
+
+
+def needs_float64(points, fast) -> np.ndarray:
+    """Lanes whose float32 answer cannot be trusted, from the inputs and the float32 outputs.
+
+    A lane is recomputed in float64 when sigma0 is below float32's normal range, when a ratio or
+    a scale rounds to 1 in float32, when its float32 status is not ok (max_steps, non-finite:
+    e.g. a learning time beyond 3.4e38), or when ``|margin| <= FLOAT32_RESOLUTION * time``.
+
+    Example:
+        >>> pts = {"scale": np.array([1e-3, 1e-60, 1e-3]), "ratio": np.array([2.0, 2.0, 2.0])}
+        >>> fast = {"margin": np.array([5.0, 5.0, 1e-5]), "time": np.array([10.0, 10.0, 10.0]),
+        ...         "status": np.zeros(3, dtype=np.int8)}
+        >>> needs_float64(pts, fast).tolist()
+        [False, True, True]
+    """
+    scale, ratio = np.asarray(points["scale"]), np.asarray(points["ratio"])
+    margin, time = np.asarray(fast["margin"], dtype=float), np.asarray(fast["time"], dtype=float)
+    with np.errstate(invalid="ignore"):
+        resolved = np.abs(margin) > FLOAT32_RESOLUTION * time  # False for NaN
+    return (
+        (scale < np.finfo(np.float32).tiny)
+        | (scale.astype(np.float32) >= 1)
+        | (ratio.astype(np.float32) <= 1)
+        | (np.asarray(fast["status"]) != status.OK)
+        | ~np.isfinite(time)
+        | ~resolved
+    )
+
+
+class Float32Runner:
+    """Runs the phase diagram's points in float32 and recomputes in float64 what float32 cannot.
+
+    Drop-in for :class:`jaxflow.sweep.Runner` (``chunk``, ``__call__``, ``chunk_size``, ``fn``):
+    each chunk runs once in float32 (``jax.enable_x64(False)``: one float32 program, fast on GPU
+    and TPU); the lanes :func:`needs_float64` flags run again in float64, and their float64
+    results are stored. The extra output ``recomputed`` says which lanes were, so a stored
+    answer is never a silently wrong float32 one.
+    """
+
+    def __init__(self, config: PhaseDiagramConfig, devices=None):
+        self.exact = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
+        fast = dataclasses.replace(
+            config, rtol=max(config.rtol, FLOAT32_RTOL), atol=max(config.atol, FLOAT32_RTOL)
+        )
+        self.fast = sweep.Runner(pair_point(fast, with_time=True), chunk_size=self.exact.chunk_size,
+                                 devices=devices)
+        self.chunk_size = self.exact.chunk_size
+        example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "scale")}
+        self._dtypes = {k: v.dtype for k, v in jax.eval_shape(self.exact.fn, example).items()}
+
+    @property
+    def traces(self) -> int:
+        """Traces of the two programs (one each once compiled)."""
+        return self.fast.traces + self.exact.traces
+
+    def fn(self, point):
+        """The outputs' structure (what the store lays out): float64 results plus ``recomputed``."""
+        return {**self.exact.fn(point), "recomputed": jnp.zeros((), dtype=bool)}
+
+    def chunk(self, points):
+        with jax.enable_x64(False):
+            fast = self.fast.chunk(points)
+        redo = needs_float64(points, fast)
+        out = {k: np.asarray(fast[k]).astype(dtype) for k, dtype in self._dtypes.items()}
+        if redo.any():
+            index = np.flatnonzero(redo)
+            exact = self.exact({k: np.asarray(v)[index] for k, v in points.items()})
+            for k in out:
+                out[k][index] = exact[k]
+        out["recomputed"] = redo
+        return out
+
+    __call__ = sweep.Runner.__call__
 
 
 def _bracket(margins_row: np.ndarray, log_scales: np.ndarray):
@@ -319,10 +406,15 @@ def run(
         ``xarray.Dataset`` with DESIGN.md's schema: dims ``(depth, ratio, scale)``; variables
         ``margin``, ``incremental``, ``status``, ``steps``, ``threshold_measured(depth, ratio)``,
         ``threshold_theory(depth, ratio)``; attributes ``start, finish, solver, rtol, atol,
-        dtype``, versions, ``config`` (TOML) and ``created``.
+        dtype``, versions, ``config`` (TOML) and ``created``. With ``config.dtype ==
+        "float32"`` also ``recomputed(depth, ratio, scale)``: the lanes computed again in
+        float64 because float32 could not resolve them (see :class:`Float32Runner`).
     """
     config = config or PhaseDiagramConfig()
-    runner = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
+    if config.dtype == "float32":
+        runner = Float32Runner(config, devices=devices)
+    else:
+        runner = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
     axes = {"depth": config.depths, "ratio": config.ratios, "scale": config.scales}
     ds = sweep.run(
         runner.fn,
@@ -356,7 +448,10 @@ def run(
         rtol=config.rtol,
         atol=config.atol,
         model="toy",
+        dtype=config.dtype,
     )
+    if config.dtype == "float32":
+        ds["recomputed"].attrs["long_name"] = "recomputed in float64 (float32 could not resolve it)"
     # Log-threshold agreement, also where the plain value underflows (kept for reports).
     ds.attrs["max_log_threshold_error"] = float(np.nanmax(threshold_log_error_arrays(log_measured, log_theory), initial=0.0))
     return ds
