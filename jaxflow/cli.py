@@ -75,7 +75,7 @@ def _numbers(text: str, option: str) -> list[float]:
 def _check_out_dir(out: str) -> None:
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, ".jaxflow-write-test")
+        probe = os.path.join(out, f".jaxflow-write-test-{os.getpid()}")  # one per process
         with open(probe, "w") as fh:
             fh.write("ok")
         os.remove(probe)
