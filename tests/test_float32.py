@@ -55,3 +55,15 @@ def test_float32_agrees_with_float64(pair):
     assert np.all(np.abs(m32 - m64) <= pd.FLOAT32_RESOLUTION * np.abs(m64)), np.abs(m32 / m64 - 1).max()
     log_error = np.abs(np.log(fast["threshold_measured"].values / exact["threshold_measured"].values))
     assert log_error.max() <= 1e-9, log_error
+
+
+def test_runner_float32_computes_in_float32_under_x64():
+    from jaxflow import sweep
+
+    fast = sweep.Runner(lambda p: {"y": p["x"] / 3.0}, chunk_size=4, batch=2, float32=True)
+    exact = sweep.Runner(lambda p: {"y": p["x"] / 3.0}, chunk_size=4, batch=2)
+    x = np.array([1.0, 2.0, 1e-60, 7.0])
+    y32, y64 = fast({"x": x})["y"], exact({"x": x})["y"]
+    assert y32.dtype == np.float32 and y64.dtype == np.float64
+    assert np.array_equal(y32, (x.astype(np.float32) / np.float32(3.0)))
+    assert y32[2] == 0.0 and y64[2] > 0  # 1e-60 underflows in float32: what the guard catches

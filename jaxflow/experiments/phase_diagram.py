@@ -194,8 +194,8 @@ class Float32Runner:
     """Runs the phase diagram's points in float32 and recomputes in float64 what float32 cannot.
 
     Drop-in for :class:`jaxflow.sweep.Runner` (``chunk``, ``__call__``, ``chunk_size``, ``fn``):
-    each chunk runs once in float32 (``jax.enable_x64(False)``: one float32 program, fast on GPU
-    and TPU); the lanes :func:`needs_float64` flags run again in float64, and their float64
+    each chunk runs once in float32 (a ``sweep.Runner(..., float32=True)``: one float32 program,
+    fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64, and their float64
     results are stored. The extra output ``recomputed`` says which lanes were, so a stored
     answer is never a silently wrong float32 one.
     """
@@ -206,7 +206,7 @@ class Float32Runner:
             config, rtol=max(config.rtol, FLOAT32_RTOL), atol=max(config.atol, FLOAT32_RTOL)
         )
         self.fast = sweep.Runner(pair_point(fast, with_time=True), chunk_size=self.exact.chunk_size,
-                                 devices=devices)
+                                 devices=devices, float32=True)
         self.chunk_size = self.exact.chunk_size
         example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "scale")}
         self._dtypes = {k: v.dtype for k, v in jax.eval_shape(self.exact.fn, example).items()}
@@ -221,8 +221,7 @@ class Float32Runner:
         return {**self.exact.fn(point), "recomputed": jnp.zeros((), dtype=bool)}
 
     def chunk(self, points):
-        with jax.enable_x64(False):
-            fast = self.fast.chunk(points)
+        fast = self.fast.chunk(points)
         redo = needs_float64(points, fast)
         out = {k: np.asarray(fast[k]).astype(dtype) for k, dtype in self._dtypes.items()}
         if redo.any():
