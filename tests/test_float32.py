@@ -60,10 +60,10 @@ def test_float32_agrees_with_float64(pair):
 def test_runner_float32_computes_in_float32_under_x64():
     from jaxflow import sweep
 
-    fast = sweep.Runner(lambda p: {"y": p["x"] / 3.0}, chunk_size=4, batch=2, float32=True)
-    exact = sweep.Runner(lambda p: {"y": p["x"] / 3.0}, chunk_size=4, batch=2)
+    fast = sweep.Runner(lambda p: {"y": p["x"] * 3.0}, chunk_size=4, batch=2, float32=True)
+    exact = sweep.Runner(lambda p: {"y": p["x"] * 3.0}, chunk_size=4, batch=2)
     x = np.array([1.0, 2.0, 1e-60, 7.0])
     y32, y64 = fast({"x": x})["y"], exact({"x": x})["y"]
     assert y32.dtype == np.float32 and y64.dtype == np.float64
-    assert np.array_equal(y32, (x.astype(np.float32) / np.float32(3.0)))
+    assert np.array_equal(y32, x.astype(np.float32) * np.float32(3.0))
     assert y32[2] == 0.0 and y64[2] > 0  # 1e-60 underflows in float32: what the guard catches
