@@ -16,6 +16,11 @@ Checked here:
   processes on loopback through ``jax.distributed``) write one shared store, each its own chunks
   (i % 2 == I, from the chunk log); only process 0 exports; the netCDF file is bitwise the
   one-process run's.
+* **Processes at the API level.** Three threads as processes 0-2 of ``sweep.run`` fill a fresh
+  store (process 0 starts last: the others wait for its layout), each its chunks; every one
+  returns the one-process dataset bitwise. Two then resume it after 4 chunks were lost, each
+  computing only the lost chunks of its share. A process 1 without a process 0 gives up after
+  ``wait_timeout`` with a SweepError naming it, and creates nothing.
 * **Status summary.** A sweep whose lanes hit ``max_steps`` summarizes them at the end
   (``status.report`` names the status counts and the coordinates of the bad lanes).
 
@@ -247,3 +252,73 @@ def test_max_steps_lanes_are_summarized():
     line = status.report(ds["status"])
     assert line.startswith("trajectory status: ok 2, max_steps 2; not ok: 2 of 4 (")
     assert "depth=2, scale=1e-30" in line and "depth=3, scale=1e-30" in line
+
+
+# --------------------------------------------------------------------------------------------
+# Several processes at the API level: two threads play processes 0 and 1 of sweep.run (cheap:
+# a polynomial per point, no solver), on a fresh store and on a partly done one.
+
+
+def _poly(p):
+    return {"value": p["x"] ** 3 - 2.0 * p["x"] * p["y"] + p["y"], "sign": p["x"] > p["y"]}
+
+
+POLY_AXES = {"x": np.linspace(-2.0, 3.0, 7).tolist(), "y": [0.5, -1.0, 4.0, 2.5, 8.0]}  # 35 points
+
+
+def _as_processes(store, count, monkeypatch, resume=False):
+    """Run sweep.run as processes 0..count-1 (threads); returns their datasets and chunk logs."""
+    import concurrent.futures
+
+    from jaxflow import sweep
+
+    logs = {}
+    original = sweep._log_chunk
+    monkeypatch.setattr(sweep, "_log_chunk", lambda p, c: (logs.setdefault(p, []).append(c), original(p, c)))
+
+    def one(index):
+        return sweep.run(_poly, POLY_AXES, chunk_size=3, store=store, resume=resume, quiet=True,
+                         process_index=index, process_count=count, wait_timeout=120)
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        datasets = list(pool.map(one, reversed(range(count))))  # process 0 starts last
+    return datasets[::-1], logs
+
+
+def test_processes_share_a_fresh_store_and_resume_it(tmp_path, monkeypatch):
+    from jaxflow import sweep
+
+    single = sweep.run(_poly, POLY_AXES, chunk_size=3, quiet=True)
+    n_chunks = 12  # 35 points in chunks of 3
+
+    datasets, logs = _as_processes(tmp_path / "fresh.zarr", 3, monkeypatch)
+    for index in range(3):
+        assert sorted(logs[index]) == list(range(index, n_chunks, 3))
+    for ds in datasets:  # every process returns the full dataset, bitwise the one-process one
+        for name in ("value", "sign"):
+            assert np.array_equal(ds[name].values, single[name].values), name
+
+    # A store with chunks 2, 5, 6 and 11 lost, resumed by two processes: each computes only
+    # the missing chunks of its share.
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "fresh.zarr"), mode="r+")
+    for i in (2, 5, 6, 11):
+        group["done"][i] = False
+        group["out_value"][3 * i:3 * i + 3] = np.full(3, np.nan)
+    datasets, logs = _as_processes(tmp_path / "fresh.zarr", 2, monkeypatch, resume=True)
+    assert sorted(logs.get(0, [])) == [2, 6] and sorted(logs.get(1, [])) == [5, 11]
+    for ds in datasets:
+        assert np.array_equal(ds["value"].values, single["value"].values)
+
+
+def test_a_process_without_process_zero_gives_up_clearly(tmp_path):
+    from jaxflow import sweep
+
+    store = tmp_path / "lonely.zarr"
+    with pytest.raises(sweep.SweepError, match="not laid out by process 0 within wait_timeout=0.3"):
+        sweep.run(_poly, POLY_AXES, chunk_size=3, store=store, quiet=True,
+                  process_index=1, process_count=2, wait_timeout=0.3)
+    assert not store.exists()  # process 1 never creates the store
+    with pytest.raises(sweep.SweepError, match="store is required when process_count > 1"):
+        sweep.run(_poly, POLY_AXES, chunk_size=3, quiet=True, process_index=0, process_count=2)
