@@ -2,7 +2,7 @@
 # One prepared run of jaxflow's benchmarks on a GPU (or TPU) machine, float64 then float32.
 #
 #   benchmarks/gpu.sh                 # GPU sizes, writes benchmarks/results/gpu/*.json (< 8 min)
-#   benchmarks/gpu.sh --smoke [DIR]   # tiny sizes on any machine (CPU dry run, ~2 min on 2 cores)
+#   benchmarks/gpu.sh --smoke [DIR]   # tiny sizes on any machine (CPU dry run, a few minutes)
 #
 # Runs, for each dtype:
 #   toy_throughput.py  65,536 depth-6 toy trajectories (float32: the whole run in float32)
@@ -27,12 +27,14 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [[ $smoke == 1 ]]; then
     toy=(--lanes 256 --scipy-lanes 4 --chunk 128 --batch 64)
     scaling=(--sizes 1e2,4e2 --devices 1 --chunk-size 128)
-    sensing=(--depths 3 --inits 1e-1 --skip-torch --times relative --alternative none --repeats 1)
+    sensing=(--depths 3 --inits 1e-3 --skip-torch --times relative --alternative none
+             --diag-rtol-factor 0 --chunk 500 --gd-max-steps 20000 --gf-max-steps 20000)
     limits=(240 240 240)
 else
     toy=(--lanes 65536 --scipy-lanes 32 --chunk 16384 --batch 4096)
     scaling=(--sizes 1e3,1e4,1e5 --devices 1 --chunk-size 16384)
-    sensing=(--depths 3 --inits 1e-4 --skip-torch --times relative --alternative none --repeats 1)
+    sensing=(--depths 3 --inits 1e-4 --skip-torch --times relative --alternative none
+             --diag-rtol-factor 0 --gd-max-steps 200000 --gf-max-steps 200000)
     limits=(50 85 90)  # seconds each; x 2 dtypes = 450 s
 fi
 
