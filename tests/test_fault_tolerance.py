@@ -41,7 +41,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-
 REPO = Path(__file__).resolve().parents[1]
 GRID = ["--depths", "2,3,inf", "--ratios", "1.5,4", "--scales", "1e-12:1e-2:16",
         "--chunk-size", "4", "--quiet"]

@@ -14,7 +14,6 @@ import pytest
 
 from jaxflow.experiments import phase_diagram as pd
 
-
 SCALES = (1e-60, 1e-40, 1e-20, 1e-8, 1e-4, 1e-2)
 BASE = dict(depths=(2.0, 3.0, math.inf), ratios=(1.5, 4.0), scales=SCALES, chunk_size=8,
             refine_iterations=8)

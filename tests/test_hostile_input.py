@@ -24,7 +24,6 @@ from jaxflow.experiments import phase_diagram as pd
 from jaxflow.experiments.config import ConfigError
 from jaxflow.models import toy
 
-
 # derandomize: the same examples on every run, so CI is reproducible (raise max_examples or
 # drop it locally to explore further).
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
