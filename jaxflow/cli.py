@@ -105,9 +105,8 @@ def _init_distributed(args) -> tuple[int, int]:
         return 0, 1
     if args.num_processes is not None and args.num_processes < 1:
         raise CliError(f"--num-processes must be >= 1, got {args.num_processes}")
-    if args.process_id is not None and not (
-        0 <= args.process_id < (args.num_processes if args.num_processes is not None else float("inf"))
-    ):
+    limit = args.num_processes if args.num_processes is not None else float("inf")
+    if args.process_id is not None and not 0 <= args.process_id < limit:
         raise CliError(f"--process-id must lie in [0, --num-processes), got {args.process_id}")
     if args.coordinator is not None and not re.fullmatch(r"[^\s:]+:\d{1,5}", args.coordinator):
         raise CliError(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
@@ -144,7 +143,8 @@ def _export(ds, out: str, name: str, figures) -> list[str]:
     paths = [_write_atomically(os.path.join(out, f"{name}.nc"),
                                lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))]
     for file, fig in figures.items():
-        paths.append(_write_atomically(os.path.join(out, file), lambda tmp, fig=fig: plot.save(fig, tmp)))
+        paths.append(_write_atomically(os.path.join(out, file),
+                                       lambda tmp, fig=fig: plot.save(fig, tmp)))
     return paths
 
 
@@ -195,7 +195,8 @@ def cmd_phase_diagram(args) -> int:
     n = len(config.depths) * len(config.ratios) * len(config.scales)
     where = f", process {index} of {count}" if count > 1 else ""
     print(f"jaxflow phase-diagram: {n} trajectories ({len(config.depths)} depths x "
-          f"{len(config.ratios)} ratios x {len(config.scales)} scales), store {store}{where}", flush=True)
+          f"{len(config.ratios)} ratios x {len(config.scales)} scales), store {store}{where}",
+          flush=True)
     try:
         ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet,
                     process_index=index, process_count=count)
@@ -366,9 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dtype", choices=("float64", "float32"),
-                   help="float32: fast on GPU/TPU; lanes float32 cannot resolve are recomputed in float64")
+                   help="float32: fast on GPU/TPU; lanes float32 cannot resolve are recomputed "
+                        "in float64")
     p.add_argument("--distributed", action="store_true",
-                   help="one process per host via jax.distributed (no other flag needed on SLURM, TPU pods)")
+                   help="one process per host via jax.distributed (no other flag needed on "
+                        "SLURM, TPU pods)")
     p.add_argument("--coordinator", help="HOST:PORT of process 0 (implies --distributed)")
     p.add_argument("--num-processes", type=int, dest="num_processes", help="number of processes")
     p.add_argument("--process-id", type=int, dest="process_id", help="this process, 0 .. P-1")

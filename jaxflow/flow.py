@@ -142,7 +142,8 @@ def _illinois(g, g_lo, g_hi):
 def _check_eager(fractions, save_times, rtol, atol, max_steps, speed):
     import numpy as np
 
-    if not callable(speed) and not (isinstance(speed, str) and speed in ("arclength", "relative", "plain")):
+    speeds = ("arclength", "relative", "plain")
+    if not callable(speed) and not (isinstance(speed, str) and speed in speeds):
         raise ValueError(f"time must be 'arclength', 'relative' or 'plain', got {speed!r}")
     if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps >= 1):
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")

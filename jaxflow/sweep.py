@@ -190,7 +190,7 @@ class Runner:
             with jax.enable_x64(False) if self.float32 else contextlib.nullcontext():
                 part = {n: jax.device_put(np.asarray(v[k * share:(k + 1) * share], dtype=dtype),
                                           self.devices[k]) for n, v in points.items()}
-                return self._call(part)  # returns once dispatched; the devices then run concurrently
+                return self._call(part)  # returns once dispatched: the devices run concurrently
 
         if len(self.devices) == 1:
             futures = [launch(0)]
@@ -289,7 +289,8 @@ class _Store:
                 chunks=(chunk_size, *shape) if shape else (chunk_size,),
                 dtype=dtype,
             )
-        self.group.create_array("done", shape=(n_chunks,), chunks=(1,), dtype=bool, fill_value=False)
+        self.group.create_array("done", shape=(n_chunks,), chunks=(1,), dtype=bool,
+                                fill_value=False)
         self.group.attrs["fingerprint"] = fingerprint
 
     def _wait_for_layout(self, fingerprint, wait_timeout):
@@ -308,8 +309,9 @@ class _Store:
             time.sleep(0.05)
         detail = "it does not exist" if found is None else "it holds a different sweep"
         raise SweepError(
-            f"store {self.path} was not laid out by process 0 within wait_timeout={wait_timeout:g} s "
-            f"({detail}); is process 0 running on the same config and a shared file system?"
+            f"store {self.path} was not laid out by process 0 within "
+            f"wait_timeout={wait_timeout:g} s ({detail}); is process 0 running on the same config "
+            "and a shared file system?"
         )
 
     def done(self) -> np.ndarray:
@@ -349,8 +351,9 @@ class _Store:
 
 def _process_share(process_index, process_count) -> tuple[int, int]:
     """``(index, count)`` of this process, by default from ``jax.distributed``."""
-    count = _check_count("process_count", jax.process_count() if process_count is None else process_count)
-    index = _check_count("process_index", jax.process_index() if process_index is None else process_index, 0)
+    count = jax.process_count() if process_count is None else process_count
+    index = jax.process_index() if process_index is None else process_index
+    count, index = _check_count("process_count", count), _check_count("process_index", index, 0)
     if index >= count:
         raise SweepError(f"process_index must lie in [0, {count - 1}], got {index}")
     return index, count
@@ -428,7 +431,9 @@ def run(
         raise SweepError(f"wait_timeout must be a number of seconds > 0, got {wait_timeout!r}")
     process_index, process_count = _process_share(process_index, process_count)
     if process_count > 1 and store is None:
-        raise SweepError(f"store is required when process_count > 1 (got {process_count} processes)")
+        raise SweepError(
+            f"store is required when process_count > 1 (got {process_count} processes)"
+        )
     runner = runner or Runner(fn, chunk_size=chunk_size, devices=devices)
     chunk = runner.chunk_size
     shape = tuple(v.size for v in axes.values())

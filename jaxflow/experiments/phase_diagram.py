@@ -34,7 +34,13 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import flow, status, sweep, theory
-from jaxflow.experiments.config import ConfigError, SweepConfig, check_fractions, check_positive_int, check_seed
+from jaxflow.experiments.config import (
+    ConfigError,
+    SweepConfig,
+    check_fractions,
+    check_positive_int,
+    check_seed,
+)
 from jaxflow.models import toy
 
 
@@ -195,8 +201,8 @@ class Float32Runner:
 
     Drop-in for :class:`jaxflow.sweep.Runner` (``chunk``, ``__call__``, ``chunk_size``, ``fn``):
     each chunk runs once in float32 (a ``sweep.Runner(..., float32=True)``: one float32 program,
-    fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64, and their float64
-    results are stored. The extra output ``recomputed`` says which lanes were, so a stored
+    fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64, and their
+    float64 results are stored. The extra output ``recomputed`` says which lanes were, so a stored
     answer is never a silently wrong float32 one.
     """
 
