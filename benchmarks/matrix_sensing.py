@@ -54,6 +54,11 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+# --dtype float32 must act before jaxflow is imported: jaxflow turns float64 on at import
+# unless JAXFLOW_ENABLE_X64=0 (then the whole benchmark runs in JAX's float32 default).
+if "--dtype" in sys.argv[:-1] and sys.argv[sys.argv.index("--dtype") + 1] == "float32":
+    os.environ["JAXFLOW_ENABLE_X64"] = "0"
+
 import diffrax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -542,6 +547,8 @@ def main():
     parser.add_argument("--batch-steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the single run")
     parser.add_argument("--batch-repeats", type=int, default=2, help="timed runs of the batch")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="float32: the JAX runs in float32 (PyTorch stays float64)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                       "results", "matrix_sensing.json"))
     args = parser.parse_args()

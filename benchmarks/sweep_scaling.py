@@ -49,7 +49,7 @@ def grid_axes(size: int) -> dict[str, list[float]]:
     }
 
 
-def worker(sizes: list[int], devices: int, chunk_size: int) -> dict:
+def worker(sizes: list[int], devices: int, chunk_size: int, dtype: str = "float64") -> dict:
     """Runs inside the subprocess (XLA_FLAGS already set): time every size, return a dict."""
     import jax
     import numpy as np
@@ -59,8 +59,11 @@ def worker(sizes: list[int], devices: int, chunk_size: int) -> dict:
 
     if jax.device_count() != devices:
         raise SystemExit(f"asked for {devices} devices, jax sees {jax.device_count()}")
-    config = pd.PhaseDiagramConfig()
-    runner = sweep.Runner(pd.pair_point(config), chunk_size=chunk_size)
+    config = pd.PhaseDiagramConfig(dtype=dtype, chunk_size=chunk_size)
+    if dtype == "float32":  # the phase diagram's GPU path: float32, float64 where it must
+        runner = pd.Float32Runner(config)
+    else:
+        runner = sweep.Runner(pd.pair_point(config), chunk_size=chunk_size)
 
     # Warm-up: a sweep of one chunk compiles the program and traces the output shapes (the
     # first sweep.run also pays for jax.eval_shape of the per-point function).
@@ -85,10 +88,12 @@ def worker(sizes: list[int], devices: int, chunk_size: int) -> dict:
                 "traj_per_s": points / wall,
                 "mean_steps": float(steps.mean()),
                 "status_ok_fraction": float((ds["status"].values == 0).mean()),
+                "recomputed_fraction": float(ds["recomputed"].values.mean()) if "recomputed" in ds else 0.0,
             }
         )
     return {
         "devices": devices,
+        "dtype": dtype,
         "chunk_size": runner.chunk_size,
         "warmup_compile_s": compile_s,
         "traces": runner.traces,
@@ -117,12 +122,14 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk-size", type=int, default=1000, dest="chunk_size",
                         help="trajectories per compiled call (rounded up to a multiple of D)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON results file")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="float32: pd.Float32Runner (float32, float64 where float32 cannot resolve)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = sorted(_numbers(args.sizes, int))
 
     if args.worker is not None:
-        print("RESULT " + json.dumps(worker(sizes, args.worker, args.chunk_size)), flush=True)
+        print("RESULT " + json.dumps(worker(sizes, args.worker, args.chunk_size, args.dtype)), flush=True)
         return 0
 
     results = []
@@ -132,7 +139,8 @@ def main(argv=None) -> int:
             env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
         ).strip()
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(devices),
-               "--sizes", ",".join(map(str, sizes)), "--chunk-size", str(args.chunk_size)]
+               "--sizes", ",".join(map(str, sizes)), "--chunk-size", str(args.chunk_size),
+               "--dtype", args.dtype]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:

@@ -17,15 +17,21 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# --dtype float32 must act before jaxflow is imported: jaxflow turns float64 on at import
+# unless JAXFLOW_ENABLE_X64=0 (then the whole benchmark runs in JAX's float32 default).
+if "--dtype" in sys.argv[:-1] and sys.argv[sys.argv.index("--dtype") + 1] == "float32":
+    os.environ["JAXFLOW_ENABLE_X64"] = "0"
 
-import jaxflow
-from jaxflow import flow, sweep, theory
-from jaxflow.models import toy
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxflow  # noqa: E402
+from jaxflow import flow, sweep, theory  # noqa: E402
+from jaxflow.models import toy  # noqa: E402
 
 
 DEPTH = 6.0
@@ -56,7 +62,7 @@ def jaxflow_run(lanes: int, rtol: float, chunk: int, batch: int):
     first = {k: v[: runner.chunk_size] for k, v in points.items()}
     t0 = time.perf_counter()
     share = runner.chunk_size // len(runner.devices)
-    lowered = runner._call.lower({k: jax.ShapeDtypeStruct((share,), jnp.float64) for k in first})
+    lowered = runner._call.lower({k: jax.ShapeDtypeStruct((share,), jnp.result_type(float)) for k in first})
     t1 = time.perf_counter()
     lowered.compile()
     t2 = time.perf_counter()
@@ -110,6 +116,8 @@ def main():
     parser.add_argument("--rtol", type=float, default=8e-8)
     parser.add_argument("--chunk", type=int, default=4096, help="lanes per compiled call")
     parser.add_argument("--batch", type=int, default=1024, help="lanes per vmapped batch")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="float32: the whole jaxflow run in float32 (GPU/TPU speed)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "toy_throughput.json"))
     args = parser.parse_args()
 
@@ -130,6 +138,7 @@ def main():
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}",
         "versions": {"jaxflow": jaxflow.__version__, "jax": jax.__version__},
         "lanes": args.lanes,
+        "dtype": args.dtype,
         "depth": DEPTH,
         "rtol": args.rtol,
         "chunk": args.chunk,

@@ -1,7 +1,8 @@
 """The ``jaxflow`` command.
 
     jaxflow phase-diagram [--config FILE.toml] [--out DIR] [--depths ...] [--ratios ...]
-                          [--scales ...] [--resume] [--quiet]
+                          [--scales ...] [--resume] [--quiet] [--dtype float64|float32]
+                          [--distributed [--coordinator HOST:PORT --num-processes P --process-id I]]
     jaxflow threshold --depth N --ratio R [--start S --finish F]
     jaxflow info
 
@@ -11,6 +12,7 @@ and exits with status 2 and a one-line reason on bad input.
 
 import argparse
 import os
+import re
 import sys
 
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
@@ -23,6 +25,13 @@ class CliError(Exception):
     >>> cli.main(["threshold", "--depth", "3", "--ratio", "1"])   # prints one line on stderr
     2
     """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors (unknown choice, not a number, ...) as one-line CliErrors."""
+
+    def error(self, message):
+        raise CliError(message)
 
 
 def cache_dir() -> str:
@@ -88,7 +97,7 @@ def _numbers(text: str, option: str) -> list[float]:
 def _check_out_dir(out: str) -> None:
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, ".jaxflow-write-test")
+        probe = os.path.join(out, f".jaxflow-write-test-{os.getpid()}")  # one per process
         with open(probe, "w") as fh:
             fh.write("ok")
         os.remove(probe)
@@ -106,11 +115,75 @@ def _load_config(cls, path, overrides):
         raise CliError(str(err)) from None
 
 
-def _prepare_store(out: str, name: str, resume: bool) -> str:
-    """Check --out is writable and the store may be (re)used; turn on the compilation cache."""
+def _init_distributed(args) -> tuple[int, int]:
+    """``jax.distributed.initialize`` when asked; returns ``(process index, process count)``.
+
+    ``--distributed`` alone lets JAX find the cluster (SLURM, TPU pods, ...); elsewhere
+    ``--coordinator HOST:PORT --num-processes P --process-id I`` name it. Any of the three
+    implies ``--distributed``.
+    """
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in explicit):
+        return 0, 1
+    if args.num_processes is not None and args.num_processes < 1:
+        raise CliError(f"--num-processes must be >= 1, got {args.num_processes}")
+    limit = args.num_processes if args.num_processes is not None else float("inf")
+    if args.process_id is not None and not 0 <= args.process_id < limit:
+        raise CliError(f"--process-id must lie in [0, --num-processes), got {args.process_id}")
+    if args.coordinator is not None and not re.fullmatch(r"[^\s:]+:\d{1,5}", args.coordinator):
+        raise CliError(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    import jax
+
+    try:
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    except (RuntimeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CliError(f"--distributed: cannot initialize jax.distributed: {reason}") from None
+    return jax.process_index(), jax.process_count()
+
+
+def _write_atomically(path: str, write) -> str:
+    """``write(tmp)`` then rename onto ``path``: a kill never leaves a half-written file."""
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.partial{ext}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise CliError(f"cannot write {path}: {err.strerror or err}") from None
+    return path
+
+
+def _export(ds, out: str, name: str, figures) -> list[str]:
+    """``NAME.nc`` and the figures ``{file name: figure}``, each written atomically."""
+    from jaxflow import plot
+
+    paths = [_write_atomically(os.path.join(out, f"{name}.nc"),
+                               lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))]
+    for file, fig in figures.items():
+        paths.append(_write_atomically(os.path.join(out, file),
+                                       lambda tmp, fig=fig: plot.save(fig, tmp)))
+    return paths
+
+
+def _print_status(ds) -> None:
+    from jaxflow import status
+
+    print(status.report(ds["status"]))
+
+
+def _prepare_store(out: str, name: str, resume: bool, primary: bool = True) -> str:
+    """Check --out is writable and the store may be (re)used; turn on the compilation cache.
+
+    Only process 0 refuses an existing store: the others may find the one it has just made.
+    """
     _check_out_dir(out)
     store = os.path.join(out, name)
-    if os.path.exists(store) and not resume:
+    if primary and os.path.exists(store) and not resume:
         raise CliError(f"{store} already exists: pass --resume to continue it, or choose another --out")
     enable_compilation_cache()
     return store
@@ -141,25 +214,28 @@ def cmd_phase_diagram(args) -> int:
 
     overrides = _sweep_overrides(args)
     overrides["ratios"] = _numbers(args.ratios, "--ratios") if args.ratios is not None else None
+    overrides["dtype"] = args.dtype
     config = _load_config(pd.PhaseDiagramConfig, args.config, overrides)
-    store = _prepare_store(args.out, "phase_diagram.zarr", args.resume)
+    index, count = _init_distributed(args)
+    store = _prepare_store(args.out, "phase_diagram.zarr", args.resume, primary=index == 0)
     n = len(config.depths) * len(config.ratios) * len(config.scales)
+    where = f", process {index} of {count}" if count > 1 else ""
     print(f"jaxflow phase-diagram: {n} trajectories ({len(config.depths)} depths x "
-          f"{len(config.ratios)} ratios x {len(config.scales)} scales), store {store}", flush=True)
+          f"{len(config.ratios)} ratios x {len(config.scales)} scales), store {store}{where}",
+          flush=True)
     try:
-        ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet)
+        ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet,
+                    process_index=index, process_count=count)
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
-    nc = os.path.join(args.out, "phase_diagram.nc")
-    ds.to_netcdf(nc, engine="h5netcdf")
-    fig_a = plot.save(plot.phase_diagram(ds), os.path.join(args.out, "phase_diagram.png"))
-    fig_b = plot.save(plot.thresholds(ds), os.path.join(args.out, "thresholds.png"))
+    if index != 0:
+        print(f"process {index}: its chunks are in {store}; process 0 writes the exports")
+        return 0
+    paths = _export(ds, args.out, "phase_diagram", {
+        "phase_diagram.png": plot.phase_diagram(ds), "thresholds.png": plot.thresholds(ds)})
     print(pd.summary_table(ds))
-    from jaxflow import status
-
-    counts = status.summary(ds["status"].values)
-    print(f"trajectory status: {', '.join(f'{k} {v}' for k, v in counts.items())}")
-    print(f"wrote {nc}\nwrote {fig_a}\nwrote {fig_b}\nstore {store}")
+    _print_status(ds)
+    print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
 
 
@@ -168,29 +244,28 @@ def cmd_factor_diagram(args) -> int:
 
     Called by :func:`main` with the parsed arguments.
     """
-    from jaxflow import plot, status, sweep
+    from jaxflow import plot, sweep
     from jaxflow.experiments import factor_diagram as fd
 
     overrides = _sweep_overrides(args)
     overrides["ratio"] = _numbers(args.ratios, "--ratios")[0] if args.ratios is not None else None
     config = _load_config(fd.FactorDiagramConfig, args.config, overrides)
+    if args.dtype is not None or args.distributed or args.coordinator is not None:
+        raise CliError("--dtype and --distributed apply to --model toy only")
     out = args.out if args.out_given else os.path.join("results", "factor_diagram")
     store = _prepare_store(out, "factor_diagram.zarr", args.resume)
     try:
         ds = fd.run(config, store=store, resume=args.resume, quiet=args.quiet)
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
-    nc = os.path.join(out, "factor_diagram.nc")
-    ds.to_netcdf(nc, engine="h5netcdf")
-    fig = plot.save(plot.factor_diagram(ds), os.path.join(out, "factor_diagram.png"))
+    paths = _export(ds, out, "factor_diagram", {"factor_diagram.png": plot.factor_diagram(ds)})
     summary = ds[["incremental_fraction", "rank_correlation"]].mean(("seed", "scale"))
     print("depth   incremental fraction   rank correlation   (means over scales and seeds)")
     for depth in ds["depth"].values:
         row = summary.sel(depth=depth)
         print(f"{depth:<7g} {row['incremental_fraction'].item():<22.3f} {row['rank_correlation'].item():.3f}")
-    counts = status.summary(ds["status"].values)
-    print(f"trajectory status: {', '.join(f'{k} {v}' for k, v in counts.items())}")
-    print(f"wrote {nc}\nwrote {fig}\nstore {store}")
+    _print_status(ds)
+    print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
 
 
@@ -275,14 +350,10 @@ def cmd_experiment(args) -> int:
     _check_out_dir(out)
     enable_compilation_cache()
     print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}", flush=True)
-    from jaxflow import plot
-
     # Each runner prints its table and returns its dataset (shared layout) and figure.
     ds, fig = runners[args.name](args.smoke)
-    nc = os.path.join(out, f"{args.name}.nc")
-    ds.to_netcdf(nc, engine="h5netcdf")
-    png = plot.save(fig, os.path.join(out, f"{args.name}.png"))
-    print(f"wrote {nc}\nwrote {png}")
+    paths = _export(ds, out, args.name, {f"{args.name}.png": fig})
+    print("\n".join(f"wrote {p}" for p in paths))
     return 0
 
 
@@ -352,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.depths, args.quiet
     ('phase-diagram', '2,3', True)
     """
-    parser = argparse.ArgumentParser(prog="jaxflow", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="jaxflow", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("phase-diagram", help="simulate the phase diagram of incremental learning")
@@ -370,6 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, dest="chunk_size")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dtype", choices=("float64", "float32"),
+                   help="float32: fast on GPU/TPU; lanes float32 cannot resolve are recomputed "
+                        "in float64")
+    p.add_argument("--distributed", action="store_true",
+                   help="one process per host via jax.distributed (no other flag needed on "
+                        "SLURM, TPU pods)")
+    p.add_argument("--coordinator", help="HOST:PORT of process 0 (implies --distributed)")
+    p.add_argument("--num-processes", type=int, dest="num_processes", help="number of processes")
+    p.add_argument("--process-id", type=int, dest="process_id", help="this process, 0 .. P-1")
     p.set_defaults(func=cmd_phase_diagram)
 
     p = sub.add_parser("experiment", help="run one of the paper's experiments (both back-ends)")
@@ -405,12 +485,12 @@ def main(argv=None) -> int:
     0
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "command", None) == "phase-diagram":
-        args.out_given = args.out is not None
-        if args.out is None:
-            args.out = os.path.join("results", "phase_diagram")
     try:
+        args = parser.parse_args(argv)
+        if getattr(args, "command", None) == "phase-diagram":
+            args.out_given = args.out is not None
+            if args.out is None:
+                args.out = os.path.join("results", "phase_diagram")
         return args.func(args)
     except CliError as err:
         print(f"jaxflow: error: {err}", file=sys.stderr)

@@ -193,20 +193,33 @@ def _illinois(g, g_lo, g_hi):
 
 
 def _check_eager(fractions, save_times, rtol, atol, max_steps, speed):
-    if not callable(speed) and speed not in ("arclength", "relative", "plain"):
-        raise ValueError(f"time must be 'arclength', 'relative' or 'plain', got {speed!r}")
-    if not (isinstance(max_steps, int) and max_steps >= 1):
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    fr = [float(f) for f in fractions]
-    if not fr or any(not (0.0 < f <= 1.0) for f in fr) or any(a >= b for a, b in zip(fr, fr[1:])):
-        raise ValueError(f"fractions must be increasing values in (0, 1], got {tuple(fractions)}")
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if not isinstance(value, jax.core.Tracer) and not float(value) > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-    if save_times is not None and not isinstance(save_times, jax.core.Tracer):
-        import numpy as np
+    import numpy as np
 
-        ts = np.asarray(save_times, dtype=float)
+    speeds = ("arclength", "relative", "plain")
+    if not callable(speed) and not (isinstance(speed, str) and speed in speeds):
+        raise ValueError(f"time must be 'arclength', 'relative' or 'plain', got {speed!r}")
+    if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps >= 1):
+        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    try:
+        fr = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        fr = []
+    if not fr or any(not (0.0 < f <= 1.0) for f in fr) or any(a >= b for a, b in zip(fr, fr[1:])):
+        raise ValueError(f"fractions must be increasing values in (0, 1], got {fractions!r}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, jax.core.Tracer):
+            continue
+        try:
+            arr = np.asarray(value) if not isinstance(value, (str, bytes)) else np.asarray(None)
+        except (TypeError, ValueError):
+            arr = np.asarray(None)
+        if arr.dtype.kind not in "iuf" or arr.ndim != 0 or not 0 < float(arr) < np.inf:
+            raise ValueError(f"{name} must be a number in (0, inf), got {value!r}")
+    if save_times is not None and not isinstance(save_times, jax.core.Tracer):
+        try:
+            ts = np.asarray(save_times, dtype=float)
+        except (TypeError, ValueError):
+            ts = np.full((1, 1), np.nan)
         if ts.ndim != 1 or not np.all(np.isfinite(ts)) or np.any(ts < 0) or np.any(np.diff(ts) < 0):
             raise ValueError("save_times must be a 1-D, finite, non-negative, sorted array")
 

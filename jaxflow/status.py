@@ -43,3 +43,31 @@ def summary(codes) -> dict[str, int]:
 
     values, counts = np.unique(np.asarray(codes).ravel(), return_counts=True)
     return {name(v): int(c) for v, c in zip(values, counts)}
+
+
+def report(codes, limit: int = 3) -> str:
+    """One line for the end of a run: the count of every status, and where the bad lanes are.
+
+    ``codes`` is an ``xarray.DataArray`` of status codes; up to ``limit`` of its non-ok lanes are
+    named by their coordinates, so a run that hit ``max_steps`` or a non-finite value says so.
+
+    >>> import numpy as np, xarray as xr
+    >>> codes = xr.DataArray(np.array([[0, 1], [0, 0]], dtype=np.int8), dims=("depth", "scale"),
+    ...                      coords={"depth": [2.0, 3.0], "scale": [1e-3, 1e-2]})
+    >>> print(report(codes))
+    trajectory status: ok 3, max_steps 1; not ok: 1 of 4 (depth=2, scale=0.01)
+    """
+    import numpy as np
+
+    values = np.asarray(codes.values)
+    counts = summary(values)
+    line = "trajectory status: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    bad = np.argwhere(values != OK)
+    if bad.size:
+        where = [
+            ", ".join(f"{dim}={codes[dim].values[i]:g}" for dim, i in zip(codes.dims, idx))
+            for idx in bad[:limit]
+        ]
+        more = ", ..." if len(bad) > limit else ""
+        line += f"; not ok: {len(bad)} of {values.size} ({'; '.join(where)}{more})"
+    return line

@@ -18,7 +18,18 @@ How it runs:
 * With a ``store`` path, each finished chunk is written to a **zarr** store at once; its
   completion flag is written only after its data, so an interrupted sweep (Ctrl-C, kill -9)
   rerun with ``resume=True`` computes only the missing chunks and yields exactly the dataset an
-  uninterrupted run yields.
+  uninterrupted run yields. A full or unwritable disk stops the sweep with a
+  :class:`SweepError` naming the store; the chunks already finished stay valid for ``resume``.
+* **Several processes** (one per host, after ``jax.distributed.initialize``) share one store on a
+  shared file system: process ``p`` of ``P`` computes the chunks ``i`` with ``i % P == p``.
+  Process 0 lays the store out; the others wait for its fingerprint, then everyone writes its own
+  chunks and waits for every done flag, so each process returns the same full dataset. The
+  coordination goes through the store's files only: no collective, hence no gloo/MPI needed.
+  Results are bitwise identical whatever the number of processes or devices.
+
+Audit hook: with ``JAXFLOW_CHUNK_LOG=FILE`` in the environment, every chunk about to be computed
+is appended to FILE as one line ``<process index> <chunk index>`` (tests use it to check that a
+resumed sweep never recomputes a finished chunk).
 
 Example:
     >>> import jax.numpy as jnp
@@ -30,12 +41,14 @@ Example:
 """
 
 import concurrent.futures
+import contextlib
 import datetime
 import hashlib
 import json
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +60,8 @@ import xarray as xr
 
 DEFAULT_CHUNK_SIZE = 1024
 DEFAULT_BATCH = 1024
+DEFAULT_WAIT_TIMEOUT = 600.0
+CHUNK_LOG_ENV = "JAXFLOW_CHUNK_LOG"
 
 
 class SweepError(ValueError):
@@ -62,19 +77,35 @@ class SweepError(ValueError):
 
 
 def _validate_axes(axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+    if not isinstance(axes, Mapping):
+        raise SweepError(f"axes must be a mapping {{name: values}}, got {type(axes).__name__}")
     if not axes:
         raise SweepError("axes must name at least one axis")
     out = {}
     for name, values in axes.items():
-        arr = np.asarray(values, dtype=float)
-        if arr.ndim != 1 or arr.size == 0:
+        if not isinstance(name, str) or not name:
+            raise SweepError(f"axis names must be non-empty strings, got {name!r}")
+        try:
+            arr = np.asarray(values)
+        except (TypeError, ValueError):
+            arr = np.asarray(None)
+        if arr.dtype.kind not in "iuf" or arr.ndim != 1 or arr.size == 0:
             raise SweepError(f"axis {name!r} must be a non-empty 1-D list of numbers")
+        arr = arr.astype(float)
         if np.isnan(arr).any():
             raise SweepError(f"axis {name!r} contains NaN")
         if len(np.unique(arr)) != arr.size:
             raise SweepError(f"axis {name!r} has repeated values")
         out[name] = arr
     return out
+
+
+def _check_count(name: str, value, low: int = 1) -> int:
+    """An integer option >= ``low`` (no bool, no float with a fraction), else a SweepError."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+    if not ok:
+        raise SweepError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 def package_versions() -> dict[str, str]:
@@ -138,6 +169,9 @@ class Runner:
         chunk_size: points per call; rounded up to a multiple of ``batch * len(devices)``.
         devices: devices to run on (default: all local devices).
         batch: lanes per vmapped batch (default 1024).
+        float32: trace and run in float32 (``jax.enable_x64(False)`` around every call, in
+            every device's thread), whatever ``jax_enable_x64`` says: the fast path on GPU
+            and TPU. Points are cast to float32.
 
     Example:
         >>> runner = Runner(lambda p: {"y": 2.0 * p["x"]}, chunk_size=4, batch=2)
@@ -145,17 +179,17 @@ class Runner:
         [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
     """
 
-    def __init__(self, fn: Callable, chunk_size: int = DEFAULT_CHUNK_SIZE, devices=None, batch: int = DEFAULT_BATCH):
-        if int(chunk_size) < 1:
-            raise SweepError(f"chunk_size must be >= 1, got {chunk_size}")
-        if int(batch) < 1:
-            raise SweepError(f"batch must be >= 1, got {batch}")
+    def __init__(self, fn: Callable, chunk_size: int = DEFAULT_CHUNK_SIZE, devices=None,
+                 batch: int = DEFAULT_BATCH, float32: bool = False):
+        chunk_size = _check_count("chunk_size", chunk_size)
+        batch = _check_count("batch", batch)
         self.devices = list(devices) if devices is not None else jax.local_devices()
         ndev = len(self.devices)
         self.batch = int(min(batch, chunk_size))
         unit = self.batch * ndev
         self.chunk_size = int(math.ceil(int(chunk_size) / unit) * unit)
         self.fn = fn
+        self.float32 = bool(float32)
         self.traces = 0
 
         def lanes(points):
@@ -176,10 +210,14 @@ class Runner:
         """
         share = self.chunk_size // len(self.devices)
 
+        dtype = np.float32 if self.float32 else float
+
         def launch(k):
-            part = {n: jax.device_put(np.asarray(v[k * share:(k + 1) * share], dtype=float),
-                                      self.devices[k]) for n, v in points.items()}
-            return self._call(part)  # returns once dispatched; the devices then run concurrently
+            # The precision is a thread-local setting: entered here, in each device's thread.
+            with jax.enable_x64(False) if self.float32 else contextlib.nullcontext():
+                part = {n: jax.device_put(np.asarray(v[k * share:(k + 1) * share], dtype=dtype),
+                                          self.devices[k]) for n, v in points.items()}
+                return self._call(part)  # returns once dispatched: the devices run concurrently
 
         if len(self.devices) == 1:
             futures = [launch(0)]
@@ -218,60 +256,141 @@ def _fingerprint(axes: dict[str, np.ndarray], chunk_size: int, seed: int, config
 
 
 class _Store:
-    """The zarr store of a running sweep: flat outputs in shuffled order plus chunk flags."""
+    """The zarr store of a running sweep: flat outputs in shuffled order plus chunk flags.
 
-    def __init__(self, path, *, resume, fingerprint, n_chunks, chunk_size, shapes):
+    Process 0 (``primary``) creates or validates the store; the others wait until its
+    fingerprint (written last) is there and matches, for at most ``wait_timeout`` seconds.
+    """
+
+    def __init__(self, path, *, resume, fingerprint, n_chunks, chunk_size, shapes,
+                 primary=True, wait_timeout=DEFAULT_WAIT_TIMEOUT):
+        self.path = os.fspath(path)
+        self.chunk_size = chunk_size
+        self.names = list(shapes)
+        try:
+            if primary:
+                self._open_or_create(resume, fingerprint, n_chunks, chunk_size, shapes)
+            else:
+                self._wait_for_layout(fingerprint, wait_timeout)
+        except OSError as err:
+            raise self._os_error("lay out", err) from None
+
+    def _os_error(self, what: str, err: OSError) -> SweepError:
+        return SweepError(
+            f"cannot {what} the store at {self.path}: {err.strerror or err}; finished chunks are "
+            "kept: free space or fix permissions, then rerun with resume=True (--resume)"
+        )
+
+    def _fingerprint_on_disk(self):
         import zarr
 
-        self.path = os.fspath(path)
-        exists = os.path.exists(os.path.join(self.path, "zarr.json"))
-        if exists and "fingerprint" not in zarr.open_group(self.path, mode="r").attrs:
-            # Killed while the empty store was being laid out (the fingerprint goes last): it
-            # holds no finished chunk, so it is rebuilt from scratch.
-            exists = False
+        if not os.path.exists(os.path.join(self.path, "zarr.json")):
+            return None
+        return zarr.open_group(self.path, mode="r").attrs.get("fingerprint")
+
+    def _open_or_create(self, resume, fingerprint, n_chunks, chunk_size, shapes):
+        import zarr
+
+        # A store without a fingerprint was killed while being laid out (the fingerprint goes
+        # last): it holds no finished chunk, so it is rebuilt from scratch.
+        exists = self._fingerprint_on_disk() is not None
         if exists and not resume:
             raise SweepError(
                 f"store {self.path} already exists: pass resume=True (--resume) to continue it, "
                 "or choose another output directory"
             )
-        try:
-            if exists:
+        if exists:
+            self.group = zarr.open_group(self.path, mode="r+")
+            if self.group.attrs.get("fingerprint") != fingerprint:
+                raise SweepError(
+                    f"store {self.path} was written by a different sweep (axes, chunk size, "
+                    "seed or config differ); cannot resume it"
+                )
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.group = zarr.open_group(self.path, mode="w")
+        for name, (shape, dtype) in shapes.items():
+            self.group.create_array(
+                f"out_{name}",
+                shape=(n_chunks * chunk_size, *shape),
+                chunks=(chunk_size, *shape) if shape else (chunk_size,),
+                dtype=dtype,
+            )
+        self.group.create_array("done", shape=(n_chunks,), chunks=(1,), dtype=bool,
+                                fill_value=False)
+        self.group.attrs["fingerprint"] = fingerprint
+
+    def _wait_for_layout(self, fingerprint, wait_timeout):
+        import zarr
+
+        deadline = time.monotonic() + wait_timeout
+        found = None
+        while time.monotonic() < deadline:
+            try:
+                found = self._fingerprint_on_disk()
+            except (OSError, ValueError):
+                found = None  # caught mid-rewrite by process 0: look again
+            if found == fingerprint:
                 self.group = zarr.open_group(self.path, mode="r+")
-                if self.group.attrs.get("fingerprint") != fingerprint:
-                    raise SweepError(
-                        f"store {self.path} was written by a different sweep (axes, chunk size, "
-                        "seed or config differ); cannot resume it"
-                    )
-            else:
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-                self.group = zarr.open_group(self.path, mode="w")
-                for name, (shape, dtype) in shapes.items():
-                    self.group.create_array(
-                        f"out_{name}",
-                        shape=(n_chunks * chunk_size, *shape),
-                        chunks=(chunk_size, *shape) if shape else (chunk_size,),
-                        dtype=dtype,
-                    )
-                self.group.create_array("done", shape=(n_chunks,), chunks=(1,), dtype=bool, fill_value=False)
-                # The fingerprint goes last: a store without it is incomplete and is rebuilt.
-                self.group.attrs["fingerprint"] = fingerprint
-        except PermissionError as err:
-            raise SweepError(f"cannot write the store at {self.path}: {err.strerror}") from err
-        self.chunk_size = chunk_size
-        self.names = list(shapes)
+                return
+            time.sleep(0.05)
+        detail = "it does not exist" if found is None else "it holds a different sweep"
+        raise SweepError(
+            f"store {self.path} was not laid out by process 0 within "
+            f"wait_timeout={wait_timeout:g} s ({detail}); is process 0 running on the same config "
+            "and a shared file system?"
+        )
 
     def done(self) -> np.ndarray:
         return np.asarray(self.group["done"][:])
 
     def write(self, index: int, outputs: dict[str, np.ndarray]) -> None:
         lo, hi = index * self.chunk_size, (index + 1) * self.chunk_size
-        for name in self.names:
-            self.group[f"out_{name}"][lo:hi] = outputs[name]
-        # Written after the data: a chunk counts as done only once all of it is on disk.
-        self.group["done"][index] = True
+        try:
+            for name in self.names:
+                self.group[f"out_{name}"][lo:hi] = outputs[name]
+            # Written after the data: a chunk counts as done only once all of it is on disk.
+            self.group["done"][index] = True
+        except OSError as err:
+            raise self._os_error(f"write chunk {index} to", err) from None
+
+    def wait_all_done(self, wait_timeout: float) -> None:
+        """Wait for the other processes' chunks; fail if none finishes for ``wait_timeout`` s."""
+        count, last = -1, time.monotonic()
+        while True:
+            done = self.done()
+            if done.all():
+                return
+            if done.sum() > count:
+                count, last = int(done.sum()), time.monotonic()
+            elif time.monotonic() - last > wait_timeout:
+                missing = np.flatnonzero(~done)
+                raise SweepError(
+                    f"store {self.path}: no chunk finished for wait_timeout={wait_timeout:g} s; "
+                    f"{missing.size} chunks missing (e.g. {missing[:5].tolist()}); did a process "
+                    "die? rerun every process with resume=True (--resume)"
+                )
+            time.sleep(0.1)
 
     def read(self, name: str) -> np.ndarray:
         return np.asarray(self.group[f"out_{name}"][:])
+
+
+def _process_share(process_index, process_count) -> tuple[int, int]:
+    """``(index, count)`` of this process, by default from ``jax.distributed``."""
+    count = jax.process_count() if process_count is None else process_count
+    index = jax.process_index() if process_index is None else process_index
+    count, index = _check_count("process_count", count), _check_count("process_index", index, 0)
+    if index >= count:
+        raise SweepError(f"process_index must lie in [0, {count - 1}], got {index}")
+    return index, count
+
+
+def _log_chunk(process_index: int, chunk: int) -> None:
+    path = os.environ.get(CHUNK_LOG_ENV)
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{process_index} {chunk}\n")
 
 
 def _progress(total: int, quiet: bool, desc: str):
@@ -296,6 +415,9 @@ def run(
     desc: str = "sweep",
     runner: Runner | None = None,
     devices=None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
 ) -> xr.Dataset:
     """Run ``fn`` over the Cartesian grid of ``axes``; return an ``xarray.Dataset``.
 
@@ -315,13 +437,20 @@ def run(
         quiet: no progress bar (it is also off when stderr is not a terminal).
         runner: reuse a compiled :class:`Runner` (its ``fn`` replaces ``fn``).
         devices: devices to run on (default: all local devices).
+        process_index, process_count: this process's share of the chunks (default:
+            ``jax.process_index()`` and ``jax.process_count()``, i.e. one process unless
+            ``jax.distributed.initialize`` ran). Several processes need a shared ``store``.
+        wait_timeout: seconds a process waits for process 0's store layout, or for the next
+            chunk of another process, before giving up with a SweepError.
 
     Returns:
-        ``xarray.Dataset`` with one variable per output, dims ``(*axes, *output_dims)``.
+        ``xarray.Dataset`` with one variable per output, dims ``(*axes, *output_dims)``; every
+        process returns the same one.
 
     Raises:
-        SweepError: empty or malformed axes, an existing store without ``resume``, or a store
-            written by a different sweep.
+        SweepError: empty or malformed axes, an existing store without ``resume``, a store
+            written by a different sweep, a store that cannot be written (disk full,
+            permissions: finished chunks stay resumable), or another process that never came.
 
     Example (the exact half-learning time over depth x scale, and a non-scalar output):
         >>> import jax.numpy as jnp
@@ -337,6 +466,14 @@ def run(
         13.8155
     """
     axes = _validate_axes(axes)
+    seed = _check_count("seed", seed, 0)
+    if not (isinstance(wait_timeout, (int, float)) and wait_timeout > 0):
+        raise SweepError(f"wait_timeout must be a number of seconds > 0, got {wait_timeout!r}")
+    process_index, process_count = _process_share(process_index, process_count)
+    if process_count > 1 and store is None:
+        raise SweepError(
+            f"store is required when process_count > 1 (got {process_count} processes)"
+        )
     runner = runner or Runner(fn, chunk_size=chunk_size, devices=devices)
     chunk = runner.chunk_size
     shape = tuple(v.size for v in axes.values())
@@ -360,6 +497,8 @@ def run(
             n_chunks=n_chunks,
             chunk_size=chunk,
             shapes=shapes,
+            primary=process_index == 0,
+            wait_timeout=wait_timeout,
         )
         done = backing.done()
         results = None
@@ -367,9 +506,12 @@ def run(
         done = np.zeros(n_chunks, dtype=bool)
         results = {k: np.empty((n_chunks * chunk, *s), dtype=d) for k, (s, d) in shapes.items()}
 
+    mine = np.flatnonzero(~done)
+    mine = mine[mine % process_count == process_index]
     with _progress(n, quiet, desc) as bar:
         bar.update(int(min(done.sum() * chunk, n)))
-        for i in np.flatnonzero(~done):
+        for i in mine:
+            _log_chunk(process_index, int(i))
             sl = slice(i * chunk, (i + 1) * chunk)
             out = runner.chunk({k: v[sl] for k, v in points.items()})
             if backing is not None:
@@ -378,6 +520,8 @@ def run(
                 for k in results:
                     results[k][sl] = out[k]
             bar.update(int(min(chunk, n - i * chunk)))
+    if backing is not None and process_count > 1:
+        backing.wait_all_done(wait_timeout)
 
     output_dims = dict(output_dims or {})
     data_vars = {}

@@ -119,12 +119,28 @@ def _check_pair(ratio, start, finish):
     )
 
 
-def _as_f64(*args) -> list:
+def _as_f64(**named) -> list:
     """float64 arrays of one broadcast shape: numpy when all are concrete (validation then
-    costs no compilation), jax otherwise."""
-    if _is_traced(*args):
-        return jnp.broadcast_arrays(*(jnp.asarray(a, dtype=jnp.float64) for a in args))
-    return np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))
+    costs no compilation), jax otherwise. Wrong kinds (strings, complex, None) and shapes that
+    do not broadcast raise, naming the arguments; so do empty arrays."""
+    if _is_traced(*named.values()):
+        return jnp.broadcast_arrays(*(jnp.asarray(a, dtype=jnp.float64) for a in named.values()))
+    arrays = []
+    for name, value in named.items():
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError):
+            arr = np.asarray(None)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be a real number or an array of them; got {value!r}")
+        if arr.size == 0:
+            raise ValueError(f"{name} must not be empty; got {value!r}")
+        arrays.append(arr.astype(np.float64))
+    try:
+        return np.broadcast_arrays(*arrays)
+    except ValueError:
+        shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(named, arrays))
+        raise ValueError(f"{', '.join(named)} must broadcast to one shape; got {shapes}") from None
 
 
 def _dispatch(core, valid, *args) -> Float[Array, "..."]:
@@ -335,7 +351,9 @@ def learning_time(
 
     Reference: Gissin et al. 2020, the toy model of section 3 (PAPER.md section 2).
     """
-    depth, sigma_star, sigma0, sigma = _as_f64(depth, sigma_star, sigma0, sigma)
+    depth, sigma_star, sigma0, sigma = _as_f64(
+        depth=depth, sigma_star=sigma_star, sigma0=sigma0, sigma=sigma
+    )
     valid = (
         _check_depth(depth)
         & _check_target(sigma_star)
@@ -446,7 +464,7 @@ def solution(
 
     Reference: Gissin et al. 2020, the toy model of section 3 (PAPER.md section 2).
     """
-    depth, sigma_star, sigma0, t = _as_f64(depth, sigma_star, sigma0, t)
+    depth, sigma_star, sigma0, t = _as_f64(depth=depth, sigma_star=sigma_star, sigma0=sigma0, t=t)
     valid = (
         _check_depth(depth)
         & _check_target(sigma_star)
@@ -520,7 +538,9 @@ def incremental_margin(
 
     Reference: Gissin et al. 2020, section 3 (PAPER.md section 3).
     """
-    depth, ratio, sigma0, start, finish = _as_f64(depth, ratio, sigma0, start, finish)
+    depth, ratio, sigma0, start, finish = _as_f64(
+        depth=depth, ratio=ratio, sigma0=sigma0, start=start, finish=finish
+    )
     valid = (
         _check_depth(depth)
         & _check_pair(ratio, start, finish)
@@ -611,7 +631,7 @@ def incremental_threshold(
 
     Reference: Gissin et al. 2020, section 3 (PAPER.md section 3).
     """
-    depth, ratio, start, finish = _as_f64(depth, ratio, start, finish)
+    depth, ratio, start, finish = _as_f64(depth=depth, ratio=ratio, start=start, finish=finish)
     valid = _check_depth(depth) & _check_pair(ratio, start, finish)
     x = _dispatch(_log_threshold, valid, depth, ratio, start, finish)
     return x if log else jnp.exp(x)
@@ -687,7 +707,7 @@ def threshold_asymptotic(
 
     Reference: Gissin et al. 2020, section 3 (PAPER.md section 3).
     """
-    depth, ratio, start, finish = _as_f64(depth, ratio, start, finish)
+    depth, ratio, start, finish = _as_f64(depth=depth, ratio=ratio, start=start, finish=finish)
     valid = _check_depth(depth) & _check_pair(ratio, start, finish)
     x = _dispatch(_log_threshold_asymptotic, valid, depth, ratio, start, finish)
     return x if log else jnp.exp(x)

@@ -42,16 +42,21 @@ def as_axis(name: str, values) -> tuple[float, ...]:
     """Validate one axis: a non-empty list of distinct numbers without NaN.
 
     >>> from jaxflow.experiments.config import as_axis
-    >>> as_axis("depths", [2, 3, "inf"])
+    >>> as_axis("depths", [2, 3, float("inf")])
     (2.0, 3.0, inf)
     >>> as_axis("scales", 1e-3)
     (0.001,)
     """
-    if isinstance(values, (int, float)):
+    if _is_real(values):
         values = (values,)
     try:
+        if isinstance(values, (str, bytes, Mapping)):
+            raise TypeError
+        values = list(values)
+        if any(isinstance(v, (bool, str, bytes)) for v in values):
+            raise TypeError
         values = tuple(float(v) for v in values)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise ConfigError(f"{name} must be a list of numbers, got {values!r}") from err
     if not values:
         raise ConfigError(f"{name} must not be empty")
@@ -75,6 +80,9 @@ def check_fractions(start: float, finish: float) -> None:
         raise ConfigError(f"start and finish must satisfy 0 < start < finish < 1, got {start}, {finish}")
 
 
+INT_MAX = 2**31 - 1  # step counts and sizes are stored as int32
+
+
 def check_positive_int(name: str, value) -> int:
     """``value`` as an int, which must be >= 1.
 
@@ -82,9 +90,42 @@ def check_positive_int(name: str, value) -> int:
     >>> check_positive_int("chunk_size", 512.0)
     512
     """
-    if int(value) != value or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value}")
+    if not _is_real(value) or not 1 <= value <= INT_MAX or int(value) != value:
+        raise ConfigError(f"{name} must be an integer in [1, {INT_MAX}], got {value!r}")
     return int(value)
+
+
+def check_seed(value) -> None:
+    if value < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {value}")
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_type(name: str, value, default):
+    """``value`` converted to the kind of ``default`` (number, integer, string, boolean).
+
+    A wrong kind (a string for a number, a list for a string, a boolean for a number, a float
+    with a fractional part for an integer) is a ConfigError naming the option.
+    """
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok = _is_real(value) and math.isfinite(value) and int(value) == value
+        kind = "an integer"
+        value = int(value) if ok else value
+    elif isinstance(default, float):
+        ok, kind = _is_real(value), "a number"
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    else:
+        return value
+    if not ok:
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +151,13 @@ class SweepConfig:
     MODEL: ClassVar[str] = ""
 
     def __post_init__(self):
-        for name in self.AXES:
-            object.__setattr__(self, name, as_axis(name, getattr(self, name)))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in self.AXES:
+                value = as_axis(field.name, value)
+            elif field.default is not dataclasses.MISSING:
+                value = check_type(field.name, value, field.default)
+            object.__setattr__(self, field.name, value)
         self.check()
 
     def check(self) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import flow, status, sweep
-from jaxflow.experiments.config import ConfigError, SweepConfig, check_fractions, check_positive_int
+from jaxflow.experiments.config import ConfigError, SweepConfig, check_fractions, check_positive_int, check_seed
 from jaxflow.experiments.phase_diagram import SOLVERS
 
 
@@ -80,17 +80,18 @@ class FactorDiagramConfig(SweepConfig):
     seed: int = 0
 
     def check(self):
-        if any(d < 1 or d != int(d) for d in self.depths):
+        if any(not (1 <= d < math.inf) or d != int(d) for d in self.depths):
             raise ConfigError("depths must be integers >= 1 for the factor model")
         if any(not (0 < s < 1) for s in self.scales):
             raise ConfigError("scales must lie in (0, 1)")
-        if any(s != int(s) or s < 0 for s in self.seeds):
+        if any(not (0 <= s < math.inf) or s != int(s) for s in self.seeds):
             raise ConfigError("seeds must be non-negative integers")
         if not (1 < self.ratio < math.inf):
             raise ConfigError(f"ratio must be finite and > 1, got {self.ratio}")
         if int(self.num_modes) != self.num_modes or self.num_modes < 2:
             raise ConfigError(f"num_modes must be an integer >= 2, got {self.num_modes}")
         check_fractions(self.start, self.finish)
+        check_seed(self.seed)
         if self.solver not in SOLVERS:
             raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
         for name in ("max_steps", "chunk_size"):

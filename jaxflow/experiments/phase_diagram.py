@@ -34,13 +34,20 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import flow, status, sweep, theory
-from jaxflow.experiments.config import ConfigError, SweepConfig, check_fractions, check_positive_int
+from jaxflow.experiments.config import (
+    ConfigError,
+    SweepConfig,
+    check_fractions,
+    check_positive_int,
+    check_seed,
+)
 from jaxflow.models import toy
 
 
 DEFAULT_DEPTHS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, math.inf)
 DEFAULT_RATIOS = tuple(float(r) for r in np.geomspace(1.02, 10.0, 32))
 DEFAULT_SCALES = tuple(float(s) for s in np.geomspace(1e-120, 1e-1, 128))
+DTYPES = ("float64", "float32")
 SOLVERS = {"Tsit5": diffrax.Tsit5, "Dopri5": diffrax.Dopri5, "Dopri8": diffrax.Dopri8}
 # Smallest sigma0 the bracket search tries: exp(-700) ~ 1e-304 is still a normal float64. A
 # threshold below it (only 1 < N < 2 close to where thresholds vanish) is reported as 0.
@@ -62,6 +69,8 @@ class PhaseDiagramConfig(SweepConfig):
         chunk_size: trajectories per compiled call.
         refine_iterations: regula-falsi iterations of the threshold refinement.
         seed: seed of the lane shuffle.
+        dtype: ``"float64"`` (default) or ``"float32"`` (fast on GPU/TPU): lanes float32 cannot
+            resolve are recomputed in float64 (see :func:`pair_point`).
 
     Example:
         >>> import numpy as np
@@ -88,6 +97,7 @@ class PhaseDiagramConfig(SweepConfig):
     chunk_size: int = 2048
     refine_iterations: int = 20
     seed: int = 0
+    dtype: str = "float64"
 
     def check(self):
         if any(d < 1 for d in self.depths):
@@ -97,20 +107,24 @@ class PhaseDiagramConfig(SweepConfig):
         if any(not (0 < s < 1) for s in self.scales):
             raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
         check_fractions(self.start, self.finish)
+        check_seed(self.seed)
         if self.solver not in SOLVERS:
             raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
         for name in ("rtol", "atol"):
             if not (0 < getattr(self, name) < 1):
                 raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("max_steps", "chunk_size", "refine_iterations"):
             object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 
 
-def pair_point(config: PhaseDiagramConfig):
+def pair_point(config: PhaseDiagramConfig, *, with_time: bool = False):
     """The per-point function of the sweep: simulate one (depth, ratio, scale) pair.
 
     Returns ``margin = T_j(start) - T_i(finish)``, the worse status of the two coordinates and
-    their total solver steps (accepted + rejected).
+    their total solver steps (accepted + rejected); with ``with_time``, also
+    ``time = max(|T_j(start)|, |T_i(finish)|)``, the size the margin's rounding scales with.
 
     The toy model's coordinates are decoupled (PAPER.md section 2), so the pair is solved as two
     scalar flows side by side (a vmap over the coordinate), each on its own log-arclength clock.
@@ -153,9 +167,94 @@ def pair_point(config: PhaseDiagramConfig):
             p["depth"], targets, jnp.log(p["scale"]), required
         )
         margin = times[1, 0] - times[0, 1]
-        return {"margin": margin, "status": jnp.max(codes), "steps": jnp.sum(steps)}
+        out = {"margin": margin, "status": jnp.max(codes), "steps": jnp.sum(steps)}
+        if with_time:
+            out["time"] = jnp.maximum(jnp.abs(times[1, 0]), jnp.abs(times[0, 1]))
+        return out
 
     return point
+
+
+# The float32 path. float32 holds sigma0 only down to its smallest normal number (1.2e-38), and
+# its learning times carry a relative error of order FLOAT32_RESOLUTION: eps32 = 1.2e-7 per
+# operation, accumulated over ~100 solver steps run at rtol FLOAT32_RTOL (float32 cannot reach
+# the float64 default 1e-8). A margin smaller than that fraction of the learning times has an
+# unknown sign, so such lanes are recomputed in float64.
+FLOAT32_RTOL = 1e-6
+FLOAT32_RESOLUTION = 1e-4
+
+
+def needs_float64(points, fast) -> np.ndarray:
+    """Lanes whose float32 answer cannot be trusted, from the inputs and the float32 outputs.
+
+    A lane is recomputed in float64 when sigma0 is below float32's normal range, when a ratio or
+    a scale rounds to 1 in float32, when its float32 status is not ok (max_steps, non-finite:
+    e.g. a learning time beyond 3.4e38), or when ``|margin| <= FLOAT32_RESOLUTION * time``.
+
+    Example:
+        >>> pts = {"scale": np.array([1e-3, 1e-60, 1e-3]), "ratio": np.array([2.0, 2.0, 2.0])}
+        >>> fast = {"margin": np.array([5.0, 5.0, 1e-5]), "time": np.array([10.0, 10.0, 10.0]),
+        ...         "status": np.zeros(3, dtype=np.int8)}
+        >>> needs_float64(pts, fast).tolist()
+        [False, True, True]
+    """
+    scale, ratio = np.asarray(points["scale"]), np.asarray(points["ratio"])
+    margin, time = np.asarray(fast["margin"], dtype=float), np.asarray(fast["time"], dtype=float)
+    with np.errstate(invalid="ignore"):
+        resolved = np.abs(margin) > FLOAT32_RESOLUTION * time  # False for NaN
+    return (
+        (scale < np.finfo(np.float32).tiny)
+        | (scale.astype(np.float32) >= 1)
+        | (ratio.astype(np.float32) <= 1)
+        | (np.asarray(fast["status"]) != status.OK)
+        | ~np.isfinite(time)
+        | ~resolved
+    )
+
+
+class Float32Runner:
+    """Runs the phase diagram's points in float32 and recomputes in float64 what float32 cannot.
+
+    Drop-in for :class:`jaxflow.sweep.Runner` (``chunk``, ``__call__``, ``chunk_size``, ``fn``):
+    each chunk runs once in float32 (a ``sweep.Runner(..., float32=True)``: one float32 program,
+    fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64, and their
+    float64 results are stored. The extra output ``recomputed`` says which lanes were, so a stored
+    answer is never a silently wrong float32 one.
+    """
+
+    def __init__(self, config: PhaseDiagramConfig, devices=None):
+        self.exact = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
+        fast = dataclasses.replace(
+            config, rtol=max(config.rtol, FLOAT32_RTOL), atol=max(config.atol, FLOAT32_RTOL)
+        )
+        self.fast = sweep.Runner(pair_point(fast, with_time=True), chunk_size=self.exact.chunk_size,
+                                 devices=devices, float32=True)
+        self.chunk_size = self.exact.chunk_size
+        example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "scale")}
+        self._dtypes = {k: v.dtype for k, v in jax.eval_shape(self.exact.fn, example).items()}
+
+    @property
+    def traces(self) -> int:
+        """Traces of the two programs (one each once compiled)."""
+        return self.fast.traces + self.exact.traces
+
+    def fn(self, point):
+        """The outputs' structure (what the store lays out): float64 results plus ``recomputed``."""
+        return {**self.exact.fn(point), "recomputed": jnp.zeros((), dtype=bool)}
+
+    def chunk(self, points):
+        fast = self.fast.chunk(points)
+        redo = needs_float64(points, fast)
+        out = {k: np.asarray(fast[k]).astype(dtype) for k, dtype in self._dtypes.items()}
+        if redo.any():
+            index = np.flatnonzero(redo)
+            exact = self.exact({k: np.asarray(v)[index] for k, v in points.items()})
+            for k in out:
+                out[k][index] = exact[k]
+        out["recomputed"] = redo
+        return out
+
+    __call__ = sweep.Runner.__call__
 
 
 def _bracket(margins_row: np.ndarray, log_scales: np.ndarray):
@@ -330,6 +429,8 @@ def run(
     resume: bool = False,
     quiet: bool = False,
     devices=None,
+    process_index: int | None = None,
+    process_count: int | None = None,
 ) -> xr.Dataset:
     """Simulate the phase diagram and measure its thresholds.
 
@@ -339,19 +440,27 @@ def run(
         resume: continue an interrupted store.
         quiet: no progress bar.
         devices: devices to run on (default: all local devices).
+        process_index, process_count: this process's share of the grid's chunks when several
+            processes share ``store`` (default: from ``jax.distributed``; see
+            :func:`jaxflow.sweep.run`). Every process returns the same dataset.
 
     Returns:
         ``xarray.Dataset`` with DESIGN.md's schema: dims ``(depth, ratio, scale)``; variables
         ``margin``, ``incremental``, ``status``, ``steps``, ``threshold_measured(depth, ratio)``,
         ``threshold_theory(depth, ratio)``; attributes ``start, finish, solver, rtol, atol,
-        dtype``, versions, ``config`` (TOML) and ``created``.
+        dtype``, versions, ``config`` (TOML) and ``created``. With ``config.dtype ==
+        "float32"`` also ``recomputed(depth, ratio, scale)``: the lanes computed again in
+        float64 because float32 could not resolve them (see :class:`Float32Runner`).
 
     Example: see the module docstring (a tiny grid, checked against theory). Reload a saved
     result with ``xarray.open_dataset("phase_diagram.nc")``; ``notebooks/02_phase_diagram.ipynb``
     re-slices and replots one.
     """
     config = config or PhaseDiagramConfig()
-    runner = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
+    if config.dtype == "float32":
+        runner = Float32Runner(config, devices=devices)
+    else:
+        runner = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
     axes = {"depth": config.depths, "ratio": config.ratios, "scale": config.scales}
     ds = sweep.run(
         runner.fn,
@@ -363,6 +472,8 @@ def run(
         config=config.to_toml(),
         quiet=quiet,
         desc="phase diagram",
+        process_index=process_index,
+        process_count=process_count,
     )
     margins = ds["margin"].values
     log_measured, refine_status = measured_thresholds(config, margins, runner)
@@ -383,7 +494,10 @@ def run(
         rtol=config.rtol,
         atol=config.atol,
         model="toy",
+        dtype=config.dtype,
     )
+    if config.dtype == "float32":
+        ds["recomputed"].attrs["long_name"] = "recomputed in float64 (float32 could not resolve it)"
     # Log-threshold agreement, also where the plain value underflows (kept for reports).
     ds.attrs["max_log_threshold_error"] = float(np.nanmax(threshold_log_error_arrays(log_measured, log_theory), initial=0.0))
     return ds
