@@ -28,6 +28,7 @@ EXPECTED = {
     "02_phase_diagram",
     "03_matrix_sensing",
     "04_quadratic",
+    "05_classification",
     "06_beyond_theory",
 }
 CELL_TIMEOUT = 300  # seconds per cell; a smoke cell takes well under a minute on 2 cores
