@@ -26,8 +26,11 @@ Example (smoke size):
 import dataclasses
 import functools
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import xarray as xr
+from jaxtyping import Array
 
 from jaxflow.experiments import backends
 from jaxflow.experiments import diagonal as e3
@@ -75,19 +78,72 @@ class ConvolutionalConfig:
     def smoke(cls, **overrides) -> "ConvolutionalConfig":
         """Reduced sizes (d = 32, m = 64, depths 1 and 3, lr 1e-2, t = 100): seconds."""
         options = dict(d=32, m=64, depths=(1, 3), learning_rate=1e-2, num_steps=10_000,
-                       save_every=20)
+                       save_every=100)
         options.update(overrides)
         return cls(**options)
 
 
+class Layers(eqx.Module):
+    """Depth as data: the arguments of the padded network (one compiled program for all depths).
+
+    The parameters hold ``max(depths) - 1`` kernel rows; row ``l`` is a layer where
+    ``active[l]`` and is replaced by the delta kernel (``rfft`` exactly 1, no gradient) elsewhere,
+    so the padded network of depth ``N`` is exactly :mod:`jaxflow.models.convolutional`'s.
+    """
+
+    problem: dn.Problem
+    active: Array
+
+    @property
+    def data(self):
+        return self.problem.data
+
+
+def layers(problem: dn.Problem, depth: int, max_depth: int) -> Layers:
+    """:class:`Layers` of ``depth`` in a network padded to ``max_depth``."""
+    if not 1 <= depth <= max_depth:
+        raise ValueError(f"depth must be in [1, max_depth = {max_depth}], got {depth}")
+    return Layers(problem, jnp.arange(max_depth - 1) < depth - 1)
+
+
+def padded_init(key, scale: float, depth: int, max_depth: int, d: int) -> dict:
+    """:func:`jaxflow.models.convolutional.init` at ``depth`` padded with delta kernels."""
+    params = cn.init(key, scale, depth, d)
+    pad = jnp.zeros((max_depth - depth, d)).at[:, 0].set(1.0)
+    kernels = params.get("kernels", jnp.zeros((0, d)))
+    return {"dense": params["dense"], "kernels": jnp.concatenate([kernels, pad])}
+
+
+def unpad(params, args: Layers) -> dict:
+    """The padded parameters with inactive rows set to the delta kernel (no gradient there)."""
+    kernels = params["kernels"]
+    delta = jnp.zeros(kernels.shape[-1]).at[0].set(1.0)
+    return {"dense": params["dense"],
+            "kernels": jnp.where(args.active[:, None], kernels, delta[None, :])}
+
+
+def _padded(fn):
+    """``fn(params, problem)`` of the convolutional model as ``g(padded_params, Layers)``."""
+
+    def wrapped(params, args):
+        return fn(unpad(params, args), args.problem)
+
+    wrapped.__name__ = wrapped.__qualname__ = f"padded_{getattr(fn, '__name__', 'modes')}"
+    return wrapped
+
+
+_loss = _padded(cn.loss)
+_MEASURES = {name: _padded(getattr(cn, name))
+             for name in ("correlation", "amplitude_correlation", "log_loss", "loss_underflow")}
+
+
 @functools.cache
 def _modes(k: int):
-    return functools.partial(cn.modes, k=k)
+    return _padded(functools.partial(cn.modes, k=k))
 
 
 def _beta(params, args):
-    del args
-    return cn.beta(params)
+    return cn.beta(unpad(params, args))
 
 
 def problem(config: ConvolutionalConfig) -> dn.Problem:
@@ -102,18 +158,14 @@ def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
     config = config or ConvolutionalConfig()
     prob = problem(config)
     init_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    top = max(config.depths)
     spec = backends.Spec(
-        loss=cn.loss,
+        loss=_loss,
         modes=_modes(config.modes),
         targets=cn.targets(prob, k=config.modes),
-        init=lambda depth: cn.init(init_key, config.init, depth, config.d),
-        args=prob,
-        measures={
-            "correlation": cn.correlation,
-            "amplitude_correlation": cn.amplitude_correlation,
-            "log_loss": cn.log_loss,
-            "loss_underflow": cn.loss_underflow,
-        },
+        init=lambda depth: padded_init(init_key, config.init, depth, top, config.d),
+        depth_args=lambda depth: layers(prob, depth, top),
+        measures=_MEASURES,
     )
     ds = backends.run(spec, depths=config.depths, learning_rate=config.learning_rate,
                       num_steps=config.num_steps, save_every=config.save_every)
