@@ -96,7 +96,7 @@ class DiagonalConfig:
     @classmethod
     def smoke(cls, **overrides) -> "DiagonalConfig":
         """Reduced sizes (d = 30, m = 60, depths 1-3, t = 200, no late check): seconds."""
-        options = dict(d=30, m=60, depths=(1, 2, 3), num_steps=20_000, save_every=20,
+        options = dict(d=30, m=60, depths=(1, 2, 3), num_steps=20_000, save_every=100,
                        late_times=())
         options.update(overrides)
         return cls(**options)
