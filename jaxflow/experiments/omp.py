@@ -109,13 +109,23 @@ class OMPConfig:
 
 
 def problem(config: OMPConfig, seed: int) -> dn.Problem:
-    """The regression problem of one seed (support, values and ``X`` all seeded)."""
-    k_support, k_values, k_data = jax.random.split(jax.random.key(seed), 3)
-    support = jax.random.choice(k_support, config.d, (config.sparsity,), replace=False)
-    values = config.scale * jax.random.exponential(k_values, (config.sparsity,)) + 1.0
-    target = jnp.zeros(config.d).at[support].set(values)
-    data = dn.regression_data(k_data, target, config.m)
+    """The regression problem of one seed (support, values and ``X`` all seeded): the draws of
+    :func:`jaxflow.models.diagonal.regression_data` (unit-norm columns), in one compiled program
+    for every seed."""
+    target, inputs = _draw(jax.random.key(seed), config.d, config.m, config.sparsity,
+                           jnp.asarray(float(config.scale)))
+    data = dn.Data(inputs, inputs @ target, target)
     return dn.Problem(data, depth=float(config.depth), loss="squared")
+
+
+@jax.jit(static_argnums=(1, 2, 3))
+def _draw(key, d, m, sparsity, scale):
+    k_support, k_values, k_data = jax.random.split(key, 3)
+    support = jax.random.choice(k_support, d, (sparsity,), replace=False)
+    values = scale * jax.random.exponential(k_values, (sparsity,)) + 1.0
+    target = jnp.zeros(d).at[support].set(values)
+    inputs = jax.random.normal(k_data, (m, d))
+    return target, inputs / jnp.linalg.norm(inputs, axis=0, keepdims=True)
 
 
 def _all_coordinates(params, args):
