@@ -174,11 +174,25 @@ def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
     return ds
 
 
+def mode_labels(amplitudes, k: int) -> list[str]:
+    """Legend labels of the tracked bins: the bin index and the target's (unnormalized) rfft
+    amplitude, largest first (the order of :func:`jaxflow.models.convolutional.modes`).
+
+    >>> mode_labels((3.0, 4.0, 6.0, 12.0), 5)
+    ['bin 3 (target 12)', 'bin 2 (target 6)', 'bin 1 (target 4)', 'bin 0 (target 3)', 'bin 4 (target 0)']
+    """
+    values = list(amplitudes) + [0.0] * k
+    bins = sorted(range(len(values)), key=lambda b: -values[b])[:k]
+    return [f"bin {b} (target {values[b]:g})" for b in bins]
+
+
 def main(smoke: bool = False):
     """``jaxflow experiment convolutional [--smoke]``: run, print, return (dataset, figure)."""
     ds = run(ConvolutionalConfig.smoke() if smoke else ConvolutionalConfig())
     e3.print_table(ds)
     fig = e3.figure(ds, f"Circular-convolutional networks, {ds.attrs['loss']} loss "
                         f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}): Fourier amplitudes of "
-                        "the canonical model", "Fourier amplitude")
+                        "the canonical model (each depth its own scale)", "Fourier amplitude",
+                    mode_labels=mode_labels(ds.attrs["amplitudes"], ds.sizes["mode"]),
+                    sharey=False)
     return ds, fig

@@ -212,10 +212,13 @@ def add_classification_summary(ds, config, spec, data, beta_fn, kkt=True) -> xr.
     return ds
 
 
-def figure(ds: xr.Dataset, title: str, value_label: str) -> plt.Figure:
+def figure(ds: xr.Dataset, title: str, value_label: str, *, mode_labels=None,
+           sharey: bool = True) -> plt.Figure:
     """Tracked modes against time (log axis), one panel per depth (PAPER Figure 1c/1d layout).
 
-    Gradient flow solid, gradient descent as markers; the legend gives each mode's target.
+    Gradient flow solid, gradient descent as markers; the legend gives each mode's target (or
+    ``mode_labels``). ``sharey=False`` gives each depth its own value axis (the scales of the
+    depths differ by orders of magnitude on the convolutional nets).
     The bottom row shows the correlation by depth against the SVM baseline.
     """
     depths = [int(d) for d in ds["depth"].values]
@@ -227,14 +230,15 @@ def figure(ds: xr.Dataset, title: str, value_label: str) -> plt.Figure:
     targets = ds["targets"].values
     first = None
     for j, depth in enumerate(depths):
-        ax = fig.add_subplot(grid[0, j], sharey=first)
+        ax = fig.add_subplot(grid[0, j], sharey=first if sharey else None)
         first = first or ax
         panel = ds.sel(depth=depth)
         for i, target in enumerate(targets):
             colour = MODE_COLOURS[i % len(MODE_COLOURS)]
             if "flow" in panel["backend"].values:
                 ax.plot(times[positive], panel["modes"].sel(backend="flow").values[positive, i],
-                        color=colour, lw=1.6, label=f"mode {i + 1} (target {target:.3g})")
+                        color=colour, lw=1.6, label=(mode_labels[i] if mode_labels is not None
+                                                else f"mode {i + 1} (target {target:.3g})"))
             if "descent" in panel["backend"].values:
                 v = panel["modes"].sel(backend="descent").values[positive, i]
                 ax.plot(times[positive][marks], v[marks], ls="none", marker="o", ms=3.5,
