@@ -210,7 +210,8 @@ class RKC(diffrax.AbstractAdaptiveSolver):
         # A step beyond the stability interval (too stiff, or rho underestimated) may overflow:
         # it is rejected with an infinite error and returns the finite y0, so the controller
         # shrinks the step instead of the solve stopping on a non-finite trial state.
-        unstable = too_stiff | ~jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in jtu.tree_leaves(y_s)]))
+        finite = [jnp.all(jnp.isfinite(leaf)) for leaf in jtu.tree_leaves(y_s)]
+        unstable = too_stiff | ~jnp.all(jnp.asarray(finite))
         y_s = jtu.tree_map(lambda a, b: jnp.where(unstable, b, a), y_s, y0)
         f_s = terms.vf(t1, y_s, args)
         # Embedded estimate (Sommeijer, Shampine & Verwer 1997, eq. 2.15).

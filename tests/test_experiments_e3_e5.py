@@ -1,7 +1,6 @@
 """`jaxflow experiment diagonal|convolutional|omp --smoke` in-process: dataset contents."""
 
 import numpy as np
-import pytest
 import xarray as xr
 
 from jaxflow import cli
@@ -20,7 +19,11 @@ def _run(name, tmp_path, monkeypatch, capsys):
 
 def test_experiment_diagonal_smoke(tmp_path, monkeypatch, capsys):
     ds, printed = _run("diagonal", tmp_path, monkeypatch, capsys)
-    assert set(ds["backend"].values) == {"flow", "descent"} and ds["depth"].values.tolist() == [1, 2, 3]
+    assert set(ds["backend"].values) == {"flow", "descent"} and ds["depth"].values.tolist() == [
+        1,
+        2,
+        3,
+    ]
     assert ds["modes"].dims == ("backend", "depth", "time", "mode") and bool(ds.attrs["ok"])
     corr = ds["correlation"]
     # Correlation rises with depth (measured 0.787, 0.937, 0.965) on both back-ends, which agree.
@@ -37,12 +40,18 @@ def test_experiment_convolutional_smoke(tmp_path, monkeypatch, capsys):
     ds, _ = _run("convolutional", tmp_path, monkeypatch, capsys)
     assert ds["depth"].values.tolist() == [1, 3] and bool(ds.attrs["ok"])
     assert ds.sizes["mode"] == 5 and ds["targets"].values.tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
-    np.testing.assert_allclose(ds["correlation"].sel(backend="flow"),
-                               ds["correlation"].sel(backend="descent"), atol=2e-3)
-    assert np.all((ds["amplitude_correlation"].values > 0.5) & (ds["amplitude_correlation"].values <= 1))
+    np.testing.assert_allclose(
+        ds["correlation"].sel(backend="flow"), ds["correlation"].sel(backend="descent"), atol=2e-3
+    )
+    assert np.all(
+        (ds["amplitude_correlation"].values > 0.5) & (ds["amplitude_correlation"].values <= 1)
+    )
     assert not np.any(np.isnan(ds["modes"].values))
     # Depth 1 is a linear model: near the SVM direction (measured 0.790 against 0.769 at t = 100).
-    assert abs(float(ds["correlation"].sel(backend="flow", depth=1)) - float(ds["svm_correlation"])) < 0.05
+    assert (
+        abs(float(ds["correlation"].sel(backend="flow", depth=1)) - float(ds["svm_correlation"]))
+        < 0.05
+    )
     # Depth 3 learns the largest Fourier amplitude (bin 3, target 12) first.
     half = ds["learning_time"].sel(backend="flow", depth=3, fraction=0.5).values
     assert half[0] < np.min(half[1:4]), half
@@ -63,9 +72,12 @@ def test_experiment_omp_smoke(tmp_path, monkeypatch, capsys):
     # seed 3 has no pick by t = 40: counted and left out, never a NaN in the summary.
     assert descent["num_picks"].values.tolist() == [2, 2, 3, 0]
     for s, n in enumerate(descent["num_picks"].values):
-        np.testing.assert_array_equal(descent["order"].sel(seed=s)[:n], flow["order"].sel(seed=s)[:n])
-        np.testing.assert_allclose(descent["pick_time"].sel(seed=s)[:n],
-                                   flow["pick_time"].sel(seed=s)[:n], rtol=5e-3)
+        np.testing.assert_array_equal(
+            descent["order"].sel(seed=s)[:n], flow["order"].sel(seed=s)[:n]
+        )
+        np.testing.assert_allclose(
+            descent["pick_time"].sel(seed=s)[:n], flow["pick_time"].sel(seed=s)[:n], rtol=5e-3
+        )
     assert ds.attrs["seeds_with_picks_descent"] == 3 and ds.attrs["concurrence_mean_descent"] == 1.0
     assert np.isnan(float(descent["concurrence"].sel(seed=3)))
     assert "on seeds [3] (left out of the concurrence)" in printed

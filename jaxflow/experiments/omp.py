@@ -13,7 +13,9 @@ the Runge-Kutta-Chebyshev solver (:class:`jaxflow.rkc.RKC`, plain time), whose c
 grows like the square root of the stiffness: measured on seed 0 at full size, t = 100 took 3439
 evaluations against Tsit5's 19825, and t = 2000 (all five picks) 10980. The descent needs
 ``t / lr`` steps whatever the stiffness (2e6 for t = 2000, 20 seeds: hours on a CPU), so it runs to
-t = 100 by default, where it covers the first picks; the flow runs to t = 2000. A coordinate is *picked* when ``|beta_i|`` first exceeds ``threshold = 0.1``; its
+t = 100 by default, where it covers the first picks; the flow runs to t = 2000.
+
+A coordinate is *picked* when ``|beta_i|`` first exceeds ``threshold = 0.1``; its
 pick order is compared with the selection order of Orthogonal Matching Pursuit
 (:mod:`jaxflow.omp`, as many steps as the support), by the concurrence
 ``|S_OMP & S_GD| / min(|S_OMP|, |S_GD|)`` over the first ``k`` picks (``k`` = support size).
@@ -90,20 +92,24 @@ class OMPConfig:
             raise ConfigError("num_steps must be a multiple of save_every")
         spacing = self.learning_rate * self.save_every
         ratio = self.flow_time / spacing
-        if not (self.flow_time >= self.learning_rate * self.num_steps
-                and abs(ratio - round(ratio)) < 1e-9 * ratio):
+        if not (
+            self.flow_time >= self.learning_rate * self.num_steps
+            and abs(ratio - round(ratio)) < 1e-9 * ratio
+        ):
             raise ConfigError(
                 f"flow_time must be a multiple of learning_rate * save_every = {spacing:g} and "
                 f">= learning_rate * num_steps = {self.learning_rate * self.num_steps:g}, "
-                f"got {self.flow_time!r}")
+                f"got {self.flow_time!r}"
+            )
         if not 0 < self.flow_rtol < 1:
             raise ConfigError(f"flow_rtol must be in (0, 1), got {self.flow_rtol!r}")
 
     @classmethod
     def smoke(cls, **overrides) -> "OMPConfig":
         """Reduced sizes (d = 100, m = 40, 3-sparse, 4 seeds, descent t = 40, flow t = 400)."""
-        options = dict(d=100, m=40, sparsity=3, seeds=4, num_steps=40_000, save_every=4000,
-                       flow_time=400.0)
+        options = dict(
+            d=100, m=40, sparsity=3, seeds=4, num_steps=40_000, save_every=4000, flow_time=400.0
+        )
         options.update(overrides)
         return cls(**options)
 
@@ -112,8 +118,9 @@ def problem(config: OMPConfig, seed: int) -> dn.Problem:
     """The regression problem of one seed (support, values and ``X`` all seeded): the draws of
     :func:`jaxflow.models.diagonal.regression_data` (unit-norm columns), in one compiled program
     for every seed."""
-    target, inputs = _draw(jax.random.key(seed), config.d, config.m, config.sparsity,
-                           jnp.asarray(float(config.scale)))
+    target, inputs = _draw(
+        jax.random.key(seed), config.d, config.m, config.sparsity, jnp.asarray(float(config.scale))
+    )
     data = dn.Data(inputs, inputs @ target, target)
     return dn.Problem(data, depth=float(config.depth), loss="squared")
 
@@ -151,36 +158,66 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
     times = spacing * np.arange(round(config.flow_time / spacing) + 1)
 
     def gd(args):
-        return descent.gradient_descent(dn.loss, params0, args=args, learning_rate=config.learning_rate,
-                                        num_steps=config.num_steps, save_every=config.save_every,
-                                        modes=_all_coordinates, targets=level, fractions=(0.5, 0.999999))
+        return descent.gradient_descent(
+            dn.loss,
+            params0,
+            args=args,
+            learning_rate=config.learning_rate,
+            num_steps=config.num_steps,
+            save_every=config.save_every,
+            modes=_all_coordinates,
+            targets=level,
+            fractions=(0.5, 0.999999),
+        )
 
     def gf(args):
-        return flow.gradient_flow(dn.loss, params0, args, modes=_all_coordinates, targets=level,
-                                  fractions=(0.5, 1.0), save_times=jnp.asarray(times),
-                                  solver=RKC(), time="plain", rtol=config.flow_rtol, atol=1e-9,
-                                  max_steps=400_000, refine=False)
+        return flow.gradient_flow(
+            dn.loss,
+            params0,
+            args,
+            modes=_all_coordinates,
+            targets=level,
+            fractions=(0.5, 1.0),
+            save_times=jnp.asarray(times),
+            solver=RKC(),
+            time="plain",
+            rtol=config.flow_rtol,
+            atol=1e-9,
+            max_steps=400_000,
+            refine=False,
+        )
 
     backends = ("flow", "descent")
     runs = {"flow": jax.vmap(gf)(batch), "descent": jax.vmap(gd)(batch)}
     order = np.full((2, config.seeds, k), -1)
     pick_time = np.full((2, config.seeds, k), np.inf)
-    omp_order = np.stack([np.asarray(omp.omp(p.data.inputs, p.data.labels, k).order) for p in problems])
-    support = np.stack([np.argsort(-np.asarray(p.data.target), kind="stable")[:k] for p in problems])
+    omp_order = np.stack(
+        [np.asarray(omp.omp(p.data.inputs, p.data.labels, k).order) for p in problems]
+    )
+    support = np.stack(
+        [np.argsort(-np.asarray(p.data.target), kind="stable")[:k] for p in problems]
+    )
     modes = np.full((2, config.seeds, times.size, k), np.nan)
     codes = np.zeros((2, config.seeds), dtype=np.int8)
     for b, name in enumerate(backends):
         traj = runs[name]
-        crossing = np.asarray(traj.learning_times)[:, :, -1]  # (seed, d): first |beta_i| >= threshold
+        crossing = np.asarray(traj.learning_times)[
+            :, :, -1
+        ]  # (seed, d): first |beta_i| >= threshold
         saved = np.asarray(traj.modes)
         for s in range(config.seeds):
             order[b, s], pick_time[b, s] = _picks(crossing[s], k)
             modes[b, s, : saved.shape[1]] = saved[s][:, support[s]]
         codes[b] = np.asarray(traj.status)
-    conc = np.array([[omp.concurrence(omp_order[s], order[b, s]) for s in range(config.seeds)]
-                     for b in range(2)])
-    agree = np.array([[np.mean(omp_order[s] == order[b, s]) for s in range(config.seeds)]
-                      for b in range(2)])
+    conc = np.array(
+        [
+            [omp.concurrence(omp_order[s], order[b, s]) for s in range(config.seeds)]
+            for b in range(2)
+        ]
+    )
+    agree = np.array(
+        [[np.mean(omp_order[s] == order[b, s]) for s in range(config.seeds)] for b in range(2)]
+    )
     targets = np.stack([np.asarray(p.data.target)[support[s]] for s, p in enumerate(problems)])
     horizon = np.array([config.flow_time, config.learning_rate * config.num_steps])
     ds = xr.Dataset(
@@ -196,8 +233,13 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
             "num_picks": (("backend", "seed"), (order >= 0).sum(axis=-1)),
             "horizon": (("backend",), horizon),
         },
-        coords={"backend": list(backends), "seed": np.arange(config.seeds), "rank": np.arange(k),
-                "time": times, "mode": np.arange(k)},
+        coords={
+            "backend": list(backends),
+            "seed": np.arange(config.seeds),
+            "rank": np.arange(k),
+            "time": times,
+            "mode": np.arange(k),
+        },
     )
     ds.attrs.update(run_metadata())
     ds.attrs.update(dataclasses.asdict(config))
@@ -223,36 +265,57 @@ def figure(ds: xr.Dataset):
     first = ds.sel(seed=0)
     for i in range(ds.sizes["mode"]):
         colour = MODE_COLOURS[i % len(MODE_COLOURS)]
-        ax.plot(t, first["modes"].sel(backend="flow", mode=i), color=colour, lw=1.6,
-                label=f"w* = {float(first['targets'][i]):.3g}")
-        ax.plot(t, first["modes"].sel(backend="descent", mode=i), "o", ms=3.5, mfc="none",
-                color=colour)
+        ax.plot(
+            t,
+            first["modes"].sel(backend="flow", mode=i),
+            color=colour,
+            lw=1.6,
+            label=f"w* = {float(first['targets'][i]):.3g}",
+        )
+        ax.plot(
+            t, first["modes"].sel(backend="descent", mode=i), "o", ms=3.5, mfc="none", color=colour
+        )
     ax.axhline(ds.attrs["threshold"], color="0.4", ls=":", lw=0.9, label="pick threshold")
-    ax.axvline(float(ds["horizon"].sel(backend="descent")), color="0.6", ls="--", lw=0.8,
-               label="descent horizon")
+    ax.axvline(
+        float(ds["horizon"].sel(backend="descent")),
+        color="0.6",
+        ls="--",
+        lw=0.8,
+        label="descent horizon",
+    )
     ax.set_yscale("symlog", linthresh=1e-2)
     ax.set_ylim(bottom=0.0)
     ax.set_xlabel("time t = lr × step")
     ax.set_ylabel("|beta_i| on the support (seed 0)")
-    ax.set_title(f"seed 0 — OMP order: {first['omp_order'].values.tolist()}, flow picks: "
-                 f"{first['order'].sel(backend='flow').values.tolist()}\n(solid: gradient flow; "
-                 "circles: gradient descent)", fontsize=9)
+    ax.set_title(
+        f"seed 0 — OMP order: {first['omp_order'].values.tolist()}, flow picks: "
+        f"{first['order'].sel(backend='flow').values.tolist()}\n(solid: gradient flow; "
+        "circles: gradient descent)",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="center right")
     for b, marker, shift in (("flow", "o", -0.1), ("descent", "s", 0.1)):
         values = ds["concurrence"].sel(backend=b).values
         n = ds.attrs[f"seeds_with_picks_{b}"]
-        bx.plot(ds["seed"].values + shift, values, marker, mfc="none",
-                label=f"{b} (t = {float(ds['horizon'].sel(backend=b)):g}): "
-                      f"{ds.attrs[f'concurrence_mean_{b}']:.2f} ± "
-                      f"{ds.attrs[f'concurrence_std_{b}']:.2f} over {n} of {ds.sizes['seed']} "
-                      "seeds with picks")
+        bx.plot(
+            ds["seed"].values + shift,
+            values,
+            marker,
+            mfc="none",
+            label=f"{b} (t = {float(ds['horizon'].sel(backend=b)):g}): "
+            f"{ds.attrs[f'concurrence_mean_{b}']:.2f} ± "
+            f"{ds.attrs[f'concurrence_std_{b}']:.2f} over {n} of {ds.sizes['seed']} "
+            "seeds with picks",
+        )
     bx.set_ylim(-0.05, 1.1)
     bx.set_xticks(ds["seed"].values)
     bx.set_xlabel("seed")
     bx.set_ylabel("concurrence with OMP")
     bx.legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"E5: depth-{ds.attrs['depth']} diagonal network against OMP "
-                 f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}, {ds.attrs['sparsity']}-sparse)")
+    fig.suptitle(
+        f"E5: depth-{ds.attrs['depth']} diagonal network against OMP "
+        f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}, {ds.attrs['sparsity']}-sparse)"
+    )
     fig.tight_layout()
     return fig
 
@@ -260,24 +323,32 @@ def figure(ds: xr.Dataset):
 def main(smoke: bool = False):
     """``jaxflow experiment omp [--smoke]``: run, print, return (dataset, figure)."""
     ds = run(OMPConfig.smoke() if smoke else OMPConfig())
-    print("backend  horizon  concurrence (mean ± std)  seeds with picks  picks (mean)  "
-          "prefix agreement  status")
+    print(
+        "backend  horizon  concurrence (mean ± std)  seeds with picks  picks (mean)  "
+        "prefix agreement  status"
+    )
     for b in ds["backend"].values:
         row = ds.sel(backend=b)
         picked = row["num_picks"].values > 0
         agree = float(row["prefix_agreement"].values[picked].mean()) if picked.any() else np.nan
-        print(f"{b:<8} {float(row['horizon']):<8g} {ds.attrs[f'concurrence_mean_{b}']:.3f} ± "
-              f"{ds.attrs[f'concurrence_std_{b}']:.3f}{'':<13} "
-              f"{ds.attrs[f'seeds_with_picks_{b}']:>3} of {ds.sizes['seed']:<10} "
-              f"{float(row['num_picks'].mean()):<13.2f} {agree:<17.3f} "
-              f"{status.summary(row['status'].values)}")
+        print(
+            f"{b:<8} {float(row['horizon']):<8g} {ds.attrs[f'concurrence_mean_{b}']:.3f} ± "
+            f"{ds.attrs[f'concurrence_std_{b}']:.3f}{'':<13} "
+            f"{ds.attrs[f'seeds_with_picks_{b}']:>3} of {ds.sizes['seed']:<10} "
+            f"{float(row['num_picks'].mean()):<13.2f} {agree:<17.3f} "
+            f"{status.summary(row['status'].values)}"
+        )
         if not picked.all():
-            print(f"  {b}: no coordinate reached {ds.attrs['threshold']} by t = "
-                  f"{float(row['horizon']):g} on seeds {ds['seed'].values[~picked].tolist()} "
-                  "(left out of the concurrence)")
+            print(
+                f"  {b}: no coordinate reached {ds.attrs['threshold']} by t = "
+                f"{float(row['horizon']):g} on seeds {ds['seed'].values[~picked].tolist()} "
+                "(left out of the concurrence)"
+            )
     for s in ds["seed"].values[:5]:
         row = ds.sel(seed=s)
-        print(f"seed {int(s)}: OMP {row['omp_order'].values.tolist()}  flow "
-              f"{row['order'].sel(backend='flow').values.tolist()}  descent "
-              f"{row['order'].sel(backend='descent').values.tolist()}")
+        print(
+            f"seed {int(s)}: OMP {row['omp_order'].values.tolist()}  flow "
+            f"{row['order'].sel(backend='flow').values.tolist()}  descent "
+            f"{row['order'].sel(backend='descent').values.tolist()}"
+        )
     return ds, figure(ds)
