@@ -14,7 +14,15 @@ depths 1-3, learning rate 1e-3, ``init = 1e-2``, 5e5 steps, both back-ends, in t
 The modes are the canonical model's Fourier amplitudes on the target's bins, largest first
 (bins 3, 2, 1, 0), and the next bin (target 0); their targets are 1 on the target's bins, so
 ``learning_time(..., fraction=f)`` is the first time an amplitude reaches ``f``. The paper's
-9 repeats are ``seed`` = 0..8, one run each.
+9 repeats are ``repeats = 9``: the seeds ``seed, seed + 1, ...`` (data and initialization)
+by gradient flow alone (the descent of one seed costs minutes; the flow seconds), summarized as
+
+    repeat_correlation(repeat, depth), repeat_svm_correlation(repeat), repeat_seed(repeat)
+
+(repeat 0 is the flow run above). Measured at full size (t = 500, 9 seeds): correlation
+0.837 ± 0.021, 0.983 ± 0.006, 0.985 ± 0.010 for depths 1-3 against the SVM's 0.812 ± 0.022.
+Depth 3 is bimodal at t = 500: on 4 of 9 seeds the smallest bin (0, target 3) is still on its
+plateau (correlation about 0.973), on the others it is learned (0.99 and above).
 
 Example (smoke size):
     >>> from jaxflow.experiments import convolutional as e4
@@ -29,9 +37,11 @@ import functools
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import xarray as xr
 from jaxtyping import Array
 
+from jaxflow import max_margin
 from jaxflow.experiments import backends
 from jaxflow.experiments import diagonal as e3
 from jaxflow.experiments.phase_diagram import ConfigError
@@ -52,6 +62,7 @@ class ConvolutionalConfig:
         learning_rate, num_steps, save_every: the descent (flow compared on ``t = lr * step``).
         modes: number of tracked Fourier bins.
         seed: seeds the data and the initialization.
+        repeats: seeds ``seed .. seed + repeats - 1`` run by gradient flow (repeat 0: ``seed``).
     """
 
     d: int = 100
@@ -65,10 +76,13 @@ class ConvolutionalConfig:
     save_every: int = 500
     modes: int = 5
     seed: int = 0
+    repeats: int = 9
     late_times = ()  # the late-time KKT check of E3 is coordinate-wise; not run here
 
     def __post_init__(self):
         e3._check_common(self)
+        if isinstance(self.repeats, bool) or int(self.repeats) != self.repeats or self.repeats < 1:
+            raise ConfigError(f"repeats must be an integer >= 1, got {self.repeats!r}")
         if self.loss not in ("exponential", "logistic"):
             raise ConfigError(f"loss must be 'exponential' or 'logistic', got {self.loss!r}")
         if not 1 <= len(self.amplitudes) <= self.d // 2 + 1:
@@ -76,9 +90,15 @@ class ConvolutionalConfig:
 
     @classmethod
     def smoke(cls, **overrides) -> "ConvolutionalConfig":
-        """Reduced sizes (d = 32, m = 64, depths 1 and 3, lr 1e-2, t = 100): seconds."""
+        """Reduced sizes (d = 32, m = 64, depths 1 and 3, lr 1e-2, t = 100, 2 repeats): seconds."""
         options = dict(
-            d=32, m=64, depths=(1, 3), learning_rate=1e-2, num_steps=10_000, save_every=100
+            repeats=2,
+            d=32,
+            m=64,
+            depths=(1, 3),
+            learning_rate=1e-2,
+            num_steps=10_000,
+            save_every=100,
         )
         options.update(overrides)
         return cls(**options)
@@ -151,20 +171,19 @@ def _beta(params, args):
     return cn.beta(unpad(params, args))
 
 
-def problem(config: ConvolutionalConfig) -> dn.Problem:
-    """The data of ``config`` (seeded)."""
+def problem(config: ConvolutionalConfig, seed: int | None = None) -> dn.Problem:
+    """The data of ``config`` (seeded by ``seed``, default ``config.seed``)."""
     target = cn.fourier_target(config.d, config.amplitudes)
-    data = dn.classification_data(jax.random.key(config.seed), target, config.m)
+    key = jax.random.key(config.seed if seed is None else seed)
+    data = dn.classification_data(key, target, config.m)
     return dn.Problem(data, loss=config.loss)
 
 
-def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
-    """Both back-ends at every depth, in the shared layout, plus the SVM baseline."""
-    config = config or ConvolutionalConfig()
-    prob = problem(config)
-    init_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+def _spec(config: ConvolutionalConfig, seed: int):
+    prob = problem(config, seed)
+    init_key = jax.random.fold_in(jax.random.key(seed), 1)
     top = max(config.depths)
-    spec = backends.Spec(
+    return prob, backends.Spec(
         loss=_loss,
         modes=_modes(config.modes),
         targets=cn.targets(prob, k=config.modes),
@@ -172,16 +191,50 @@ def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
         depth_args=lambda depth: layers(prob, depth, top),
         measures=_MEASURES,
     )
-    ds = backends.run(
-        spec,
+
+
+def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
+    """Both back-ends at every depth, in the shared layout, plus the SVM baseline and the
+    flow-only repeats."""
+    config = config or ConvolutionalConfig()
+    prob, spec = _spec(config, config.seed)
+    grid = dict(
         depths=config.depths,
         learning_rate=config.learning_rate,
         num_steps=config.num_steps,
         save_every=config.save_every,
     )
+    ds = backends.run(spec, **grid)
     ds = e3.add_classification_summary(ds, config, spec, prob.data, _beta, kkt=False)
+    seeds = config.seed + np.arange(config.repeats)
+    corr = np.full((seeds.size, len(config.depths)), np.nan)
+    svm = np.full(seeds.size, np.nan)
+    corr[0], svm[0] = ds["correlation"].sel(backend="flow").values, float(ds["svm_correlation"])
+    for r, seed in enumerate(seeds[1:], start=1):
+        prob_r, spec_r = _spec(config, int(seed))
+        run_r = backends.run(spec_r, backends=("flow",), **grid)  # same shapes: no recompile
+        corr[r] = run_r["correlation"].sel(backend="flow").values
+        direction = max_margin.max_margin(prob_r.data.inputs, prob_r.data.labels).direction
+        svm[r] = float(dn.cosine(direction, prob_r.data.target))
+    ds = ds.assign_coords(repeat=np.arange(seeds.size))
+    ds["repeat_seed"] = ("repeat", seeds)
+    ds["repeat_correlation"] = (("repeat", "depth"), corr)
+    ds["repeat_svm_correlation"] = ("repeat", svm)
     ds.attrs.update(experiment="convolutional")
     return ds
+
+
+def print_repeats(ds: xr.Dataset) -> None:
+    """Mean ± std over the repeats (gradient flow) of the correlation by depth and the SVM's."""
+    corr, svm = ds["repeat_correlation"].values, ds["repeat_svm_correlation"].values
+    cells = ", ".join(
+        f"depth {int(d)}: {m:.4f} ± {s:.4f}"
+        for d, m, s in zip(ds["depth"].values, corr.mean(0), corr.std(0))
+    )
+    print(
+        f"repeats (gradient flow, {corr.shape[0]} seeds, t = {float(ds['time'][-1]):g}): "
+        f"correlation {cells}; SVM {svm.mean():.4f} ± {svm.std():.4f}"
+    )
 
 
 def mode_labels(amplitudes, k: int) -> list[str]:
@@ -202,6 +255,7 @@ def main(smoke: bool = False):
     """``jaxflow experiment convolutional [--smoke]``: run, print, return (dataset, figure)."""
     ds = run(ConvolutionalConfig.smoke() if smoke else ConvolutionalConfig())
     e3.print_table(ds)
+    print_repeats(ds)
     fig = e3.figure(
         ds,
         f"Circular-convolutional networks, {ds.attrs['loss']} loss "
