@@ -31,6 +31,14 @@ pick order is compared with the selection order of Orthogonal Matching Pursuit
     attrs: concurrence_mean_<backend>, concurrence_std_<backend> (over the seeds with picks),
         seeds_with_picks_<backend>
 
+What it shows (full defaults, 20 seeds, measured): the flow (t = 2000) made five picks on every
+seed (the fifth at t = 225 median, 733 at most); its concurrence with OMP is 0.98 ± 0.06: 1.0
+on 18 seeds, 0.8 on seeds 10 and 17, where its fourth or fifth pick is an off-support
+coordinate (766, 675) while OMP recovered the support exactly. Its pick order equals OMP's on
+13 of 20 seeds. The descent (t = 100) made 2-5 picks per seed, all among OMP's
+(concurrence 1.0 ± 0.0 over its picks). Wall time about 12 CPU-minutes (28 min on a loaded
+2-core machine).
+
 Example (smoke size):
     >>> from jaxflow.experiments import omp as e5
     >>> ds = e5.run(e5.OMPConfig.smoke())
