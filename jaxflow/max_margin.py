@@ -39,7 +39,8 @@ class MaxMargin(NamedTuple):
 
     Attributes:
         direction: unit ``u`` maximizing ``min_k y_k <u, x_k>``.
-        margin: that minimum ``gamma`` (> 0); ``u / gamma`` is the min-norm solution with margins >= 1.
+        margin: that minimum ``gamma`` (> 0); ``u / gamma`` is the min-norm solution with
+            margins >= 1.
         dual: ``(m,)`` non-negative weights on the simplex with ``sum_k dual_k y_k x_k = gamma u``
             (non-zero on the support vectors only).
         kkt_residual: :func:`kkt_residual` of ``direction`` at depth 1.
@@ -121,10 +122,10 @@ def max_margin(
     >>> svm = max_margin(jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([1.0, 1.0]))
     >>> [round(float(v), 6) for v in svm.direction], round(float(svm.margin), 6)
     ([0.707107, 0.707107], 0.707107)
-    >>> max_margin(jnp.array([[1.0], [1.0]]), jnp.array([1.0, -1.0]))
+    >>> max_margin(jnp.array([[1.0], [1.0]]), jnp.array([1.0, -1.0]))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: data are not linearly separable through the origin (largest minimum margin of a unit vector: 0); the max-margin direction does not exist
+    ValueError: data are not linearly separable through the origin (largest minimum margin ...
     """
     inputs, labels = _check(inputs, labels)
     z = np.asarray(labels[:, None] * inputs)
@@ -152,8 +153,12 @@ def max_margin(
         a = np.zeros_like(a)
         a[support] = np.maximum(lam, 0.0) / np.maximum(lam, 0.0).sum()
     direction = jnp.asarray(best)
-    return MaxMargin(direction, jnp.asarray(gamma), jnp.asarray(a),
-                     kkt_residual(direction, inputs, labels, depth=1))
+    return MaxMargin(
+        direction,
+        jnp.asarray(gamma),
+        jnp.asarray(a),
+        kkt_residual(direction, inputs, labels, depth=1),
+    )
 
 
 @jax.jit

@@ -72,9 +72,17 @@ def omp(
     m, d = inputs.shape
     if observations.shape != (m,):
         raise ValueError(f"observations must have shape (m,) = ({m},), got {observations.shape}")
-    if isinstance(num_atoms, bool) or int(num_atoms) != num_atoms or not 1 <= num_atoms <= min(m, d):
-        raise ValueError(f"num_atoms must be an integer in [1, min(m, d) = {min(m, d)}], got {num_atoms!r}")
-    if not isinstance(inputs, jax.core.Tracer) and np.any(np.linalg.norm(np.asarray(inputs), axis=0) == 0):
+    if (
+        isinstance(num_atoms, bool)
+        or int(num_atoms) != num_atoms
+        or not 1 <= num_atoms <= min(m, d)
+    ):
+        raise ValueError(
+            f"num_atoms must be an integer in [1, min(m, d) = {min(m, d)}], got {num_atoms!r}"
+        )
+    if not isinstance(inputs, jax.core.Tracer) and np.any(
+        np.linalg.norm(np.asarray(inputs), axis=0) == 0
+    ):
         raise ValueError("inputs must not have a zero column")
     return _omp(inputs, observations, int(num_atoms), jnp.asarray(float(tol)))
 
@@ -100,8 +108,13 @@ def _omp(inputs, observations, num_atoms, tol):
         residual = observations - inputs @ coefficients
         return (order, selected, coefficients, residual, done), jnp.linalg.norm(residual)
 
-    carry0 = (jnp.full((num_atoms,), -1), jnp.zeros((d,), bool), jnp.zeros((d,)), observations,
-              jnp.asarray(False))
+    carry0 = (
+        jnp.full((num_atoms,), -1),
+        jnp.zeros((d,), bool),
+        jnp.zeros((d,)),
+        observations,
+        jnp.asarray(False),
+    )
     (order, _, coefficients, _, _), norms_out = jax.lax.scan(step, carry0, jnp.arange(num_atoms))
     return OMPResult(order, coefficients, norms_out)
 

@@ -207,10 +207,16 @@ class RKC(diffrax.AbstractAdaptiveSolver):
         # Index 1 values: T_1 = w0, T_1' = 1, T_1'' = 0; index 0: 1, 0, 0. b_1 = b_0 = b_2.
         carry = (y1, y0, mu1, zero, b2, b2, w0, one, one, zero, zero, zero)
         y_s = jax.lax.fori_loop(2, s + 1, stage, carry)[0]
+        # A step beyond the stability interval (too stiff, or rho underestimated) may overflow:
+        # it is rejected with an infinite error and returns the finite y0, so the controller
+        # shrinks the step instead of the solve stopping on a non-finite trial state.
+        finite = [jnp.all(jnp.isfinite(leaf)) for leaf in jtu.tree_leaves(y_s)]
+        unstable = too_stiff | ~jnp.all(jnp.asarray(finite))
+        y_s = jtu.tree_map(lambda a, b: jnp.where(unstable, b, a), y_s, y0)
         f_s = terms.vf(t1, y_s, args)
         # Embedded estimate (Sommeijer, Shampine & Verwer 1997, eq. 2.15).
         error = _combine((0.8, y0), (-0.8, y_s), (0.4 * h, f0), (0.4 * h, f_s))
-        error = jtu.tree_map(lambda e: jnp.where(too_stiff, jnp.inf, e), error)
+        error = jtu.tree_map(lambda e: jnp.where(unstable, jnp.inf, e), error)
         dense = dict(y0=y0, y1=y_s, k0=jtu.tree_map(lambda f: h * f, f0), k1=jtu.tree_map(lambda f: h * f, f_s))
         # Evaluations: stages 2..s (s - 1), the end point, and the power iteration.
         evaluations = (s + power_evals).astype(jnp.int32)

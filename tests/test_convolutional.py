@@ -35,12 +35,15 @@ def test_one_layer_conv_net_is_a_linear_model():
     params = cn.init(jax.random.key(0), 1e-2, 1, 6)
     assert sorted(params) == ["dense"]
     x = jax.random.normal(jax.random.key(1), (3, 6))
-    np.testing.assert_allclose(cn.beta(params), params["dense"], rtol=1e-14, atol=0)  # FFT round trip
+    np.testing.assert_allclose(
+        cn.beta(params), params["dense"], rtol=1e-14, atol=0
+    )  # FFT round trip
     np.testing.assert_allclose(cn.forward(params, x), x @ params["dense"], atol=1e-16)
     data = dn.classification_data(jax.random.key(2), jnp.arange(6.0) - 2.5, 10)
     problem = dn.Problem(data, loss="logistic")
     assert float(cn.loss(params, problem)) == pytest.approx(
-        float(dn.linear_loss(params["dense"], data, "logistic")), rel=1e-15)
+        float(dn.linear_loss(params["dense"], data, "logistic")), rel=1e-15
+    )
 
 
 def test_fourier_target_modes_and_targets():
@@ -52,10 +55,16 @@ def test_fourier_target_modes_and_targets():
     problem = dn.Problem(data)
     params = cn.init(jax.random.key(1), 1.0, 2, 16)
     modes = np.asarray(cn.modes(params, problem, k=5))
-    np.testing.assert_allclose(modes, np.abs(np.asarray(cn.canonical(params)))[[3, 2, 1, 0, 4]], rtol=1e-14)
+    np.testing.assert_allclose(
+        modes, np.abs(np.asarray(cn.canonical(params)))[[3, 2, 1, 0, 4]], rtol=1e-14
+    )
     assert cn.targets(problem, k=5).tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
-    init_rms = [float(jnp.sqrt(jnp.mean(jnp.abs(cn.canonical(cn.init(jax.random.key(s), 1e-2, 3, 400))) ** 2)))
-                for s in range(4)]
+    init_rms = [
+        float(
+            jnp.sqrt(jnp.mean(jnp.abs(cn.canonical(cn.init(jax.random.key(s), 1e-2, 3, 400))) ** 2))
+        )
+        for s in range(4)
+    ]
     assert 0.3e-2 < np.mean(init_rms) < 3e-2  # about init (a product of 3 random amplitudes)
 
 

@@ -45,9 +45,18 @@ def test_depth1_exponential_direction_converges_to_svm():
     data = dn.classification_data(jax.random.key(3), jnp.array([1.0, 0.5, 0.0, 0.0]), 20)
     svm = max_margin.max_margin(data.inputs, data.labels)
     problem = dn.Problem(data, depth=1.0, loss="exponential")
-    traj = flow.gradient_flow(dn.loss, dn.init(1e-2, 1, 4), problem, modes=e3._modes(2),
-                              targets=jnp.ones(2), t_end=jnp.asarray(1e12), rtol=1e-8,
-                              atol=1e-12, max_steps=20_000, refine=False)
+    traj = flow.gradient_flow(
+        dn.loss,
+        dn.init(1e-2, 1, 4),
+        problem,
+        modes=e3._modes(2),
+        targets=jnp.ones(2),
+        t_end=jnp.asarray(1e12),
+        rtol=1e-8,
+        atol=1e-12,
+        max_steps=20_000,
+        refine=False,
+    )
     assert int(traj.status) == status.OK
     b = dn.beta(traj.final_state, 1.0)
     assert float(dn.cosine(b, svm.direction)) >= 0.99
@@ -62,10 +71,17 @@ def test_modes_learned_in_target_order_at_depth_3():
     times = {}
     for depth in (1, 3):
         problem = dn.Problem(data, depth=float(depth), loss="exponential")
-        traj = descent.gradient_descent(dn.loss, dn.init(1e-3, depth, 6), args=problem,
-                                        learning_rate=0.05, num_steps=4000, save_every=100,
-                                        modes=e3._modes(3), targets=dn.targets(problem, 3),
-                                        fractions=(0.5,))
+        traj = descent.gradient_descent(
+            dn.loss,
+            dn.init(1e-3, depth, 6),
+            args=problem,
+            learning_rate=0.05,
+            num_steps=4000,
+            save_every=100,
+            modes=e3._modes(3),
+            targets=dn.targets(problem, 3),
+            fractions=(0.5,),
+        )
         times[depth] = np.asarray(traj.learning_times[:, 0])
     assert np.all(np.isfinite(times[3])) and np.all(np.diff(times[3]) > 0), times[3]
     # Depth 3 spreads the jumps out (measured 4.55, 9.15, 13.55); depth 1 learns the three
@@ -78,8 +94,12 @@ def test_losses_against_closed_forms_and_underflow():
     data = dn.Data(x, jnp.array([1.0, -1.0]), jnp.array([1.0, -1.0]))
     b = jnp.array([0.5, -0.25])  # margins 0.5, 0.5
     assert float(dn.linear_loss(b, data, "exponential")) == pytest.approx(np.exp(-0.5), rel=1e-14)
-    assert float(dn.linear_loss(b, data, "logistic")) == pytest.approx(np.log1p(np.exp(-0.5)), rel=1e-14)
-    assert float(dn.linear_loss(b, data, "squared")) == pytest.approx(0.5 * (0.5**2 + 0.5**2), rel=1e-14)
+    assert float(dn.linear_loss(b, data, "logistic")) == pytest.approx(
+        np.log1p(np.exp(-0.5)), rel=1e-14
+    )
+    assert float(dn.linear_loss(b, data, "squared")) == pytest.approx(
+        0.5 * (0.5**2 + 0.5**2), rel=1e-14
+    )
     params = {"w_plus": jnp.array([2.0, 0.0]), "w_minus": jnp.array([1.0, 3.0])}
     np.testing.assert_allclose(dn.beta(params, 3.0), [7.0, -27.0])
     # Margins 900: exp(-900) underflows to 0 in float64; the log-loss stays exact and finite.
@@ -96,7 +116,9 @@ def test_clear_errors():
     x = jnp.ones((3, 2))
     with pytest.raises(ValueError, match="labels must be -1 or \\+1"):
         dn.Problem(dn.Data(x, jnp.array([0.0, 1.0, 1.0]), jnp.ones(2)), loss="exponential")
-    dn.Problem(dn.Data(x, jnp.array([0.3, 1.0, 2.0]), jnp.ones(2)), loss="squared")  # regression: any
+    dn.Problem(
+        dn.Data(x, jnp.array([0.3, 1.0, 2.0]), jnp.ones(2)), loss="squared"
+    )  # regression: any
     with pytest.raises(ValueError, match="labels must have shape"):
         dn.Data(x, jnp.ones(4), jnp.ones(2))
     with pytest.raises(ValueError, match="target must have shape"):
@@ -106,7 +128,9 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="depth must be >= 1"):
         dn.Problem(dn.Data(x, jnp.ones(3), jnp.ones(2)), depth=0.5)
     with pytest.raises(ValueError, match="not linearly separable"):
-        max_margin.max_margin(jnp.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]), jnp.array([1.0, 1.0, 1.0]))
+        max_margin.max_margin(
+            jnp.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]), jnp.array([1.0, 1.0, 1.0])
+        )
     with pytest.raises(ValueError, match="labels must have shape"):
         max_margin.max_margin(jnp.ones((3, 2)), jnp.ones(2))
     with pytest.raises(ValueError, match="classify every sample"):
@@ -121,5 +145,16 @@ def test_kkt_residual_of_l1_stationary_point_is_zero():
     # Depth 2 (q = 1): b = (1, 0) with the single sample x = (1, 0.5): z = lam x, lam = 1 gives
     # sign(b_1) = 1 on the support and |z_2| = 0.5 <= 1 off it: a KKT point (residual 0).
     # x = (1, 2): |z_2| = 2 > 1 violates it (the L1 minimum puts weight on coordinate 2 instead).
-    assert float(max_margin.kkt_residual(jnp.array([1.0, 0.0]), jnp.array([[1.0, 0.5]]), jnp.ones(1), depth=2)) < 1e-12
-    assert float(max_margin.kkt_residual(jnp.array([1.0, 0.0]), jnp.array([[1.0, 2.0]]), jnp.ones(1), depth=2)) == pytest.approx(1.0, rel=1e-9)
+    assert (
+        float(
+            max_margin.kkt_residual(
+                jnp.array([1.0, 0.0]), jnp.array([[1.0, 0.5]]), jnp.ones(1), depth=2
+            )
+        )
+        < 1e-12
+    )
+    assert float(
+        max_margin.kkt_residual(
+            jnp.array([1.0, 0.0]), jnp.array([[1.0, 2.0]]), jnp.ones(1), depth=2
+        )
+    ) == pytest.approx(1.0, rel=1e-9)

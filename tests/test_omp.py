@@ -27,7 +27,10 @@ def test_each_step_matches_brute_force_greedy_choice():
     result = omp.omp(jnp.asarray(x), jnp.asarray(y), 4)
     selected, residual = [], y.copy()
     for _ in range(4):
-        scores = [abs(x[:, i] @ residual) / np.linalg.norm(x[:, i]) if i not in selected else -1 for i in range(9)]
+        scores = [
+            abs(x[:, i] @ residual) / np.linalg.norm(x[:, i]) if i not in selected else -1
+            for i in range(9)
+        ]
         selected.append(int(np.argmax(scores)))
         coef, *_ = np.linalg.lstsq(x[:, selected], y, rcond=None)
         residual = y - x[:, selected] @ coef

@@ -91,13 +91,16 @@ class DiagonalConfig:
         if self.loss not in ("exponential", "logistic"):
             raise ConfigError(f"loss must be 'exponential' or 'logistic', got {self.loss!r}")
         if self.d < len(self.values):
-            raise ConfigError(f"d must be >= the number of values ({len(self.values)}), got {self.d}")
+            raise ConfigError(
+                f"d must be >= the number of values ({len(self.values)}), got {self.d}"
+            )
 
     @classmethod
     def smoke(cls, **overrides) -> "DiagonalConfig":
         """Reduced sizes (d = 30, m = 60, depths 1-3, t = 200, no late check): seconds."""
-        options = dict(d=30, m=60, depths=(1, 2, 3), num_steps=20_000, save_every=20,
-                       late_times=())
+        options = dict(
+            d=30, m=60, depths=(1, 2, 3), num_steps=20_000, save_every=100, late_times=()
+        )
         options.update(overrides)
         return cls(**options)
 
@@ -150,9 +153,18 @@ def late_check(loss, params0, args, beta_fn, late_times, modes, targets, kkt=Tru
     residual of ``beta``'s direction (relative time: the step count grows like ln ln t)."""
     correlation, residual = [], []
     for t in late_times:
-        traj = flow.gradient_flow(loss, params0, args, modes=modes, targets=targets,
-                                  t_end=jnp.asarray(float(t)), rtol=1e-8, atol=1e-12,
-                                  max_steps=100_000, refine=False)
+        traj = flow.gradient_flow(
+            loss,
+            params0,
+            args,
+            modes=modes,
+            targets=targets,
+            t_end=jnp.asarray(float(t)),
+            rtol=1e-8,
+            atol=1e-12,
+            max_steps=100_000,
+            refine=False,
+        )
         b = beta_fn(traj.final_state, args)
         correlation.append(float(dn.cosine(b, args.data.target)))
         residual.append(float(kkt_measure(beta_fn)(traj.final_state, args)) if kkt else np.nan)
@@ -182,8 +194,13 @@ def run(config: DiagonalConfig | None = None) -> xr.Dataset:
             "loss_underflow": dn.loss_underflow,
         },
     )
-    ds = backends.run(spec, depths=config.depths, learning_rate=config.learning_rate,
-                      num_steps=config.num_steps, save_every=config.save_every)
+    ds = backends.run(
+        spec,
+        depths=config.depths,
+        learning_rate=config.learning_rate,
+        num_steps=config.num_steps,
+        save_every=config.save_every,
+    )
     ds = add_classification_summary(ds, config, spec, prob.data, _beta)
     ds.attrs.update(experiment="diagonal", time_scale="1 (the descent's rate; no 1/2 in the loss)")
     return ds
@@ -198,8 +215,9 @@ def add_classification_summary(ds, config, spec, data, beta_fn, kkt=True) -> xr.
     resid = np.full_like(corr, np.nan)
     for j, depth in enumerate(config.depths):
         args = spec.args if spec.depth_args is None else spec.depth_args(int(depth))
-        corr[j], resid[j] = late_check(spec.loss, spec.init(int(depth)), args, beta_fn, late,
-                                       spec.modes, spec.targets, kkt)
+        corr[j], resid[j] = late_check(
+            spec.loss, spec.init(int(depth)), args, beta_fn, late, spec.modes, spec.targets, kkt
+        )
     ds = ds.assign_coords(late=np.arange(late.size))
     ds["late_time"] = ("late", late)
     ds["late_correlation"] = (("depth", "late"), corr)
@@ -207,15 +225,20 @@ def add_classification_summary(ds, config, spec, data, beta_fn, kkt=True) -> xr.
     ds["svm_correlation"] = float(dn.cosine(svm.direction, data.target))
     ds["svm_margin"] = float(svm.margin)
     ds["svm_kkt_residual"] = float(svm.kkt_residual)
-    ds.attrs.update({k: (list(v) if isinstance(v, tuple) else v)
-                     for k, v in dataclasses.asdict(config).items()})
+    ds.attrs.update(
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+    )
     return ds
 
 
-def figure(ds: xr.Dataset, title: str, value_label: str) -> plt.Figure:
+def figure(
+    ds: xr.Dataset, title: str, value_label: str, *, mode_labels=None, sharey: bool = True
+) -> plt.Figure:
     """Tracked modes against time (log axis), one panel per depth (PAPER Figure 1c/1d layout).
 
-    Gradient flow solid, gradient descent as markers; the legend gives each mode's target.
+    Gradient flow solid, gradient descent as markers; the legend gives each mode's target (or
+    ``mode_labels``). ``sharey=False`` gives each depth its own value axis (the scales of the
+    depths differ by orders of magnitude on the convolutional nets).
     The bottom row shows the correlation by depth against the SVM baseline.
     """
     depths = [int(d) for d in ds["depth"].values]
@@ -227,36 +250,61 @@ def figure(ds: xr.Dataset, title: str, value_label: str) -> plt.Figure:
     targets = ds["targets"].values
     first = None
     for j, depth in enumerate(depths):
-        ax = fig.add_subplot(grid[0, j], sharey=first)
+        ax = fig.add_subplot(grid[0, j], sharey=first if sharey else None)
         first = first or ax
         panel = ds.sel(depth=depth)
         for i, target in enumerate(targets):
             colour = MODE_COLOURS[i % len(MODE_COLOURS)]
             if "flow" in panel["backend"].values:
-                ax.plot(times[positive], panel["modes"].sel(backend="flow").values[positive, i],
-                        color=colour, lw=1.6, label=f"mode {i + 1} (target {target:.3g})")
+                ax.plot(
+                    times[positive],
+                    panel["modes"].sel(backend="flow").values[positive, i],
+                    color=colour,
+                    lw=1.6,
+                    label=(
+                        mode_labels[i]
+                        if mode_labels is not None
+                        else f"mode {i + 1} (target {target:.3g})"
+                    ),
+                )
             if "descent" in panel["backend"].values:
                 v = panel["modes"].sel(backend="descent").values[positive, i]
-                ax.plot(times[positive][marks], v[marks], ls="none", marker="o", ms=3.5,
-                        mfc="none", mew=0.9, color=colour)
+                ax.plot(
+                    times[positive][marks],
+                    v[marks],
+                    ls="none",
+                    marker="o",
+                    ms=3.5,
+                    mfc="none",
+                    mew=0.9,
+                    color=colour,
+                )
         ax.set_xscale("log")
         ax.set_title(f"depth {depth}")
         ax.set_xlabel("time t = lr × step")
         ax.grid(alpha=0.25, lw=0.5)
     first.set_ylabel(value_label)
     handles, labels = first.get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="0.3", lw=1.6),
-                plt.Line2D([], [], color="0.3", ls="none", marker="o", mfc="none")]
+    handles += [
+        plt.Line2D([], [], color="0.3", lw=1.6),
+        plt.Line2D([], [], color="0.3", ls="none", marker="o", mfc="none"),
+    ]
     labels += ["gradient flow", "gradient descent"]
     first.legend(handles, labels, fontsize=7, loc="upper left")
     ax = fig.add_subplot(grid[1, :])
     for backend, style in (("flow", "o-"), ("descent", "s--")):
         if backend in ds["backend"].values:
-            ax.plot(depths, ds["correlation"].sel(backend=backend).values, style, ms=5,
-                    label=f"{backend} (t = {times[-1]:g})")
+            ax.plot(
+                depths,
+                ds["correlation"].sel(backend=backend).values,
+                style,
+                ms=5,
+                label=f"{backend} (t = {times[-1]:g})",
+            )
     if "svm_correlation" in ds:
-        ax.axhline(float(ds["svm_correlation"]), color="0.4", ls=":",
-                   label="max-margin SVM (no intercept)")
+        ax.axhline(
+            float(ds["svm_correlation"]), color="0.4", ls=":", label="max-margin SVM (no intercept)"
+        )
     ax.set_xticks(depths)
     ax.set_xlabel("depth N")
     ax.set_ylabel("correlation with target")
@@ -272,26 +320,39 @@ def print_table(ds: xr.Dataset) -> None:
     times at fraction 0.5 and the status (what ``jaxflow experiment`` prints)."""
     from jaxflow import status
 
-    print(f"max-margin SVM (no intercept): correlation {float(ds['svm_correlation']):.4f}, "
-          f"margin {float(ds['svm_margin']):.4g}, KKT residual {float(ds['svm_kkt_residual']):.1e}")
+    print(
+        f"max-margin SVM (no intercept): correlation {float(ds['svm_correlation']):.4f}, "
+        f"margin {float(ds['svm_margin']):.4g}, KKT residual {float(ds['svm_kkt_residual']):.1e}"
+    )
     second = "kkt_residual" if "kkt_residual" in ds else "amplitude_correlation"
-    print(f"backend  depth  correlation  {second[:10]:<10} underflow  t(|mode| >= 0.5) per mode"
-          "            grad-evals  wall-s  status")
+    print(
+        f"backend  depth  correlation  {second[:10]:<10} underflow  t(|mode| >= 0.5) per mode"
+        "            grad-evals  wall-s  status"
+    )
     half = ds["learning_time"].sel(fraction=0.5)
     for b in ds["backend"].values:
         for d in ds["depth"].values:
             row = ds.sel(backend=b, depth=d)
             times = " ".join(f"{v:7.3g}" for v in half.sel(backend=b, depth=d).values)
-            print(f"{b:<8} {int(d):<6} {row['correlation'].item():<12.4f} "
-                  f"{row[second].item():<10.4g} {int(row['loss_underflow'].item()):<10} "
-                  f"{times:<35} {int(row['gradient_evaluations'].item()):<11} "
-                  f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}")
+            print(
+                f"{b:<8} {int(d):<6} {row['correlation'].item():<12.4f} "
+                f"{row[second].item():<10.4g} {int(row['loss_underflow'].item()):<10} "
+                f"{times:<35} {int(row['gradient_evaluations'].item()):<11} "
+                f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}"
+            )
     if ds.sizes.get("late", 0) and "kkt_residual" in ds:
-        print("late-time check (flow): depth, then correlation / KKT residual at t = "
-              + ", ".join(f"{t:g}" for t in ds["late_time"].values))
+        print(
+            "late-time check (flow): depth, then correlation / KKT residual at t = "
+            + ", ".join(f"{t:g}" for t in ds["late_time"].values)
+        )
         for d in ds["depth"].values:
-            cells = "  ".join(f"{c:.4f} / {r:.3g}" for c, r in zip(
-                ds["late_correlation"].sel(depth=d).values, ds["late_kkt_residual"].sel(depth=d).values))
+            cells = "  ".join(
+                f"{c:.4f} / {r:.3g}"
+                for c, r in zip(
+                    ds["late_correlation"].sel(depth=d).values,
+                    ds["late_kkt_residual"].sel(depth=d).values,
+                )
+            )
             print(f"  {int(d):<4} {cells}")
 
 
@@ -299,6 +360,10 @@ def main(smoke: bool = False):
     """``jaxflow experiment diagonal [--smoke]``: run, print the table, return (dataset, figure)."""
     ds = run(DiagonalConfig.smoke() if smoke else DiagonalConfig())
     print_table(ds)
-    fig = figure(ds, f"Diagonal networks, {ds.attrs['loss']} loss (d = {ds.attrs['d']}, "
-                     f"m = {ds.attrs['m']}): |beta_i| on the support of w*", "|beta_i|")
+    fig = figure(
+        ds,
+        f"Diagonal networks, {ds.attrs['loss']} loss (d = {ds.attrs['d']}, "
+        f"m = {ds.attrs['m']}): |beta_i| on the support of w*",
+        "|beta_i|",
+    )
     return ds, fig

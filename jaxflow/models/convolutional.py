@@ -78,7 +78,8 @@ def _check(params) -> int:
 
 
 def canonical(params) -> Complex[Array, " f"]:
-    """``rfft(v) * prod_l rfft(k_l)``: the canonical model (``rfft`` of ``beta``), ``d//2 + 1`` bins."""
+    """``rfft(v) * prod_l rfft(k_l)``: the canonical model (``rfft`` of ``beta``), ``d//2 + 1``
+    bins."""
     _check(params)
     return jnp.fft.rfft(params["dense"]) * jnp.prod(jnp.fft.rfft(_kernels(params), axis=-1), axis=0)
 
@@ -137,7 +138,9 @@ def fourier_target(d: int, amplitudes=(3.0, 4.0, 6.0, 12.0)) -> Float[Array, " d
 def _order(target, k: int):
     amplitude = jnp.abs(jnp.fft.rfft(target))
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= amplitude.shape[0]:
-        raise ValueError(f"k must be an integer in [1, d // 2 + 1 = {amplitude.shape[0]}], got {k!r}")
+        raise ValueError(
+            f"k must be an integer in [1, d // 2 + 1 = {amplitude.shape[0]}], got {k!r}"
+        )
     return jnp.argsort(-jnp.round(amplitude, 12), stable=True)[: int(k)], amplitude
 
 
