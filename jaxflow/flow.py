@@ -129,6 +129,11 @@ def _step_evaluations(solver, new_state) -> Array | int:
     return stages - 1 if getattr(tableau, "fsal", False) else stages
 
 
+def _counts_evaluations(solver) -> bool:
+    """Whether :func:`_step_evaluations` knows ``solver``'s count (a property of its type)."""
+    return hasattr(solver, "evaluations") or _step_evaluations(solver, None) >= 0
+
+
 def _with_root_finder_tolerances(solver, controller):
     """Give an implicit solver's root finder the controller's tolerances where unset.
 
@@ -465,8 +470,9 @@ def _solve_jit(
         saved=saved0,
         steps=jnp.asarray(0),
         rejected=jnp.asarray(0),
+        # The start-up evaluations of solver.init: f(y0), plus RKC's power iterations.
         evaluations=jnp.asarray(
-            1 + (solver.evaluations(solver_state) if hasattr(solver, "evaluations") else 0),
+            solver.evaluations(solver_state) if hasattr(solver, "evaluations") else 1,
             dtype=jnp.int32,
         ),
         status=jnp.asarray(_status.OK, dtype=jnp.int8),
@@ -568,9 +574,7 @@ def _solve_jit(
         final_state=y_final,
         steps=final["steps"],
         rejected=final["rejected"],
-        evaluations=jnp.where(
-            jnp.asarray(_step_evaluations(solver, solver_state)) < 0, -1, final["evaluations"]
-        ).astype(jnp.int32),
+        evaluations=final["evaluations"] if _counts_evaluations(solver) else jnp.asarray(-1, jnp.int32),
         status=final["status"],
     )
 

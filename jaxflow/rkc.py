@@ -137,12 +137,15 @@ class RKC(diffrax.AbstractAdaptiveSolver):
             lambda f, y: f + 1e-3 * jnp.cos(jnp.arange(y.size, dtype=float).reshape(y.shape)) * (1 + jnp.abs(y)),
             f0, y0,
         )
-        rho, direction, _ = self._spectral_radius(terms, t0, y0, f0, direction, args, 2 * self.power_iterations + 4)
-        return f0, direction, rho, jnp.asarray(0, dtype=jnp.int32)
+        iterations = 2 * self.power_iterations + 4
+        _, direction = self._spectral_radius(terms, t0, y0, f0, direction, args, iterations)
+        # Evaluations so far: f0 and the power iterations (``evaluations`` of the initial state).
+        return f0, direction, jnp.asarray(1 + iterations, dtype=jnp.int32)
 
     def evaluations(self, solver_state):
-        """Vector-field evaluations made by the step attempt that returned ``solver_state``."""
-        return solver_state[3]
+        """Vector-field evaluations made by the step attempt that returned ``solver_state``
+        (by ``init`` for the initial state)."""
+        return solver_state[2]
 
     def _spectral_radius(self, terms, t0, y0, f0, direction, args, iterations):
         """Nonlinear power iteration: ``|f(y + d v) - f(y)| / d`` for a small ``d`` along ``v``."""
@@ -156,20 +159,21 @@ class RKC(diffrax.AbstractAdaptiveSolver):
             scale = jnp.where(v_norm > 0, delta / jnp.where(v_norm > 0, v_norm, 1.0), 0.0)
             shifted = _axpy(scale, v, y0)
             difference = jtu.tree_map(jnp.subtract, terms.vf(t0, shifted, args), f0)
-            rho = _norm(difference) / delta
+            difference_norm = _norm(difference)
+            rho = difference_norm / delta
             # A zero difference (linear-in-nothing field) keeps the old direction.
-            keep = _norm(difference) > 0
+            keep = difference_norm > 0
             v = jtu.tree_map(lambda new, old: jnp.where(keep, new, old), difference, v)
             return v, rho
 
         direction, rho = jax.lax.fori_loop(0, iterations, body, (direction, jnp.asarray(0.0)))
-        return rho, direction, iterations
+        return rho, direction
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        f0, direction, _, _ = solver_state
+        f0, direction, _ = solver_state
         f0 = jax.lax.cond(made_jump, lambda: terms.vf(t0, y0, args), lambda: f0)
         h = t1 - t0
-        rho, direction, power_evals = self._spectral_radius(
+        rho, direction = self._spectral_radius(
             terms, t0, y0, f0, direction, args, self.power_iterations
         )
         rho = self.rho_safety * rho
@@ -219,5 +223,5 @@ class RKC(diffrax.AbstractAdaptiveSolver):
         error = jtu.tree_map(lambda e: jnp.where(unstable, jnp.inf, e), error)
         dense = dict(y0=y0, y1=y_s, k0=jtu.tree_map(lambda f: h * f, f0), k1=jtu.tree_map(lambda f: h * f, f_s))
         # Evaluations: stages 2..s (s - 1), the end point, and the power iteration.
-        evaluations = (s + power_evals).astype(jnp.int32)
-        return y_s, error, dense, (f_s, direction, rho, evaluations), diffrax.RESULTS.successful
+        evaluations = (s + self.power_iterations).astype(jnp.int32)
+        return y_s, error, dense, (f_s, direction, evaluations), diffrax.RESULTS.successful
