@@ -1,44 +1,52 @@
-"""Gradient flow through diffrax, built for long plateaus and many lanes.
+"""Gradient flow through diffrax, built for long plateaus, many modes and many lanes.
 
 The flow ``dy/dt = f(y)`` of a model from a tiny initialization sits on a plateau for up to
-1e20 time units and then escapes in O(1). An adaptive explicit Runge-Kutta solver needs only a
-few steps per e-fold of the state on the plateau (it is long, not stiff), but in plain time the
-step count still depends on how long the plateau is, and under ``vmap`` every lane runs until
-the slowest one ends. jaxflow therefore integrates in a reparametrized time ``tau``:
+1e300 time units and then escapes in O(1); a spectrum of k targets does that k times. jaxflow
+integrates it in three named parts, each small enough to read on its own:
 
-    dy/dtau = f(y) / s(y),    dt/dtau = 1 / s(y),
+* **the clock** (:mod:`jaxflow._clock`): a reparametrized time ``tau`` with ``dt/dtau = 1/s(y)``
+  in which every e-fold of the state costs a bounded number of steps, whatever the plateau's
+  length;
+* **the step loop** (:func:`_step`): jaxflow's own ``lax.while_loop`` around a diffrax solver's
+  ``step`` and a diffrax ``PIDController`` (relative error control on every component, the flow
+  time included), carrying a :class:`_LoopState`;
+* **event location** (:func:`_crossing_time`, :func:`_save_between`): the first time each mode
+  reaches each fraction of its target is located on the step's dense interpolant by regula falsi
+  (:mod:`jaxflow.regula_falsi`) and, with ``refine=True``, polished by one exact solver step to
+  the located point plus a Newton correction, so learning times carry the solver's accuracy;
+  modes are saved at requested flow times the same way;
+* **status** (:func:`_stop`, :mod:`jaxflow.status`): every lane ends ``ok`` (it answered what
+  was asked), ``unfinished`` (it reached its horizon first), ``max_steps`` or ``nonfinite``; a
+  failing lane stops alone and the others go on.
 
-with the flow time ``t`` carried as a state component. The speed ``s`` is
+**Many modes.** A model declared :class:`jaxflow.coordinatewise.Coordinatewise` (the toy model,
+the factor-level model) is solved one coordinate per lane, each on its own clock: a converged
+mode never has to share a step size with a mode still on its plateau, which would make one
+shared clock stiff (measured in ``benchmarks/flow_engines.py``: today's shared clock runs out of
+4096 steps on (4, 3, 2, 1) at depth 5 from 1e-6; per-coordinate clocks take ~60 steps a mode).
+Coupled models (matrix sensing) use one clock; in plain time with :class:`jaxflow.rkc.RKC` they
+are solved to stationarity.
 
-* ``"arclength"`` (default): ``s = max_i |f_i(y)|``. For a log state (the toy model's
-  ``x = ln sigma``) this is the log-arclength of shared/notes/engineering.md: every lane needs
-  about the same number of steps, whatever its initialization.
-* ``"relative"``: ``s = max |f| / max |y|``, for states that are not logarithms (factors).
-* ``"plain"``: ``s = 1`` (ordinary time), for comparison.
-
-The loop is jaxflow's own ``lax.while_loop`` around a diffrax solver's ``step`` and a diffrax
-``PIDController`` (relative error control on every component, the flow time included). Owning
-the loop lets one solve record, without stopping, the first time each mode reaches each
-fraction of its target: the crossing is located on the solver's dense interpolant and then, with
-``refine=True``, polished by one exact solver step to the located point and a Newton correction,
-so learning times carry the solver's own accuracy. Modes are also saved at requested flow times
-(for example a log-spaced grid). Each lane gets a status code (:mod:`jaxflow.status`); a lane that
-runs out of steps or meets a non-finite value stops alone, and the others go on.
+**When a lane stops.** With a horizon (``t_end``, or the last save time) at the horizon, or
+earlier where it has become stationary (see ``stationary_tol``). Without one, once every
+learning time asked for is found (``required``), or, when none is asked (``fractions=()``),
+once it is stationary.
 
 Example:
     >>> import jax.numpy as jnp
     >>> from jaxflow import flow, theory
     >>> from jaxflow.models import toy
-    >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([1.0]))
-    >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-6, 1), args,
-    ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,))
-    >>> exact = theory.learning_time(3.0, 1.0, 1e-6, 0.5)
-    >>> bool(abs(traj.learning_times[0, 0] / exact - 1) < 1e-7), int(traj.status)
+    >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([4.0, 2.0, 1.0]))
+    >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-12, 3), args,
+    ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,),
+    ...                   time=toy.reduced_speed)
+    >>> exact = theory.learning_time(3.0, args.targets, 1e-12, 0.5 * args.targets)
+    >>> bool(jnp.allclose(traj.learning_times[:, 0], exact, rtol=1e-7)), int(traj.status)
     (True, 0)
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -46,16 +54,20 @@ import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from jaxflow import status as _status
+from jaxflow._clock import DEFAULT_DT0, Speed, check_speed, clock_speed, max_abs
+from jaxflow.coordinatewise import Coordinatewise, _vmap_coordinates, is_coordinatewise
+from jaxflow.regula_falsi import illinois
+from jaxflow.rkc import RKC
 
 
-Speed = Literal["arclength", "relative", "plain"] | Callable[[PyTree, PyTree, Any], Array]
-_TINY = 1e-300  # floor of the speed: dt/dtau stays finite at an exact fixed point
-_ROOT_ITERATIONS = 14  # Illinois iterations on a dense-interpolant polynomial: far past 1e-14
-_DEFAULT_DT0 = 0.05  # first step in tau (e-folds of the state) for reparametrized times
-_STORE_LIMIT = 4096  # floats of stored crossing steps per lane (see `store_crossings`)
+__all__ = ["Trajectory", "gradient_flow", "solve"]
+
+_STATIONARY_TOL = 1e-10  # relative distance to a fixed point below which a lane has arrived
+_STORE_LIMIT = 4096  # floats of stored crossing steps per lane (see `_initial_state`)
 
 
 class Trajectory(eqx.Module):
@@ -68,14 +80,15 @@ class Trajectory(eqx.Module):
         learning_times: ``(M, F)`` first flow time at which ``modes / targets`` reached each
             fraction; ``inf`` if never (or if the target is 0).
         fractions: the fractions ``(F,)``.
-        final_time: flow time at the last accepted step.
+        final_time: flow time at the last accepted step (the latest coordinate's, for a
+            coordinatewise model, whose coordinates each stop on their own).
         final_modes: modes at the last accepted step ``(M,)``.
         final_state: the state at the last accepted step.
-        steps: accepted steps; ``rejected``: rejected steps.
+        steps: accepted steps; ``rejected``: rejected steps (summed over coordinates).
         evaluations: vector-field evaluations of the solver's step attempts (accepted and
-            rejected; learning-time refinement, saves and stationarity checks excluded); -1
-            for solvers whose count jaxflow does not know (implicit ones).
-        status: :mod:`jaxflow.status` code.
+            rejected; start-up included; learning-time refinement, saves and stationarity
+            checks excluded); -1 for solvers whose count jaxflow does not know (implicit ones).
+        status: :mod:`jaxflow.status` code (the worst coordinate's, for a coordinatewise model).
 
     Example (no save times: ``K = 0``; one mode, one fraction):
         >>> import jax.numpy as jnp
@@ -103,21 +116,14 @@ class Trajectory(eqx.Module):
     status: Int[Array, ""]
 
 
-def _max_abs(tree) -> Array:
-    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in jtu.tree_leaves(tree)]))
-
-
-def _all_finite(tree) -> Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jtu.tree_leaves(tree)]))
-
-
-def _expand(mask, leaf):
-    return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
+# ---------------------------------------------------------------------------------------------
+# What jaxflow knows about a diffrax solver
+# ---------------------------------------------------------------------------------------------
 
 
 def _step_evaluations(solver, new_state) -> Array | int:
     """Vector-field evaluations of one step attempt of ``solver`` (-1 where unknown)."""
-    if hasattr(solver, "evaluations"):  # jaxflow.rkc.RKC: a stage count chosen per step
+    if isinstance(solver, RKC):  # a stage count chosen per step, reported by the solver
         return solver.evaluations(new_state)
     if isinstance(solver, diffrax.AbstractImplicitSolver):
         return -1  # Newton iterations vary per step and diffrax does not report them
@@ -130,24 +136,35 @@ def _step_evaluations(solver, new_state) -> Array | int:
 
 
 def _counts_evaluations(solver) -> bool:
-    """Whether :func:`_step_evaluations` knows ``solver``'s count (a property of its type)."""
-    return hasattr(solver, "evaluations") or _step_evaluations(solver, None) >= 0
+    """Whether jaxflow knows ``solver``'s evaluation count (a property of its type)."""
+    if isinstance(solver, RKC):
+        return True
+    return _step_evaluations(solver, None) != -1
+
+
+def _init_evaluations(solver, solver_state) -> Array | int:
+    """Evaluations of ``solver.init``: f(y0), plus RKC's power iterations."""
+    return solver.evaluations(solver_state) if isinstance(solver, RKC) else 1
 
 
 def _with_root_finder_tolerances(solver, controller):
-    """Give an implicit solver's root finder the controller's tolerances where unset.
+    """Give an implicit solver's root finder the controller's tolerances where it has none.
 
-    ``diffrax.diffeqsolve`` does this for its own loop; :func:`solve` calls ``solver.step``
-    directly and must do it too (Kvaerno5 and friends leave rtol/atol to the controller).
+    ``diffrax.diffeqsolve`` does this in its own loop; :func:`solve` calls ``solver.step``
+    directly and must do it too. diffrax marks "use the controller's value" by a placeholder
+    that is not a number (``rtol``, ``atol``) or not callable (``norm``): those are filled.
     """
     if not isinstance(solver, diffrax.AbstractImplicitSolver):
         return solver
     finder = solver.root_finder
-    # diffrax marks "use the controller's value" with a private sentinel object.
-    names = [
-        n for n in ("rtol", "atol", "norm")
-        if type(getattr(finder, n, None)).__name__ == "_UseStepSizeTol"
-    ]
+
+    def unset(name):
+        value = getattr(finder, name, None)
+        if name == "norm":
+            return value is not None and not callable(value)
+        return value is not None and not isinstance(value, (int, float, np.ndarray, jax.Array))
+
+    names = [n for n in ("rtol", "atol", "norm") if unset(n)]
     if not names:
         return solver
     return eqx.tree_at(
@@ -157,62 +174,364 @@ def _with_root_finder_tolerances(solver, controller):
     )
 
 
-def _speed(kind, y, velocity, args) -> Array:
-    if callable(kind):
-        return jnp.maximum(kind(y, velocity, args), _TINY)
-    if kind == "plain":
-        return jnp.asarray(1.0)
-    speed = _max_abs(velocity)
-    if kind == "relative":
-        speed = speed / jnp.maximum(_max_abs(y), _TINY)
-    # A NaN speed (NaN state) must not hide behind the floor: keep it NaN so the lane is flagged.
-    return jnp.where(jnp.isnan(speed), speed, jnp.maximum(speed, _TINY))
+# ---------------------------------------------------------------------------------------------
+# The problem and the loop state
+# ---------------------------------------------------------------------------------------------
 
 
-def _illinois(g, g_lo, g_hi):
-    """Root of an increasing scalar function g on [0, 1] with g(0) = g_lo < 0 <= g(1) = g_hi.
+class _Problem(eqx.Module):
+    """Everything the loop reads and never changes: the model, the clock, the solver, the asks."""
 
-    Regula falsi with the Illinois modification: superlinear, never leaves the bracket, and a
-    fixed iteration count (it runs inside vmapped loops).
+    vector_field: Callable
+    args: Any
+    modes: Callable
+    targets: Array
+    fractions: Array
+    save_times: Array
+    t_end: Array  # the horizon: inf when there is none
+    clock: Any
+    solver: diffrax.AbstractAdaptiveSolver
+    controller: diffrax.PIDController
+    refine: bool = eqx.field(static=True)
+    stationary_tol: Any  # None: never check (static), else the tolerance
+    asked: Array  # (M, F) learning times the lane must find
+    max_steps: int = eqx.field(static=True)
+
+    @property
+    def term(self):
+        return diffrax.ODETerm(self.tau_field)
+
+    def progress(self, y):
+        m = self.modes(y, self.args)
+        safe = jnp.where(self.targets != 0, self.targets, 1.0)
+        return m, jnp.where(self.targets != 0, m / safe, -jnp.inf)
+
+    def tau_field(self, tau, z, _):
+        """``d(y, t)/dtau = (f, 1) / s``: the flow on the clock."""
+        y, _t = z
+        velocity = self.vector_field(y, self.args)
+        s = clock_speed(self.clock, y, velocity, self.args)
+        return jtu.tree_map(lambda v: v / s, velocity), 1.0 / s
+
+
+class _Record(eqx.Module):
+    """One step as taken: enough to re-take it exactly and locate a crossing inside it."""
+
+    tau_a: Array
+    tau_b: Array
+    z_a: PyTree
+    solver_state: PyTree
+
+
+class _LoopState(eqx.Module):
+    """The carry of the step loop."""
+
+    tau0: Array
+    tau1: Array
+    z: PyTree  # (y, t)
+    solver_state: PyTree
+    controller_state: PyTree
+    made_jump: Array
+    modes: Array
+    found: Array  # (M, F) crossings seen
+    records: _Record | None  # (M, F) stored crossing steps, or None (located in the loop)
+    learning: Array  # (M, F) learning times located so far
+    save_index: Array
+    saved: Array  # (K, M)
+    steps: Array
+    rejected: Array
+    evaluations: Array
+    status: Array
+    done: Array
+
+
+# ---------------------------------------------------------------------------------------------
+# Event location: learning times and saves inside one step
+# ---------------------------------------------------------------------------------------------
+
+
+def _interpolate(interp, theta, tau_a, tau_b):
+    return interp.evaluate(tau_a + theta * (tau_b - tau_a))
+
+
+def _crossing_time(problem: _Problem, record: _Record, mode_index, level):
+    """Flow time at which mode ``mode_index`` reached ``level`` inside the recorded step."""
+    term, solver = problem.term, problem.solver
+    tau_a, tau_b, z_a, sstate = record.tau_a, record.tau_b, record.z_a, record.solver_state
+    # Re-take the recorded step: deterministic, so it reproduces the dense output exactly,
+    # and it is cheaper than carrying that output through every iteration.
+    z_b, _, dense, _, _ = solver.step(term, tau_a, tau_b, z_a, problem.args, sstate, False)
+    p_a, p_b = problem.progress(z_a[0])[1], problem.progress(z_b[0])[1]
+    interp = solver.interpolation_cls(t0=tau_a, t1=tau_b, **dense)
+
+    def g(theta):
+        return problem.progress(_interpolate(interp, theta, tau_a, tau_b)[0])[1][mode_index] - level
+
+    zero, one = jnp.asarray(0.0), jnp.asarray(1.0)
+    theta = illinois(g, zero, one, p_a[mode_index] - level, p_b[mode_index] - level)
+    tau_star = tau_a + theta * (tau_b - tau_a)
+    if not problem.refine:
+        return interp.evaluate(tau_star)[1]
+    # Polish: an exact solver step from the step start to the located point, then one Newton
+    # step on the exact state: the learning time gets the solver's accuracy, not the
+    # interpolant's.
+    z_star, _, _, _, _ = solver.step(term, tau_a, tau_star, z_a, problem.args, sstate, False)
+    y_star, t_star = z_star
+    dy_dtau, dt_dtau = problem.tau_field(tau_star, z_star, None)
+    p_star, dp_dtau = jax.jvp(lambda y: problem.progress(y)[1], (y_star,), (dy_dtau,))
+    rate = dp_dtau[mode_index]
+    safe_rate = jnp.where(rate > 0, rate, 1.0)
+    delta = jnp.where(rate > 0, (level - p_star[mode_index]) / safe_rate, 0.0)
+    delta = jnp.clip(delta, -theta * (tau_b - tau_a), (1 - theta) * (tau_b - tau_a))
+    return t_star + delta * dt_dtau
+
+
+def _crossing_times(problem: _Problem, records, per_pair: bool):
+    """:func:`_crossing_time` for every (mode, fraction): one record each, or one shared."""
+    num_modes, num_fractions = problem.asked.shape
+    mode_grid = jnp.broadcast_to(jnp.arange(num_modes)[:, None], (num_modes, num_fractions))
+    level_grid = jnp.broadcast_to(problem.fractions[None, :], (num_modes, num_fractions))
+    axes = 0 if per_pair else None
+    one = lambda record, mode, level: _crossing_time(problem, record, mode, level)
+    inner = jax.vmap(one, in_axes=(axes, 0, 0))
+    return jax.vmap(inner, in_axes=(axes, 0, 0))(records, mode_grid, level_grid)
+
+
+def _save_between(problem: _Problem, interp, tau_a, tau_b, t_a, t_b, index, saved):
+    """Save the modes at every requested time in ``(t_a, t_b]``, located on the interpolant."""
+    save_times = problem.save_times
+    num_saves = save_times.shape[0]
+
+    def cond(c):
+        i, _ = c
+        return (i < num_saves) & (save_times[jnp.minimum(i, num_saves - 1)] <= t_b)
+
+    def body(c):
+        i, saved_ = c
+        ts = save_times[i]
+
+        def g(theta):
+            return _interpolate(interp, theta, tau_a, tau_b)[1] - ts
+
+        zero, one = jnp.asarray(0.0), jnp.asarray(1.0)
+        theta = jnp.where(ts <= t_a, 0.0, illinois(g, zero, one, t_a - ts, t_b - ts))
+        m, _ = problem.progress(_interpolate(interp, theta, tau_a, tau_b)[0])
+        return i + 1, saved_.at[i].set(m)
+
+    return jax.lax.while_loop(cond, body, (index, saved))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stopping and status
+# ---------------------------------------------------------------------------------------------
+
+
+def _stationary(problem: _Problem, y) -> Array:
+    """Whether ``y`` sits at a stable fixed point, up to ``stationary_tol``.
+
+    Near a stable fixed point ``y*`` the flow contracts, and ``|f|^3 / (-f.Jf)`` estimates the
+    distance still to travel (exact for a linear flow). A lane whose remaining distance is below
+    ``stationary_tol * max(1, max|y|)`` is done. On a plateau the flow expands (``f.Jf > 0``)
+    and the lane goes on, however slow it is.
     """
-
-    def body(_, carry):
-        lo, hi, glo, ghi, side = carry
-        denom = ghi - glo
-        theta = jnp.where(denom > 0, (lo * ghi - hi * glo) / jnp.where(denom > 0, denom, 1.0), lo)
-        theta = jnp.clip(theta, lo, hi)
-        gt = g(theta)
-        below = gt < 0
-        lo, glo = jnp.where(below, theta, lo), jnp.where(below, gt, glo)
-        hi, ghi = jnp.where(below, hi, theta), jnp.where(below, ghi, gt)
-        # Illinois: halve the stale end's value when the same end is kept twice.
-        ghi = jnp.where(below & (side < 0), 0.5 * ghi, ghi)
-        glo = jnp.where(~below & (side > 0), 0.5 * glo, glo)
-        side = jnp.where(below, -1, 1)
-        return lo, hi, glo, ghi, side
-
-    init = (jnp.asarray(0.0), jnp.asarray(1.0), g_lo, g_hi, jnp.asarray(0))
-    lo, hi, glo, ghi, _ = jax.lax.fori_loop(0, _ROOT_ITERATIONS, body, init)
-    denom = ghi - glo
-    return jnp.where(denom > 0, (lo * ghi - hi * glo) / jnp.where(denom > 0, denom, 1.0), lo)
+    if problem.stationary_tol is None:
+        return jnp.asarray(False)
+    field = lambda y_: problem.vector_field(y_, problem.args)
+    velocity, jvp = jax.jvp(field, (y,), (field(y),))
+    flat_v = jnp.concatenate([jnp.ravel(v) for v in jtu.tree_leaves(velocity)])
+    flat_jv = jnp.concatenate([jnp.ravel(v) for v in jtu.tree_leaves(jvp)])
+    speed2 = jnp.sum(flat_v**2)
+    contraction = -jnp.sum(flat_v * flat_jv)
+    remaining = jnp.sqrt(speed2) * speed2 / jnp.where(contraction > 0, contraction, 1.0)
+    limit = problem.stationary_tol * jnp.maximum(1.0, max_abs(y))
+    return ((contraction > 0) & (remaining <= limit)) | (speed2 == 0)
 
 
-def _check_eager(fractions, save_times, rtol, atol, max_steps, speed):
-    import numpy as np
+def _stop(problem: _Problem, t, found, y):
+    """``(reached, stationary, answered)``: the lane's stopping facts after a step.
 
-    speeds = ("arclength", "relative", "plain")
-    if not callable(speed) and not (isinstance(speed, str) and speed in speeds):
-        raise ValueError(f"time must be 'arclength', 'relative' or 'plain', got {speed!r}")
+    ``answered``: every learning time asked for is found. ``reached``: the horizon is reached,
+    or, without one, everything asked is answered (and something was asked).
+    """
+    answered = jnp.all(found | ~problem.asked)
+    asked_any = jnp.any(problem.asked)
+    reached = jnp.where(jnp.isfinite(problem.t_end), t >= problem.t_end, answered & asked_any)
+    return reached, _stationary(problem, y), answered
+
+
+def _new_status(old, *, finite, out_of_steps, unfinished):
+    code = lambda c: jnp.int8(c)
+    new = jnp.where(unfinished, code(_status.UNFINISHED), old)
+    new = jnp.where(out_of_steps, code(_status.MAX_STEPS), new)
+    return jnp.where(finite, new, code(_status.NONFINITE))
+
+
+# ---------------------------------------------------------------------------------------------
+# The step loop
+# ---------------------------------------------------------------------------------------------
+
+
+def _initial_state(problem: _Problem, y0, dt0) -> _LoopState:
+    term, solver, controller = problem.term, problem.solver, problem.controller
+    z0 = (y0, jnp.asarray(0.0))
+    tau0 = jnp.asarray(0.0)
+    error_order = solver.error_order(term)
+    tau1, controller_state = controller.init(
+        term, tau0, jnp.inf, z0, dt0, problem.args, solver.func, error_order
+    )
+    solver_state = solver.init(term, tau0, tau1, z0, problem.args)
+    modes0, progress0 = problem.progress(y0)
+    found0 = progress0[:, None] >= problem.fractions[None, :]
+    # Storing a crossing step per (mode, fraction) costs a copy of the state per step; it pays
+    # for small states (the toy model: thousands of lanes, few crossings each), while large
+    # states (matrix models: few lanes) locate crossings inside the loop instead (records None).
+    record0 = _Record(tau0, tau1, z0, solver_state)
+    record_size = sum(leaf.size for leaf in jtu.tree_leaves(record0)) * found0.size
+    records = None
+    if record_size <= _STORE_LIMIT:
+        records = jtu.tree_map(lambda leaf: jnp.broadcast_to(leaf, found0.shape + leaf.shape), record0)
+    reached, stationary, _ = _stop(problem, jnp.asarray(0.0), found0, y0)
+    return _LoopState(
+        tau0=tau0,
+        tau1=tau1,
+        z=z0,
+        solver_state=solver_state,
+        controller_state=controller_state,
+        made_jump=jnp.asarray(False),
+        modes=modes0,
+        found=found0,
+        records=records,
+        learning=jnp.where(found0, 0.0, jnp.inf),
+        save_index=jnp.asarray(0),
+        saved=jnp.full((problem.save_times.shape[0], problem.targets.shape[0]), jnp.nan),
+        steps=jnp.asarray(0),
+        rejected=jnp.asarray(0),
+        evaluations=jnp.asarray(_init_evaluations(solver, solver_state), dtype=jnp.int32),
+        status=jnp.asarray(_status.OK, dtype=jnp.int8),
+        done=reached | stationary,
+    )
+
+
+def _step(problem: _Problem, c: _LoopState) -> _LoopState:
+    """One step attempt: take it, adapt the step size, record crossings and saves, stop or not."""
+    term, solver, controller = problem.term, problem.solver, problem.controller
+    error_order = solver.error_order(term)
+    tau_a, tau_b, z_a = c.tau0, c.tau1, c.z
+    z_b, z_err, dense, sstate, result = solver.step(
+        term, tau_a, tau_b, z_a, problem.args, c.solver_state, c.made_jump
+    )
+    keep, next_a, next_b, made_jump, cstate, _ = controller.adapt_step_size(
+        tau_a, tau_b, z_a, z_b, problem.args, z_err, error_order, c.controller_state
+    )
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jtu.tree_leaves(z_b)]))
+    finite = finite & jnp.isfinite(next_b)
+    keep = keep & finite & (result == diffrax.RESULTS.successful)
+    y_b, t_b = z_b
+    modes_b, p_b = problem.progress(y_b)
+    crossed = keep & ~c.found & (p_b[:, None] >= problem.fractions[None, :])
+    record = _Record(tau_a, tau_b, z_a, c.solver_state)
+    records, learning = c.records, c.learning
+    if records is not None:
+        # Keep the step that crossed; the crossing is located once, after the loop.
+        expand = lambda leaf: crossed.reshape(crossed.shape + (1,) * (leaf.ndim - crossed.ndim))
+        fresh = jtu.tree_map(lambda leaf: jnp.broadcast_to(leaf, crossed.shape + leaf.shape), record)
+        records = jtu.tree_map(lambda new, old: jnp.where(expand(old), new, old), fresh, records)
+    else:
+        # Large states: locate now, and only on iterations where some lane crossed.
+        learning = jax.lax.cond(
+            eqxi.unvmap_any(crossed),
+            lambda: jnp.where(crossed, _crossing_times(problem, record, per_pair=False), learning),
+            lambda: learning,
+        )
+    save_index, saved = c.save_index, c.saved
+    if problem.save_times.shape[0]:
+        interp = solver.interpolation_cls(t0=tau_a, t1=tau_b, **dense)
+        idx, sv = _save_between(problem, interp, tau_a, tau_b, z_a[1], t_b, save_index, saved)
+        save_index, saved = jnp.where(keep, idx, save_index), jnp.where(keep, sv, saved)
+
+    found = c.found | crossed
+    steps = c.steps + keep.astype(c.steps.dtype)
+    rejected = c.rejected + (~keep).astype(c.rejected.dtype)
+    reached, stationary, answered = _stop(problem, t_b, found, y_b)
+    finished = keep & (reached | stationary)
+    out_of_steps = (steps + rejected >= problem.max_steps) & ~finished
+    select = lambda new, old: jtu.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
+    return _LoopState(
+        tau0=jnp.where(finite, next_a, tau_a),
+        tau1=jnp.where(finite, next_b, tau_b),
+        z=select(z_b, z_a),
+        solver_state=select(sstate, c.solver_state),
+        controller_state=cstate,
+        made_jump=made_jump,
+        modes=jnp.where(keep, modes_b, c.modes),
+        found=found,
+        records=records,
+        learning=learning,
+        save_index=save_index,
+        saved=saved,
+        steps=steps,
+        rejected=rejected,
+        evaluations=c.evaluations + jnp.asarray(_step_evaluations(solver, sstate), jnp.int32),
+        status=_new_status(
+            c.status,
+            finite=finite,
+            out_of_steps=out_of_steps,
+            unfinished=finished & ~stationary & ~answered,
+        ),
+        done=finished | ~finite | out_of_steps,
+    )
+
+
+def _finish(problem: _Problem, final: _LoopState, found0) -> Trajectory:
+    """Locate the stored crossings and fill the saves of a lane that stopped early."""
+    learning = final.learning
+    if final.records is not None:
+        recorded = final.found & ~found0
+        learning = jnp.where(recorded, _crossing_times(problem, final.records, True), learning)
+    y_final, t_final = final.z
+    saved = final.saved
+    num_saves = problem.save_times.shape[0]
+    if num_saves:
+        # A lane that stopped at a fixed point holds its final modes for every later save time;
+        # a lane that failed keeps NaN there, so nothing looks computed that was not.
+        pending = jnp.arange(num_saves) >= final.save_index
+        fill = pending[:, None] & (final.status == _status.OK)
+        saved = jnp.where(fill, final.modes[None, :], saved)
+    evaluations = final.evaluations
+    if not _counts_evaluations(problem.solver):
+        evaluations = jnp.asarray(-1, jnp.int32)
+    return Trajectory(
+        times=problem.save_times,
+        modes=saved,
+        learning_times=learning,
+        fractions=problem.fractions,
+        final_time=t_final,
+        final_modes=final.modes,
+        final_state=y_final,
+        steps=final.steps,
+        rejected=final.rejected,
+        evaluations=evaluations,
+        status=final.status,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_eager(fractions, save_times, t_end, rtol, atol, max_steps, speed, stationary_tol):
+    check_speed(speed)
     if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps >= 1):
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
     try:
         fr = [float(f) for f in fractions]
     except (TypeError, ValueError):
-        fr = []
-    if not fr or any(not (0.0 < f <= 1.0) for f in fr) or any(a >= b for a, b in zip(fr, fr[1:])):
-        raise ValueError(f"fractions must be increasing values in (0, 1], got {fractions!r}")
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if isinstance(value, jax.core.Tracer):
+        fr = [np.nan]
+    if any(not (0.0 < f <= 1.0) for f in fr) or any(a >= b for a, b in zip(fr, fr[1:])):
+        raise ValueError(f"fractions must be increasing values in (0, 1] (or empty), got {fractions!r}")
+    for name, value in (("rtol", rtol), ("atol", atol), ("stationary_tol", stationary_tol)):
+        if isinstance(value, jax.core.Tracer) or (name == "stationary_tol" and value is None):
             continue
         try:
             arr = np.asarray(value) if not isinstance(value, (str, bytes)) else np.asarray(None)
@@ -220,6 +539,13 @@ def _check_eager(fractions, save_times, rtol, atol, max_steps, speed):
             arr = np.asarray(None)
         if arr.dtype.kind not in "iuf" or arr.ndim != 0 or not 0 < float(arr) < np.inf:
             raise ValueError(f"{name} must be a number in (0, inf), got {value!r}")
+    if t_end is not None and not isinstance(t_end, jax.core.Tracer):
+        try:
+            bad = np.ndim(t_end) != 0 or not float(t_end) > 0 or np.isnan(float(t_end))
+        except (TypeError, ValueError):
+            bad = True
+        if bad:
+            raise ValueError(f"t_end must be a number in (0, inf], got {t_end!r}")
     if save_times is not None and not isinstance(save_times, jax.core.Tracer):
         try:
             ts = np.asarray(save_times, dtype=float)
@@ -227,6 +553,21 @@ def _check_eager(fractions, save_times, rtol, atol, max_steps, speed):
             ts = np.full((1, 1), np.nan)
         if ts.ndim != 1 or not np.all(np.isfinite(ts)) or np.any(ts < 0) or np.any(np.diff(ts) < 0):
             raise ValueError("save_times must be a 1-D, finite, non-negative, sorted array")
+
+
+def _check_targets(y0, args, modes, targets, vector_field):
+    """A wrong-length ``targets`` names itself instead of failing as a broadcast deep inside."""
+    num = np.shape(targets)
+    if len(num) != 1:
+        raise ValueError(f"targets must be a 1-D array (one target per mode), got shape {num}")
+    if is_coordinatewise(vector_field):
+        d = vector_field.num_coordinates(y0)
+        if num[0] != d:
+            raise ValueError(f"targets must have one entry per coordinate ({d}), got {num[0]}")
+        return
+    shape = jax.eval_shape(modes, y0, args).shape
+    if shape != num:
+        raise ValueError(f"targets must have the shape of modes(y0, args) {shape}, got shape {num}")
 
 
 def solve(
@@ -245,7 +586,7 @@ def solve(
     atol: Float[ArrayLike, ""] = 1e-10,
     max_steps: int = 4096,
     refine: bool = True,
-    stationary_tol: Float[ArrayLike, ""] = 1e-10,
+    stationary_tol: Float[ArrayLike, ""] | None | str = "auto",
     required: Bool[ArrayLike, "M F"] | None = None,
     dt0: float | None = None,
     controller: diffrax.PIDController | None = None,
@@ -254,37 +595,44 @@ def solve(
 
     Args:
         vector_field: ``f(y, args) -> dy/dt``, same pytree structure as ``y``. For a model,
-            use :func:`gradient_flow`, which builds ``-grad(loss)``.
+            use :func:`gradient_flow`, which builds ``-grad(loss)``. Declared
+            :class:`jaxflow.coordinatewise.Coordinatewise`, every coordinate is solved on its own
+            clock (module docstring); ``modes`` must then give one mode per coordinate.
         y0: initial state (pytree of float arrays).
         args: passed to ``vector_field`` and ``modes``; put swept values (depth, targets, scale)
             here as arrays so that new values never recompile.
         modes: ``modes(y, args) -> (M,)`` the values whose learning is tracked.
         targets: ``(M,)`` their targets; progress is ``modes / targets`` (0 targets: never).
-        fractions: increasing fractions in (0, 1] at which learning times are recorded.
+        fractions: increasing fractions in (0, 1] at which learning times are recorded; ``()``
+            asks for none (the lane then runs to its horizon or to stationarity).
         save_times: sorted flow times ``(K,)`` at which to save the modes (e.g. log-spaced).
-        t_end: stop at this flow time. Default: the last save time if given, else stop once every
-            mode with a nonzero target reached the last fraction.
-        time: time reparametrization, ``"arclength"``, ``"relative"`` or ``"plain"`` (module
-            docstring).
+        t_end: the horizon: stop at this flow time (> 0). Default: the last save time if given,
+            else none (see ``required``).
+        time: the clock: ``"arclength"``, ``"relative"``, ``"plain"`` or a callable speed
+            (:mod:`jaxflow._clock`).
         solver: an adaptive diffrax solver (default ``diffrax.Tsit5()``).
         rtol, atol: ``PIDController`` tolerances on the state and the flow time.
-        max_steps: budget of solver steps (accepted + rejected); static.
+        max_steps: budget of solver steps (accepted + rejected, per coordinate); static.
         refine: polish each learning time by one exact solver step and a Newton correction
             (default); otherwise use the dense interpolant alone.
-        stationary_tol: with saves or ``t_end``, a lane that contracts towards a fixed point
-            with less than ``stationary_tol * max(1, max|y|)`` left to travel (estimated as
-            ``|f|^3 / (-f.Jf)``) stops there, and its remaining saves hold its final modes.
-        required: ``(M, F)`` mask of the learning times the lane must find before it stops
-            (when there is no ``t_end``); default all. The phase diagram needs only the larger
-            mode at ``finish`` and the smaller at ``start``, and stops there.
-        dt0: first step in ``tau``. Default: 0.05 for the reparametrized times (their ``tau``
-            counts e-folds of the state, so that scale is natural and saves the ~8 steps an
-            automatic guess spends growing from 1e-8), automatic for ``"plain"``.
+        stationary_tol: a lane that contracts towards a fixed point with less than
+            ``stationary_tol * max(1, max|y|)`` left to travel (estimated as ``|f|^3 /
+            (-f.Jf)``, exact for a linear flow) is stationary: it stops, its remaining saves
+            hold its final modes and its unfound learning times are ``inf`` (never). ``None``
+            never checks (it costs one Jacobian-vector product per step). ``"auto"``
+            (default): 1e-10 where the lane runs to a horizon or is asked no learning time,
+            ``None`` where it stops at its learning times (the phase diagram's lanes).
+        required: ``(M, F)`` mask of the learning times the lane must find; default all
+            (nonzero targets). Without a horizon the lane stops once they are found; with one,
+            a lane that reaches it first is ``unfinished``.
+        dt0: first step in ``tau``. Default: 0.05 for the reparametrized clocks (``tau`` counts
+            e-folds of the state), automatic for ``"plain"``.
         controller: a ``diffrax.PIDController`` replacing the one built from ``rtol``/``atol``
             (for example with PI coefficients).
 
     Returns:
-        A :class:`Trajectory`.
+        A :class:`Trajectory`. Its status is ``ok`` when everything asked was answered,
+        ``unfinished`` when the horizon came first, ``max_steps`` or ``nonfinite`` otherwise.
 
     Raises:
         ValueError: for invalid settings (names the argument and the allowed range).
@@ -304,11 +652,17 @@ def solve(
         >>> bool(jnp.allclose(jax.vmap(half_time)(scales), exact, rtol=1e-7))
         True
     """
-    _check_eager(fractions, save_times, rtol, atol, max_steps, time)
+    if isinstance(stationary_tol, str) and stationary_tol == "auto":
+        runs_to_horizon = t_end is not None or save_times is not None
+        stationary_tol = _STATIONARY_TOL if runs_to_horizon or not len(fractions) else None
+    _check_eager(fractions, save_times, t_end, rtol, atol, max_steps, time, stationary_tol)
+    if not isinstance(targets, jax.core.Tracer):
+        _check_targets(y0, args, modes, targets, vector_field)
     # One compiled program per call signature: the setup (controller, first step, records)
     # would otherwise run op by op, each op compiled on its own (seconds of overhead per call).
     # Callables and Python numbers are static (equinox's filter), arrays are traced.
-    return _solve_jit(
+    entry = _solve_coordinatewise_jit if is_coordinatewise(vector_field) else _solve_jit
+    return entry(
         vector_field, y0, args, modes=modes, targets=targets, fractions=tuple(fractions),
         save_times=save_times, t_end=t_end, time=time, solver=solver, rtol=rtol, atol=atol,
         max_steps=max_steps, refine=refine, stationary_tol=stationary_tol, required=required,
@@ -316,267 +670,91 @@ def solve(
     )
 
 
-@eqx.filter_jit
-def _solve_jit(
+def _solve_one(
     vector_field, y0, args, *, modes, targets, fractions, save_times, t_end, time, solver, rtol,
     atol, max_steps, refine, stationary_tol, required, dt0, controller,
 ) -> Trajectory:
+    """Build the problem, run the loop, finish the trajectory (traced; see :func:`solve`)."""
     solver = diffrax.Tsit5() if solver is None else solver
     targets = jnp.asarray(targets, dtype=float)
-    fractions_arr = jnp.asarray(fractions, dtype=float)
-    num_fractions = fractions_arr.shape[0]
+    fractions_arr = jnp.asarray(fractions, dtype=float).reshape(-1)
     save_times = jnp.zeros((0,)) if save_times is None else jnp.asarray(save_times, dtype=float)
-    num_saves = save_times.shape[0]
-    # Stationarity only matters when the lane must reach a flow time (saves, t_end); without
-    # one it stops once every mode is learned, and skipping the check saves an evaluation.
-    check_stationary = t_end is not None or num_saves > 0
     if t_end is None:
-        t_end = save_times[-1] if num_saves else jnp.inf
-    t_end = jnp.asarray(t_end, dtype=float)
-    num_modes = targets.shape[0]
-    learnable = jnp.broadcast_to((targets != 0)[:, None], (num_modes, num_fractions))
+        t_end = save_times[-1] if save_times.shape[0] else jnp.inf
+    asked = jnp.broadcast_to((targets != 0)[:, None], (targets.shape[0], fractions_arr.shape[0]))
     if required is not None:
-        learnable = learnable & jnp.asarray(required, dtype=bool)
-
-    def progress(y):
-        m = modes(y, args)
-        safe = jnp.where(targets != 0, targets, 1.0)
-        return m, jnp.where(targets != 0, m / safe, -jnp.inf)
-
-    def tau_field(tau, z, _):
-        y, _t = z
-        velocity = vector_field(y, args)
-        s = _speed(time, y, velocity, args)
-        return jtu.tree_map(lambda v: v / s, velocity), 1.0 / s
-
-    term = diffrax.ODETerm(tau_field)
+        asked = asked & jnp.asarray(required, dtype=bool)
     if controller is None:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    solver = _with_root_finder_tolerances(solver, controller)
-    if dt0 is None and time != "plain":
-        dt0 = _DEFAULT_DT0
-    error_order = solver.error_order(term)
-
-    z0 = (y0, jnp.asarray(0.0))
-    tau0 = jnp.asarray(0.0)
-    tau1, controller_state = controller.init(
-        term, tau0, jnp.inf, z0, dt0, args, solver.func, error_order
-    )
-    solver_state = solver.init(term, tau0, tau1, z0, args)
-    modes0, prog0 = progress(y0)
-    found0 = prog0[:, None] >= fractions_arr[None, :]
-    learning0 = jnp.where(found0, 0.0, jnp.inf)
-    saved0 = jnp.full((num_saves, targets.shape[0]), jnp.nan)
-
-    def interpolate(interp, theta, tau_a, tau_b):
-        return interp.evaluate(tau_a + theta * (tau_b - tau_a))
-
-    def crossing_time(record, mode_index, level):
-        """Flow time at which mode `mode_index` reached `level` inside the recorded step."""
-        tau_a, tau_b, z_a, sstate = record
-        # Re-take the recorded step: deterministic, so it reproduces the dense output exactly,
-        # and it is cheaper than carrying that output through every iteration.
-        z_b, _, dense, _, _ = solver.step(term, tau_a, tau_b, z_a, args, sstate, False)
-        p_a, p_b = progress(z_a[0])[1], progress(z_b[0])[1]
-        interp = solver.interpolation_cls(t0=tau_a, t1=tau_b, **dense)
-
-        def g(theta):
-            _, p = progress(interpolate(interp, theta, tau_a, tau_b)[0])
-            return p[mode_index] - level
-
-        theta = _illinois(g, p_a[mode_index] - level, p_b[mode_index] - level)
-        tau_star = tau_a + theta * (tau_b - tau_a)
-        if not refine:
-            return interp.evaluate(tau_star)[1]
-        # Exact solver step from the step start to the located point, then one Newton step on the
-        # exact state: the learning time gets the solver's accuracy, not the interpolant's.
-        z_star, _, _, _, _ = solver.step(term, tau_a, tau_star, z_a, args, sstate, False)
-        y_star, t_star = z_star
-        dy_dtau, dt_dtau = tau_field(tau_star, z_star, None)
-        p_star, dp_dtau = jax.jvp(lambda y: progress(y)[1], (y_star,), (dy_dtau,))
-        rate = dp_dtau[mode_index]
-        safe_rate = jnp.where(rate > 0, rate, 1.0)
-        delta = jnp.where(rate > 0, (level - p_star[mode_index]) / safe_rate, 0.0)
-        delta = jnp.clip(delta, -theta * (tau_b - tau_a), (1 - theta) * (tau_b - tau_a))
-        return t_star + delta * dt_dtau
-
-    mode_grid = jnp.broadcast_to(jnp.arange(num_modes)[:, None], (num_modes, num_fractions))
-    level_grid = jnp.broadcast_to(fractions_arr[None, :], (num_modes, num_fractions))
-
-    def crossing_times(records, per_pair: bool):
-        axes = 0 if per_pair else None
-        inner = jax.vmap(crossing_time, in_axes=(axes, 0, 0))
-        return jax.vmap(inner, in_axes=(axes, 0, 0))(records, mode_grid, level_grid)
-
-    def save_loop(interp, tau_a, tau_b, t_a, t_b, index, saved):
-        def cond(c):
-            i, _ = c
-            return (i < num_saves) & (save_times[jnp.minimum(i, num_saves - 1)] <= t_b)
-
-        def body(c):
-            i, saved_ = c
-            ts = save_times[i]
-
-            def g(theta):
-                return interpolate(interp, theta, tau_a, tau_b)[1] - ts
-
-            theta = jnp.where(ts <= t_a, 0.0, _illinois(g, t_a - ts, t_b - ts))
-            m, _ = progress(interpolate(interp, theta, tau_a, tau_b)[0])
-            return i + 1, saved_.at[i].set(m)
-
-        return jax.lax.while_loop(cond, body, (index, saved))
-
-    def stop_reached(t, found, y):
-        learned = jnp.all(found | ~learnable)
-        reached = jnp.where(jnp.isfinite(t_end), t >= t_end, learned)
-        if not check_stationary:
-            return reached, jnp.asarray(False)
-        # Near a stable fixed point y* the flow contracts, and ||f||^2 / (-f.Jf) estimates the
-        # distance still to travel (exact for a linear flow). A lane whose remaining distance is
-        # negligible is done: it holds its final modes for every later save. On a plateau the
-        # flow expands (f.Jf > 0) and the lane goes on, however slow it is.
-        velocity, jvp = jax.jvp(lambda y_: vector_field(y_, args), (y,), (vector_field(y, args),))
-        flat_v = jnp.concatenate([jnp.ravel(v) for v in jtu.tree_leaves(velocity)])
-        flat_jv = jnp.concatenate([jnp.ravel(v) for v in jtu.tree_leaves(jvp)])
-        speed2 = jnp.sum(flat_v**2)
-        contraction = -jnp.sum(flat_v * flat_jv)
-        remaining = jnp.sqrt(speed2) * speed2 / jnp.where(contraction > 0, contraction, 1.0)
-        near = (contraction > 0) & (remaining <= stationary_tol * jnp.maximum(1.0, _max_abs(y)))
-        return reached, near | (speed2 == 0)
-
-    record0 = (tau0, tau1, z0, solver_state)
-    # Storing a crossing step per (mode, fraction) costs a copy of the state per step; it
-    # pays for small states (the toy model: thousands of lanes, few crossings each), while large
-    # states (matrix models: few lanes) locate crossings inside the loop instead.
-    record_size = sum(leaf.size for leaf in jtu.tree_leaves(record0)) * num_modes * num_fractions
-    store_crossings = record_size <= _STORE_LIMIT
-    records0 = (
-        jtu.tree_map(lambda leaf: jnp.broadcast_to(leaf, found0.shape + leaf.shape), record0)
-        if store_crossings
-        else None
-    )
-    carry0 = dict(
-        records=records0,
-        tau0=tau0,
-        tau1=tau1,
-        z=z0,
-        solver_state=solver_state,
-        controller_state=controller_state,
-        made_jump=jnp.asarray(False),
-        modes=modes0,
-        found=found0,
-        learning=learning0,
-        save_index=jnp.asarray(0),
-        saved=saved0,
-        steps=jnp.asarray(0),
-        rejected=jnp.asarray(0),
-        # The start-up evaluations of solver.init: f(y0), plus RKC's power iterations.
-        evaluations=jnp.asarray(
-            solver.evaluations(solver_state) if hasattr(solver, "evaluations") else 1,
-            dtype=jnp.int32,
-        ),
-        status=jnp.asarray(_status.OK, dtype=jnp.int8),
-        done=jnp.asarray(False),
-    )
-    carry0["done"] = stop_reached(jnp.asarray(0.0), found0, y0)[0]
-
-    def cond_fn(c):
-        return ~c["done"]
-
-    def body_fn(c):
-        tau_a, tau_b, z_a = c["tau0"], c["tau1"], c["z"]
-        z_b, z_err, dense, sstate, result = solver.step(
-            term, tau_a, tau_b, z_a, args, c["solver_state"], c["made_jump"]
-        )
-        keep, next_a, next_b, made_jump, cstate, cresult = controller.adapt_step_size(
-            tau_a, tau_b, z_a, z_b, args, z_err, error_order, c["controller_state"]
-        )
-        finite = _all_finite(z_b) & jnp.isfinite(next_b)
-        keep = keep & finite & (result == diffrax.RESULTS.successful)
-        y_b, t_b = z_b
-        modes_b, p_b = progress(y_b)
-        crossed = keep & ~c["found"] & (p_b[:, None] >= fractions_arr[None, :])
-        interp = solver.interpolation_cls(t0=tau_a, t1=tau_b, **dense)
-        record = (tau_a, tau_b, z_a, c["solver_state"])
-        records, learning = c["records"], c["learning"]
-        if store_crossings:
-            # Keep the step that crossed; the crossing is located once, after the loop.
-            records = jtu.tree_map(
-                lambda new, old: jnp.where(_expand(crossed, old), new, old),
-                jtu.tree_map(lambda leaf: jnp.broadcast_to(leaf, crossed.shape + leaf.shape), record),
-                records,
-            )
-        else:
-            # Large states: locate now, and only on iterations where some lane crossed.
-            learning = jax.lax.cond(
-                eqxi.unvmap_any(crossed),
-                lambda: jnp.where(crossed, crossing_times(record, per_pair=False), learning),
-                lambda: learning,
-            )
-        found = c["found"] | crossed
-        save_index, saved = c["save_index"], c["saved"]
-        if num_saves:
-            idx, sv = save_loop(interp, tau_a, tau_b, z_a[1], t_b, save_index, saved)
-            save_index = jnp.where(keep, idx, save_index)
-            saved = jnp.where(keep, sv, saved)
-
-        steps = c["steps"] + keep.astype(c["steps"].dtype)
-        rejected = c["rejected"] + (~keep).astype(c["rejected"].dtype)
-        reached, stationary = stop_reached(t_b, found, y_b)
-        failed = ~finite
-        out_of_steps = (steps + rejected >= max_steps) & ~(keep & (reached | stationary))
-        new_status = jnp.where(
-            failed,
-            jnp.int8(_status.NONFINITE),
-            jnp.where(out_of_steps, jnp.int8(_status.MAX_STEPS), c["status"]),
-        )
-        select = lambda new, old: jtu.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
-        return dict(
-            tau0=jnp.where(finite, next_a, tau_a),
-            tau1=jnp.where(finite, next_b, tau_b),
-            z=select(z_b, z_a),
-            solver_state=select(sstate, c["solver_state"]),
-            controller_state=cstate,
-            made_jump=made_jump,
-            modes=jnp.where(keep, modes_b, c["modes"]),
-            found=found,
-            records=records,
-            learning=learning,
-            save_index=save_index,
-            saved=saved,
-            steps=steps,
-            rejected=rejected,
-            evaluations=c["evaluations"] + jnp.asarray(_step_evaluations(solver, sstate), jnp.int32),
-            status=new_status,
-            done=(keep & (reached | stationary)) | failed | out_of_steps,
-        )
-
-    final = jax.lax.while_loop(cond_fn, body_fn, carry0)
-    learning = final["learning"]
-    if store_crossings:
-        recorded = final["found"] & ~found0
-        learning = jnp.where(recorded, crossing_times(final["records"], per_pair=True), learning)
-    y_final, t_final = final["z"]
-    saved = final["saved"]
-    if num_saves:
-        # A lane that stopped at a fixed point holds its final modes for every later save time;
-        # a lane that failed keeps NaN there, so nothing looks computed that was not.
-        pending = jnp.arange(num_saves) >= final["save_index"]
-        fill = pending[:, None] & (final["status"] == _status.OK)
-        saved = jnp.where(fill, final["modes"][None, :], saved)
-    return Trajectory(
-        times=save_times,
-        modes=saved,
-        learning_times=learning,
+    problem = _Problem(
+        vector_field=vector_field,
+        args=args,
+        modes=modes,
+        targets=targets,
         fractions=fractions_arr,
-        final_time=t_final,
-        final_modes=final["modes"],
-        final_state=y_final,
-        steps=final["steps"],
-        rejected=final["rejected"],
-        evaluations=final["evaluations"] if _counts_evaluations(solver) else jnp.asarray(-1, jnp.int32),
-        status=final["status"],
+        save_times=save_times,
+        t_end=jnp.asarray(t_end, dtype=float),
+        clock=time,
+        solver=_with_root_finder_tolerances(solver, controller),
+        controller=controller,
+        refine=refine,
+        stationary_tol=stationary_tol,
+        asked=asked,
+        max_steps=max_steps,
     )
+    if dt0 is None and time != "plain":
+        dt0 = DEFAULT_DT0
+    state0 = _initial_state(problem, y0, dt0)
+    final = jax.lax.while_loop(lambda c: ~c.done, lambda c: _step(problem, c), state0)
+    return _finish(problem, final, state0.found)
+
+
+_solve_jit = eqx.filter_jit(_solve_one)
+
+
+@eqx.filter_jit
+def _solve_coordinatewise_jit(vector_field: Coordinatewise, y0, args, *, targets, required, **kw):
+    """Every coordinate its own lane and clock; the lanes put back together as one trajectory."""
+    fractions = kw["fractions"]
+    num_coords = vector_field.num_coordinates(y0)
+    targets = jnp.asarray(targets, dtype=float)
+    if required is None:
+        required = jnp.ones((num_coords, len(fractions)), dtype=bool)
+    required = jnp.broadcast_to(jnp.asarray(required, dtype=bool), (num_coords, len(fractions)))
+
+    def one(y_i, args_i, target_i, required_i):
+        return _solve_one(
+            vector_field.fn, y_i, args_i, targets=target_i, required=required_i, **kw
+        )
+
+    ys, split_args = vector_field.split(y0, args)
+    lanes = jax.vmap(one, in_axes=(0, vector_field.args_axes, 0, 0))(
+        ys, split_args, targets[:, None], required[:, None, :]
+    )
+    total = lambda counts: jnp.sum(counts)
+    return Trajectory(
+        times=lanes.times[0],
+        modes=jnp.moveaxis(lanes.modes[..., 0], 0, -1),
+        learning_times=lanes.learning_times[:, 0, :],
+        fractions=lanes.fractions[0],
+        final_time=jnp.max(lanes.final_time),
+        final_modes=lanes.final_modes[:, 0],
+        final_state=jtu.tree_map(lambda leaf: leaf.reshape((num_coords,) + leaf.shape[2:]), lanes.final_state),
+        steps=total(lanes.steps),
+        rejected=total(lanes.rejected),
+        evaluations=jnp.where(jnp.all(lanes.evaluations >= 0), total(lanes.evaluations), -1),
+        status=jnp.max(lanes.status),
+    )
+
+
+class _NegativeGradient(eqx.Module):
+    """``-grad loss``: a module, not a closure, so the same loss hashes alike across calls and
+    :func:`solve`'s compiled program is reused (a fresh closure per call would recompile)."""
+
+    loss: Callable = eqx.field(static=True)
+
+    def __call__(self, params, args):
+        return jtu.tree_map(jnp.negative, jax.grad(self.loss)(params, args))
 
 
 def gradient_flow(
@@ -589,7 +767,9 @@ def gradient_flow(
 
     The gradient always comes from ``jax.grad``; keyword arguments are those of :func:`solve`
     (``modes`` and ``targets`` are required). ``time`` defaults to ``"relative"`` here, since
-    model parameters are not logarithms.
+    model parameters are not logarithms. A loss declared
+    :class:`jaxflow.coordinatewise.Coordinatewise` (a sum of per-coordinate terms, like
+    :func:`jaxflow.models.toy.factor_loss`) gives a coordinatewise flow: one clock a coordinate.
 
     Example:
         >>> import jax.numpy as jnp
@@ -604,14 +784,8 @@ def gradient_flow(
         True
     """
     kwargs.setdefault("time", "relative")
-    return solve(_NegativeGradient(loss), params0, args, **kwargs)
-
-
-class _NegativeGradient(eqx.Module):
-    """``-grad loss``: a module, not a closure, so the same loss hashes alike across calls and
-    :func:`solve`'s compiled program is reused (a fresh closure per call would recompile)."""
-
-    loss: Callable = eqx.field(static=True)
-
-    def __call__(self, params, args):
-        return jtu.tree_map(jnp.negative, jax.grad(self.loss)(params, args))
+    if is_coordinatewise(loss):
+        field = Coordinatewise(_NegativeGradient(loss.fn), args_axes=loss.args_axes)
+    else:
+        field = _NegativeGradient(loss)
+    return solve(field, params0, args, **kwargs)

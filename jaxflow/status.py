@@ -18,8 +18,27 @@ DIVERGED = 3
 """Gradient descent: the loss grew past its bound; the run stopped updating there."""
 INVALID = 4
 """The inputs of this point were outside the allowed range (only under jit, where raising is impossible)."""
+UNFINISHED = 5
+"""The run reached its horizon (``t_end`` or the last save time) before it found every learning
+time it was asked for: what it computed is right, but it did not answer everything."""
+NOT_FOUND = 6
+"""A search (the phase diagram's threshold) found no answer on the range it searched: the value is
+NaN, and the summary says below which bound it was looked for."""
 
-NAMES = {OK: "ok", MAX_STEPS: "max_steps", NONFINITE: "nonfinite", DIVERGED: "diverged", INVALID: "invalid"}
+NAMES = {
+    OK: "ok",
+    MAX_STEPS: "max_steps",
+    NONFINITE: "nonfinite",
+    DIVERGED: "diverged",
+    INVALID: "invalid",
+    UNFINISHED: "unfinished",
+    NOT_FOUND: "not_found",
+}
+
+__all__ = [
+    "DIVERGED", "INVALID", "MAX_STEPS", "NAMES", "NONFINITE", "NOT_FOUND", "OK", "UNFINISHED",
+    "name", "report", "summary",
+]
 
 
 def name(code: int) -> str:

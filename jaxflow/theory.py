@@ -322,8 +322,24 @@ def _learning_time(valid, depth, sigma_star, sigma0, sigma):
     return jnp.where(valid, jnp.exp(-p * jnp.log(sigma_star)) * g, jnp.nan)
 
 
+@jax.jit
+def _learning_time_from_log(valid, depth, sigma_star, log_sigma0, sigma):
+    depth, sigma_star, log_sigma0, sigma = _clean(
+        valid, (depth, sigma_star, log_sigma0, sigma), (3.0, 1.0, jnp.log(0.25), 0.5)
+    )
+    p = 1.0 - (2.0 / depth - 1.0)
+    start = _point_from_log_u(log_sigma0 - jnp.log(sigma_star))
+    g = _g(depth, start, _point_from_sigma(sigma, sigma_star))
+    return jnp.where(valid, jnp.exp(-p * jnp.log(sigma_star)) * g, jnp.nan)
+
+
 def learning_time(
-    depth: ArrayLike, sigma_star: ArrayLike, sigma0: ArrayLike, sigma: ArrayLike
+    depth: ArrayLike,
+    sigma_star: ArrayLike,
+    sigma0: ArrayLike,
+    sigma: ArrayLike,
+    *,
+    log: bool = False,
 ) -> Float[Array, "..."]:
     """Time the depth-N flow takes to go from sigma0 to sigma (c = 1).
 
@@ -337,9 +353,11 @@ def learning_time(
         sigma0: initial value, in (0, sigma*).
         sigma: the value reached, in (0, sigma*). If sigma < sigma0 the flow never goes there
             and T is negative: minus the time from sigma to sigma0.
+        log: ``sigma0`` is given as ``ln sigma0`` (any real below ``ln sigma*``), for starts
+            below float64's range (static Python bool).
 
     Returns:
-        T, float64, the broadcast shape of the arguments.
+        T, float64, the broadcast shape of the arguments (``inf`` where it overflows).
 
     Raises:
         ValueError: for concrete arguments out of range or NaN (under ``jit`` such lanes give NaN).
@@ -348,18 +366,23 @@ def learning_time(
         >>> from jaxflow import theory
         >>> print(round(float(theory.learning_time(2.0, 1.0, 0.01, 0.5)), 6))  # ln 99
         4.59512
+        >>> print(round(float(theory.learning_time(2.0, 1.0, -1e4, 0.5, log=True)), 6))
+        10000.0
 
     Reference: Gissin et al. 2020, the toy model of section 3 (PAPER.md section 2).
     """
     depth, sigma_star, sigma0, sigma = _as_f64(
         depth=depth, sigma_star=sigma_star, sigma0=sigma0, sigma=sigma
     )
-    valid = (
-        _check_depth(depth)
-        & _check_target(sigma_star)
-        & _check_below_target("sigma0", sigma0, sigma_star)
-        & _check_below_target("sigma", sigma, sigma_star)
-    )
+    valid = _check_depth(depth) & _check_target(sigma_star)
+    valid = valid & _check_below_target("sigma", sigma, sigma_star)
+    if log:
+        valid = valid & _require(
+            "sigma0", "(as ln sigma0) in (-inf, ln sigma_star)",
+            lambda x, a: (x > -np.inf) & (x < jnp.log(a)), sigma0, sigma_star,
+        )
+        return _dispatch(_learning_time_from_log, valid, depth, sigma_star, sigma0, sigma)
+    valid = valid & _check_below_target("sigma0", sigma0, sigma_star)
     return _dispatch(_learning_time, valid, depth, sigma_star, sigma0, sigma)
 
 

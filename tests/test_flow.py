@@ -21,8 +21,7 @@ def _reduced(depth, scale, target=1.0, **kwargs):
         jnp.log(jnp.atleast_1d(scale)),
         args,
         modes=toy.reduced_modes,
-        targets=args.targets,
-        **kwargs,
+        **{"targets": args.targets, **kwargs},
     )
 
 
@@ -153,7 +152,12 @@ def test_interpolant_only_is_less_accurate_but_close():
     [
         ({"fractions": (0.5, 0.2)}, "fractions"),
         ({"fractions": (0.0,)}, "fractions"),
-        ({"fractions": ()}, "fractions"),
+        ({"fractions": (0.5, 0.5)}, "fractions"),
+        ({"fractions": ("a",)}, "fractions"),
+        ({"t_end": -1.0}, "t_end"),
+        ({"t_end": float("nan")}, "t_end"),
+        ({"stationary_tol": 0.0}, "stationary_tol"),
+        ({"targets": jnp.ones(3)}, "targets"),
         ({"max_steps": 0}, "max_steps"),
         ({"rtol": -1.0}, "rtol"),
         ({"atol": 0.0}, "atol"),

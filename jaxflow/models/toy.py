@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxflow.coordinatewise import Coordinatewise
+
 
 # exp() of more than ~709 overflows float64. A trial stage of an explicit solver can wander far
 # outside the true solution's range (Tsit5's stages reach ~30 step lengths away); an infinite
@@ -56,7 +58,11 @@ class ToyArgs(NamedTuple):
         depth: real depth ``N >= 1`` (``jnp.inf`` allowed); a traced scalar, so sweeping it
             never recompiles.
         targets: ``sigma*_i > 0``, shape ``(d,)``.
-        time_scale: the constant ``c`` multiplying the vector field (1 = PAPER.md convention).
+        time_scale: the constant ``c`` multiplying the vector field (1 = the project's convention).
+        log_time_unit: ``ln U``: the flow runs in units of ``U`` time units (``t = U t_solve``),
+            so that the solver's clock stays O(1) when the real plateau lasts up to
+            ``e^10000``. :func:`log_time_unit` gives the natural unit, the plateau's own
+            length scale; 0 (default) is plain time.
 
     Example:
         >>> import jax.numpy as jnp
@@ -69,6 +75,11 @@ class ToyArgs(NamedTuple):
     depth: Float[ArrayLike, ""]
     targets: Float[ArrayLike, " d"]
     time_scale: Float[ArrayLike, ""] = 1.0
+    log_time_unit: Float[ArrayLike, ""] = 0.0
+
+
+# The coordinates of the reduced flow are independent: split the targets, share the rest.
+_COORDINATE_AXES = ToyArgs(depth=None, targets=0, time_scale=None, log_time_unit=None)
 
 
 def _growth_exponent(depth):
@@ -76,7 +87,33 @@ def _growth_exponent(depth):
     return 1.0 - 2.0 / depth
 
 
-def reduced_vector_field(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float[Array, " d"]:
+def log_time_unit(depth: Float[ArrayLike, ""], log_scale: Float[ArrayLike, ""]) -> Float[Array, ""]:
+    """``ln U`` of the plateau's time scale ``U = sigma0^-(1 - 2/N)`` (1 for N <= 2).
+
+    For N > 2 a start ``sigma0`` spends about ``U / (N - 2)`` time units on its plateau; measured
+    in units of ``U`` the flow's times are O(1) at every scale, and stay finite where the real
+    times overflow float64 (sigma0 = e^-10000 at depth 3: U = e^3333). For N <= 2 the plateau is
+    at most logarithmic and the unit is 1. Pass it as :attr:`ToyArgs.log_time_unit`; real times
+    are ``exp(log_time_unit) * t``.
+
+    >>> from jaxflow.models import toy
+    >>> round(float(toy.log_time_unit(3.0, -3000.0)), 9), float(toy.log_time_unit(2.0, -3000.0))
+    (1000.0, 0.0)
+    """
+    return jnp.maximum(-_growth_exponent(jnp.asarray(depth, dtype=float)) * log_scale, 0.0)
+
+
+def _log_rate(log_sigma, args: ToyArgs):
+    """``ln(c U) + (1 - 2/N) x``, the log of the field's growth factor, and the clamped state."""
+    depth = jnp.asarray(args.depth)
+    targets = jnp.asarray(args.targets)
+    log_sigma = jnp.minimum(log_sigma, jnp.log(jnp.max(jnp.abs(targets))) + _OVERSHOOT)
+    exponent = jnp.log(jnp.asarray(args.time_scale, dtype=float)) + args.log_time_unit
+    exponent = jnp.minimum(exponent + _growth_exponent(depth) * log_sigma, _MAX_EXPONENT)
+    return exponent, log_sigma, targets
+
+
+def _reduced_vector_field(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float[Array, " d"]:
     """d(ln sigma)/dt of the reduced toy flow, for every coordinate.
 
     Args:
@@ -93,12 +130,11 @@ def reduced_vector_field(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float[
         >>> [round(float(v), 6) for v in toy.reduced_vector_field(jnp.log(jnp.array([0.25])), args)]
         [0.75]
     """
-    depth = jnp.asarray(args.depth)
-    targets = jnp.asarray(args.targets)
-    log_sigma = jnp.minimum(log_sigma, jnp.log(jnp.max(jnp.abs(targets))) + _OVERSHOOT)
-    exponent = jnp.minimum(_growth_exponent(depth) * log_sigma, _MAX_EXPONENT)
-    sigma = jnp.exp(log_sigma)
-    return args.time_scale * jnp.exp(exponent) * (targets - sigma)
+    exponent, log_sigma, targets = _log_rate(log_sigma, args)
+    return jnp.exp(exponent) * (targets - jnp.exp(log_sigma))
+
+
+reduced_vector_field = Coordinatewise(_reduced_vector_field, args_axes=_COORDINATE_AXES)
 
 
 def reduced_speed(log_sigma: Float[Array, " d"], velocity, args: ToyArgs) -> Float[Array, ""]:
@@ -127,12 +163,9 @@ def reduced_speed(log_sigma: Float[Array, " d"], velocity, args: ToyArgs) -> Flo
         0.02
     """
     del velocity
-    depth = jnp.asarray(args.depth)
-    targets = jnp.asarray(args.targets)
-    log_sigma = jnp.minimum(log_sigma, jnp.log(jnp.max(jnp.abs(targets))) + _OVERSHOOT)
-    exponent = jnp.minimum(_growth_exponent(depth) * log_sigma, _MAX_EXPONENT)
+    exponent, log_sigma, targets = _log_rate(log_sigma, args)
     gap = jnp.sqrt(jnp.abs(1.0 - jnp.exp(log_sigma) / targets))
-    return jnp.max(args.time_scale * jnp.exp(exponent) * jnp.abs(targets) * gap)
+    return jnp.max(jnp.exp(exponent) * jnp.abs(targets) * gap)
 
 
 def reduced_modes(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float[Array, " d"]:
@@ -147,14 +180,25 @@ def reduced_modes(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float[Array, 
     return jnp.exp(log_sigma)
 
 
-def reduced_init(scale: Float[ArrayLike, ""], num_coords: int) -> Float[Array, " d"]:
+def reduced_init(
+    scale: Float[ArrayLike, ""], num_coords: int, *, log: bool = False
+) -> Float[Array, " d"]:
     """Balanced identical start ``sigma_i(0) = scale`` in the log state ``x = ln scale``.
+
+    Args:
+        scale: sigma0 > 0, or with ``log=True`` its logarithm ``ln sigma0`` (any real: the
+            state is the logarithm, so sigma0 = e^-10000 is as easy as 1e-6).
+        num_coords: number of coordinates ``d``.
+        log: whether ``scale`` is given as ``ln sigma0``.
 
     >>> from jaxflow.models import toy
     >>> [round(float(x), 4) for x in toy.reduced_init(1e-6, 2)]
     [-13.8155, -13.8155]
+    >>> [float(x) for x in toy.reduced_init(-1e4, 2, log=True)]
+    [-10000.0, -10000.0]
     """
-    return jnp.full((num_coords,), jnp.log(jnp.asarray(scale, dtype=float)))
+    scale = jnp.asarray(scale, dtype=float)
+    return jnp.full((num_coords,), scale if log else jnp.log(scale))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +273,7 @@ def factor_values(params: dict[str, Float[Array, "d N"]], args=None) -> Float[Ar
     return values
 
 
-def factor_loss(params: dict[str, Float[Array, "d N"]], targets: Float[ArrayLike, " d"]):
+def _factor_loss(params: dict[str, Float[Array, "d N"]], targets: Float[ArrayLike, " d"]):
     """PAPER.md loss ``1/(2 N^2) sum_i (sigma*_i - sigma_i)^2`` (c = 1/N for the flow).
 
     >>> import jax.numpy as jnp
@@ -241,3 +285,8 @@ def factor_loss(params: dict[str, Float[Array, "d N"]], targets: Float[ArrayLike
     depth = params["plus"].shape[-1]
     residual = jnp.asarray(targets) - factor_values(params)
     return 0.5 * jnp.sum(residual**2) / depth**2
+
+
+# A sum over coordinates of terms that read one coordinate's factors and target each: the
+# factor-level flow of every coordinate is its own (see jaxflow.coordinatewise).
+factor_loss = Coordinatewise(_factor_loss, args_axes=0)

@@ -1,0 +1,214 @@
+"""The flow engine answers everywhere: many modes, any initialization scale, an honest status.
+
+Checked against :mod:`jaxflow.theory` (closed forms evaluated by series, independent of the
+solver) and, for random unbalanced factors where no closed form exists, against scipy's DOP853:
+
+* the cases that failed before per-coordinate clocks (depth 5 on (4, 3, 2, 1) from 1e-6, ...),
+  called exactly as a new user would, with default tolerances: status ok, every learning time
+  within 1e-6 relative of theory, at most 150 solver steps (accepted + rejected) per mode;
+* a grid of k-mode spectra (k = 1, 3, 8; geometric 2^-i and linear k..1) at every depth in
+  {1.5, 2, 2.5, 3, 4, 5, 6, 10, 20, inf} and sigma0 from 0.05 sigma*_min down to e^-10000 (for
+  depth > 2 down to where the real flow time ~ sigma0^-(1-2/N) reaches e^695), in the plateau's
+  own time unit: same bounds;
+* below that, where the real times overflow float64, the times in the plateau unit still carry
+  the exact limit N / ((N - 2) sigma*);
+* the factor-level model, balanced (theory) and random unbalanced (scipy), k = 4;
+* the status: ``unfinished`` at a horizon reached before the asked learning times, ``ok`` after;
+  a flow asked for nothing runs to stationarity.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from jaxflow import flow, status, theory
+from jaxflow.models import toy
+
+
+DEPTHS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, math.inf)
+FRACTIONS = (0.1, 0.5, 0.9)
+STEPS_PER_MODE = 150
+RTOL = 1e-6
+
+
+def _exact(depth, targets, log_scale, fractions=FRACTIONS):
+    targets = np.asarray(targets)[:, None]
+    return np.asarray(
+        theory.learning_time(depth, targets, log_scale, targets * np.asarray(fractions), log=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "depth, targets, scale",
+    [
+        (5.0, (4.0, 3.0, 2.0, 1.0), 1e-6),
+        (3.0, (2.0, 1.0), 1e-30),
+        (10.0, (2.0, 1.0), 1e-12),
+        (3.0, (8.0, 4.0, 2.0, 1.0), 1e-20),
+        (4.0, (3.0, 1.0), 1e-12),
+    ],
+)
+def test_cases_that_used_to_run_out_of_steps(depth, targets, scale):
+    """The engine issue's table, called as in the README (default tolerances)."""
+    args = toy.ToyArgs(depth=depth, targets=jnp.array(targets))
+    traj = flow.solve(
+        toy.reduced_vector_field, toy.reduced_init(scale, len(targets)), args,
+        modes=toy.reduced_modes, targets=args.targets, time=toy.reduced_speed,
+    )
+    assert status.name(traj.status) == "ok"
+    exact = _exact(depth, targets, math.log(scale))
+    np.testing.assert_allclose(traj.learning_times, exact, rtol=RTOL)
+    assert int(traj.steps + traj.rejected) <= STEPS_PER_MODE * len(targets)
+
+
+def _spectrum(k, kind):
+    return np.array([2.0**-i for i in range(k)] if kind == "geometric" else np.arange(k, 0, -1.0))
+
+
+def _log_scales(depth, smallest_target):
+    """0.05 sigma*_min down to e^-10000, or for depth > 2 to where T ~ e^695."""
+    floor = -10000.0 if depth <= 2 else -min(10000.0, 695.0 / (1.0 - 2.0 / depth))
+    grid = np.concatenate([np.log([0.05, 1e-6]), np.linspace(-50.0, floor, 5)])
+    return grid + math.log(smallest_target)
+
+
+@pytest.fixture(scope="module")
+def solve_spectrum():
+    """One compiled program per spectrum size: depth and scale are traced."""
+
+    def solve(depth, log_scale, targets):
+        unit = toy.log_time_unit(depth, log_scale)
+        args = toy.ToyArgs(depth=depth, targets=targets, log_time_unit=unit)
+        traj = flow.solve(
+            toy.reduced_vector_field, toy.reduced_init(log_scale, targets.shape[0], log=True),
+            args, modes=toy.reduced_modes, targets=targets, time=toy.reduced_speed,
+            rtol=1e-8, atol=1e-8,
+        )
+        return traj, unit
+
+    return jax.jit(jax.vmap(solve, in_axes=(None, 0, None)))
+
+
+@pytest.mark.parametrize("k, kind", [(1, "geometric"), (3, "linear"), (8, "geometric"), (8, "linear")])
+def test_many_modes_any_scale(solve_spectrum, k, kind):
+    targets = _spectrum(k, kind)
+    for depth in DEPTHS:
+        log_scales = _log_scales(depth, targets.min())
+        traj, unit = solve_spectrum(jnp.asarray(depth), jnp.asarray(log_scales), jnp.asarray(targets))
+        assert set(np.asarray(traj.status).tolist()) == {status.OK}, depth
+        # Real time = e^unit * solver time; both sides stay below e^700 on this grid.
+        measured = np.asarray(traj.learning_times) * np.exp(np.asarray(unit))[:, None, None]
+        exact = np.stack([_exact(depth, targets, x) for x in log_scales])
+        started = exact > 0  # sigma0 = 0.05 sigma* already sits past fraction 0.1 of the others
+        np.testing.assert_allclose(measured[started], exact[started], rtol=RTOL, err_msg=str(depth))
+        per_mode = (np.asarray(traj.steps) + np.asarray(traj.rejected)) / k
+        assert per_mode.max() <= STEPS_PER_MODE, (depth, per_mode)
+
+
+@pytest.mark.parametrize("depth", [3.0, 4.0, 10.0, math.inf])
+def test_times_beyond_float64_keep_their_exact_limit(solve_spectrum, depth):
+    """sigma0 = e^-10000: T ~ e^3333 at depth 3 overflows; in the plateau unit U it is exact.
+
+    For sigma0 -> 0 every learning time of target sigma* tends to U N / ((N - 2) sigma*)
+    (the plateau dominates; the rest is O(1) against U >= e^5000 here).
+    """
+    targets = _spectrum(4, "linear")
+    traj, unit = solve_spectrum(jnp.asarray(depth), jnp.asarray([-10000.0]), jnp.asarray(targets))
+    assert int(traj.status[0]) == status.OK
+    assert float(unit[0]) > 700.0  # the real times are not representable
+    limit = (1.0 if math.isinf(depth) else depth / (depth - 2.0)) / targets
+    np.testing.assert_allclose(traj.learning_times[0], np.repeat(limit[:, None], 3, 1), rtol=1e-7)
+
+
+def test_factor_model_balanced_many_modes():
+    """Balanced factors follow the reduced flow with time scale 1/N (one clock a coordinate)."""
+    targets = jnp.array([4.0, 3.0, 2.0, 1.0])
+    for depth, scale in [(2, 1e-6), (3, 1e-12), (4, 1e-30), (6, 1e-12)]:
+        params = toy.factor_init(None, scale, depth=depth, num_coords=4)
+        traj = flow.gradient_flow(
+            toy.factor_loss, params, targets, modes=toy.factor_values, targets=targets,
+            rtol=1e-8, atol=1e-200,  # atol far below the smallest factor, scale^(1/N)
+        )
+        assert status.name(traj.status) == "ok"
+        exact = _exact(depth, targets, math.log(scale)) / toy.factor_time_scale(depth)
+        np.testing.assert_allclose(traj.learning_times, exact, rtol=RTOL)
+        assert int(traj.steps + traj.rejected) <= 4 * 250
+
+
+def _scipy_factor_times(w0, target, fractions):
+    """Learning times of one coordinate's unbalanced factors by DOP853 (rtol 1e-12).
+
+    The gradient is written out by hand, independently of ``jax.grad``: with ``P = prod w`` and
+    the loss ``(target - P)^2 / (2 N^2)``, ``dw_j/dt = (target - P) P / (N^2 w_j)``.
+    """
+    depth = w0.size
+
+    def field(t, w):
+        product = np.prod(w)
+        return (target - product) * product / (depth**2 * w)
+
+    def crossing(level):
+        event = lambda t, w: np.prod(w) - level * target
+        event.terminal = level == fractions[-1]  # past it the flow is stiff and irrelevant
+        event.direction = 1.0
+        return event
+
+    sol = solve_ivp(field, (0.0, 1e7), w0, method="DOP853", rtol=1e-12, atol=1e-30,
+                    events=[crossing(f) for f in fractions])
+    return np.array([ev[0] for ev in sol.t_events])
+
+
+def test_factor_model_random_unbalanced():
+    """Random unbalanced factors: no closed form; scipy's DOP853 is the reference."""
+    targets = jnp.array([4.0, 3.0, 2.0, 1.0])
+    depth, scale = 3, 1e-3
+    params = toy.factor_init(jax.random.key(3), scale, depth=depth, num_coords=4, balanced=False)
+    params = {"plus": jnp.abs(params["plus"])}  # positive products: every mode is learned
+    fractions = (0.1, 0.9)
+    traj = flow.gradient_flow(
+        toy.factor_loss, params, targets, modes=toy.factor_values, targets=targets,
+        fractions=fractions, rtol=1e-10, atol=1e-200,
+    )
+    assert status.name(traj.status) == "ok"
+    for i in range(4):
+        reference = _scipy_factor_times(np.asarray(params["plus"][i]), float(targets[i]), fractions)
+        np.testing.assert_allclose(traj.learning_times[i], reference, rtol=RTOL)
+    assert int(traj.steps + traj.rejected) <= 4 * STEPS_PER_MODE
+
+
+def _reduced(depth, scale, targets, **kwargs):
+    args = toy.ToyArgs(depth=depth, targets=jnp.asarray(targets))
+    return flow.solve(
+        toy.reduced_vector_field, toy.reduced_init(scale, len(targets)), args,
+        modes=toy.reduced_modes, targets=args.targets, time=toy.reduced_speed, **kwargs,
+    )
+
+
+def test_horizon_before_learning_is_unfinished():
+    """A horizon reached before the asked learning times: ``unfinished``, never ``ok``."""
+    targets = (2.0, 1.0)
+    t_small = float(theory.learning_time(3.0, 1.0, 1e-6, 0.9))  # the later mode, at 0.9
+    early = _reduced(3.0, 1e-6, targets, t_end=0.5 * t_small)
+    assert status.name(early.status) == "unfinished"
+    assert np.isinf(early.learning_times[1, 2])  # not found, and not pretended
+    late = _reduced(3.0, 1e-6, targets, t_end=2.0 * t_small)
+    assert status.name(late.status) == "ok"
+    np.testing.assert_allclose(late.learning_times[1, 2], t_small, rtol=RTOL)
+    # Asking only for what the horizon covers is answered: ok.
+    asked = jnp.array([[True, True, True], [False, False, False]])
+    t_large = float(theory.learning_time(3.0, 2.0, 1e-6, 1.8))
+    partial = _reduced(3.0, 1e-6, targets, t_end=1.01 * t_large, required=asked)
+    assert status.name(partial.status) == "ok"
+
+
+def test_no_question_runs_to_stationarity():
+    """No learning time asked and no horizon: the flow runs until it is stationary."""
+    targets = (3.0, 2.0, 1.0)
+    traj = _reduced(4.0, 1e-8, targets, fractions=())
+    assert status.name(traj.status) == "ok"
+    np.testing.assert_allclose(traj.final_modes, targets, rtol=1e-8)
+    assert traj.learning_times.shape == (3, 0)
