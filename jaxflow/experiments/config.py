@@ -41,10 +41,12 @@ __all__ = [
     "ConfigError",
     "ExperimentConfig",
     "as_axis",
+    "check_depths",
     "check_fractions",
     "check_positive",
     "check_positive_int",
     "check_seed",
+    "check_steps",
     "check_type",
 ]
 
@@ -139,6 +141,36 @@ def check_positive(config, *names: str) -> None:
         value = getattr(config, name)
         if not value > 0:
             raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def check_steps(config) -> None:
+    """Require the descent's ``num_steps`` and ``save_every`` to be positive integers, the
+    first a multiple of the second (the save grid ends on the last step).
+
+    >>> import types
+    >>> from jaxflow.experiments.config import check_steps
+    >>> check_steps(types.SimpleNamespace(num_steps=100, save_every=30))
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: num_steps must be a multiple of save_every = 30
+    """
+    for name in ("num_steps", "save_every"):
+        check_positive_int(name, getattr(config, name))
+    if config.num_steps % config.save_every:
+        raise ConfigError(f"num_steps must be a multiple of save_every = {config.save_every}")
+
+
+def check_depths(depths) -> None:
+    """Require a non-empty list of integer depths >= 1 (the models whose weights are matrices).
+
+    >>> from jaxflow.experiments.config import check_depths
+    >>> check_depths((0, 2))
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: depths must be integers >= 1, got (0, 2)
+    """
+    if not depths or any(not is_integer(n) or n < 1 for n in depths):
+        raise ConfigError(f"depths must be integers >= 1, got {depths}")
 
 
 def _is_real(value) -> bool:
@@ -261,13 +293,15 @@ class ExperimentConfig:
             raise ConfigError(str(err)) from None
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike | None = None, **overrides):
-        """Read a TOML file (optional); ``overrides`` that are not None win over it."""
-        table: dict[str, Any] = {}
+    def from_toml(cls, path: str | os.PathLike | None = None, *,
+                  defaults: Mapping[str, Any] | None = None, **overrides):
+        """Read a TOML file (optional); ``overrides`` that are not None win over it, and it wins
+        over ``defaults`` (e.g. ``cls.SMOKE`` for ``jaxflow experiment NAME --smoke``)."""
+        table: dict[str, Any] = dict(defaults or {})
         if path is not None:
             try:
                 with open(path, "rb") as fh:
-                    table = tomllib.load(fh)
+                    table.update(tomllib.load(fh))
             except OSError as err:
                 raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
             except tomllib.TOMLDecodeError as err:
