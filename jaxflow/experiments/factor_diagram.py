@@ -49,7 +49,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import flow, incremental, status, sweep
-from jaxflow.experiments._solvers import SOLVERS
+from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
@@ -113,8 +113,7 @@ class FactorDiagramConfig(ExperimentConfig):
             raise ConfigError(f"num_modes must be an integer >= 2, got {self.num_modes}")
         check_fractions(self.start, self.finish)
         check_seed(self.seed)
-        if self.solver not in SOLVERS:
-            raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
+        check_solver(self.solver)
         for name in ("max_steps", "chunk_size"):
             object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 

@@ -43,7 +43,7 @@ from jaxflow.experiments.config import (
     check_positive_int,
     check_seed,
 )
-from jaxflow.experiments._solvers import SOLVERS
+from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.models import toy
 
 __all__ = [
@@ -129,8 +129,7 @@ class PhaseDiagramConfig(ExperimentConfig):
             raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
         check_fractions(self.start, self.finish)
         check_seed(self.seed)
-        if self.solver not in SOLVERS:
-            raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
+        check_solver(self.solver)
         for name in ("rtol", "atol"):
             if not (0 < getattr(self, name) < 1):
                 raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}")

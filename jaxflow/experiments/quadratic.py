@@ -59,12 +59,6 @@ from jaxflow.models import quadratic as qn
 __all__ = ["QuadraticConfig", "figures", "problem", "report", "run"]
 
 
-@functools.cache
-def _top_modes(k: int):
-    # One function object per k: the descent caches its compiled program on it.
-    return functools.partial(qn.modes, k=k)
-
-
 @dataclasses.dataclass(frozen=True)
 class QuadraticConfig(ExperimentConfig):
     """Options of experiment E2 (defaults from PAPER.md section 4).
@@ -130,6 +124,12 @@ class QuadraticConfig(ExperimentConfig):
         if not self.noise >= 0.0:
             raise ConfigError(f"noise must be >= 0, got {self.noise}")
         check_seed(self.seed)
+
+
+@functools.cache
+def _top_modes(k: int):
+    # One function object per k: the descent caches its compiled program on it.
+    return functools.partial(qn.modes, k=k)
 
 
 def problem(config: QuadraticConfig) -> tuple[qn.Data, jax.Array]:

@@ -18,7 +18,7 @@ target's coordinates, largest ``|w*_i|`` first (:func:`modes`).
 **Separable classification.** On separable data the exponential and logistic losses have no
 minimizer: ``||beta||`` grows like ``ln t`` while its direction converges, for depth ``N``, to a
 first-order stationary point of ``min ||beta||_(2/N)`` subject to ``y_k <beta, x_k> >= 1``
-(Gunasekar et al. 2018; N = 1: the L2 max-margin direction, :mod:`jaxflow.max_margin`). The
+(Gunasekar et al. 2018; N = 1: the L2 max-margin direction, :mod:`jaxflow.baselines.max_margin`). The
 losses are evaluated through ``logsumexp`` so that :func:`log_loss` stays finite after
 ``exp(-margin)`` underflows; :func:`loss_underflow` reports that state, in which the gradient
 is exactly zero and both back-ends stop moving (no NaN).
