@@ -66,7 +66,8 @@ def enable_compilation_cache() -> str:
         >>> code = ("import os, jax; from jaxflow import cli; "
         ...         "print(cli.enable_compilation_cache() == os.environ['JAXFLOW_CACHE_DIR'], "
         ...         "jax.config.jax_compilation_cache_dir == os.environ['JAXFLOW_CACHE_DIR'])")
-        >>> env = {**os.environ, "JAXFLOW_CACHE_DIR": tempfile.mkdtemp(), "JAXFLOW_CPU_DEVICES": "1"}
+        >>> env = {**os.environ, "JAXFLOW_CACHE_DIR": tempfile.mkdtemp(),
+        ...        "JAXFLOW_CPU_DEVICES": "1"}
         >>> subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
         ...                text=True).stdout.strip()
         'True True'
@@ -277,7 +278,8 @@ def _experiment(name: str):
     try:
         return experiments.get(name)
     except KeyError:
-        raise CliError(f"experiment must be one of {', '.join(experiments.names())}, got {name!r}") from None
+        known = ", ".join(experiments.names())
+        raise CliError(f"experiment must be one of {known}, got {name!r}") from None
 
 
 def cmd_experiment(args) -> int:

@@ -19,8 +19,10 @@ Example (three modes learned largest first, each finishing before the next start
     >>> import jax.numpy as jnp
     >>> from jaxflow import incremental
     >>> times = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])   # (mode, (start, finish))
-    >>> incremental.incremental_pairs(times).tolist(), float(incremental.rank_correlation(times[:, 1]))
-    ([True, True], 1.0)
+    >>> incremental.incremental_pairs(times).tolist()
+    [True, True]
+    >>> float(incremental.rank_correlation(times[:, 1]))
+    1.0
 """
 
 import jax
@@ -86,7 +88,8 @@ def rank_correlation(times: Float[ArrayLike, " k"]) -> Float[Array, ""]:
 
     >>> import jax.numpy as jnp
     >>> from jaxflow import incremental
-    >>> [float(incremental.rank_correlation(jnp.array(t))) for t in ([1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [1.0, 1.0, 1.0])]
+    >>> orders = ([1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [1.0, 1.0, 1.0])
+    >>> [float(incremental.rank_correlation(jnp.array(t))) for t in orders]
     [1.0, -1.0, 0.0]
     """
     v = jnp.asarray(times)

@@ -504,7 +504,8 @@ def run(
             raise SweepError("pass the per-point function fn, or a runner")
         runner = Runner(fn, chunk_size=chunk_size, devices=devices)
     elif fn is not None and fn is not runner.fn:
-        raise SweepError("fn is not the runner's function: pass fn=None (or runner.fn) with a runner")
+        raise SweepError(
+            "fn is not the runner's function: pass fn=None (or runner.fn) with a runner")
     chunk = runner.chunk_size
     shape = tuple(v.size for v in axes.values())
     n = int(np.prod(shape))

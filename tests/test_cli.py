@@ -258,7 +258,8 @@ def test_experiment_command_writes_dataset_and_figure(tmp_path, monkeypatch, cap
     assert ds.attrs["experiment"] == "quadratic"
     ds.close()
     # `jaxflow plot FILE.nc` redraws the figures from the file alone (no simulation).
-    assert cli.main(["plot", str(tmp_path / "quadratic.nc"), "--out", str(tmp_path / "replot")]) == 0
+    replot = tmp_path / "replot"
+    assert cli.main(["plot", str(tmp_path / "quadratic.nc"), "--out", str(replot)]) == 0
     assert (tmp_path / "replot" / "quadratic.png").stat().st_size > 10_000
     assert cli.main(["experiment", "nope", "--out", str(tmp_path)]) == 2
     assert "experiment must be one of" in capsys.readouterr().err

@@ -136,7 +136,8 @@ def point_function(config: FactorDiagramConfig):
         >>> from jaxflow.experiments import factor_diagram as fd
         >>> point = fd.point_function(fd.FactorDiagramConfig(depths=(1, 3), num_modes=3))
         >>> for depth in (1.0, 3.0):
-        ...     out = point({"depth": jnp.array(depth), "scale": jnp.array(1e-8), "seed": jnp.array(0.0)})
+        ...     p = {"depth": jnp.array(depth), "scale": jnp.array(1e-8), "seed": jnp.array(0.0)}
+        ...     out = point(p)
         ...     print(depth, float(out["incremental_fraction"]), int(out["status"]))
         1.0 0.0 0
         3.0 0.5 0
@@ -272,7 +273,7 @@ def report(ds: xr.Dataset) -> str:
 
 
 def figures(ds: xr.Dataset) -> dict:
-    """``{"factor_diagram": ...}``: :func:`jaxflow.plot.factor_diagram` of a result of :func:`run`."""
+    """``{"factor_diagram": ...}``: :func:`jaxflow.plot.factor_diagram` of a :func:`run`."""
     from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
 
     return {"factor_diagram": plot.factor_diagram(ds)}

@@ -84,7 +84,8 @@ class MatrixSensingConfig(ExperimentConfig):
         check_depths(self.depths)
         check_steps(self)
         if self.d < len(self.values):
-            raise ConfigError(f"d must be >= the number of target values ({len(self.values)}), got {self.d}")
+            raise ConfigError(
+                f"d must be >= the number of target values ({len(self.values)}), got {self.d}")
         check_positive_int("m", self.m)
         check_positive(self, "scale", "learning_rate")
         check_seed(self.seed)
@@ -118,7 +119,8 @@ def spec(config: MatrixSensingConfig) -> backends.Spec:
         loss=ms.loss,
         modes=lambda params, args: ms.modes(params, args, k=k),
         targets=ms.targets(prob, k=k),
-        init=lambda depth: ms.init(init_key, config.scale, depth, (config.d, config.d), kind=config.init_kind),
+        init=lambda depth: ms.init(init_key, config.scale, depth, (config.d, config.d),
+                                   kind=config.init_kind),
         args=prob,
         measures={
             "reconstruction_error": ms.reconstruction_error,
@@ -159,7 +161,8 @@ def report(ds: xr.Dataset) -> str:
             row = ds.sel(backend=b, depth=d)
             lines.append(
                 f"{b:<8} {int(d):<6} {row['reconstruction_error'].item():<12.3e} "
-                f"{int(row['effective_rank'].item()):<9} {int(row['gradient_evaluations'].item()):<11} "
+                f"{int(row['effective_rank'].item()):<9} "
+                f"{int(row['gradient_evaluations'].item()):<11} "
                 f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}")
     return "\n".join(lines)
 

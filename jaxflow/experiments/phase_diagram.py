@@ -159,7 +159,8 @@ def point_function(config: PhaseDiagramConfig, *, with_time: bool = False):
         >>> import jax.numpy as jnp
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> point = pd.point_function(pd.PhaseDiagramConfig())
-        >>> out = point({"depth": jnp.array(3.0), "ratio": jnp.array(2.0), "scale": jnp.array(1e-3)})
+        >>> out = point({"depth": jnp.array(3.0), "ratio": jnp.array(2.0),
+        ...              "scale": jnp.array(1e-3)})
         >>> bool(out["margin"] > 0), int(out["status"])
         (True, 0)
     """
