@@ -242,6 +242,20 @@ def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
     return ds
 
 
+def mode_labels(amplitudes, k: int) -> list[str]:
+    """Legend labels of the tracked bins: the bin index and the target's (unnormalized) rfft
+    amplitude, largest first (the order of :func:`jaxflow.models.convolutional.modes`).
+
+    >>> mode_labels((3.0, 4.0, 6.0, 12.0), 5)[:3]
+    ['bin 3 (target 12)', 'bin 2 (target 6)', 'bin 1 (target 4)']
+    >>> mode_labels((3.0, 4.0, 6.0, 12.0), 5)[3:]
+    ['bin 0 (target 3)', 'bin 4 (target 0)']
+    """
+    values = list(amplitudes) + [0.0] * k
+    bins = sorted(range(len(values)), key=lambda b: -values[b])[:k]
+    return [f"bin {b} (target {values[b]:g})" for b in bins]
+
+
 def report(ds: xr.Dataset) -> str:
     """What ``jaxflow experiment convolutional`` prints: the table shared with E3, then the mean
     ± std over the repeats (gradient flow) of the correlation by depth and the SVM's."""
@@ -268,17 +282,3 @@ def figures(ds: xr.Dataset) -> dict:
     labels = mode_labels(ds.attrs["amplitudes"], ds.sizes["mode"])
     return {"convolutional": plot.classification(ds, title, "Fourier amplitude",
                                                  mode_labels=labels, sharey=False)}
-
-
-def mode_labels(amplitudes, k: int) -> list[str]:
-    """Legend labels of the tracked bins: the bin index and the target's (unnormalized) rfft
-    amplitude, largest first (the order of :func:`jaxflow.models.convolutional.modes`).
-
-    >>> mode_labels((3.0, 4.0, 6.0, 12.0), 5)[:3]
-    ['bin 3 (target 12)', 'bin 2 (target 6)', 'bin 1 (target 4)']
-    >>> mode_labels((3.0, 4.0, 6.0, 12.0), 5)[3:]
-    ['bin 0 (target 3)', 'bin 4 (target 0)']
-    """
-    values = list(amplitudes) + [0.0] * k
-    bins = sorted(range(len(values)), key=lambda b: -values[b])[:k]
-    return [f"bin {b} (target {values[b]:g})" for b in bins]
