@@ -52,7 +52,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(_ROOT, "benchmarks", "results",
                                                       "depth_padding.json"))
     args = parser.parse_args()
-    config = dataclasses.replace(e1.MatrixSensingConfig(), init=args.init)
+    config = dataclasses.replace(e1.MatrixSensingConfig(), scale=args.init)
     problem = e1.problem(config)
     key = jax.random.fold_in(jax.random.key(config.seed), 1)
     targets = ms.targets(problem, 5)

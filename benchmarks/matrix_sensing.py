@@ -142,7 +142,7 @@ def tsit5_stability_limit() -> float:
 
 
 def problem_and_init(depth: int, scale: float):
-    config = dataclasses.replace(e1.MatrixSensingConfig(), init=scale)
+    config = dataclasses.replace(e1.MatrixSensingConfig(), scale=scale)
     return e1.problem(config), e1.spec(config).init(depth)
 
 

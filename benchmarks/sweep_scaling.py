@@ -3,8 +3,8 @@
 For each device count D (default 1, 2, 4) a fresh Python process is started with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=D`` (the flag must be set before jax is
 imported). There, for each grid size n (default 1e3, 1e4, 1e5; 1e6 on request), it times
-``sweep.run(pd.pair_point(config), grid, runner=runner)`` on a grid of depths x ratios x scales
-with ~n points. The runner is compiled beforehand by a warm-up sweep of one chunk, so the timings
+``sweep.run(None, grid, runner=runner)``, ``runner = sweep.Runner(pd.point_function(config))``,
+on a grid of depths x ratios x scales with ~n points. The runner is compiled beforehand by a warm-up sweep of one chunk, so the timings
 exclude compilation (and the script checks that no call retraced). It reports wall time,
 trajectories per second and, per device count, the log-log slope of time against size (1 means
 linear cost).
@@ -63,12 +63,12 @@ def worker(sizes: list[int], devices: int, chunk_size: int, dtype: str = "float6
     if dtype == "float32":  # the phase diagram's GPU path: float32, float64 where it must
         runner = pd.Float32Runner(config)
     else:
-        runner = sweep.Runner(pd.pair_point(config), chunk_size=chunk_size)
+        runner = sweep.Runner(pd.point_function(config), chunk_size=chunk_size)
 
     # Warm-up: a sweep of one chunk compiles the program and traces the output shapes (the
     # first sweep.run also pays for jax.eval_shape of the per-point function).
     t0 = time.perf_counter()
-    sweep.run(runner.fn, grid_axes(runner.chunk_size), runner=runner, quiet=True)
+    sweep.run(None, grid_axes(runner.chunk_size), runner=runner, quiet=True)
     compile_s = time.perf_counter() - t0
 
     rows = []
@@ -76,7 +76,7 @@ def worker(sizes: list[int], devices: int, chunk_size: int, dtype: str = "float6
         axes = grid_axes(size)
         points = int(np.prod([len(v) for v in axes.values()]))
         t0 = time.perf_counter()
-        ds = sweep.run(runner.fn, axes, runner=runner, quiet=True)
+        ds = sweep.run(None, axes, runner=runner, quiet=True)
         wall = time.perf_counter() - t0
         steps = ds["steps"].values
         rows.append(
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
 
     summary = {
         "benchmark": "sweep_scaling",
-        "description": "toy phase-diagram sweep (pd.pair_point, default config) via sweep.run; "
+        "description": "toy phase-diagram sweep (pd.point_function, default config) via sweep.run; "
                        "compile excluded by a warm-up chunk",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),

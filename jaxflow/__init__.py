@@ -5,9 +5,10 @@ variable ``JAXFLOW_ENABLE_X64=0`` set before the import), and asks for one XLA C
 core (see ``jaxflow._devices``; ``JAXFLOW_CPU_DEVICES=1`` opts out).
 
 Public modules: ``theory`` (analytic oracles), ``models`` (model families), ``flow`` (gradient
-flow through diffrax), ``descent`` (gradient descent through optax), ``sweep`` (grids, devices,
-stores), ``status`` (trajectory status codes); ``jaxflow.experiments`` and ``jaxflow.plot`` are
-imported on demand (they pull in plotting and storage).
+flow through diffrax), ``descent`` (gradient descent through optax), ``incremental``
+(incremental-learning metrics), ``baselines`` (OMP, max-margin SVM), ``sweep`` (grids, devices,
+stores), ``status`` (trajectory status codes); ``jaxflow.experiments`` (the registry of
+experiments) and ``jaxflow.plot`` are imported on demand (they pull in plotting and storage).
 """
 
 import importlib.metadata
@@ -19,8 +20,10 @@ from jaxflow._x64 import enable_x64_by_default as _enable_x64_by_default
 _enable_x64_by_default()
 _use_cpu_cores()
 
+from jaxflow import baselines as baselines  # noqa: E402
 from jaxflow import descent as descent  # noqa: E402
 from jaxflow import flow as flow  # noqa: E402
+from jaxflow import incremental as incremental  # noqa: E402
 from jaxflow import models as models  # noqa: E402
 from jaxflow import status as status  # noqa: E402
 from jaxflow import sweep as sweep  # noqa: E402

@@ -3,8 +3,13 @@
     jaxflow phase-diagram [--config FILE.toml] [--out DIR] [--depths ...] [--ratios ...]
                           [--scales ...] [--resume] [--quiet] [--dtype float64|float32]
                           [--distributed [--coordinator HOST:PORT --num-processes P --process-id I]]
+    jaxflow experiment NAME [--config FILE.toml] [--out DIR] [--smoke]
+    jaxflow plot FILE.nc [--out DIR]
     jaxflow threshold --depth N --ratio R [--start S --finish F]
     jaxflow info
+
+The experiments (their names, configs, runs, reports and figures) come from the registry
+:data:`jaxflow.experiments.EXPERIMENTS`; this module only parses, writes files and prints.
 
 Every command prints where it wrote what, shows a progress bar on long work (on a terminal),
 and exits with status 2 and a one-line reason on bad input.
@@ -56,9 +61,16 @@ def enable_compilation_cache() -> str:
     ``enable_compilation_cache()`` at the top of a script (not run here: it changes JAX's
     global configuration).
 
-    >>> from jaxflow import cli
-    >>> callable(cli.enable_compilation_cache)
-    True
+    Example (in a fresh process, since it changes JAX's global configuration):
+        >>> import subprocess, sys, tempfile
+        >>> code = ("import os, jax; from jaxflow import cli; "
+        ...         "print(cli.enable_compilation_cache() == os.environ['JAXFLOW_CACHE_DIR'], "
+        ...         "jax.config.jax_compilation_cache_dir == os.environ['JAXFLOW_CACHE_DIR'])")
+        >>> env = {**os.environ, "JAXFLOW_CACHE_DIR": tempfile.mkdtemp(),
+        ...        "JAXFLOW_CPU_DEVICES": "1"}
+        >>> subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+        ...                text=True).stdout.strip()
+        'True True'
     """
     import jax
 
@@ -105,12 +117,12 @@ def _check_out_dir(out: str) -> None:
         raise CliError(f"--out: cannot write to {out}: {err.strerror or err}") from None
 
 
-def _load_config(cls, path, overrides):
-    """A sweep config from an optional TOML file, flags (not None) overriding it."""
+def _load_config(cls, path, overrides, defaults=None):
+    """A config from an optional TOML file over ``defaults``, flags (not None) overriding it."""
     from jaxflow.experiments.config import ConfigError
 
     try:
-        return cls.from_toml(path, **overrides)
+        return cls.from_toml(path, defaults=defaults, **overrides)
     except ConfigError as err:
         raise CliError(str(err)) from None
 
@@ -158,22 +170,19 @@ def _write_atomically(path: str, write) -> str:
     return path
 
 
-def _export(ds, out: str, name: str, figures) -> list[str]:
-    """``NAME.nc`` and the figures ``{file name: figure}``, each written atomically."""
+def _export(ds, out: str, name: str | None, figures) -> list[str]:
+    """``NAME.nc`` (unless ``name`` is None) and the figures ``{stem: figure}`` as ``stem.png``,
+    each written atomically."""
     from jaxflow import plot
 
-    paths = [_write_atomically(os.path.join(out, f"{name}.nc"),
-                               lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))]
-    for file, fig in figures.items():
-        paths.append(_write_atomically(os.path.join(out, file),
+    paths = []
+    if name is not None:
+        paths.append(_write_atomically(os.path.join(out, f"{name}.nc"),
+                                       lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf")))
+    for stem, fig in figures.items():
+        paths.append(_write_atomically(os.path.join(out, f"{stem}.png"),
                                        lambda tmp, fig=fig: plot.save(fig, tmp)))
     return paths
-
-
-def _print_status(ds) -> None:
-    from jaxflow import status
-
-    print(status.report(ds["status"]))
 
 
 def _prepare_store(out: str, name: str, resume: bool, primary: bool = True) -> str:
@@ -209,7 +218,7 @@ def cmd_phase_diagram(args) -> int:
     """
     if args.model == "factor":
         return cmd_factor_diagram(args)
-    from jaxflow import plot, sweep
+    from jaxflow import sweep
     from jaxflow.experiments import phase_diagram as pd
 
     overrides = _sweep_overrides(args)
@@ -231,10 +240,8 @@ def cmd_phase_diagram(args) -> int:
     if index != 0:
         print(f"process {index}: its chunks are in {store}; process 0 writes the exports")
         return 0
-    paths = _export(ds, args.out, "phase_diagram", {
-        "phase_diagram.png": plot.phase_diagram(ds), "thresholds.png": plot.thresholds(ds)})
-    print(pd.summary_table(ds))
-    _print_status(ds)
+    paths = _export(ds, args.out, "phase_diagram", pd.figures(ds))
+    print(pd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
 
@@ -244,7 +251,7 @@ def cmd_factor_diagram(args) -> int:
 
     Called by :func:`main` with the parsed arguments.
     """
-    from jaxflow import plot, sweep
+    from jaxflow import sweep
     from jaxflow.experiments import factor_diagram as fd
 
     overrides = _sweep_overrides(args)
@@ -258,101 +265,65 @@ def cmd_factor_diagram(args) -> int:
         ds = fd.run(config, store=store, resume=args.resume, quiet=args.quiet)
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
-    paths = _export(ds, out, "factor_diagram", {"factor_diagram.png": plot.factor_diagram(ds)})
-    summary = ds[["incremental_fraction", "rank_correlation"]].mean(("seed", "scale"))
-    print("depth   incremental fraction   rank correlation   (means over scales and seeds)")
-    for depth in ds["depth"].values:
-        row = summary.sel(depth=depth)
-        print(f"{depth:<7g} {row['incremental_fraction'].item():<22.3f} {row['rank_correlation'].item():.3f}")
-    _print_status(ds)
+    paths = _export(ds, out, "factor_diagram", fd.figures(ds))
+    print(fd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
 
 
-EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization", "quadratic", "diagonal",
-               "convolutional", "omp")
+def _experiment(name: str):
+    """The registry line of ``name`` (:data:`jaxflow.experiments.EXPERIMENTS`), else a CliError."""
+    from jaxflow import experiments
 
-
-def _experiment_matrix_sensing(smoke: bool):
-    from jaxflow import plot, status
-    from jaxflow.experiments import matrix_sensing as e1
-
-    ds = e1.run(e1.MatrixSensingConfig.smoke() if smoke else e1.MatrixSensingConfig())
-    fig = plot.staircase(ds, title="Deep matrix sensing: top singular values of W",
-                         value_label="singular value")
-    print("backend  depth  recon-error  eff-rank  grad-evals  wall-s  status")
-    for b in ds["backend"].values:
-        for d in ds["depth"].values:
-            row = ds.sel(backend=b, depth=d)
-            print(f"{b:<8} {int(d):<6} {row['reconstruction_error'].item():<12.3e} "
-                  f"{int(row['effective_rank'].item()):<9} {int(row['gradient_evaluations'].item()):<11} "
-                  f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}")
-    return ds, fig
-
-
-def _experiment_generalization(smoke: bool):
-    from jaxflow import plot
-    from jaxflow.experiments import generalization as g
-
-    ds = g.run(g.GeneralizationConfig.smoke() if smoke else g.GeneralizationConfig())
-    fig = plot.generalization(ds)
-    table = ds[["reconstruction_error", "effective_rank"]].mean("seed")
-    print("depth  scale      recon-error  eff-rank   (means over seeds)")
-    for d in ds["depth"].values:
-        for sc in ds["scale"].values:
-            row = table.sel(depth=d, scale=sc)
-            print(f"{d:<6g} {sc:<10.3g} {row['reconstruction_error'].item():<12.3e} "
-                  f"{row['effective_rank'].item():.2f}")
-    return ds, fig
-
-
-def _experiment_quadratic(smoke: bool):
-    from jaxflow.experiments import quadratic as e2
-
-    ds = e2.run(e2.QuadraticConfig.smoke() if smoke else e2.QuadraticConfig())
-    fig = e2.figure(ds)
-    half = ds["learning_time"].sel(fraction=0.5, depth=2)
-    print("bias   backend  t(half target) per mode            recon-error")
-    for bias in ds["bias"].values:
-        for b in ds["backend"].values:
-            times = " ".join(f"{v:7.3f}" for v in half.sel(bias=bias, backend=b).values)
-            err = ds["reconstruction_error"].sel(bias=bias, backend=b, depth=2).item()
-            print(f"{str(bool(bias)):<6} {b:<8} {times}   {err:.3e}")
-    return ds, fig
-
-
-def _experiment_module(name: str, smoke: bool):
-    """E3-E5: ``jaxflow.experiments.NAME.main(smoke)`` prints its table, returns (dataset, figure)."""
-    import importlib
-
-    module = importlib.import_module(f"jaxflow.experiments.{name}")
-    return module.main(smoke)
+    try:
+        return experiments.get(name)
+    except KeyError:
+        known = ", ".join(experiments.names())
+        raise CliError(f"experiment must be one of {known}, got {name!r}") from None
 
 
 def cmd_experiment(args) -> int:
-    """``jaxflow experiment NAME``: run a paper experiment, write ``NAME.nc`` and ``NAME.png``.
+    """``jaxflow experiment NAME``: run a registered experiment, print its report, write
+    ``NAME.nc`` and its figures.
 
-    Called by :func:`main` with the parsed arguments (``--smoke`` for seconds-long runs).
+    Called by :func:`main` with the parsed arguments (``--smoke`` for seconds-long runs: the
+    config's ``SMOKE`` sizes, under any ``--config`` file).
     """
-    import functools
-
-    runners = {
-        "matrix-sensing": _experiment_matrix_sensing,
-        "matrix-sensing-generalization": _experiment_generalization,
-        "quadratic": _experiment_quadratic,
-        "diagonal": functools.partial(_experiment_module, "diagonal"),
-        "convolutional": functools.partial(_experiment_module, "convolutional"),
-        "omp": functools.partial(_experiment_module, "omp"),
-    }
-    if args.name not in runners:
-        raise CliError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {args.name!r}")
+    experiment = _experiment(args.name)
+    cls = experiment.config
+    config = _load_config(cls, args.config, {}, defaults=cls.SMOKE if args.smoke else None)
     out = args.out or os.path.join("results", "experiments")
     _check_out_dir(out)
     enable_compilation_cache()
     print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}", flush=True)
-    # Each runner prints its table and returns its dataset (shared layout) and figure.
-    ds, fig = runners[args.name](args.smoke)
-    paths = _export(ds, out, args.name, {f"{args.name}.png": fig})
+    ds = experiment.run(config)
+    print(experiment.report(ds))
+    paths = _export(ds, out, args.name, experiment.figures(ds))
+    print("\n".join(f"wrote {p}" for p in paths))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    """``jaxflow plot FILE.nc``: redraw the figures of a saved experiment dataset.
+
+    The experiment is the dataset's ``experiment`` attribute (``model`` for phase diagrams
+    written before it existed); the figures go next to the file unless ``--out`` is given.
+    """
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(args.file, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except (OSError, ValueError) as err:
+        raise CliError(f"cannot read {args.file}: {err}") from None
+    legacy = {"toy": "phase-diagram", "factor": "factor-diagram"}
+    name = ds.attrs.get("experiment") or legacy.get(ds.attrs.get("model"))
+    if name is None:
+        raise CliError(f"{args.file} names no experiment (no 'experiment' attribute)")
+    experiment = _experiment(name)
+    out = args.out or os.path.dirname(os.path.abspath(args.file))
+    _check_out_dir(out)
+    paths = _export(ds, out, None, experiment.figures(ds))
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
 
@@ -452,11 +423,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--process-id", type=int, dest="process_id", help="this process, 0 .. P-1")
     p.set_defaults(func=cmd_phase_diagram)
 
-    p = sub.add_parser("experiment", help="run one of the paper's experiments (both back-ends)")
-    p.add_argument("name", help=f"one of: {', '.join(EXPERIMENTS)}")
+    from jaxflow.experiments import EXPERIMENTS
+
+    listing = "\n".join(f"  {e.name:<31} {e.summary}" for e in EXPERIMENTS)
+    p = sub.add_parser("experiment", help="run one of the registered experiments",
+                       epilog=f"experiments:\n{listing}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="the experiment (listed below)")
+    p.add_argument("--config", help="TOML file setting any option of the experiment's config")
     p.add_argument("--out", help="output directory (default results/experiments)")
     p.add_argument("--smoke", action="store_true", help="reduced sizes (seconds), for tests and CI")
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("plot", help="redraw the figures of a saved experiment dataset (.nc)")
+    p.add_argument("file", help="a dataset written by jaxflow (NAME.nc)")
+    p.add_argument("--out", help="output directory (default: the file's)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("threshold", help="theory threshold of one (depth, ratio)")
     p.add_argument("--depth", type=float, required=True)

@@ -1,7 +1,15 @@
-"""Figures: phase diagrams and thresholds (matplotlib, colour-blind-safe, labelled log axes).
+"""Every figure of jaxflow (matplotlib, one colour-blind-safe palette, labelled log axes).
 
 Every function takes a dataset (as written by the experiments) and returns a matplotlib
-``Figure``; :func:`save` writes it. The Agg backend is used when no display is available.
+``Figure``; :func:`save` writes it. This is the one module that imports matplotlib: it switches
+to the Agg backend when no display is available, once, here. The experiments' ``figures(ds)``
+call these functions.
+
+* toy phase diagrams: :func:`phase_diagram`, :func:`thresholds`, :func:`factor_diagram`;
+* modes against time: :func:`staircase` (any experiment in the shared layout),
+  :func:`quadratic` (E2), :func:`classification` (E3, E4), :func:`omp_picks` (E5), all drawn by
+  one panel function (flow solid, descent as markers, one colour per mode);
+* matrix sensing's generalization: :func:`generalization`.
 
 Example:
     >>> from jaxflow.experiments import phase_diagram as pd
@@ -29,10 +37,31 @@ import xarray as xr  # noqa: E402
 from jaxflow import theory  # noqa: E402
 
 
+__all__ = [
+    "INCREMENTAL_COLOUR",
+    "MODE_COLOURS",
+    "NOT_INCREMENTAL_COLOUR",
+    "OKABE_ITO",
+    "classification",
+    "depth_label",
+    "factor_diagram",
+    "generalization",
+    "omp_picks",
+    "phase_diagram",
+    "quadratic",
+    "save",
+    "staircase",
+    "thresholds",
+]
+
 # Okabe-Ito palette: distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
-INCREMENTAL_COLOUR = "#0072B2"
-NOT_INCREMENTAL_COLOUR = "#F0E442"
+INCREMENTAL_COLOUR = OKABE_ITO[4]
+NOT_INCREMENTAL_COLOUR = OKABE_ITO[3]
+# One colour per tracked mode, from the same palette: blue, vermillion, green, purple first (the
+# strongest contrasts for the four targets of the paper's experiments); yellow is left out
+# (unreadable as a thin line on white).
+MODE_COLOURS = tuple(OKABE_ITO[i] for i in (4, 5, 2, 6, 0, 1, 7))
 
 
 def depth_label(depth: float) -> str:
@@ -339,6 +368,210 @@ def factor_diagram(ds: xr.Dataset) -> plt.Figure:
     fig.suptitle(
         f"Random unbalanced factors, {ds.attrs['num_modes']} targets in ratio {ds.attrs['ratio']:g} "
         f"({ds.sizes['seed']} seeds: mean and range)"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _mode_colour(i: int) -> str:
+    return MODE_COLOURS[i % len(MODE_COLOURS)]
+
+
+def _modes_panel(ax, times, modes, labels, *, marks=None, targets=None) -> None:
+    """Tracked modes against time on one axis: gradient flow solid, gradient descent as circles.
+
+    Args:
+        ax: the axis.
+        times: ``(T,)`` the time grid.
+        modes: a ``(backend, time, mode)`` DataArray (either back-end may be missing).
+        labels: one legend label per mode (on the flow's line).
+        marks: indices of the times that get a descent marker (default: all).
+        targets: per-mode targets drawn as thin dotted lines (default: none).
+    """
+    marks = np.arange(times.size) if marks is None else marks
+    backends = modes["backend"].values
+    for i, label in enumerate(labels):
+        colour = _mode_colour(i)
+        if targets is not None:
+            ax.axhline(targets[i], color=colour, lw=0.7, ls=":", alpha=0.9)
+        if "flow" in backends:
+            ax.plot(times, modes.sel(backend="flow").values[:, i], color=colour, lw=1.6,
+                    label=label)
+        if "descent" in backends:
+            values = modes.sel(backend="descent").values[:, i]
+            ax.plot(times[marks], values[marks], ls="none", marker="o", ms=3.5, mfc="none",
+                    mew=0.9, color=colour)
+
+
+def _backend_handles(descent_label: str = "gradient descent"):
+    """Legend entries of the two back-ends' styles (in grey, whatever the mode's colour)."""
+    return (
+        [plt.Line2D([], [], color="0.3", lw=1.6),
+         plt.Line2D([], [], color="0.3", ls="none", marker="o", mfc="none")],
+        ["gradient flow", descent_label],
+    )
+
+
+def quadratic(ds: xr.Dataset) -> plt.Figure:
+    """E2: top eigenvalues of ``W^T W`` against time, one panel per bias variant (PAPER Fig. 1b).
+
+    Gradient flow is drawn solid, gradient descent as markers on top of it, the targets as thin
+    dotted lines in the mode's colour. Takes the dataset of
+    :func:`jaxflow.experiments.quadratic.run`.
+
+    Example (made-up curves in that layout):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import plot
+        >>> t = np.linspace(0.0, 8.0, 41)
+        >>> targets = np.array([1.0, 0.5])
+        >>> curves = targets / (1 + (targets / 1e-4 - 1) * np.exp(-16 * targets * t[:, None]))
+        >>> modes = np.broadcast_to(curves, (2, 2, 1) + curves.shape)   # bias, backend, depth
+        >>> ds = xr.Dataset({"modes": (("bias", "backend", "depth", "time", "mode"), modes),
+        ...                  "targets": ("mode", targets)},
+        ...                 coords={"bias": [False, True], "backend": ["flow", "descent"],
+        ...                         "depth": [2], "time": t, "mode": [0, 1]},
+        ...                 attrs={"learning_rate": 1e-3, "d": 20, "m": 100, "scale": 1e-4})
+        >>> [ax.get_title()[:7] for ax in plot.quadratic(ds).axes]
+        ['no bias', 'bias, b']
+    """
+    variants = [bool(b) for b in ds["bias"].values]
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.0 * len(variants) + 1.6, 3.8),
+                             sharey=True, squeeze=False)
+    times = ds["time"].values
+    marks = np.arange(0, times.size, max(1, times.size // 25))  # about 25 descent markers
+    targets = ds["targets"].values
+    labels = [f"$\\lambda_{i + 1}$ (target {target:.3g})" for i, target in enumerate(targets)]
+    for ax, bias in zip(axes.flat, variants):
+        panel = ds.sel(bias=bias).isel(depth=0)
+        _modes_panel(ax, times, panel["modes"], labels, marks=marks, targets=targets)
+        title = "bias, b(0) = mean(y)" if bias else "no bias"
+        ax.set_title(f"{title}: $f(x) = x^T W^T W x$" + (" + b" if bias else ""))
+        ax.set_xlabel("time t = learning rate × step")
+        ax.set_xlim(times[0], times[-1])
+        ax.grid(alpha=0.25, lw=0.5)
+    axes.flat[0].set_ylabel("top eigenvalues of $W^T W$")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    styles, names = _backend_handles(f"gradient descent\n(lr {ds.attrs['learning_rate']:g})")
+    handles += styles + [plt.Line2D([], [], color="0.3", lw=0.7, ls=":")]
+    labels += names + ["target"]
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle(f"Quadratic network, d = {ds.attrs.get('d')}, m = {ds.attrs.get('m')}, "
+                 f"$W^T W(0)$ = {ds.attrs.get('scale'):g} I", fontsize=10)
+    fig.tight_layout(rect=(0.0, 0.0, 0.86, 1.0))
+    return fig
+
+
+def classification(ds: xr.Dataset, title: str, value_label: str, *, mode_labels=None,
+                   sharey: bool = True) -> plt.Figure:
+    """E3, E4: tracked modes against time (log axis), one panel per depth (PAPER Fig. 1c/1d).
+
+    Gradient flow solid, gradient descent as markers; the legend gives each mode's target (or
+    ``mode_labels``). ``sharey=False`` gives each depth its own value axis (the scales of the
+    depths differ by orders of magnitude on the convolutional nets). The bottom row shows the
+    correlation with the target by depth against the max-margin SVM. Takes the dataset of
+    :func:`jaxflow.experiments.diagonal.run` or :func:`jaxflow.experiments.convolutional.run`.
+
+    Example (made-up curves in that layout):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import plot
+        >>> t = np.geomspace(0.1, 100.0, 20)
+        >>> modes = np.broadcast_to(np.tanh(t)[:, None], (2, 2, 20, 1))   # backend, depth
+        >>> ds = xr.Dataset({"modes": (("backend", "depth", "time", "mode"), modes),
+        ...                  "targets": ("mode", [1.0]),
+        ...                  "correlation": (("backend", "depth"), [[0.8, 0.99], [0.8, 0.99]]),
+        ...                  "svm_correlation": 0.78},
+        ...                 coords={"backend": ["flow", "descent"], "depth": [1, 2], "time": t,
+        ...                         "mode": [0]})
+        >>> len(plot.classification(ds, "made up", "|beta_i|").axes)   # two depths + correlation
+        3
+    """
+    depths = [int(d) for d in ds["depth"].values]
+    fig = plt.figure(figsize=(3.3 * len(depths) + 0.6, 6.4))
+    grid = fig.add_gridspec(2, len(depths), height_ratios=(1.6, 1.0))
+    times = ds["time"].values
+    positive = times > 0  # a log time axis
+    marks = np.unique(np.geomspace(1, positive.sum(), 30).astype(int)) - 1
+    targets = ds["targets"].values
+    if mode_labels is None:
+        mode_labels = [f"mode {i + 1} (target {target:.3g})" for i, target in enumerate(targets)]
+    first = None
+    for j, depth in enumerate(depths):
+        ax = fig.add_subplot(grid[0, j], sharey=first if sharey else None)
+        first = first or ax
+        modes = ds["modes"].sel(depth=depth).isel(time=np.flatnonzero(positive))
+        _modes_panel(ax, times[positive], modes, mode_labels, marks=marks)
+        ax.set_xscale("log")
+        ax.set_title(f"depth {depth}")
+        ax.set_xlabel("time t = lr × step")
+        ax.grid(alpha=0.25, lw=0.5)
+    first.set_ylabel(value_label)
+    handles, labels = first.get_legend_handles_labels()
+    styles, names = _backend_handles()
+    first.legend(handles + styles, labels + names, fontsize=7, loc="upper left")
+    ax = fig.add_subplot(grid[1, :])
+    for backend, style in (("flow", "o-"), ("descent", "s--")):
+        if backend in ds["backend"].values:
+            ax.plot(depths, ds["correlation"].sel(backend=backend).values, style, ms=5,
+                    label=f"{backend} (t = {times[-1]:g})")
+    if "svm_correlation" in ds:
+        ax.axhline(float(ds["svm_correlation"]), color="0.4", ls=":",
+                   label="max-margin SVM (no intercept)")
+    ax.set_xticks(depths)
+    ax.set_xlabel("depth N")
+    ax.set_ylabel("correlation with target")
+    ax.grid(alpha=0.25, lw=0.5)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def omp_picks(ds: xr.Dataset) -> plt.Figure:
+    """E5: seed 0's support coordinates against time (flow solid to its horizon, descent markers
+    to its own), the pick threshold, and the concurrence with OMP of every seed.
+
+    Takes the dataset of :func:`jaxflow.experiments.omp.run`; an example is the registry's
+    smoke run in tests/test_experiments.py.
+    """
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4), width_ratios=(1.3, 1.0))
+    t = ds["time"].values
+    first = ds.sel(seed=0)
+    labels = [f"w* = {float(v):.3g}" for v in first["targets"].values]
+    _modes_panel(ax, t, first["modes"], labels)
+    ax.axhline(ds.attrs["threshold"], color="0.4", ls=":", lw=0.9, label="pick threshold")
+    ax.axvline(float(ds["horizon"].sel(backend="descent")), color="0.6", ls="--", lw=0.8,
+               label="descent horizon")
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.set_ylim(bottom=0.0)
+    ax.set_xlabel("time t = lr × step")
+    ax.set_ylabel("|beta_i| on the support (seed 0)")
+    ax.set_title(
+        f"seed 0 — OMP order: {first['omp_order'].values.tolist()}, flow picks: "
+        f"{first['order'].sel(backend='flow').values.tolist()}\n(solid: gradient flow; "
+        "circles: gradient descent)",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7, loc="center right")
+    for b, marker, shift in (("flow", "o", -0.1), ("descent", "s", 0.1)):
+        n = ds.attrs[f"seeds_with_picks_{b}"]
+        bx.plot(
+            ds["seed"].values + shift,
+            ds["concurrence"].sel(backend=b).values,
+            marker,
+            mfc="none",
+            label=f"{b} (t = {float(ds['horizon'].sel(backend=b)):g}): "
+            f"{ds.attrs[f'concurrence_mean_{b}']:.2f} ± "
+            f"{ds.attrs[f'concurrence_std_{b}']:.2f} over {n} of {ds.sizes['seed']} "
+            "seeds with picks",
+        )
+    bx.set_ylim(-0.05, 1.1)
+    bx.set_xticks(ds["seed"].values)
+    bx.set_xlabel("seed")
+    bx.set_ylabel("concurrence with OMP")
+    bx.legend(fontsize=7, loc="lower left")
+    fig.suptitle(
+        f"E5: depth-{ds.attrs['depth']} diagonal network against OMP "
+        f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}, {ds.attrs['sparsity']}-sparse)"
     )
     fig.tight_layout()
     return fig

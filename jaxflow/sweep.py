@@ -40,6 +40,7 @@ Example:
     60.0
 """
 
+import abc
 import concurrent.futures
 import contextlib
 import datetime
@@ -56,6 +57,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+
+from jaxflow._integers import check_integer
 
 
 DEFAULT_CHUNK_SIZE = 1024
@@ -102,10 +105,7 @@ def _validate_axes(axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]
 
 def _check_count(name: str, value, low: int = 1) -> int:
     """An integer option >= ``low`` (no bool, no float with a fraction), else a SweepError."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
-    if not ok:
-        raise SweepError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+    return check_integer(name, value, low=low, error=SweepError)
 
 
 def package_versions() -> dict[str, str]:
@@ -146,7 +146,39 @@ def run_metadata() -> dict[str, Any]:
     return attrs
 
 
-class Runner:
+class AbstractRunner(abc.ABC):
+    """What :func:`run` needs of a runner: ``fn``, ``chunk_size`` and ``chunk(points)``.
+
+    A subclass says how one chunk of exactly ``chunk_size`` points is computed (:class:`Runner`:
+    one compiled program per device; the phase diagram's ``Float32Runner``: float32 first,
+    float64 where float32 cannot resolve a lane); calling a runner on any number of points
+    (padding to whole chunks, dropping the padding) is written once, here.
+
+    Attributes:
+        fn: the per-point function whose outputs :meth:`chunk` returns (the sweep lays out its
+            store from ``jax.eval_shape(fn, point)``).
+        chunk_size: points per :meth:`chunk` call.
+    """
+
+    fn: Callable
+    chunk_size: int
+
+    @abc.abstractmethod
+    def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run exactly one chunk (every array of length ``chunk_size``)."""
+
+    def __call__(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run any number of points (padded to whole chunks; padding is dropped)."""
+        n = len(next(iter(points.values())))
+        outputs = []
+        for start in range(0, n, self.chunk_size):
+            idx = np.arange(start, start + self.chunk_size)
+            idx = np.minimum(idx, n - 1)  # pad with a real point: always valid input
+            outputs.append(self.chunk({k: np.asarray(v)[idx] for k, v in points.items()}))
+        return {k: np.concatenate([o[k] for o in outputs])[:n] for k in outputs[0]}
+
+
+class Runner(AbstractRunner):
     """Runs a per-point function on any number of points, in fixed-size chunks over devices.
 
     One ``Runner`` compiles its function once per device (for its chunk size and the points'
@@ -227,16 +259,6 @@ class Runner:
             with concurrent.futures.ThreadPoolExecutor(len(self.devices)) as pool:
                 futures = list(pool.map(launch, range(len(self.devices))))
         return {n: np.concatenate([np.asarray(f[n]) for f in futures]) for n in futures[0]}
-
-    def __call__(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run any number of points (padded to whole chunks; padding is dropped)."""
-        n = len(next(iter(points.values())))
-        outputs = []
-        for start in range(0, n, self.chunk_size):
-            idx = np.arange(start, start + self.chunk_size)
-            idx = np.minimum(idx, n - 1)  # pad with a real point: always valid input
-            outputs.append(self.chunk({k: np.asarray(v)[idx] for k, v in points.items()}))
-        return {k: np.concatenate([o[k] for o in outputs])[:n] for k in outputs[0]}
 
 
 def _fingerprint(axes: dict[str, np.ndarray], chunk_size: int, seed: int, config: str, shapes) -> str:
@@ -401,7 +423,7 @@ def _progress(total: int, quiet: bool, desc: str):
 
 
 def run(
-    fn: Callable[[dict[str, jax.Array]], dict[str, jax.Array]],
+    fn: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None,
     axes: Mapping[str, Sequence[float]],
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -424,6 +446,8 @@ def run(
     Args:
         fn: per-point function ``fn(point) -> {name: array}``; ``point[axis]`` is a float64
             scalar. Pure and jit-compatible; the sweep vmaps it and spreads it over devices.
+            With a ``runner``, pass ``None`` (or ``runner.fn`` itself): the runner's function
+            is the one that runs.
         axes: ``{name: values}``, each a non-empty 1-D sequence of distinct numbers. The dataset's
             dims follow this order.
         chunk_size: points per compiled call (rounded up to a multiple of the device count).
@@ -435,7 +459,8 @@ def run(
         config: the resolved configuration as TOML text; stored, and part of the store's
             fingerprint (resuming with a different config is refused).
         quiet: no progress bar (it is also off when stderr is not a terminal).
-        runner: reuse a compiled :class:`Runner` (its ``fn`` replaces ``fn``).
+        runner: reuse a compiled :class:`Runner` (or any :class:`AbstractRunner`); another
+            ``fn`` than the runner's is an error, never silently replaced.
         devices: devices to run on (default: all local devices).
         process_index, process_count: this process's share of the chunks (default:
             ``jax.process_index()`` and ``jax.process_count()``, i.e. one process unless
@@ -474,7 +499,13 @@ def run(
         raise SweepError(
             f"store is required when process_count > 1 (got {process_count} processes)"
         )
-    runner = runner or Runner(fn, chunk_size=chunk_size, devices=devices)
+    if runner is None:
+        if fn is None:
+            raise SweepError("pass the per-point function fn, or a runner")
+        runner = Runner(fn, chunk_size=chunk_size, devices=devices)
+    elif fn is not None and fn is not runner.fn:
+        raise SweepError(
+            "fn is not the runner's function: pass fn=None (or runner.fn) with a runner")
     chunk = runner.chunk_size
     shape = tuple(v.size for v in axes.values())
     n = int(np.prod(shape))

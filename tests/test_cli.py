@@ -255,5 +255,16 @@ def test_experiment_command_writes_dataset_and_figure(tmp_path, monkeypatch, cap
     ds = xr.open_dataset(tmp_path / "quadratic.nc", engine="h5netcdf")
     assert set(ds["backend"].values) == {"flow", "descent"} and ds.sizes["bias"] == 2
     assert (tmp_path / "quadratic.png").stat().st_size > 10_000
+    assert ds.attrs["experiment"] == "quadratic"
+    ds.close()
+    # `jaxflow plot FILE.nc` redraws the figures from the file alone (no simulation).
+    replot = tmp_path / "replot"
+    assert cli.main(["plot", str(tmp_path / "quadratic.nc"), "--out", str(replot)]) == 0
+    assert (tmp_path / "replot" / "quadratic.png").stat().st_size > 10_000
     assert cli.main(["experiment", "nope", "--out", str(tmp_path)]) == 2
     assert "experiment must be one of" in capsys.readouterr().err
+    # --config is checked like every config: an unknown key is one line naming it.
+    bad = tmp_path / "bad.toml"
+    bad.write_text("nope = 1\n")
+    assert cli.main(["experiment", "quadratic", "--smoke", "--config", str(bad)]) == 2
+    assert "unknown option(s) nope" in capsys.readouterr().err

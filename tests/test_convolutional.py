@@ -69,7 +69,7 @@ def test_fourier_target_modes_and_targets():
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="depth must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"depth \(the number of layers\) must be an integer >= 1"):
         cn.init(jax.random.key(0), 1e-2, 0, 8)
     with pytest.raises(ValueError, match="one length d"):
         cn.beta({"kernels": jnp.ones((1, 4)), "dense": jnp.ones(5)})

@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import descent, flow, max_margin, status
+from jaxflow import descent, flow, status
+from jaxflow.baselines import max_margin
 from jaxflow.experiments import diagonal as e3
-from jaxflow.experiments.phase_diagram import ConfigError
+from jaxflow.experiments.config import ConfigError
 from jaxflow.models import diagonal as dn
 
 

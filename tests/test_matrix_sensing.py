@@ -38,8 +38,8 @@ def test_commuting_identity_init_follows_toy_theory(depth):
 
 
 @pytest.fixture(scope="module")
-def smoke():
-    return e1.run(e1.MatrixSensingConfig.smoke())
+def smoke(smoke_run):
+    return smoke_run("matrix-sensing")
 
 
 def test_smoke_layout_and_status(smoke):
@@ -118,12 +118,23 @@ def test_bad_input(call, match):
         call()
 
 
-def test_generalization_sweep_smoke():
-    """Depth x init x seed as one sweep (depth as data): deeper stays lower-rank at small init,
-    depth 1 does not recover the target (min-norm-like interpolant), every lane has a status."""
+def test_config_errors_name_the_option():
+    """The E1 config raises ConfigError (not a bare ValueError), naming the option first."""
+    from jaxflow.experiments.config import ConfigError
+
+    for options, name in (({"m": 0}, "m"), ({"scale": 0.0}, "scale"), ({"d": 2}, "d"),
+                          ({"depths": (1, 2.5)}, "depths"), ({"completion": 1}, "completion")):
+        with pytest.raises(ConfigError, match=f"^{name} must"):
+            e1.MatrixSensingConfig(**options)
+
+
+def test_generalization_sweep_smoke(smoke_run):
+    """Depth x scale x seed as one sweep (depth as data): deeper stays lower-rank at small
+    scale, depth 1 does not recover the target (min-norm-like interpolant), every lane has a
+    status."""
     from jaxflow.experiments import generalization as g
 
-    ds = g.run(g.GeneralizationConfig.smoke(), quiet=True)
+    ds = smoke_run("matrix-sensing-generalization")
     assert ds["reconstruction_error"].dims == ("depth", "scale", "seed")
     assert set(np.unique(ds["status"].values)) <= {status.OK, status.DIVERGED}
     rank = ds["effective_rank"].mean("seed")

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import omp
+from jaxflow import incremental
+from jaxflow.baselines import omp
 from jaxflow.models import diagonal as dn
 
 
@@ -41,11 +42,11 @@ def test_each_step_matches_brute_force_greedy_choice():
 def test_early_stop_pads_and_concurrence():
     result = omp.omp(jnp.eye(4), jnp.array([0.0, 2.0, 0.0, 0.0]), 3)
     assert result.order.tolist() == [1, -1, -1]
-    assert omp.concurrence([1, 2, 3], [3, 2, -1]) == 1.0
-    assert omp.concurrence([1, 2, 3], [4, 2, 5, 6]) == pytest.approx(1 / 3)
-    assert np.isnan(omp.concurrence([-1], [1]))
+    assert incremental.concurrence([1, 2, 3], [3, 2, -1]) == 1.0
+    assert incremental.concurrence([1, 2, 3], [4, 2, 5, 6]) == pytest.approx(1 / 3)
+    assert np.isnan(incremental.concurrence([-1], [1]))
     for a, b in itertools.product([[0, 1], [2]], repeat=2):
-        assert 0.0 <= omp.concurrence(a, b) <= 1.0
+        assert 0.0 <= incremental.concurrence(a, b) <= 1.0
 
 
 def test_clear_errors():

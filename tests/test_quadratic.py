@@ -7,7 +7,7 @@ import pytest
 
 from jaxflow import descent, status
 from jaxflow.experiments import quadratic as qe
-from jaxflow.experiments.phase_diagram import ConfigError
+from jaxflow.experiments.config import ConfigError
 from jaxflow.models import quadratic as qn
 
 # ---------------------------------------------------------------------------------------------
@@ -164,8 +164,8 @@ def test_bad_inputs_raise(small):
         qe.QuadraticConfig(m=0)
     with pytest.raises(ConfigError, match="multiple"):
         qe.QuadraticConfig(num_steps=1001, save_every=50)
-    with pytest.raises(ValueError, match="init"):
-        qe.QuadraticConfig(init=-1.0)
+    with pytest.raises(ConfigError, match="scale"):
+        qe.QuadraticConfig(scale=-1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,8 +173,8 @@ def test_bad_inputs_raise(small):
 
 
 @pytest.fixture(scope="module")
-def smoke():
-    return qe.run(qe.QuadraticConfig.smoke())
+def smoke(smoke_run):
+    return smoke_run("quadratic")
 
 
 def test_smoke_layout(smoke):
@@ -200,7 +200,7 @@ def test_smoke_layout(smoke):
     assert (ds["status"].values == status.OK).all() and ds.attrs["ok"] == 1
     assert np.isfinite(ds["modes"].values).all()
     # Both variants start from the same W(0): every eigenvalue at init.
-    np.testing.assert_allclose(ds["modes"].isel(time=0), cfg.init, rtol=1e-10)
+    np.testing.assert_allclose(ds["modes"].isel(time=0), cfg.scale, rtol=1e-10)
     # With the bias the four targets are learned (90%) and W^T W reconstructs M*.
     assert (ds["reconstruction_error"].sel(bias=True) < 0.01).all()
     assert np.isfinite(ds["learning_time"].sel(bias=True, fraction=0.9).values[..., :4]).all()
@@ -209,7 +209,7 @@ def test_smoke_layout(smoke):
 def test_smoke_descent_matches_flow(smoke):
     flow = smoke["modes"].sel(backend="flow").isel(time=-1).values
     descent = smoke["modes"].sel(backend="descent").isel(time=-1).values
-    init = qe.QuadraticConfig.smoke().init
+    init = qe.QuadraticConfig.smoke().scale
     # Learned eigenvalues agree to ~1e-5, the decaying spurious ones to ~0.5% (O(lr)).
     np.testing.assert_array_less(np.abs(descent - flow) / np.maximum(np.abs(flow), init), 0.02)
     times = smoke["learning_time"].values
@@ -232,7 +232,7 @@ def test_smoke_bias_removes_early_rise(smoke):
     # The zero-target eigenvalue (mode 4), up to the time the smallest target is half learned:
     # without bias the shared trace rate lifts it hundreds of times above init; with the bias
     # it stays within a few times init (measured: 264x against 3.7x init, ratio 71).
-    init = qe.QuadraticConfig.smoke().init
+    init = qe.QuadraticConfig.smoke().scale
     peaks = {}
     for bias in (False, True):
         for backend in ("flow", "descent"):
@@ -247,7 +247,7 @@ def test_smoke_bias_removes_early_rise(smoke):
 
 
 def test_figure(smoke, tmp_path):
-    fig = qe.figure(smoke)
+    fig = qe.figures(smoke)["quadratic"]
     assert len(fig.axes) == 2
     for ax in fig.axes:
         assert ax.get_xlabel().startswith("time")

@@ -179,6 +179,18 @@ def test_chunk_size_validation():
         sweep.Runner(_affine, chunk_size=0)
 
 
+def test_runner_fn_is_the_one_that_runs():
+    """A runner's function is never silently swapped for another ``fn``: pass None (or the
+    runner's own) with a runner; ``sweep.run`` refuses a different one."""
+    runner = sweep.Runner(_affine, chunk_size=8)
+    with pytest.raises(sweep.SweepError, match="runner's function"):
+        sweep.run(lambda p: {"value": p["a"]}, AXES, runner=runner, quiet=True)
+    with pytest.raises(sweep.SweepError, match="fn"):
+        sweep.run(None, AXES, quiet=True)
+    ds = sweep.run(None, AXES, runner=runner, quiet=True)
+    np.testing.assert_allclose(ds["value"].values, _expected_affine(AXES)[0], rtol=1e-15, atol=0)
+
+
 # --------------------------------------------------------------------------------------------
 # Axis validation
 

@@ -1,0 +1,126 @@
+"""The paper's experiments, all of one shape, and the one registry that lists them.
+
+Every experiment is one module that reads top to bottom:
+
+1. a **config**: a frozen dataclass deriving from
+   :class:`~jaxflow.experiments.config.ExperimentConfig` (TOML in and out, every bad option a
+   one-line :class:`~jaxflow.experiments.config.ConfigError` naming it, reduced sizes in
+   ``Config.smoke()``);
+2. ``run(config) -> xarray.Dataset``: the simulation; every dataset carries a ``status``
+   variable (:mod:`jaxflow.status` codes) and the attributes ``experiment`` (its name below),
+   ``config`` (the resolved TOML) and the provenance of :func:`jaxflow.sweep.run_metadata`;
+3. ``report(ds) -> str``: the text table ``jaxflow`` prints;
+4. ``figures(ds) -> {name: Figure}``: its figures, drawn by :mod:`jaxflow.plot` (``name`` is
+   the file stem ``jaxflow`` writes, ``name.png``).
+
+:data:`EXPERIMENTS` lists them; the ``jaxflow experiment`` command, its ``--config`` option and
+the tests that walk every experiment are generated from it. Adding an experiment is one module
+of that shape and one line here. Modules load on first use (``Experiment.module``), so listing
+the experiments imports none of them. No experiment imports another: what two of them share
+lives in a private module (``_classification`` for E3 and E4, ``_solvers`` for the diagrams).
+
+Example:
+    >>> from jaxflow import experiments
+    >>> experiments.names()[:3]
+    ('phase-diagram', 'factor-diagram', 'matrix-sensing')
+    >>> e = experiments.get("quadratic")
+    >>> e.config.smoke().d, e.module.__name__
+    (10, 'jaxflow.experiments.quadratic')
+"""
+
+import dataclasses
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # listing the experiments stays free of xarray and JAX imports
+    import xarray as xr
+
+__all__ = ["EXPERIMENTS", "Experiment", "ExperimentModule", "get", "names"]
+
+
+class ExperimentModule(Protocol):
+    """What an experiment module provides (its config class is named in :class:`Experiment`)."""
+
+    def run(self, config) -> "xr.Dataset": ...
+
+    def report(self, ds: "xr.Dataset") -> str: ...
+
+    def figures(self, ds: "xr.Dataset") -> dict: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One line of the registry.
+
+    Attributes:
+        name: the command-line name (``jaxflow experiment NAME``), also ``ds.attrs["experiment"]``.
+        module_name: the module under ``jaxflow.experiments``.
+        config_name: its config class.
+        summary: one line for ``jaxflow experiment --help``.
+    """
+
+    name: str
+    module_name: str
+    config_name: str
+    summary: str
+
+    @property
+    def module(self) -> ModuleType:
+        """The experiment's module (imported on first use)."""
+        return importlib.import_module(f"{__name__}.{self.module_name}")
+
+    @property
+    def config(self) -> type:
+        """The experiment's config class."""
+        return getattr(self.module, self.config_name)
+
+    def run(self, config=None) -> "xr.Dataset":
+        """``module.run(config)`` (default: the config's defaults)."""
+        return self.module.run(config if config is not None else self.config())
+
+    def report(self, ds: "xr.Dataset") -> str:
+        return self.module.report(ds)
+
+    def figures(self, ds: "xr.Dataset") -> dict:
+        return self.module.figures(ds)
+
+
+EXPERIMENTS = (
+    Experiment("phase-diagram", "phase_diagram", "PhaseDiagramConfig",
+               "toy model: incremental region over depth x ratio x scale, thresholds vs theory"),
+    Experiment("factor-diagram", "factor_diagram", "FactorDiagramConfig",
+               "toy model from random unbalanced factors, k-mode spectra (theory is silent)"),
+    Experiment("matrix-sensing", "matrix_sensing", "MatrixSensingConfig",
+               "E1: deep matrix sensing, singular values learned one at a time"),
+    Experiment("matrix-sensing-generalization", "generalization", "GeneralizationConfig",
+               "E1 sweep: reconstruction error and effective rank over depth x scale x seed"),
+    Experiment("quadratic", "quadratic", "QuadraticConfig",
+               "E2: quadratic network, eigenvalues of W^T W with and without a bias"),
+    Experiment("diagonal", "diagonal", "DiagonalConfig",
+               "E3: diagonal networks on separable data against the max-margin SVM"),
+    Experiment("convolutional", "convolutional", "ConvolutionalConfig",
+               "E4: circular-convolutional networks, Fourier amplitudes"),
+    Experiment("omp", "omp", "OMPConfig",
+               "E5: order of learned coordinates of a deep diagonal network against OMP"),
+)
+
+
+def names() -> tuple[str, ...]:
+    """The registered experiments' names, in registry order."""
+    return tuple(e.name for e in EXPERIMENTS)
+
+
+def get(name: str) -> Experiment:
+    """The registry line of ``name``; ``KeyError`` naming the known ones otherwise.
+
+    >>> from jaxflow import experiments
+    >>> experiments.get("nope")
+    Traceback (most recent call last):
+    ...
+    KeyError: "unknown experiment 'nope'; known: phase-diagram, factor-diagram, matrix-sensing, matrix-sensing-generalization, quadratic, diagonal, convolutional, omp"
+    """
+    for e in EXPERIMENTS:
+        if e.name == name:
+            return e
+    raise KeyError(f"unknown experiment {name!r}; known: {', '.join(names())}")

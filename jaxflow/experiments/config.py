@@ -1,29 +1,54 @@
-"""Configuration machinery shared by the sweeps' option sets (frozen dataclasses + TOML).
+"""The experiments' configurations: one base class, TOML in and out, one way to validate.
 
-A config class derives from :class:`SweepConfig`: it lists its fields with defaults, names its
-axes in ``AXES`` (lists of numbers, validated here) and checks its own ranges in ``check``.
-Reading a TOML file, applying overrides (command-line flags win), refusing unknown keys and
-writing the resolved TOML for the dataset all live here, once.
+Every experiment's options are a frozen dataclass deriving from :class:`ExperimentConfig`: it
+lists its fields with defaults and types, names its swept axes in ``AXES`` (lists of distinct
+numbers), its reduced sizes in ``SMOKE`` (what :meth:`ExperimentConfig.smoke` builds, for tests
+and CI) and checks its own ranges in ``check``. Converting and checking each field's kind (from
+its annotation: ``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``,
+``tuple[float, ...]``), reading a TOML file, applying overrides (command-line flags win),
+refusing unknown keys and writing the resolved TOML for the dataset all live here, once. Every
+bad option is a :class:`ConfigError` whose one-line message names it.
 
 Example:
     >>> import dataclasses
     >>> @dataclasses.dataclass(frozen=True)
-    ... class Demo(SweepConfig):
+    ... class Demo(ExperimentConfig):
     ...     AXES = ("depths",)
-    ...     depths: tuple = (2.0, 3.0)
+    ...     SMOKE = {"depths": (2.0,)}
+    ...     depths: tuple[float, ...] = (2.0, 3.0)
+    ...     steps: tuple[int, ...] = (10, 20)
     ...     start: float = 0.1
-    >>> Demo.from_mapping({"depths": [4, 5]}).depths
-    (4.0, 5.0)
+    >>> Demo.from_mapping({"depths": [4, 5]}).depths, Demo.smoke().depths
+    ((4.0, 5.0), (2.0,))
+    >>> Demo(steps=(10, 2.5))
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: steps must be a list of integers, got (10, 2.5)
 """
 
 import dataclasses
 import math
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from jaxflow import _toml
+from jaxflow._integers import INT_MAX, check_integer, is_integer
+
+__all__ = [
+    "ConfigError",
+    "ExperimentConfig",
+    "as_axis",
+    "check_depths",
+    "check_fractions",
+    "check_positive",
+    "check_positive_int",
+    "check_seed",
+    "check_steps",
+    "check_type",
+]
 
 
 class ConfigError(ValueError):
@@ -80,66 +105,136 @@ def check_fractions(start: float, finish: float) -> None:
         raise ConfigError(f"start and finish must satisfy 0 < start < finish < 1, got {start}, {finish}")
 
 
-INT_MAX = 2**31 - 1  # step counts and sizes are stored as int32
-
-
 def check_positive_int(name: str, value) -> int:
-    """``value`` as an int, which must be >= 1.
+    """``value`` as an int in ``[1, INT_MAX]`` (sizes and step counts are stored as int32).
 
     >>> from jaxflow.experiments.config import check_positive_int
     >>> check_positive_int("chunk_size", 512.0)
     512
     """
-    if not _is_real(value) or not 1 <= value <= INT_MAX or int(value) != value:
-        raise ConfigError(f"{name} must be an integer in [1, {INT_MAX}], got {value!r}")
-    return int(value)
+    return check_integer(name, value, low=1, high=INT_MAX, error=ConfigError)
 
 
-def check_seed(value) -> None:
-    if value < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {value}")
+def check_seed(value) -> int:
+    """A seed: an integer >= 0.
+
+    >>> from jaxflow.experiments.config import check_seed
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: seed must be an integer >= 0, got -1
+    """
+    return check_integer("seed", value, low=0, error=ConfigError)
+
+
+def check_positive(config, *names: str) -> None:
+    """Require each named option of ``config`` to be > 0 (and not NaN).
+
+    >>> import types
+    >>> from jaxflow.experiments.config import check_positive
+    >>> check_positive(types.SimpleNamespace(scale=0.0), "scale")
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: scale must be > 0, got 0.0
+    """
+    for name in names:
+        value = getattr(config, name)
+        if not value > 0:
+            raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def check_steps(config) -> None:
+    """Require the descent's ``num_steps`` and ``save_every`` to be positive integers, the
+    first a multiple of the second (the save grid ends on the last step).
+
+    >>> import types
+    >>> from jaxflow.experiments.config import check_steps
+    >>> check_steps(types.SimpleNamespace(num_steps=100, save_every=30))
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: num_steps must be a multiple of save_every = 30
+    """
+    for name in ("num_steps", "save_every"):
+        check_positive_int(name, getattr(config, name))
+    if config.num_steps % config.save_every:
+        raise ConfigError(f"num_steps must be a multiple of save_every = {config.save_every}")
+
+
+def check_depths(depths) -> None:
+    """Require a non-empty list of integer depths >= 1 (the models whose weights are matrices).
+
+    >>> from jaxflow.experiments.config import check_depths
+    >>> check_depths((0, 2))
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: depths must be integers >= 1, got (0, 2)
+    """
+    if not depths or any(not is_integer(n) or n < 1 for n in depths):
+        raise ConfigError(f"depths must be integers >= 1, got {depths}")
 
 
 def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_type(name: str, value, default):
-    """``value`` converted to the kind of ``default`` (number, integer, string, boolean).
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_type(name: str, value, kind):
+    """``value`` converted to ``kind`` (``bool``, ``int``, ``float``, ``str``), or ``tuple[kind,
+    ...]`` for a list of them (a single number is a list of one).
 
     A wrong kind (a string for a number, a list for a string, a boolean for a number, a float
     with a fractional part for an integer) is a ConfigError naming the option.
+
+    >>> from jaxflow.experiments.config import check_type
+    >>> check_type("depths", [1, 2.0], tuple[int, ...]), check_type("scale", 1, float)
+    ((1, 2), 1.0)
     """
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok = _is_real(value) and math.isfinite(value) and int(value) == value
-        kind = "an integer"
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        items = (value,) if _is_real(value) else value
+        if isinstance(items, (str, bytes, Mapping)) or not hasattr(items, "__iter__"):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        try:
+            return tuple(check_type(name, v, item) for v in items)
+        except ConfigError:
+            what = {int: "integers", float: "numbers"}.get(item, f"{item.__name__} values")
+            raise ConfigError(f"{name} must be a list of {what}, got {value!r}") from None
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = is_integer(value)
         value = int(value) if ok else value
-    elif isinstance(default, float):
-        ok, kind = _is_real(value), "a number"
+    elif kind is float:
+        ok = _is_real(value)
         value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok, kind = isinstance(value, str), "a string"
+    elif kind is str:
+        ok = isinstance(value, str)
     else:
         return value
     if not ok:
-        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+        raise ConfigError(f"{name} must be {_KINDS[kind]}, got {value!r}")
     return value
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepConfig:
-    """Base of the sweep configurations (fields are declared by subclasses).
+class ExperimentConfig:
+    """Base of every experiment's configuration (fields are declared by subclasses).
+
+    Class attributes a subclass may set:
+        AXES: names of the swept axes (lists of distinct numbers, stored as floats).
+        SMOKE: the options of :meth:`smoke` (reduced sizes: seconds, for tests and CI).
+        MODEL: written as ``model = ...`` at the head of :meth:`to_toml` (and accepted back).
 
     Example (a subclass, as
     :class:`~jaxflow.experiments.phase_diagram.PhaseDiagramConfig` is one):
         >>> import dataclasses
-        >>> from jaxflow.experiments.config import ConfigError, SweepConfig
+        >>> from jaxflow.experiments.config import ConfigError, ExperimentConfig
         >>> @dataclasses.dataclass(frozen=True)
-        ... class Grid(SweepConfig):
+        ... class Grid(ExperimentConfig):
         ...     AXES = ("scales",)
-        ...     scales: tuple = (1e-3,)
+        ...     scales: tuple[float, ...] = (1e-3,)
         ...     def check(self):
         ...         if min(self.scales) <= 0:
         ...             raise ConfigError("scales must be > 0")
@@ -148,6 +243,7 @@ class SweepConfig:
     """
 
     AXES: ClassVar[tuple[str, ...]] = ()
+    SMOKE: ClassVar[Mapping[str, Any]] = {}
     MODEL: ClassVar[str] = ""
 
     def __post_init__(self):
@@ -155,10 +251,21 @@ class SweepConfig:
             value = getattr(self, field.name)
             if field.name in self.AXES:
                 value = as_axis(field.name, value)
-            elif field.default is not dataclasses.MISSING:
-                value = check_type(field.name, value, field.default)
+            else:
+                value = check_type(field.name, value, field.type)
             object.__setattr__(self, field.name, value)
         self.check()
+
+    @classmethod
+    def smoke(cls, **overrides):
+        """The reduced sizes of ``SMOKE`` (seconds; the tests and ``--smoke`` run them), with
+        ``overrides`` on top.
+
+        >>> from jaxflow.experiments.quadratic import QuadraticConfig
+        >>> QuadraticConfig.smoke().d, QuadraticConfig.smoke(num_steps=4000).num_steps
+        (10, 4000)
+        """
+        return cls(**{**cls.SMOKE, **overrides})
 
     def check(self) -> None:
         """Range checks of the subclass (raise ConfigError naming the option).
@@ -186,13 +293,15 @@ class SweepConfig:
             raise ConfigError(str(err)) from None
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike | None = None, **overrides):
-        """Read a TOML file (optional); ``overrides`` that are not None win over it."""
-        table: dict[str, Any] = {}
+    def from_toml(cls, path: str | os.PathLike | None = None, *,
+                  defaults: Mapping[str, Any] | None = None, **overrides):
+        """Read a TOML file (optional); ``overrides`` that are not None win over it, and it wins
+        over ``defaults`` (e.g. ``cls.SMOKE`` for ``jaxflow experiment NAME --smoke``)."""
+        table: dict[str, Any] = dict(defaults or {})
         if path is not None:
             try:
                 with open(path, "rb") as fh:
-                    table = tomllib.load(fh)
+                    table.update(tomllib.load(fh))
             except OSError as err:
                 raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
             except tomllib.TOMLDecodeError as err:

@@ -3,8 +3,10 @@
 ``N - 1`` full-width circular convolution layers and a dense layer
 (:mod:`jaxflow.models.convolutional`), ``d = 100``, ``m = 200`` Gaussian samples labelled
 ``sign(<w*, x>)`` with ``w* = irfft(3, 4, 6, 12, 0, ...)`` (unit norm), exponential loss,
-depths 1-3, learning rate 1e-3, ``init = 1e-2``, 5e5 steps, both back-ends, in the layout of
-:mod:`jaxflow.experiments.backends` plus (see :mod:`jaxflow.experiments.diagonal`)
+depths 1-3, learning rate 1e-3, ``scale = 1e-2``, 5e5 steps, both back-ends, in the layout of
+:mod:`jaxflow.experiments.backends` plus (as E3, :mod:`jaxflow.experiments.diagonal`; the SVM,
+the table and the figure are shared with it through :mod:`jaxflow.experiments._classification`
+and :func:`jaxflow.plot.classification`)
 
     correlation(backend, depth)             cosine between beta and w* (= in the Fourier domain)
     amplitude_correlation(backend, depth)   cosine between |rfft beta| and |rfft w*|
@@ -26,6 +28,9 @@ full size (t = 500, 9 seeds): correlation
 Depth 3 is bimodal at t = 500: on 4 of 9 seeds the smallest bin (0, target 3) is still on its
 plateau (correlation about 0.973), on the others it is learned (0.99 and above).
 
+The module reads config (:class:`ConvolutionalConfig`) -> :func:`run` -> :func:`report` ->
+:func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
+
 Example (smoke size):
     >>> from jaxflow.experiments import convolutional as e4
     >>> ds = e4.run(e4.ConvolutionalConfig.smoke())
@@ -35,6 +40,7 @@ Example (smoke size):
 
 import dataclasses
 import functools
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -43,16 +49,28 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array
 
-from jaxflow import max_margin
-from jaxflow.experiments import backends
-from jaxflow.experiments import diagonal as e3
-from jaxflow.experiments.phase_diagram import ConfigError
+from jaxflow.baselines import max_margin
+from jaxflow.experiments import _classification, backends
+from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
 from jaxflow.models import convolutional as cn
 from jaxflow.models import diagonal as dn
 
+__all__ = [
+    "ConvolutionalConfig",
+    "Layers",
+    "figures",
+    "layers",
+    "mode_labels",
+    "padded_init",
+    "problem",
+    "report",
+    "run",
+    "unpad",
+]
+
 
 @dataclasses.dataclass(frozen=True)
-class ConvolutionalConfig:
+class ConvolutionalConfig(ExperimentConfig):
     """Options of ``jaxflow experiment convolutional`` (defaults: the paper's E4).
 
     Attributes:
@@ -60,50 +78,44 @@ class ConvolutionalConfig:
         amplitudes: ``rfft`` bins 0, 1, ... of the target before normalization.
         depths: numbers of layers ``N`` (``N - 1`` convolutions and the dense layer).
         loss: "exponential" or "logistic".
-        init: RMS Fourier amplitude of the canonical model at t = 0 (layers ``init^(1/N)``).
+        scale: RMS Fourier amplitude of the canonical model at t = 0 (layers
+            ``scale^(1/N)``; sigma0).
         learning_rate, num_steps, save_every: the descent (flow compared on ``t = lr * step``).
-        modes: number of tracked Fourier bins.
+        num_modes: number of tracked Fourier bins.
         seed: seeds the data and the initialization.
         repeats: seeds ``seed .. seed + repeats - 1`` run by gradient flow (repeat 0: ``seed``).
+
+    >>> from jaxflow.experiments import convolutional as e4
+    >>> e4.ConvolutionalConfig.smoke().depths
+    (1, 3)
+    >>> e4.ConvolutionalConfig(amplitudes=(1.0,) * 60)
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: amplitudes must hold 1 to d // 2 + 1 = 51 bins
     """
+
+    # Reduced sizes (d = 32, m = 64, depths 1 and 3, lr 1e-2, t = 100, 2 repeats): seconds.
+    SMOKE: ClassVar[dict] = dict(repeats=2, d=32, m=64, depths=(1, 3), learning_rate=1e-2,
+                                 num_steps=10_000, save_every=100)
 
     d: int = 100
     m: int = 200
     amplitudes: tuple[float, ...] = (3.0, 4.0, 6.0, 12.0)
     depths: tuple[int, ...] = (1, 2, 3)
     loss: str = "exponential"
-    init: float = 1e-2
+    scale: float = 1e-2
     learning_rate: float = 1e-3
     num_steps: int = 500_000
     save_every: int = 500
-    modes: int = 5
+    num_modes: int = 5
     seed: int = 0
     repeats: int = 9
-    late_times = ()  # the late-time KKT check of E3 is coordinate-wise; not run here
 
-    def __post_init__(self):
-        e3._check_common(self)
-        if isinstance(self.repeats, bool) or int(self.repeats) != self.repeats or self.repeats < 1:
-            raise ConfigError(f"repeats must be an integer >= 1, got {self.repeats!r}")
-        if self.loss not in ("exponential", "logistic"):
-            raise ConfigError(f"loss must be 'exponential' or 'logistic', got {self.loss!r}")
+    def check(self):
+        _classification.check_config(self)
+        check_positive_int("repeats", self.repeats)
         if not 1 <= len(self.amplitudes) <= self.d // 2 + 1:
             raise ConfigError(f"amplitudes must hold 1 to d // 2 + 1 = {self.d // 2 + 1} bins")
-
-    @classmethod
-    def smoke(cls, **overrides) -> "ConvolutionalConfig":
-        """Reduced sizes (d = 32, m = 64, depths 1 and 3, lr 1e-2, t = 100, 2 repeats): seconds."""
-        options = dict(
-            repeats=2,
-            d=32,
-            m=64,
-            depths=(1, 3),
-            learning_rate=1e-2,
-            num_steps=10_000,
-            save_every=100,
-        )
-        options.update(overrides)
-        return cls(**options)
 
 
 class Layers(eqx.Module):
@@ -187,9 +199,9 @@ def _spec(config: ConvolutionalConfig, seed: int):
     top = max(config.depths)
     return prob, backends.Spec(
         loss=_loss,
-        modes=_modes(config.modes),
-        targets=cn.targets(prob, k=config.modes),
-        init=lambda depth: padded_init(init_key, config.init, depth, top, config.d),
+        modes=_modes(config.num_modes),
+        targets=cn.targets(prob, k=config.num_modes),
+        init=lambda depth: padded_init(init_key, config.scale, depth, top, config.d),
         depth_args=lambda depth: layers(prob, depth, top),
         measures=_MEASURES,
     )
@@ -197,7 +209,10 @@ def _spec(config: ConvolutionalConfig, seed: int):
 
 def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
     """Both back-ends at every depth, in the shared layout, plus the SVM baseline and the
-    flow-only repeats."""
+    flow-only repeats.
+
+    Example: see the module docstring (smoke size).
+    """
     config = config or ConvolutionalConfig()
     prob, spec = _spec(config, config.seed)
     grid = dict(
@@ -207,7 +222,8 @@ def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
         save_every=config.save_every,
     )
     ds = backends.run(spec, **grid)
-    ds = e3.add_classification_summary(ds, config, spec, prob.data, _beta, kkt=False)
+    # The late-time KKT check of E3 is coordinate-wise: not run here (no late times).
+    ds = _classification.add_summary(ds, config, spec, prob.data, _beta, kkt=False)
     seeds = config.seed + np.arange(config.repeats)
     corr = np.full((seeds.size, len(config.depths)), np.nan)
     svm = np.full(seeds.size, np.nan)
@@ -226,19 +242,6 @@ def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
     return ds
 
 
-def print_repeats(ds: xr.Dataset) -> None:
-    """Mean ± std over the repeats (gradient flow) of the correlation by depth and the SVM's."""
-    corr, svm = ds["repeat_correlation"].values, ds["repeat_svm_correlation"].values
-    cells = ", ".join(
-        f"depth {int(d)}: {m:.4f} ± {s:.4f}"
-        for d, m, s in zip(ds["depth"].values, corr.mean(0), corr.std(0))
-    )
-    print(
-        f"repeats (gradient flow, {corr.shape[0]} seeds, t = {float(ds['time'][-1]):g}): "
-        f"correlation {cells}; SVM {svm.mean():.4f} ± {svm.std():.4f}"
-    )
-
-
 def mode_labels(amplitudes, k: int) -> list[str]:
     """Legend labels of the tracked bins: the bin index and the target's (unnormalized) rfft
     amplitude, largest first (the order of :func:`jaxflow.models.convolutional.modes`).
@@ -253,18 +256,29 @@ def mode_labels(amplitudes, k: int) -> list[str]:
     return [f"bin {b} (target {values[b]:g})" for b in bins]
 
 
-def main(smoke: bool = False):
-    """``jaxflow experiment convolutional [--smoke]``: run, print, return (dataset, figure)."""
-    ds = run(ConvolutionalConfig.smoke() if smoke else ConvolutionalConfig())
-    e3.print_table(ds)
-    print_repeats(ds)
-    fig = e3.figure(
-        ds,
-        f"Circular-convolutional networks, {ds.attrs['loss']} loss "
-        f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}): Fourier amplitudes of "
-        "the canonical model (each depth its own scale)",
-        "Fourier amplitude",
-        mode_labels=mode_labels(ds.attrs["amplitudes"], ds.sizes["mode"]),
-        sharey=False,
+def report(ds: xr.Dataset) -> str:
+    """What ``jaxflow experiment convolutional`` prints: the table shared with E3, then the mean
+    ± std over the repeats (gradient flow) of the correlation by depth and the SVM's."""
+    corr, svm = ds["repeat_correlation"].values, ds["repeat_svm_correlation"].values
+    cells = ", ".join(
+        f"depth {int(d)}: {m:.4f} ± {s:.4f}"
+        for d, m, s in zip(ds["depth"].values, corr.mean(0), corr.std(0))
     )
-    return ds, fig
+    repeats = (
+        f"repeats (gradient flow, {corr.shape[0]} seeds, t = {float(ds['time'][-1]):g}): "
+        f"correlation {cells}; SVM {svm.mean():.4f} ± {svm.std():.4f}"
+    )
+    return _classification.report_table(ds) + "\n" + repeats
+
+
+def figures(ds: xr.Dataset) -> dict:
+    """``{"convolutional": ...}``: :func:`jaxflow.plot.classification` of the Fourier amplitudes
+    (each depth on its own value axis)."""
+    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+
+    title = (f"Circular-convolutional networks, {ds.attrs['loss']} loss "
+             f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}): Fourier amplitudes of "
+             "the canonical model (each depth its own scale)")
+    labels = mode_labels(ds.attrs["amplitudes"], ds.sizes["mode"])
+    return {"convolutional": plot.classification(ds, title, "Fourier amplitude",
+                                                 mode_labels=labels, sharey=False)}

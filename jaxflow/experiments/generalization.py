@@ -1,6 +1,6 @@
 """Generalization phase diagram of deep matrix sensing: depth x init scale x seed.
 
-For every (depth, init, seed) gradient descent trains ``W = W_1 ... W_N`` on an underdetermined
+For every (depth, scale, seed) gradient descent trains ``W = W_1 ... W_N`` on an underdetermined
 Gaussian sensing problem (PAPER.md E1 at reduced size) and records the reconstruction error
 ``||W - W*||_F^2 / ||W*||_F^2``, the effective rank of W, the training loss and the status.
 The claim: deeper factorizations stay low-rank (and generalize) up to larger initializations.
@@ -8,6 +8,9 @@ The claim: deeper factorizations stay low-rank (and generalize) up to larger ini
 Depth is data here: every lane carries ``max(depths)`` stacked factors and the ones past its
 depth act as the identity (``models.matrix_sensing`` with ``pad_to``), so the whole grid is one
 compiled program run by :mod:`jaxflow.sweep` (vmapped, chunked, over all devices).
+
+The module reads config (:class:`GeneralizationConfig`) -> :func:`run` -> :func:`report` ->
+:func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
 
 Example:
     >>> from jaxflow.experiments import generalization as g
@@ -27,12 +30,14 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import descent, status, sweep
-from jaxflow.experiments.config import ConfigError, SweepConfig, check_positive_int
+from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
 from jaxflow.models import matrix_sensing as ms
+
+__all__ = ["GeneralizationConfig", "figures", "point_function", "report", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
-class GeneralizationConfig(SweepConfig):
+class GeneralizationConfig(ExperimentConfig):
     """Options of the generalization sweep (reduced E1: d = 20, m = 200 < d^2 = 400).
 
     The learning rate (5e-3, below the stability limit 2 / (2N sigma*^(2-2/N)) ~ 6e-3 of depth 4)
@@ -47,6 +52,8 @@ class GeneralizationConfig(SweepConfig):
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "scales", "seeds")
     MODEL: ClassVar[str] = "matrix-sensing-generalization"
+    SMOKE: ClassVar[dict] = dict(depths=(1.0, 2.0, 3.0), scales=(1e-4, 1e-2, 1.0),
+                                 seeds=(0.0, 1.0), d=10, m=80, num_steps=6000, chunk_size=8)
 
     depths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
     scales: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1e-6, 1.0, 7))
@@ -58,17 +65,6 @@ class GeneralizationConfig(SweepConfig):
     num_steps: int = 8000
     problem_seed: int = 0
     chunk_size: int = 32
-
-    @classmethod
-    def smoke(cls) -> "GeneralizationConfig":
-        """Reduced sizes for tests and CI (seconds).
-
-        >>> from jaxflow.experiments import generalization as g
-        >>> g.GeneralizationConfig.smoke().d
-        10
-        """
-        return cls(depths=(1.0, 2.0, 3.0), scales=(1e-4, 1e-2, 1.0), seeds=(0.0, 1.0), d=10, m=80,
-                   num_steps=6000, chunk_size=8)
 
     def check(self):
         if any(n < 1 or n != int(n) for n in self.depths):
@@ -91,9 +87,14 @@ def point_function(config: GeneralizationConfig):
     Returns ``point(p) -> {reconstruction_error, effective_rank, train_loss, status}`` for
     :func:`jaxflow.sweep.run` (every depth padded to the largest, so one program serves all).
 
-    >>> from jaxflow.experiments import generalization as g
-    >>> callable(g.point_function(g.GeneralizationConfig.smoke()))
-    True
+    Example (one point, called eagerly: depth 3 from scale 1e-2 recovers the rank-4 target of
+    the smoke problem, with an effective rank of 4):
+        >>> import jax.numpy as jnp
+        >>> from jaxflow.experiments import generalization as g
+        >>> point = g.point_function(g.GeneralizationConfig.smoke())
+        >>> out = point({"depth": jnp.array(3.0), "scale": jnp.array(1e-2), "seed": jnp.array(0.0)})
+        >>> int(out["effective_rank"]), bool(out["reconstruction_error"] < 1e-2), int(out["status"])
+        (4, True, 0)
     """
     problem = ms.gaussian_problem(
         jax.random.key(config.problem_seed), ms.diagonal_target(config.d, config.values), config.m
@@ -157,8 +158,40 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
         devices=devices,
     )
     ds["status"] = ds["status"].astype(np.int8)
-    ds.attrs.update(experiment="matrix-sensing generalization", d=config.d, m=config.m,
+    ds.attrs.update(experiment="matrix-sensing-generalization", d=config.d, m=config.m,
                     target_rank=len(config.values),
                     learning_rate=config.learning_rate, num_steps=config.num_steps,
                     ok_fraction=float((ds["status"] == status.OK).mean()))
     return ds
+
+
+def report(ds: xr.Dataset) -> str:
+    """What ``jaxflow experiment matrix-sensing-generalization`` prints: per (depth, scale) the
+    reconstruction error and effective rank, means over seeds.
+
+    Example (made-up numbers in the layout of :func:`run`):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow.experiments import generalization as g
+        >>> dims = ("depth", "scale", "seed")
+        >>> ds = xr.Dataset({"reconstruction_error": (dims, np.full((1, 1, 2), 1e-3)),
+        ...                  "effective_rank": (dims, np.full((1, 1, 2), 4.0))},
+        ...                 coords={"depth": [3.0], "scale": [1e-2], "seed": [0.0, 1.0]})
+        >>> print(g.report(ds))
+        depth  scale      recon-error  eff-rank   (means over seeds)
+        3      0.01       1.000e-03    4.00
+    """
+    table = ds[["reconstruction_error", "effective_rank"]].mean("seed")
+    lines = ["depth  scale      recon-error  eff-rank   (means over seeds)"]
+    for d in ds["depth"].values:
+        for sc in ds["scale"].values:
+            row = table.sel(depth=d, scale=sc)
+            lines.append(f"{d:<6g} {sc:<10.3g} {row['reconstruction_error'].item():<12.3e} "
+                         f"{row['effective_rank'].item():.2f}")
+    return "\n".join(lines)
+
+
+def figures(ds: xr.Dataset) -> dict:
+    """``{"matrix-sensing-generalization": ...}``: :func:`jaxflow.plot.generalization`."""
+    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+
+    return {"matrix-sensing-generalization": plot.generalization(ds)}

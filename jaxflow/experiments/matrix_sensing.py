@@ -2,9 +2,12 @@
 
 ``W* = diag(12, 6, 4, 3, 0, ...)`` (d = 50, rank 4) observed through m = 1000 Gaussian
 measurements (underdetermined: m < d^2); ``W = W_1 ... W_N`` for depths 1-4 from a Gaussian
-initialization of RMS singular value ``init = 1e-4``; learning rate 1e-3. Expected: singular
+initialization of RMS singular value ``scale = 1e-4``; learning rate 1e-3. Expected: singular
 values learned one at a time, largest first; deeper nets stay low-rank; depth 1 ends near the
 minimum-norm interpolant (high reconstruction error).
+
+The module reads config (:class:`MatrixSensingConfig`) -> :func:`run` -> :func:`report` ->
+:func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
 
 Example (smoke size):
     >>> from jaxflow.experiments import matrix_sensing as e1
@@ -14,57 +17,78 @@ Example (smoke size):
 """
 
 import dataclasses
+from typing import ClassVar
 
 import jax
+import xarray as xr
 
+from jaxflow import status
 from jaxflow.experiments import backends
+from jaxflow.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_positive,
+    check_depths,
+    check_positive_int,
+    check_seed,
+    check_steps,
+)
 from jaxflow.models import matrix_sensing as ms
+
+__all__ = ["MatrixSensingConfig", "figures", "problem", "report", "run", "spec"]
 
 
 @dataclasses.dataclass(frozen=True)
-class MatrixSensingConfig:
+class MatrixSensingConfig(ExperimentConfig):
     """Options of ``jaxflow experiment matrix-sensing`` (defaults: the paper's E1).
+
+    Attributes:
+        d: W is ``d x d``.
+        values: the non-zero singular values of ``W* = diag(values, 0, ...)``.
+        m: number of measurements.
+        depths: depths N (integers).
+        scale: RMS singular value of ``W(0)`` (sigma0).
+        init_kind: "gaussian" or "identity" (:func:`jaxflow.models.matrix_sensing.init`).
+        learning_rate, num_steps, save_every: the descent (flow compared on ``t = lr * step``).
+        num_modes: number of tracked singular values (top-k).
+        seed: seeds the problem and ``W(0)``.
+        completion: matrix completion (observed entries) instead of Gaussian sensing.
 
     >>> from jaxflow.experiments import matrix_sensing as e1
     >>> cfg = e1.MatrixSensingConfig(d=20, m=240)
     >>> cfg.values, cfg.depths, cfg.learning_rate
     ((12.0, 6.0, 4.0, 3.0), (1, 2, 3, 4), 0.001)
+    >>> e1.MatrixSensingConfig(num_steps=1001)
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: num_steps must be a multiple of save_every = 50
     """
+
+    # Reduced sizes (d = 10, m = 120, depths 1-3): seconds, and still a staircase.
+    SMOKE: ClassVar[dict] = dict(d=10, m=120, depths=(1, 2, 3), num_steps=6000, save_every=100)
 
     d: int = 50
     values: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
     m: int = 1000
     depths: tuple[int, ...] = (1, 2, 3, 4)
-    init: float = 1e-4
+    scale: float = 1e-4
     init_kind: str = "gaussian"
     learning_rate: float = 1e-3
     num_steps: int = 15_000
     save_every: int = 50
-    modes: int = 5
+    num_modes: int = 5
     seed: int = 0
     completion: bool = False
 
-    @classmethod
-    def smoke(cls) -> "MatrixSensingConfig":
-        """Reduced sizes (d = 10, m = 120, depths 1-3): seconds, and still a staircase.
-
-        >>> from jaxflow.experiments import matrix_sensing as e1
-        >>> e1.MatrixSensingConfig.smoke().depths
-        (1, 2, 3)
-        """
-        return cls(d=10, m=120, depths=(1, 2, 3), num_steps=6000, save_every=100)
-
-    def __post_init__(self):
+    def check(self):
+        check_depths(self.depths)
+        check_steps(self)
         if self.d < len(self.values):
-            raise ValueError(f"d must be >= the number of target values ({len(self.values)}), got {self.d}")
-        if self.m < 1:
-            raise ValueError(f"m must be >= 1, got {self.m}")
-        if not self.depths or any(int(n) != n or n < 1 for n in self.depths):
-            raise ValueError(f"depths must be integers >= 1, got {self.depths}")
-        if not (self.init > 0 and self.learning_rate > 0):
-            raise ValueError("init and learning_rate must be > 0")
-        if self.num_steps < 1 or self.save_every < 1 or self.num_steps % self.save_every:
-            raise ValueError("num_steps must be a positive multiple of save_every")
+            raise ConfigError(
+                f"d must be >= the number of target values ({len(self.values)}), got {self.d}")
+        check_positive_int("m", self.m)
+        check_positive(self, "scale", "learning_rate")
+        check_seed(self.seed)
 
 
 def problem(config: MatrixSensingConfig) -> ms.Problem:
@@ -90,12 +114,13 @@ def spec(config: MatrixSensingConfig) -> backends.Spec:
     """
     prob = problem(config)
     init_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    k = config.modes
+    k = config.num_modes
     return backends.Spec(
         loss=ms.loss,
         modes=lambda params, args: ms.modes(params, args, k=k),
         targets=ms.targets(prob, k=k),
-        init=lambda depth: ms.init(init_key, config.init, depth, (config.d, config.d), kind=config.init_kind),
+        init=lambda depth: ms.init(init_key, config.scale, depth, (config.d, config.d),
+                                   kind=config.init_kind),
         args=prob,
         measures={
             "reconstruction_error": ms.reconstruction_error,
@@ -105,12 +130,12 @@ def spec(config: MatrixSensingConfig) -> backends.Spec:
     )
 
 
-def run(config: MatrixSensingConfig | None = None):
+def run(config: MatrixSensingConfig | None = None) -> xr.Dataset:
     """Both back-ends at every depth, in the shared experiment layout (see ``backends``).
 
     Returns the layout of :mod:`jaxflow.experiments.backends` with the measures
     ``reconstruction_error``, ``effective_rank`` and ``train_loss``. Example: see the module
-    docstring; :func:`jaxflow.plot.staircase` draws the result.
+    docstring; :func:`figures` draws the result.
     """
     config = config or MatrixSensingConfig()
     ds = backends.run(
@@ -120,8 +145,32 @@ def run(config: MatrixSensingConfig | None = None):
         num_steps=config.num_steps,
         save_every=config.save_every,
     )
-    ds.attrs.update(experiment="matrix-sensing", d=config.d, m=config.m, init=config.init,
+    ds.attrs.update(experiment="matrix-sensing", d=config.d, m=config.m, scale=config.scale,
                     init_kind=config.init_kind, completion=int(config.completion),
+                    config=config.to_toml(),
                     time_scale="c = 2N (mean squared error, see jaxflow.models.matrix_sensing)")
     return ds
+
+
+def report(ds: xr.Dataset) -> str:
+    """What ``jaxflow experiment matrix-sensing`` prints: per back-end and depth, the
+    reconstruction error, effective rank, cost and status."""
+    lines = ["backend  depth  recon-error  eff-rank  grad-evals  wall-s  status"]
+    for b in ds["backend"].values:
+        for d in ds["depth"].values:
+            row = ds.sel(backend=b, depth=d)
+            lines.append(
+                f"{b:<8} {int(d):<6} {row['reconstruction_error'].item():<12.3e} "
+                f"{int(row['effective_rank'].item()):<9} "
+                f"{int(row['gradient_evaluations'].item()):<11} "
+                f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}")
+    return "\n".join(lines)
+
+
+def figures(ds: xr.Dataset) -> dict:
+    """``{"matrix-sensing": ...}``: the staircase of :func:`jaxflow.plot.staircase`."""
+    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+
+    return {"matrix-sensing": plot.staircase(
+        ds, title="Deep matrix sensing: top singular values of W", value_label="singular value")}
 

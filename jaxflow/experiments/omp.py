@@ -1,10 +1,11 @@
 """Experiment E5: the order in which a deep diagonal network learns coordinates against OMP.
 
 Sparse regression (PAPER.md section 4): ``d = 1000``, ``m = 80``, unit-norm Gaussian columns,
-a 5-sparse positive ``w*`` (entries ``Exponential(scale 10) + 1`` on a random support),
-``y = X w*``; the depth-5 network ``beta = w_+^5 - w_-^5`` (:mod:`jaxflow.models.diagonal`,
-squared loss) from ``init = 1e-4`` by gradient flow (to ``flow_time``) and gradient descent (rate
-1e-3, ``num_steps``), vmapped over ``seeds``.
+a 5-sparse positive ``w*`` (entries ``Exponential(target_scale = 10) + 1`` on a random
+support), ``y = X w*``; the depth-5 network ``beta = w_+^5 - w_-^5``
+(:mod:`jaxflow.models.diagonal`, squared loss) from ``scale = 1e-4`` by gradient flow (to
+``flow_time``) and gradient descent (rate 1e-3, ``num_steps``), vmapped over ``num_seeds``
+seeds.
 
 **Stiffness.** Once the large entries of ``w*`` are learned, their curvature (about
 ``N^2 |beta|^(2-2/N) * 2/m``, ~1e2) bounds every explicit step while the smallest entries still
@@ -17,8 +18,9 @@ t = 100 by default, where it covers the first picks; the flow runs to t = 2000.
 
 A coordinate is *picked* when ``|beta_i|`` first exceeds ``threshold = 0.1``; its
 pick order is compared with the selection order of Orthogonal Matching Pursuit
-(:mod:`jaxflow.omp`, as many steps as the support), by the concurrence
-``|S_OMP & S_GD| / min(|S_OMP|, |S_GD|)`` over the first ``k`` picks (``k`` = support size).
+(:mod:`jaxflow.baselines.omp`, as many steps as the support), by the concurrence
+``|S_OMP & S_GD| / min(|S_OMP|, |S_GD|)`` over the first ``k`` picks (``k`` = support size;
+:func:`jaxflow.incremental.pick_order`, :func:`jaxflow.incremental.concurrence`).
 
     dims: backend, seed, rank (pick position), time, mode (the support, largest w* first)
     order(backend, seed, rank), pick_time(backend, seed, rank)   -1 / inf where fewer picks
@@ -39,6 +41,9 @@ coordinate (766, 675) while OMP recovered the support exactly. Its pick order eq
 (concurrence 1.0 ± 0.0 over its picks). Wall time about 12 CPU-minutes (28 min on a loaded
 2-core machine).
 
+The module reads config (:class:`OMPConfig`) -> :func:`run` -> :func:`report` ->
+:func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
+
 Example (smoke size):
     >>> from jaxflow.experiments import omp as e5
     >>> ds = e5.run(e5.OMPConfig.smoke())
@@ -47,21 +52,31 @@ Example (smoke size):
 """
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import descent, flow, omp, status
-from jaxflow.experiments.phase_diagram import ConfigError
+from jaxflow import descent, flow, incremental, status
+from jaxflow.baselines import omp
+from jaxflow.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_positive,
+    check_positive_int,
+    check_steps,
+)
 from jaxflow.models import diagonal as dn
 from jaxflow.rkc import RKC
 from jaxflow.sweep import run_metadata
 
+__all__ = ["OMPConfig", "figures", "problem", "report", "run"]
+
 
 @dataclasses.dataclass(frozen=True)
-class OMPConfig:
+class OMPConfig(ExperimentConfig):
     """Options of ``jaxflow experiment omp`` (defaults: the paper's E5, t = 100).
 
     The descent's ``num_steps * learning_rate`` (t = 100) covers the picks of the largest
@@ -70,34 +85,52 @@ class OMPConfig:
     picks it made (the ``min`` of the concurrence). The save grid is spaced
     ``learning_rate * save_every`` and runs to ``flow_time`` (a multiple of that spacing, at
     least the descent's horizon).
+
+    Attributes:
+        d, m: dimension and number of samples.
+        sparsity: the support size of ``w*`` (and OMP's number of steps).
+        target_scale: the scale of the exponential entries of ``w*`` (plus 1).
+        depth: N of the diagonal network.
+        scale: ``w_+- (0) = scale^(1/N)`` (sigma0).
+        learning_rate, num_steps, save_every: the descent.
+        threshold: a coordinate is picked when ``|beta_i|`` first exceeds it.
+        num_seeds: seeds ``0 .. num_seeds - 1`` (each its own problem), vmapped.
+        flow_time, flow_rtol: the flow's horizon and tolerance (RKC).
+
+    >>> from jaxflow.experiments import omp as e5
+    >>> e5.OMPConfig.smoke().num_seeds
+    4
+    >>> e5.OMPConfig(flow_time=50.0)
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: flow_time must be a multiple of learning_rate * save_every = 10 and >= learning_rate * num_steps = 100, got 50.0
     """
+
+    # Reduced sizes (d = 100, m = 40, 3-sparse, 4 seeds, descent t = 40, flow t = 400).
+    SMOKE: ClassVar[dict] = dict(d=100, m=40, sparsity=3, num_seeds=4, num_steps=40_000,
+                                 save_every=4000, flow_time=400.0)
 
     d: int = 1000
     m: int = 80
     sparsity: int = 5
-    scale: float = 10.0
+    target_scale: float = 10.0
     depth: int = 5
-    init: float = 1e-4
+    scale: float = 1e-4
     learning_rate: float = 1e-3
     num_steps: int = 100_000
     save_every: int = 10_000
     threshold: float = 0.1
-    seeds: int = 20
+    num_seeds: int = 20
     flow_time: float = 2000.0
     flow_rtol: float = 1e-6
 
-    def __post_init__(self):
-        for name in ("d", "m", "sparsity", "depth", "num_steps", "save_every", "seeds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    def check(self):
+        for name in ("d", "m", "sparsity", "depth", "num_seeds"):
+            check_positive_int(name, getattr(self, name))
+        check_steps(self)
         if self.sparsity > min(self.d, self.m):
             raise ConfigError(f"sparsity must be <= min(d, m) = {min(self.d, self.m)}")
-        for name in ("scale", "init", "learning_rate", "threshold"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.num_steps % self.save_every:
-            raise ConfigError("num_steps must be a multiple of save_every")
+        check_positive(self, "target_scale", "scale", "learning_rate", "threshold")
         spacing = self.learning_rate * self.save_every
         ratio = self.flow_time / spacing
         if not (
@@ -112,22 +145,14 @@ class OMPConfig:
         if not 0 < self.flow_rtol < 1:
             raise ConfigError(f"flow_rtol must be in (0, 1), got {self.flow_rtol!r}")
 
-    @classmethod
-    def smoke(cls, **overrides) -> "OMPConfig":
-        """Reduced sizes (d = 100, m = 40, 3-sparse, 4 seeds, descent t = 40, flow t = 400)."""
-        options = dict(
-            d=100, m=40, sparsity=3, seeds=4, num_steps=40_000, save_every=4000, flow_time=400.0
-        )
-        options.update(overrides)
-        return cls(**options)
-
 
 def problem(config: OMPConfig, seed: int) -> dn.Problem:
     """The regression problem of one seed (support, values and ``X`` all seeded): the draws of
     :func:`jaxflow.models.diagonal.regression_data` (unit-norm columns), in one compiled program
     for every seed."""
     target, inputs = _draw(
-        jax.random.key(seed), config.d, config.m, config.sparsity, jnp.asarray(float(config.scale))
+        jax.random.key(seed), config.d, config.m, config.sparsity,
+        jnp.asarray(float(config.target_scale)),
     )
     data = dn.Data(inputs, inputs @ target, target)
     return dn.Problem(data, depth=float(config.depth), loss="squared")
@@ -147,21 +172,18 @@ def _all_coordinates(params, args):
     return jnp.abs(dn.beta(params, args.depth))
 
 
-def _picks(times: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``k`` coordinates by crossing time (``-1`` / ``inf`` pads)."""
-    order = np.argsort(times, kind="stable")[:k]
-    finite = np.isfinite(times[order])
-    return np.where(finite, order, -1), np.where(finite, times[order], np.inf)
-
-
 def run(config: OMPConfig | None = None) -> xr.Dataset:
-    """Both back-ends on every seed (vmapped), OMP, and their concurrence."""
+    """Both back-ends on every seed (vmapped), OMP, and their concurrence.
+
+    Example: see the module docstring (smoke size).
+    """
     config = config or OMPConfig()
-    problems = [problem(config, s) for s in range(config.seeds)]
+    problems = [problem(config, s) for s in range(config.num_seeds)]
     batch = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *problems)
-    params0 = dn.init(config.init, config.depth, config.d)
+    params0 = dn.init(config.scale, config.depth, config.d)
     level = jnp.full((config.d,), config.threshold)  # fraction 1 of this target = the threshold
     k = config.sparsity
+    seeds = np.arange(config.num_seeds)
     spacing = config.learning_rate * config.save_every
     times = spacing * np.arange(round(config.flow_time / spacing) + 1)
 
@@ -197,34 +219,34 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
 
     backends = ("flow", "descent")
     runs = {"flow": jax.vmap(gf)(batch), "descent": jax.vmap(gd)(batch)}
-    order = np.full((2, config.seeds, k), -1)
-    pick_time = np.full((2, config.seeds, k), np.inf)
+    order = np.full((2, config.num_seeds, k), -1)
+    pick_time = np.full((2, config.num_seeds, k), np.inf)
     omp_order = np.stack(
         [np.asarray(omp.omp(p.data.inputs, p.data.labels, k).order) for p in problems]
     )
     support = np.stack(
         [np.argsort(-np.asarray(p.data.target), kind="stable")[:k] for p in problems]
     )
-    modes = np.full((2, config.seeds, times.size, k), np.nan)
-    codes = np.zeros((2, config.seeds), dtype=np.int8)
+    modes = np.full((2, config.num_seeds, times.size, k), np.nan)
+    codes = np.zeros((2, config.num_seeds), dtype=np.int8)
     for b, name in enumerate(backends):
         traj = runs[name]
         crossing = np.asarray(traj.learning_times)[
             :, :, -1
         ]  # (seed, d): first |beta_i| >= threshold
         saved = np.asarray(traj.modes)
-        for s in range(config.seeds):
-            order[b, s], pick_time[b, s] = _picks(crossing[s], k)
+        for s in range(config.num_seeds):
+            order[b, s], pick_time[b, s] = incremental.pick_order(crossing[s], k)
             modes[b, s, : saved.shape[1]] = saved[s][:, support[s]]
         codes[b] = np.asarray(traj.status)
     conc = np.array(
         [
-            [omp.concurrence(omp_order[s], order[b, s]) for s in range(config.seeds)]
+            [incremental.concurrence(omp_order[s], order[b, s]) for s in seeds]
             for b in range(2)
         ]
     )
     agree = np.array(
-        [[np.mean(omp_order[s] == order[b, s]) for s in range(config.seeds)] for b in range(2)]
+        [[incremental.prefix_agreement(omp_order[s], order[b, s]) for s in seeds] for b in range(2)]
     )
     targets = np.stack([np.asarray(p.data.target)[support[s]] for s, p in enumerate(problems)])
     horizon = np.array([config.flow_time, config.learning_rate * config.num_steps])
@@ -243,7 +265,7 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
         },
         coords={
             "backend": list(backends),
-            "seed": np.arange(config.seeds),
+            "seed": seeds,
             "rank": np.arange(k),
             "time": times,
             "mode": np.arange(k),
@@ -251,7 +273,7 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
     )
     ds.attrs.update(run_metadata())
     ds.attrs.update(dataclasses.asdict(config))
-    ds.attrs.update(experiment="omp", ok=int((codes == status.OK).all()))
+    ds.attrs.update(experiment="omp", ok=int((codes == status.OK).all()), config=config.to_toml())
     for b in backends:
         values = ds["concurrence"].sel(backend=b).values
         picked = ds["num_picks"].sel(backend=b).values > 0
@@ -261,85 +283,18 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
     return ds
 
 
-def figure(ds: xr.Dataset):
-    """Seed 0's support coordinates against time (flow solid to its horizon, descent markers to
-    its own), the pick threshold, and the concurrence with OMP of every seed."""
-    import matplotlib.pyplot as plt
-
-    from jaxflow.experiments.diagonal import MODE_COLOURS
-
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4), width_ratios=(1.3, 1.0))
-    t = ds["time"].values
-    first = ds.sel(seed=0)
-    for i in range(ds.sizes["mode"]):
-        colour = MODE_COLOURS[i % len(MODE_COLOURS)]
-        ax.plot(
-            t,
-            first["modes"].sel(backend="flow", mode=i),
-            color=colour,
-            lw=1.6,
-            label=f"w* = {float(first['targets'][i]):.3g}",
-        )
-        ax.plot(
-            t, first["modes"].sel(backend="descent", mode=i), "o", ms=3.5, mfc="none", color=colour
-        )
-    ax.axhline(ds.attrs["threshold"], color="0.4", ls=":", lw=0.9, label="pick threshold")
-    ax.axvline(
-        float(ds["horizon"].sel(backend="descent")),
-        color="0.6",
-        ls="--",
-        lw=0.8,
-        label="descent horizon",
-    )
-    ax.set_yscale("symlog", linthresh=1e-2)
-    ax.set_ylim(bottom=0.0)
-    ax.set_xlabel("time t = lr × step")
-    ax.set_ylabel("|beta_i| on the support (seed 0)")
-    ax.set_title(
-        f"seed 0 — OMP order: {first['omp_order'].values.tolist()}, flow picks: "
-        f"{first['order'].sel(backend='flow').values.tolist()}\n(solid: gradient flow; "
-        "circles: gradient descent)",
-        fontsize=9,
-    )
-    ax.legend(fontsize=7, loc="center right")
-    for b, marker, shift in (("flow", "o", -0.1), ("descent", "s", 0.1)):
-        values = ds["concurrence"].sel(backend=b).values
-        n = ds.attrs[f"seeds_with_picks_{b}"]
-        bx.plot(
-            ds["seed"].values + shift,
-            values,
-            marker,
-            mfc="none",
-            label=f"{b} (t = {float(ds['horizon'].sel(backend=b)):g}): "
-            f"{ds.attrs[f'concurrence_mean_{b}']:.2f} ± "
-            f"{ds.attrs[f'concurrence_std_{b}']:.2f} over {n} of {ds.sizes['seed']} "
-            "seeds with picks",
-        )
-    bx.set_ylim(-0.05, 1.1)
-    bx.set_xticks(ds["seed"].values)
-    bx.set_xlabel("seed")
-    bx.set_ylabel("concurrence with OMP")
-    bx.legend(fontsize=7, loc="lower left")
-    fig.suptitle(
-        f"E5: depth-{ds.attrs['depth']} diagonal network against OMP "
-        f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}, {ds.attrs['sparsity']}-sparse)"
-    )
-    fig.tight_layout()
-    return fig
-
-
-def main(smoke: bool = False):
-    """``jaxflow experiment omp [--smoke]``: run, print, return (dataset, figure)."""
-    ds = run(OMPConfig.smoke() if smoke else OMPConfig())
-    print(
+def report(ds: xr.Dataset) -> str:
+    """What ``jaxflow experiment omp`` prints: per back-end the concurrence with OMP, the seeds
+    with picks, the prefix agreement and the status; then the orders of the first seeds."""
+    lines = [
         "backend  horizon  concurrence (mean ± std)  seeds with picks  picks (mean)  "
         "prefix agreement  status"
-    )
+    ]
     for b in ds["backend"].values:
         row = ds.sel(backend=b)
         picked = row["num_picks"].values > 0
         agree = float(row["prefix_agreement"].values[picked].mean()) if picked.any() else np.nan
-        print(
+        lines.append(
             f"{b:<8} {float(row['horizon']):<8g} {ds.attrs[f'concurrence_mean_{b}']:.3f} ± "
             f"{ds.attrs[f'concurrence_std_{b}']:.3f}{'':<13} "
             f"{ds.attrs[f'seeds_with_picks_{b}']:>3} of {ds.sizes['seed']:<10} "
@@ -347,16 +302,23 @@ def main(smoke: bool = False):
             f"{status.summary(row['status'].values)}"
         )
         if not picked.all():
-            print(
+            lines.append(
                 f"  {b}: no coordinate reached {ds.attrs['threshold']} by t = "
                 f"{float(row['horizon']):g} on seeds {ds['seed'].values[~picked].tolist()} "
                 "(left out of the concurrence)"
             )
     for s in ds["seed"].values[:5]:
         row = ds.sel(seed=s)
-        print(
+        lines.append(
             f"seed {int(s)}: OMP {row['omp_order'].values.tolist()}  flow "
             f"{row['order'].sel(backend='flow').values.tolist()}  descent "
             f"{row['order'].sel(backend='descent').values.tolist()}"
         )
-    return ds, figure(ds)
+    return "\n".join(lines)
+
+
+def figures(ds: xr.Dataset) -> dict:
+    """``{"omp": ...}``: :func:`jaxflow.plot.omp_picks` (seed 0's coordinates, concurrences)."""
+    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+
+    return {"omp": plot.omp_picks(ds)}

@@ -11,6 +11,9 @@ bracket where the sign flips (extended beyond the grid when the flip lies outsid
 vmapped regula falsi in ``ln sigma0`` on fresh simulations. ``threshold_theory`` comes from
 :func:`jaxflow.theory.incremental_threshold`, and the two are compared in logs.
 
+The module reads as every experiment does (see :mod:`jaxflow.experiments`): the config
+(:class:`PhaseDiagramConfig`), :func:`run`, :func:`report`, :func:`figures`.
+
 Example (a tiny grid):
     >>> from jaxflow.experiments import phase_diagram as pd
     >>> cfg = pd.PhaseDiagramConfig(depths=(2.0, 3.0), ratios=(2.0,),
@@ -27,35 +30,50 @@ import os
 from collections.abc import Sequence
 from typing import ClassVar
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import flow, status, sweep, theory
+from jaxflow import flow, incremental, status, sweep, theory
 from jaxflow.experiments.config import (
     ConfigError,
-    SweepConfig,
+    ExperimentConfig,
     check_fractions,
     check_positive_int,
     check_seed,
 )
+from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.models import toy
+
+__all__ = [
+    "Float32Runner",
+    "PhaseDiagramConfig",
+    "figures",
+    "fitted_slopes",
+    "measured_thresholds",
+    "needs_float64",
+    "point_function",
+    "report",
+    "run",
+    "summary_table",
+    "theory_thresholds",
+    "threshold_log_error",
+    "threshold_log_error_arrays",
+]
 
 
 DEFAULT_DEPTHS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, math.inf)
 DEFAULT_RATIOS = tuple(float(r) for r in np.geomspace(1.02, 10.0, 32))
 DEFAULT_SCALES = tuple(float(s) for s in np.geomspace(1e-120, 1e-1, 128))
 DTYPES = ("float64", "float32")
-SOLVERS = {"Tsit5": diffrax.Tsit5, "Dopri5": diffrax.Dopri5, "Dopri8": diffrax.Dopri8}
 # Smallest sigma0 the bracket search tries: exp(-700) ~ 1e-304 is still a normal float64. A
 # threshold below it (only 1 < N < 2 close to where thresholds vanish) is reported as 0.
 LOG_SCALE_FLOOR = -700.0
 
 
 @dataclasses.dataclass(frozen=True)
-class PhaseDiagramConfig(SweepConfig):
+class PhaseDiagramConfig(ExperimentConfig):
     """Every option of ``jaxflow phase-diagram`` (a TOML file may set any of them).
 
     Attributes:
@@ -70,7 +88,7 @@ class PhaseDiagramConfig(SweepConfig):
         refine_iterations: regula-falsi iterations of the threshold refinement.
         seed: seed of the lane shuffle.
         dtype: ``"float64"`` (default) or ``"float32"`` (fast on GPU/TPU): lanes float32 cannot
-            resolve are recomputed in float64 (see :func:`pair_point`).
+            resolve are recomputed in float64 (see :func:`point_function`).
 
     Example:
         >>> import numpy as np
@@ -84,6 +102,9 @@ class PhaseDiagramConfig(SweepConfig):
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "ratios", "scales")
     MODEL: ClassVar[str] = "toy"
+    # Two depths, two ratios, 13 scales: every row has its threshold inside the grid.
+    SMOKE: ClassVar[dict] = dict(depths=(2.0, 3.0), ratios=(1.5, 3.0),
+                                 scales=tuple(10.0**k for k in range(-14, -1)), chunk_size=64)
 
     depths: tuple[float, ...] = DEFAULT_DEPTHS
     ratios: tuple[float, ...] = DEFAULT_RATIOS
@@ -108,8 +129,7 @@ class PhaseDiagramConfig(SweepConfig):
             raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
         check_fractions(self.start, self.finish)
         check_seed(self.seed)
-        if self.solver not in SOLVERS:
-            raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
+        check_solver(self.solver)
         for name in ("rtol", "atol"):
             if not (0 < getattr(self, name) < 1):
                 raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
@@ -119,10 +139,11 @@ class PhaseDiagramConfig(SweepConfig):
             object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 
 
-def pair_point(config: PhaseDiagramConfig, *, with_time: bool = False):
+def point_function(config: PhaseDiagramConfig, *, with_time: bool = False):
     """The per-point function of the sweep: simulate one (depth, ratio, scale) pair.
 
-    Returns ``margin = T_j(start) - T_i(finish)``, the worse status of the two coordinates and
+    Returns ``margin = T_j(start) - T_i(finish)`` (:func:`jaxflow.incremental.margin`), the
+    worse status of the two coordinates and
     their total solver steps (accepted + rejected); with ``with_time``, also
     ``time = max(|T_j(start)|, |T_i(finish)|)``, the size the margin's rounding scales with.
 
@@ -132,12 +153,16 @@ def pair_point(config: PhaseDiagramConfig, *, with_time: bool = False):
     bound every explicit step while the smaller value still crawls along a plateau of up to
     1e80 time units. Each coordinate stops as soon as it has the learning time the margin needs.
 
-    Example (the function :func:`run` hands to :mod:`jaxflow.sweep`; it vmaps and compiles it):
+    Example (the function :func:`run` hands to :mod:`jaxflow.sweep`, which vmaps and compiles
+    it; here called once, eagerly: at depth 3, ratio 2, sigma0 = 1e-3 the pair is incremental,
+    as its theory threshold 0.0145 says):
+        >>> import jax.numpy as jnp
         >>> from jaxflow.experiments import phase_diagram as pd
-        >>> cfg = pd.PhaseDiagramConfig(depths=(3.0,), ratios=(2.0,), scales=(1e-3,))
-        >>> point = pd.pair_point(cfg)
-        >>> callable(point)
-        True
+        >>> point = pd.point_function(pd.PhaseDiagramConfig())
+        >>> out = point({"depth": jnp.array(3.0), "ratio": jnp.array(2.0),
+        ...              "scale": jnp.array(1e-3)})
+        >>> bool(out["margin"] > 0), int(out["status"])
+        (True, 0)
     """
     solver = SOLVERS[config.solver]()
     # Coordinate i (target ratio) needs its finish time, coordinate j (target 1) its start time.
@@ -166,7 +191,7 @@ def pair_point(config: PhaseDiagramConfig, *, with_time: bool = False):
         times, codes, steps = jax.vmap(coordinate, in_axes=(None, 0, None, 0))(
             p["depth"], targets, jnp.log(p["scale"]), required
         )
-        margin = times[1, 0] - times[0, 1]
+        margin = incremental.margin(times[0, 1], times[1, 0])
         out = {"margin": margin, "status": jnp.max(codes), "steps": jnp.sum(steps)}
         if with_time:
             out["time"] = jnp.maximum(jnp.abs(times[1, 0]), jnp.abs(times[0, 1]))
@@ -212,10 +237,10 @@ def needs_float64(points, fast) -> np.ndarray:
     )
 
 
-class Float32Runner:
+class Float32Runner(sweep.AbstractRunner):
     """Runs the phase diagram's points in float32 and recomputes in float64 what float32 cannot.
 
-    Drop-in for :class:`jaxflow.sweep.Runner` (``chunk``, ``__call__``, ``chunk_size``, ``fn``):
+    A :class:`jaxflow.sweep.AbstractRunner` (it defines ``chunk``, ``chunk_size`` and ``fn``):
     each chunk runs once in float32 (a ``sweep.Runner(..., float32=True)``: one float32 program,
     fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64, and their
     float64 results are stored. The extra output ``recomputed`` says which lanes were, so a stored
@@ -223,11 +248,11 @@ class Float32Runner:
     """
 
     def __init__(self, config: PhaseDiagramConfig, devices=None):
-        self.exact = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
+        self.exact = sweep.Runner(point_function(config), chunk_size=config.chunk_size, devices=devices)
         fast = dataclasses.replace(
             config, rtol=max(config.rtol, FLOAT32_RTOL), atol=max(config.atol, FLOAT32_RTOL)
         )
-        self.fast = sweep.Runner(pair_point(fast, with_time=True), chunk_size=self.exact.chunk_size,
+        self.fast = sweep.Runner(point_function(fast, with_time=True), chunk_size=self.exact.chunk_size,
                                  devices=devices, float32=True)
         self.chunk_size = self.exact.chunk_size
         example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "scale")}
@@ -253,8 +278,6 @@ class Float32Runner:
                 out[k][index] = exact[k]
         out["recomputed"] = redo
         return out
-
-    __call__ = sweep.Runner.__call__
 
 
 def _bracket(margins_row: np.ndarray, log_scales: np.ndarray):
@@ -460,10 +483,10 @@ def run(
     if config.dtype == "float32":
         runner = Float32Runner(config, devices=devices)
     else:
-        runner = sweep.Runner(pair_point(config), chunk_size=config.chunk_size, devices=devices)
+        runner = sweep.Runner(point_function(config), chunk_size=config.chunk_size, devices=devices)
     axes = {"depth": config.depths, "ratio": config.ratios, "scale": config.scales}
     ds = sweep.run(
-        runner.fn,
+        None,
         axes,
         runner=runner,
         store=store,
@@ -494,6 +517,7 @@ def run(
         rtol=config.rtol,
         atol=config.atol,
         model="toy",
+        experiment="phase-diagram",
         dtype=config.dtype,
     )
     if config.dtype == "float32":
@@ -606,3 +630,20 @@ def summary_table(ds: xr.Dataset, ratios: Sequence[float] | None = None) -> str:
             lines.append(f"{depth:<7g} {r:<9.4g} {m:<13.4e} {t:<13.4e} {e:<9.1e} {s_txt}   {t_txt}")
     lines.append(f"worst log error over all (depth, ratio): {float(err.max()):.2e}  (tolerance 1e-5)")
     return "\n".join(lines)
+
+
+def report(ds: xr.Dataset) -> str:
+    """What ``jaxflow phase-diagram`` prints: :func:`summary_table` and the status counts.
+
+    Example: see :func:`summary_table` (a report adds the line of
+    :func:`jaxflow.status.report`).
+    """
+    return summary_table(ds) + "\n" + status.report(ds["status"])
+
+
+def figures(ds: xr.Dataset) -> dict:
+    """``{"phase_diagram": ..., "thresholds": ...}``: :func:`jaxflow.plot.phase_diagram` and
+    :func:`jaxflow.plot.thresholds` of a result of :func:`run`."""
+    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+
+    return {"phase_diagram": plot.phase_diagram(ds), "thresholds": plot.thresholds(ds)}

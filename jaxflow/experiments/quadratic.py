@@ -2,7 +2,7 @@
 
 A quadratic network ``f(x) = x^T W^T W x (+ b)`` (:mod:`jaxflow.models.quadratic`, depth 2)
 learns ``y = x^T M* x`` with ``M* = diag(1, 1/2, 1/3, 1/4, 0, ...)`` from ``m`` Gaussian samples,
-starting at ``W^T W(0) = init * I``. Gradient flow and gradient descent (the layout of
+starting at ``W^T W(0) = scale * I``. Gradient flow and gradient descent (the layout of
 :mod:`jaxflow.experiments.backends`) run twice, without a bias and with a bias started at
 ``mean(y)``, and the results are stacked along a ``bias`` dimension:
 
@@ -25,6 +25,9 @@ Without it, the trace term of the loss pushes every eigenvalue up together: half
 stays near 0.07, and 1/3 and 1/4 stay below 90% (reconstruction error 0.036). The smoke size
 (d = 10, m = 200) gives 0.52, 1.70, 3.14, 4.66 with the bias.
 
+The module reads config (:class:`QuadraticConfig`) -> :func:`run` -> :func:`report` ->
+:func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
+
 Example:
     >>> from jaxflow.experiments import quadratic as qe
     >>> ds = qe.run(qe.QuadraticConfig.smoke())
@@ -36,43 +39,35 @@ Example:
 
 import dataclasses
 import functools
-import os
 from typing import ClassVar
 
 import jax
-import matplotlib
 import xarray as xr
 
 from jaxflow import status
 from jaxflow.experiments import backends
-from jaxflow.experiments.phase_diagram import ConfigError
+from jaxflow.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_positive,
+    check_positive_int,
+    check_seed,
+    check_steps,
+)
 from jaxflow.models import quadratic as qn
 
-if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg", "pdf", "svg"):
-    matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-
-
-@functools.cache
-def _top_modes(k: int):
-    # One function object per k: the descent caches its compiled program on it.
-    return functools.partial(qn.modes, k=k)
-
-
-# Okabe-Ito colours (colour-blind-safe), one per mode; yellow is left out (unreadable on white).
-MODE_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+__all__ = ["QuadraticConfig", "figures", "problem", "report", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
-class QuadraticConfig:
+class QuadraticConfig(ExperimentConfig):
     """Options of experiment E2 (defaults from PAPER.md section 4).
 
     Attributes:
         d: input dimension; W is ``d x d``.
         target_values: the nonzero eigenvalues of ``M* = diag(target_values, 0, ...)``.
         m: number of samples ``x ~ N(0, I_d)``.
-        init: ``W^T W(0) = init * I``.
+        scale: ``W^T W(0) = scale * I`` (sigma0).
         noise: label-noise standard deviation.
         learning_rate: gradient-descent rate (flow time ``t = learning_rate * step``).
         num_steps, save_every: descent length and save interval. 20000 steps (t = 20) let all
@@ -94,11 +89,16 @@ class QuadraticConfig:
     """
 
     depth: ClassVar[int] = 2  # f(x) = sum_i ((W x)_i)^2: two layers, fixed
+    # A reduced run (d = 10, m = 200, 8000 steps) that still shows the staircase. Compilation
+    # dominates its cost (the flow of each bias variant compiles its own program). With
+    # m = 200 > d(d+1)/2 = 55 the sample noise is small enough that, with the bias, the
+    # eigenvalues are learned in target order for each of seeds 0-4.
+    SMOKE: ClassVar[dict] = dict(d=10, m=200, num_steps=8000, save_every=50)
 
     d: int = 20
     target_values: tuple[float, ...] = (1.0, 1.0 / 2.0, 1.0 / 3.0, 1.0 / 4.0)
     m: int = 100
-    init: float = 1e-4
+    scale: float = 1e-4
     noise: float = 0.0
     learning_rate: float = 1e-3
     num_steps: int = 20_000
@@ -110,38 +110,26 @@ class QuadraticConfig:
     max_steps: int = 200_000
     seed: int = 0
 
-    def __post_init__(self):
-        object.__setattr__(self, "target_values", tuple(float(v) for v in self.target_values))
-        object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
-        for name in ("d", "m", "num_steps", "save_every", "num_modes", "max_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    def check(self):
+        for name in ("d", "m", "num_modes", "max_steps"):
+            check_positive_int(name, getattr(self, name))
+        check_steps(self)
         if not self.target_values or len(self.target_values) > self.d:
             raise ConfigError(f"target_values must hold 1 to d = {self.d} values")
         if any(not v >= 0.0 for v in self.target_values):
             raise ConfigError("target_values must be >= 0 (M* = W*^T W* is positive semi-definite)")
         if self.num_modes > self.d:
             raise ConfigError(f"num_modes must be <= d = {self.d}, got {self.num_modes}")
-        if self.num_steps % self.save_every:
-            raise ConfigError("num_steps must be a multiple of save_every")
-        for name in ("init", "learning_rate", "rtol", "atol"):
-            if not getattr(self, name) > 0.0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        check_positive(self, "scale", "learning_rate", "rtol", "atol")
         if not self.noise >= 0.0:
             raise ConfigError(f"noise must be >= 0, got {self.noise}")
+        check_seed(self.seed)
 
-    @classmethod
-    def smoke(cls, **overrides) -> "QuadraticConfig":
-        """A reduced run (d = 10, m = 200, 8000 steps) that still shows the staircase.
 
-        Compilation dominates its cost (the flow of each bias variant compiles its own
-        program). With m = 200 > d(d+1)/2 = 55 the sample noise is small enough that, with the
-        bias, the eigenvalues are learned in target order for each of seeds 0-4.
-        """
-        options = dict(d=10, m=200, num_steps=8000, save_every=50)
-        options.update(overrides)
-        return cls(**options)
+@functools.cache
+def _top_modes(k: int):
+    # One function object per k: the descent caches its compiled program on it.
+    return functools.partial(qn.modes, k=k)
 
 
 def problem(config: QuadraticConfig) -> tuple[qn.Data, jax.Array]:
@@ -167,7 +155,7 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
         The :mod:`~jaxflow.experiments.backends` layout with an extra leading ``bias``
         dimension; attrs add the config, ``time_scale = 16`` and ``ok`` over both variants.
 
-    Example: see the module docstring (smoke size); :func:`figure` draws the result.
+    Example: see the module docstring (smoke size); :func:`figures` draws the result.
     """
     config = QuadraticConfig() if config is None else config
     data, key_init = problem(config)
@@ -176,7 +164,7 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
     measures = {"reconstruction_error": qn.reconstruction_error, "train_loss": qn.loss}
     parts = []
     for bias in (False, True):
-        params0 = qn.init(key_init, config.init, data, bias=bias)
+        params0 = qn.init(key_init, config.scale, data, bias=bias)
 
         def init(depth, params0=params0):
             if depth != QuadraticConfig.depth:
@@ -198,64 +186,30 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
     ds["bias"].attrs.update(long_name="bias term b, initialized to mean(y)")
     ds.attrs.update(dataclasses.asdict(config))
     ds.attrs.update(experiment="quadratic", depth=QuadraticConfig.depth,
-                    time_scale=qn.time_scale())
+                    time_scale=qn.time_scale(), config=config.to_toml())
     ds.attrs["ok"] = int((ds["status"].values == status.OK).all())
     return ds
 
 
-def figure(ds: xr.Dataset) -> plt.Figure:
-    """Top eigenvalues of ``W^T W`` against time, one panel per bias variant (PAPER Fig. 1b).
+def report(ds: xr.Dataset) -> str:
+    """What ``jaxflow experiment quadratic`` prints: per bias variant and back-end, the times at
+    which each eigenvalue reaches half its target, and the reconstruction error.
 
-    Gradient flow is drawn solid, gradient descent as markers on top of it, the targets as thin
-    dotted lines in the mode's colour.
-
-    Example (made-up curves in the layout of :func:`run`):
-        >>> import numpy as np, xarray as xr
-        >>> from jaxflow.experiments import quadratic as qe
-        >>> t = np.linspace(0.0, 8.0, 41)
-        >>> targets = np.array([1.0, 0.5])
-        >>> curves = targets / (1 + (targets / 1e-4 - 1) * np.exp(-16 * targets * t[:, None]))
-        >>> modes = np.broadcast_to(curves, (2, 2, 1) + curves.shape)   # bias, backend, depth
-        >>> ds = xr.Dataset({"modes": (("bias", "backend", "depth", "time", "mode"), modes),
-        ...                  "targets": ("mode", targets)},
-        ...                 coords={"bias": [False, True], "backend": ["flow", "descent"],
-        ...                         "depth": [2], "time": t, "mode": [0, 1]},
-        ...                 attrs={"learning_rate": 1e-3, "d": 20, "m": 100, "init": 1e-4})
-        >>> len(qe.figure(ds).axes)
-        2
+    Example: the module docstring's smoke run, ``print(qe.report(ds))``.
     """
-    variants = [bool(b) for b in ds["bias"].values]
-    fig, axes = plt.subplots(1, len(variants), figsize=(5.0 * len(variants) + 1.6, 3.8),
-                             sharey=True, squeeze=False)
-    times = ds["time"].values
-    step = max(1, times.size // 25)  # about 25 descent markers per curve
-    targets = ds["targets"].values
-    for ax, bias in zip(axes.flat, variants):
-        panel = ds.sel(bias=bias).isel(depth=0)
-        for i, target in enumerate(targets):
-            colour = MODE_COLOURS[i % len(MODE_COLOURS)]
-            ax.axhline(target, color=colour, lw=0.7, ls=":", alpha=0.9)
-            if "flow" in panel["backend"].values:
-                ax.plot(times, panel["modes"].sel(backend="flow").values[:, i], color=colour,
-                        lw=1.8, label=f"$\\lambda_{i + 1}$ (target {target:.3g})")
-            if "descent" in panel["backend"].values:
-                ax.plot(times[::step], panel["modes"].sel(backend="descent").values[::step, i],
-                        ls="none", marker="o", ms=4, mfc="none", mew=1.0, color=colour)
-        title = "bias, b(0) = mean(y)" if bias else "no bias"
-        ax.set_title(f"{title}: $f(x) = x^T W^T W x$" + (" + b" if bias else ""))
-        ax.set_xlabel("time t = learning rate × step")
-        ax.set_xlim(times[0], times[-1])
-        ax.grid(alpha=0.25, lw=0.5)
-    axes.flat[0].set_ylabel("top eigenvalues of $W^T W$")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    handles += [
-        plt.Line2D([], [], color="0.3", lw=1.8),
-        plt.Line2D([], [], color="0.3", ls="none", marker="o", mfc="none"),
-        plt.Line2D([], [], color="0.3", lw=0.7, ls=":"),
-    ]
-    labels += ["gradient flow", f"gradient descent\n(lr {ds.attrs['learning_rate']:g})", "target"]
-    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
-    fig.suptitle(f"Quadratic network, d = {ds.attrs.get('d')}, m = {ds.attrs.get('m')}, "
-                 f"$W^T W(0)$ = {ds.attrs.get('init'):g} I", fontsize=10)
-    fig.tight_layout(rect=(0.0, 0.0, 0.86, 1.0))
-    return fig
+    half = ds["learning_time"].sel(fraction=0.5, depth=QuadraticConfig.depth)
+    lines = ["bias   backend  t(half target) per mode            recon-error"]
+    for bias in ds["bias"].values:
+        for b in ds["backend"].values:
+            times = " ".join(f"{v:7.3f}" for v in half.sel(bias=bias, backend=b).values)
+            err = ds["reconstruction_error"].sel(bias=bias, backend=b,
+                                                 depth=QuadraticConfig.depth).item()
+            lines.append(f"{str(bool(bias)):<6} {b:<8} {times}   {err:.3e}")
+    return "\n".join(lines)
+
+
+def figures(ds: xr.Dataset) -> dict:
+    """``{"quadratic": ...}``: :func:`jaxflow.plot.quadratic` (PAPER Fig. 1b)."""
+    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+
+    return {"quadratic": plot.quadratic(ds)}

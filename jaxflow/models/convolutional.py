@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
+from jaxflow._integers import check_integer
 from jaxflow.models import diagonal as dn
 
 
@@ -50,10 +51,8 @@ def init(key: jax.Array, scale: float, depth: int, d: int) -> dict[str, Array]:
     """
     if not float(scale) > 0.0:
         raise ValueError(f"scale (init) must be > 0, got {scale}")
-    if isinstance(depth, bool) or int(depth) != depth or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1 (the number of layers), got {depth!r}")
-    if isinstance(d, bool) or int(d) != d or d < 1:
-        raise ValueError(f"d must be an integer >= 1, got {d!r}")
+    check_integer("depth (the number of layers)", depth)
+    check_integer("d", d)
     depth, d = int(depth), int(d)
     std = float(scale) ** (1.0 / depth) / np.sqrt(d)
     key_k, key_v = jax.random.split(key)
@@ -137,10 +136,7 @@ def fourier_target(d: int, amplitudes=(3.0, 4.0, 6.0, 12.0)) -> Float[Array, " d
 
 def _order(target, k: int):
     amplitude = jnp.abs(jnp.fft.rfft(target))
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= amplitude.shape[0]:
-        raise ValueError(
-            f"k must be an integer in [1, d // 2 + 1 = {amplitude.shape[0]}], got {k!r}"
-        )
+    check_integer("k (at most d // 2 + 1 bins)", k, high=amplitude.shape[0])
     return jnp.argsort(-jnp.round(amplitude, 12), stable=True)[: int(k)], amplitude
 
 

@@ -18,7 +18,7 @@ target's coordinates, largest ``|w*_i|`` first (:func:`modes`).
 **Separable classification.** On separable data the exponential and logistic losses have no
 minimizer: ``||beta||`` grows like ``ln t`` while its direction converges, for depth ``N``, to a
 first-order stationary point of ``min ||beta||_(2/N)`` subject to ``y_k <beta, x_k> >= 1``
-(Gunasekar et al. 2018; N = 1: the L2 max-margin direction, :mod:`jaxflow.max_margin`). The
+(Gunasekar et al. 2018; N = 1: the L2 max-margin direction, :mod:`jaxflow.baselines.max_margin`). The
 losses are evaluated through ``logsumexp`` so that :func:`log_loss` stays finite after
 ``exp(-margin)`` underflows; :func:`loss_underflow` reports that state, in which the gradient
 is exactly zero and both back-ends stop moving (no NaN).
@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
+
+from jaxflow._integers import check_integer
 
 LOSSES = ("squared", "exponential", "logistic")
 Loss = Literal["squared", "exponential", "logistic"]
@@ -155,8 +157,7 @@ def classification_data(key: jax.Array, target: Float[ArrayLike, " d"], m: int) 
     True
     """
     target = _check_target(target)
-    if isinstance(m, bool) or int(m) != m or m < 1:
-        raise ValueError(f"m (number of samples) must be an integer >= 1, got {m!r}")
+    check_integer("m (number of samples)", m)
     inputs = jax.random.normal(key, (int(m), target.size))
     labels = jnp.where(inputs @ target >= 0, 1.0, -1.0)
     return Data(inputs, labels, target)
@@ -175,8 +176,7 @@ def regression_data(
     True
     """
     target = _check_target(target)
-    if isinstance(m, bool) or int(m) != m or m < 1:
-        raise ValueError(f"m (number of samples) must be an integer >= 1, got {m!r}")
+    check_integer("m (number of samples)", m)
     inputs = jax.random.normal(key, (int(m), target.size))
     if unit_columns:
         inputs = inputs / jnp.linalg.norm(inputs, axis=0, keepdims=True)
@@ -194,8 +194,7 @@ def init(scale: float, depth: float, d: int) -> dict[str, Array]:
         raise ValueError(f"scale (init) must be > 0, got {scale}")
     if not float(depth) >= 1.0:
         raise ValueError(f"depth must be >= 1, got {depth}")
-    if isinstance(d, bool) or int(d) != d or d < 1:
-        raise ValueError(f"d must be an integer >= 1, got {d!r}")
+    check_integer("d", d)
     w = jnp.full((int(d),), float(scale) ** (1.0 / float(depth)))
     return {"w_plus": w, "w_minus": w}
 
@@ -282,8 +281,7 @@ def loss_underflow(params, problem: Problem) -> Float[Array, ""]:
 
 def _order(target: Float[Array, " d"], k: int) -> Array:
     d = target.shape[0]
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= d:
-        raise ValueError(f"k (number of modes) must be an integer in [1, d = {d}], got {k!r}")
+    check_integer("k (number of modes)", k, high=d)
     return jnp.argsort(-jnp.abs(target), stable=True)[: int(k)]
 
 

@@ -61,6 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxflow._integers import check_integer
+
 
 class Data(eqx.Module):
     """A regression problem for the quadratic network.
@@ -118,8 +120,7 @@ def _check_target(target) -> None:
 
 
 def _check_k(k: int, d: int) -> int:
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= d:
-        raise ValueError(f"k (number of modes) must be an integer in [1, d = {d}], got {k!r}")
+    check_integer("k (number of modes)", k, high=d)
     return int(k)
 
 
@@ -163,8 +164,7 @@ def gaussian_data(
     """
     target = jnp.asarray(target, dtype=float)
     _check_target(target)
-    if isinstance(m, bool) or int(m) != m or m < 1:
-        raise ValueError(f"m (number of samples) must be an integer >= 1, got {m!r}")
+    check_integer("m (number of samples)", m)
     if not float(noise) >= 0.0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     key_x, key_noise = jax.random.split(key)

@@ -16,7 +16,7 @@ first-order stationary point of
 
 Example:
     >>> import jax.numpy as jnp
-    >>> from jaxflow import max_margin as mm
+    >>> from jaxflow.baselines import max_margin as mm
     >>> inputs = jnp.array([[2.0, 1.0], [1.0, 3.0], [-1.0, -1.0]])
     >>> labels = jnp.array([1.0, 1.0, -1.0])
     >>> svm = mm.max_margin(inputs, labels)
@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
+
+__all__ = ["MaxMargin", "kkt_residual", "max_margin"]
 
 
 class MaxMargin(NamedTuple):

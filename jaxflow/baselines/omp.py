@@ -1,7 +1,9 @@
 """Orthogonal Matching Pursuit, the greedy baseline of experiment E5 (PAPER.md section 4).
 
 OMP is an algorithm, not a model (it has no parameters that a flow or descent moves), so it
-lives next to :mod:`jaxflow.flow` and :mod:`jaxflow.descent` rather than in ``models/``.
+lives with the other baselines (:mod:`jaxflow.baselines.max_margin`) rather than in
+``models/``; the comparison of its order with a learning order is
+:func:`jaxflow.incremental.concurrence`.
 
 Starting from the residual ``r = y``, each step selects the column most correlated with the
 residual, ``argmax_i |<x_i, r>| / ||x_i||`` over the columns not yet selected, refits ``y`` by
@@ -10,7 +12,7 @@ compares with the order in which gradient descent on a deep diagonal network lea
 
 Example:
     >>> import jax.numpy as jnp
-    >>> from jaxflow import omp
+    >>> from jaxflow.baselines import omp
     >>> x = jnp.array([[1.0, 0.0, 0.6], [0.0, 1.0, 0.8], [0.0, 0.0, 0.0]])
     >>> result = omp.omp(x, jnp.array([3.0, 1.0, 0.0]), num_atoms=2)
     >>> result.order.tolist(), [round(float(c), 6) for c in result.coefficients]
@@ -23,6 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
+
+from jaxflow._integers import check_integer
+
+__all__ = ["OMPResult", "omp"]
 
 
 class OMPResult(NamedTuple):
@@ -72,19 +78,12 @@ def omp(
     m, d = inputs.shape
     if observations.shape != (m,):
         raise ValueError(f"observations must have shape (m,) = ({m},), got {observations.shape}")
-    if (
-        isinstance(num_atoms, bool)
-        or int(num_atoms) != num_atoms
-        or not 1 <= num_atoms <= min(m, d)
-    ):
-        raise ValueError(
-            f"num_atoms must be an integer in [1, min(m, d) = {min(m, d)}], got {num_atoms!r}"
-        )
+    num_atoms = check_integer("num_atoms", num_atoms, high=min(m, d))
     if not isinstance(inputs, jax.core.Tracer) and np.any(
         np.linalg.norm(np.asarray(inputs), axis=0) == 0
     ):
         raise ValueError("inputs must not have a zero column")
-    return _omp(inputs, observations, int(num_atoms), jnp.asarray(float(tol)))
+    return _omp(inputs, observations, num_atoms, jnp.asarray(float(tol)))
 
 
 @jax.jit(static_argnums=2)
@@ -117,19 +116,3 @@ def _omp(inputs, observations, num_atoms, tol):
     )
     (order, _, coefficients, _, _), norms_out = jax.lax.scan(step, carry0, jnp.arange(num_atoms))
     return OMPResult(order, coefficients, norms_out)
-
-
-def concurrence(first: Int[ArrayLike, " k"], second: Int[ArrayLike, " l"]) -> float:
-    """``|S1 & S2| / min(|S1|, |S2|)`` of two selections (entries < 0 are padding); NaN if either
-    is empty.
-
-    >>> concurrence([3, 1, 4], [1, 3, -1])
-    1.0
-    >>> concurrence([3, 1], [2, 1, 5])
-    0.5
-    """
-    a = {int(i) for i in np.asarray(first).ravel() if i >= 0}
-    b = {int(i) for i in np.asarray(second).ravel() if i >= 0}
-    if not a or not b:
-        return float("nan")
-    return len(a & b) / min(len(a), len(b))

@@ -1,0 +1,159 @@
+"""What the two classification experiments share (E3 diagonal, E4 convolutional networks).
+
+Both train a linear predictor ``beta`` of a deep network on separable data with the exponential
+(or logistic) loss, in the layout of :mod:`jaxflow.experiments.backends`, and compare it with
+the max-margin SVM (:mod:`jaxflow.baselines.max_margin`). This private module holds their common
+pieces, so that neither experiment imports the other:
+
+* :func:`check_config`: the options both configs have (sizes, depths, scale, rate, loss);
+* :func:`add_summary`: the SVM baseline and the late-time (asymptotic) check of the flow;
+* :func:`report_table`: the table both ``jaxflow experiment`` commands print.
+
+Example:
+    >>> import types
+    >>> from jaxflow.experiments import _classification
+    >>> options = dict(d=10, m=20, num_steps=100, save_every=10, num_modes=3, depths=(1, 2),
+    ...                scale=1e-2, learning_rate=1e-2, loss="hinge")
+    >>> _classification.check_config(types.SimpleNamespace(**options))
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: loss must be 'exponential' or 'logistic', got 'hinge'
+"""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from jaxflow import flow, status
+from jaxflow.baselines import max_margin
+from jaxflow.experiments.config import (
+    ConfigError,
+    check_depths,
+    check_positive,
+    check_positive_int,
+    check_seed,
+    check_steps,
+)
+from jaxflow.models import diagonal as dn
+
+__all__ = ["LOSSES", "add_summary", "check_config", "kkt_measure", "late_check", "report_table"]
+
+LOSSES = ("exponential", "logistic")
+
+
+def check_config(config) -> None:
+    """Checks shared by the classification configs (E3, E4); each raises a ConfigError naming
+    the option (example: the module docstring)."""
+    for name in ("d", "m", "num_modes"):
+        check_positive_int(name, getattr(config, name))
+    check_steps(config)
+    check_depths(config.depths)
+    check_positive(config, "scale", "learning_rate")
+    if config.loss not in LOSSES:
+        raise ConfigError(f"loss must be 'exponential' or 'logistic', got {config.loss!r}")
+    check_seed(getattr(config, "seed", 0))
+
+
+def kkt_measure(beta_fn):
+    """``measure(params, args)`` giving the KKT residual of ``beta_fn(params, args)``'s
+    direction at ``args.depth``, or NaN where some sample is misclassified (not yet separated)."""
+
+    def measure(params, args):
+        b = beta_fn(params, args)
+        data = args.data
+        if not float(jnp.min(dn.margins(b, data))) > 0.0:
+            return jnp.asarray(jnp.nan)
+        return max_margin.kkt_residual(b, data.inputs, data.labels, float(args.depth))
+
+    return measure
+
+
+def late_check(loss, params0, args, beta_fn, late_times, modes, targets, kkt=True):
+    """The asymptotic check: flow to each late time, then the correlation and (``kkt``) the KKT
+    residual of ``beta``'s direction (relative time: the step count grows like ln ln t)."""
+    correlation, residual = [], []
+    for t in late_times:
+        traj = flow.gradient_flow(
+            loss,
+            params0,
+            args,
+            modes=modes,
+            targets=targets,
+            t_end=jnp.asarray(float(t)),
+            rtol=1e-8,
+            atol=1e-12,
+            max_steps=100_000,
+            refine=False,
+        )
+        b = beta_fn(traj.final_state, args)
+        correlation.append(float(dn.cosine(b, args.data.target)))
+        residual.append(float(kkt_measure(beta_fn)(traj.final_state, args)) if kkt else np.nan)
+    return correlation, residual
+
+
+def add_summary(ds, config, spec, data, beta_fn, *, late_times=(), kkt=True) -> xr.Dataset:
+    """Add the SVM baseline and the late-time check at ``late_times`` (flow; KKT residual if
+    ``kkt``) to a classification dataset, and the config as attributes."""
+    svm = max_margin.max_margin(data.inputs, data.labels)
+    late = np.asarray(late_times, dtype=float)
+    corr = np.full((len(config.depths), late.size), np.nan)
+    resid = np.full_like(corr, np.nan)
+    for j, depth in enumerate(config.depths):
+        args = spec.args if spec.depth_args is None else spec.depth_args(int(depth))
+        corr[j], resid[j] = late_check(
+            spec.loss, spec.init(int(depth)), args, beta_fn, late, spec.modes, spec.targets, kkt
+        )
+    ds = ds.assign_coords(late=np.arange(late.size))
+    ds["late_time"] = ("late", late)
+    ds["late_correlation"] = (("depth", "late"), corr)
+    ds["late_kkt_residual"] = (("depth", "late"), resid)
+    ds["svm_correlation"] = float(dn.cosine(svm.direction, data.target))
+    ds["svm_margin"] = float(svm.margin)
+    ds["svm_kkt_residual"] = float(svm.kkt_residual)
+    ds.attrs.update(
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+    )
+    ds.attrs["config"] = config.to_toml()
+    return ds
+
+
+def report_table(ds: xr.Dataset) -> str:
+    """The correlation by depth and back-end next to the SVM, the KKT residuals, the learning
+    times at fraction 0.5 and the status (what ``jaxflow experiment`` prints)."""
+    lines = [
+        f"max-margin SVM (no intercept): correlation {float(ds['svm_correlation']):.4f}, "
+        f"margin {float(ds['svm_margin']):.4g}, KKT residual {float(ds['svm_kkt_residual']):.1e}"
+    ]
+    second = "kkt_residual" if "kkt_residual" in ds else "amplitude_correlation"
+    lines.append(
+        f"backend  depth  correlation  {second[:10]:<10} underflow  t(|mode| >= 0.5) per mode"
+        "            grad-evals  wall-s  status"
+    )
+    half = ds["learning_time"].sel(fraction=0.5)
+    for b in ds["backend"].values:
+        for d in ds["depth"].values:
+            row = ds.sel(backend=b, depth=d)
+            times = " ".join(f"{v:7.3g}" for v in half.sel(backend=b, depth=d).values)
+            lines.append(
+                f"{b:<8} {int(d):<6} {row['correlation'].item():<12.4f} "
+                f"{row[second].item():<10.4g} {int(row['loss_underflow'].item()):<10} "
+                f"{times:<35} {int(row['gradient_evaluations'].item()):<11} "
+                f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}"
+            )
+    if ds.sizes.get("late", 0) and "kkt_residual" in ds:
+        lines.append(
+            "late-time check (flow): depth, then correlation / KKT residual at t = "
+            + ", ".join(f"{t:g}" for t in ds["late_time"].values)
+        )
+        for d in ds["depth"].values:
+            cells = "  ".join(
+                f"{c:.4f} / {r:.3g}"
+                for c, r in zip(
+                    ds["late_correlation"].sel(depth=d).values,
+                    ds["late_kkt_residual"].sel(depth=d).values,
+                )
+            )
+            lines.append(f"  {int(d):<4} {cells}")
+    return "\n".join(lines)
