@@ -106,6 +106,26 @@ def _numbers(text: str, option: str) -> list[float]:
     return values
 
 
+def _log_numbers(text: str, option: str) -> list[float]:
+    """Parse ``ln sigma0`` values: ``-1e4:-2.3:128`` (log-spaced in ``ln(1/sigma0)``) or a list."""
+    import numpy as np
+
+    text = text.strip()
+    if ":" not in text:
+        return _numbers(text, option)
+    try:
+        lo, hi, num = text.split(":")
+        lo, hi, n = float(lo), float(hi), int(num)
+        if not (lo < 0 and hi < 0 and n >= 1):
+            raise ValueError
+    except ValueError:
+        raise CliError(
+            f"{option}: expected A:B:K with A, B < 0 (ln sigma0; K values log-spaced in "
+            f"ln(1/sigma0)) or a list like '-5000,-100,-2.3', got {text!r}"
+        ) from None
+    return [float(-v) for v in np.geomspace(-lo, -hi, n)]
+
+
 def _check_out_dir(out: str) -> None:
     try:
         os.makedirs(out, exist_ok=True)
@@ -203,6 +223,8 @@ def _sweep_overrides(args) -> dict:
     return {
         "depths": _numbers(args.depths, "--depths") if args.depths is not None else None,
         "scales": _numbers(args.scales, "--scales") if args.scales is not None else None,
+        "log_scales": (_log_numbers(args.log_scales, "--log-scales")
+                       if getattr(args, "log_scales", None) is not None else None),
         "start": args.start,
         "finish": args.finish,
         "rtol": args.rtol,
@@ -227,10 +249,10 @@ def cmd_phase_diagram(args) -> int:
     config = _load_config(pd.PhaseDiagramConfig, args.config, overrides)
     index, count = _init_distributed(args)
     store = _prepare_store(args.out, "phase_diagram.zarr", args.resume, primary=index == 0)
-    n = len(config.depths) * len(config.ratios) * len(config.scales)
+    n = len(config.depths) * len(config.ratios) * len(config.log_scales)
     where = f", process {index} of {count}" if count > 1 else ""
     print(f"jaxflow phase-diagram: {n} trajectories ({len(config.depths)} depths x "
-          f"{len(config.ratios)} ratios x {len(config.scales)} scales), store {store}{where}",
+          f"{len(config.ratios)} ratios x {len(config.log_scales)} scales), store {store}{where}",
           flush=True)
     try:
         ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet,
@@ -405,7 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default results/phase_diagram or results/factor_diagram)")
     p.add_argument("--depths", help="e.g. '1,2,3,inf'")
     p.add_argument("--ratios", help="e.g. '1.1,2,4' or '1.02:10:32' (log-spaced)")
-    p.add_argument("--scales", help="e.g. '1e-120:1e-1:128' (log-spaced) or a list")
+    p.add_argument("--scales", help="sigma0 values, e.g. '1e-120:1e-1:128' (log-spaced) or a list")
+    p.add_argument("--log-scales", help="ln sigma0 values instead (below float64's range too), "
+                   "e.g. '-1e4:-2.3:128' (log-spaced in ln(1/sigma0); the phase diagram's "
+                   "default grid) or a list '-5000,-100'")
     p.add_argument("--start", type=float)
     p.add_argument("--finish", type=float)
     p.add_argument("--rtol", type=float, help="solver tolerance (rtol = atol)")

@@ -14,11 +14,10 @@ call these functions.
 Example:
     >>> from jaxflow.experiments import phase_diagram as pd
     >>> from jaxflow import plot
-    >>> ds = pd.run(pd.PhaseDiagramConfig(depths=(2.0, 3.0), ratios=(1.5, 3.0),
-    ...             scales=tuple(10.0 ** k for k in range(-14, -1))), quiet=True)
+    >>> ds = pd.run(pd.PhaseDiagramConfig.smoke(), quiet=True)
     >>> fig = plot.thresholds(ds)
     >>> len(fig.axes)
-    2
+    1
 """
 
 import math
@@ -41,6 +40,7 @@ __all__ = [
     "INCREMENTAL_COLOUR",
     "MODE_COLOURS",
     "NOT_INCREMENTAL_COLOUR",
+    "DEPTH_COLOURS",
     "OKABE_ITO",
     "classification",
     "depth_label",
@@ -74,13 +74,24 @@ def depth_label(depth: float) -> str:
     return "N = inf" if math.isinf(depth) else f"N = {depth:g}"
 
 
+# Twelve depths must stay apart: Okabe-Ito's seven colours (yellow left out) followed by five
+# of Paul Tol's muted scheme, each distinct for the common colour-vision deficiencies.
+DEPTH_COLOURS = (
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000",
+    "#882255", "#44AA99", "#999933", "#AA4499", "#117733",
+)
+
+
 def _depth_colours(depths):
-    cmap = plt.get_cmap("cividis")  # perceptually uniform and colour-blind-safe
-    n = max(len(depths) - 1, 1)
-    colours = {float(d): cmap(0.9 * k / n) for k, d in enumerate(depths)}
-    # Depth 2, the exponential case of the headline, stands out in Okabe-Ito vermillion.
-    if 2.0 in colours:
-        colours[2.0] = OKABE_ITO[5]
+    """One colour per depth; depth 2, the exponential case of the headline, is vermillion."""
+    rest = [c for c in DEPTH_COLOURS if c != OKABE_ITO[5]]
+    colours, k = {}, 0
+    for depth in depths:
+        if float(depth) == 2.0:
+            colours[2.0] = OKABE_ITO[5]
+        else:
+            colours[float(depth)] = rest[k % len(rest)]
+            k += 1
     return colours
 
 
@@ -93,131 +104,137 @@ def _log_edges(centres: np.ndarray) -> np.ndarray:
     return np.exp(np.concatenate([[2 * logs[0] - mid[0]], mid, [2 * logs[-1] - mid[-1]]]))
 
 
-def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
-    """Panel (a): per depth, the incremental region over (sigma0, ratio), theory boundary on top.
+def _theory_log_thresholds(depths, excess, start, finish):
+    return np.asarray(theory.incremental_threshold(
+        np.asarray(depths, dtype=float)[:, None], 1.0 + np.asarray(excess)[None, :],
+        start=start, finish=finish, log=True))
 
-    Example (a dataset of the phase-diagram schema, here filled from the exact theory; normally
+
+def _example_dataset():
+    """A small dataset of the phase-diagram layout filled from the exact theory (doctests)."""
+    depths, ratios = np.array([2.0, 3.0]), np.array([1.5, 3.0])
+    log_scales = -np.geomspace(1.0, 60.0, 12)[::-1]
+    log_th = _theory_log_thresholds(depths, ratios - 1, 0.1, 0.9)
+    return xr.Dataset(
+        {"incremental": (("depth", "ratio", "log_scale"), log_scales <= log_th[..., None]),
+         "log_threshold_measured": (("depth", "ratio"), log_th)},
+        coords={"depth": depths, "ratio": ratios, "log_scale": log_scales},
+        attrs={"start": 0.1, "finish": 0.9})
+
+
+def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
+    """Per depth, the incremental region over (ln(1/sigma0), r - 1), theory boundary on top.
+
+    Both axes are logarithmic, the x axis in ``ln(1/sigma0)``: depth 2's boundary (sigma0 down
+    to e^-4400) and depth 20's (near 1e-5) share one readable scale.
+
+    Example (a dataset of the phase-diagram layout, here filled from the exact theory; normally
     the output of :func:`jaxflow.experiments.phase_diagram.run` or a reloaded ``.nc`` file):
-        >>> import numpy as np, xarray as xr
-        >>> from jaxflow import plot, theory
-        >>> depths, ratios, scales = [2.0, 3.0], np.array([1.5, 3.0]), np.geomspace(1e-12, 1e-1, 12)
-        >>> th = np.asarray(theory.incremental_threshold(np.array(depths)[:, None], ratios))
-        >>> ds = xr.Dataset(
-        ...     {"incremental": (("depth", "ratio", "scale"), scales <= th[..., None]),
-        ...      "threshold_measured": (("depth", "ratio"), th)},
-        ...     coords={"depth": depths, "ratio": ratios, "scale": scales},
-        ...     attrs={"start": 0.1, "finish": 0.9})
-        >>> fig = plot.phase_diagram(ds, ncols=2)
-        >>> len(fig.axes)
-        2
+        >>> from jaxflow import plot
+        >>> fig = plot.phase_diagram(plot._example_dataset(), ncols=2)
+        >>> len(fig.axes), fig.axes[0].get_xscale()
+        (2, 'log')
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     depths = [float(d) for d in ds["depth"].values]
+    ncols = max(1, min(ncols, len(depths)))
     nrows = math.ceil(len(depths) / ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), sharex=True, sharey=True, squeeze=False
+        nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows + 0.8), sharex=True, sharey=True,
+        squeeze=False,
     )
-    scales = ds["scale"].values
+    depth_x = -ds["log_scale"].values  # ln(1/sigma0) > 0
+    order = np.argsort(depth_x)
     ratios = ds["ratio"].values
     cmap = ListedColormap([NOT_INCREMENTAL_COLOUR, INCREMENTAL_COLOUR])
-    fine_r = np.geomspace(ratios.min(), ratios.max(), 300)
-    boundary = np.asarray(theory.incremental_threshold(
-        np.asarray(depths)[:, None], fine_r[None, :], start=ds.attrs["start"], finish=ds.attrs["finish"]))
+    fine = np.geomspace((ratios - 1).min(), (ratios - 1).max(), 200)
+    boundary = -_theory_log_thresholds(depths, fine, ds.attrs["start"], ds.attrs["finish"])
     for k, (ax, depth) in enumerate(zip(axes.flat, depths)):
-        inc = ds["incremental"].sel(depth=depth).values.astype(float)
-        ax.pcolormesh(_log_edges(scales), _log_edges(ratios - 1), inc, cmap=cmap, vmin=0, vmax=1,
-                      shading="flat", rasterized=True)
-        ok = boundary[k] > 0
-        ax.plot(boundary[k][ok], fine_r[ok] - 1, color="black", lw=1.5, label="theory threshold")
-        meas = ds["threshold_measured"].sel(depth=depth).values
-        okm = meas > 0
-        ax.plot(meas[okm], ratios[okm] - 1, "o", ms=2.5, mfc="white", mec="black", mew=0.6, label="measured")
+        inc = ds["incremental"].sel(depth=depth).values.astype(float)[:, order]
+        ax.pcolormesh(_log_edges(depth_x[order]), _log_edges(ratios - 1), inc, cmap=cmap,
+                      vmin=0, vmax=1, shading="flat", rasterized=True)
+        ok = np.isfinite(boundary[k])
+        ax.plot(boundary[k][ok], fine[ok], color="black", lw=1.3)
+        meas = -ds["log_threshold_measured"].sel(depth=depth).values
+        okm = np.isfinite(meas)
+        ax.plot(meas[okm], ratios[okm] - 1, "o", ms=2.2, mfc="white", mec="black", mew=0.5)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xlim(depth_x.min(), depth_x.max())
         ax.set_title(depth_label(depth), fontsize=10)
     for ax in axes.flat[len(depths):]:
         ax.set_visible(False)
     for ax in axes[-1]:
-        ax.set_xlabel(r"initialization scale $\sigma_0/\sigma^*_j$")
+        ax.set_xlabel(r"$\ln(\sigma^*_j/\sigma_0)$")
     for ax in axes[:, 0]:
-        ax.set_ylabel(r"ratio $-\,1$  ($r=\sigma^*_i/\sigma^*_j$)")
+        ax.set_ylabel(r"$r - 1$")
     handles = [
         Patch(color=INCREMENTAL_COLOUR, label="incremental (simulated)"),
         Patch(color=NOT_INCREMENTAL_COLOUR, label="not incremental"),
-        plt.Line2D([], [], color="black", lw=1.5, label="theory threshold"),
+        plt.Line2D([], [], color="black", lw=1.3, label="theory threshold"),
         plt.Line2D([], [], ls="", marker="o", mfc="white", mec="black", label="measured threshold"),
     ]
     fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False)
-    fig.suptitle(
-        f"Incremental learning of a pair (start {ds.attrs['start']:g}, finish {ds.attrs['finish']:g})"
-    )
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.suptitle(f"Incremental learning of a pair: larger target learned to {ds.attrs['finish']:g} "
+                 f"before the smaller reaches {ds.attrs['start']:g}")
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.45 / height + 0.06,
+                        top=1 - 0.75 / height, wspace=0.08, hspace=0.3)
     return fig
 
 
 def thresholds(ds: xr.Dataset) -> plt.Figure:
-    """Panel (b), the headline: sigma0_th against (ratio - 1), log-log, every depth.
+    """The headline: ``ln(1/sigma0_th)`` against ``r - 1``, log-log, every depth.
 
-    Simulated thresholds (markers) sit on the exact theory curves (lines); dashed lines are the
-    leading-order asymptotes: the exponentially small ``exp((r logit s - logit f - ln r)/(r-1))``
-    for N = 2 and power laws of slope N/(N-2) for N > 2. The left panel shows the whole range
-    (depth 2 plunges below 1e-90); the right one zooms on N > 2, with the theory continued
-    towards r -> 1 where the power laws become straight lines.
+    On these axes depth 2 is a straight line of slope -1 (``ln(1/sigma0_th) ~ C/(r - 1)``: an
+    exponentially small threshold), while every depth above 2 bends to logarithmic growth
+    (``sigma0_th ~ (r - 1)^(N/(N-2))``: polynomially small). Markers: thresholds measured from
+    simulations; lines: exact theory; dashed: depth 2's leading-order law ``C/(r - 1)``. Depths
+    without any threshold (N = 1) are listed in the legend as "never incremental".
 
-    Example (a dataset of the phase-diagram schema, here filled from the exact theory; normally
-    the output of :func:`jaxflow.experiments.phase_diagram.run` or a reloaded ``.nc`` file):
-        >>> import numpy as np, xarray as xr
-        >>> from jaxflow import plot, theory
-        >>> depths, ratios, scales = [2.0, 3.0], np.array([1.5, 3.0]), np.geomspace(1e-12, 1e-1, 12)
-        >>> th = np.asarray(theory.incremental_threshold(np.array(depths)[:, None], ratios))
-        >>> ds = xr.Dataset(
-        ...     {"incremental": (("depth", "ratio", "scale"), scales <= th[..., None]),
-        ...      "threshold_measured": (("depth", "ratio"), th)},
-        ...     coords={"depth": depths, "ratio": ratios, "scale": scales},
-        ...     attrs={"start": 0.1, "finish": 0.9})
-        >>> fig = plot.thresholds(ds)
-        >>> [ax.get_xscale() for ax in fig.axes]
+    Example (see :func:`phase_diagram` for the dataset):
+        >>> from jaxflow import plot
+        >>> fig = plot.thresholds(plot._example_dataset())
+        >>> [fig.axes[0].get_xscale(), fig.axes[0].get_yscale()]
         ['log', 'log']
     """
     start, finish = ds.attrs["start"], ds.attrs["finish"]
     excess = ds["ratio"].values - 1
     depths = [float(d) for d in ds["depth"].values]
     colours = _depth_colours(depths)
-    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(13, 5.5))
-    for panel, lo in ((ax, excess.min()), (zoom, min(1e-3, excess.min()))):
-        fine = np.geomspace(lo, excess.max(), 300)
-        shown = [d for d in depths if panel is ax or d > 2]
-        exact = np.asarray(theory.incremental_threshold(np.asarray(shown)[:, None], 1 + fine[None, :],
-                                                        start=start, finish=finish))
-        asym = np.asarray(theory.threshold_asymptotic(np.asarray(shown)[:, None], 1 + fine[None, :],
-                                                      start=start, finish=finish))
-        for k, depth in enumerate(shown):
-            c = colours[depth]
-            meas = ds["threshold_measured"].sel(depth=depth).values
-            if not (exact[k] > 0).any() and not (meas > 0).any():
-                continue  # depth 1: never incremental
-            ok = exact[k] > 0
-            panel.plot(fine[ok], exact[k][ok], color=c, lw=1.4, label=depth_label(depth))
-            if depth >= 2:
-                oka = asym[k] > 0
-                panel.plot(fine[oka], asym[k][oka], color=c, lw=1.0, ls="--")
-            okm = meas > 0
-            panel.plot(excess[okm], meas[okm], "o", ms=3.5, color=c, mec="black", mew=0.3)
-        panel.set_xscale("log")
-        panel.set_yscale("log")
-        panel.set_xlabel(r"ratio $-\,1$  ($r = \sigma^*_i/\sigma^*_j$)")
-        panel.set_ylabel(r"threshold $\sigma_0^{th}/\sigma^*_j$")
-        panel.grid(True, which="major", alpha=0.3)
-    ax.set_title("All depths: exponentially small for N = 2,\npolynomially small for N > 2")
-    zoom.set_title("N > 2: power laws of slope N/(N-2) as r -> 1\n(theory continued below the grid)")
-    for panel in (ax, zoom):
-        panel.plot([], [], "o", color="grey", mec="black", mew=0.3, label="simulated")
-        panel.plot([], [], color="grey", label="exact theory")
-        panel.plot([], [], color="grey", ls="--", label="leading-order asymptote")
-        panel.legend(fontsize=7, ncol=2, loc="lower right")
-    fig.tight_layout()
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    fine = np.geomspace(excess.min(), excess.max(), 200)
+    exact = -_theory_log_thresholds(depths, fine, start, finish)
+    never = []
+    for k, depth in enumerate(depths):
+        meas = -ds["log_threshold_measured"].sel(depth=depth).values
+        ok, okm = np.isfinite(exact[k]) & (exact[k] > 0), np.isfinite(meas) & (meas > 0)
+        if not ok.any() and not okm.any():
+            never.append(depth_label(depth))
+            continue
+        c = colours[depth]
+        ax.plot(fine[ok], exact[k][ok], color=c, lw=1.3, label=depth_label(depth))
+        ax.plot(excess[okm], meas[okm], "o", ms=3.2, color=c, mec="black", mew=0.3)
+    if 2.0 in depths:
+        logit = lambda u: math.log(u / (1 - u))
+        c2 = logit(finish) - logit(start)
+        ax.plot(fine, c2 / fine, color=colours[2.0], lw=0.9, ls="--",
+                label=rf"$C/(r-1)$, $C$ = {c2:.3f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"ratio $-\,1$  ($r = \sigma^*_i/\sigma^*_j$)")
+    ax.set_ylabel(r"$\ln(\sigma^*_j/\sigma_0^{th})$: how small the start must be")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.plot([], [], "o", color="grey", mec="black", mew=0.3, label="simulated")
+    ax.plot([], [], color="grey", label="exact theory")
+    if never:
+        ax.plot([], [], ls="", label=f"never incremental: {', '.join(never)}")
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.set_title("Depth 2 needs an exponentially small start (slope -1);\n"
+                 "deeper models a polynomially small one (logarithmic growth)", fontsize=10)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.88)
     return fig
 
 

@@ -317,4 +317,6 @@ class ExperimentConfig:
         depths = [2.0, inf]
         """
         head = {"model": self.MODEL} if self.MODEL else {}
-        return _toml.dumps({**head, **dataclasses.asdict(self)})
+        # TOML has no null: an unset optional field (None) is left out, and reads back as None.
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return _toml.dumps({**head, **fields})

@@ -35,13 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import flow, incremental, status, sweep, theory
+from jaxflow import flow, incremental, regula_falsi, status, sweep, theory
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
+    as_axis,
     check_fractions,
     check_positive_int,
     check_seed,
+    check_type,
 )
 from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.models import toy
@@ -57,6 +59,8 @@ __all__ = [
     "report",
     "run",
     "summary_table",
+    "depth2_constant",
+    "theory_slope",
     "theory_thresholds",
     "threshold_log_error",
     "threshold_log_error_arrays",
@@ -64,12 +68,16 @@ __all__ = [
 
 
 DEFAULT_DEPTHS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, math.inf)
-DEFAULT_RATIOS = tuple(float(r) for r in np.geomspace(1.02, 10.0, 32))
-DEFAULT_SCALES = tuple(float(s) for s in np.geomspace(1e-120, 1e-1, 128))
+# r - 1 log-spaced over [1e-3, 10]: close enough to r = 1 that every depth > 2 shows its power
+# law N/(N-2), and depth 2 its exponential: ln sigma0_th ~ -4400 at r = 1.001.
+DEFAULT_RATIOS = tuple(float(1.0 + x) for x in np.geomspace(1e-3, 10.0, 32))
+# ln sigma0, log-spaced in ln(1/sigma0) over [ln 10, 1e4] (ascending): both regimes in one grid.
+DEFAULT_LOG_SCALES = tuple(float(-x) for x in np.geomspace(math.log(10.0), 1e4, 128)[::-1])
 DTYPES = ("float64", "float32")
-# Smallest sigma0 the bracket search tries: exp(-700) ~ 1e-304 is still a normal float64. A
-# threshold below it (only 1 < N < 2 close to where thresholds vanish) is reported as 0.
-LOG_SCALE_FLOOR = -700.0
+# Smallest ln sigma0 the bracket search tries. The state is ln sigma and the clock runs in the
+# plateau's own unit, so nothing underflows there; a threshold below it (only 1 < N < 2, close
+# to where thresholds vanish, and N = 1, which never learns incrementally) is "not found".
+LOG_SCALE_FLOOR = -1e5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +87,9 @@ class PhaseDiagramConfig(ExperimentConfig):
     Attributes:
         depths: depths N >= 1 (``inf`` allowed).
         ratios: target ratios r = sigma*_i / sigma*_j > 1.
-        scales: initialization scales sigma0 / sigma*_j in (0, 1).
+        log_scales: initialization scales as ``ln(sigma0 / sigma*_j)`` < 0 (any size: e^-10000
+            is a valid start; the dataset's ``scale = exp(log_scale)`` may underflow to 0).
+        scales: alternatively the scales themselves, in (0, 1); given, they set ``log_scales``.
         start, finish: the (start, finish) fractions of the incremental-learning definition.
         solver: diffrax solver name (Tsit5, Dopri5, Dopri8).
         rtol, atol: step-size controller tolerances.
@@ -94,21 +104,23 @@ class PhaseDiagramConfig(ExperimentConfig):
         >>> import numpy as np
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> cfg = pd.PhaseDiagramConfig(depths=(2.0, np.inf), scales=np.geomspace(1e-30, 1e-2, 8))
-        >>> cfg.depths, len(cfg.ratios), cfg.scales[0]
-        ((2.0, inf), 32, 1e-30)
+        >>> cfg.depths, len(cfg.ratios), round(cfg.log_scales[0], 4)
+        ((2.0, inf), 32, -69.0776)
         >>> pd.PhaseDiagramConfig.from_toml(None, depths=[3, 4]).depths   # TOML file + overrides
         (3.0, 4.0)
     """
 
-    AXES: ClassVar[tuple[str, ...]] = ("depths", "ratios", "scales")
+    AXES: ClassVar[tuple[str, ...]] = ("depths", "ratios", "log_scales")
     MODEL: ClassVar[str] = "toy"
     # Two depths, two ratios, 13 scales: every row has its threshold inside the grid.
     SMOKE: ClassVar[dict] = dict(depths=(2.0, 3.0), ratios=(1.5, 3.0),
-                                 scales=tuple(10.0**k for k in range(-14, -1)), chunk_size=64)
+                                 log_scales=tuple(k * math.log(10.0) for k in range(-14, -1)),
+                                 chunk_size=64)
 
     depths: tuple[float, ...] = DEFAULT_DEPTHS
     ratios: tuple[float, ...] = DEFAULT_RATIOS
-    scales: tuple[float, ...] = DEFAULT_SCALES
+    log_scales: tuple[float, ...] = DEFAULT_LOG_SCALES
+    scales: tuple[float, ...] | None = None
     start: float = 0.1
     finish: float = 0.9
     solver: str = "Tsit5"
@@ -125,8 +137,14 @@ class PhaseDiagramConfig(ExperimentConfig):
             raise ConfigError(f"depths must be >= 1 (inf allowed), got {min(self.depths)}")
         if any(not (1 < r < math.inf) for r in self.ratios):
             raise ConfigError("ratios must be finite and > 1")
-        if any(not (0 < s < 1) for s in self.scales):
-            raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
+        if self.scales is not None:
+            scales = check_type("scales", self.scales, tuple[float, ...])
+            if not scales or any(not (0 < s < 1) for s in scales):
+                raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
+            object.__setattr__(self, "scales", scales)
+            object.__setattr__(self, "log_scales", as_axis("log_scales", [math.log(s) for s in scales]))
+        if any(not (-math.inf < x < 0) for x in self.log_scales):
+            raise ConfigError("log_scales (ln sigma0 / sigma*_j) must be finite and < 0")
         check_fractions(self.start, self.finish)
         check_seed(self.seed)
         check_solver(self.solver)
@@ -142,16 +160,17 @@ class PhaseDiagramConfig(ExperimentConfig):
 def point_function(config: PhaseDiagramConfig, *, with_time: bool = False):
     """The per-point function of the sweep: simulate one (depth, ratio, scale) pair.
 
-    Returns ``margin = T_j(start) - T_i(finish)`` (:func:`jaxflow.incremental.margin`), the
-    worse status of the two coordinates and
-    their total solver steps (accepted + rejected); with ``with_time``, also
-    ``time = max(|T_j(start)|, |T_i(finish)|)``, the size the margin's rounding scales with.
+    Returns ``margin_in_unit = (T_j(start) - T_i(finish)) / U`` (:func:`jaxflow.incremental.margin`)
+    and ``log_time_unit = ln U``, the worse status of the two coordinates and their total solver
+    steps (accepted + rejected); with ``with_time``, also ``time = max(|T_j(start)|,
+    |T_i(finish)|) / U``, the size the margin's rounding scales with.
 
-    The toy model's coordinates are decoupled (PAPER.md section 2), so the pair is solved as two
-    scalar flows side by side (a vmap over the coordinate), each on its own log-arclength clock.
-    One shared clock would be stiff: once the larger value has converged, its curvature would
-    bound every explicit step while the smaller value still crawls along a plateau of up to
-    1e80 time units. Each coordinate stops as soon as it has the learning time the margin needs.
+    The toy model's coordinates are independent, so the pair is one
+    :class:`jaxflow.coordinatewise.Coordinatewise` flow: two scalar flows side by side, each on
+    its own clock, each stopping as soon as it has the learning time the margin needs. The start
+    is ``ln sigma0`` (no underflow at e^-10000) and the flow runs in the plateau's own time unit
+    ``U = sigma0^-(1 - 2/N)`` (:func:`jaxflow.models.toy.log_time_unit`), so margins stay finite
+    and keep their sign where the real times (up to e^3333) overflow float64.
 
     Example (the function :func:`run` hands to :mod:`jaxflow.sweep`, which vmaps and compiles
     it; here called once, eagerly: at depth 3, ratio 2, sigma0 = 1e-3 the pair is incremental,
@@ -160,39 +179,39 @@ def point_function(config: PhaseDiagramConfig, *, with_time: bool = False):
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> point = pd.point_function(pd.PhaseDiagramConfig())
         >>> out = point({"depth": jnp.array(3.0), "ratio": jnp.array(2.0),
-        ...              "scale": jnp.array(1e-3)})
-        >>> bool(out["margin"] > 0), int(out["status"])
+        ...              "log_scale": jnp.log(1e-3)})
+        >>> bool(out["margin_in_unit"] > 0), int(out["status"])
         (True, 0)
     """
     solver = SOLVERS[config.solver]()
     # Coordinate i (target ratio) needs its finish time, coordinate j (target 1) its start time.
-    required = jnp.array([[[False, True]], [[True, False]]])
+    required = jnp.array([[False, True], [True, False]])
 
-    def coordinate(depth, target, log_scale, need):
-        args = toy.ToyArgs(depth=depth, targets=target[None])
+    def point(p):
+        targets = jnp.stack([p["ratio"], jnp.ones_like(p["ratio"])])
+        unit = toy.log_time_unit(p["depth"], p["log_scale"])
+        args = toy.ToyArgs(depth=p["depth"], targets=targets, log_time_unit=unit)
         traj = flow.solve(
             toy.reduced_vector_field,
-            log_scale[None],
+            toy.reduced_init(p["log_scale"], 2, log=True),
             args,
             modes=toy.reduced_modes,
-            targets=target[None],
+            targets=targets,
             fractions=(config.start, config.finish),
-            required=need,
+            required=required,
             solver=solver,
             rtol=config.rtol,
             atol=config.atol,
             max_steps=config.max_steps,
             time=toy.reduced_speed,
         )
-        return traj.learning_times[0], traj.status, traj.steps + traj.rejected
-
-    def point(p):
-        targets = jnp.stack([p["ratio"], jnp.ones_like(p["ratio"])])
-        times, codes, steps = jax.vmap(coordinate, in_axes=(None, 0, None, 0))(
-            p["depth"], targets, jnp.log(p["scale"]), required
-        )
-        margin = incremental.margin(times[0, 1], times[1, 0])
-        out = {"margin": margin, "status": jnp.max(codes), "steps": jnp.sum(steps)}
+        times = traj.learning_times
+        out = {
+            "margin_in_unit": incremental.margin(times[0, 1], times[1, 0]),
+            "log_time_unit": unit,
+            "status": traj.status,
+            "steps": traj.steps + traj.rejected,
+        }
         if with_time:
             out["time"] = jnp.maximum(jnp.abs(times[1, 0]), jnp.abs(times[0, 1]))
         return out
@@ -217,19 +236,20 @@ def needs_float64(points, fast) -> np.ndarray:
     e.g. a learning time beyond 3.4e38), or when ``|margin| <= FLOAT32_RESOLUTION * time``.
 
     Example:
-        >>> pts = {"scale": np.array([1e-3, 1e-60, 1e-3]), "ratio": np.array([2.0, 2.0, 2.0])}
-        >>> fast = {"margin": np.array([5.0, 5.0, 1e-5]), "time": np.array([10.0, 10.0, 10.0]),
+        >>> pts = {"log_scale": np.log([1e-3, 1e-60, 1e-3]), "ratio": np.array([2.0, 2.0, 2.0])}
+        >>> fast = {"margin_in_unit": np.array([5.0, 5.0, 1e-5]), "time": np.full(3, 10.0),
         ...         "status": np.zeros(3, dtype=np.int8)}
         >>> needs_float64(pts, fast).tolist()
         [False, True, True]
     """
-    scale, ratio = np.asarray(points["scale"]), np.asarray(points["ratio"])
-    margin, time = np.asarray(fast["margin"], dtype=float), np.asarray(fast["time"], dtype=float)
+    log_scale, ratio = np.asarray(points["log_scale"]), np.asarray(points["ratio"])
+    margin = np.asarray(fast["margin_in_unit"], dtype=float)
+    time = np.asarray(fast["time"], dtype=float)
     with np.errstate(invalid="ignore"):
         resolved = np.abs(margin) > FLOAT32_RESOLUTION * time  # False for NaN
     return (
-        (scale < np.finfo(np.float32).tiny)
-        | (scale.astype(np.float32) >= 1)
+        (log_scale < math.log(np.finfo(np.float32).tiny))
+        | (np.exp(log_scale).astype(np.float32) >= 1)
         | (ratio.astype(np.float32) <= 1)
         | (np.asarray(fast["status"]) != status.OK)
         | ~np.isfinite(time)
@@ -255,7 +275,7 @@ class Float32Runner(sweep.AbstractRunner):
         self.fast = sweep.Runner(point_function(fast, with_time=True), chunk_size=self.exact.chunk_size,
                                  devices=devices, float32=True)
         self.chunk_size = self.exact.chunk_size
-        example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "scale")}
+        example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "log_scale")}
         self._dtypes = {k: v.dtype for k, v in jax.eval_shape(self.exact.fn, example).items()}
 
     @property
@@ -280,38 +300,50 @@ class Float32Runner(sweep.AbstractRunner):
         return out
 
 
-def _bracket(margins_row: np.ndarray, log_scales: np.ndarray):
-    """The grid bracket of the threshold in one (depth, ratio) row (ascending scales).
+def _bracket(incremental_row: np.ndarray):
+    """Grid indices ``(k, k + 1)`` around the threshold of one (depth, ratio) row.
 
-    Returns ``(lo, hi, kind)`` with ``margin(lo) >= 0 > margin(hi)`` when ``kind == "inside"``;
-    ``"below"`` when no grid point is incremental (search under the grid), ``"above"`` when all
-    are (search over it).
+    ``incremental_row`` is ordered by ascending ``ln sigma0``. Returns ``(k, k + 1, "inside")``
+    with ``k`` the largest incremental index whose neighbour above is not; ``(None, 0,
+    "below")`` when no grid point is incremental (search under the grid); ``(n - 1, None,
+    "above")`` when all are (search over it).
+
+    >>> from jaxflow.experiments.phase_diagram import _bracket
+    >>> _bracket(np.array([True, True, False])), _bracket(np.array([False])), _bracket(np.array([True]))
+    ((1, 2, 'inside'), (None, 0, 'below'), (0, None, 'above'))
     """
-    inc = margins_row >= 0
+    inc = np.asarray(incremental_row, dtype=bool)
     if not inc.any():
-        return None, log_scales[0], "below"
+        return None, 0, "below"
     if inc.all():
-        return log_scales[-1], None, "above"
-    # The largest incremental scale whose neighbour above is not: the upper boundary.
+        return inc.size - 1, None, "above"
     k = np.flatnonzero(inc[:-1] & ~inc[1:])
-    k = k[-1] if k.size else int(np.flatnonzero(inc)[-1])
-    return log_scales[k], log_scales[k + 1], "inside"
+    k = int(k[-1]) if k.size else int(np.flatnonzero(inc)[-1])
+    return k, k + 1, "inside"
 
 
 def measured_thresholds(
     config: PhaseDiagramConfig,
     margins: np.ndarray,
-    runner: sweep.Runner,
+    runner: sweep.AbstractRunner,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Thresholds from simulations: grid bracket, extension beyond the grid, regula falsi.
 
+    The margin of a pair falls as ``ln sigma0`` grows (a larger start learns less
+    incrementally); its sign change is bracketed on the grid (or, outside it, by steps that
+    double, down to ``LOG_SCALE_FLOOR`` and up to ``ln start``), then located by Illinois regula
+    falsi (:mod:`jaxflow.regula_falsi`) in ``ln sigma0``, every pair at once, one runner call per
+    iteration, until the estimate stops moving (1e-11 relative).
+
     Args:
-        margins: ``(depth, ratio, scale)`` simulated margins on the grid.
+        margins: ``(depth, ratio, log_scale)`` simulated margins (any positive multiple per
+            point works, e.g. in the plateau's unit) on the grid.
         runner: the sweep's compiled runner (the refinement reuses its program).
 
     Returns:
-        ``(log_threshold, status)`` per (depth, ratio): ``-inf`` where no threshold exists above
-        ``exp(LOG_SCALE_FLOOR)``; status is the worst status among the refinement's lanes.
+        ``(log_threshold, status)`` per (depth, ratio). Where no sign change exists above
+        ``LOG_SCALE_FLOOR`` the threshold is NaN and the status
+        :data:`jaxflow.status.NOT_FOUND`; otherwise the worst status of the refinement's lanes.
 
     Example (with a stand-in margin that changes sign at sigma0 = 0.01; :func:`run` passes the
     simulation's runner):
@@ -320,50 +352,47 @@ def measured_thresholds(
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> cfg = pd.PhaseDiagramConfig(depths=(3.0,), ratios=(2.0,), scales=(1e-4, 1e-3, 1e-1))
         >>> def stand_in(p):
-        ...     return {"margin": jnp.log(0.01 / p["scale"]), "status": jnp.zeros((), jnp.int8)}
+        ...     return {"margin_in_unit": jnp.log(0.01) - p["log_scale"],
+        ...             "status": jnp.zeros((), jnp.int8)}
         >>> runner = sweep.Runner(stand_in, chunk_size=8, batch=8)
-        >>> margins = np.log(0.01 / np.array(cfg.scales))[None, None]
+        >>> margins = (np.log(0.01) - np.array(cfg.log_scales))[None, None]
         >>> log_threshold, worst = pd.measured_thresholds(cfg, margins, runner)
         >>> np.exp(log_threshold).round(12).tolist(), worst.tolist()
         ([[0.01]], [[0]])
     """
     depths = np.asarray(config.depths)
     ratios = np.asarray(config.ratios)
-    log_scales = np.log(np.asarray(config.scales))
+    log_scales = np.asarray(config.log_scales, dtype=float)
     order = np.argsort(log_scales)
     log_scales, margins = log_scales[order], margins[..., order]
     spacing = float(np.max(np.diff(log_scales))) if log_scales.size > 1 else 1.0
     top = math.log(config.start)  # margin <= 0 there: the smaller value already sits at start
 
     pairs = [(i, j) for i in range(depths.size) for j in range(ratios.size)]
-    lo = np.full(len(pairs), np.nan)
-    hi = np.full(len(pairs), np.nan)
-    m_lo = np.full(len(pairs), np.nan)
-    m_hi = np.full(len(pairs), np.nan)
+    # g = -margin is increasing in ln sigma0: lo is the incremental end (g <= 0), hi the other.
+    lo, hi, g_lo, g_hi = (np.full(len(pairs), np.nan) for _ in range(4))
     worst = np.zeros(len(pairs), dtype=np.int8)
     pending = {}
     for n, (i, j) in enumerate(pairs):
-        a, b, kind = _bracket(margins[i, j], log_scales)
-        if kind == "inside":
-            ka = int(np.searchsorted(log_scales, a))
-            lo[n], hi[n], m_lo[n], m_hi[n] = a, b, margins[i, j, ka], margins[i, j, ka + 1]
-        else:
+        row = margins[i, j]
+        a, b, kind = _bracket(row >= 0)
+        if a is not None:
+            lo[n], g_lo[n] = log_scales[a], -row[a]
+        if b is not None:
+            hi[n], g_hi[n] = log_scales[b], -row[b]
+        if kind != "inside":
             pending[n] = kind
-            if kind == "below":
-                hi[n], m_hi[n] = b, margins[i, j, 0]
-            else:
-                lo[n], m_lo[n] = a, margins[i, j, -1]
 
     def simulate(index, x):
         idx = np.asarray(index, dtype=int)
         pts = {
             "depth": depths[[pairs[n][0] for n in idx]],
             "ratio": ratios[[pairs[n][1] for n in idx]],
-            "scale": np.exp(x),
+            "log_scale": np.asarray(x, dtype=float),
         }
         out = runner(pts)
         worst[idx] = np.maximum(worst[idx], out["status"])
-        return out["margin"]
+        return -np.asarray(out["margin_in_unit"], dtype=float)
 
     # Extend the bracket beyond the grid, doubling the distance each round.
     step = 1
@@ -375,58 +404,41 @@ def measured_thresholds(
             np.maximum(log_scales[0] - spacing * step, LOG_SCALE_FLOOR),
             np.minimum(log_scales[-1] + spacing * step, top),
         )
-        m = simulate(idx, x)
-        for n, xn, mn, is_below in zip(idx, x, m, below):
-            if is_below:
-                if mn >= 0:
-                    lo[n], m_lo[n] = xn, mn
-                    del pending[n]
-                elif xn <= LOG_SCALE_FLOOR:
-                    del pending[n]  # no threshold in the float64 range
-                else:
-                    hi[n], m_hi[n] = xn, mn
+        g = simulate(idx, x)
+        for n, xn, gn, is_below in zip(idx, x, g, below):
+            if is_below and gn <= 0:
+                lo[n], g_lo[n] = xn, gn
+                del pending[n]
+            elif is_below:
+                hi[n], g_hi[n] = xn, gn
+                if xn <= LOG_SCALE_FLOOR:
+                    del pending[n]  # no threshold above the floor: not found
+            elif gn > 0 or xn >= top:
+                hi[n], g_hi[n] = xn, max(gn, 0.0)
+                del pending[n]
             else:
-                if mn < 0:
-                    hi[n], m_hi[n] = xn, mn
-                    del pending[n]
-                elif xn >= top:
-                    lo[n], m_lo[n] = top, mn  # cannot happen for a monotone margin; keep safe
-                    hi[n], m_hi[n] = top, -0.0
-                    del pending[n]
-                else:
-                    lo[n], m_lo[n] = xn, mn
+                lo[n], g_lo[n] = xn, gn
         step *= 2
 
-    # Regula falsi (Illinois) on every bracketed pair at once; one runner call per iteration.
-    # A pair leaves the active set once its estimate stops moving (1e-11 relative in ln sigma0,
-    # far below the 1e-5 the phase diagram is held to and below the simulation's own accuracy).
-    active = np.flatnonzero(np.isfinite(lo) & np.isfinite(hi))
-    side = np.zeros(len(pairs))
+    found = np.isfinite(lo) & np.isfinite(hi)
+    active = np.flatnonzero(found)
+    side = np.zeros(len(pairs), dtype=int)
     previous = np.full(len(pairs), np.inf)
     for _ in range(config.refine_iterations):
         if active.size == 0:
             break
-        a, b, fa, fb = lo[active], hi[active], m_lo[active], m_hi[active]
-        denom = fa - fb
-        with np.errstate(invalid="ignore", divide="ignore"):
-            secant = (a * (-fb) + b * fa) / np.where(denom > 0, denom, 1.0)
-        x = np.where((denom > 0) & np.isfinite(secant), secant, 0.5 * (a + b))
-        x = np.clip(x, np.minimum(a, b), np.maximum(a, b))
-        m = simulate(active, x)
-        inc = m >= 0
-        s = side[active]
-        lo[active] = np.where(inc, x, a)
-        m_lo[active] = np.where(inc, m, np.where(s < 0, 0.5 * fa, fa))
-        hi[active] = np.where(inc, b, x)
-        m_hi[active] = np.where(inc, np.where(s > 0, 0.5 * fb, fb), m)
-        side[active] = np.where(inc, 1.0, -1.0)
+        a, b, ga, gb, sd = lo[active], hi[active], g_lo[active], g_hi[active], side[active]
+        x = np.asarray(regula_falsi.secant_point(a, b, ga, gb))
+        g = simulate(active, x)
+        a, b, ga, gb, sd = (np.asarray(v) for v in regula_falsi.illinois_step(a, b, ga, gb, sd, x, g))
+        lo[active], hi[active], g_lo[active], g_hi[active], side[active] = a, b, ga, gb, sd
         moved = np.abs(x - previous[active])
         previous[active] = x
         active = active[moved > 1e-11 * np.maximum(1.0, np.abs(x))]
 
-    denom = m_lo - m_hi
-    root = np.where(denom > 0, (lo * (-m_hi) + hi * m_lo) / np.where(denom > 0, denom, 1.0), lo)
-    root = np.where(np.isfinite(lo) & np.isfinite(hi), root, -np.inf)
+    root = np.asarray(regula_falsi.secant_point(lo, hi, g_lo, g_hi))
+    root = np.where(found, root, np.nan)
+    worst = np.where(found, worst, np.int8(status.NOT_FOUND)).astype(np.int8)
     return root.reshape(depths.size, ratios.size), worst.reshape(depths.size, ratios.size)
 
 
@@ -468,10 +480,14 @@ def run(
             :func:`jaxflow.sweep.run`). Every process returns the same dataset.
 
     Returns:
-        ``xarray.Dataset`` with DESIGN.md's schema: dims ``(depth, ratio, scale)``; variables
-        ``margin``, ``incremental``, ``status``, ``steps``, ``threshold_measured(depth, ratio)``,
-        ``threshold_theory(depth, ratio)``; attributes ``start, finish, solver, rtol, atol,
-        dtype``, versions, ``config`` (TOML) and ``created``. With ``config.dtype ==
+        ``xarray.Dataset`` with dims ``(depth, ratio, log_scale)`` (and the derived coordinate
+        ``scale = exp(log_scale)``, 0 where it underflows); variables ``margin`` (flow time,
+        +-inf where it overflows float64), ``margin_in_unit`` and ``log_time_unit`` (the same
+        margin in the plateau's unit, always finite), ``incremental``, ``status``, ``steps``;
+        per (depth, ratio) ``log_threshold_measured`` (NaN where not found),
+        ``log_threshold_theory`` (-inf where none), ``threshold_status`` and their plain values
+        ``threshold_measured``/``threshold_theory``; attributes ``start, finish, solver, rtol,
+        atol, dtype``, versions, ``config`` (TOML) and ``created``. With ``config.dtype ==
         "float32"`` also ``recomputed(depth, ratio, scale)``: the lanes computed again in
         float64 because float32 could not resolve them (see :class:`Float32Runner`).
 
@@ -484,7 +500,7 @@ def run(
         runner = Float32Runner(config, devices=devices)
     else:
         runner = sweep.Runner(point_function(config), chunk_size=config.chunk_size, devices=devices)
-    axes = {"depth": config.depths, "ratio": config.ratios, "scale": config.scales}
+    axes = {"depth": config.depths, "ratio": config.ratios, "log_scale": config.log_scales}
     ds = sweep.run(
         None,
         axes,
@@ -498,18 +514,51 @@ def run(
         process_index=process_index,
         process_count=process_count,
     )
-    margins = ds["margin"].values
-    log_measured, refine_status = measured_thresholds(config, margins, runner)
+    log_measured, threshold_status = measured_thresholds(config, ds["margin_in_unit"].values, runner)
     log_theory = theory_thresholds(config)
-    ds["incremental"] = (ds["margin"] >= 0) & (ds["status"] == status.OK)
+    return _label(ds, config, log_measured, threshold_status, log_theory)
+
+
+def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset:
+    """Derived variables, thresholds, units and attributes of the swept dataset."""
+    in_unit, log_unit = ds["margin_in_unit"], ds["log_time_unit"]
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Real flow time: +-inf where it exceeds float64 (sigma0 = e^-10000 at depth 3 has
+        # T ~ e^3333), with the sign of margin_in_unit, which is what decides.
+        ds["margin"] = xr.where(in_unit == 0, 0.0, in_unit * np.exp(log_unit))
+    ds["incremental"] = (in_unit >= 0) & (ds["status"] == status.OK)
     ds["status"] = ds["status"].astype(np.int8)
     ds["steps"] = ds["steps"].astype(np.int32)
-    ds["threshold_measured"] = (("depth", "ratio"), np.exp(log_measured))
-    ds["threshold_theory"] = (("depth", "ratio"), np.exp(log_theory))
-    ds["threshold_measured"].attrs["refine_status"] = int(refine_status.max())
-    ds["margin"].attrs.update(long_name="T_j(start) - T_i(finish)", units="flow time (c = 1)")
-    ds["scale"].attrs.update(long_name="sigma0 / sigma*_j")
-    ds["ratio"].attrs.update(long_name="sigma*_i / sigma*_j")
+    ds = ds.assign_coords(scale=("log_scale", np.exp(ds["log_scale"].values)))
+    dims = ("depth", "ratio")
+    ds["log_threshold_measured"] = (dims, log_measured)
+    ds["log_threshold_theory"] = (dims, log_theory)
+    ds["threshold_status"] = (dims, threshold_status.astype(np.int8))
+    with np.errstate(over="ignore"):
+        ds["threshold_measured"] = (dims, np.exp(log_measured))
+        ds["threshold_theory"] = (dims, np.exp(log_theory))
+    labels = {
+        "margin": ("T_j(start) - T_i(finish)", "flow time (c = 1)"),
+        "margin_in_unit": ("margin / U, U = sigma0^-(1 - 2/N) (1 for N <= 2)", "1"),
+        "log_time_unit": ("ln U, the plateau's time unit", "1"),
+        "incremental": ("pair learned incrementally (margin >= 0, status ok)", "1"),
+        "steps": ("solver steps, accepted + rejected, both coordinates", "1"),
+        "log_scale": ("ln(sigma0 / sigma*_j)", "1"),
+        "scale": ("sigma0 / sigma*_j (0 where it underflows)", "1"),
+        "ratio": ("sigma*_i / sigma*_j", "1"),
+        "log_threshold_measured": ("ln sigma0_th from simulations (NaN: not found)", "1"),
+        "log_threshold_theory": ("ln sigma0_th of jaxflow.theory (-inf: none)", "1"),
+        "threshold_measured": ("sigma0_th from simulations", "1"),
+        "threshold_theory": ("sigma0_th of jaxflow.theory", "1"),
+    }
+    for name, (long_name, units) in labels.items():
+        ds[name].attrs.update(long_name=long_name, units=units)
+    for name in ("status", "threshold_status"):
+        ds[name].attrs.update(
+            long_name="jaxflow.status code",
+            flag_values=np.array(sorted(status.NAMES), dtype=np.int8),
+            flag_meanings=" ".join(status.NAMES[k] for k in sorted(status.NAMES)),
+        )
     ds.attrs.update(
         start=config.start,
         finish=config.finish,
@@ -519,29 +568,36 @@ def run(
         model="toy",
         experiment="phase-diagram",
         dtype=config.dtype,
+        log_scale_floor=LOG_SCALE_FLOOR,
     )
     if config.dtype == "float32":
         ds["recomputed"].attrs["long_name"] = "recomputed in float64 (float32 could not resolve it)"
-    # Log-threshold agreement, also where the plain value underflows (kept for reports).
-    ds.attrs["max_log_threshold_error"] = float(np.nanmax(threshold_log_error_arrays(log_measured, log_theory), initial=0.0))
+    ds.attrs["max_log_threshold_error"] = float(
+        np.max(threshold_log_error_arrays(log_measured, log_theory), initial=0.0)
+    )
     return ds
 
 
 def threshold_log_error_arrays(log_measured: np.ndarray, log_theory: np.ndarray) -> np.ndarray:
-    """``|ln measured - ln theory| / max(1, |ln theory|)``; 0 where both say "no threshold".
+    """``|ln measured - ln theory| / max(1, |ln theory|)``.
+
+    0 where both say "no threshold" (measured NaN, not found; theory -inf, none); ``inf`` where
+    only one does, so a threshold that was not found never passes for a match.
 
     >>> import numpy as np
     >>> from jaxflow.experiments import phase_diagram as pd
     >>> err = pd.threshold_log_error_arrays(np.log([1e-3, 1e-50]), np.log([1e-3, 1e-51]))
     >>> err.round(4).tolist()
     [0.0, 0.0196]
-    >>> pd.threshold_log_error_arrays(np.array([-np.inf]), np.array([-np.inf])).tolist()
-    [0.0]
+    >>> pd.threshold_log_error_arrays(np.array([np.nan, np.nan]), np.array([-np.inf, -5.0])).tolist()
+    [0.0, inf]
     """
-    both_none = np.isneginf(log_measured) & np.isneginf(log_theory)
+    log_measured = np.asarray(log_measured, dtype=float)
+    log_theory = np.asarray(log_theory, dtype=float)
+    both_none = np.isnan(log_measured) & np.isneginf(log_theory)
     with np.errstate(invalid="ignore"):
         err = np.abs(log_measured - log_theory) / np.maximum(1.0, np.abs(log_theory))
-    return np.where(both_none, 0.0, np.where(np.isnan(err), np.inf, err))
+    return np.where(both_none, 0.0, np.where(np.isfinite(err), err, np.inf))
 
 
 def threshold_log_error(ds: xr.Dataset) -> xr.DataArray:
@@ -552,83 +608,169 @@ def threshold_log_error(ds: xr.Dataset) -> xr.DataArray:
         >>> from jaxflow import theory
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> ratios = np.array([1.01, 1.02, 1.05])
-        >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios))[None]
-        >>> ds = xr.Dataset({"threshold_measured": (("depth", "ratio"), exact * 1.000001),
-        ...                  "threshold_theory": (("depth", "ratio"), exact)},
+        >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios, log=True))[None]
+        >>> ds = xr.Dataset({"log_threshold_measured": (("depth", "ratio"), exact + 1e-6),
+        ...                  "log_threshold_theory": (("depth", "ratio"), exact)},
         ...                 coords={"depth": [4.0], "ratio": ratios})
         >>> bool((pd.threshold_log_error(ds) < 1e-6).all())
         True
     """
-    with np.errstate(divide="ignore"):
-        lm = np.log(ds["threshold_measured"].values)
-        lt = np.log(ds["threshold_theory"].values)
-    return xr.DataArray(threshold_log_error_arrays(lm, lt), dims=("depth", "ratio"),
+    err = threshold_log_error_arrays(ds["log_threshold_measured"].values,
+                                     ds["log_threshold_theory"].values)
+    return xr.DataArray(err, dims=("depth", "ratio"),
                         coords={"depth": ds["depth"], "ratio": ds["ratio"]})
 
 
-def fitted_slopes(ds: xr.Dataset, max_excess: float = 0.2) -> dict[float, float]:
-    """Log-log slope of the measured threshold against ``ratio - 1`` for ``ratio - 1 <= max_excess``.
+SLOPE_EXCESS = 1e-2  # fits use r - 1 <= 1e-2, where the asymptotic laws hold to about 1%
 
-    Theory: ``N/(N-2)`` as r -> 1 for N > 2 (polynomial); for N = 2 the threshold is
-    exponentially small and the slope grows without bound.
+
+def fitted_slopes(ds: xr.Dataset, max_excess: float = SLOPE_EXCESS) -> dict[float, float]:
+    """Log-log slope of the measured ``sigma0_th`` against ``r - 1`` over ``r - 1 <= max_excess``.
+
+    Theory: ``N/(N-2)`` as r -> 1 for N > 2 (polynomially small thresholds), 1 for N = inf.
+    Only depths > 2 are fitted: for N = 2 the threshold is exponentially small and the slope
+    grows without bound (see :func:`depth2_constant`).
 
     Example (exact thresholds of depth 4 near r = 1):
         >>> import numpy as np, xarray as xr
         >>> from jaxflow import theory
         >>> from jaxflow.experiments import phase_diagram as pd
-        >>> ratios = np.array([1.01, 1.02, 1.05])
-        >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios))[None]
-        >>> ds = xr.Dataset({"threshold_measured": (("depth", "ratio"), exact * 1.000001),
-        ...                  "threshold_theory": (("depth", "ratio"), exact)},
+        >>> ratios = 1 + np.geomspace(1e-3, 1e-2, 4)
+        >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios, log=True))[None]
+        >>> ds = xr.Dataset({"log_threshold_measured": (("depth", "ratio"), exact)},
         ...                 coords={"depth": [4.0], "ratio": ratios})
-        >>> {depth: round(slope, 2) for depth, slope in pd.fitted_slopes(ds).items()}   # -> 2
-        {4.0: 1.97}
+        >>> {depth: round(slope, 3) for depth, slope in pd.fitted_slopes(ds).items()}   # -> 2
+        {4.0: 1.995}
     """
     slopes = {}
     excess = ds["ratio"].values - 1.0
     for depth in ds["depth"].values:
-        th = ds["threshold_measured"].sel(depth=depth).values
-        keep = (excess <= max_excess) & (th > 0)
+        if not depth > 2:
+            continue
+        log_th = ds["log_threshold_measured"].sel(depth=depth).values
+        keep = (excess <= max_excess * (1 + 1e-9)) & np.isfinite(log_th)
         if keep.sum() >= 2:
-            slopes[float(depth)] = float(np.polyfit(np.log(excess[keep]), np.log(th[keep]), 1)[0])
+            slopes[float(depth)] = float(np.polyfit(np.log(excess[keep]), log_th[keep], 1)[0])
     return slopes
 
 
-def summary_table(ds: xr.Dataset, ratios: Sequence[float] | None = None) -> str:
-    """A short text table of measured against theory thresholds, and the fitted slopes.
+def theory_slope(depth: float) -> float:
+    """``N / (N - 2)``, the limiting log-log slope of the threshold (1 for N = inf).
+
+    >>> from jaxflow.experiments.phase_diagram import theory_slope
+    >>> theory_slope(3.0), theory_slope(float("inf"))
+    (3.0, 1.0)
+    """
+    return 1.0 if math.isinf(depth) else depth / (depth - 2.0)
+
+
+def depth2_constant(ds: xr.Dataset, max_excess: float = SLOPE_EXCESS) -> tuple[float, float]:
+    """Depth 2: the fitted ``C`` of ``ln(1/sigma0_th) ~ C / (r - 1) + D`` and its exact limit.
+
+    As r -> 1, ``(r - 1) ln sigma0_th -> logit(start) - logit(finish)``, so ``C = logit(finish)
+    - logit(start)`` (4.394 for start 0.1, finish 0.9): the threshold is exponentially small
+    in ``1/(r - 1)``. Fitted by least squares in ``1/(r - 1)`` over ``r - 1 <= max_excess``;
+    ``(nan, C)`` when depth 2 is not in the dataset or has fewer than two thresholds there.
+
+    Example (exact thresholds):
+        >>> import numpy as np, xarray as xr
+        >>> from jaxflow import theory
+        >>> from jaxflow.experiments import phase_diagram as pd
+        >>> ratios = 1 + np.geomspace(1e-3, 1e-2, 6)
+        >>> exact = np.asarray(theory.incremental_threshold(2.0, ratios, log=True))[None]
+        >>> ds = xr.Dataset({"log_threshold_measured": (("depth", "ratio"), exact)},
+        ...                 coords={"depth": [2.0], "ratio": ratios}, attrs={"start": 0.1, "finish": 0.9})
+        >>> [round(c, 3) for c in pd.depth2_constant(ds)]
+        [4.394, 4.394]
+    """
+    start, finish = ds.attrs.get("start", 0.1), ds.attrs.get("finish", 0.9)
+    logit = lambda u: math.log(u / (1.0 - u))
+    exact = logit(finish) - logit(start)
+    if 2.0 not in ds["depth"].values:
+        return math.nan, exact
+    excess = ds["ratio"].values - 1.0
+    depth = (
+        ds["log_threshold_measured"].sel(depth=2.0).values
+        if "log_threshold_measured" in ds else np.full(excess.shape, np.nan)
+    )
+    keep = (excess <= max_excess * (1 + 1e-9)) & np.isfinite(depth)
+    if keep.sum() < 2:
+        return math.nan, exact
+    c, _ = np.polyfit(1.0 / excess[keep], -depth[keep], 1)
+    return float(c), exact
+
+
+# The r - 1 the printed table shows (the nearest grid ratios).
+TABLE_EXCESSES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def _threshold_text(log_value: float, code: int, floor: float) -> str:
+    if code == status.NOT_FOUND or np.isnan(log_value):
+        return f"not found (below e^{floor:g})"
+    if np.isneginf(log_value):
+        return "none"
+    return f"e^{log_value:.6g}"
+
+
+def summary_table(ds: xr.Dataset, excesses: Sequence[float] | None = None) -> str:
+    """Measured against theory ``ln sigma0_th``, the fitted slopes and depth 2's constant.
+
+    Rows: every depth at the grid ratios nearest to ``r - 1`` in ``excesses`` (default
+    1e-3, 1e-2, 1e-1, 1, 10). Thresholds print as ``e^x`` (x = ln sigma0_th); "none" where
+    theory has no threshold; "not found (below e^X)" where the search found none; a
+    mismatch is never printed as a match (its log error is ``inf``).
 
     Example:
     >>> import numpy as np, xarray as xr
     >>> from jaxflow import theory
     >>> from jaxflow.experiments import phase_diagram as pd
-    >>> ratios = np.array([1.01, 1.02, 1.05])
-    >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios))[None]
-    >>> ds = xr.Dataset({"threshold_measured": (("depth", "ratio"), exact * 1.000001),
-    ...                  "threshold_theory": (("depth", "ratio"), exact)},
+    >>> ratios = 1 + np.geomspace(1e-3, 1e-2, 3)
+    >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios, log=True))[None]
+    >>> ds = xr.Dataset({"log_threshold_measured": (("depth", "ratio"), exact + 1e-7),
+    ...                  "log_threshold_theory": (("depth", "ratio"), exact),
+    ...                  "threshold_status": (("depth", "ratio"), np.zeros((1, 3), np.int8))},
     ...                 coords={"depth": [4.0], "ratio": ratios})
-    >>> print(pd.summary_table(ds, ratios=[1.01]))
-    depth   ratio     measured      theory        log-err   slope(r->1)  theory-slope
-    4       1.01      7.6151e-06    7.6151e-06    8.5e-08        1.966        2.000
-    worst log error over all (depth, ratio): 1.16e-07  (tolerance 1e-5)
+    >>> print(pd.summary_table(ds, excesses=[1e-3]))
+    depth   r - 1       measured ln sigma0_th      theory ln sigma0_th        log error
+    4       0.001       e^-16.3783                 e^-16.3783                 6.1e-09
+    <BLANKLINE>
+    slope of ln sigma0_th against ln(r - 1) for r - 1 <= 0.01 (theory: N/(N-2) as r -> 1)
+    depth   fitted      N/(N-2)     rel. diff
+    4       1.995       2.000       2.7e-03
+    <BLANKLINE>
+    worst log error over all (depth, ratio): 8.49e-09  (tolerance 1e-5); not found: 0
     """
-    r_all = ds["ratio"].values
-    if ratios is None:
-        picks = np.unique(np.linspace(0, r_all.size - 1, min(4, r_all.size)).round().astype(int))
-        ratios = r_all[picks]
+    excess_all = ds["ratio"].values - 1.0
+    if excesses is None:
+        excesses = TABLE_EXCESSES
+    picks = sorted({int(np.argmin(np.abs(np.log(excess_all / x)))) for x in excesses})
     err = threshold_log_error(ds)
+    floor = ds.attrs.get("log_scale_floor", LOG_SCALE_FLOOR)
+    codes = ds["threshold_status"].values
+    lines = [f"{'depth':<7} {'r - 1':<11} {'measured ln sigma0_th':<26} {'theory ln sigma0_th':<26} log error"]
+    for i, depth in enumerate(ds["depth"].values):
+        for k in picks:
+            m = _threshold_text(ds["log_threshold_measured"].values[i, k], codes[i, k], floor)
+            t = _threshold_text(ds["log_threshold_theory"].values[i, k], status.OK, floor)
+            e = err.values[i, k]
+            e_txt = "match (no threshold)" if (e == 0 and t == "none") else f"{e:.1e}"
+            lines.append(f"{depth:<7g} {excess_all[k]:<11.4g} {m:<26} {t:<26} {e_txt}")
     slopes = fitted_slopes(ds)
-    lines = ["depth   ratio     measured      theory        log-err   slope(r->1)  theory-slope"]
-    for depth in ds["depth"].values:
-        for k, r in enumerate(ratios):
-            m = ds["threshold_measured"].sel(depth=depth, ratio=r).item()
-            t = ds["threshold_theory"].sel(depth=depth, ratio=r).item()
-            e = err.sel(depth=depth, ratio=r).item()
-            slope = slopes.get(float(depth), float("nan")) if k == 0 else float("nan")
-            ts = depth / (depth - 2) if (k == 0 and depth > 2 and np.isfinite(depth)) else (1.0 if (k == 0 and np.isinf(depth)) else float("nan"))
-            s_txt = f"{slope:10.3f}" if np.isfinite(slope) else " " * 10
-            t_txt = f"{ts:10.3f}" if np.isfinite(ts) else " " * 10
-            lines.append(f"{depth:<7g} {r:<9.4g} {m:<13.4e} {t:<13.4e} {e:<9.1e} {s_txt}   {t_txt}")
-    lines.append(f"worst log error over all (depth, ratio): {float(err.max()):.2e}  (tolerance 1e-5)")
+    if slopes:
+        lines += ["", f"slope of ln sigma0_th against ln(r - 1) for r - 1 <= {SLOPE_EXCESS:g} "
+                  "(theory: N/(N-2) as r -> 1)",
+                  f"{'depth':<7} {'fitted':<11} {'N/(N-2)':<11} rel. diff"]
+        for depth, slope in slopes.items():
+            ts = theory_slope(depth)
+            lines.append(f"{depth:<7g} {slope:<11.3f} {ts:<11.3f} {abs(slope / ts - 1):.1e}")
+    c_fit, c_exact = depth2_constant(ds)
+    if np.isfinite(c_fit):
+        lines += ["", f"depth 2: ln(1/sigma0_th) ~ C/(r - 1) for r - 1 <= {SLOPE_EXCESS:g}: fitted "
+                  f"C = {c_fit:.4f}, exact limit logit(finish) - logit(start) = {c_exact:.4f} "
+                  f"(rel. diff {abs(c_fit / c_exact - 1):.1e})"]
+    not_found = int(np.sum((codes == status.NOT_FOUND) & ~np.isneginf(ds["log_threshold_theory"].values)))
+    lines += ["", f"worst log error over all (depth, ratio): {float(err.max()):.2e}  "
+              f"(tolerance 1e-5); not found: {not_found}"]
     return "\n".join(lines)
 
 
