@@ -2,14 +2,18 @@
 
 Checked here (one module-scoped simulated phase diagram, plus one resumed run):
 
-* Schema (DESIGN.md "Phase-diagram data"): dims exactly (depth, ratio, scale); margin float64,
-  incremental bool, status int8, steps int32 on (depth, ratio, scale); threshold_measured and
-  threshold_theory float64 on (depth, ratio); the provenance attributes, with ``config`` a TOML
-  text that ``tomllib`` parses back into the same configuration, and ``created`` an ISO time.
+* Schema: dims exactly (depth, ratio, log_scale) with the derived coordinate scale; margin,
+  margin_in_unit, log_time_unit float64, incremental bool, status int8, steps int32 on (depth,
+  ratio, log_scale); log and plain thresholds float64 and threshold_status int8 on (depth,
+  ratio); the provenance attributes, with ``config`` a TOML text that ``tomllib`` parses back
+  into the same configuration, and ``created`` an ISO time.
 * Measured thresholds (from simulations only) agree with ``theory.incremental_threshold`` within
-  |ln m - ln t| <= 1e-5 max(1, |ln t|), including depth 1 (no threshold: both 0) and depth inf,
-  and including thresholds outside the scale grid, below it (no grid point incremental) and
-  above it (every grid point incremental).
+  |ln m - ln t| <= 1e-5 max(1, |ln t|), including depth inf, and including thresholds outside
+  the scale grid, below it (no grid point incremental) and above it (every grid point
+  incremental); depth 1 has none: NaN with status not_found, never 0 passing for a match.
+* A depth-2 threshold below e^-700 (r = 1.05: ln sigma0_th = -92.6... and r = 1.002: -2200)
+  is measured by simulation; depth-3 lanes at sigma0 = e^-10000, whose real times overflow,
+  are decided correctly (margin +inf, incremental).
 * Every simulated margin has the sign of ``theory.incremental_margin`` at its grid point (points
   within 1e-6 relative of the threshold skipped) and its value within 1e-6 of the two learning
   times; ``incremental`` is ``margin >= 0`` on ok lanes.
@@ -81,23 +85,30 @@ def ds(stored):
 
 
 def test_dims_and_coords(ds):
-    assert set(ds.dims) == {"depth", "ratio", "scale"}
+    assert set(ds.dims) == {"depth", "ratio", "log_scale"}
     np.testing.assert_array_equal(ds["depth"].values, np.asarray(CONFIG.depths))
     np.testing.assert_array_equal(ds["ratio"].values, np.asarray(CONFIG.ratios))
-    np.testing.assert_array_equal(ds["scale"].values, np.asarray(CONFIG.scales))
-    for name in ("depth", "ratio", "scale"):
+    np.testing.assert_array_equal(ds["log_scale"].values, np.log(CONFIG.scales))
+    np.testing.assert_allclose(ds["scale"].values, np.asarray(CONFIG.scales), rtol=1e-15)
+    assert ds["scale"].dims == ("log_scale",)
+    for name in ("depth", "ratio", "log_scale", "scale"):
         assert ds[name].dtype == np.float64
 
 
 @pytest.mark.parametrize(
     "name, dtype, dims",
     [
-        ("margin", np.float64, ("depth", "ratio", "scale")),
-        ("incremental", np.bool_, ("depth", "ratio", "scale")),
-        ("status", np.int8, ("depth", "ratio", "scale")),
-        ("steps", np.int32, ("depth", "ratio", "scale")),
+        ("margin", np.float64, ("depth", "ratio", "log_scale")),
+        ("margin_in_unit", np.float64, ("depth", "ratio", "log_scale")),
+        ("log_time_unit", np.float64, ("depth", "ratio", "log_scale")),
+        ("incremental", np.bool_, ("depth", "ratio", "log_scale")),
+        ("status", np.int8, ("depth", "ratio", "log_scale")),
+        ("steps", np.int32, ("depth", "ratio", "log_scale")),
         ("threshold_measured", np.float64, ("depth", "ratio")),
         ("threshold_theory", np.float64, ("depth", "ratio")),
+        ("log_threshold_measured", np.float64, ("depth", "ratio")),
+        ("log_threshold_theory", np.float64, ("depth", "ratio")),
+        ("threshold_status", np.int8, ("depth", "ratio")),
     ],
 )
 def test_variables(ds, name, dtype, dims):
@@ -107,7 +118,9 @@ def test_variables(ds, name, dtype, dims):
 
 def test_no_unexpected_variables(ds):
     assert set(ds.data_vars) == {
-        "margin", "incremental", "status", "steps", "threshold_measured", "threshold_theory"
+        "margin", "margin_in_unit", "log_time_unit", "incremental", "status", "steps",
+        "threshold_measured", "threshold_theory", "log_threshold_measured",
+        "log_threshold_theory", "threshold_status",
     }
 
 
@@ -147,10 +160,7 @@ def test_status_and_steps(ds):
 # Thresholds and margins against theory
 
 
-def _log_error(measured, theory_value):
-    if measured == 0 and theory_value == 0:
-        return 0.0
-    lm, lt = math.log(measured), math.log(theory_value)
+def _log_error(lm, lt):
     return abs(lm - lt) / max(1.0, abs(lt))
 
 
@@ -163,20 +173,21 @@ def test_theory_column_is_theory(ds):
 @pytest.mark.parametrize("depth", CONFIG.depths)
 @pytest.mark.parametrize("ratio", CONFIG.ratios)
 def test_measured_threshold_matches_theory(ds, depth, ratio):
-    m = ds["threshold_measured"].sel(depth=depth, ratio=ratio).item()
-    t = float(theory.incremental_threshold(depth, ratio))
-    if depth == 1.0:
-        assert t == 0.0 and m == 0.0
+    m = ds["log_threshold_measured"].sel(depth=depth, ratio=ratio).item()
+    code = ds["threshold_status"].sel(depth=depth, ratio=ratio).item()
+    t = float(theory.incremental_threshold(depth, ratio, log=True))
+    if depth == 1.0:  # never incremental: not found, never a number
+        assert t == -math.inf and math.isnan(m) and code == status.NOT_FOUND
         return
-    assert t > 0 and m > 0
+    assert math.isfinite(t) and math.isfinite(m) and code == status.OK
     assert _log_error(m, t) <= 1e-5, (m, t)
 
 
 def test_thresholds_outside_the_grid_are_found(ds):
-    lo, hi = min(CONFIG.scales), max(CONFIG.scales)
+    lo, hi = math.log(min(CONFIG.scales)), math.log(max(CONFIG.scales))
     cases = {"below": (2.0, 1.5), "above": (math.inf, 4.0), "inside": (3.0, 1.5)}
     for kind, (depth, ratio) in cases.items():
-        t = float(theory.incremental_threshold(depth, ratio))
+        t = float(theory.incremental_threshold(depth, ratio, log=True))
         row = ds["margin"].sel(depth=depth, ratio=ratio).values
         # The grid really puts this threshold where the case says.
         if kind == "below":
@@ -185,11 +196,29 @@ def test_thresholds_outside_the_grid_are_found(ds):
             assert t > hi and (row >= 0).all()
         else:
             assert lo < t < hi and (row >= 0).any() and (row < 0).any()
-        m = ds["threshold_measured"].sel(depth=depth, ratio=ratio).item()
+        m = ds["log_threshold_measured"].sel(depth=depth, ratio=ratio).item()
         assert _log_error(m, t) <= 1e-5, (kind, m, t)
-    # Depth 1 has no threshold: the downward search ends at the floor and reports 0.
+    # Depth 1 has no threshold: the downward search ends at the floor and reports not found.
     assert (ds["margin"].sel(depth=1.0).values < 0).all()
-    np.testing.assert_array_equal(ds["threshold_measured"].sel(depth=1.0).values, 0.0)
+    assert np.isnan(ds["log_threshold_measured"].sel(depth=1.0).values).all()
+    assert "not found (below e^-100000)" in pd.summary_table(ds)
+
+
+def test_depth2_threshold_below_float64_measured_by_simulation():
+    """ln sigma0_th = -2200 (r = 1.002) and -4398 (r = 1.001): far below e^-700, measured from
+    simulations alone; depth-3 lanes at e^-10000 (real times ~ e^3333) decided correctly."""
+    config = pd.PhaseDiagramConfig(depths=(2.0, 3.0), ratios=(1.001, 1.002),
+                                   log_scales=(-1e4, -3000.0, -1000.0, -10.0), chunk_size=16)
+    ds = pd.run(config, quiet=True)
+    expected = np.asarray(theory.incremental_threshold(2.0, np.array([1.001, 1.002]), log=True))
+    assert expected.max() < -700
+    measured = ds["log_threshold_measured"].sel(depth=2.0).values
+    np.testing.assert_allclose(measured, expected, rtol=1e-5)
+    deep = ds.sel(depth=3.0, log_scale=-1e4)
+    assert (deep["status"] == status.OK).all() and deep["incremental"].all()
+    assert np.isposinf(deep["margin"].values).all()  # overflows, with the right sign
+    assert (np.isfinite(deep["margin_in_unit"].values) & (deep["margin_in_unit"].values > 0)).all()
+    assert float(pd.threshold_log_error(ds).max()) <= 1e-5
 
 
 def test_threshold_log_error_helper(ds):
@@ -200,7 +229,7 @@ def test_threshold_log_error_helper(ds):
 
 
 def test_margins_have_the_sign_of_theory(ds):
-    d, r, s = np.meshgrid(CONFIG.depths, CONFIG.ratios, CONFIG.scales, indexing="ij")
+    d, r, s = np.meshgrid(CONFIG.depths, CONFIG.ratios, np.exp(ds["log_scale"].values), indexing="ij")
     expected = np.asarray(theory.incremental_margin(d, r, s))
     threshold = np.asarray(theory.incremental_threshold(d, r))
     far = np.abs(s - threshold) > 1e-6 * threshold
@@ -312,7 +341,7 @@ def test_netcdf_round_trip(ds, tmp_path):
         np.testing.assert_array_equal(back[name].values, ds[name].values)
     for key, value in ds.attrs.items():
         assert back.attrs[key] == value, key
-    assert back["threshold_measured"].attrs["refine_status"] == ds["threshold_measured"].attrs["refine_status"]
+    assert back["status"].attrs["flag_meanings"] == ds["status"].attrs["flag_meanings"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,7 +367,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(stored, tmp_path, monkeypa
     for i in missing:
         group["done"][i] = False
         rows = slice(i * 16, (i + 1) * 16)
-        group["out_margin"][rows] = np.full(16, -12345.0)
+        group["out_margin_in_unit"][rows] = np.full(16, -12345.0)
         group["out_status"][rows] = np.full(16, 3, dtype=group["out_status"].dtype)
         group["out_steps"][rows] = np.full(16, 7, dtype=group["out_steps"].dtype)
 
