@@ -64,6 +64,14 @@ def summary(codes) -> dict[str, int]:
     return {name(v): int(c) for v, c in zip(values, counts)}
 
 
+def _coordinate_text(value) -> str:
+    """A coordinate value as text: numbers in ``%g``, anything else (a backend name) as is."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def report(codes, limit: int = 3) -> str:
     """One line for the end of a run: the count of every status, and where the bad lanes are.
 
@@ -84,7 +92,8 @@ def report(codes, limit: int = 3) -> str:
     bad = np.argwhere(values != OK)
     if bad.size:
         where = [
-            ", ".join(f"{dim}={codes[dim].values[i]:g}" for dim, i in zip(codes.dims, idx))
+            ", ".join(f"{dim}={_coordinate_text(codes[dim].values[i])}"
+                      for dim, i in zip(codes.dims, idx))
             for idx in bad[:limit]
         ]
         more = ", ..." if len(bad) > limit else ""

@@ -81,6 +81,7 @@ def late_check(loss, params0, args, beta_fn, late_times, modes, targets, kkt=Tru
             args,
             modes=modes,
             targets=targets,
+            fractions=(),  # only the state at t matters here
             t_end=jnp.asarray(float(t)),
             rtol=1e-8,
             atol=1e-12,

@@ -142,6 +142,9 @@ def run(
                     spec.loss, params0, args, modes=spec.modes, targets=targets,
                     fractions=fractions, save_times=times, rtol=rtol, atol=atol,
                     max_steps=max_steps,
+                    # Like descent, the flow is asked to reach the horizon; the learning times
+                    # it passes on the way are recorded (inf: not reached by the horizon).
+                    required=np.zeros((targets.size, len(fractions)), dtype=bool),
                     # The dense interpolant alone locates learning times to about rtol; the
                     # exact-step polish would add a solver step per (mode, fraction) to the
                     # compiled loop of these large states for no visible gain.
