@@ -132,7 +132,7 @@ def invariant(state, problem: Problem, log_scale: Float[ArrayLike, ""]) -> Float
 
     >>> import jax.numpy as jnp
     >>> problem = Problem(jnp.eye(1), jnp.array([1.0]), depth=3.0)
-    >>> float(invariant(init(-6.0, 3.0, 1), problem, -6.0)[0])
+    >>> abs(float(invariant(init(-6.0, 3.0, 1), problem, -6.0)[0]))
     0.0
     """
     n = problem.depth
