@@ -270,7 +270,7 @@ def cmd_factor_diagram(args) -> int:
 
 
 EXPERIMENTS = ("matrix-sensing", "matrix-sensing-generalization", "quadratic", "diagonal",
-               "convolutional", "omp")
+               "convolutional", "omp", "saddle-to-saddle")
 
 
 def _experiment_matrix_sensing(smoke: bool):
@@ -343,6 +343,7 @@ def cmd_experiment(args) -> int:
         "diagonal": functools.partial(_experiment_module, "diagonal"),
         "convolutional": functools.partial(_experiment_module, "convolutional"),
         "omp": functools.partial(_experiment_module, "omp"),
+        "saddle-to-saddle": functools.partial(_experiment_module, "saddle_to_saddle"),
     }
     if args.name not in runners:
         raise CliError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {args.name!r}")
