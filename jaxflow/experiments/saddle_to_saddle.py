@@ -28,6 +28,8 @@ Dataset (``config -> run -> report -> figures``):
     jump_flow_time(backend, depth, alpha, jump)         in flow time t
     active(backend, depth, alpha, plateau, coordinate), plateau_loss(..., plateau), num_plateaus
     status, ran, steps, wall_time (backend, depth, alpha); time_unit(depth, alpha)
+    invariant_drift(depth, alpha)   flow: max drift of the conserved quantity of
+                                    jaxflow.models.log_diagonal.invariant (0 exactly at t = 0)
     oracle_jump_time(jump), oracle_active(plateau, coordinate), oracle_plateau_loss(plateau),
     oracle_beta(plateau, coordinate); targets(coordinate)
 
@@ -47,11 +49,12 @@ What the full run measured (``jaxflow experiment saddle-to-saddle``; numbers in
   ``alpha`` picture: at ``alpha = 1e-4`` depth 3 already shows all plateaus while depth 2 shows
   none, i.e. depth separates the saddles at much larger initializations.
 
-Example (smoke size, seconds):
+Example (the oracle of the default problem; ``run(SaddleToSaddleConfig.smoke())`` takes about
+25 s on 2 cores, mostly compilation, and tests/test_saddle_to_saddle.py checks its claims):
     >>> from jaxflow.experiments import saddle_to_saddle as s2s
-    >>> ds = s2s.run(s2s.SaddleToSaddleConfig.smoke())
-    >>> print(s2s.report(ds).splitlines()[0])
-    saddle-to-saddle: d = 8, m = 12, oracle jumps at rescaled t = 1.443, 2.256, 3.302, 4.644
+    >>> jp = s2s.oracle(s2s.SaddleToSaddleConfig.smoke())
+    >>> [round(float(t), 3) for t in jp.times], jp.entering.tolist()
+    ([0.0, 1.443, 2.256, 3.302, 4.644], [-1, 0, 1, 4, 2])
 """
 
 import dataclasses
@@ -70,7 +73,9 @@ from jaxflow.models import log_diagonal as ld
 from jaxflow.rkc import RKC
 from jaxflow.sweep import run_metadata
 
-__all__ = ["SaddleToSaddleConfig", "figures", "report", "run"]
+__all__ = [
+    "SaddleToSaddleConfig", "convergence", "figures", "oracle", "report", "run", "scaling_exponent",
+]
 
 BACKENDS = ("flow", "descent")
 
@@ -139,6 +144,13 @@ def problem(config: SaddleToSaddleConfig) -> dn.Data:
     return dn.regression_data(jax.random.key(config.seed), target, config.m)
 
 
+def oracle(config: SaddleToSaddleConfig) -> jpm.JumpProcess:
+    """The limiting jump process of ``config``'s problem (:func:`jaxflow.jump_process.jump_process`)."""
+    data = problem(config)
+    quad = ld.least_squares(data.inputs, data.labels)
+    return jpm.jump_process(np.asarray(quad.hessian), np.asarray(quad.linear), float(quad.offset))
+
+
 def _descent_modes(params, problem_):
     return dn.beta(params, problem_.depth)
 
@@ -160,9 +172,9 @@ def run(config: SaddleToSaddleConfig | None = None) -> xr.Dataset:
     config = config or SaddleToSaddleConfig()
     data = problem(config)
     quad = ld.least_squares(data.inputs, data.labels)
-    oracle = jpm.jump_process(np.asarray(quad.hessian), np.asarray(quad.linear), float(quad.offset))
-    grid = np.linspace(0.0, config.horizon * oracle.times[-1], config.samples)
-    plateaus = max(8, oracle.times.size + 2)
+    limit = oracle(config)
+    grid = np.linspace(0.0, config.horizon * limit.times[-1], config.samples)
+    plateaus = max(8, limit.times.size + 2)
     depths, alphas = list(config.depths), list(config.alphas)
     shape = (len(BACKENDS), len(depths), len(alphas))
     out = {
@@ -178,6 +190,7 @@ def run(config: SaddleToSaddleConfig | None = None) -> xr.Dataset:
     }
     unit = np.full((len(depths), len(alphas)), np.nan)
     quad_np = tuple(np.asarray(v) for v in (quad.hessian, quad.linear, quad.offset))
+    drift = np.full((len(depths), len(alphas)), np.nan)
     for j, depth in enumerate(depths):
         quadratic = ld.least_squares(data.inputs, data.labels, depth=float(depth))
         net = dn.Problem(data, depth=float(depth), loss="squared")
@@ -189,6 +202,8 @@ def run(config: SaddleToSaddleConfig | None = None) -> xr.Dataset:
             start = _time.perf_counter()
             traj = _flow(float(depth), np.log(alpha), quadratic, save_times)
             modes = np.asarray(traj.modes)
+            drift[j, k] = float(jnp.max(jnp.abs(ld.invariant(traj.final_state, quadratic,
+                                                              np.log(alpha)))))
             _store(out, (0, j, k), modes, grid, traj.status, traj.steps, start, config, plateaus,
                    quad_np)
             rate = unit[j, k] * grid[-1] / config.descent_steps
@@ -208,14 +223,14 @@ def run(config: SaddleToSaddleConfig | None = None) -> xr.Dataset:
             _store(out, (1, j, k), gd_modes, grid, gd.status, gd.steps, start, config, plateaus,
                    quad_np)
     loss = _quadratic_loss(out["modes"], quad_np)
-    num_oracle = oracle.times.size
+    num_oracle = limit.times.size
     pad = plateaus - num_oracle
 
     def padded(values, fill):
         return np.concatenate([values, np.full((pad,) + values.shape[1:], fill)], axis=0)
 
     jump_time = out["jump_time"]
-    oracle_jump = padded(oracle.times[1:], np.nan)[: plateaus - 1]
+    oracle_jump = padded(limit.times[1:], np.nan)[: plateaus - 1]
     coords = {
         "backend": list(BACKENDS), "depth": depths, "alpha": alphas, "time": grid,
         "coordinate": np.arange(config.d), "jump": np.arange(1, plateaus),
@@ -236,10 +251,11 @@ def run(config: SaddleToSaddleConfig | None = None) -> xr.Dataset:
             "steps": (run_dims, out["steps"]),
             "wall_time": (run_dims, out["wall_time"]),
             "time_unit": (("depth", "alpha"), unit),
+            "invariant_drift": (("depth", "alpha"), drift),
             "oracle_jump_time": (("jump",), oracle_jump),
-            "oracle_active": (("plateau", "coordinate"), padded(oracle.active, False)),
-            "oracle_plateau_loss": (("plateau",), padded(oracle.losses, np.nan)),
-            "oracle_beta": (("plateau", "coordinate"), padded(oracle.betas, np.nan)),
+            "oracle_active": (("plateau", "coordinate"), padded(limit.active, False)),
+            "oracle_plateau_loss": (("plateau",), padded(limit.losses, np.nan)),
+            "oracle_beta": (("plateau", "coordinate"), padded(limit.betas, np.nan)),
             "targets": (("coordinate",), np.asarray(data.target)),
         },
         coords=coords,
@@ -292,6 +308,16 @@ def convergence(ds: xr.Dataset, backend: str = "flow", depth: int = 2) -> xr.Dat
             "error_over_power": error / ds["alpha"] ** (1.0 - 2.0 / depth),
         }
     )
+
+
+def scaling_exponent(ds: xr.Dataset, depth: int, jump: int = 1) -> float:
+    """Fitted ``p`` in ``t_jump ~ alpha^-p`` (flow time, flow back-end) over the scales run.
+
+    The jump process predicts ``p = 1 - 2/N`` at depth ``N >= 3`` (and ``t ~ ln(1/alpha)``,
+    ``p -> 0``, at depth 2).
+    """
+    times = ds["jump_flow_time"].sel(backend="flow", depth=depth, jump=jump).values
+    return _slope(1.0 / ds["alpha"].values, times)
 
 
 def _slope(x, y):
@@ -354,8 +380,7 @@ def report(ds: xr.Dataset) -> str:
     for n in ds["depth"].values:
         if n <= 2:
             continue
-        first = ds["jump_flow_time"].sel(backend="flow", depth=n, jump=1).values
-        exponent = _slope(1.0 / ds["alpha"].values, first)
+        exponent = scaling_exponent(ds, int(n))
         rel = np.abs(ds["jump_time"].sel(backend="flow", depth=n).values[:, : oracle.size] - oracle)
         ran = ds["ran"].sel(backend="flow", depth=n).values
         smallest = int(np.flatnonzero(ran)[-1]) if ran.any() else 0
@@ -364,6 +389,9 @@ def report(ds: xr.Dataset) -> str:
             f"{1 - 2 / n:.3f}); max |rescaled error| at alpha = {ds['alpha'].values[smallest]:.0e}: "
             f"{np.nanmax(rel[smallest]):.1e}"
         )
+    ran = ds["invariant_drift"].values[np.isfinite(ds["invariant_drift"].values)]
+    if ran.size:
+        lines.append(f"conserved quantity (flow): max drift {ran.max():.1e} over every run")
     return "\n".join(lines)
 
 
