@@ -50,7 +50,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-
 __all__ = ["JumpProcess", "constrained_minimizer", "jump_process", "time_scale"]
 
 _TOL = 1e-12  # relative: a coordinate within this of the threshold is on it
@@ -98,9 +97,7 @@ def time_scale(depth: float, log_scale: float) -> float:
     return float(np.exp(-exponent * log_scale) / (depth * (depth - 2.0)))
 
 
-def constrained_minimizer(
-    hessian: np.ndarray, linear: np.ndarray, signs: np.ndarray
-) -> np.ndarray:
+def constrained_minimizer(hessian: np.ndarray, linear: np.ndarray, signs: np.ndarray) -> np.ndarray:
     """``argmin 1/2 beta^T H beta - b^T beta`` with ``beta_i = 0`` where ``signs_i = 0`` and
     ``signs_i beta_i >= 0`` elsewhere (Lawson-Hanson active set on ``z = signs * beta >= 0``).
 

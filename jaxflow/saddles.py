@@ -51,7 +51,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-
 __all__ = ["Staircase", "detect", "segments"]
 
 
@@ -176,9 +175,15 @@ def detect(
     if min_duration is None:
         min_duration = 0.02 * (times[-1] - times[0])
     # One compiled program per shape: op by op, the scan and the gathers compile one by one.
-    return _detect(times, values, loss, jnp.asarray(tol, dtype=float),
-                   jnp.asarray(min_duration, dtype=float), jnp.asarray(active, dtype=float),
-                   int(max_plateaus))
+    return _detect(
+        times,
+        values,
+        loss,
+        jnp.asarray(tol, dtype=float),
+        jnp.asarray(min_duration, dtype=float),
+        jnp.asarray(active, dtype=float),
+        int(max_plateaus),
+    )
 
 
 @functools.partial(jax.jit, static_argnums=6)
@@ -200,14 +205,14 @@ def _detect(times, values, loss, tol, min_duration, active, max_plateaus) -> Sta
     # levels differ by about tol: a candidate joins the previous one unless some value moved by
     # more than tol * scale between their ends.
     end_c = jnp.minimum(end_index, num_samples - 1)
-    previous = jnp.concatenate([jnp.array([-1]), jax.lax.cummax(jnp.where(is_plateau, ks, -1))[:-1]])
+    previous = jnp.concatenate(
+        [jnp.array([-1]), jax.lax.cummax(jnp.where(is_plateau, ks, -1))[:-1]]
+    )
     moved = jnp.max(jnp.abs(values[end_c] - values[end_c[jnp.maximum(previous, 0)]]), axis=1)
     new_plateau = is_plateau & ((previous < 0) | ~(moved <= tol * scale))
     group = jnp.where(is_plateau, jnp.cumsum(new_plateau) - 1, max_plateaus)
     (first,) = jnp.nonzero(new_plateau, size=max_plateaus, fill_value=num_samples)
-    last = jax.ops.segment_max(
-        jnp.where(is_plateau, end_c, -1), group, num_segments=max_plateaus
-    )
+    last = jax.ops.segment_max(jnp.where(is_plateau, end_c, -1), group, num_segments=max_plateaus)
     valid = first < num_samples
     first_c = jnp.minimum(first, num_samples - 1)
     last_c = jnp.clip(last, 0, num_samples - 1)

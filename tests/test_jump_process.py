@@ -65,9 +65,14 @@ def _simulate(depth, log_scales, grid, **solver):
     times, drift = [], []
     for log_scale in log_scales:
         traj = flow.solve(
-            ld.vector_field, ld.init(log_scale, depth, 2), problem, modes=ld.modes,
-            targets=jnp.zeros(2), save_times=jpm.time_scale(depth, log_scale) * grid,
-            max_steps=50_000, **solver,
+            ld.vector_field,
+            ld.init(log_scale, depth, 2),
+            problem,
+            modes=ld.modes,
+            targets=jnp.zeros(2),
+            save_times=jpm.time_scale(depth, log_scale) * grid,
+            max_steps=50_000,
+            **solver,
         )
         assert int(traj.status) == 0
         st = saddles.detect(grid, traj.modes, max_plateaus=6)
@@ -79,8 +84,9 @@ def _simulate(depth, log_scales, grid, **solver):
 def test_depth_two_converges_to_the_oracle_like_one_over_log_scale():
     # Pesme-Flammarion's alpha is w_+-(0) = scale^(1/2): alpha = 1e-2 .. 1e-300, then e^-1000
     # (log coordinates: far below float64's range). One grid size: one compiled program.
-    alphas_log = np.array([np.log(1e-2), np.log(1e-5), np.log(1e-30), np.log(1e-100),
-                           np.log(1e-300), -1000.0])
+    alphas_log = np.array(
+        [np.log(1e-2), np.log(1e-5), np.log(1e-30), np.log(1e-100), np.log(1e-300), -1000.0]
+    )
     log_scales = 2.0 * alphas_log
     grid = jnp.linspace(0.0, 3.5, 20001)
     times, drift = _simulate(2.0, log_scales, grid, rtol=1e-10, atol=1e-12)

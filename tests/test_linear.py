@@ -25,8 +25,14 @@ def test_saxe_transitions_against_the_closed_form():
     target, a0 = _target(), 1e-30
     grid = jnp.linspace(0.0, 60.0, 6001)
     traj = flow.gradient_flow(
-        linear.loss, linear.aligned_init(target, a0, depth=2), target, modes=linear.modes,
-        targets=jnp.zeros(3), save_times=grid, rtol=1e-10, atol=1e-40,
+        linear.loss,
+        linear.aligned_init(target, a0, depth=2),
+        target,
+        modes=linear.modes,
+        targets=jnp.zeros(3),
+        save_times=grid,
+        rtol=1e-10,
+        atol=1e-40,
     )
     exact = linear.saxe_strength(SINGULAR_VALUES, a0, grid[:, None])
     # The SVD resolves a small singular value next to a large one to ~1e-16 * ||W|| only.
@@ -42,8 +48,15 @@ def test_deep_factorization_jump_times_against_theory():
     target, a0, depth = _target(), 1e-9, 3
     grid = jnp.linspace(0.0, 2000.0, 4001)
     traj = flow.gradient_flow(
-        linear.loss, linear.aligned_init(target, a0, depth), target, modes=linear.modes,
-        targets=jnp.zeros(3), save_times=grid, rtol=1e-10, atol=1e-14, max_steps=20_000,
+        linear.loss,
+        linear.aligned_init(target, a0, depth),
+        target,
+        modes=linear.modes,
+        targets=jnp.zeros(3),
+        save_times=grid,
+        rtol=1e-10,
+        atol=1e-14,
+        max_steps=20_000,
         # Plain time: in relative time a learned mode (rate ~ N s^(2-2/N)) makes the plateau
         # that follows stiff (out of steps); Tsit5 at its stability limit takes ~6600 steps.
         time="plain",
@@ -65,8 +78,15 @@ def test_toy_model_jump_times_against_theory():
     for target in targets:
         args = toy.ToyArgs(depth=depth, targets=target[None])
         traj = flow.solve(
-            toy.reduced_vector_field, toy.reduced_init(sigma0, 1), args, modes=toy.reduced_modes,
-            targets=jnp.zeros(1), save_times=grid, rtol=1e-10, atol=1e-12, time=toy.reduced_speed,
+            toy.reduced_vector_field,
+            toy.reduced_init(sigma0, 1),
+            args,
+            modes=toy.reduced_modes,
+            targets=jnp.zeros(1),
+            save_times=grid,
+            rtol=1e-10,
+            atol=1e-12,
+            time=toy.reduced_speed,
         )
         assert int(traj.status) == 0
         columns.append(traj.modes[:, 0])
@@ -85,8 +105,15 @@ def test_balancedness_is_conserved(balance):
     target = _target()
     params = linear.init(jax.random.key(3), 1e-3, (3, 3, 4), balance=balance)
     traj = flow.gradient_flow(
-        linear.loss, params, target, modes=linear.modes, targets=jnp.zeros(3),
-        t_end=jnp.asarray(30.0), rtol=1e-10, atol=1e-14, max_steps=20_000,
+        linear.loss,
+        params,
+        target,
+        modes=linear.modes,
+        targets=jnp.zeros(3),
+        t_end=jnp.asarray(30.0),
+        rtol=1e-10,
+        atol=1e-14,
+        max_steps=20_000,
     )
     assert int(traj.status) == 0
     assert float(linear.loss(traj.final_state, target)) < 1e-6  # every mode learned

@@ -18,7 +18,9 @@ def test_gradient_against_finite_differences(order):
     grad = jax.jit(jax.grad(tensor.loss))(params, target)
     direction = jax.random.normal(jax.random.key(2), params.shape)
     h = 1e-6
-    central = (loss(params + h * direction, target) - loss(params - h * direction, target)) / (2 * h)
+    central = (loss(params + h * direction, target) - loss(params - h * direction, target)) / (
+        2 * h
+    )
     np.testing.assert_allclose(central, jnp.vdot(grad, direction), rtol=1e-8)
     # Entry by entry on one factor too (a wrong axis in the contraction would show here).
     for index in [(0, 0, 0), (order - 1, 1, 2)]:
@@ -34,8 +36,15 @@ def test_components_learned_one_at_a_time():
     params = tensor.init(jax.random.key(1), 1e-2, order=3, rank=4, d=4)
     grid = jnp.linspace(0.0, 300.0, 3001)
     traj = flow.gradient_flow(
-        tensor.loss, params, target, modes=tensor.modes, targets=jnp.zeros(4),
-        save_times=grid, rtol=1e-9, atol=1e-14, max_steps=20_000,
+        tensor.loss,
+        params,
+        target,
+        modes=tensor.modes,
+        targets=jnp.zeros(4),
+        save_times=grid,
+        rtol=1e-9,
+        atol=1e-14,
+        max_steps=20_000,
     )
     assert int(traj.status) == 0
     st = saddles.detect(grid, traj.modes, tol=1e-4)

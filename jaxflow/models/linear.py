@@ -45,8 +45,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-__all__ = ["aligned_init", "balancedness", "init", "loss", "modes", "product",
-           "saxe_strength", "saxe_transition_time"]
+__all__ = [
+    "aligned_init",
+    "balancedness",
+    "init",
+    "loss",
+    "modes",
+    "product",
+    "saxe_strength",
+    "saxe_transition_time",
+]
 
 
 def product(params: Sequence[Array]) -> Float[Array, "k d"]:
@@ -147,8 +155,8 @@ def aligned_init(target: Float[ArrayLike, "k d"], scale: float, depth: int) -> l
 def saxe_strength(s: Float[ArrayLike, "..."], a0, t) -> Float[Array, "..."]:
     """Saxe et al.'s closed form ``a(t) = s / (1 + (s/a0 - 1) e^(-2 s t))`` (depth 2).
 
-    >>> round(float(saxe_strength(2.0, 1.0, 0.0)), 12), round(float(saxe_strength(2.0, 1e-9, 50.0)), 12)
-    (1.0, 2.0)
+    >>> [round(float(saxe_strength(2.0, a0, t)), 12) for a0, t in ((1.0, 0.0), (1e-9, 50.0))]
+    [1.0, 2.0]
     """
     s, a0, t = (jnp.asarray(v, dtype=float) for v in (s, a0, t))
     return s / (1.0 + (s / a0 - 1.0) * jnp.exp(-2.0 * s * t))

@@ -37,8 +37,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-__all__ = ["Problem", "beta", "init", "invariant", "least_squares", "loss", "modes",
-           "vector_field"]
+__all__ = ["Problem", "beta", "init", "invariant", "least_squares", "loss", "modes", "vector_field"]
 
 _MAX_EXPONENT = 600.0  # keeps exp() finite for every trial state of an explicit solver
 

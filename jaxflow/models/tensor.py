@@ -99,9 +99,7 @@ def init(key: jax.Array, scale: float, *, order: int, rank: int, d: int) -> Floa
     return scale * jax.random.normal(key, (order, rank, d))
 
 
-def orthogonal_target(
-    key: jax.Array, d: int, weights, *, order: int
-) -> Float[Array, "..."]:
+def orthogonal_target(key: jax.Array, d: int, weights, *, order: int) -> Float[Array, "..."]:
     """``T = sum_r w_r q_(1,r) (x) ... (x) q_(N,r)`` with orthonormal ``q_(n,r)`` over ``r``
     (random orthogonal matrices, one per axis): a rank-``len(weights)`` tensor whose CP
     decomposition is unique, with component norms ``w_r``.
