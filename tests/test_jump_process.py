@@ -8,7 +8,6 @@ import pytest
 from jaxflow import flow, saddles
 from jaxflow import jump_process as jpm
 from jaxflow.models import log_diagonal as ld
-from jaxflow.rkc import RKC
 
 # A coordinate that enters, leaves and comes back with the other sign (solved by hand below).
 LEAVING_H = np.array([[1.0, 0.5], [0.5, 0.3]])
@@ -105,20 +104,3 @@ def test_depth_two_converges_to_the_oracle_like_one_over_log_scale():
     assert np.abs(late[-1]).max() < 4e-3
     # a + b is conserved exactly by this vector field: rounding of |a| ~ 1000 only.
     assert (drift / -log_scales < 1e-13).all()
-
-
-def test_depth_three_follows_the_same_process_with_its_time_scale():
-    # No published theorem for N >= 3 (jaxflow.jump_process derives the time scale): measured
-    # errors shrink like scale^(1 - 2/N), 10x per factor 1e-3 of the scale at N = 3.
-    log_scales = np.log(np.array([1e-6, 1e-9]))
-    grid = jnp.linspace(0.0, 3.5, 8001)
-    times, drift = _simulate(
-        3.0, log_scales, grid, solver=RKC(), time="plain", rtol=1e-8, atol=1e-12
-    )
-    oracle = jpm.jump_process(LEAVING_H, LEAVING_B).times[1:]
-    error = np.abs(times - oracle)
-    assert error[1].max() < 2e-3 and error[0].max() < 2e-2
-    assert (error[1] < error[0] / 3).all()
-    # The invariant w_+^(2-N) + w_-^(2-N) (scaled to 2 at the start) drifts by the local
-    # tolerance accumulated over ~7000 steps (rtol 1e-8; measured 8e-6).
-    assert drift.max() < 5e-5

@@ -20,24 +20,25 @@ def _target():
     return q1[:, :3] @ jnp.diag(SINGULAR_VALUES) @ q2.T
 
 
+def _aligned_flow(a0, depth, grid, **solver):
+    """The flow of the aligned balanced start on the rotated target, saved on ``grid``, and
+    its detected staircase."""
+    target = _target()
+    traj = flow.gradient_flow(
+        linear.loss, linear.aligned_init(target, a0, depth), target, modes=linear.modes,
+        targets=jnp.zeros(3), save_times=grid, rtol=1e-10, **solver,
+    )  # fmt: skip
+    assert int(traj.status) == 0
+    return traj, saddles.detect(grid, traj.modes, tol=1e-5, max_plateaus=5)
+
+
 def test_saxe_transitions_against_the_closed_form():
     # a0 = 1e-30: the plateaus between transitions are long (t = 11.7, 23.2, 46.1).
-    target, a0 = _target(), 1e-30
-    grid = jnp.linspace(0.0, 60.0, 6001)
-    traj = flow.gradient_flow(
-        linear.loss,
-        linear.aligned_init(target, a0, depth=2),
-        target,
-        modes=linear.modes,
-        targets=jnp.zeros(3),
-        save_times=grid,
-        rtol=1e-10,
-        atol=1e-40,
-    )
+    a0, grid = 1e-30, jnp.linspace(0.0, 60.0, 6001)
+    traj, st = _aligned_flow(a0, 2, grid, atol=1e-40)
     exact = linear.saxe_strength(SINGULAR_VALUES, a0, grid[:, None])
     # The SVD resolves a small singular value next to a large one to ~1e-16 * ||W|| only.
     np.testing.assert_allclose(traj.modes, exact, rtol=1e-6, atol=1e-14)
-    st = saddles.detect(grid, traj.modes, tol=1e-5, max_plateaus=5)
     transition = linear.saxe_transition_time(SINGULAR_VALUES, a0)
     np.testing.assert_allclose(st.jump_times[:3], transition, rtol=1e-4)
     assert st.active[:4].sum(axis=1).tolist() == [0, 1, 2, 3]  # one rank increment per jump
@@ -45,23 +46,10 @@ def test_saxe_transitions_against_the_closed_form():
 
 def test_deep_factorization_jump_times_against_theory():
     # Depth 3, aligned balanced start: each singular value is the toy model with c = N.
-    target, a0, depth = _target(), 1e-9, 3
-    grid = jnp.linspace(0.0, 2000.0, 4001)
-    traj = flow.gradient_flow(
-        linear.loss,
-        linear.aligned_init(target, a0, depth),
-        target,
-        modes=linear.modes,
-        targets=jnp.zeros(3),
-        save_times=grid,
-        rtol=1e-10,
-        atol=1e-14,
-        max_steps=20_000,
-        # Plain time: in relative time a learned mode (rate ~ N s^(2-2/N)) makes the plateau
-        # that follows stiff (out of steps); Tsit5 at its stability limit takes ~6600 steps.
-        time="plain",
-    )
-    st = saddles.detect(grid, traj.modes, tol=1e-5, max_plateaus=5)
+    a0, depth, grid = 1e-9, 3, jnp.linspace(0.0, 2000.0, 4001)
+    # Plain time: in relative time a learned mode (rate ~ N s^(2-2/N)) makes the plateau that
+    # follows stiff (out of steps); Tsit5 at its stability limit takes ~6600 steps.
+    _, st = _aligned_flow(a0, depth, grid, atol=1e-14, max_steps=20_000, time="plain")
     exact = theory.learning_time(float(depth), SINGULAR_VALUES, a0, 0.5 * SINGULAR_VALUES) / depth
     np.testing.assert_allclose(st.jump_times[:3], exact, rtol=2e-4)
 
