@@ -19,8 +19,8 @@ time measured in units of ``time_scale(depth, ln scale)`` the limit is the follo
   stays at +-1; a coordinate the minimizer sets to 0 with a gradient pointing inwards leaves
   the active set (its ``s_i`` moves back into (-1, 1)) and may later come back, with either sign.
 
-**Normalization** (derived here, checked by simulation in tests/test_jump_process.py). For
-depth 2, ``dw_+/dt = -2 w_+ g`` gives ``w_+ = w_0 exp(2 int -g)`` and ``beta_i`` is of order 1
+**Normalization** (derived here; checked by simulation in tests/test_jump_process.py at depth
+2 and tests/test_saddle_to_saddle.py at depth 3). For depth 2, ``dw_+/dt = -2 w_+ g`` gives ``w_+ = w_0 exp(2 int -g)`` and ``beta_i`` is of order 1
 once ``|int -g_i| = ln(1/w_0) / 2 = ln(1/scale) / 4``: one unit of rescaled time is
 ``ln(1/scale) / 4``. For depth ``N >= 3``, ``w^(2-N)`` moves linearly,
 ``d w_+^(2-N)/dt = N (N-2) g``, and reaches 0 (``beta`` of order 1) once
