@@ -20,8 +20,9 @@ time measured in units of ``time_scale(depth, ln scale)`` the limit is the follo
   the active set (its ``s_i`` moves back into (-1, 1)) and may later come back, with either sign.
 
 **Normalization** (derived here; checked by simulation in tests/test_jump_process.py at depth
-2 and tests/test_saddle_to_saddle.py at depth 3). For depth 2, ``dw_+/dt = -2 w_+ g`` gives ``w_+ = w_0 exp(2 int -g)`` and ``beta_i`` is of order 1
-once ``|int -g_i| = ln(1/w_0) / 2 = ln(1/scale) / 4``: one unit of rescaled time is
+2 and tests/test_saddle_to_saddle.py at depth 3). For depth 2, ``dw_+/dt = -2 w_+ g`` gives
+``w_+ = w_0 exp(2 int -g)`` and ``beta_i`` is of order 1 once
+``|int -g_i| = ln(1/w_0) / 2 = ln(1/scale) / 4``: one unit of rescaled time is
 ``ln(1/scale) / 4``. For depth ``N >= 3``, ``w^(2-N)`` moves linearly,
 ``d w_+^(2-N)/dt = N (N-2) g``, and reaches 0 (``beta`` of order 1) once
 ``|int -g_i| = scale^(-(1-2/N)) / (N (N-2))``: the same process, with that unit of time. The
