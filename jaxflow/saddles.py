@@ -24,7 +24,10 @@ Definitions (``scale = max_k,m |values|``; every tolerance is relative to it):
   its two levels, ``(level_j + level_(j+1)) / 2``, located by linear interpolation between
   samples; NaN when the mode moved less than ``tol * scale``. The *jump time* is that of the mode
   that moved most. For a depth-2 mode rising from ~0 to its target, this is the time of half
-  the target: the learning time at fraction 1/2 of :mod:`jaxflow.flow`.
+  the target: the learning time at fraction 1/2 of :mod:`jaxflow.flow`. The levels are known
+  to within ``tol * scale`` (a plateau still drifts inside its box), so a jump time is exact up
+  to about ``tol * scale / slope`` at the crossing, plus the error of linear interpolation where
+  the grid is coarser than the jump.
 
 Values that rise and fall again, change sign, or leave the active set are handled alike (each
 jump has its own levels); so are rank increments (pass singular values) and loss drops (pass
