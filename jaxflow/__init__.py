@@ -7,8 +7,10 @@ core (see ``jaxflow._devices``; ``JAXFLOW_CPU_DEVICES=1`` opts out).
 Public modules: ``theory`` (analytic oracles), ``models`` (model families), ``flow`` (gradient
 flow through diffrax), ``descent`` (gradient descent through optax), ``incremental``
 (incremental-learning metrics), ``baselines`` (OMP, max-margin SVM), ``sweep`` (grids, devices,
-stores), ``status`` (trajectory status codes); ``jaxflow.experiments`` (the registry of
-experiments) and ``jaxflow.plot`` are imported on demand (they pull in plotting and storage).
+stores), ``status`` (trajectory status codes), ``saddles`` (plateaus and jumps of a trajectory),
+``jump_process`` (the saddle-to-saddle limit of diagonal networks, NumPy); ``jaxflow.experiments``
+(the registry of experiments) and ``jaxflow.plot`` are imported on demand (they pull in plotting
+and storage).
 """
 
 import importlib.metadata
@@ -24,7 +26,9 @@ from jaxflow import baselines as baselines  # noqa: E402
 from jaxflow import descent as descent  # noqa: E402
 from jaxflow import flow as flow  # noqa: E402
 from jaxflow import incremental as incremental  # noqa: E402
+from jaxflow import jump_process as jump_process  # noqa: E402
 from jaxflow import models as models  # noqa: E402
+from jaxflow import saddles as saddles  # noqa: E402
 from jaxflow import status as status  # noqa: E402
 from jaxflow import sweep as sweep  # noqa: E402
 from jaxflow import theory as theory  # noqa: E402

@@ -9,7 +9,9 @@ call these functions.
 * modes against time: :func:`staircase` (any experiment in the shared layout),
   :func:`quadratic` (E2), :func:`classification` (E3, E4), :func:`omp_picks` (E5), all drawn by
   one panel function (flow solid, descent as markers, one colour per mode);
-* matrix sensing's generalization: :func:`generalization`.
+* matrix sensing's generalization: :func:`generalization`;
+* saddle-to-saddle: :func:`saddle_staircase` (the flow against the jump process) and
+  :func:`jump_times` (jump times against the initial scale, per depth).
 
 Example:
     >>> from jaxflow.experiments import phase_diagram as pd
@@ -48,7 +50,9 @@ __all__ = [
     "generalization",
     "omp_picks",
     "phase_diagram",
+    "jump_times",
     "quadratic",
+    "saddle_staircase",
     "save",
     "staircase",
     "thresholds",
@@ -590,5 +594,93 @@ def omp_picks(ds: xr.Dataset) -> plt.Figure:
         f"E5: depth-{ds.attrs['depth']} diagonal network against OMP "
         f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}, {ds.attrs['sparsity']}-sparse)"
     )
+    fig.tight_layout()
+    return fig
+
+
+def _oracle_jumps(ds: xr.Dataset) -> np.ndarray:
+    times = ds["oracle_jump_time"].values
+    return times[np.isfinite(times)]
+
+
+def saddle_staircase(ds: xr.Dataset) -> plt.Figure:
+    """Saddle-to-saddle: the shallowest depth's flow, loss and coordinates against rescaled time
+    for each scale (darker = smaller ``alpha``), collapsing onto the jump process's staircase
+    (dashed black). ``ds`` as written by :mod:`jaxflow.experiments.saddle_to_saddle`."""
+    oracle_t = _oracle_jumps(ds)
+    time = ds["time"].values
+    edges = np.concatenate([[0.0], oracle_t, [time[-1]]])
+    depth = int(ds["depth"].values[0])
+    flow_ds = ds.sel(backend="flow", depth=depth)
+    alphas = [a for a in ds["alpha"].values if bool(flow_ds["ran"].sel(alpha=a))]
+    cmap = plt.get_cmap("cividis")  # the palette of ordered values (as depths elsewhere)
+    shades = cmap(np.linspace(0.9, 0.0, len(alphas)))
+    betas = ds["oracle_beta"].values[: oracle_t.size + 1]
+    learned = np.flatnonzero(np.abs(betas).max(0) > 0)
+    fig, (ax_loss, ax_beta) = plt.subplots(1, 2, figsize=(11, 4.4))
+    for alpha, colour in zip(alphas, shades):
+        run = flow_ds.sel(alpha=alpha)
+        ax_loss.plot(time, run["loss"].values, color=colour, lw=1.2, label=f"alpha = {alpha:.0e}")
+        for i in learned:
+            ax_beta.plot(time, run["modes"].values[:, i], color=colour, lw=1.0)
+    floor = 1e-6  # the last plateau's loss is 0 on a log axis: drawn at the floor
+    losses = np.maximum(ds["oracle_plateau_loss"].values[: oracle_t.size + 1], floor)
+    ax_loss.stairs(losses, edges, baseline=None, color="k", ls="--", lw=1.2,
+                   label="jump process (oracle)")
+    ax_loss.set_ylim(bottom=floor / 2)
+    for i in learned:
+        ax_beta.stairs(betas[:, i], edges, baseline=None, color="k", ls="--", lw=1.0)
+        ax_beta.annotate(f"beta_{i}", (time[-1], betas[-1, i]), fontsize=8, va="center",
+                         xytext=(3, 0), textcoords="offset points")
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss")
+    ax_beta.set_ylabel("coordinates beta_i (dashed: jump process)")
+    unit = "ln(1/alpha)/4" if depth == 2 else f"alpha^-(1-2/N)/(N(N-2)), N = {depth}"
+    for ax in (ax_loss, ax_beta):
+        ax.set_xlabel(f"rescaled time t / ({unit})")
+        ax.grid(alpha=0.25, lw=0.5)
+    ax_loss.legend(fontsize=7)
+    fig.suptitle(f"Saddle-to-saddle: the depth-{depth} flow collapses onto the jump process "
+                 "as alpha -> 0")
+    fig.tight_layout()
+    return fig
+
+
+def jump_times(ds: xr.Dataset) -> plt.Figure:
+    """Saddle-to-saddle: the flow's jump times (flow time) against ``alpha``, per depth (left,
+    over the scales where the deep networks ran) and for depth 2 against ``ln(1/alpha)`` (right,
+    where the jump process predicts straight lines); markers measured, lines the oracle's
+    ``time_unit(N, alpha) * T_k``."""
+    oracle_t = _oracle_jumps(ds)
+    fig, (ax, ax_ln) = plt.subplots(1, 2, figsize=(11, 4.6))
+    colours = _depth_colours([float(n) for n in ds["depth"].values])
+    deep_ran = ds["ran"].sel(backend="flow").where(ds["depth"] > 2, drop=True)
+    shown = deep_ran.any("depth").values if deep_ran.size else np.ones(ds.sizes["alpha"], bool)
+    alpha = ds["alpha"].values
+    for n in ds["depth"].values:
+        colour = colours[float(n)]
+        measured = ds["jump_flow_time"].sel(backend="flow", depth=n).values
+        unit = ds["time_unit"].sel(depth=n).values
+        for k, t_k in enumerate(oracle_t):
+            label = depth_label(float(n)) if k == 0 else None
+            ax.plot(alpha[shown], measured[shown, k], "o", color=colour, ms=3.5, label=label)
+            ax.plot(alpha[shown], unit[shown] * t_k, "-", color=colour, lw=0.8, alpha=0.7)
+            if n == 2:
+                shade = _mode_colour(k)
+                ax_ln.plot(-np.log(alpha), measured[:, k], "o", color=shade, ms=3.5,
+                           label=f"jump {k + 1}")
+                ax_ln.plot(-np.log(alpha), unit * t_k, "-", color=shade, lw=0.8, alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("alpha (initial scale)")
+    ax.set_ylabel("jump time t (flow time)")
+    ax.set_title("markers: measured; lines: jump process x time unit\n"
+                 "(ln(1/alpha)/4 at depth 2, alpha^-(1-2/N)/(N(N-2)) at depth N)", fontsize=9)
+    ax_ln.set_xlabel("ln(1/alpha)")
+    ax_ln.set_ylabel("jump time t (flow time)")
+    ax_ln.set_title("depth 2: jump times linear in ln(1/alpha)", fontsize=9)
+    for a in (ax, ax_ln):
+        a.grid(alpha=0.25, lw=0.5, which="both")
+        a.legend(fontsize=8)
     fig.tight_layout()
     return fig

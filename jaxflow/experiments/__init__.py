@@ -103,6 +103,8 @@ EXPERIMENTS = (
                "E4: circular-convolutional networks, Fourier amplitudes"),
     Experiment("omp", "omp", "OMPConfig",
                "E5: order of learned coordinates of a deep diagonal network against OMP"),
+    Experiment("saddle-to-saddle", "saddle_to_saddle", "SaddleToSaddleConfig",
+               "jump times of diagonal networks of depth 2-5 against the jump process"),
 )
 
 
@@ -118,7 +120,7 @@ def get(name: str) -> Experiment:
     >>> experiments.get("nope")
     Traceback (most recent call last):
     ...
-    KeyError: "unknown experiment 'nope'; known: phase-diagram, factor-diagram, matrix-sensing, matrix-sensing-generalization, quadratic, diagonal, convolutional, omp"
+    KeyError: "unknown experiment 'nope'; known: phase-diagram, factor-diagram, matrix-sensing, matrix-sensing-generalization, quadratic, diagonal, convolutional, omp, saddle-to-saddle"
     """
     for e in EXPERIMENTS:
         if e.name == name:
