@@ -13,6 +13,7 @@ left alone. Accelerators (GPU, TPU) are not affected.
 """
 
 import os
+import warnings
 
 import jax
 
@@ -36,7 +37,13 @@ def requested_cpu_devices() -> int | None:
 
 
 def use_cpu_cores() -> None:
-    count = requested_cpu_devices()
+    try:
+        count = requested_cpu_devices()
+    except ValueError as err:
+        # Not at import: the command reports it as a one-line error (cli._check_environment);
+        # a library user gets a warning and JAX's default.
+        warnings.warn(f"{err}; using JAX's default CPU device count", stacklevel=3)
+        return
     if count is None or count == 1:
         return
     try:

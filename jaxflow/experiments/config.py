@@ -81,6 +81,8 @@ def check_fractions(start: float, finish: float) -> None:
 
 
 INT_MAX = 2**31 - 1  # step counts and sizes are stored as int32
+SEED_MAX = 2**63 - 1  # seeds are stored as int64 attributes (netCDF has no bigger integer)
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def check_positive_int(name: str, value) -> int:
@@ -96,8 +98,15 @@ def check_positive_int(name: str, value) -> int:
 
 
 def check_seed(value) -> None:
-    if value < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {value}")
+    """Require an integer seed in [0, 2**63) (it is stored as an int64 attribute).
+
+    >>> from jaxflow.experiments.config import check_seed
+    >>> check_seed(10**30)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ConfigError: seed must be an integer in [0, 2**63 - 1]
+    """
+    if not 0 <= value <= SEED_MAX:
+        raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {value:.6g}")
 
 
 def _is_real(value) -> bool:
@@ -192,9 +201,17 @@ class SweepConfig:
         if path is not None:
             try:
                 with open(path, "rb") as fh:
-                    table = tomllib.load(fh)
+                    # Bounded: /dev/zero or a multi-gigabyte file is refused, not read whole.
+                    raw = fh.read(MAX_CONFIG_BYTES + 1)
+                if len(raw) > MAX_CONFIG_BYTES:
+                    raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} "
+                                      "bytes; is it a configuration file?")
+                table = tomllib.loads(raw.decode("utf-8"))
             except OSError as err:
                 raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}); "
+                                  "TOML files are UTF-8") from None
             except tomllib.TOMLDecodeError as err:
                 raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
         table.update({k: v for k, v in overrides.items() if v is not None})
