@@ -80,6 +80,48 @@ def check_fractions(start: float, finish: float) -> None:
         raise ConfigError(f"start and finish must satisfy 0 < start < finish < 1, got {start}, {finish}")
 
 
+# Fields the experiment configs share, by name, and what each must be.
+POSITIVE_FINITE = ("learning_rate", "init", "scale", "flow_time", "t_end")
+FINITE_LISTS = ("values", "amplitudes", "target_values")
+POSITIVE_FINITE_LISTS = ("late_times",)
+
+
+def check_known_fields(config) -> None:
+    """Range checks of the fields experiment configs share, found by name.
+
+    ``learning_rate``, ``init``, ``scale``, ``flow_time``, ``t_end``: finite and > 0;
+    ``values``, ``amplitudes``, ``target_values``: finite numbers; ``late_times``: finite and
+    > 0; ``fractions``: increasing, in (0, 1). A config calls it first in ``__post_init__``.
+
+    >>> import dataclasses
+    >>> from jaxflow.experiments.config import check_known_fields
+    >>> @dataclasses.dataclass
+    ... class Demo:
+    ...     learning_rate: float = float("inf")
+    >>> check_known_fields(Demo())  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ConfigError: learning_rate must be finite and > 0, got inf
+    """
+    for name in POSITIVE_FINITE:
+        value = getattr(config, name, None)
+        if value is not None and not (_is_real(value) and 0 < value < math.inf):
+            raise ConfigError(f"{name} must be finite and > 0, got {value!r}")
+    for name in FINITE_LISTS + POSITIVE_FINITE_LISTS:
+        values = getattr(config, name, None)
+        if values is None:
+            continue
+        low = 0.0 if name in POSITIVE_FINITE_LISTS else -math.inf
+        if not all(_is_real(v) and low < v < math.inf for v in values):
+            kind = "finite and > 0" if low == 0.0 else "finite numbers"
+            raise ConfigError(f"{name} must be {kind}, got {tuple(values)!r}")
+    fractions = getattr(config, "fractions", None)
+    if fractions is not None:
+        fractions = tuple(fractions)
+        ok = bool(fractions) and all(_is_real(f) and 0 < f < 1 for f in fractions)
+        if not ok or any(a >= b for a, b in zip(fractions, fractions[1:])):
+            raise ConfigError(f"fractions must be increasing and lie in (0, 1), got {fractions!r}")
+
+
 INT_MAX = 2**31 - 1  # step counts and sizes are stored as int32
 SEED_MAX = 2**63 - 1  # seeds are stored as int64 attributes (netCDF has no bigger integer)
 MAX_CONFIG_BYTES = 1 << 20

@@ -46,6 +46,7 @@ from jaxtyping import Array
 from jaxflow import max_margin
 from jaxflow.experiments import backends
 from jaxflow.experiments import diagonal as e3
+from jaxflow.experiments.config import check_known_fields
 from jaxflow.experiments.phase_diagram import ConfigError
 from jaxflow.models import convolutional as cn
 from jaxflow.models import diagonal as dn
@@ -82,6 +83,7 @@ class ConvolutionalConfig:
     late_times = ()  # the late-time KKT check of E3 is coordinate-wise; not run here
 
     def __post_init__(self):
+        check_known_fields(self)
         e3._check_common(self)
         if isinstance(self.repeats, bool) or int(self.repeats) != self.repeats or self.repeats < 1:
             raise ConfigError(f"repeats must be an integer >= 1, got {self.repeats!r}")

@@ -45,6 +45,7 @@ import xarray as xr
 
 from jaxflow import flow, max_margin
 from jaxflow.experiments import backends
+from jaxflow.experiments.config import check_known_fields
 from jaxflow.experiments.phase_diagram import ConfigError
 from jaxflow.models import diagonal as dn
 
@@ -87,6 +88,7 @@ class DiagonalConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_known_fields(self)
         _check_common(self)
         if self.loss not in ("exponential", "logistic"):
             raise ConfigError(f"loss must be 'exponential' or 'logistic', got {self.loss!r}")

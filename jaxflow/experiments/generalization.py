@@ -27,7 +27,12 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import descent, status, sweep
-from jaxflow.experiments.config import ConfigError, SweepConfig, check_positive_int
+from jaxflow.experiments.config import (
+    ConfigError,
+    SweepConfig,
+    check_known_fields,
+    check_positive_int,
+)
 from jaxflow.models import matrix_sensing as ms
 
 
@@ -71,6 +76,7 @@ class GeneralizationConfig(SweepConfig):
                    num_steps=6000, chunk_size=8)
 
     def check(self):
+        check_known_fields(self)
         if any(n < 1 or n != int(n) for n in self.depths):
             raise ConfigError("depths must be integers >= 1")
         if any(not (0 < s < np.inf) for s in self.scales):

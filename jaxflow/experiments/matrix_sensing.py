@@ -18,6 +18,7 @@ import dataclasses
 import jax
 
 from jaxflow.experiments import backends
+from jaxflow.experiments.config import check_known_fields
 from jaxflow.models import matrix_sensing as ms
 
 
@@ -55,6 +56,7 @@ class MatrixSensingConfig:
         return cls(d=10, m=120, depths=(1, 2, 3), num_steps=6000, save_every=100)
 
     def __post_init__(self):
+        check_known_fields(self)
         if self.d < len(self.values):
             raise ValueError(f"d must be >= the number of target values ({len(self.values)}), got {self.d}")
         if self.m < 1:

@@ -54,6 +54,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import descent, flow, omp, status
+from jaxflow.experiments.config import check_known_fields
 from jaxflow.experiments.phase_diagram import ConfigError
 from jaxflow.models import diagonal as dn
 from jaxflow.rkc import RKC
@@ -87,6 +88,7 @@ class OMPConfig:
     flow_rtol: float = 1e-6
 
     def __post_init__(self):
+        check_known_fields(self)
         for name in ("d", "m", "sparsity", "depth", "num_steps", "save_every", "seeds"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:

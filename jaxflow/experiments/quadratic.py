@@ -45,6 +45,7 @@ import xarray as xr
 
 from jaxflow import status
 from jaxflow.experiments import backends
+from jaxflow.experiments.config import check_known_fields
 from jaxflow.experiments.phase_diagram import ConfigError
 from jaxflow.models import quadratic as qn
 
@@ -113,6 +114,7 @@ class QuadraticConfig:
     def __post_init__(self):
         object.__setattr__(self, "target_values", tuple(float(v) for v in self.target_values))
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
+        check_known_fields(self)
         for name in ("d", "m", "num_steps", "save_every", "num_modes", "max_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
