@@ -422,7 +422,9 @@ def run(
     out_shapes = jax.eval_shape(runner.fn, example)
     shapes = {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in out_shapes.items()}
     if size_check:
-        memory, disk = estimate_size(n, len(axes), chunk, call_size, shapes, store is not None)
+        # Only a new store needs its disk space; a resumed one already holds most of it.
+        new_store = store is not None and not os.path.exists(store)
+        memory, disk = estimate_size(n, len(axes), chunk, call_size, shapes, new_store)
         try:
             _resources.check(memory=memory, disk=disk, where=store)
         except _resources.SizeError as err:
