@@ -7,13 +7,13 @@ chunk on each (results are bitwise identical whatever the device count). Measure
 machine: 12.4 us per toy trajectory with 2 CPU devices against 19.6 us with one.
 
 It only applies when nothing else chose: ``JAXFLOW_CPU_DEVICES=N`` sets the count (1 keeps
-JAX's default); ``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in
+JAX's default; any other value is refused by every ``jaxflow`` command, and ignored by the
+library); ``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in
 ``XLA_FLAGS`` win; and once JAX's backends are up the setting can no longer change, so it is
 left alone. Accelerators (GPU, TPU) are not affected.
 """
 
 import os
-import warnings
 
 import jax
 
@@ -39,10 +39,10 @@ def requested_cpu_devices() -> int | None:
 def use_cpu_cores() -> None:
     try:
         count = requested_cpu_devices()
-    except ValueError as err:
-        # Not at import: the command reports it as a one-line error (cli._check_environment);
-        # a library user gets a warning and JAX's default.
-        warnings.warn(f"{err}; using JAX's default CPU device count", stacklevel=3)
+    except ValueError:
+        # Not at import (a traceback before any command could explain it): every jaxflow
+        # command refuses it in one line (cli._check_environment); the library keeps JAX's
+        # default device count.
         return
     if count is None or count == 1:
         return
