@@ -17,7 +17,6 @@ import os
 
 import jax
 
-
 ENV_VAR = "JAXFLOW_CPU_DEVICES"
 
 

@@ -58,7 +58,8 @@ def free_disk(path) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
-def check(*, memory: float, disk: float = 0.0, where=None, override: str = "--no-size-check") -> None:
+def check(*, memory: float, disk: float = 0.0, where=None,
+          override: str = "--no-size-check") -> None:
     """Refuse (SizeError, one line) a run whose estimate exceeds the machine's memory or disk.
 
     Args:

@@ -200,8 +200,9 @@ def _export(ds, out: str, name: str, figures) -> list[str]:
         try:
             data = ds.to_netcdf(engine="h5netcdf")  # in memory: HDF5 never writes to disk
         except (TypeError, ValueError, OSError) as err:
+            reason = (str(err).strip() or repr(err)).splitlines()[0]
             raise CliError(f"cannot write {name}.nc: the dataset cannot be serialized to "
-                           f"netCDF: {str(err).strip().splitlines()[0] if str(err).strip() else err!r}") from None
+                           f"netCDF: {reason}") from None
         _atomic_write.check_interrupt()
         try:
             paths.append(_atomic_write.write_atomically(os.path.join(out, f"{name}.nc"), data))

@@ -74,7 +74,8 @@ class Layout:
             "format": FORMAT,
             "chunk_size": int(self.chunk_size),
             "n_chunks": int(self.n_chunks),
-            "outputs": {k: [list(s), np.dtype(d).str] for k, (s, d) in sorted(self.outputs.items())},
+            "outputs": {k: [list(s), np.dtype(d).str]
+                        for k, (s, d) in sorted(self.outputs.items())},
         }
 
     @classmethod
@@ -82,7 +83,8 @@ class Layout:
         return cls(
             chunk_size=int(table["chunk_size"]),
             n_chunks=int(table["n_chunks"]),
-            outputs={k: (tuple(int(x) for x in s), np.dtype(d)) for k, (s, d) in table["outputs"].items()},
+            outputs={k: (tuple(int(x) for x in s), np.dtype(d))
+                     for k, (s, d) in table["outputs"].items()},
         )
 
 
@@ -337,7 +339,8 @@ def layout_problem(group, layout: Layout) -> str:
         if found[2] != dtype:
             return f"array {name!r} has dtype {found[2]}, expected {dtype}"
         if found[:2] != (shape, chunks):
-            return f"array {name!r} has shape {found[0]} / chunks {found[1]}, expected {shape} / {chunks}"
+            return (f"array {name!r} has shape {found[0]} / chunks {found[1]}, expected "
+                    f"{shape} / {chunks}")
     return ""
 
 

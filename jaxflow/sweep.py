@@ -322,7 +322,8 @@ def estimate_size(n_points: int, n_axes: int, chunk_size: int, call_size: int, s
     n_chunks = padded // int(chunk_size)
     per_point = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize
                     for s, d in dict(shapes).values())
-    memory = padded * (8 + 2 * 8 * n_axes + 3 * per_point) + 2 * call_size * (8 * n_axes + per_point)
+    memory = (padded * (8 + 2 * 8 * n_axes + 3 * per_point)
+              + 2 * call_size * (8 * n_axes + per_point))
     disk = padded * per_point + n_chunks * (2 + len(shapes)) * 4096 if store else 0
     return int(memory), int(disk)
 

@@ -35,27 +35,21 @@ import xarray as xr
 
 from jaxflow import _atomic_write, cli
 
-REPO = Path(__file__).resolve().parents[1]
 GRID = ["--depths", "2,3,inf", "--ratios", "1.5,4", "--scales", "1e-12:1e-2:8",
         "--chunk-size", "8", "--quiet"]
 EXPORTS = ("phase_diagram.nc", "phase_diagram.png", "thresholds.png")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    env["JAXFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
-    env["JAXFLOW_CPU_DEVICES"] = "1"
-    env.pop("XLA_FLAGS", None)
-    return env
+def env(subprocess_env):
+    return subprocess_env
 
 
 def run(env, out, *flags, code=None, timeout=300):
-    head = ["-c", textwrap.dedent(code) + "\nfrom jaxflow.cli import main\nsys.exit(main(sys.argv[1:]))"
-            ] if code else ["-m", "jaxflow.cli"]
-    proc = subprocess.run([sys.executable, *head, "phase-diagram", *GRID, "--out", str(out), *flags],
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    main = "\nfrom jaxflow.cli import main\nsys.exit(main(sys.argv[1:]))"
+    head = ["-c", textwrap.dedent(code) + main] if code else ["-m", "jaxflow.cli"]
+    argv = [sys.executable, *head, "phase-diagram", *GRID, "--out", str(out), *flags]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -69,7 +63,8 @@ def finished(env, tmp_path_factory):
 
 def snapshot(directory) -> dict[str, bytes]:
     root = Path(directory)
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def store_files(out) -> dict[str, bytes]:

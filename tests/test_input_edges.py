@@ -12,31 +12,13 @@
 """
 
 import math
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from jaxflow import cli, sweep
+from jaxflow import sweep
 from jaxflow.experiments.config import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _env(**changes):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    env.pop("XLA_FLAGS", None)
-    env.update(changes)
-    return env
-
-
-def run_cli(capsys, argv):
-    code = cli.main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_line(code, err, *words):
@@ -48,18 +30,18 @@ def assert_one_line(code, err, *words):
         assert word in lines[0], (word, lines[0])
 
 
-def test_non_utf8_config(tmp_path, capsys):
+def test_non_utf8_config(tmp_path, cli_refuses):
     path = tmp_path / "latin1.toml"
     path.write_bytes("depths = [2.0, 3.0]  # profondeur r\xe9elle\n".encode("latin-1"))
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, ["phase-diagram", "--config", str(path), "--out", str(out)])
-    assert_one_line(code, err, str(path), "UTF-8")
+    cli_refuses(["phase-diagram", "--config", str(path), "--out", str(out)], str(path), "UTF-8")
     assert not out.exists()
 
 
-def test_bad_cpu_device_count_is_one_line():
+def test_bad_cpu_device_count_is_one_line(subprocess_env):
     proc = subprocess.run([sys.executable, "-m", "jaxflow.cli", "info"], capture_output=True,
-                          text=True, env=_env(JAXFLOW_CPU_DEVICES="abc"), timeout=120)
+                          text=True, env={**subprocess_env, "JAXFLOW_CPU_DEVICES": "abc"},
+                          timeout=120)
     assert_one_line(proc.returncode, proc.stderr, "JAXFLOW_CPU_DEVICES", "'abc'")
 
 
@@ -72,9 +54,9 @@ print("RESULT", ds.attrs["dtype"], ds["margin"].dtype)
 """
 
 
-def test_x64_off_labels_the_dataset_float32():
+def test_x64_off_labels_the_dataset_float32(subprocess_env):
     proc = subprocess.run([sys.executable, "-c", X32], capture_output=True, text=True,
-                          env=_env(JAXFLOW_ENABLE_X64="0", JAXFLOW_CPU_DEVICES="1"), timeout=300)
+                          env={**subprocess_env, "JAXFLOW_ENABLE_X64": "0"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RESULT float32 float32" in proc.stdout
 
@@ -85,19 +67,17 @@ def test_x64_off_labels_the_dataset_float32():
     (["--model", "factor", "--process-id", "0"], ["--process-id"]),
     (["--model", "factor", "--ratios", "1.5,4"], ["--ratios", "one ratio"]),
 ])
-def test_flags_of_the_other_model(tmp_path, capsys, flags, words):
+def test_flags_of_the_other_model(tmp_path, cli_refuses, flags, words):
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, ["phase-diagram", *flags, "--out", str(out)])
-    assert_one_line(code, err, *words)
+    cli_refuses(["phase-diagram", *flags, "--out", str(out)], *words)
     assert not out.exists()
 
 
-def test_factor_options_in_a_toy_config(tmp_path, capsys):
+def test_factor_options_in_a_toy_config(tmp_path, cli_refuses):
     path = tmp_path / "toy.toml"
     path.write_text("depths = [2.0, 3.0]\nnum_modes = 3\n")
-    code, _, err = run_cli(capsys, ["phase-diagram", "--config", str(path),
-                                    "--out", str(tmp_path / "out")])
-    assert_one_line(code, err, "num_modes")
+    cli_refuses(["phase-diagram", "--config", str(path), "--out", str(tmp_path / "out")],
+                "num_modes")
 
 
 @pytest.mark.parametrize("module, cls, field, value", [
@@ -120,12 +100,11 @@ def test_experiment_configs_refuse(module, cls, field, value):
         config(**{field: value})
 
 
-def test_huge_seeds_are_refused_up_front(tmp_path, capsys):
+def test_huge_seeds_are_refused_up_front(tmp_path, cli_refuses):
     path = tmp_path / "seed.toml"
     path.write_text("seed = 1e30\n")
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, ["phase-diagram", "--config", str(path), "--out", str(out)])
-    assert_one_line(code, err, "seed")
+    cli_refuses(["phase-diagram", "--config", str(path), "--out", str(out)], "seed")
     assert not out.exists()
 
     store = tmp_path / "api" / "s.zarr"

@@ -14,7 +14,6 @@ set before jax is imported:
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-REPO = Path(__file__).resolve().parents[1]
 LOST = [1, 5, 6, 11]
 
 SCRIPT = textwrap.dedent(
@@ -47,13 +45,11 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def run(store, mode, devices, log):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+def run(env, store, mode, devices, log):
+    env = dict(env)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAXFLOW_CHUNK_LOG"] = str(log)
     env.pop("JAXFLOW_CPU_DEVICES", None)
-    env.pop("JAX_NUM_CPU_DEVICES", None)
     return subprocess.Popen([sys.executable, "-c", SCRIPT, str(store), mode, str(devices)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -69,9 +65,9 @@ def chunks(log):
     return sorted(int(line.split()[1]) for line in Path(log).read_text().splitlines())
 
 
-def test_store_from_two_devices_resumes_on_one_and_four(tmp_path):
+def test_store_from_two_devices_resumes_on_one_and_four(tmp_path, subprocess_env):
     first = tmp_path / "two.zarr"
-    reference = result(run(first, "fresh", 2, tmp_path / "two.log"))
+    reference = result(run(subprocess_env, first, "fresh", 2, tmp_path / "two.log"))
     assert chunks(tmp_path / "two.log") == list(range(12))
 
     group = zarr.open_group(str(first), mode="r+")
@@ -83,7 +79,7 @@ def test_store_from_two_devices_resumes_on_one_and_four(tmp_path):
     for devices in (1, 4):
         copy = tmp_path / f"resumed-on-{devices}.zarr"
         shutil.copytree(first, copy)
-        procs[devices] = run(copy, "resume", devices, tmp_path / f"{devices}.log")
+        procs[devices] = run(subprocess_env, copy, "resume", devices, tmp_path / f"{devices}.log")
     for devices, proc in procs.items():
         resumed = result(proc)
         assert chunks(tmp_path / f"{devices}.log") == LOST, devices

@@ -18,20 +18,6 @@ import pytest
 from jaxflow import _resources, cli, sweep
 
 
-def run_cli(capsys, argv):
-    code = cli.main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_refused(code, err, *words):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jaxflow: error: "), err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-
-
 @pytest.mark.parametrize("flags, words", [
     (["--depths", "2,3", "--ratios", "2", "--scales", "1e-12:1e-2:1000000000000"],
      ["--scales", "memory"]),
@@ -41,12 +27,11 @@ def assert_refused(code, err, *words):
      ["chunks of 2147483647", "memory"]),
     (["--config", "/dev/zero"], ["/dev/zero", "larger than"]),
 ], ids=["huge-axis", "huge-grid", "huge-chunk", "dev-zero"])
-def test_oversized_runs_are_refused_before_creating_out(tmp_path, capsys, flags, words):
+def test_oversized_runs_are_refused_before_creating_out(tmp_path, cli_refuses, flags, words):
     if flags[:2] == ["--config", "/dev/zero"] and not os.path.exists("/dev/zero"):
         pytest.skip("no /dev/zero")
     out = tmp_path / "deep" / "out"
-    code, stdout, err = run_cli(capsys, ["phase-diagram", *flags, "--quiet", "--out", str(out)])
-    assert_refused(code, err, *words)
+    cli_refuses(["phase-diagram", *flags, "--quiet", "--out", str(out)], *words)
     assert not (tmp_path / "deep").exists()
 
 

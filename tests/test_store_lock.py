@@ -21,27 +21,17 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jaxflow import _store_lock, cli, store, sweep
 
-REPO = Path(__file__).resolve().parents[1]
 AXES = {"x": np.linspace(-2.0, 3.0, 40).tolist()}
 
 
 def _poly(p):
     return {"value": p["x"] ** 3 - 2.0 * p["x"]}
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    env["JAXFLOW_CPU_DEVICES"] = "1"
-    env.pop("XLA_FLAGS", None)
-    return env
 
 
 HOLD = textwrap.dedent(
@@ -55,16 +45,16 @@ HOLD = textwrap.dedent(
 )
 
 
-def _hold(path):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], env=_env(),
+def _hold(path, env):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], env=env,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
 
-def test_a_held_store_is_refused_naming_the_holder(tmp_path, capsys):
+def test_a_held_store_is_refused_naming_the_holder(tmp_path, capsys, subprocess_env):
     path = tmp_path / "phase_diagram.zarr"
-    holder = _hold(path)
+    holder = _hold(path, subprocess_env)
     try:
         with pytest.raises(sweep.SweepError) as info:
             sweep.run(_poly, AXES, chunk_size=4, store=path, quiet=True)
@@ -105,11 +95,11 @@ RACE = textwrap.dedent(
 )
 
 
-def test_two_racing_processes(tmp_path):
+def test_two_racing_processes(tmp_path, subprocess_env):
     path = tmp_path / "race.zarr"
     go = time.time() + 3.0  # both start their sweep together, after importing jax
     code = f"import time; time.sleep(max(0.0, {go} - time.time()))\n" + RACE
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], env=_env(),
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], env=subprocess_env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
