@@ -288,15 +288,19 @@ class Store:
         return done
 
     def read(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Every output, flat, and which chunks are finished **and** match their checksums."""
+        """Every output, flat, and which chunks are finished **and** match their checksums.
+
+        The flags are read first: a chunk whose flag is set was wholly written before, so a
+        sweep writing concurrently (another process) never makes a finished chunk look corrupt.
+        """
         n, size = self.layout.n_chunks, self.layout.chunk_size
+        ok = self.flags()
         data, unreadable = {}, set()
         for name in self.layout.outputs:
             data[name], bad = _read_chunks(self.group[f"out_{name}"], size, n)
             unreadable |= bad
         sums, bad = _read_chunks(self.group["checksum"], 1, n)
         unreadable |= bad
-        ok = self.flags()
         for i in np.flatnonzero(ok):
             rows = slice(i * size, (i + 1) * size)
             chunk = {k: v[rows] for k, v in data.items()}
