@@ -6,6 +6,9 @@ Checked here, with real processes:
   ``python -c`` child) makes ``sweep.run`` and ``jaxflow phase-diagram --resume`` refuse at
   once, in one line naming the holder's pid and host; once the holder exits (even by SIGKILL:
   ``flock`` locks die with their process) the store is usable again.
+* Two ``sweep.run`` calls starting together in one process (threads) on one store: one
+  finishes, the other finishes after it or is refused with the lock's line (they used to fail
+  with a zarr ContainsArrayError).
 * **Two racing processes** start the same sweep on one store at the same moment: each either
   finishes or is refused with the lock's line (never a zarr ContainsArrayError or a "No such
   file" traceback), at least one finishes, and the store verifies clean.
@@ -126,3 +129,26 @@ def test_a_planted_symlink_at_the_lock_is_refused(tmp_path):
     with pytest.raises(sweep.SweepError, match="symbolic link"):
         sweep.run(_poly, AXES, chunk_size=4, store=path, quiet=True)
     assert target.read_text() == "untouched"
+
+
+def test_two_sweeps_starting_together_in_one_process(tmp_path):
+    import concurrent.futures
+    import threading
+
+    path = tmp_path / "threads.zarr"
+    barrier = threading.Barrier(2)
+
+    def one(_):
+        barrier.wait()
+        try:
+            ds = sweep.run(_poly, AXES, chunk_size=1, store=path, resume=True, quiet=True)
+        except sweep.SweepError as err:
+            return str(err)
+        return ds
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(one, range(2)))
+    finished = [o for o in outcomes if not isinstance(o, str)]
+    refused = [o for o in outcomes if isinstance(o, str)]
+    assert finished and all("being written by another run" in r for r in refused), refused
+    assert store.verify(path) == []
