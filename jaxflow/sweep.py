@@ -537,6 +537,8 @@ def _verified_on_start(backing, quiet: bool) -> np.ndarray:
     """Chunks finished and intact; corrupt ones (flag set, checksum wrong) are cleared."""
     try:
         flags = backing.flags()
+        if not flags.any():
+            return flags  # a fresh store: nothing to verify
         done = backing.verified()
         corrupt = np.flatnonzero(flags & ~done)
         for i in corrupt:
