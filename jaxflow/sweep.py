@@ -452,7 +452,7 @@ def run(
     with _open_store(store, layout, _fingerprint(axes, chunk, seed, config, shapes), resume,
                      process_index, process_count, wait_timeout) as backing:
         if backing is not None:
-            done = _verified_on_start(backing, quiet)
+            done = _verified_on_start(backing)
             results = None
         else:
             done = np.zeros(n_chunks, dtype=bool)
@@ -533,7 +533,7 @@ def _open_store(path, layout, fingerprint, resume, process_index, process_count,
         lock.release()
 
 
-def _verified_on_start(backing, quiet: bool) -> np.ndarray:
+def _verified_on_start(backing) -> np.ndarray:
     """Chunks finished and intact; corrupt ones (flag set, checksum wrong) are cleared."""
     try:
         flags = backing.flags()
@@ -545,7 +545,7 @@ def _verified_on_start(backing, quiet: bool) -> np.ndarray:
             backing.clear(int(i))
     except OSError as err:
         raise _store_error(backing.path, "read", err) from None
-    if corrupt.size and not quiet:
+    if corrupt.size:  # not a progress message: said even when quiet
         print(f"store {backing.path}: recomputing {corrupt.size} corrupt chunk(s) "
               f"{corrupt[:10].tolist()} (missing or damaged data)", file=sys.stderr)
     return done

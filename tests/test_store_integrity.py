@@ -115,6 +115,8 @@ def test_damaged_chunk_is_found_and_recomputed(finished, reference, damage, caps
     runner, calls = _counting_runner()
     resumed = _run(finished, resume=True, runner=runner)
     assert calls == [CHUNK]  # only the damaged chunk
+    if damage != "delete-done":  # a lost flag is a missing chunk, not a corrupt one
+        assert f"recomputing 1 corrupt chunk(s) [{victim}]" in capsys.readouterr().err
     _assert_bitwise(resumed, reference)
     assert store.verify(finished) == []
     assert cli.main(["verify", str(finished)]) == 0
