@@ -297,9 +297,9 @@ def cmd_factor_diagram(args) -> int:
     from jaxflow.experiments import factor_diagram as fd
 
     overrides = _sweep_overrides(args)
-    toy_only = [flag for flag, value in (("--dtype", args.dtype), ("--coordinator", args.coordinator),
-                                         ("--num-processes", args.num_processes),
-                                         ("--process-id", args.process_id)) if value is not None]
+    given = {"--dtype": args.dtype, "--coordinator": args.coordinator,
+             "--num-processes": args.num_processes, "--process-id": args.process_id}
+    toy_only = [flag for flag, value in given.items() if value is not None]
     toy_only += ["--distributed"] if args.distributed else []
     if toy_only:
         raise CliError(f"{', '.join(toy_only)}: only for --model toy (not --model factor)")
