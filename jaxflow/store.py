@@ -163,6 +163,9 @@ class Store:
     def open(cls, path, *, layout: Layout, fingerprint: str, resume: bool) -> "Store":
         """Create the store at ``path``, or open it to resume (``resume=True``).
 
+        The caller holds the store's writer lock (:class:`jaxflow._store_lock.WriterLock`), as
+        :func:`jaxflow.sweep.run` does.
+
         Raises:
             StoreError: the store exists and ``resume`` is False; it holds another sweep; it is
                 damaged; or ``path`` is a directory that is not a jaxflow store.
@@ -243,8 +246,14 @@ class Store:
 
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
+        prefix = f".{os.path.basename(path)}.layout-"
+        # Layouts of runs killed mid-layout. The caller holds the store's writer lock, so none
+        # is in progress; real directories only (a planted link is left alone).
+        for entry in os.scandir(parent):
+            if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
         # Laid out beside its path and renamed into place: a kill leaves no half store at path.
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.layout-", dir=parent)
+        tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
         try:
             group = zarr.open_group(tmp, mode="w")
             for name, (shape, dtype) in layout.outputs.items():

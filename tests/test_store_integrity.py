@@ -15,6 +15,8 @@ Checked here, on a cheap polynomial sweep (no solver; 5 chunks of 3 points):
   RuntimeError).
 * **A foreign directory** at the store path (no ``zarr.json``) is refused by ``resume`` and its
   contents are left untouched (it used to be emptied).
+* A fresh store is laid out beside its path and renamed into place; leftovers of a layout
+  killed midway are removed (a planted symbolic link with such a name is not followed).
 * A store corrupted *after* the sweep verified it at start is still caught by the final read
   (every export is verified): the chunk is recomputed.
 """
@@ -190,7 +192,16 @@ def test_corruption_after_the_start_check_is_caught_by_the_final_read(tmp_path, 
 
 def test_a_fresh_store_is_laid_out_atomically(tmp_path):
     path = tmp_path / "sweep.zarr"
+    stale = tmp_path / ".sweep.zarr.layout-killed"  # a run killed while laying out
+    (stale / "out_value").mkdir(parents=True)
+    target = tmp_path.parent / f"{tmp_path.name}-outside"
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    os.symlink(target, tmp_path / ".sweep.zarr.layout-planted")
     _run(path)
+    assert not stale.exists()
+    assert (target / "keep.txt").read_text() == "keep"  # a planted link is not followed
+    os.unlink(tmp_path / ".sweep.zarr.layout-planted")
     # Nothing but the store and its lock file: the layout directory was renamed into place.
     assert sorted(os.listdir(tmp_path)) == ["sweep.zarr", "sweep.zarr.writer-0.lock"]
 
