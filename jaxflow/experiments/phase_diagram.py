@@ -240,7 +240,8 @@ def needs_float64(points, fast) -> np.ndarray:
 class Float32Runner(sweep.AbstractRunner):
     """Runs the phase diagram's points in float32 and recomputes in float64 what float32 cannot.
 
-    A :class:`jaxflow.sweep.AbstractRunner` (it defines ``chunk``, ``chunk_size`` and ``fn``):
+    A :class:`jaxflow.sweep.AbstractRunner` (it defines ``chunk``, ``chunk_size``, ``call_size``
+    and ``fn``):
     each chunk runs once in float32 (a ``sweep.Runner(..., float32=True)``: one float32 program,
     fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64, and their
     float64 results are stored. The extra output ``recomputed`` says which lanes were, so a stored
@@ -255,6 +256,7 @@ class Float32Runner(sweep.AbstractRunner):
         self.fast = sweep.Runner(point_function(fast, with_time=True), chunk_size=self.exact.chunk_size,
                                  devices=devices, float32=True)
         self.chunk_size = self.exact.chunk_size
+        self.call_size = self.exact.call_size
         example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "scale")}
         self._dtypes = {k: v.dtype for k, v in jax.eval_shape(self.exact.fn, example).items()}
 
@@ -454,6 +456,7 @@ def run(
     devices=None,
     process_index: int | None = None,
     process_count: int | None = None,
+    size_check: bool = True,
 ) -> xr.Dataset:
     """Simulate the phase diagram and measure its thresholds.
 
@@ -466,6 +469,8 @@ def run(
         process_index, process_count: this process's share of the grid's chunks when several
             processes share ``store`` (default: from ``jax.distributed``; see
             :func:`jaxflow.sweep.run`). Every process returns the same dataset.
+        size_check: refuse a grid too big for the machine's memory or disk before starting
+            (see :func:`jaxflow.sweep.run`).
 
     Returns:
         ``xarray.Dataset`` with DESIGN.md's schema: dims ``(depth, ratio, scale)``; variables
@@ -497,6 +502,7 @@ def run(
         desc="phase diagram",
         process_index=process_index,
         process_count=process_count,
+        size_check=size_check,
     )
     margins = ds["margin"].values
     log_measured, refine_status = measured_thresholds(config, margins, runner)
@@ -518,7 +524,8 @@ def run(
         atol=config.atol,
         model="toy",
         experiment="phase-diagram",
-        dtype=config.dtype,
+        # The dtype actually computed in: float64 asked for with JAXFLOW_ENABLE_X64=0 runs float32.
+        dtype=config.dtype if jax.config.read("jax_enable_x64") else "float32",
     )
     if config.dtype == "float32":
         ds["recomputed"].attrs["long_name"] = "recomputed in float64 (float32 could not resolve it)"
