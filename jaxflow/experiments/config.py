@@ -117,7 +117,8 @@ def check_known_fields(config) -> None:
 
     ``learning_rate``, ``init``, ``scale``, ``flow_time``, ``t_end``: finite and > 0;
     ``values``, ``amplitudes``, ``target_values``: finite numbers; ``late_times``: finite and
-    > 0; ``fractions``: increasing, in (0, 1). ``ExperimentConfig`` calls it after converting the fields, before ``check``.
+    > 0; ``fractions``: increasing, in (0, 1). ``ExperimentConfig`` calls it after converting
+    the fields, before ``check``.
 
     >>> import dataclasses
     >>> from jaxflow.experiments.config import check_known_fields
@@ -166,10 +167,10 @@ def check_seed(value) -> int:
     """A seed: an integer in ``[0, 2**63 - 1]`` (it is stored as an int64 attribute).
 
     >>> from jaxflow.experiments.config import check_seed
-    >>> check_seed(-1)
+    >>> check_seed(-1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    jaxflow.experiments.config.ConfigError: seed must be an integer in [0, 9223372036854775807], got -1
+    jaxflow.experiments.config.ConfigError: seed must be an integer in [0, 92...807], got -1
     """
     return check_integer("seed", value, low=0, high=SEED_MAX, error=ConfigError)
 
