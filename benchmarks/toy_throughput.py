@@ -59,9 +59,9 @@ def jaxflow_run(lanes: int, rtol: float, chunk: int, batch: int):
 
     runner = sweep.Runner(one, chunk_size=chunk, batch=batch)
     points = {"depth": np.full(lanes, DEPTH), "scale": scales}
-    first = {k: v[: runner.chunk_size] for k, v in points.items()}
+    first = {k: v[: runner.call_size] for k, v in points.items()}
     t0 = time.perf_counter()
-    share = runner.chunk_size // len(runner.devices)
+    share = runner.call_size // len(runner.devices)
     lowered = runner._call.lower({k: jax.ShapeDtypeStruct((share,), jnp.result_type(float)) for k in first})
     t1 = time.perf_counter()
     lowered.compile()

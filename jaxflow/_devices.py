@@ -7,7 +7,8 @@ chunk on each (results are bitwise identical whatever the device count). Measure
 machine: 12.4 us per toy trajectory with 2 CPU devices against 19.6 us with one.
 
 It only applies when nothing else chose: ``JAXFLOW_CPU_DEVICES=N`` sets the count (1 keeps
-JAX's default); ``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in
+JAX's default; any other value is refused by every ``jaxflow`` command, and ignored by the
+library); ``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in
 ``XLA_FLAGS`` win; and once JAX's backends are up the setting can no longer change, so it is
 left alone. Accelerators (GPU, TPU) are not affected.
 """
@@ -15,7 +16,6 @@ left alone. Accelerators (GPU, TPU) are not affected.
 import os
 
 import jax
-
 
 ENV_VAR = "JAXFLOW_CPU_DEVICES"
 
@@ -36,7 +36,13 @@ def requested_cpu_devices() -> int | None:
 
 
 def use_cpu_cores() -> None:
-    count = requested_cpu_devices()
+    try:
+        count = requested_cpu_devices()
+    except ValueError:
+        # Not at import (a traceback before any command could explain it): every jaxflow
+        # command refuses it in one line (cli._check_environment); the library keeps JAX's
+        # default device count.
+        return
     if count is None or count == 1:
         return
     try:

@@ -6,6 +6,7 @@
     jaxflow experiment NAME [--config FILE.toml] [--out DIR] [--smoke]
     jaxflow plot FILE.nc [--out DIR]
     jaxflow threshold --depth N --ratio R [--start S --finish F]
+    jaxflow verify DIR
     jaxflow info
 
 The experiments (their names, configs, runs, reports and figures) come from the registry
@@ -95,6 +96,7 @@ def _numbers(text: str, option: str) -> list[float]:
             lo, hi, n = float(lo), float(hi), int(num)
             if not (lo > 0 and hi > 0 and n >= 1):
                 raise ValueError
+            _check_axis_length(option, n)
             return [float(v) for v in np.geomspace(lo, hi, n)]
         values = [float(v) for v in text.replace(",", " ").split()]
     except ValueError:
@@ -118,6 +120,7 @@ def _log_numbers(text: str, option: str) -> list[float]:
         lo, hi, n = float(lo), float(hi), int(num)
         if not (lo < 0 and hi < 0 and n >= 1):
             raise ValueError
+        _check_axis_length(option, n)
     except ValueError:
         raise CliError(
             f"{option}: expected A:B:K with A, B < 0 (ln sigma0; K values log-spaced in "
@@ -126,15 +129,46 @@ def _log_numbers(text: str, option: str) -> list[float]:
     return [float(-v) for v in np.geomspace(-lo, -hi, n)]
 
 
-def _check_out_dir(out: str) -> None:
+def _check_axis_length(option: str, n: int) -> None:
+    """Refuse an axis whose values alone would not fit in memory (before making them)."""
+    from jaxflow import _resources
+
     try:
+        _resources.check(memory=64 * n)  # a float, its Python object and a tuple slot
+    except _resources.SizeError as err:
+        raise CliError(f"{option}: {n} values: {err}") from None
+
+
+# Output directories this process created, removed again if a run fails before writing to them.
+_CREATED_DIRS: list[str] = []
+
+
+def _check_out_dir(out: str) -> None:
+    from jaxflow import _atomic_write
+
+    try:
+        missing = []
+        head = os.path.abspath(out)
+        while not os.path.exists(head):
+            missing.append(head)
+            head = os.path.dirname(head)
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, f".jaxflow-write-test-{os.getpid()}")  # one per process
-        with open(probe, "w") as fh:
-            fh.write("ok")
+        _CREATED_DIRS.extend(missing)  # innermost first: removed in this order
+        fd, probe = _atomic_write.temporary_file(os.path.join(out, "write-test"))
+        os.close(fd)
         os.remove(probe)
     except OSError as err:
         raise CliError(f"--out: cannot write to {out}: {err.strerror or err}") from None
+
+
+def _remove_created_dirs() -> None:
+    """After a failed run: remove the output directories it created if they are still empty."""
+    for path in _CREATED_DIRS:
+        try:
+            os.rmdir(path)  # only ever removes an empty directory
+        except OSError:
+            break
+    _CREATED_DIRS.clear()
 
 
 def _load_config(cls, path, overrides, defaults=None):
@@ -178,30 +212,40 @@ def _init_distributed(args) -> tuple[int, int]:
     return jax.process_index(), jax.process_count()
 
 
-def _write_atomically(path: str, write) -> str:
-    """``write(tmp)`` then rename onto ``path``: a kill never leaves a half-written file."""
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.partial{ext}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise CliError(f"cannot write {path}: {err.strerror or err}") from None
-    return path
-
-
 def _export(ds, out: str, name: str | None, figures) -> list[str]:
     """``NAME.nc`` (unless ``name`` is None) and the figures ``{stem: figure}`` as ``stem.png``,
-    each written atomically."""
-    from jaxflow import plot
+    each written whole or not at all.
+
+    Each file is made in memory, then written through :mod:`jaxflow._atomic_write` (free space
+    checked, a unique temporary file created exclusively in ``out``, renamed into place). Any
+    failure, or SIGINT, leaves no partial file; the store is never touched here.
+    """
+    import io
+
+    from jaxflow import _atomic_write, plot
 
     paths = []
-    if name is not None:
-        paths.append(_write_atomically(os.path.join(out, f"{name}.nc"),
-                                       lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf")))
-    for stem, fig in figures.items():
-        paths.append(_write_atomically(os.path.join(out, f"{stem}.png"),
-                                       lambda tmp, fig=fig: plot.save(fig, tmp)))
+    with _atomic_write.interrupts_deferred():
+        try:
+            if name is not None:
+                try:
+                    data = ds.to_netcdf(engine="h5netcdf")  # in memory: HDF5 never writes to disk
+                except (TypeError, ValueError, OSError) as err:
+                    reason = (str(err).strip() or repr(err)).splitlines()[0]
+                    raise CliError(f"cannot write {name}.nc: the dataset cannot be serialized "
+                                   f"to netCDF: {reason}") from None
+                _atomic_write.check_interrupt()
+                paths.append(_atomic_write.write_atomically(os.path.join(out, f"{name}.nc"),
+                                                            data))
+                del data
+            for stem, fig in figures.items():
+                buffer = io.BytesIO()
+                plot.save(fig, buffer, format="png")
+                _atomic_write.check_interrupt()
+                paths.append(_atomic_write.write_atomically(os.path.join(out, f"{stem}.png"),
+                                                            buffer.getbuffer()))
+        except _atomic_write.ExportError as err:
+            raise CliError(str(err)) from None
     return paths
 
 
@@ -256,7 +300,7 @@ def cmd_phase_diagram(args) -> int:
           flush=True)
     try:
         ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet,
-                    process_index=index, process_count=count)
+                    process_index=index, process_count=count, size_check=args.size_check)
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
     if index != 0:
@@ -277,14 +321,24 @@ def cmd_factor_diagram(args) -> int:
     from jaxflow.experiments import factor_diagram as fd
 
     overrides = _sweep_overrides(args)
-    overrides["ratio"] = _numbers(args.ratios, "--ratios")[0] if args.ratios is not None else None
+    given = {"--dtype": args.dtype, "--coordinator": args.coordinator,
+             "--num-processes": args.num_processes, "--process-id": args.process_id}
+    toy_only = [flag for flag, value in given.items() if value is not None]
+    toy_only += ["--distributed"] if args.distributed else []
+    if toy_only:
+        raise CliError(f"{', '.join(toy_only)}: only for --model toy (not --model factor)")
+    if args.ratios is not None:
+        ratios = _numbers(args.ratios, "--ratios")
+        if len(ratios) != 1:
+            raise CliError(f"--ratios: --model factor takes one ratio (between consecutive "
+                           f"targets), got {len(ratios)}")
+        overrides["ratio"] = ratios[0]
     config = _load_config(fd.FactorDiagramConfig, args.config, overrides)
-    if args.dtype is not None or args.distributed or args.coordinator is not None:
-        raise CliError("--dtype and --distributed apply to --model toy only")
     out = args.out if args.out_given else os.path.join("results", "factor_diagram")
     store = _prepare_store(out, "factor_diagram.zarr", args.resume)
     try:
-        ds = fd.run(config, store=store, resume=args.resume, quiet=args.quiet)
+        ds = fd.run(config, store=store, resume=args.resume, quiet=args.quiet,
+                    size_check=args.size_check)
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
     paths = _export(ds, out, "factor_diagram", fd.figures(ds))
@@ -381,6 +435,30 @@ def cmd_threshold(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    """``jaxflow verify DIR``: check every store in DIR (or the store DIR); exit 1 on a problem.
+
+    Prints one line per problem (a damaged layout, each corrupt chunk, the chunks not computed
+    yet), or one line per intact store. Reads only; safe while a run writes the store.
+
+    >>> import tempfile
+    >>> from jaxflow import cli
+    >>> cli.main(["verify", tempfile.mkdtemp()])   # no store there: one line on stderr
+    2
+    """
+    from jaxflow import store
+
+    paths = store.find_stores(args.dir)
+    if not paths:
+        raise CliError(f"verify: no jaxflow store (*.zarr) at {args.dir}")
+    problems = 0
+    for path in paths:
+        found = store.verify(path)
+        problems += len(found)
+        print("\n".join(found) if found else store.describe(path))
+    return 1 if problems else 0
+
+
 def cmd_info(args) -> int:
     """``jaxflow info``: versions, float64, devices, processes, cache directory.
 
@@ -435,7 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finish", type=float)
     p.add_argument("--rtol", type=float, help="solver tolerance (rtol = atol)")
     p.add_argument("--chunk-size", type=int, dest="chunk_size")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (finished chunks are verified; "
+                        "missing or corrupt ones are recomputed)")
+    p.add_argument("--no-size-check", action="store_false", dest="size_check",
+                   help="run even if the estimated memory or disk exceeds the machine's")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dtype", choices=("float64", "float32"),
                    help="float32: fast on GPU/TPU; lanes float32 cannot resolve are recomputed "
@@ -472,6 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finish", type=float, default=0.9)
     p.set_defaults(func=cmd_threshold)
 
+    p = sub.add_parser("verify", help="check a store's chunks against their checksums")
+    p.add_argument("dir", help="a store (*.zarr) or a directory holding stores (an --out)")
+    p.set_defaults(func=cmd_verify)
+
     p = sub.add_parser("info", help="versions, devices, float64, cache")
     p.set_defaults(func=cmd_info)
     return parser
@@ -493,6 +579,7 @@ def main(argv=None) -> int:
     """
     parser = build_parser()
     try:
+        _check_environment()
         args = parser.parse_args(argv)
         if getattr(args, "command", None) == "phase-diagram":
             args.out_given = args.out is not None
@@ -500,11 +587,25 @@ def main(argv=None) -> int:
                 args.out = os.path.join("results", "phase_diagram")
         return args.func(args)
     except CliError as err:
+        _remove_created_dirs()
         print(f"jaxflow: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _remove_created_dirs()
         print("jaxflow: interrupted (rerun with --resume to continue)", file=sys.stderr)
         return 130
+    finally:
+        _CREATED_DIRS.clear()
+
+
+def _check_environment() -> None:
+    """The environment variables jaxflow reads, checked (a bad one is a one-line error)."""
+    from jaxflow import _devices
+
+    try:
+        _devices.requested_cpu_devices()
+    except ValueError as err:
+        raise CliError(str(err)) from None
 
 
 if __name__ == "__main__":

@@ -285,8 +285,11 @@ def staircase(ds: xr.Dataset, title: str = "", value_label: str = "mode value") 
     return fig
 
 
-def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 130) -> str:
-    """Write a figure (format from the suffix) and close it; returns the path.
+def save(fig: plt.Figure, path, dpi: int = 130, format: str | None = None):
+    """Write a figure (format from the suffix, or ``format``) and close it; returns the path.
+
+    ``path`` may be a binary file object (the CLI renders figures in memory, then writes them
+    atomically).
 
     >>> import os, tempfile
     >>> import matplotlib.pyplot as plt
@@ -296,9 +299,9 @@ def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 130) -> str:
     >>> os.path.getsize(path) > 0
     True
     """
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, format=format)
     plt.close(fig)
-    return os.fspath(path)
+    return os.fspath(path) if isinstance(path, str | os.PathLike) else path
 
 
 def _seed_bands(ax, ds, name, depths, colours):

@@ -9,23 +9,32 @@ How it runs:
 * The grid is flattened and **shuffled** with a fixed seed, so that every chunk, and every
   device inside a chunk, gets a mix of cheap and expensive points (a vmapped solver loop runs
   until its slowest lane ends).
-* It is cut into chunks of one **fixed size** (the last chunk padded), so the whole sweep, and
-  any later call with new values of the same shapes, uses **one compiled program**.
-* Each chunk is split across all local devices, each running one compiled program
+* It is cut into chunks of one **fixed size**, exactly as asked (the last chunk padded): the
+  unit of work and of the store, the same on any machine, so a store started on 2 devices
+  resumes on 1 or 4. Chunks are packed into calls of one fixed number of lanes, so the whole
+  sweep, and any later call with new values of the same shapes, uses **one compiled program**.
+* Each call is split across all local devices, each running one compiled program
   (``lax.map`` over fixed-width ``vmap`` batches): one solver loop per device, no per-step
   cross-device reduction, and results bitwise identical whatever the device count
   (:class:`Runner`).
-* With a ``store`` path, each finished chunk is written to a **zarr** store at once; its
-  completion flag is written only after its data, so an interrupted sweep (Ctrl-C, kill -9)
-  rerun with ``resume=True`` computes only the missing chunks and yields exactly the dataset an
-  uninterrupted run yields. A full or unwritable disk stops the sweep with a
+* With a ``store`` path, each finished chunk is written to a **zarr** store at once
+  (:mod:`jaxflow.store`): its data, then its checksum, then its completion flag. An interrupted
+  sweep (Ctrl-C, kill -9) rerun with ``resume=True`` verifies every finished chunk, computes only
+  the missing or corrupt ones and yields exactly the dataset an uninterrupted run yields; the
+  final read-back is verified too. A full or unwritable disk stops the sweep with a
   :class:`SweepError` naming the store; the chunks already finished stay valid for ``resume``.
+  One run writes a store at a time: a second one is refused, naming the holder
+  (:mod:`jaxflow._store_lock`).
 * **Several processes** (one per host, after ``jax.distributed.initialize``) share one store on a
   shared file system: process ``p`` of ``P`` computes the chunks ``i`` with ``i % P == p``.
-  Process 0 lays the store out; the others wait for its fingerprint, then everyone writes its own
-  chunks and waits for every done flag, so each process returns the same full dataset. The
-  coordination goes through the store's files only: no collective, hence no gloo/MPI needed.
-  Results are bitwise identical whatever the number of processes or devices.
+  Process 0 lays the store out (atomically: built beside its path, then renamed); the others
+  wait for it, then everyone writes its own chunks and waits for every done flag, so each
+  process returns the same full dataset. The coordination goes through the store's files only:
+  no collective, hence no gloo/MPI needed. Each process holds its own writer lock (one per
+  process index), so cooperating processes never refuse each other. Results are bitwise
+  identical whatever the number of processes or devices.
+* Before anything is created, the sweep's memory and store size are estimated and checked
+  against the machine (:func:`estimate_size`; ``size_check=False`` skips it).
 
 Audit hook: with ``JAXFLOW_CHUNK_LOG=FILE`` in the environment, every chunk about to be computed
 is appended to FILE as one line ``<process index> <chunk index>`` (tests use it to check that a
@@ -58,8 +67,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxflow import _resources, _store_lock
+from jaxflow import store as _store
 from jaxflow._integers import check_integer
-
 
 DEFAULT_CHUNK_SIZE = 1024
 DEFAULT_BATCH = 1024
@@ -147,45 +157,48 @@ def run_metadata() -> dict[str, Any]:
 
 
 class AbstractRunner(abc.ABC):
-    """What :func:`run` needs of a runner: ``fn``, ``chunk_size`` and ``chunk(points)``.
+    """What :func:`run` needs of a runner: ``fn``, ``chunk_size``, ``call_size`` and
+    ``chunk(points)``.
 
-    A subclass says how one chunk of exactly ``chunk_size`` points is computed (:class:`Runner`:
+    A subclass says how one call of up to ``call_size`` points is computed (:class:`Runner`:
     one compiled program per device; the phase diagram's ``Float32Runner``: float32 first,
     float64 where float32 cannot resolve a lane); calling a runner on any number of points
-    (padding to whole chunks, dropping the padding) is written once, here.
+    is written once, here.
 
     Attributes:
         fn: the per-point function whose outputs :meth:`chunk` returns (the sweep lays out its
             store from ``jax.eval_shape(fn, point)``).
-        chunk_size: points per :meth:`chunk` call.
+        chunk_size: points per chunk of a sweep (the unit of work and of the store).
+        call_size: the most points one :meth:`chunk` call takes (:func:`run` packs whole
+            chunks into one call).
     """
 
     fn: Callable
     chunk_size: int
+    call_size: int
 
     @abc.abstractmethod
     def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run exactly one chunk (every array of length ``chunk_size``)."""
+        """Run one call on 1 to ``call_size`` points."""
 
     def __call__(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run any number of points (padded to whole chunks; padding is dropped)."""
+        """Run any number of points (``call_size`` at a time)."""
         n = len(next(iter(points.values())))
         outputs = []
-        for start in range(0, n, self.chunk_size):
-            idx = np.arange(start, start + self.chunk_size)
-            idx = np.minimum(idx, n - 1)  # pad with a real point: always valid input
-            outputs.append(self.chunk({k: np.asarray(v)[idx] for k, v in points.items()}))
-        return {k: np.concatenate([o[k] for o in outputs])[:n] for k in outputs[0]}
+        for start in range(0, n, self.call_size):
+            outputs.append(self.chunk({k: np.asarray(v)[start:start + self.call_size]
+                                       for k, v in points.items()}))
+        return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
 
 class Runner(AbstractRunner):
-    """Runs a per-point function on any number of points, in fixed-size chunks over devices.
+    """Runs a per-point function on any number of points, in fixed-size calls over devices.
 
-    One ``Runner`` compiles its function once per device (for its chunk size and the points'
+    One ``Runner`` compiles its function once per device (for its call size and the points'
     structure) and reuses the programs for every call; :func:`run` and the phase diagram's
     threshold refinement share one.
 
-    Each chunk is split evenly across the devices; every device runs the same single-device
+    Each call is split evenly across the devices; every device runs the same single-device
     program on its share, ``lax.map`` over **fixed-width vmapped batches** of ``batch`` lanes.
     Dispatch is asynchronous, so the devices run concurrently, each with its own solver loop
     (no per-step cross-device reduction). Why not ``shard_map``: XLA compiles a multi-device
@@ -195,10 +208,16 @@ class Runner(AbstractRunner):
     whatever the device count, a lane's result is **bitwise identical** on 1, 2, 4 ... devices.
     Small batches also keep a vmapped while loop's lanes in lockstep with similar lanes.
 
+    Two sizes: ``chunk_size`` is the sweep's unit of work and of storage, exactly as asked, so a
+    store's chunk boundaries do not depend on the machine (a run started on 2 devices resumes on
+    1 or 4); ``call_size`` is the number of lanes one compiled call runs: ``chunk_size`` rounded
+    up to a multiple of ``batch * len(devices)``. :func:`run` packs as many whole chunks into one
+    call as fit.
+
     Args:
         fn: ``fn(point) -> outputs``: ``point`` maps names to scalar arrays, ``outputs`` maps
             names to arrays of fixed shapes (per point).
-        chunk_size: points per call; rounded up to a multiple of ``batch * len(devices)``.
+        chunk_size: points per chunk of a sweep (the batch width is ``min(batch, chunk_size)``).
         devices: devices to run on (default: all local devices).
         batch: lanes per vmapped batch (default 1024).
         float32: trace and run in float32 (``jax.enable_x64(False)`` around every call, in
@@ -217,9 +236,10 @@ class Runner(AbstractRunner):
         batch = _check_count("batch", batch)
         self.devices = list(devices) if devices is not None else jax.local_devices()
         ndev = len(self.devices)
+        self.chunk_size = int(chunk_size)
         self.batch = int(min(batch, chunk_size))
         unit = self.batch * ndev
-        self.chunk_size = int(math.ceil(int(chunk_size) / unit) * unit)
+        self.call_size = int(math.ceil(self.chunk_size / unit) * unit)
         self.fn = fn
         self.float32 = bool(float32)
         self.traces = 0
@@ -231,24 +251,29 @@ class Runner(AbstractRunner):
         self._call = jax.jit(lanes)
 
     def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run exactly one chunk (every array of length ``chunk_size``).
+        """Run one compiled call on up to ``call_size`` points (padded with a real point).
 
         >>> import numpy as np
         >>> from jaxflow import sweep
         >>> runner = sweep.Runner(lambda p: {"y": p["x"] ** 2}, chunk_size=4, batch=2)
-        >>> out = runner.chunk({"x": np.arange(float(runner.chunk_size))})
-        >>> out["y"][:4].tolist()
-        [0.0, 1.0, 4.0, 9.0]
+        >>> out = runner.chunk({"x": np.arange(3.0)})
+        >>> out["y"].tolist()
+        [0.0, 1.0, 4.0]
         """
-        share = self.chunk_size // len(self.devices)
+        n = len(next(iter(points.values())))
+        if not 1 <= n <= self.call_size:
+            raise SweepError(f"Runner.chunk takes 1 to {self.call_size} points, got {n}")
+        index = np.minimum(np.arange(self.call_size), n - 1)  # pad: always valid input
+        share = self.call_size // len(self.devices)
 
         dtype = np.float32 if self.float32 else float
 
         def launch(k):
             # The precision is a thread-local setting: entered here, in each device's thread.
             with jax.enable_x64(False) if self.float32 else contextlib.nullcontext():
-                part = {n: jax.device_put(np.asarray(v[k * share:(k + 1) * share], dtype=dtype),
-                                          self.devices[k]) for n, v in points.items()}
+                rows = index[k * share:(k + 1) * share]
+                part = {name: jax.device_put(np.asarray(np.asarray(v)[rows], dtype=dtype),
+                                             self.devices[k]) for name, v in points.items()}
                 return self._call(part)  # returns once dispatched: the devices run concurrently
 
         if len(self.devices) == 1:
@@ -258,7 +283,8 @@ class Runner(AbstractRunner):
             # the compilations overlap instead of running one after another.
             with concurrent.futures.ThreadPoolExecutor(len(self.devices)) as pool:
                 futures = list(pool.map(launch, range(len(self.devices))))
-        return {n: np.concatenate([np.asarray(f[n]) for f in futures]) for n in futures[0]}
+        return {name: np.concatenate([np.asarray(f[name]) for f in futures])[:n]
+                for name in futures[0]}
 
 
 def _fingerprint(axes: dict[str, np.ndarray], chunk_size: int, seed: int, config: str, shapes) -> str:
@@ -275,127 +301,6 @@ def _fingerprint(axes: dict[str, np.ndarray], chunk_size: int, seed: int, config
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-class _Store:
-    """The zarr store of a running sweep: flat outputs in shuffled order plus chunk flags.
-
-    Process 0 (``primary``) creates or validates the store; the others wait until its
-    fingerprint (written last) is there and matches, for at most ``wait_timeout`` seconds.
-    """
-
-    def __init__(self, path, *, resume, fingerprint, n_chunks, chunk_size, shapes,
-                 primary=True, wait_timeout=DEFAULT_WAIT_TIMEOUT):
-        self.path = os.fspath(path)
-        self.chunk_size = chunk_size
-        self.names = list(shapes)
-        try:
-            if primary:
-                self._open_or_create(resume, fingerprint, n_chunks, chunk_size, shapes)
-            else:
-                self._wait_for_layout(fingerprint, wait_timeout)
-        except OSError as err:
-            raise self._os_error("lay out", err) from None
-
-    def _os_error(self, what: str, err: OSError) -> SweepError:
-        return SweepError(
-            f"cannot {what} the store at {self.path}: {err.strerror or err}; finished chunks are "
-            "kept: free space or fix permissions, then rerun with resume=True (--resume)"
-        )
-
-    def _fingerprint_on_disk(self):
-        import zarr
-
-        if not os.path.exists(os.path.join(self.path, "zarr.json")):
-            return None
-        return zarr.open_group(self.path, mode="r").attrs.get("fingerprint")
-
-    def _open_or_create(self, resume, fingerprint, n_chunks, chunk_size, shapes):
-        import zarr
-
-        # A store without a fingerprint was killed while being laid out (the fingerprint goes
-        # last): it holds no finished chunk, so it is rebuilt from scratch.
-        exists = self._fingerprint_on_disk() is not None
-        if exists and not resume:
-            raise SweepError(
-                f"store {self.path} already exists: pass resume=True (--resume) to continue it, "
-                "or choose another output directory"
-            )
-        if exists:
-            self.group = zarr.open_group(self.path, mode="r+")
-            if self.group.attrs.get("fingerprint") != fingerprint:
-                raise SweepError(
-                    f"store {self.path} was written by a different sweep (axes, chunk size, "
-                    "seed or config differ); cannot resume it"
-                )
-            return
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self.group = zarr.open_group(self.path, mode="w")
-        for name, (shape, dtype) in shapes.items():
-            self.group.create_array(
-                f"out_{name}",
-                shape=(n_chunks * chunk_size, *shape),
-                chunks=(chunk_size, *shape) if shape else (chunk_size,),
-                dtype=dtype,
-            )
-        self.group.create_array("done", shape=(n_chunks,), chunks=(1,), dtype=bool,
-                                fill_value=False)
-        self.group.attrs["fingerprint"] = fingerprint
-
-    def _wait_for_layout(self, fingerprint, wait_timeout):
-        import zarr
-
-        deadline = time.monotonic() + wait_timeout
-        found = None
-        while time.monotonic() < deadline:
-            try:
-                found = self._fingerprint_on_disk()
-            except (OSError, ValueError):
-                found = None  # caught mid-rewrite by process 0: look again
-            if found == fingerprint:
-                self.group = zarr.open_group(self.path, mode="r+")
-                return
-            time.sleep(0.05)
-        detail = "it does not exist" if found is None else "it holds a different sweep"
-        raise SweepError(
-            f"store {self.path} was not laid out by process 0 within "
-            f"wait_timeout={wait_timeout:g} s ({detail}); is process 0 running on the same config "
-            "and a shared file system?"
-        )
-
-    def done(self) -> np.ndarray:
-        return np.asarray(self.group["done"][:])
-
-    def write(self, index: int, outputs: dict[str, np.ndarray]) -> None:
-        lo, hi = index * self.chunk_size, (index + 1) * self.chunk_size
-        try:
-            for name in self.names:
-                self.group[f"out_{name}"][lo:hi] = outputs[name]
-            # Written after the data: a chunk counts as done only once all of it is on disk.
-            self.group["done"][index] = True
-        except OSError as err:
-            raise self._os_error(f"write chunk {index} to", err) from None
-
-    def wait_all_done(self, wait_timeout: float) -> None:
-        """Wait for the other processes' chunks; fail if none finishes for ``wait_timeout`` s."""
-        count, last = -1, time.monotonic()
-        while True:
-            done = self.done()
-            if done.all():
-                return
-            if done.sum() > count:
-                count, last = int(done.sum()), time.monotonic()
-            elif time.monotonic() - last > wait_timeout:
-                missing = np.flatnonzero(~done)
-                raise SweepError(
-                    f"store {self.path}: no chunk finished for wait_timeout={wait_timeout:g} s; "
-                    f"{missing.size} chunks missing (e.g. {missing[:5].tolist()}); did a process "
-                    "die? rerun every process with resume=True (--resume)"
-                )
-            time.sleep(0.1)
-
-    def read(self, name: str) -> np.ndarray:
-        return np.asarray(self.group[f"out_{name}"][:])
 
 
 def _process_share(process_index, process_count) -> tuple[int, int]:
@@ -422,6 +327,31 @@ def _progress(total: int, quiet: bool, desc: str):
     return tqdm(total=total, unit="traj", desc=desc, disable=disable, smoothing=0.1)
 
 
+def estimate_size(n_points: int, n_axes: int, chunk_size: int, call_size: int, shapes,
+                  store: bool) -> tuple[int, int]:
+    """Upper bounds of a sweep's peak memory and store size in bytes: ``(memory, disk)``.
+
+    Counts the big arrays: the shuffled order and the points of the padded grid, the outputs
+    (read back from the store, placed on the grid, and in the dataset), one call's lanes on the
+    device, and the store's uncompressed chunks plus a file system block per small file.
+
+    >>> import numpy as np
+    >>> from jaxflow import sweep
+    >>> memory, disk = sweep.estimate_size(10**12, 3, 1024, 1024, {"y": ((), np.dtype("f8"))},
+    ...                                    store=True)
+    >>> memory > 10**13, disk > 8 * 10**12
+    (True, True)
+    """
+    padded = -(-int(n_points) // int(chunk_size)) * int(chunk_size)
+    n_chunks = padded // int(chunk_size)
+    per_point = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize
+                    for s, d in dict(shapes).values())
+    memory = (padded * (8 + 2 * 8 * n_axes + 3 * per_point)
+              + 2 * call_size * (8 * n_axes + per_point))
+    disk = padded * per_point + n_chunks * (2 + len(shapes)) * 4096 if store else 0
+    return int(memory), int(disk)
+
+
 def run(
     fn: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None,
     axes: Mapping[str, Sequence[float]],
@@ -440,6 +370,7 @@ def run(
     process_index: int | None = None,
     process_count: int | None = None,
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    size_check: bool = True,
 ) -> xr.Dataset:
     """Run ``fn`` over the Cartesian grid of ``axes``; return an ``xarray.Dataset``.
 
@@ -450,10 +381,14 @@ def run(
             is the one that runs.
         axes: ``{name: values}``, each a non-empty 1-D sequence of distinct numbers. The dataset's
             dims follow this order.
-        chunk_size: points per compiled call (rounded up to a multiple of the device count).
+        chunk_size: points per chunk, the unit of work and of the store (independent of the
+            devices; with ``runner``, its ``chunk_size`` is used).
         store: path of a zarr store written chunk by chunk while the sweep runs (optional).
-        resume: continue an existing store, computing only its missing chunks.
-        seed: seed of the shuffle that spreads costly points across chunks and devices.
+            One run writes it at a time (a lock per process index, see
+            :mod:`jaxflow._store_lock`); every chunk carries a checksum (:mod:`jaxflow.store`).
+        resume: continue an existing store, computing only its missing or corrupt chunks.
+        seed: seed of the shuffle that spreads costly points across chunks and devices, an
+            integer in [0, 2**63).
         output_dims: names of the trailing dims of non-scalar outputs.
         attrs: extra dataset attributes (added to the provenance of :func:`run_metadata`).
         config: the resolved configuration as TOML text; stored, and part of the store's
@@ -467,6 +402,8 @@ def run(
             ``jax.distributed.initialize`` ran). Several processes need a shared ``store``.
         wait_timeout: seconds a process waits for process 0's store layout, or for the next
             chunk of another process, before giving up with a SweepError.
+        size_check: refuse up front a sweep whose estimated memory or store size exceeds the
+            machine's (:func:`estimate_size`); False runs it anyway.
 
     Returns:
         ``xarray.Dataset`` with one variable per output, dims ``(*axes, *output_dims)``; every
@@ -474,8 +411,9 @@ def run(
 
     Raises:
         SweepError: empty or malformed axes, an existing store without ``resume``, a store
-            written by a different sweep, a store that cannot be written (disk full,
-            permissions: finished chunks stay resumable), or another process that never came.
+            written by a different sweep, a damaged store, a store another run is writing, a
+            store that cannot be written (disk full, permissions: finished chunks stay
+            resumable), another process that never came, or a sweep too big for the machine.
 
     Example (the exact half-learning time over depth x scale, and a non-scalar output):
         >>> import jax.numpy as jnp
@@ -492,6 +430,8 @@ def run(
     """
     axes = _validate_axes(axes)
     seed = _check_count("seed", seed, 0)
+    if seed >= 2**63:  # stored as an int64 attribute; numpy seeds are unbounded, netCDF's not
+        raise SweepError(f"seed must be an integer in [0, 2**63), got {seed}")
     if not (isinstance(wait_timeout, (int, float)) and wait_timeout > 0):
         raise SweepError(f"wait_timeout must be a number of seconds > 0, got {wait_timeout!r}")
     process_index, process_count = _process_share(process_index, process_count)
@@ -507,57 +447,70 @@ def run(
         raise SweepError(
             "fn is not the runner's function: pass fn=None (or runner.fn) with a runner")
     chunk = runner.chunk_size
+    call_size = getattr(runner, "call_size", chunk)
     shape = tuple(v.size for v in axes.values())
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     n_chunks = -(-n // chunk)
+
+    example = {k: jax.ShapeDtypeStruct((), jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32) for k in axes}
+    out_shapes = jax.eval_shape(runner.fn, example)
+    shapes = {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in out_shapes.items()}
+    if size_check:
+        # Only a new store needs its disk space; a resumed one already holds most of it.
+        new_store = store is not None and not os.path.exists(store)
+        memory, disk = estimate_size(n, len(axes), chunk, call_size, shapes, new_store)
+        try:
+            _resources.check(memory=memory, disk=disk, where=store)
+        except _resources.SizeError as err:
+            raise SweepError(f"{n} points in chunks of {chunk}: {err}") from None
+
     order = np.random.default_rng(seed).permutation(n)
     order = np.concatenate([order, np.full(n_chunks * chunk - n, order[0])])  # pad: real point
     grid_index = np.unravel_index(order, shape)
     points = {name: axes[name][idx] for name, idx in zip(axes, grid_index)}
 
-    example = {k: jax.ShapeDtypeStruct((), jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32) for k in axes}
-    out_shapes = jax.eval_shape(runner.fn, example)
-    shapes = {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in out_shapes.items()}
+    def compute(indices):
+        """Run the chunks ``indices`` packed into calls of ``call_size`` lanes; yield each."""
+        per_call = max(1, call_size // chunk)
+        for k in range(0, len(indices), per_call):
+            group = [int(i) for i in indices[k:k + per_call]]
+            for i in group:
+                _log_chunk(process_index, i)
+            rows = np.concatenate([np.arange(i * chunk, (i + 1) * chunk) for i in group])
+            out = runner.chunk({name: v[rows] for name, v in points.items()})
+            for j, i in enumerate(group):
+                yield i, {name: v[j * chunk:(j + 1) * chunk] for name, v in out.items()}
 
-    backing = None
-    if store is not None:
-        backing = _Store(
-            store,
-            resume=resume,
-            fingerprint=_fingerprint(axes, chunk, seed, config, shapes),
-            n_chunks=n_chunks,
-            chunk_size=chunk,
-            shapes=shapes,
-            primary=process_index == 0,
-            wait_timeout=wait_timeout,
-        )
-        done = backing.done()
-        results = None
-    else:
-        done = np.zeros(n_chunks, dtype=bool)
-        results = {k: np.empty((n_chunks * chunk, *s), dtype=d) for k, (s, d) in shapes.items()}
+    layout = _store.Layout(chunk_size=chunk, n_chunks=n_chunks, outputs=shapes)
+    with _open_store(store, layout, _fingerprint(axes, chunk, seed, config, shapes), resume,
+                     process_index, process_count, wait_timeout) as backing:
+        if backing is not None:
+            done = _verified_on_start(backing)
+            results = None
+        else:
+            done = np.zeros(n_chunks, dtype=bool)
+            results = {k: np.empty((n_chunks * chunk, *s), dtype=d) for k, (s, d) in shapes.items()}
 
-    mine = np.flatnonzero(~done)
-    mine = mine[mine % process_count == process_index]
-    with _progress(n, quiet, desc) as bar:
-        bar.update(int(min(done.sum() * chunk, n)))
-        for i in mine:
-            _log_chunk(process_index, int(i))
-            sl = slice(i * chunk, (i + 1) * chunk)
-            out = runner.chunk({k: v[sl] for k, v in points.items()})
-            if backing is not None:
-                backing.write(int(i), out)
-            else:
-                for k in results:
-                    results[k][sl] = out[k]
-            bar.update(int(min(chunk, n - i * chunk)))
-    if backing is not None and process_count > 1:
-        backing.wait_all_done(wait_timeout)
+        mine = np.flatnonzero(~done)
+        mine = mine[mine % process_count == process_index]
+        with _progress(n, quiet, desc) as bar:
+            bar.update(int(min(done.sum() * chunk, n)))
+            for i, out in compute(mine):
+                if backing is not None:
+                    _write(backing, i, out)
+                else:
+                    for k in results:
+                        results[k][i * chunk:(i + 1) * chunk] = out[k]
+                bar.update(int(min(chunk, n - i * chunk)))
+        if backing is not None:
+            if process_count > 1:
+                _wait_all_done(backing, wait_timeout)
+            results = _read_verified(backing, compute)
 
     output_dims = dict(output_dims or {})
     data_vars = {}
     for name, (extra, _) in shapes.items():
-        flat = backing.read(name) if backing is not None else results[name]
+        flat = results[name]
         grid = np.empty((n, *extra), dtype=flat.dtype)
         grid[order[:n]] = flat[:n]
         dims = tuple(output_dims.get(name, [f"{name}_dim{j}" for j in range(len(extra))]))
@@ -569,3 +522,114 @@ def run(
     ds.attrs.update(seed=seed, chunk_size=chunk, config=config)
     ds.attrs.update(dict(attrs or {}))
     return ds
+
+
+# --------------------------------------------------------------------------------------------
+# The store's side of a sweep: open under the writer lock, verify, write, read back verified.
+
+
+def _store_error(path, what: str, err: OSError) -> SweepError:
+    return SweepError(
+        f"cannot {what} the store at {path}: {err.strerror or err}; finished chunks are "
+        "kept: free space or fix permissions, then rerun with resume=True (--resume)"
+    )
+
+
+@contextlib.contextmanager
+def _open_store(path, layout, fingerprint, resume, process_index, process_count, wait_timeout):
+    """The store, opened under this process's writer lock (None without a store path)."""
+    if path is None:
+        yield None
+        return
+    path = os.fspath(path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        lock = _store_lock.WriterLock(path, process_index).acquire()
+    except _store_lock.StoreBusyError as err:
+        raise SweepError(str(err)) from None
+    except OSError as err:
+        raise _store_error(path, "lock", err) from None
+    try:
+        try:
+            if process_index == 0:
+                backing = _store.Store.open(path, layout=layout, fingerprint=fingerprint,
+                                            resume=resume)
+            else:
+                backing = _store.Store.attach(path, layout=layout, fingerprint=fingerprint,
+                                              wait_timeout=wait_timeout)
+        except _store.StoreError as err:
+            raise SweepError(str(err)) from None
+        except OSError as err:
+            raise _store_error(path, "lay out", err) from None
+        yield backing
+    finally:
+        lock.release()
+
+
+def _verified_on_start(backing) -> np.ndarray:
+    """Chunks finished and intact; corrupt ones (flag set, checksum wrong) are cleared."""
+    try:
+        flags = backing.flags()
+        if not flags.any():
+            return flags  # a fresh store: nothing to verify
+        done = backing.verified()
+        corrupt = np.flatnonzero(flags & ~done)
+        for i in corrupt:
+            backing.clear(int(i))
+    except OSError as err:
+        raise _store_error(backing.path, "read", err) from None
+    if corrupt.size:  # not a progress message: said even when quiet
+        print(f"store {backing.path}: recomputing {corrupt.size} corrupt chunk(s) "
+              f"{corrupt[:10].tolist()} (missing or damaged data)", file=sys.stderr)
+    return done
+
+
+def _write(backing, index: int, outputs) -> None:
+    try:
+        backing.write(index, outputs)
+    except OSError as err:
+        raise _store_error(backing.path, f"write chunk {index} to", err) from None
+
+
+def _wait_all_done(backing, wait_timeout: float) -> None:
+    """Wait for the other processes' chunks; fail if none finishes for ``wait_timeout`` s."""
+    count, last = -1, time.monotonic()
+    while True:
+        done = backing.flags()
+        if done.all():
+            return
+        if done.sum() > count:
+            count, last = int(done.sum()), time.monotonic()
+        elif time.monotonic() - last > wait_timeout:
+            missing = np.flatnonzero(~done)
+            raise SweepError(
+                f"store {backing.path}: no chunk finished for wait_timeout={wait_timeout:g} s; "
+                f"{missing.size} chunks missing (e.g. {missing[:5].tolist()}); did a process "
+                "die? rerun every process with resume=True (--resume)"
+            )
+        time.sleep(0.1)
+
+
+def _read_verified(backing, compute) -> dict[str, np.ndarray]:
+    """Read the whole store back, every chunk checked against its checksum.
+
+    A chunk damaged since it was written (or by another process) is recomputed here, once;
+    if it still does not verify, the store cannot be trusted and the sweep stops naming it.
+    """
+    try:
+        data, ok = backing.read()
+        bad = np.flatnonzero(~ok)
+        if bad.size:
+            for i, out in compute(bad):
+                backing.clear(i)
+                backing.write(i, out)
+            data, ok = backing.read()
+    except OSError as err:
+        raise _store_error(backing.path, "read", err) from None
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise SweepError(
+            f"store {backing.path}: chunk {i} does not match its checksum even after being "
+            "recomputed (is another program writing to the store?); run `jaxflow verify` on it"
+        )
+    return data

@@ -2,7 +2,6 @@ import os
 
 import jax
 
-
 # The suite runs on one CPU device (jaxflow would otherwise ask for one per core): tests that
 # count chunks and traces assume it; tests/test_multidevice.py checks 4 devices explicitly.
 os.environ.setdefault("JAXFLOW_CPU_DEVICES", "1")
@@ -11,9 +10,44 @@ os.environ.setdefault("JAXFLOW_CPU_DEVICES", "1")
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
+import pytest  # noqa: E402
+
 import jaxflow  # noqa: E402,F401
 
-import pytest  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def subprocess_env(tmp_path_factory):
+    """Environment for ``python -m jaxflow.cli`` subprocesses: this checkout first on the path,
+    one CPU device, no forced device count, one XLA compilation cache for the session."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([REPO, *filter(None, [env.get("PYTHONPATH")])])
+    env["JAXFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
+    env["JAXFLOW_CPU_DEVICES"] = "1"
+    env.pop("XLA_FLAGS", None)
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    return env
+
+
+@pytest.fixture
+def cli_refuses(capsys):
+    """``cli_refuses(argv, *words)``: run ``jaxflow`` in-process and check it exits 2 with one
+    line ``jaxflow: error: ...`` containing every word, and no traceback; returns that line."""
+    from jaxflow import cli
+
+    def refuses(argv, *words):
+        code = cli.main(argv)
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert code == 2, (code, captured.err[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("jaxflow: error: "), captured.err
+        assert "Traceback" not in captured.err + captured.out
+        for word in words:
+            assert word in lines[0], (word, lines[0])
+        return lines[0]
+
+    return refuses
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ __all__ = [
     "as_axis",
     "check_depths",
     "check_fractions",
+    "check_known_fields",
     "check_positive",
     "check_positive_int",
     "check_seed",
@@ -105,6 +106,53 @@ def check_fractions(start: float, finish: float) -> None:
         raise ConfigError(f"start and finish must satisfy 0 < start < finish < 1, got {start}, {finish}")
 
 
+# Fields the experiment configs share, by name, and what each must be.
+POSITIVE_FINITE = ("learning_rate", "init", "scale", "flow_time", "t_end")
+FINITE_LISTS = ("values", "amplitudes", "target_values")
+POSITIVE_FINITE_LISTS = ("late_times",)
+
+
+def check_known_fields(config) -> None:
+    """Range checks of the fields experiment configs share, found by name.
+
+    ``learning_rate``, ``init``, ``scale``, ``flow_time``, ``t_end``: finite and > 0;
+    ``values``, ``amplitudes``, ``target_values``: finite numbers; ``late_times``: finite and
+    > 0; ``fractions``: increasing, in (0, 1). ``ExperimentConfig`` calls it after converting
+    the fields, before ``check``.
+
+    >>> import dataclasses
+    >>> from jaxflow.experiments.config import check_known_fields
+    >>> @dataclasses.dataclass
+    ... class Demo:
+    ...     learning_rate: float = float("inf")
+    >>> check_known_fields(Demo())  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ConfigError: learning_rate must be finite and > 0, got inf
+    """
+    for name in POSITIVE_FINITE:
+        value = getattr(config, name, None)
+        if value is not None and not (_is_real(value) and 0 < value < math.inf):
+            raise ConfigError(f"{name} must be finite and > 0, got {value!r}")
+    for name in FINITE_LISTS + POSITIVE_FINITE_LISTS:
+        values = getattr(config, name, None)
+        if values is None:
+            continue
+        low = 0.0 if name in POSITIVE_FINITE_LISTS else -math.inf
+        if not all(_is_real(v) and low < v < math.inf for v in values):
+            kind = "finite and > 0" if low == 0.0 else "finite numbers"
+            raise ConfigError(f"{name} must be {kind}, got {tuple(values)!r}")
+    fractions = getattr(config, "fractions", None)
+    if fractions is not None:
+        fractions = tuple(fractions)
+        ok = bool(fractions) and all(_is_real(f) and 0 < f < 1 for f in fractions)
+        if not ok or any(a >= b for a, b in zip(fractions, fractions[1:])):
+            raise ConfigError(f"fractions must be increasing and lie in (0, 1), got {fractions!r}")
+
+
+SEED_MAX = 2**63 - 1  # seeds are stored as int64 attributes (netCDF has no bigger integer)
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def check_positive_int(name: str, value) -> int:
     """``value`` as an int in ``[1, INT_MAX]`` (sizes and step counts are stored as int32).
 
@@ -116,15 +164,15 @@ def check_positive_int(name: str, value) -> int:
 
 
 def check_seed(value) -> int:
-    """A seed: an integer >= 0.
+    """A seed: an integer in ``[0, 2**63 - 1]`` (it is stored as an int64 attribute).
 
     >>> from jaxflow.experiments.config import check_seed
-    >>> check_seed(-1)
+    >>> check_seed(-1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    jaxflow.experiments.config.ConfigError: seed must be an integer >= 0, got -1
+    jaxflow.experiments.config.ConfigError: seed must be an integer in [0, 92...807], got -1
     """
-    return check_integer("seed", value, low=0, error=ConfigError)
+    return check_integer("seed", value, low=0, high=SEED_MAX, error=ConfigError)
 
 
 def check_positive(config, *names: str) -> None:
@@ -254,6 +302,7 @@ class ExperimentConfig:
             else:
                 value = check_type(field.name, value, field.type)
             object.__setattr__(self, field.name, value)
+        check_known_fields(self)
         self.check()
 
     @classmethod
@@ -301,9 +350,17 @@ class ExperimentConfig:
         if path is not None:
             try:
                 with open(path, "rb") as fh:
-                    table.update(tomllib.load(fh))
+                    # Bounded: /dev/zero or a multi-gigabyte file is refused, not read whole.
+                    raw = fh.read(MAX_CONFIG_BYTES + 1)
+                if len(raw) > MAX_CONFIG_BYTES:
+                    raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} "
+                                      "bytes; is it a configuration file?")
+                table.update(tomllib.loads(raw.decode("utf-8")))
             except OSError as err:
                 raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}); "
+                                  "TOML files are UTF-8") from None
             except tomllib.TOMLDecodeError as err:
                 raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
         table.update({k: v for k, v in overrides.items() if v is not None})

@@ -195,12 +195,13 @@ def run(
     resume: bool = False,
     quiet: bool = False,
     devices=None,
+    size_check: bool = True,
 ) -> xr.Dataset:
     """Simulate the factor-level phase diagram; dims ``(depth, scale, seed)``.
 
     Args:
         config: the options (default: :class:`FactorDiagramConfig`'s defaults).
-        store, resume, quiet, devices: as for :func:`jaxflow.sweep.run`.
+        store, resume, quiet, devices, size_check: as for :func:`jaxflow.sweep.run`.
 
     Returns:
         ``xarray.Dataset`` with ``incremental_fraction``, ``rank_correlation``, ``status``,
@@ -224,6 +225,7 @@ def run(
         quiet=quiet,
         desc="factor phase diagram",
         devices=devices,
+        size_check=size_check,
     )
     ds = ds.assign_coords(mode=np.arange(config.num_modes), fraction=[config.start, config.finish])
     ds["target"] = ("mode", config.targets)

@@ -260,7 +260,8 @@ def needs_float64(points, fast) -> np.ndarray:
 class Float32Runner(sweep.AbstractRunner):
     """Runs the phase diagram's points in float32 and recomputes in float64 what float32 cannot.
 
-    A :class:`jaxflow.sweep.AbstractRunner` (it defines ``chunk``, ``chunk_size`` and ``fn``):
+    A :class:`jaxflow.sweep.AbstractRunner` (it defines ``chunk``, ``chunk_size``, ``call_size``
+    and ``fn``):
     each chunk runs once in float32 (a ``sweep.Runner(..., float32=True)``: one float32 program,
     fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64, and their
     float64 results are stored. The extra output ``recomputed`` says which lanes were, so a stored
@@ -275,6 +276,7 @@ class Float32Runner(sweep.AbstractRunner):
         self.fast = sweep.Runner(point_function(fast, with_time=True), chunk_size=self.exact.chunk_size,
                                  devices=devices, float32=True)
         self.chunk_size = self.exact.chunk_size
+        self.call_size = self.exact.call_size
         example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "log_scale")}
         self._dtypes = {k: v.dtype for k, v in jax.eval_shape(self.exact.fn, example).items()}
 
@@ -466,6 +468,7 @@ def run(
     devices=None,
     process_index: int | None = None,
     process_count: int | None = None,
+    size_check: bool = True,
 ) -> xr.Dataset:
     """Simulate the phase diagram and measure its thresholds.
 
@@ -478,6 +481,8 @@ def run(
         process_index, process_count: this process's share of the grid's chunks when several
             processes share ``store`` (default: from ``jax.distributed``; see
             :func:`jaxflow.sweep.run`). Every process returns the same dataset.
+        size_check: refuse a grid too big for the machine's memory or disk before starting
+            (see :func:`jaxflow.sweep.run`).
 
     Returns:
         ``xarray.Dataset`` with dims ``(depth, ratio, log_scale)`` (and the derived coordinate
@@ -513,6 +518,7 @@ def run(
         desc="phase diagram",
         process_index=process_index,
         process_count=process_count,
+        size_check=size_check,
     )
     log_measured, threshold_status = measured_thresholds(config, ds["margin_in_unit"].values, runner)
     log_theory = theory_thresholds(config)
@@ -567,7 +573,8 @@ def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset
         atol=config.atol,
         model="toy",
         experiment="phase-diagram",
-        dtype=config.dtype,
+        # The dtype actually computed in: float64 asked for with JAXFLOW_ENABLE_X64=0 runs float32.
+        dtype=config.dtype if jax.config.read("jax_enable_x64") else "float32",
         log_scale_floor=LOG_SCALE_FLOOR,
     )
     if config.dtype == "float32":

@@ -1,0 +1,416 @@
+"""The zarr store of a sweep: chunks that prove themselves, laid out atomically.
+
+A sweep's store holds its outputs flat, in shuffled order, cut into chunks of a fixed number of
+points, plus two small arrays per chunk:
+
+* ``checksum[i]``: a 64-bit BLAKE2b digest of chunk ``i``'s outputs, written after its data;
+* ``done[i]``: the completion flag, written last.
+
+A chunk counts as finished only when its flag is set **and** its data hash to its checksum. So a
+deleted data file (zarr would read it back as the fill value), a truncated or garbage file, or a
+chunk half-rewritten by a killed process is caught, never read as data. The fill values cannot
+pass for data either: NaN for floats, the most negative integer for signed integers, the largest
+for unsigned ones.
+
+The layout (array names, dtypes, shapes, chunking, format version) is stored in the group's
+attributes next to the sweep's fingerprint, and checked on every open: a changed dtype or a
+removed array is reported, not read. A new store is laid out in a fresh temporary directory
+beside its path and renamed into place, so a store path either does not exist or holds a complete
+layout; a directory at the store path that is not a jaxflow store is refused, never emptied.
+
+:func:`verify` checks a store without writing anything (``jaxflow verify DIR``).
+
+Example:
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from jaxflow import store
+    >>> layout = store.Layout(chunk_size=2, n_chunks=2, outputs={"y": ((), np.dtype("float64"))})
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.zarr")
+    >>> s = store.Store.open(path, layout=layout, fingerprint="abc", resume=False)
+    >>> s.write(0, {"y": np.array([1.0, 2.0])})
+    >>> s.verified().tolist()          # chunk 1 was never written
+    [True, False]
+    >>> store.verify(path)  # doctest: +ELLIPSIS
+    ['store ...: chunks not computed yet: 1 of 2 (1); rerun with --resume to compute them']
+"""
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+FORMAT = 2  # 1: no checksums (jaxflow <= 0.1 before issue 14)
+
+
+class StoreError(ValueError):
+    """A store cannot be used as asked: damaged, foreign, or written by another sweep.
+
+    The message is one line naming the store (and the chunk, where one is at fault) and what to
+    do next.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where a sweep's outputs live in its store.
+
+    Attributes:
+        chunk_size: points per chunk (independent of devices and processes).
+        n_chunks: number of chunks (the last one padded).
+        outputs: ``{name: (per-point shape, dtype)}``.
+    """
+
+    chunk_size: int
+    n_chunks: int
+    outputs: Mapping[str, tuple[tuple[int, ...], np.dtype]]
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "chunk_size": int(self.chunk_size),
+            "n_chunks": int(self.n_chunks),
+            "outputs": {k: [list(s), np.dtype(d).str]
+                        for k, (s, d) in sorted(self.outputs.items())},
+        }
+
+    @classmethod
+    def from_json(cls, table) -> "Layout":
+        return cls(
+            chunk_size=int(table["chunk_size"]),
+            n_chunks=int(table["n_chunks"]),
+            outputs={k: (tuple(int(x) for x in s), np.dtype(d))
+                     for k, (s, d) in table["outputs"].items()},
+        )
+
+
+def fill_value(dtype) -> object:
+    """A value no computed output takes: NaN, the most negative (or largest unsigned) integer.
+
+    Booleans have none; their chunks are still covered by the checksum.
+
+    >>> fill_value(np.float64), fill_value(np.int8), fill_value(np.uint16), fill_value(bool)
+    (nan, -128, 65535, False)
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "fc":
+        return float("nan")
+    if dtype.kind == "i":
+        return int(np.iinfo(dtype).min)
+    if dtype.kind == "u":
+        return int(np.iinfo(dtype).max)
+    return False
+
+
+def checksum(chunk: Mapping[str, np.ndarray], layout: Layout) -> int:
+    """64-bit BLAKE2b of one chunk's outputs, in the store's dtypes and name order.
+
+    >>> layout = Layout(2, 1, {"y": ((), np.dtype("float64"))})
+    >>> checksum({"y": np.array([1.0, 2.0])}, layout) == checksum({"y": [1.0, 2.0]}, layout)
+    True
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for name in sorted(layout.outputs):
+        shape, dtype = layout.outputs[name]
+        values = np.ascontiguousarray(np.asarray(chunk[name], dtype=dtype))
+        digest.update(name.encode())
+        digest.update(values.tobytes())
+    return int.from_bytes(digest.digest(), "little")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _read_chunks(array, chunk_size: int, n_chunks: int):
+    """Read a whole array; chunks that cannot be decoded come back as fill values, and listed.
+
+    A damaged chunk file raises whatever its codec raises (zstd RuntimeError, ValueError, ...):
+    any exception while decoding one chunk marks that chunk unreadable, never the whole store.
+    """
+    try:
+        return np.asarray(array[:]), set()
+    except Exception:  # noqa: BLE001 -- codecs raise many types; read chunk by chunk below
+        pass
+    out = np.empty(array.shape, dtype=array.dtype)
+    unreadable = set()
+    for i in range(n_chunks):
+        rows = slice(i * chunk_size, (i + 1) * chunk_size)
+        try:
+            out[rows] = np.asarray(array[rows])
+        except Exception:  # noqa: BLE001 -- see above
+            out[rows] = fill_value(array.dtype)
+            unreadable.add(i)
+    return out, unreadable
+
+
+class Store:
+    """An open store. Build it with :meth:`open` (process 0) or :meth:`attach` (the others)."""
+
+    def __init__(self, path: str, group, layout: Layout):
+        self.path = path
+        self.group = group
+        self.layout = layout
+
+    # ---------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, path, *, layout: Layout, fingerprint: str, resume: bool) -> "Store":
+        """Create the store at ``path``, or open it to resume (``resume=True``).
+
+        The caller holds the store's writer lock (:class:`jaxflow._store_lock.WriterLock`), as
+        :func:`jaxflow.sweep.run` does.
+
+        Raises:
+            StoreError: the store exists and ``resume`` is False; it holds another sweep; it is
+                damaged; or ``path`` is a directory that is not a jaxflow store.
+        """
+        path = os.fspath(path)
+        if os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)  # an empty directory holds nothing to protect
+        if os.path.lexists(path):
+            if not os.path.exists(os.path.join(path, "zarr.json")):
+                raise StoreError(
+                    f"{path} exists but is not a jaxflow store (no zarr.json); it is left as it "
+                    "is: move it away or choose another --out"
+                )
+            if not resume:
+                raise StoreError(
+                    f"store {path} already exists: pass resume=True (--resume) to continue it, "
+                    "or choose another output directory"
+                )
+            store = cls._open_existing(path, mode="r+")
+            if store.group.attrs.get("fingerprint") != fingerprint:
+                raise StoreError(
+                    f"store {path} was written by a different sweep (axes, chunk size, seed or "
+                    "config differ); cannot resume it"
+                )
+            store._check_layout(layout)
+            return store
+        return cls._create(path, layout, fingerprint)
+
+    @classmethod
+    def attach(cls, path, *, layout: Layout, fingerprint: str, wait_timeout: float) -> "Store":
+        """Wait (at most ``wait_timeout`` s) for process 0 to lay the store out, then open it."""
+        path = os.fspath(path)
+        deadline = time.monotonic() + wait_timeout
+        found = None
+        while time.monotonic() < deadline:
+            try:
+                store = cls._open_existing(path, mode="r+")
+                found = store.group.attrs.get("fingerprint")
+            except (OSError, StoreError):
+                found = None
+            if found == fingerprint:
+                store._check_layout(layout)
+                return store
+            time.sleep(0.05)
+        detail = "it does not exist" if found is None else "it holds a different sweep"
+        raise StoreError(
+            f"store {path} was not laid out by process 0 within wait_timeout={wait_timeout:g} s "
+            f"({detail}); is process 0 running on the same config and a shared file system?"
+        )
+
+    @classmethod
+    def _open_existing(cls, path: str, mode: str) -> "Store":
+        import zarr
+
+        if not os.path.exists(os.path.join(path, "zarr.json")):
+            raise StoreError(f"{path} is not a jaxflow store (no zarr.json)")
+        try:
+            group = zarr.open_group(path, mode=mode)
+            table = group.attrs.get("layout")
+            if table is None:
+                raise StoreError(
+                    f"store {path} has no layout record (written by an older jaxflow, without "
+                    "checksums, or not by jaxflow); move it away and rerun without --resume"
+                )
+            layout = Layout.from_json(table)
+        except (OSError, StoreError):
+            raise
+        except Exception as err:  # noqa: BLE001 -- bad JSON, missing keys, foreign metadata
+            raise StoreError(
+                f"store {path} is damaged: its metadata cannot be read ({_one_line(err)}); run "
+                "`jaxflow verify` on it, then move it away and rerun without --resume"
+            ) from None
+        return cls(path, group, layout)
+
+    @classmethod
+    def _create(cls, path: str, layout: Layout, fingerprint: str) -> "Store":
+        import zarr
+
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        prefix = f".{os.path.basename(path)}.layout-"
+        # Layouts of runs killed mid-layout. The caller holds the store's writer lock, so none
+        # is in progress; real directories only (a planted link is left alone).
+        for entry in os.scandir(parent):
+            if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        # Laid out beside its path and renamed into place: a kill leaves no half store at path.
+        tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+        try:
+            group = zarr.open_group(tmp, mode="w")
+            for name, (shape, dtype) in layout.outputs.items():
+                group.create_array(
+                    f"out_{name}",
+                    shape=(layout.n_chunks * layout.chunk_size, *shape),
+                    chunks=(layout.chunk_size, *shape),
+                    dtype=dtype,
+                    fill_value=fill_value(dtype),
+                )
+            group.create_array("checksum", shape=(layout.n_chunks,), chunks=(1,),
+                               dtype=np.uint64, fill_value=0)
+            group.create_array("done", shape=(layout.n_chunks,), chunks=(1,), dtype=bool,
+                               fill_value=False)
+            group.attrs.update(layout=layout.to_json(), fingerprint=fingerprint)
+            os.rename(tmp, path)  # fails (never replaces) if something appeared at path
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls._open_existing(path, mode="r+")
+
+    def _check_layout(self, expected: Layout) -> None:
+        if self.layout.to_json() != expected.to_json():
+            raise StoreError(
+                f"store {self.path} was written by a different sweep (its layout differs: chunk "
+                "size or outputs); cannot resume it"
+            )
+        problem = layout_problem(self.group, self.layout)
+        if problem:
+            raise StoreError(
+                f"store {self.path} is damaged: {problem}; move it away and rerun without --resume"
+            )
+
+    # ---------------------------------------------------------------- chunks
+
+    def flags(self) -> np.ndarray:
+        """The done flags as written (an unreadable flag counts as not done)."""
+        done, unreadable = _read_chunks(self.group["done"], 1, self.layout.n_chunks)
+        done = done.astype(bool)
+        done[list(unreadable)] = False
+        return done
+
+    def read(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Every output, flat, and which chunks are finished **and** match their checksums.
+
+        The flags are read first: a chunk whose flag is set was wholly written before, so a
+        sweep writing concurrently (another process) never makes a finished chunk look corrupt.
+        """
+        n, size = self.layout.n_chunks, self.layout.chunk_size
+        ok = self.flags()
+        data, unreadable = {}, set()
+        for name in self.layout.outputs:
+            data[name], bad = _read_chunks(self.group[f"out_{name}"], size, n)
+            unreadable |= bad
+        sums, bad = _read_chunks(self.group["checksum"], 1, n)
+        unreadable |= bad
+        for i in np.flatnonzero(ok):
+            rows = slice(i * size, (i + 1) * size)
+            chunk = {k: v[rows] for k, v in data.items()}
+            ok[i] = i not in unreadable and checksum(chunk, self.layout) == int(sums[i])
+        return data, ok
+
+    def verified(self) -> np.ndarray:
+        """Per chunk: finished and intact (flag set, data readable, checksum matches)."""
+        return self.read()[1]
+
+    def clear(self, index: int) -> None:
+        """Mark a chunk not done (before rewriting a corrupt one)."""
+        self.group["done"][index] = False
+
+    def write(self, index: int, outputs: Mapping[str, np.ndarray]) -> None:
+        """Write chunk ``index``: data, then its checksum, then its done flag."""
+        size = self.layout.chunk_size
+        rows = slice(index * size, (index + 1) * size)
+        for name, (_, dtype) in self.layout.outputs.items():
+            self.group[f"out_{name}"][rows] = np.asarray(outputs[name], dtype=dtype)
+        self.group["checksum"][index] = np.uint64(checksum(outputs, self.layout))
+        self.group["done"][index] = True
+
+
+def layout_problem(group, layout: Layout) -> str:
+    """What is wrong with a store's arrays against its layout ("" when nothing).
+
+    A removed array, or one whose dtype, shape or chunking was changed.
+    """
+    expected = {f"out_{k}": ((layout.n_chunks * layout.chunk_size, *s), (layout.chunk_size, *s), d)
+                for k, (s, d) in layout.outputs.items()}
+    expected["checksum"] = ((layout.n_chunks,), (1,), np.dtype(np.uint64))
+    expected["done"] = ((layout.n_chunks,), (1,), np.dtype(bool))
+    for name, (shape, chunks, dtype) in expected.items():
+        try:
+            array = group[name]
+            found = (tuple(array.shape), tuple(array.chunks), np.dtype(array.dtype))
+        except Exception as err:  # noqa: BLE001 -- missing or unreadable array metadata
+            return f"array {name!r} is missing or unreadable ({_one_line(err)})"
+        if found[2] != dtype:
+            return f"array {name!r} has dtype {found[2]}, expected {dtype}"
+        if found[:2] != (shape, chunks):
+            return (f"array {name!r} has shape {found[0]} / chunks {found[1]}, expected "
+                    f"{shape} / {chunks}")
+    return ""
+
+
+def find_stores(path) -> list[str]:
+    """``path`` itself if it is a store, else the ``*.zarr`` directories inside it (sorted).
+
+    >>> import tempfile
+    >>> find_stores(tempfile.mkdtemp())
+    []
+    """
+    path = os.fspath(path)
+    if path.endswith(".zarr") or os.path.exists(os.path.join(path, "zarr.json")):
+        return [path]
+    if not os.path.isdir(path):
+        return []
+    return sorted(os.path.join(path, e) for e in os.listdir(path)
+                  if e.endswith(".zarr") and os.path.isdir(os.path.join(path, e)))
+
+
+def verify(path) -> list[str]:
+    """Check a store read-only; return one line per problem (empty when it is intact).
+
+    Problems: unreadable or foreign metadata, a missing or retyped array, chunks not computed
+    yet (one line for all of them), each chunk whose data is unreadable or does not match its
+    checksum.
+
+    Example: see the module docstring.
+    """
+    path = os.fspath(path)
+    try:
+        store = Store._open_existing(path, mode="r")
+    except StoreError as err:
+        return [str(err)]
+    except OSError as err:
+        return [f"store {path}: cannot read it: {err.strerror or err}"]
+    if store.group.attrs.get("layout", {}).get("format") != FORMAT:
+        return [f"store {path} has format {store.group.attrs['layout'].get('format')}, expected "
+                f"{FORMAT}; rerun without --resume"]
+    problem = layout_problem(store.group, store.layout)
+    if problem:
+        return [f"store {path} is damaged: {problem}; move it away and rerun without --resume"]
+    flags = store.flags()
+    _, ok = store.read()
+    problems = []
+    for i in np.flatnonzero(flags & ~ok):
+        problems.append(f"store {path}: chunk {i} is corrupt (its data is missing, unreadable or "
+                        "does not match its checksum); rerun with --resume to recompute it")
+    missing = np.flatnonzero(~flags)
+    if missing.size:
+        shown = ", ".join(str(i) for i in missing[:10]) + (", ..." if missing.size > 10 else "")
+        problems.append(f"store {path}: chunks not computed yet: {missing.size} of "
+                        f"{flags.size} ({shown}); rerun with --resume to compute them")
+    return problems
+
+
+def describe(path) -> str:
+    """A one-line summary of an intact store (for ``jaxflow verify``)."""
+    layout = Store._open_existing(os.fspath(path), mode="r").layout
+    return (f"store {os.fspath(path)}: {layout.n_chunks} chunks of {layout.chunk_size} points, "
+            f"outputs {', '.join(sorted(layout.outputs))}: every chunk verified")
