@@ -527,7 +527,7 @@ def _check_eager(fractions, save_times, t_end, rtol, atol, max_steps, speed, sta
     try:
         fr = [float(f) for f in fractions]
     except (TypeError, ValueError):
-        fr = [np.nan]
+        raise ValueError(f"fractions must be increasing values in (0, 1] (or empty), got {fractions!r}") from None
     if any(not (0.0 < f <= 1.0) for f in fr) or any(a >= b for a, b in zip(fr, fr[1:])):
         raise ValueError(f"fractions must be increasing values in (0, 1] (or empty), got {fractions!r}")
     for name, value in (("rtol", rtol), ("atol", atol), ("stationary_tol", stationary_tol)):
@@ -652,10 +652,12 @@ def solve(
         >>> bool(jnp.allclose(jax.vmap(half_time)(scales), exact, rtol=1e-7))
         True
     """
-    if isinstance(stationary_tol, str) and stationary_tol == "auto":
+    auto = isinstance(stationary_tol, str) and stationary_tol == "auto"
+    _check_eager(fractions, save_times, t_end, rtol, atol, max_steps, time,
+                 None if auto else stationary_tol)
+    if auto:
         runs_to_horizon = t_end is not None or save_times is not None
         stationary_tol = _STATIONARY_TOL if runs_to_horizon or not len(fractions) else None
-    _check_eager(fractions, save_times, t_end, rtol, atol, max_steps, time, stationary_tol)
     if not isinstance(targets, jax.core.Tracer):
         _check_targets(y0, args, modes, targets, vector_field)
     # One compiled program per call signature: the setup (controller, first step, records)

@@ -146,14 +146,19 @@ HOSTILE = st.one_of(
 CONFIG_FIELDS = [f.name for f in __import__("dataclasses").fields(pd.PhaseDiagramConfig)]
 # Hostile values that are nevertheless valid for some options, replaced by invalid ones there.
 STILL_VALID = {"depths": (math.inf, 1e308), "ratios": (1e308,), "scales": (5e-324,),
-               "start": (5e-324,), "rtol": (5e-324,), "atol": (5e-324,), "seed": (0.0, 1e308)}
+               "log_scales": (-1.0, -1e308), "start": (5e-324,), "rtol": (5e-324,),
+               "atol": (5e-324,), "seed": (0.0, 1e308)}
+NONE_VALID = ("scales",)  # unset: log_scales decides
+REPLACEMENT = {"log_scales": 1.0}  # an invalid value where -1.0 is valid
 
 
 @FUZZ
 @given(field=st.sampled_from(CONFIG_FIELDS), value=HOSTILE)
 def test_config_fields_refuse_hostile_values(field, value):
-    if isinstance(value, float) and value in STILL_VALID.get(field, ()):
-        value = -1.0
+    if (isinstance(value, float) and value in STILL_VALID.get(field, ())) or (
+        value is None and field in NONE_VALID
+    ):
+        value = REPLACEMENT.get(field, -1.0)
     with pytest.raises(ConfigError) as info:
         pd.PhaseDiagramConfig(**{field: value})
     message = str(info.value)
@@ -221,12 +226,12 @@ def test_solve_refuses_hostile_settings(data):
         "rtol": HOSTILE.filter(lambda v: not (isinstance(v, float) and 0 < v < math.inf)),
         "atol": HOSTILE.filter(lambda v: not (isinstance(v, float) and 0 < v < math.inf)),
         "max_steps": HOSTILE | st.integers(max_value=0) | st.just(2.5),
-        "fractions": st.sampled_from([(), (0.5, 0.5), (0.9, 0.1), (0.0,), (1.5,), (float("nan"),),
+        "fractions": st.sampled_from([(0.5, 0.5), (0.9, 0.1), (0.0,), (1.5,), (float("nan"),),
                                       ("a",), None, 0.5, [[0.5]]]),
         "time": st.sampled_from(["", "ARCLENGTH", 3, None, ["plain"]]),
         "save_times": st.sampled_from([[1.0, 0.5], [-1.0], [math.nan], [[1.0]], ["a"], [math.inf]]),
     }[name]
-    value = data.draw(bad)
+    value = data.draw(bad)  # fractions=() is valid: no learning time asked (run to stationarity)
     args = toy.ToyArgs(depth=np.float64(2.0), targets=np.ones(1))
     with pytest.raises(ValueError) as info:
         flow.solve(toy.reduced_vector_field, np.log(np.array([1e-3])), args, **_solve_kwargs(**{name: value}))
