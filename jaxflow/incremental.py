@@ -2,7 +2,7 @@
 
 Every experiment asks the same question of its learning times ``T_i(f)`` (the first time mode
 ``i`` reaches the fraction ``f`` of its target, as :mod:`jaxflow.flow` and :mod:`jaxflow.descent`
-record them): are the modes learned one at a time, largest target first? (PAPER.md section 3.)
+record them): are the modes learned one at a time, largest target first? (docs/science/incremental-learning.md.)
 
 * :func:`margin`: ``T_j(start) - T_i(finish)`` of a pair whose target ``i`` is the larger; the
   pair is (start, finish)-incremental iff it is >= 0 (the phase diagram's quantity).
@@ -48,7 +48,7 @@ def margin(larger_finish: Float[ArrayLike, "..."], smaller_start: Float[ArrayLik
         smaller_start: ``T_j(start)``, when the mode of the smaller target reaches ``start``.
 
     Returns:
-        The margin; the pair is (start, finish)-incremental iff it is >= 0 (PAPER.md section 3).
+        The margin; the pair is (start, finish)-incremental iff it is >= 0 (docs/science/incremental-learning.md).
 
     >>> from jaxflow import incremental
     >>> float(incremental.margin(2.0, 5.0)), float(incremental.margin(2.0, 1.5))

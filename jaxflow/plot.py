@@ -437,7 +437,7 @@ def _backend_handles(descent_label: str = "gradient descent"):
 
 
 def quadratic(ds: xr.Dataset) -> plt.Figure:
-    """E2: top eigenvalues of ``W^T W`` against time, one panel per bias variant (PAPER Fig. 1b).
+    """E2: top eigenvalues of ``W^T W`` against time, one panel per bias variant (Fig. 1b of Gissin et al. 2020).
 
     Gradient flow is drawn solid, gradient descent as markers on top of it, the targets as thin
     dotted lines in the mode's colour. Takes the dataset of
@@ -487,7 +487,7 @@ def quadratic(ds: xr.Dataset) -> plt.Figure:
 
 def classification(ds: xr.Dataset, title: str, value_label: str, *, mode_labels=None,
                    sharey: bool = True) -> plt.Figure:
-    """E3, E4: tracked modes against time (log axis), one panel per depth (PAPER Fig. 1c/1d).
+    """E3, E4: tracked modes against time (log axis), one panel per depth (Fig. 1c/1d of Gissin et al. 2020).
 
     Gradient flow solid, gradient descent as markers; the legend gives each mode's target (or
     ``mode_labels``). ``sharey=False`` gives each depth its own value axis (the scales of the

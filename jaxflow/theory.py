@@ -1,6 +1,6 @@
 """Analytic oracles for the depth-N toy model: learning times, trajectories, incremental thresholds.
 
-The toy model (PAPER.md section 2, Gissin et al. 2020) is one scalar ODE per coordinate,
+The toy model (docs/science/toy-model.md, Gissin et al. 2020) is one scalar ODE per coordinate,
 
     d sigma / dt = sigma^p (sigma* - sigma),    p = 2 - 2/N,    q := 1 - p = 2/N - 1,
 
@@ -369,7 +369,7 @@ def learning_time(
         >>> print(round(float(theory.learning_time(2.0, 1.0, -1e4, 0.5, log=True)), 6))
         10000.0
 
-    Reference: Gissin et al. 2020, the toy model of section 3 (PAPER.md section 2).
+    Reference: Gissin et al. 2020, the toy model of section 3 (docs/science/toy-model.md).
     """
     depth, sigma_star, sigma0, sigma = _as_f64(
         depth=depth, sigma_star=sigma_star, sigma0=sigma0, sigma=sigma
@@ -485,7 +485,7 @@ def solution(
         >>> print(round(float(theory.solution(3.0, 1.0, 1e-3, 20.0)), 6))
         0.026064
 
-    Reference: Gissin et al. 2020, the toy model of section 3 (PAPER.md section 2).
+    Reference: Gissin et al. 2020, the toy model of section 3 (docs/science/toy-model.md).
     """
     depth, sigma_star, sigma0, t = _as_f64(depth=depth, sigma_star=sigma_star, sigma0=sigma0, t=t)
     valid = (
@@ -559,7 +559,7 @@ def incremental_margin(
         >>> print(round(float(theory.incremental_margin(3.0, 2.0, 1e-6)), 4))
         143.9125
 
-    Reference: Gissin et al. 2020, section 3 (PAPER.md section 3).
+    Reference: Gissin et al. 2020, section 3 (docs/science/incremental-learning.md).
     """
     depth, ratio, sigma0, start, finish = _as_f64(
         depth=depth, ratio=ratio, sigma0=sigma0, start=start, finish=finish
@@ -652,7 +652,7 @@ def incremental_threshold(
         >>> print(round(float(theory.incremental_threshold(2.0, 1.0001, log=True))))
         -43948
 
-    Reference: Gissin et al. 2020, section 3 (PAPER.md section 3).
+    Reference: Gissin et al. 2020, section 3 (docs/science/incremental-learning.md).
     """
     depth, ratio, start, finish = _as_f64(depth=depth, ratio=ratio, start=start, finish=finish)
     valid = _check_depth(depth) & _check_pair(ratio, start, finish)
@@ -696,7 +696,7 @@ def threshold_asymptotic(
     finish: ArrayLike = 0.9,
     log: bool = False,
 ) -> Float[Array, "..."]:
-    """Leading-order (sigma0 -> 0) threshold, the closed form of PAPER.md section 3.
+    """Leading-order (sigma0 -> 0) threshold, the closed form of docs/science/incremental-learning.md.
 
     From margin ~ F(s) - r^-p F(f) + u0^-a (1 - 1/r)/a, a = (N - 2)/N:
 
@@ -728,7 +728,7 @@ def threshold_asymptotic(
         >>> print(round(float(theory.threshold_asymptotic(2.0, 1.5, log=True)), 4))
         -11.7971
 
-    Reference: Gissin et al. 2020, section 3 (PAPER.md section 3).
+    Reference: Gissin et al. 2020, section 3 (docs/science/incremental-learning.md).
     """
     depth, ratio, start, finish = _as_f64(depth=depth, ratio=ratio, start=start, finish=finish)
     valid = _check_depth(depth) & _check_pair(ratio, start, finish)

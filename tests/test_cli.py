@@ -97,7 +97,8 @@ def test_phase_diagram_netcdf_contents(tiny_run):
     np.testing.assert_array_equal(ds["depth"].values, [2.0, 3.0])
     np.testing.assert_array_equal(ds["ratio"].values, [1.5, 4.0])
     np.testing.assert_allclose(ds["scale"].values, np.geomspace(1e-10, 1e-2, 6), rtol=1e-15)
-    assert ds["margin"].dims == ("depth", "ratio", "scale")
+    np.testing.assert_allclose(ds["log_scale"].values, np.log(np.geomspace(1e-10, 1e-2, 6)), rtol=1e-15)
+    assert ds["margin"].dims == ("depth", "ratio", "log_scale")
     assert ds["incremental"].dtype == bool
     cfg = pd.PhaseDiagramConfig.from_mapping(tomllib.loads(ds.attrs["config"]))
     assert cfg.chunk_size == 16 and cfg.depths == (2.0, 3.0)
@@ -166,6 +167,7 @@ def _quick_commands(tmp):
         "depths-empty": phase_diagram(**{"--depths": "", "--out": str(blocker / "sub")}),
         "scales-2": phase_diagram(**{"--scales": "2"}),
         "scales-unparsable": phase_diagram(**{"--scales": "1e-3:oops:4"}),
+        "log-scales-positive": phase_diagram(**{"--log-scales": "2:-1:4"}),
         "out-unwritable": phase_diagram(**{"--out": str(blocker / "sub")}),
         "config-malformed": ["phase-diagram", "--config", str(broken), "--out", str(tmp / "o")],
         "info": ["info"],
@@ -208,6 +210,7 @@ def quick(env, tmp_path_factory):
         ("depths-empty", ["depths"]),
         ("scales-2", ["scales"]),
         ("scales-unparsable", ["--scales"]),
+        ("log-scales-positive", ["--log-scales"]),
         ("out-unwritable", ["--out"]),
         ("config-malformed", ["broken.toml", "TOML"]),
         ("threshold-ratio-1", ["ratio"]),

@@ -6,7 +6,7 @@ gradient flow keeps the factors equal and gives
 
     d sigma/dt = (1/N) sigma^(2 - 2/N) (sigma* - sigma),
 
-i.e. the reduced c = 1 flow of PAPER.md section 2 run at speed c = 1/N (N distinct factors with
+i.e. the reduced c = 1 flow of docs/science/toy-model.md run at speed c = 1/N (N distinct factors with
 the 1/(2 N^2) loss; the shared-weight model w^N has c = 1). So GD is compared with the reduced
 flow with ``time_scale = 1/N``: reduced time = learning_rate * step / N.
 """

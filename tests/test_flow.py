@@ -71,7 +71,7 @@ def test_scale_of_time_constant():
 
 @pytest.mark.parametrize("depth", [2, 3, 4])
 def test_balanced_factor_model_reproduces_reduced_flow(depth):
-    """Factor-level model (jax.grad of the PAPER loss) from a balanced start = reduced flow, c = 1/N."""
+    """Factor-level model (jax.grad of the project's loss) from a balanced start = reduced flow, c = 1/N."""
     targets = jnp.array([3.0, 1.0])
     params = toy.factor_init(None, 1e-5, depth=depth, num_coords=2)
     traj = flow.gradient_flow(

@@ -1,4 +1,4 @@
-"""Quadratic networks (PAPER.md E2): the model, its population loss and the experiment."""
+"""Quadratic networks (docs/science/experiments.md, E2): the model, its population loss and the experiment."""
 
 import jax
 import jax.numpy as jnp

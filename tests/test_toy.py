@@ -1,4 +1,4 @@
-"""The toy model: the reduced vector field is PAPER.md's ODE, the factor-level model's jax.grad
+"""The toy model: the reduced vector field is the toy ODE of docs/science/toy-model.md, the factor-level model's jax.grad
 flow reduces to it from a balanced start (c = 1/N), and the field stays finite everywhere."""
 
 import jax

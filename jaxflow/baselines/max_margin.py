@@ -1,4 +1,4 @@
-"""Max-margin oracles of separable classification (PAPER.md section 4, E3 and E4).
+"""Max-margin oracles of separable classification (docs/science/experiments.md, E3 and E4).
 
 On linearly separable data, gradient descent on the exponential (or logistic) loss of a depth-N
 diagonal network drives ``||beta||`` to infinity like ``ln t`` while its direction converges to a

@@ -1,4 +1,4 @@
-"""Orthogonal Matching Pursuit, the greedy baseline of experiment E5 (PAPER.md section 4).
+"""Orthogonal Matching Pursuit, the greedy baseline of experiment E5 (docs/science/experiments.md).
 
 OMP is an algorithm, not a model (it has no parameters that a flow or descent moves), so it
 lives with the other baselines (:mod:`jaxflow.baselines.max_margin`) rather than in

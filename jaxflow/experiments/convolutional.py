@@ -1,4 +1,4 @@
-"""Experiment E4: classification with circular-convolutional linear networks (PAPER.md sec. 4).
+"""Experiment E4: classification with circular-convolutional linear networks (docs/science/experiments.md).
 
 ``N - 1`` full-width circular convolution layers and a dense layer
 (:mod:`jaxflow.models.convolutional`), ``d = 100``, ``m = 200`` Gaussian samples labelled

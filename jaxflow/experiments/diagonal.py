@@ -1,4 +1,4 @@
-"""Experiment E3: classification with depth-N diagonal linear networks (PAPER.md section 4).
+"""Experiment E3: classification with depth-N diagonal linear networks (docs/science/experiments.md).
 
 ``beta = w_+^N - w_-^N`` (:mod:`jaxflow.models.diagonal`) from ``w_+- = scale^(1/N)`` learns
 labels ``y = sign(<w*, x>)``, ``w* = (8, 4, 2, 1, 0, ...)/sqrt(85)``, ``x ~ N(0, I_100)``,
@@ -159,7 +159,7 @@ def report(ds: xr.Dataset) -> str:
 
 
 def figures(ds: xr.Dataset) -> dict:
-    """``{"diagonal": ...}``: :func:`jaxflow.plot.classification` (PAPER Fig. 1c layout)."""
+    """``{"diagonal": ...}``: :func:`jaxflow.plot.classification` (the layout of Fig. 1c of Gissin et al. 2020)."""
     from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
 
     title = (f"Diagonal networks, {ds.attrs['loss']} loss (d = {ds.attrs['d']}, "

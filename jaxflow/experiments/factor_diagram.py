@@ -1,10 +1,10 @@
 """A phase diagram where theory is silent: unbalanced random factors, k-mode spectra.
 
-The theory of PAPER.md section 3 assumes a balanced, identical start. Here every coordinate of
+The theory of docs/science/incremental-learning.md assumes a balanced, identical start. Here every coordinate of
 a ``k``-mode target spectrum (geometric, ratio ``r`` between consecutive modes, smallest 1) is
 the product of ``N`` distinct factors drawn i.i.d. Gaussian with standard deviation
 ``sigma0^(1/N)`` (seeded), and runs the factor-level gradient flow of
-:mod:`jaxflow.models.toy` (``jax.grad`` of the PAPER.md loss). Per (depth, scale, seed):
+:mod:`jaxflow.models.toy` (``jax.grad`` of the project's loss (docs/science/toy-model.md)). Per (depth, scale, seed):
 
 * ``incremental_fraction``: the fraction of consecutive target pairs (larger, smaller) that are
   (start, finish)-incremental: ``T_larger(finish) <= T_smaller(start)``

@@ -1,7 +1,7 @@
 """Generalization phase diagram of deep matrix sensing: depth x init scale x seed.
 
 For every (depth, scale, seed) gradient descent trains ``W = W_1 ... W_N`` on an underdetermined
-Gaussian sensing problem (PAPER.md E1 at reduced size) and records the reconstruction error
+Gaussian sensing problem (docs/science/experiments.md, E1 at reduced size) and records the reconstruction error
 ``||W - W*||_F^2 / ||W*||_F^2``, the effective rank of W, the training loss and the status.
 The claim: deeper factorizations stay low-rank (and generalize) up to larger initializations.
 

@@ -1,4 +1,4 @@
-"""Experiment E1: deep matrix sensing by gradient flow and gradient descent (PAPER.md section 4).
+"""Experiment E1: deep matrix sensing by gradient flow and gradient descent (docs/science/experiments.md).
 
 ``W* = diag(12, 6, 4, 3, 0, ...)`` (d = 50, rank 4) observed through m = 1000 Gaussian
 measurements (underdetermined: m < d^2); ``W = W_1 ... W_N`` for depths 1-4 from a Gaussian

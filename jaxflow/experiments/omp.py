@@ -1,6 +1,6 @@
 """Experiment E5: the order in which a deep diagonal network learns coordinates against OMP.
 
-Sparse regression (PAPER.md section 4): ``d = 1000``, ``m = 80``, unit-norm Gaussian columns,
+Sparse regression (docs/science/experiments.md): ``d = 1000``, ``m = 80``, unit-norm Gaussian columns,
 a 5-sparse positive ``w*`` (entries ``Exponential(target_scale = 10) + 1`` on a random
 support), ``y = X w*``; the depth-5 network ``beta = w_+^5 - w_-^5``
 (:mod:`jaxflow.models.diagonal`, squared loss) from ``scale = 1e-4`` by gradient flow (to

@@ -4,7 +4,7 @@ For every grid point (depth N, ratio r, scale sigma0) jaxflow simulates the toy 
 coordinates, targets ``sigma*_i = r`` and ``sigma*_j = 1``, from the common start sigma0, with
 :func:`jaxflow.flow.solve` on the reduced vector field only (never a closed form, not even to
 choose a time grid). It records the (start, finish) margin ``T_j(start) - T_i(finish)``
-(PAPER.md section 3): the pair is incremental iff the margin is >= 0.
+(docs/science/incremental-learning.md): the pair is incremental iff the margin is >= 0.
 
 Per (depth, ratio) the **measured threshold** is then found from simulations alone: the grid
 bracket where the sign flips (extended beyond the grid when the flip lies outside it), refined by

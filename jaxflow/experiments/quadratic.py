@@ -1,4 +1,4 @@
-"""Experiment E2 of PAPER.md section 4: incremental learning in a quadratic network.
+"""Experiment E2 of docs/science/experiments.md: incremental learning in a quadratic network.
 
 A quadratic network ``f(x) = x^T W^T W x (+ b)`` (:mod:`jaxflow.models.quadratic`, depth 2)
 learns ``y = x^T M* x`` with ``M* = diag(1, 1/2, 1/3, 1/4, 0, ...)`` from ``m`` Gaussian samples,
@@ -61,7 +61,7 @@ __all__ = ["QuadraticConfig", "figures", "problem", "report", "run"]
 
 @dataclasses.dataclass(frozen=True)
 class QuadraticConfig(ExperimentConfig):
-    """Options of experiment E2 (defaults from PAPER.md section 4).
+    """Options of experiment E2 (defaults from docs/science/experiments.md).
 
     Attributes:
         d: input dimension; W is ``d x d``.
@@ -149,7 +149,7 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
     """Gradient flow and gradient descent without and with a bias (module docstring).
 
     Args:
-        config: a :class:`QuadraticConfig` (default: the PAPER.md settings).
+        config: a :class:`QuadraticConfig` (default: the paper's settings (docs/science/experiments.md)).
 
     Returns:
         The :mod:`~jaxflow.experiments.backends` layout with an extra leading ``bias``
@@ -209,7 +209,7 @@ def report(ds: xr.Dataset) -> str:
 
 
 def figures(ds: xr.Dataset) -> dict:
-    """``{"quadratic": ...}``: :func:`jaxflow.plot.quadratic` (PAPER Fig. 1b)."""
+    """``{"quadratic": ...}``: :func:`jaxflow.plot.quadratic` (Fig. 1b of Gissin et al. 2020)."""
     from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
 
     return {"quadratic": plot.quadratic(ds)}

@@ -1,4 +1,4 @@
-"""Circular-convolutional linear networks (PAPER.md section 4, experiment E4).
+"""Circular-convolutional linear networks (docs/science/experiments.md, experiment E4).
 
 ``N - 1`` full-width circular convolution layers (kernel length ``d``, one channel, no
 nonlinearity) followed by a dense ``d -> 1`` layer:

@@ -1,4 +1,4 @@
-"""Diagonal linear networks (PAPER.md section 4, experiments E3 and E5): beta = w_+^N - w_-^N.
+"""Diagonal linear networks (docs/science/experiments.md, experiments E3 and E5): beta = w_+^N - w_-^N.
 
 A linear predictor ``f(x) = <beta, x>`` parametrized by two weight vectors raised to the depth,
 

@@ -1,4 +1,4 @@
-"""Deep matrix sensing (PAPER.md section 4, experiment E1): W = W_1 W_2 ... W_N.
+"""Deep matrix sensing (docs/science/experiments.md, experiment E1): W = W_1 W_2 ... W_N.
 
 A linear measurement operator observes a low-rank target W* through ``y_k = <A_k, W*>``
 (Gaussian sensing, or matrix completion: observed entries). The model is a product of ``N``
@@ -6,10 +6,10 @@ factor matrices and is trained on the mean-squared error
 
     L(W) = mean_k (<A_k, W> - y_k)^2          (no 1/2, as in the authors' scripts).
 
-**Time scale against PAPER.md.** For Gaussian sensing ``E L = ||W - W*||_F^2``, whose gradient
+**Time scale against the toy model's convention.** For Gaussian sensing ``E L = ||W - W*||_F^2``, whose gradient
 is ``2 (W - W*)``: twice that of ``1/2 ||W - W*||^2``. With ``N`` balanced factors and
 commuting (aligned) measurements each singular value then follows the toy flow with ``c = 2N``
-(``c = N`` for the ``1/2`` loss, PAPER.md section 2); see :func:`time_scale`.
+(``c = N`` for the ``1/2`` loss, docs/science/toy-model.md); see :func:`time_scale`.
 
 Depth is data when ``pad_to`` is given: the factors are stacked ``(pad_to, d, d)`` and those past
 the lane's depth are replaced by the identity in the product (hence out of the gradient), so one

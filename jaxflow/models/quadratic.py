@@ -1,4 +1,4 @@
-"""Quadratic networks (PAPER.md section 4, experiment E2): f(x) = x^T W^T W x + b.
+"""Quadratic networks (docs/science/experiments.md, experiment E2): f(x) = x^T W^T W x + b.
 
 A one-hidden-layer network with square activations, ``f(x) = sum_i ((W x)_i)^2 + b``, is the
 quadratic form of the positive semi-definite matrix ``P = W^T W`` plus an optional bias ``b``.
@@ -10,14 +10,14 @@ It learns a target ``y = x^T M* x`` (``M* = W*^T W*``) from ``m`` Gaussian input
 The tracked modes are the top-``k`` eigenvalues of ``P``; from ``P(0) = init * I`` they are
 learned one at a time, largest target first.
 
-**Time scale against PAPER.md.** For symmetric ``D`` and ``x ~ N(0, I)``, Isserlis' theorem gives
+**Time scale against the toy model's convention.** For symmetric ``D`` and ``x ~ N(0, I)``, Isserlis' theorem gives
 
     E[(x^T D x + c)^2] = 2 ||D||_F^2 + (tr D + c)^2.
 
 With ``D = P - M*`` the population loss is therefore ``2 ||D||_F^2 + (tr D + b)^2``
 (:func:`population_loss`). Its first term has gradient ``8 W D`` in ``W``, so
 ``dP/dt = -8 (D P + P D)``; when ``P`` commutes with ``M*`` (the identity start does) every
-eigenvalue follows the depth-2 toy flow of PAPER.md section 2 with ``c = 16``:
+eigenvalue follows the depth-2 toy flow of docs/science/toy-model.md with ``c = 16``:
 
     d p_i/dt = 16 p_i (sigma*_i - p_i).
 

@@ -1,4 +1,4 @@
-"""The depth-N toy model of Gissin et al. (2020), section 2 of PAPER.md.
+"""The depth-N toy model of Gissin et al. (2020), docs/science/toy-model.md.
 
 Two views of the same model:
 
@@ -17,9 +17,9 @@ Two views of the same model:
 
 * **Factor-level model.** ``N`` distinct scalar factors per coordinate, ``sigma_i = prod_j w_ij``
   (with signed targets: ``sigma_i = prod_j w+_ij - prod_j w-_ij``), loss
-  ``L(w) = 1/(2 N^2) sum_i (sigma*_i - sigma_i)^2`` (the PAPER.md loss). Its gradient flow comes
+  ``L(w) = 1/(2 N^2) sum_i (sigma*_i - sigma_i)^2`` (the project's loss (docs/science/toy-model.md)). Its gradient flow comes
   from ``jax.grad``. From a balanced start (every factor ``sigma0^(1/N)``) every factor stays
-  equal and ``sigma_i`` follows the reduced flow with time scale ``c = 1/N`` (PAPER.md: a shared
+  equal and ``sigma_i`` follows the reduced flow with time scale ``c = 1/N`` (docs/science/toy-model.md: a shared
   weight gives ``c = 1``, N distinct factors with loss ``1/2||.||^2`` give ``c = N``; the extra
   ``1/N^2`` here gives ``1/N``). See :func:`factor_time_scale`.
 
@@ -209,7 +209,7 @@ def reduced_init(
 def factor_time_scale(depth: int) -> float:
     """Time scale ``c`` of the factor-level model's balanced flow against the reduced flow.
 
-    With N distinct factors and the PAPER.md loss ``1/(2N^2) ||sigma* - sigma||^2``, a balanced
+    With N distinct factors and the project's loss (docs/science/toy-model.md) ``1/(2N^2) ||sigma* - sigma||^2``, a balanced
     start follows ``d sigma/dt = (1/N) sigma^(2-2/N) (sigma* - sigma)``: ``c = 1/N``.
 
     >>> factor_time_scale(4)
@@ -274,7 +274,7 @@ def factor_values(params: dict[str, Float[Array, "d N"]], args=None) -> Float[Ar
 
 
 def _factor_loss(params: dict[str, Float[Array, "d N"]], targets: Float[ArrayLike, " d"]):
-    """PAPER.md loss ``1/(2 N^2) sum_i (sigma*_i - sigma_i)^2`` (c = 1/N for the flow).
+    """The project's loss ``1/(2 N^2) sum_i (sigma*_i - sigma_i)^2`` (c = 1/N for the flow).
 
     >>> import jax.numpy as jnp
     >>> from jaxflow.models import toy
