@@ -29,7 +29,7 @@ def pair():
 def test_schema(pair):
     exact, fast = pair
     assert "recomputed" not in exact and fast["recomputed"].dtype == bool
-    assert fast["recomputed"].dims == ("depth", "ratio", "scale")
+    assert fast["recomputed"].dims == ("depth", "ratio", "log_scale")
     assert fast.attrs["dtype"] == "float32" and exact.attrs["dtype"] == "float64"
     assert fast["margin"].dtype == exact["margin"].dtype == np.float64
 

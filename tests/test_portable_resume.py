@@ -73,7 +73,7 @@ def test_store_from_two_devices_resumes_on_one_and_four(tmp_path, subprocess_env
     group = zarr.open_group(str(first), mode="r+")
     for i in LOST:
         group["done"][i] = False
-        group["out_margin"][4 * i:4 * i + 4] = np.full(4, 123.0)
+        group["out_margin_in_unit"][4 * i:4 * i + 4] = np.full(4, 123.0)
 
     procs = {}
     for devices in (1, 4):
