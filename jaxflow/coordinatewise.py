@@ -34,7 +34,6 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
@@ -109,8 +108,3 @@ def is_coordinatewise(fn) -> bool:
     """
     return isinstance(fn, Coordinatewise)
 
-
-def _vmap_coordinates(fn, field: Coordinatewise, y, args):
-    """Run ``fn(y_i, args_i)`` for every coordinate ``i`` (a vmap over the split axis)."""
-    ys, split_args = field.split(y, args)
-    return jax.vmap(fn, in_axes=(0, field.args_axes))(ys, split_args)

@@ -59,7 +59,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from jaxflow import status as _status
 from jaxflow._clock import DEFAULT_DT0, Speed, check_speed, clock_speed, max_abs
-from jaxflow.coordinatewise import Coordinatewise, _vmap_coordinates, is_coordinatewise
+from jaxflow.coordinatewise import Coordinatewise, is_coordinatewise
 from jaxflow.regula_falsi import illinois
 from jaxflow.rkc import RKC
 
