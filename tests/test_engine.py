@@ -139,45 +139,81 @@ def test_factor_model_balanced_many_modes():
         assert int(traj.steps + traj.rejected) <= 4 * 250
 
 
+# Steps a mode of the factor-level flow in log-factors may take, from 1e-2 to 1e-250 (measured:
+# at most ~170 balanced and ~270 unbalanced at 1e-250, against ~2500 in the factors themselves,
+# whose count grows by ~40 a decade of sigma0).
+LOG_FACTOR_STEPS_PER_MODE = 300
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_factor_model_in_log_factors_any_scale(depth):
+    """``log_params=True``: balanced factors down to 1e-250 against theory, steps bounded."""
+    targets = jnp.array([8.0, 4.0, 2.0, 1.0])
+    for scale in (1e-2, 1e-40, 1e-250):
+        params = toy.factor_init(None, scale, depth=depth, num_coords=4)
+        traj = flow.gradient_flow(
+            toy.factor_loss, params, targets, log_params=True, modes=toy.factor_values,
+            targets=targets, rtol=1e-8, atol=1e-8,
+        )
+        assert status.name(traj.status) == "ok"
+        exact = _exact(depth, targets, math.log(scale)) / toy.factor_time_scale(depth)
+        np.testing.assert_allclose(traj.learning_times, exact, rtol=RTOL)
+        assert int(traj.steps + traj.rejected) <= 4 * LOG_FACTOR_STEPS_PER_MODE
+        # final_state comes back as factors, not their logarithms
+        np.testing.assert_allclose(toy.factor_values(traj.final_state), traj.final_modes, rtol=1e-12)
+
+
+def test_log_factors_need_positive_factors():
+    params = toy.factor_init(None, 1e-3, depth=2, num_coords=2, signed=True)
+    params = {"plus": params["plus"], "minus": -params["minus"]}
+    with pytest.raises(ValueError, match="log_params=True needs every entry of params0 in"):
+        flow.gradient_flow(toy.factor_loss, params, jnp.ones(2), log_params=True,
+                           modes=toy.factor_values, targets=jnp.ones(2))
+
+
 def _scipy_factor_times(w0, target, fractions):
     """Learning times of one coordinate's unbalanced factors by DOP853 (rtol 1e-12).
 
     The gradient is written out by hand, independently of ``jax.grad``: with ``P = prod w`` and
-    the loss ``(target - P)^2 / (2 N^2)``, ``dw_j/dt = (target - P) P / (N^2 w_j)``.
+    the loss ``(target - P)^2 / (2 N^2)``, ``dw_j/dt = (target - P) P / (N^2 w_j)``; integrated
+    in ``u = ln w`` (``du_j/dt = (target - P) P / (N^2 w_j^2)``) so that tiny factors keep
+    their relative accuracy.
     """
     depth = w0.size
 
-    def field(t, w):
-        product = np.prod(w)
-        return (target - product) * product / (depth**2 * w)
+    def field(t, u):
+        product = np.exp(np.sum(u))
+        return (target - product) * product / (depth**2 * np.exp(2.0 * u))
 
     def crossing(level):
-        event = lambda t, w: np.prod(w) - level * target
+        event = lambda t, u: np.sum(u) - np.log(level * target)
         event.terminal = level == fractions[-1]  # past it the flow is stiff and irrelevant
         event.direction = 1.0
         return event
 
-    sol = solve_ivp(field, (0.0, 1e7), w0, method="DOP853", rtol=1e-12, atol=1e-30,
+    sol = solve_ivp(field, (0.0, 1e30), np.log(w0), method="DOP853", rtol=1e-12, atol=1e-12,
                     events=[crossing(f) for f in fractions])
     return np.array([ev[0] for ev in sol.t_events])
 
 
-def test_factor_model_random_unbalanced():
+@pytest.mark.parametrize("depth, scale, log_params", [(3, 1e-3, False), (2, 1e-100, True), (3, 1e-20, True)])
+def test_factor_model_random_unbalanced(depth, scale, log_params):
     """Random unbalanced factors: no closed form; scipy's DOP853 is the reference."""
     targets = jnp.array([4.0, 3.0, 2.0, 1.0])
-    depth, scale = 3, 1e-3
     params = toy.factor_init(jax.random.key(3), scale, depth=depth, num_coords=4, balanced=False)
     params = {"plus": jnp.abs(params["plus"])}  # positive products: every mode is learned
     fractions = (0.1, 0.9)
+    tolerances = dict(rtol=1e-9, atol=1e-9) if log_params else dict(rtol=1e-10, atol=1e-200)
     traj = flow.gradient_flow(
         toy.factor_loss, params, targets, modes=toy.factor_values, targets=targets,
-        fractions=fractions, rtol=1e-10, atol=1e-200,
+        fractions=fractions, log_params=log_params, **tolerances,
     )
     assert status.name(traj.status) == "ok"
     for i in range(4):
         reference = _scipy_factor_times(np.asarray(params["plus"][i]), float(targets[i]), fractions)
         np.testing.assert_allclose(traj.learning_times[i], reference, rtol=RTOL)
-    assert int(traj.steps + traj.rejected) <= 4 * STEPS_PER_MODE
+    bound = LOG_FACTOR_STEPS_PER_MODE if log_params else STEPS_PER_MODE
+    assert int(traj.steps + traj.rejected) <= 4 * bound
 
 
 def _reduced(depth, scale, targets, **kwargs):
