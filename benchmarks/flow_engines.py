@@ -10,6 +10,11 @@ range) vmapped in one compiled program. Engines:
 * ``shared-kvaerno5``: the same clock with diffrax's L-stable implicit Kvaerno5 (Newton);
 * ``per-mode`` (the default for a coordinatewise model): every coordinate its own lane and clock.
 
+A second table: the factor-level model (k = 4 balanced coordinates, 16 lanes with sigma0
+log-spaced over 1e-250 .. 1e-2) integrated in the factors (``flow.gradient_flow``, today's
+default) against the log-factors (``log_params=True``): the former's steps grow with
+ln(1/sigma0), the latter's stay bounded.
+
 Columns: statuses, steps (accepted + rejected, worst lane), vector-field evaluations (worst
 lane; -1 where the solver does not report them), wall time per trajectory (best of 3 after
 compilation), worst relative error of the learning times against jaxflow.theory over the lanes
@@ -99,11 +104,77 @@ def measure(per_mode, solver_cls, depth, targets, scales, lanes, max_steps):
     }
 
 
+FACTOR_CASES = [(2, (8.0, 4.0, 2.0, 1.0)), (3, (8.0, 4.0, 2.0, 1.0)), (4, (8.0, 4.0, 2.0, 1.0))]
+FACTOR_ENGINES = {"factors": False, "log-factors": True}
+
+
+def measure_factors(log_params, depth, targets, lanes):
+    """One row of the factor-level table: balanced start, sigma0 over 1e-250 .. 1e-2."""
+    targets = jnp.asarray(targets)
+    scales = np.geomspace(1e-250, 1e-2, lanes)
+    tolerances = dict(rtol=1e-8, atol=1e-8) if log_params else dict(rtol=1e-8, atol=1e-300)
+
+    def one(scale):
+        params = toy.factor_init(None, scale, depth=depth, num_coords=targets.shape[0])
+        traj = flow.gradient_flow(toy.factor_loss, params, targets, log_params=log_params,
+                                  modes=toy.factor_values, targets=targets, fractions=FRACTIONS,
+                                  max_steps=16384, **tolerances)
+        return traj.learning_times, traj.steps + traj.rejected, traj.status
+
+    fn = jax.jit(jax.vmap(one))
+    t0 = time.perf_counter()
+    times, steps, codes = jax.block_until_ready(fn(jnp.asarray(scales)))
+    compile_s = time.perf_counter() - t0
+    wall = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(jnp.asarray(scales)))
+        wall.append(time.perf_counter() - t0)
+    tg = np.asarray(targets)[:, None]
+    exact = np.stack([
+        np.asarray(theory.learning_time(float(depth), tg, math.log(x), tg * np.asarray(FRACTIONS), log=True))
+        for x in scales
+    ]) / toy.factor_time_scale(depth)
+    codes = np.asarray(codes)
+    ok = codes == status.OK
+    err = float(np.max(np.abs(np.asarray(times)[ok] / exact[ok] - 1))) if ok.any() else math.nan
+    steps = np.asarray(steps)
+    return {
+        "status": status.summary(codes),
+        "max_steps_per_mode": int(np.max(steps)) / targets.shape[0],
+        "steps_per_mode_at_1e-2": int(steps[-1]) / targets.shape[0],
+        "steps_per_mode_at_1e-250": int(steps[0]) / targets.shape[0],
+        "us_per_trajectory": 1e6 * min(wall) / lanes,
+        "compile_s": compile_s,
+        "max_rel_error": err,
+    }
+
+
+def factor_table(lanes):
+    rows = []
+    header = (f"{'depth':>5} {'engine':<12} {'status':<16} {'steps/mode 1e-2':>16} "
+              f"{'1e-250':>7} {'us/traj':>9} {'max err':>8}")
+    print("\nfactor-level model, k = 4, sigma0 = 1e-250 .. 1e-2")
+    print(header)
+    print("-" * len(header))
+    for depth, targets in FACTOR_CASES:
+        for name, log_params in FACTOR_ENGINES.items():
+            r = measure_factors(log_params, depth, targets, lanes)
+            r.update(depth=depth, targets=list(targets), engine=name)
+            rows.append(r)
+            st = ", ".join(f"{k} {v}" for k, v in r["status"].items())
+            print(f"{depth:5d} {name:<12} {st:<16} {r['steps_per_mode_at_1e-2']:16.0f} "
+                  f"{r['steps_per_mode_at_1e-250']:7.0f} {r['us_per_trajectory']:9.1f} "
+                  f"{r['max_rel_error']:8.1e}", flush=True)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--lanes", type=int, default=64)
     parser.add_argument("--max-steps", type=int, default=4096)
     parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--factor-lanes", type=int, default=16)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "flow_engines.json"))
     opts = parser.parse_args()
     rows = []
@@ -120,6 +191,7 @@ def main():
             print(f"{depth:5g} {len(targets):2d} {name:<16} {st:<26} {r['max_steps']:6d} "
                   f"{r['max_evaluations']:7d} {r['us_per_trajectory']:9.1f} {r['max_rel_error']:8.1e}",
                   flush=True)
+    factor_rows = factor_table(opts.factor_lanes)
     meta = {
         "jaxflow": jaxflow.__version__, "jax": jax.__version__, "diffrax": diffrax.__version__,
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -127,7 +199,7 @@ def main():
     }
     os.makedirs(os.path.dirname(opts.out), exist_ok=True)
     with open(opts.out, "w") as fh:
-        json.dump({"meta": meta, "rows": rows}, fh, indent=1)
+        json.dump({"meta": meta, "rows": rows, "factor_rows": factor_rows}, fh, indent=1)
     print(f"wrote {opts.out}")
 
 
