@@ -61,15 +61,22 @@ from jaxflow import status as _status
 from jaxflow._clock import DEFAULT_DT0, Speed, check_speed, clock_speed, max_abs
 from jaxflow.coordinatewise import Coordinatewise, is_coordinatewise
 from jaxflow.regula_falsi import illinois
-from jaxflow.rkc import RKC
+from jaxflow.solvers import (
+    counts_evaluations,
+    init_evaluations,
+    step_evaluations,
+    with_root_finder_tolerances,
+)
 
 
 __all__ = ["Trajectory", "gradient_flow", "solve"]
 
 _STATIONARY_TOL = 1e-10  # relative distance to a fixed point below which a lane has arrived
-# Consecutive non-finite step attempts before a lane is declared non-finite: each shrinks the
-# step by the controller's smallest factor (0.2 by default), 12 of them by ~4e-9.
-_NONFINITE_TRIES = 12
+# Non-finite step attempts a lane may retry (each shrinks the step by the controller's smallest
+# factor, 0.2 by default) before it is declared non-finite. A healthy lane meets a few, where a
+# long step overshoots into overflow and the controller grows it back (measured: 9 to 12 on
+# balanced depth-4 factors in log-factors from 1e-250, fewer elsewhere): 32 leaves a margin.
+_NONFINITE_TRIES = 32
 _STORE_LIMIT = 4096  # floats of stored crossing steps per lane (see `_initial_state`)
 
 
@@ -117,64 +124,6 @@ class Trajectory(eqx.Module):
     rejected: Int[Array, ""]
     evaluations: Int[Array, ""]
     status: Int[Array, ""]
-
-
-# ---------------------------------------------------------------------------------------------
-# What jaxflow knows about a diffrax solver
-# ---------------------------------------------------------------------------------------------
-
-
-def _step_evaluations(solver, new_state) -> Array | int:
-    """Vector-field evaluations of one step attempt of ``solver`` (-1 where unknown)."""
-    if isinstance(solver, RKC):  # a stage count chosen per step, reported by the solver
-        return solver.evaluations(new_state)
-    if isinstance(solver, diffrax.AbstractImplicitSolver):
-        return -1  # Newton iterations vary per step and diffrax does not report them
-    tableau = getattr(solver, "tableau", None)
-    if tableau is None:
-        return -1
-    stages = len(tableau.a_lower) + 1
-    # First-same-as-last: the last stage of a step is the first of the next.
-    return stages - 1 if getattr(tableau, "fsal", False) else stages
-
-
-def _counts_evaluations(solver) -> bool:
-    """Whether jaxflow knows ``solver``'s evaluation count (a property of its type)."""
-    if isinstance(solver, RKC):
-        return True
-    return _step_evaluations(solver, None) != -1
-
-
-def _init_evaluations(solver, solver_state) -> Array | int:
-    """Evaluations of ``solver.init``: f(y0), plus RKC's power iterations."""
-    return solver.evaluations(solver_state) if isinstance(solver, RKC) else 1
-
-
-def _with_root_finder_tolerances(solver, controller):
-    """Give an implicit solver's root finder the controller's tolerances where it has none.
-
-    ``diffrax.diffeqsolve`` does this in its own loop; :func:`solve` calls ``solver.step``
-    directly and must do it too. diffrax marks "use the controller's value" by a placeholder
-    that is not a number (``rtol``, ``atol``) or not callable (``norm``): those are filled.
-    """
-    if not isinstance(solver, diffrax.AbstractImplicitSolver):
-        return solver
-    finder = solver.root_finder
-
-    def unset(name):
-        value = getattr(finder, name, None)
-        if name == "norm":
-            return value is not None and not callable(value)
-        return value is not None and not isinstance(value, (int, float, np.ndarray, jax.Array))
-
-    names = [n for n in ("rtol", "atol", "norm") if unset(n)]
-    if not names:
-        return solver
-    return eqx.tree_at(
-        lambda s: tuple(getattr(s.root_finder, n) for n in names),
-        solver,
-        tuple(getattr(controller, n) for n in names),
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +193,7 @@ class _LoopState(eqx.Module):
     steps: Array
     rejected: Array
     evaluations: Array
-    nonfinite_tries: Array  # consecutive step attempts that came out non-finite
+    nonfinite_tries: Array  # step attempts that came out non-finite (rejected and retried)
     status: Array
     done: Array
 
@@ -410,7 +359,7 @@ def _initial_state(problem: _Problem, y0, dt0) -> _LoopState:
         saved=jnp.full((problem.save_times.shape[0], problem.targets.shape[0]), jnp.nan),
         steps=jnp.asarray(0),
         rejected=jnp.asarray(0),
-        evaluations=jnp.asarray(_init_evaluations(solver, solver_state), dtype=jnp.int32),
+        evaluations=jnp.asarray(init_evaluations(solver, solver_state), dtype=jnp.int32),
         nonfinite_tries=jnp.asarray(0),
         status=jnp.asarray(_status.OK, dtype=jnp.int8),
         done=reached | stationary,
@@ -427,13 +376,14 @@ def _step(problem: _Problem, c: _LoopState) -> _LoopState:
     )
     # A trial step that overflows (a stage wandered where exp() overflows, say) is rejected
     # and retried smaller, as diffrax does: an infinite error makes the controller shrink the
-    # step by its smallest factor. Only a lane that keeps failing is declared non-finite.
+    # step by its smallest factor. A lane that fails again and again (a model that is not
+    # finite beyond some point: the steps would creep up to it until max_steps) is non-finite.
     trial_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jtu.tree_leaves(z_b)]))
     z_err = jtu.tree_map(lambda e: jnp.where(trial_finite, e, jnp.inf), z_err)
     keep, next_a, next_b, made_jump, cstate, _ = controller.adapt_step_size(
         tau_a, tau_b, z_a, z_b, problem.args, z_err, error_order, c.controller_state
     )
-    nonfinite_tries = jnp.where(trial_finite, 0, c.nonfinite_tries + 1)
+    nonfinite_tries = c.nonfinite_tries + (~trial_finite).astype(c.nonfinite_tries.dtype)
     finite = (nonfinite_tries < _NONFINITE_TRIES) & jnp.isfinite(next_b)
     keep = keep & trial_finite & finite & (result == diffrax.RESULTS.successful)
     y_b, t_b = z_b
@@ -481,7 +431,7 @@ def _step(problem: _Problem, c: _LoopState) -> _LoopState:
         saved=saved,
         steps=steps,
         rejected=rejected,
-        evaluations=c.evaluations + jnp.asarray(_step_evaluations(solver, sstate), jnp.int32),
+        evaluations=c.evaluations + jnp.asarray(step_evaluations(solver, sstate), jnp.int32),
         nonfinite_tries=nonfinite_tries,
         status=_new_status(
             c.status,
@@ -509,7 +459,7 @@ def _finish(problem: _Problem, final: _LoopState, found0) -> Trajectory:
         fill = pending[:, None] & (final.status == _status.OK)
         saved = jnp.where(fill, final.modes[None, :], saved)
     evaluations = final.evaluations
-    if not _counts_evaluations(problem.solver):
+    if not counts_evaluations(problem.solver):
         evaluations = jnp.asarray(-1, jnp.int32)
     return Trajectory(
         times=problem.save_times,
@@ -708,7 +658,7 @@ def _solve_one(
         save_times=save_times,
         t_end=jnp.asarray(t_end, dtype=float),
         clock=time,
-        solver=_with_root_finder_tolerances(solver, controller),
+        solver=with_root_finder_tolerances(solver, controller),
         controller=controller,
         refine=refine,
         stationary_tol=stationary_tol,

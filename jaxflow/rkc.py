@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
+from jaxflow.solvers import AbstractCountedSolver
+
 
 def _axpy(a, x, y):
     """``a * x + y`` on pytrees."""
@@ -83,7 +85,7 @@ def _chebyshev(w0, s):
     return t, d, e
 
 
-class RKC(diffrax.AbstractAdaptiveSolver):
+class RKC(AbstractCountedSolver):
     """Second-order Runge-Kutta-Chebyshev (stabilized explicit) solver for stiff, real spectra.
 
     Attributes:

@@ -1,4 +1,4 @@
-"""The diffrax solvers a sweep's configuration may name (``solver = "Tsit5"`` in TOML).
+"""The solvers a sweep's configuration may name (``solver = "Tsit5"`` in TOML).
 
 Shared by the toy phase diagram and the factor diagram, which both validate a solver name
 against this table (:func:`check_solver`) and build the solver from it.
@@ -6,16 +6,13 @@ against this table (:func:`check_solver`) and build the solver from it.
 Example:
     >>> from jaxflow.experiments._solvers import SOLVERS
     >>> sorted(SOLVERS), type(SOLVERS["Tsit5"]()).__name__
-    (['Dopri5', 'Dopri8', 'Tsit5'], 'Tsit5')
+    (['Dopri5', 'Dopri8', 'RKC', 'Tsit5'], 'Tsit5')
 """
 
-import diffrax
-
 from jaxflow.experiments.config import ConfigError
+from jaxflow.solvers import SOLVERS
 
 __all__ = ["SOLVERS", "check_solver"]
-
-SOLVERS = {"Tsit5": diffrax.Tsit5, "Dopri5": diffrax.Dopri5, "Dopri8": diffrax.Dopri8}
 
 
 def check_solver(name: str) -> None:
@@ -25,7 +22,7 @@ def check_solver(name: str) -> None:
     >>> check_solver("Euler")
     Traceback (most recent call last):
     ...
-    jaxflow.experiments.config.ConfigError: solver must be one of ['Dopri5', 'Dopri8', 'Tsit5'], got 'Euler'
+    jaxflow.experiments.config.ConfigError: solver must be one of ['Dopri5', 'Dopri8', 'RKC', 'Tsit5'], got 'Euler'
     """
     if name not in SOLVERS:
         raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {name!r}")
