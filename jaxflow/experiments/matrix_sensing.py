@@ -130,7 +130,7 @@ def spec(config: MatrixSensingConfig) -> backends.Spec:
     )
 
 
-def run(config: MatrixSensingConfig | None = None) -> xr.Dataset:
+def run(config: MatrixSensingConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends at every depth, in the shared experiment layout (see ``backends``).
 
     Returns the layout of :mod:`jaxflow.experiments.backends` with the measures
@@ -144,6 +144,7 @@ def run(config: MatrixSensingConfig | None = None) -> xr.Dataset:
         learning_rate=config.learning_rate,
         num_steps=config.num_steps,
         save_every=config.save_every,
+        quiet=quiet,
     )
     ds.attrs.update(experiment="matrix-sensing", d=config.d, m=config.m, scale=config.scale,
                     init_kind=config.init_kind, completion=int(config.completion),

@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import descent, flow, incremental, status
+from jaxflow import _progress, descent, flow, incremental, status
 from jaxflow.baselines import omp
 from jaxflow.experiments.config import (
     ConfigError,
@@ -172,7 +172,7 @@ def _all_coordinates(params, args):
     return jnp.abs(dn.beta(params, args.depth))
 
 
-def run(config: OMPConfig | None = None) -> xr.Dataset:
+def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends on every seed (vmapped), OMP, and their concurrence.
 
     Example: see the module docstring (smoke size).
@@ -220,7 +220,10 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
         )
 
     backends = ("flow", "descent")
-    runs = {"flow": jax.vmap(gf)(batch), "descent": jax.vmap(gd)(batch)}
+    runs = {}
+    with _progress.bar(2, desc="back-ends, all seeds", quiet=quiet) as bar:
+        for name, fn in _progress.counted((("flow", gf), ("descent", gd)), bar):
+            runs[name] = jax.block_until_ready(jax.vmap(fn)(batch))
     order = np.full((2, config.num_seeds, k), -1)
     pick_time = np.full((2, config.num_seeds, k), np.inf)
     omp_order = np.stack(

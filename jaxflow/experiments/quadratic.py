@@ -145,7 +145,7 @@ def problem(config: QuadraticConfig) -> tuple[qn.Data, jax.Array]:
     return qn.gaussian_data(key_data, target, config.m, config.noise), key_init
 
 
-def run(config: QuadraticConfig | None = None) -> xr.Dataset:
+def run(config: QuadraticConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Gradient flow and gradient descent without and with a bias (module docstring).
 
     Args:
@@ -176,7 +176,7 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
         parts.append(backends.run(
             spec, depths=(QuadraticConfig.depth,), learning_rate=config.learning_rate,
             num_steps=config.num_steps, save_every=config.save_every, fractions=config.fractions,
-            rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,
+            rtol=config.rtol, atol=config.atol, max_steps=config.max_steps, quiet=quiet,
         ))
     per_variant = [name for name in parts[0].data_vars if name != "targets"]
     ds = xr.concat(
