@@ -45,6 +45,7 @@ import jax
 import xarray as xr
 
 from jaxflow import status
+from jaxflow._table import table
 from jaxflow.experiments import backends
 from jaxflow.experiments.config import (
     ConfigError,
@@ -198,14 +199,18 @@ def report(ds: xr.Dataset) -> str:
     Example: the module docstring's smoke run, ``print(qe.report(ds))``.
     """
     half = ds["learning_time"].sel(fraction=0.5, depth=QuadraticConfig.depth)
-    lines = ["bias   backend  t(half target) per mode            recon-error"]
+    rows = []
     for bias in ds["bias"].values:
         for b in ds["backend"].values:
-            times = " ".join(f"{v:7.3f}" for v in half.sel(bias=bias, backend=b).values)
+            times = [f"{v:.3f}" for v in half.sel(bias=bias, backend=b).values]
             err = ds["reconstruction_error"].sel(bias=bias, backend=b,
                                                  depth=QuadraticConfig.depth).item()
-            lines.append(f"{str(bool(bias)):<6} {b:<8} {times}   {err:.3e}")
-    return "\n".join(lines)
+            rows.append([str(bool(bias)).lower(), b, *times, f"{err:.3e}"])
+    header = ["bias", "backend", *(f"t_half[{i}]" for i in range(half.sizes["mode"])),
+              "reconstruction_error"]
+    return table(header, rows, legend=[
+        "t_half[i] = flow time at which eigenvalue i of W^T W reaches half its target",
+        "inf = not reached by the horizon"])
 
 
 def figures(ds: xr.Dataset) -> dict:
