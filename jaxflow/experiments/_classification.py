@@ -147,7 +147,7 @@ def report_table(ds: xr.Dataset) -> str:
     lines.append(table(header, rows, legend=[
         "correlation = cosine between the predictor and w*",
         "t_half[i] = flow time at which mode i reaches half its target; inf = not reached by "
-        "the horizon",
+        "the horizon (never, for a zero target)",
         "loss_underflow = the loss reached float64's underflow (its gradient vanished)",
         *(["kkt_residual nan = some sample not yet separated"] if second == "kkt_residual"
           else [])]))

@@ -210,7 +210,7 @@ def report(ds: xr.Dataset) -> str:
               "reconstruction_error"]
     return table(header, rows, legend=[
         "t_half[i] = flow time at which eigenvalue i of W^T W reaches half its target",
-        "inf = not reached by the horizon"])
+        "inf = not reached by the horizon (never, for a zero target)"])
 
 
 def figures(ds: xr.Dataset) -> dict:
