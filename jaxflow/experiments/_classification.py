@@ -130,27 +130,30 @@ def report_table(ds: xr.Dataset) -> str:
     ]
     second = "kkt_residual" if "kkt_residual" in ds else "amplitude_correlation"
     half = ds["learning_time"].sel(fraction=0.5)
-    rows = []
+    runs, times = [], []
     for b in ds["backend"].values:
         for d in ds["depth"].values:
             row = ds.sel(backend=b, depth=d)
-            rows.append([
+            runs.append([
                 b, int(d), f"{row['correlation'].item():.4f}", f"{row[second].item():.4g}",
                 {1.0: "yes", 0.0: "no"}.get(row["loss_underflow"].item(), "nan"),
-                *(f"{v:.3g}" for v in half.sel(backend=b, depth=d).values),
                 int(row["gradient_evaluations"].item()), f"{row['wall_time'].item():.2f}",
                 status.name(int(row["status"].item())),
             ])
-    header = ["backend", "depth", "correlation", second, "loss_underflow",
-              *(f"t_half[{i}]" for i in range(half.sizes["mode"])), "gradient_evaluations",
-              "wall_time_s", "status"]
-    lines.append(table(header, rows, legend=[
-        "correlation = cosine between the predictor and w*",
-        "t_half[i] = flow time at which mode i reaches half its target; inf = not reached by "
-        "the horizon (never, for a zero target)",
-        "loss_underflow = the loss reached float64's underflow (its gradient vanished)",
-        *(["kkt_residual nan = some sample not yet separated"] if second == "kkt_residual"
-          else [])]))
+            times.append([b, int(d), *(f"{v:.3g}" for v in half.sel(backend=b, depth=d).values)])
+    lines.append(table(
+        ["backend", "depth", "correlation", second, "underflow", "grad_evals", "wall_s",
+         "status"], runs, legend=[
+            "correlation = cosine between the predictor and w*",
+            "underflow = the loss reached float64's underflow (its gradient vanished)",
+            "grad_evals = vector-field evaluations (flow) or steps (descent)",
+            *(["kkt_residual nan = some sample not yet separated"] if second == "kkt_residual"
+              else [])]))
+    lines.append("")
+    lines.append(table(
+        ["backend", "depth", *(f"t_half[{i}]" for i in range(half.sizes["mode"]))], times,
+        legend=["t_half[i] = flow time at which mode i reaches half its target",
+                "inf = not reached by the horizon (never, for a zero target)"]))
     if ds.sizes.get("late", 0) and "kkt_residual" in ds:
         lines.append("late-time check (flow): correlation / KKT residual at each late time t")
         late = ds["late_time"].values

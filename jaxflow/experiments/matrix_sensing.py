@@ -166,10 +166,11 @@ def report(ds: xr.Dataset) -> str:
                          int(row["gradient_evaluations"].item()),
                          f"{row['wall_time'].item():.2f}",
                          status.name(int(row["status"].item()))])
-    header = ["backend", "depth", "reconstruction_error", "effective_rank",
-              "gradient_evaluations", "wall_time_s", "status"]
+    header = ["backend", "depth", "reconstruction_error", "effective_rank", "grad_evals",
+              "wall_s", "status"]
     return table(header, rows, legend=[
         "reconstruction_error = ||W - W*||_F^2 / ||W*||_F^2 at the horizon",
+        "grad_evals = vector-field evaluations (flow) or steps (descent)",
         "status other than ok: the run stopped early (jaxflow.status)"])
 
 

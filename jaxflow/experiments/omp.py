@@ -311,10 +311,11 @@ def report(ds: xr.Dataset) -> str:
                 f"{float(row['horizon']):g} on seeds {ds['seed'].values[~picked].tolist()} "
                 "(left out of the concurrence)"
             )
-    header = ["backend", "horizon", "concurrence_mean", "concurrence_std", "seeds_with_picks",
-              "picks_mean", "prefix_agreement", "status"]
+    header = ["backend", "horizon", "concurrence", "std", "seeds_with_picks", "picks",
+              "prefix_agreement", "status"]
     lines = [table(header, rows, legend=[
         "concurrence = |picks & OMP's| / min(sizes), mean and std over the seeds with picks",
+        "picks = coordinates picked by the horizon, mean over seeds",
         "prefix_agreement = fraction of ranks picking OMP's coordinate; nan = no seed picked"]),
         *notes]
     orders = [
