@@ -43,14 +43,14 @@ class CliError(Exception):
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the descriptions' line breaks; appends each option's default to its help.
 
-    Options whose default is None or False (a flag, or a value taken from the config class,
+    Flags (``--quiet``) and options whose default is None (a value taken from the config class,
     whose help then names that default itself) say nothing more.
     """
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (not action.option_strings or "default" in text
-                or action.default in (None, False, argparse.SUPPRESS)):
+        if (not action.option_strings or action.nargs == 0 or "default" in text
+                or action.default in (None, argparse.SUPPRESS)):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -307,7 +307,8 @@ def _prepare_store(out: str, name: str, resume: bool, primary: bool = True) -> s
     _check_out_dir(out)
     store = os.path.join(out, name)
     if primary and os.path.exists(store) and not resume:
-        raise CliError(f"{store} already exists: pass --resume to continue it, or choose another --out")
+        raise CliError(f"{store} already exists: pass --resume to continue it, or choose "
+                       "another --out")
     enable_compilation_cache()
     return store
 
@@ -574,7 +575,8 @@ def cmd_threshold(args) -> int:
     from jaxflow import theory
 
     try:
-        th = theory.incremental_threshold(args.depth, args.ratio, start=args.start, finish=args.finish)
+        th = theory.incremental_threshold(args.depth, args.ratio, start=args.start,
+                                          finish=args.finish)
         log_th = theory.incremental_threshold(
             args.depth, args.ratio, start=args.start, finish=args.finish, log=True
         )
@@ -583,7 +585,8 @@ def cmd_threshold(args) -> int:
         )
     except ValueError as err:
         raise CliError(str(err)) from None
-    print(f"depth {args.depth:g}, ratio {args.ratio:g}, start {args.start:g}, finish {args.finish:g}")
+    print(f"depth {args.depth:g}, ratio {args.ratio:g}, start {args.start:g}, "
+          f"finish {args.finish:g}")
     print(f"threshold sigma0_th / sigma*_j = {float(th):.10e}")
     print(f"ln threshold                  = {float(log_th):.12g}")
     print(f"ln leading-order asymptote    = {float(asym):.12g}")
@@ -631,7 +634,8 @@ def cmd_info(args) -> int:
 
     for name, version in sweep.package_versions().items():
         print(f"{name:10s} {version}")
-    print(f"float64    {'on' if _x64.x64_enabled() else 'off'} (set {_x64.ENV_VAR}=0 before import to opt out)")
+    print(f"float64    {'on' if _x64.x64_enabled() else 'off'} "
+          f"(set {_x64.ENV_VAR}=0 before import to opt out)")
     print(f"backend    {jax.default_backend()}")
     for d in jax.devices():
         print(f"device     {d.id}: {d.device_kind} ({d.platform})")
@@ -657,27 +661,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("phase-diagram", help="simulate the phase diagram of incremental learning")
-    p.add_argument("--config", help="TOML file setting any option (flags override it)")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="TOML file setting any option (flags override it)")
     p.add_argument("--model", choices=("toy", "factor"), default="toy",
-                   help="toy: balanced reduced flow against theory; factor: random "
-                        "unbalanced factors, k-mode geometric spectrum (--ratios gives its ratio)")
-    p.add_argument("--out", help="output directory (default: results/phase_diagram or "
-                                 "results/factor_diagram)")
-    p.add_argument("--depths", help=f"e.g. '1,2,3,inf' (default: {_show(toy.depths)})")
-    p.add_argument("--ratios", help="e.g. '1.1,2,4' or '1.02:10:32' (log-spaced) (default: "
-                                    f"{_show(toy.ratios)}; --model factor: one ratio, 2)")
-    p.add_argument("--scales", help="sigma0 values, e.g. '1e-120:1e-1:128' (log-spaced) or a list "
-                                    "(default: --log-scales)")
-    p.add_argument("--log-scales", help="ln sigma0 values instead (below float64's range too), "
-                   "e.g. '-1e4:-2.3:128' (log-spaced in ln(1/sigma0)) or a list '-5000,-100' "
-                   f"(default: {_show(toy.log_scales)})")
-    p.add_argument("--start", type=float, help="fraction of a target at which a mode starts being "
-                   f"learned, 0 < start < finish (default: {toy.start:g})")
-    p.add_argument("--finish", type=float, help="fraction at which it is learned, finish < 1 "
-                   f"(default: {toy.finish:g})")
-    p.add_argument("--rtol", type=float, help="solver tolerance (rtol = atol) "
+                   help="toy: balanced reduced flow against theory; factor: random unbalanced "
+                        "factors, k-mode geometric spectrum (--ratios gives its ratio)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory (default: results/phase_diagram or "
+                        "results/factor_diagram)")
+    p.add_argument("--depths", metavar="LIST",
+                   help=f"e.g. '1,2,3,inf' (default: {_show(toy.depths)})")
+    p.add_argument("--ratios", metavar="LIST",
+                   help="e.g. '1.1,2,4' or '1.02:10:32' (log-spaced) (default: "
+                        f"{_show(toy.ratios)}; --model factor: one ratio, 2)")
+    p.add_argument("--scales", metavar="LIST",
+                   help="sigma0 values, e.g. '1e-120:1e-1:128' (log-spaced) or a list "
+                        "(default: --log-scales)")
+    p.add_argument("--log-scales", metavar="LIST",
+                   help="ln sigma0 values instead (below float64's range too), e.g. "
+                        "'-1e4:-2.3:128' (log-spaced in ln(1/sigma0)) or a list '-5000,-100' "
+                        f"(default: {_show(toy.log_scales)})")
+    p.add_argument("--start", type=float, metavar="S",
+                   help="fraction of a target at which a mode starts being learned, "
+                        f"0 < start < finish (default: {toy.start:g})")
+    p.add_argument("--finish", type=float, metavar="F",
+                   help=f"fraction at which it is learned, finish < 1 (default: {toy.finish:g})")
+    p.add_argument("--rtol", type=float, metavar="X", help="solver tolerance (rtol = atol) "
                    f"(default: {toy.rtol:g})")
-    p.add_argument("--chunk-size", type=int, dest="chunk_size",
+    p.add_argument("--chunk-size", type=int, dest="chunk_size", metavar="N",
                    help="trajectories per compiled call; each finished chunk is stored, so "
                         f"--resume loses at most one (default: {toy.chunk_size}; --model "
                         "factor: 512)")
@@ -693,22 +704,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distributed", action="store_true",
                    help="one process per host via jax.distributed (no other flag needed on "
                         "SLURM, TPU pods)")
-    p.add_argument("--coordinator", help="HOST:PORT of process 0 (implies --distributed)")
-    p.add_argument("--num-processes", type=int, dest="num_processes", help="number of processes")
-    p.add_argument("--process-id", type=int, dest="process_id", help="this process, 0 .. P-1")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="HOST:PORT of process 0 (implies --distributed)")
+    p.add_argument("--num-processes", type=int, dest="num_processes", metavar="P",
+                   help="number of processes")
+    p.add_argument("--process-id", type=int, dest="process_id", metavar="I",
+                   help="this process, 0 .. P-1")
     p.set_defaults(func=cmd_phase_diagram)
 
     p = sub.add_parser("experiment", help="run one of the registered experiments",
-                       description="Run a registered experiment; `jaxflow experiment NAME --help` "
-                                   "lists its options (one flag per field of its config).")
+                       description="Run a registered experiment; `jaxflow experiment NAME "
+                                   "--help` lists its options\n(one flag per field of its config).")
     names = p.add_subparsers(dest="name", required=True, metavar="NAME")
     for e in EXPERIMENTS:
         q = names.add_parser(e.name, help=e.summary, description=f"{e.name}: {e.summary}.\n\n"
-                             "Precedence: defaults (smoke sizes with --smoke) < --config < flags. "
-                             "The resolved config is stored in NAME.nc (attribute 'config') and "
-                             "can be passed back as --config.")
-        q.add_argument("--config", help="TOML file setting any option below")
-        q.add_argument("--out", help="output directory (default: results/experiments)")
+                             "Precedence: defaults (smoke sizes with --smoke) < --config < flags.\n"
+                             f"The resolved config is stored in {e.name}.nc (attribute 'config') "
+                             "and can be\npassed back as --config.")
+        q.add_argument("--config", metavar="FILE.toml", help="TOML file setting any option below")
+        q.add_argument("--out", metavar="DIR",
+                       help="output directory (default: results/experiments)")
         q.add_argument("--smoke", action="store_true",
                        help="reduced sizes (seconds), for tests and CI")
         q.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -135,7 +135,8 @@ def report_table(ds: xr.Dataset) -> str:
         for d in ds["depth"].values:
             row = ds.sel(backend=b, depth=d)
             runs.append([
-                b, int(d), f"{row['correlation'].item():.4f}", f"{row[second].item():.4g}",
+                b, int(d), f"{row['correlation'].item():.4f}",
+                f"{row[second].item():{'.4f' if second == 'amplitude_correlation' else '.3g'}}",
                 {1.0: "yes", 0.0: "no"}.get(row["loss_underflow"].item(), "nan"),
                 int(row["gradient_evaluations"].item()), f"{row['wall_time'].item():.2f}",
                 status.name(int(row["status"].item())),
