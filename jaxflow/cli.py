@@ -518,7 +518,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
     docs = _field_docs(cls)
     group = parser.add_argument_group(
         f"options of {cls.__name__} (over --config; a list is '2,3', a list of numbers also "
-        "MIN:MAX:NUM, log-spaced)")
+        "MIN:MAX:NUM, log-spaced; a value starting with '-' is written --option=-1)")
     for field in dataclasses.fields(cls):
         kind = _field_kind(cls, field)
         default = field.default if field.default is not dataclasses.MISSING else None
@@ -679,7 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: --log-scales)")
     p.add_argument("--log-scales", metavar="LIST",
                    help="ln sigma0 values instead (below float64's range too), e.g. "
-                        "'-1e4:-2.3:128' (log-spaced in ln(1/sigma0)) or a list '-5000,-100' "
+                        "'-1e4:-2.3:128' (log-spaced in ln(1/sigma0)) or a list '-5000,-100'; "
+                        "a value starting with '-' is written --log-scales=-1e4:-2.3:128 "
                         f"(default: {_show(toy.log_scales)})")
     p.add_argument("--start", type=float, metavar="S",
                    help="fraction of a target at which a mode starts being learned, "

@@ -362,3 +362,21 @@ def test_experiment_override_errors(argv, said, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and said in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_progress_bar_on_a_terminal_only(monkeypatch):
+    """Long loops draw a bar on a terminal's stderr; --quiet (quiet=True) and pipes get none."""
+    import io
+
+    from jaxflow import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for quiet, stream, drawn in ((False, Terminal(), True), (True, Terminal(), False),
+                                 (False, io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with _progress.bar(3, desc="depth x back-end", quiet=quiet) as runs:
+            assert list(_progress.counted(range(3), runs)) == [0, 1, 2]
+        assert ("depth x back-end: 100%" in stream.getvalue()) == drawn, stream.getvalue()
