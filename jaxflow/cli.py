@@ -3,7 +3,7 @@
     jaxflow phase-diagram [--config FILE.toml] [--out DIR] [--depths ...] [--ratios ...]
                           [--scales ...] [--resume] [--quiet] [--dtype float64|float32]
                           [--distributed [--coordinator HOST:PORT --num-processes P --process-id I]]
-    jaxflow experiment NAME [--config FILE.toml] [--out DIR] [--smoke]
+    jaxflow experiment NAME [--config FILE.toml] [--out DIR] [--smoke] [--quiet] [--FIELD VALUE ...]
     jaxflow plot FILE.nc [--out DIR]
     jaxflow threshold --depth N --ratio R [--start S --finish F]
     jaxflow verify DIR
@@ -13,13 +13,20 @@ The experiments (their names, configs, runs, reports and figures) come from the 
 :data:`jaxflow.experiments.EXPERIMENTS`; this module only parses, writes files and prints.
 
 Every command prints where it wrote what, shows a progress bar on long work (on a terminal),
-and exits with status 2 and a one-line reason on bad input.
+and exits with status 2 and a one-line reason on bad input. ``jaxflow experiment NAME --help``
+lists the experiment's options: one flag per field of its config class (``--depths 2,3``),
+applied over ``--config`` (which applies over the defaults, or the smoke sizes with ``--smoke``).
 """
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
+import types
+import typing
+
+from jaxflow import __version__
 
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
 
@@ -33,11 +40,54 @@ class CliError(Exception):
     """
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions' line breaks; appends each option's default to its help.
+
+    Flags (``--quiet``) and options whose default is None (a value taken from the config class,
+    whose help then names that default itself) say nothing more.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.nargs == 0 or "default" in text
+                or action.default in (None, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse's errors (unknown choice, not a number, ...) as one-line CliErrors."""
+    """No abbreviated options (``--dep`` is not ``--depths``), defaults in ``--help``,
+    argparse's errors (unknown choice, not a number, ...) as one-line CliErrors.
+
+    ``flags`` lists the parser's option strings, for "did you mean" on an unknown one.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        self.flags: list[str] = []  # before __init__, which adds --help
+        super().__init__(*args, **kwargs)
+        self.set_defaults(_flags=self.flags)  # the innermost sub-command's list wins
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        self.flags.extend(action.option_strings)
+        return action
 
     def error(self, message):
         raise CliError(message)
+
+
+def _parse(parser: argparse.ArgumentParser, argv):
+    """``parser.parse_args(argv)``, an unknown option a CliError naming the closest known ones."""
+    from jaxflow.experiments.config import suggest
+
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        unknown = [a.split("=")[0] for a in extra if a.startswith("-")]
+        hint = suggest(unknown, getattr(args, "_flags", ()))
+        raise CliError(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args
 
 
 def cache_dir() -> str:
@@ -257,7 +307,8 @@ def _prepare_store(out: str, name: str, resume: bool, primary: bool = True) -> s
     _check_out_dir(out)
     store = os.path.join(out, name)
     if primary and os.path.exists(store) and not resume:
-        raise CliError(f"{store} already exists: pass --resume to continue it, or choose another --out")
+        raise CliError(f"{store} already exists: pass --resume to continue it, or choose "
+                       "another --out")
     enable_compilation_cache()
     return store
 
@@ -367,16 +418,121 @@ def cmd_experiment(args) -> int:
     """
     experiment = _experiment(args.name)
     cls = experiment.config
-    config = _load_config(cls, args.config, {}, defaults=cls.SMOKE if args.smoke else None)
+    overrides = {name[len(_FIELD):]: value for name, value in vars(args).items()
+                 if name.startswith(_FIELD) and value is not None}
+    config = _load_config(cls, args.config, overrides, defaults=cls.SMOKE if args.smoke else None)
     out = args.out or os.path.join("results", "experiments")
     _check_out_dir(out)
     enable_compilation_cache()
     print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}", flush=True)
-    ds = experiment.run(config)
+    ds = experiment.run(config, quiet=args.quiet)
     print(experiment.report(ds))
     paths = _export(ds, out, args.name, experiment.figures(ds))
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
+
+
+_FIELD = "field:"  # namespace prefix of the flags generated from a config's fields
+
+
+def _field_kind(cls, field: dataclasses.Field):
+    """A field's annotation, ``X | None`` read as ``X``."""
+    kind = typing.get_type_hints(cls)[field.name]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    return kind
+
+
+def _field_parser(name: str, kind):
+    """The ``type=`` of a field's flag: text to the value a TOML file would hold.
+
+    Lists are ``2,3`` or ``2 3``; lists of numbers also ``MIN:MAX:NUM`` (log-spaced; for
+    ``log_scales`` as in ``phase-diagram --log-scales``). What the text holds is checked by the
+    config class, exactly as a TOML value is.
+    """
+    flag = "--" + name.replace("_", "-")
+
+    def scalar(text: str):
+        for convert in (int, float):
+            try:
+                return convert(text)
+            except ValueError:
+                pass
+        return text
+
+    def parse(text: str):
+        if typing.get_origin(kind) is tuple:
+            if typing.get_args(kind)[0] is float:
+                return (_log_numbers if name == "log_scales" else _numbers)(text, flag)
+            return [scalar(t) for t in text.replace(",", " ").split()]
+        if kind is bool:
+            return {"true": True, "false": False}.get(text.strip().lower(), text)
+        return text if kind is str else scalar(text.strip())
+
+    return parse
+
+
+def _show(value) -> str:
+    """A default, short: long lists by their length and ends."""
+    if isinstance(value, tuple):
+        if len(value) > 6:
+            return f"{len(value)} values, {value[0]:g} .. {value[-1]:g}"
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _field_docs(cls) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a config class's docstring."""
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    section = False
+    for line in (cls.__doc__ or "").splitlines():
+        stripped = line.strip()
+        if stripped == "Attributes:":
+            section = True
+            continue
+        if not section:
+            continue
+        if not stripped or (stripped.endswith(":") and " " not in stripped):
+            if docs:
+                break
+            continue
+        match = re.fullmatch(r"([a-z_][a-z0-9_]*(?:, [a-z_][a-z0-9_]*)*): (.*)", stripped)
+        if match:
+            names = match.group(1).split(", ")
+            for name in names:
+                docs[name] = match.group(2)
+        else:
+            for name in names:
+                docs[name] += " " + stripped
+    # reStructuredText markup reads badly in a terminal: ``x`` and :func:`x` as x
+    return {k: re.sub(r"``([^`]*)``|:\w+:`~?([^`]*)`", lambda m: m.group(1) or m.group(2), v)
+            for k, v in docs.items()}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per field of the config class ``cls``: ``--learning-rate`` sets
+    ``learning_rate``; its help gives the docstring's line, the default and the smoke size."""
+    docs = _field_docs(cls)
+    group = parser.add_argument_group(
+        f"options of {cls.__name__} (over --config; a list is '2,3', a list of numbers also "
+        "MIN:MAX:NUM, log-spaced; a value starting with '-' is written --option=-1)")
+    for field in dataclasses.fields(cls):
+        kind = _field_kind(cls, field)
+        default = field.default if field.default is not dataclasses.MISSING else None
+        said = f"default: {_show(default)}" if default is not None else "default: unset"
+        if field.name in cls.SMOKE:
+            smoke = cls.SMOKE[field.name]
+            said += f"; --smoke: {_show(tuple(smoke) if isinstance(smoke, list) else smoke)}"
+        metavar = ("LIST" if typing.get_origin(kind) is tuple
+                   else {bool: "true|false", int: "N", float: "X"}.get(kind, "TEXT"))
+        text = docs.get(field.name, "").replace("%", "%%")
+        action = group.add_argument("--" + field.name.replace("_", "-"),
+                                    dest=_FIELD + field.name, type=_field_parser(field.name, kind),
+                                    metavar=metavar, help=f"{text} ({said})".strip())
+        parser.flags.extend(action.option_strings)  # a group's options bypass _Parser
 
 
 def cmd_plot(args) -> int:
@@ -419,7 +575,8 @@ def cmd_threshold(args) -> int:
     from jaxflow import theory
 
     try:
-        th = theory.incremental_threshold(args.depth, args.ratio, start=args.start, finish=args.finish)
+        th = theory.incremental_threshold(args.depth, args.ratio, start=args.start,
+                                          finish=args.finish)
         log_th = theory.incremental_threshold(
             args.depth, args.ratio, start=args.start, finish=args.finish, log=True
         )
@@ -428,7 +585,8 @@ def cmd_threshold(args) -> int:
         )
     except ValueError as err:
         raise CliError(str(err)) from None
-    print(f"depth {args.depth:g}, ratio {args.ratio:g}, start {args.start:g}, finish {args.finish:g}")
+    print(f"depth {args.depth:g}, ratio {args.ratio:g}, start {args.start:g}, "
+          f"finish {args.finish:g}")
     print(f"threshold sigma0_th / sigma*_j = {float(th):.10e}")
     print(f"ln threshold                  = {float(log_th):.12g}")
     print(f"ln leading-order asymptote    = {float(asym):.12g}")
@@ -476,7 +634,8 @@ def cmd_info(args) -> int:
 
     for name, version in sweep.package_versions().items():
         print(f"{name:10s} {version}")
-    print(f"float64    {'on' if _x64.x64_enabled() else 'off'} (set {_x64.ENV_VAR}=0 before import to opt out)")
+    print(f"float64    {'on' if _x64.x64_enabled() else 'off'} "
+          f"(set {_x64.ENV_VAR}=0 before import to opt out)")
     print(f"backend    {jax.default_backend()}")
     for d in jax.devices():
         print(f"device     {d.id}: {d.device_kind} ({d.platform})")
@@ -494,25 +653,46 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.depths, args.quiet
     ('phase-diagram', '2,3', True)
     """
+    from jaxflow.experiments import EXPERIMENTS
+    from jaxflow.experiments.phase_diagram import PhaseDiagramConfig as toy
+
     parser = _Parser(prog="jaxflow", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"jaxflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("phase-diagram", help="simulate the phase diagram of incremental learning")
-    p.add_argument("--config", help="TOML file setting any option (flags override it)")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="TOML file setting any option (flags override it)")
     p.add_argument("--model", choices=("toy", "factor"), default="toy",
-                   help="toy: balanced reduced flow against theory (default); factor: random "
-                        "unbalanced factors, k-mode geometric spectrum (--ratios gives its ratio)")
-    p.add_argument("--out", help="output directory (default results/phase_diagram or results/factor_diagram)")
-    p.add_argument("--depths", help="e.g. '1,2,3,inf'")
-    p.add_argument("--ratios", help="e.g. '1.1,2,4' or '1.02:10:32' (log-spaced)")
-    p.add_argument("--scales", help="sigma0 values, e.g. '1e-120:1e-1:128' (log-spaced) or a list")
-    p.add_argument("--log-scales", help="ln sigma0 values instead (below float64's range too), "
-                   "e.g. '-1e4:-2.3:128' (log-spaced in ln(1/sigma0); the phase diagram's "
-                   "default grid) or a list '-5000,-100'")
-    p.add_argument("--start", type=float)
-    p.add_argument("--finish", type=float)
-    p.add_argument("--rtol", type=float, help="solver tolerance (rtol = atol)")
-    p.add_argument("--chunk-size", type=int, dest="chunk_size")
+                   help="toy: balanced reduced flow against theory; factor: random unbalanced "
+                        "factors, k-mode geometric spectrum (--ratios gives its ratio)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory (default: results/phase_diagram or "
+                        "results/factor_diagram)")
+    p.add_argument("--depths", metavar="LIST",
+                   help=f"e.g. '1,2,3,inf' (default: {_show(toy.depths)})")
+    p.add_argument("--ratios", metavar="LIST",
+                   help="e.g. '1.1,2,4' or '1.02:10:32' (log-spaced) (default: "
+                        f"{_show(toy.ratios)}; --model factor: one ratio, 2)")
+    p.add_argument("--scales", metavar="LIST",
+                   help="sigma0 values, e.g. '1e-120:1e-1:128' (log-spaced) or a list "
+                        "(default: --log-scales)")
+    p.add_argument("--log-scales", metavar="LIST",
+                   help="ln sigma0 values instead (below float64's range too), e.g. "
+                        "'-1e4:-2.3:128' (log-spaced in ln(1/sigma0)) or a list '-5000,-100'; "
+                        "a value starting with '-' is written --log-scales=-1e4:-2.3:128 "
+                        f"(default: {_show(toy.log_scales)})")
+    p.add_argument("--start", type=float, metavar="S",
+                   help="fraction of a target at which a mode starts being learned, "
+                        f"0 < start < finish (default: {toy.start:g})")
+    p.add_argument("--finish", type=float, metavar="F",
+                   help=f"fraction at which it is learned, finish < 1 (default: {toy.finish:g})")
+    p.add_argument("--rtol", type=float, metavar="X", help="solver tolerance (rtol = atol) "
+                   f"(default: {toy.rtol:g})")
+    p.add_argument("--chunk-size", type=int, dest="chunk_size", metavar="N",
+                   help="trajectories per compiled call; each finished chunk is stored, so "
+                        f"--resume loses at most one (default: {toy.chunk_size}; --model "
+                        "factor: 512)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out (finished chunks are verified; "
                         "missing or corrupt ones are recomputed)")
@@ -521,26 +701,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dtype", choices=("float64", "float32"),
                    help="float32: fast on GPU/TPU; lanes float32 cannot resolve are recomputed "
-                        "in float64")
+                        f"in float64 (default: {toy.dtype})")
     p.add_argument("--distributed", action="store_true",
                    help="one process per host via jax.distributed (no other flag needed on "
                         "SLURM, TPU pods)")
-    p.add_argument("--coordinator", help="HOST:PORT of process 0 (implies --distributed)")
-    p.add_argument("--num-processes", type=int, dest="num_processes", help="number of processes")
-    p.add_argument("--process-id", type=int, dest="process_id", help="this process, 0 .. P-1")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="HOST:PORT of process 0 (implies --distributed)")
+    p.add_argument("--num-processes", type=int, dest="num_processes", metavar="P",
+                   help="number of processes")
+    p.add_argument("--process-id", type=int, dest="process_id", metavar="I",
+                   help="this process, 0 .. P-1")
     p.set_defaults(func=cmd_phase_diagram)
 
-    from jaxflow.experiments import EXPERIMENTS
-
-    listing = "\n".join(f"  {e.name:<31} {e.summary}" for e in EXPERIMENTS)
     p = sub.add_parser("experiment", help="run one of the registered experiments",
-                       epilog=f"experiments:\n{listing}",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", help="the experiment (listed below)")
-    p.add_argument("--config", help="TOML file setting any option of the experiment's config")
-    p.add_argument("--out", help="output directory (default results/experiments)")
-    p.add_argument("--smoke", action="store_true", help="reduced sizes (seconds), for tests and CI")
-    p.set_defaults(func=cmd_experiment)
+                       description="Run a registered experiment; `jaxflow experiment NAME "
+                                   "--help` lists its options\n(one flag per field of its config).")
+    names = p.add_subparsers(dest="name", required=True, metavar="NAME")
+    for e in EXPERIMENTS:
+        q = names.add_parser(e.name, help=e.summary, description=f"{e.name}: {e.summary}.\n\n"
+                             "Precedence: defaults (smoke sizes with --smoke) < --config < flags.\n"
+                             f"The resolved config is stored in {e.name}.nc (attribute 'config') "
+                             "and can be\npassed back as --config.")
+        q.add_argument("--config", metavar="FILE.toml", help="TOML file setting any option below")
+        q.add_argument("--out", metavar="DIR",
+                       help="output directory (default: results/experiments)")
+        q.add_argument("--smoke", action="store_true",
+                       help="reduced sizes (seconds), for tests and CI")
+        q.add_argument("--quiet", action="store_true", help="no progress bar")
+        _add_config_flags(q, e.config)
+        q.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("plot", help="redraw the figures of a saved experiment dataset (.nc)")
     p.add_argument("file", help="a dataset written by jaxflow (NAME.nc)")
@@ -548,10 +737,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("threshold", help="theory threshold of one (depth, ratio)")
-    p.add_argument("--depth", type=float, required=True)
-    p.add_argument("--ratio", type=float, required=True)
-    p.add_argument("--start", type=float, default=0.1)
-    p.add_argument("--finish", type=float, default=0.9)
+    p.add_argument("--depth", type=float, required=True, help="depth N >= 1 (inf allowed)")
+    p.add_argument("--ratio", type=float, required=True,
+                   help="ratio r = sigma*_i / sigma*_j > 1 of the two targets")
+    p.add_argument("--start", type=float, default=0.1, help="the start fraction")
+    p.add_argument("--finish", type=float, default=0.9, help="the finish fraction")
     p.set_defaults(func=cmd_threshold)
 
     p = sub.add_parser("verify", help="check a store's chunks against their checksums")
@@ -580,7 +770,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         _check_environment()
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
         if getattr(args, "command", None) == "phase-diagram":
             args.out_given = args.out is not None
             if args.out is None:

@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import _resources, _store_lock
+from jaxflow import _progress, _resources, _store_lock
 from jaxflow import store as _store
 from jaxflow._integers import check_integer
 
@@ -320,13 +320,6 @@ def _log_chunk(process_index: int, chunk: int) -> None:
             fh.write(f"{process_index} {chunk}\n")
 
 
-def _progress(total: int, quiet: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    disable = quiet or not sys.stderr.isatty()
-    return tqdm(total=total, unit="traj", desc=desc, disable=disable, smoothing=0.1)
-
-
 def estimate_size(n_points: int, n_axes: int, chunk_size: int, call_size: int, shapes,
                   store: bool) -> tuple[int, int]:
     """Upper bounds of a sweep's peak memory and store size in bytes: ``(memory, disk)``.
@@ -493,7 +486,7 @@ def run(
 
         mine = np.flatnonzero(~done)
         mine = mine[mine % process_count == process_index]
-        with _progress(n, quiet, desc) as bar:
+        with _progress.bar(n, desc=desc, unit="traj", quiet=quiet) as bar:
             bar.update(int(min(done.sum() * chunk, n)))
             for i, out in compute(mine):
                 if backing is not None:

@@ -12,6 +12,11 @@ Checked here:
   --out, an existing store without --resume, a malformed TOML config.
 * ``info`` reports float64 on and the jax version; ``threshold --depth 3 --ratio 1.5`` prints
   theory.incremental_threshold(3, 1.5) to 8 digits; ``threshold --ratio 1`` exits 2.
+* ``--version`` prints ``jaxflow X.Y.Z``; an abbreviated option (``--dep``) is refused, naming
+  the option it may mean; every ``--help`` shows the defaults.
+* ``experiment NAME`` takes one flag per config field: smoke sizes < ``--config`` < flags, the
+  result stored in the dataset's ``config``, which fed back as ``--config`` reproduces the run;
+  a misspelt flag or TOML key is one line with "did you mean".
 
 Subprocesses are few and small (each costs an import, and a phase diagram a compile); the
 persistent compilation cache goes to a temporary directory shared by this module.
@@ -173,6 +178,8 @@ def _quick_commands(tmp):
         "info": ["info"],
         "threshold": ["threshold", "--depth", "3", "--ratio", "1.5"],
         "threshold-ratio-1": ["threshold", "--depth", "3", "--ratio", "1"],
+        "version": ["--version"],
+        "abbreviation": phase_diagram(**{"--dep": "2"}),
     }
 
 
@@ -214,12 +221,41 @@ def quick(env, tmp_path_factory):
         ("out-unwritable", ["--out"]),
         ("config-malformed", ["broken.toml", "TOML"]),
         ("threshold-ratio-1", ["ratio"]),
+        ("abbreviation", ["unrecognized arguments: --dep 2", "did you mean --depths?"]),
     ],
 )
 def test_bad_input(quick, case, names):
     results, tmp = quick
     assert_usage_error(results[case], *names)
     assert not (tmp / "unused-out" / "phase_diagram.zarr").exists()
+
+
+def test_version(quick):
+    import jaxflow
+
+    result = quick[0]["version"]
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"jaxflow {jaxflow.__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", jaxflow.__version__)
+
+
+def test_help_shows_defaults(capsys):
+    from jaxflow import cli
+    from jaxflow.experiments.matrix_sensing import MatrixSensingConfig
+
+    for argv in (["phase-diagram", "--help"], ["experiment", "matrix-sensing", "--help"],
+                 ["threshold", "--help"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for said in (f"trajectories per compiled call; each finished chunk is stored, so --resume "
+                 f"loses at most one (default: {pd.PhaseDiagramConfig.chunk_size}",
+                 f"(default: {pd.PhaseDiagramConfig.start:g})",
+                 f"--d N W is d x d. (default: {MatrixSensingConfig.d}; --smoke: "
+                 f"{MatrixSensingConfig.SMOKE['d']})",
+                 "--completion true|false", "--start START the start fraction (default: 0.1)"):
+        assert said in text, said
 
 
 def test_info(quick, env):
@@ -265,9 +301,82 @@ def test_experiment_command_writes_dataset_and_figure(tmp_path, monkeypatch, cap
     assert cli.main(["plot", str(tmp_path / "quadratic.nc"), "--out", str(replot)]) == 0
     assert (tmp_path / "replot" / "quadratic.png").stat().st_size > 10_000
     assert cli.main(["experiment", "nope", "--out", str(tmp_path)]) == 2
-    assert "experiment must be one of" in capsys.readouterr().err
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
     # --config is checked like every config: an unknown key is one line naming it.
     bad = tmp_path / "bad.toml"
     bad.write_text("nope = 1\n")
     assert cli.main(["experiment", "quadratic", "--smoke", "--config", str(bad)]) == 2
     assert "unknown option(s) nope" in capsys.readouterr().err
+
+
+def test_experiment_overrides_are_stored_and_reproduce(tmp_path, monkeypatch, capsys):
+    """Smoke sizes < --config < flags; the stored config, fed back, reruns the same experiment."""
+    from jaxflow import cli
+    from jaxflow.experiments.matrix_sensing import MatrixSensingConfig
+
+    monkeypatch.setenv("JAXFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    config = tmp_path / "ms.toml"
+    config.write_text("depths = [3]\nnum_steps = 400\nsave_every = 100\nseed = 5\n")
+    first = tmp_path / "first"
+    argv = ["experiment", "matrix-sensing", "--smoke", "--config", str(config), "--depths", "2",
+            "--learning-rate", "2e-3", "--quiet", "--out", str(first)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "reconstruction_error" in printed and "legend:" in printed
+    with xr.open_dataset(first / "matrix-sensing.nc", engine="h5netcdf") as ds:
+        ds = ds.load()
+    stored = tomllib.loads(ds.attrs["config"])
+    assert stored["depths"] == [2] and stored["learning_rate"] == 2e-3  # flags
+    assert stored["num_steps"] == 400 and stored["seed"] == 5  # the file
+    assert stored["d"] == MatrixSensingConfig.SMOKE["d"]  # smoke sizes
+    assert stored["scale"] == MatrixSensingConfig.scale  # defaults
+    np.testing.assert_array_equal(ds["depth"].values, [2])
+
+    again = tmp_path / "again"
+    (tmp_path / "stored.toml").write_text(ds.attrs["config"])
+    argv = ["experiment", "matrix-sensing", "--config", str(tmp_path / "stored.toml"), "--quiet",
+            "--out", str(again)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    with xr.open_dataset(again / "matrix-sensing.nc", engine="h5netcdf") as rerun:
+        rerun = rerun.load()
+    assert rerun.attrs["config"] == ds.attrs["config"]
+    np.testing.assert_array_equal(rerun["modes"].values, ds["modes"].values)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--deptsh", "2"], "unrecognized arguments: --deptsh 2 (did you mean --depths?)"),
+    (["--depths", "2.5"], "depths must be a list of integers, got [2.5]"),
+    (["--scale", "small"], "scale must be a number, got 'small'"),
+    (["--completion", "maybe"], "completion must be true or false, got 'maybe'"),
+    (["--config", "{toml}"], "unknown option(s) deptsh (did you mean depths?)"),
+])
+def test_experiment_override_errors(argv, said, tmp_path, capsys):
+    """A bad flag or key: exit 2, one line naming it (as a bad TOML key or value is)."""
+    from jaxflow import cli
+
+    toml = tmp_path / "bad.toml"
+    toml.write_text("deptsh = [2]\n")
+    argv = [a.replace("{toml}", str(toml)) for a in argv]
+    assert cli.main(["experiment", "matrix-sensing", "--smoke", *argv,
+                     "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_progress_bar_on_a_terminal_only(monkeypatch):
+    """Long loops draw a bar on a terminal's stderr; --quiet (quiet=True) and pipes get none."""
+    import io
+
+    from jaxflow import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for quiet, stream, drawn in ((False, Terminal(), True), (True, Terminal(), False),
+                                 (False, io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with _progress.bar(3, desc="depth x back-end", quiet=quiet) as runs:
+            assert list(_progress.counted(range(3), runs)) == [0, 1, 2]
+        assert ("depth x back-end: 100%" in stream.getvalue()) == drawn, stream.getvalue()

@@ -42,7 +42,7 @@ __all__ = ["EXPERIMENTS", "Experiment", "ExperimentModule", "get", "names"]
 class ExperimentModule(Protocol):
     """What an experiment module provides (its config class is named in :class:`Experiment`)."""
 
-    def run(self, config) -> "xr.Dataset": ...
+    def run(self, config, *, quiet: bool = False) -> "xr.Dataset": ...
 
     def report(self, ds: "xr.Dataset") -> str: ...
 
@@ -75,9 +75,10 @@ class Experiment:
         """The experiment's config class."""
         return getattr(self.module, self.config_name)
 
-    def run(self, config=None) -> "xr.Dataset":
-        """``module.run(config)`` (default: the config's defaults)."""
-        return self.module.run(config if config is not None else self.config())
+    def run(self, config=None, *, quiet: bool = False) -> "xr.Dataset":
+        """``module.run(config, quiet=quiet)`` (default: the config's defaults; ``quiet``: no
+        progress bar)."""
+        return self.module.run(config if config is not None else self.config(), quiet=quiet)
 
     def report(self, ds: "xr.Dataset") -> str:
         return self.module.report(ds)

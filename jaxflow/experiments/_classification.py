@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import flow, status
+from jaxflow._table import table
 from jaxflow.baselines import max_margin
 from jaxflow.experiments.config import (
     ConfigError,
@@ -128,33 +129,39 @@ def report_table(ds: xr.Dataset) -> str:
         f"margin {float(ds['svm_margin']):.4g}, KKT residual {float(ds['svm_kkt_residual']):.1e}"
     ]
     second = "kkt_residual" if "kkt_residual" in ds else "amplitude_correlation"
-    lines.append(
-        f"backend  depth  correlation  {second[:10]:<10} underflow  t(|mode| >= 0.5) per mode"
-        "            grad-evals  wall-s  status"
-    )
     half = ds["learning_time"].sel(fraction=0.5)
+    runs, times = [], []
     for b in ds["backend"].values:
         for d in ds["depth"].values:
             row = ds.sel(backend=b, depth=d)
-            times = " ".join(f"{v:7.3g}" for v in half.sel(backend=b, depth=d).values)
-            lines.append(
-                f"{b:<8} {int(d):<6} {row['correlation'].item():<12.4f} "
-                f"{row[second].item():<10.4g} {int(row['loss_underflow'].item()):<10} "
-                f"{times:<35} {int(row['gradient_evaluations'].item()):<11} "
-                f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}"
-            )
+            runs.append([
+                b, int(d), f"{row['correlation'].item():.4f}",
+                f"{row[second].item():{'.4f' if second == 'amplitude_correlation' else '.3g'}}",
+                {1.0: "yes", 0.0: "no"}.get(row["loss_underflow"].item(), "nan"),
+                int(row["gradient_evaluations"].item()), f"{row['wall_time'].item():.2f}",
+                status.name(int(row["status"].item())),
+            ])
+            times.append([b, int(d), *(f"{v:.3g}" for v in half.sel(backend=b, depth=d).values)])
+    lines.append(table(
+        ["backend", "depth", "correlation", second, "underflow", "grad_evals", "wall_s",
+         "status"], runs, legend=[
+            "correlation = cosine between the predictor and w*",
+            "underflow = the loss reached float64's underflow (its gradient vanished)",
+            "grad_evals = vector-field evaluations (flow) or steps (descent)",
+            *(["kkt_residual nan = some sample not yet separated"] if second == "kkt_residual"
+              else [])]))
+    lines.append("")
+    lines.append(table(
+        ["backend", "depth", *(f"t_half[{i}]" for i in range(half.sizes["mode"]))], times,
+        legend=["t_half[i] = flow time at which mode i reaches half its target",
+                "inf = not reached by the horizon (never, for a zero target)"]))
     if ds.sizes.get("late", 0) and "kkt_residual" in ds:
-        lines.append(
-            "late-time check (flow): depth, then correlation / KKT residual at t = "
-            + ", ".join(f"{t:g}" for t in ds["late_time"].values)
-        )
-        for d in ds["depth"].values:
-            cells = "  ".join(
-                f"{c:.4f} / {r:.3g}"
-                for c, r in zip(
-                    ds["late_correlation"].sel(depth=d).values,
-                    ds["late_kkt_residual"].sel(depth=d).values,
-                )
-            )
-            lines.append(f"  {int(d):<4} {cells}")
+        lines.append("late-time check (flow): correlation / KKT residual at each late time t")
+        late = ds["late_time"].values
+        lines.append(table(
+            ["depth", *(f"t = {t:g}" for t in late)],
+            [[int(d), *(f"{c:.4f} / {r:.3g}" for c, r in zip(
+                ds["late_correlation"].sel(depth=d).values,
+                ds["late_kkt_residual"].sel(depth=d).values))]
+             for d in ds["depth"].values]))
     return "\n".join(lines)

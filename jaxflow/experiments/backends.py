@@ -36,7 +36,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from jaxflow import descent, flow, status
+from jaxflow import _progress, descent, flow, status
 from jaxflow.sweep import run_metadata
 
 BACKENDS = ("flow", "descent")
@@ -90,6 +90,7 @@ def run(
     atol: float = 1e-9,
     max_steps: int = 200_000,
     backends: Sequence[str] = BACKENDS,
+    quiet: bool = False,
 ) -> xr.Dataset:
     """Gradient flow and gradient descent for every depth, in the shared experiment layout.
 
@@ -101,6 +102,7 @@ def run(
         fractions: fractions of each target at which learning times are recorded.
         rtol, atol, max_steps: gradient-flow solver settings.
         backends: which back-ends to run (default both).
+        quiet: no progress bar (it is also off when stderr is not a terminal).
 
     Returns:
         ``xarray.Dataset`` in the layout of the module docstring, plus ``wall_time(backend,
@@ -123,10 +125,12 @@ def run(
         "wall_time": np.zeros(shape),
     }
     measures = {name: np.full(shape, np.nan) for name in spec.measures}
+    runs = _progress.bar(len(depths) * len(backends), desc="depth x back-end", quiet=quiet)
     for j, depth in enumerate(depths):
         params0 = spec.init(int(depth))
         args = spec.args if spec.depth_args is None else spec.depth_args(int(depth))
-        for i, backend in enumerate(backends):
+        for i, backend in _progress.counted(enumerate(backends), runs):
+            runs.set_postfix_str(f"depth {depth} {backend}")
             start = _time.perf_counter()
             if backend == "descent":
                 traj = descent.gradient_descent(
@@ -161,6 +165,7 @@ def run(
             out["gradient_evaluations"][i, j] = evaluations
             for name, fn in spec.measures.items():
                 measures[name][i, j] = float(fn(final, args))
+    runs.close()
     coords = {
         "backend": list(backends),
         "depth": [int(d) for d in depths],

@@ -27,6 +27,7 @@ Example:
 """
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
@@ -49,6 +50,7 @@ __all__ = [
     "check_seed",
     "check_steps",
     "check_type",
+    "suggest",
 ]
 
 
@@ -221,6 +223,17 @@ def check_depths(depths) -> None:
         raise ConfigError(f"depths must be integers >= 1, got {depths}")
 
 
+def suggest(unknown, known) -> str:
+    """`` (did you mean X?)`` for the known names closest to the unknown ones, else "".
+
+    >>> from jaxflow.experiments.config import suggest
+    >>> suggest(["deptsh"], ["depths", "seed", "scale"])
+    ' (did you mean depths?)'
+    """
+    close = [m for name in unknown for m in difflib.get_close_matches(name, sorted(known), n=1)]
+    return f" (did you mean {', '.join(dict.fromkeys(close))}?)" if close else ""
+
+
 def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -335,7 +348,8 @@ class ExperimentConfig:
         table = {k: v for k, v in table.items() if not (k == "model" and v == cls.MODEL)}
         unknown = sorted(set(table) - known)
         if unknown:
-            raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)}{suggest(unknown, known)}; "
+                              f"known: {', '.join(sorted(known))}")
         try:
             return cls(**table)
         except TypeError as err:

@@ -49,6 +49,7 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array
 
+from jaxflow import _progress
 from jaxflow.baselines import max_margin
 from jaxflow.experiments import _classification, backends
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
@@ -207,7 +208,7 @@ def _spec(config: ConvolutionalConfig, seed: int):
     )
 
 
-def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
+def run(config: ConvolutionalConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends at every depth, in the shared layout, plus the SVM baseline and the
     flow-only repeats.
 
@@ -221,19 +222,22 @@ def run(config: ConvolutionalConfig | None = None) -> xr.Dataset:
         num_steps=config.num_steps,
         save_every=config.save_every,
     )
-    ds = backends.run(spec, **grid)
+    ds = backends.run(spec, quiet=quiet, **grid)
     # The late-time KKT check of E3 is coordinate-wise: not run here (no late times).
     ds = _classification.add_summary(ds, config, spec, prob.data, _beta, kkt=False)
     seeds = config.seed + np.arange(config.repeats)
     corr = np.full((seeds.size, len(config.depths)), np.nan)
     svm = np.full(seeds.size, np.nan)
     corr[0], svm[0] = ds["correlation"].sel(backend="flow").values, float(ds["svm_correlation"])
-    for r, seed in enumerate(seeds[1:], start=1):
+    repeats = _progress.bar(seeds.size - 1, desc="repeats", quiet=quiet)
+    for r, seed in _progress.counted(enumerate(seeds[1:], start=1), repeats):
         prob_r, spec_r = _spec(config, int(seed))
-        run_r = backends.run(spec_r, backends=("flow",), **grid)  # same shapes: no recompile
+        # same shapes: no recompile
+        run_r = backends.run(spec_r, backends=("flow",), quiet=True, **grid)
         corr[r] = run_r["correlation"].sel(backend="flow").values
         direction = max_margin.max_margin(prob_r.data.inputs, prob_r.data.labels).direction
         svm[r] = float(dn.cosine(direction, prob_r.data.target))
+    repeats.close()
     ds = ds.assign_coords(repeat=np.arange(seeds.size))
     ds["repeat_seed"] = ("repeat", seeds)
     ds["repeat_correlation"] = (("repeat", "depth"), corr)

@@ -117,7 +117,7 @@ def _beta(params, args):
     return dn.beta(params, args.depth)
 
 
-def run(config: DiagonalConfig | None = None) -> xr.Dataset:
+def run(config: DiagonalConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends at every depth, in the shared layout, plus the SVM and the late check.
 
     Example: see the module docstring (smoke size).
@@ -145,6 +145,7 @@ def run(config: DiagonalConfig | None = None) -> xr.Dataset:
         learning_rate=config.learning_rate,
         num_steps=config.num_steps,
         save_every=config.save_every,
+        quiet=quiet,
     )
     ds = _classification.add_summary(ds, config, spec, prob.data, _beta,
                                      late_times=config.late_times)

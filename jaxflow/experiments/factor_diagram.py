@@ -49,6 +49,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import flow, incremental, status, sweep
+from jaxflow._table import table
 from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.experiments.config import (
     ConfigError,
@@ -259,19 +260,20 @@ def report(ds: xr.Dataset) -> str:
         ...                  "rank_correlation": (dims, np.array([[[0.0]], [[0.5]]])),
         ...                  "status": (dims, np.zeros((2, 1, 1), np.int8))},
         ...                 coords={"depth": [1.0, 3.0], "scale": [1e-6], "seed": [0.0]})
-        >>> print(fd.report(ds))   # doctest: +NORMALIZE_WHITESPACE
-        depth   incremental fraction   rank correlation   (means over scales and seeds)
-        1       0.000                  0.000
-        3       1.000                  0.500
+        >>> print(fd.report(ds))
+        depth  incremental_fraction  rank_correlation
+            1                 0.000             0.000
+            3                 1.000             0.500
+        legend: means over scales and seeds
         trajectory status: ok 2
     """
     summary = ds[["incremental_fraction", "rank_correlation"]].mean(("seed", "scale"))
-    lines = ["depth   incremental fraction   rank correlation   (means over scales and seeds)"]
-    for depth in ds["depth"].values:
-        row = summary.sel(depth=depth)
-        lines.append(f"{depth:<7g} {row['incremental_fraction'].item():<22.3f} "
-                     f"{row['rank_correlation'].item():.3f}")
-    return "\n".join(lines + [status.report(ds["status"])])
+    rows = [[f"{depth:g}", f"{summary.sel(depth=depth)['incremental_fraction'].item():.3f}",
+             f"{summary.sel(depth=depth)['rank_correlation'].item():.3f}"]
+            for depth in ds["depth"].values]
+    return "\n".join([table(["depth", "incremental_fraction", "rank_correlation"], rows,
+                             legend=["means over scales and seeds"]),
+                       status.report(ds["status"])])
 
 
 def figures(ds: xr.Dataset) -> dict:

@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import descent, status, sweep
+from jaxflow._table import table
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
 from jaxflow.models import matrix_sensing as ms
 
@@ -177,17 +178,17 @@ def report(ds: xr.Dataset) -> str:
         ...                  "effective_rank": (dims, np.full((1, 1, 2), 4.0))},
         ...                 coords={"depth": [3.0], "scale": [1e-2], "seed": [0.0, 1.0]})
         >>> print(g.report(ds))
-        depth  scale      recon-error  eff-rank   (means over seeds)
-        3      0.01       1.000e-03    4.00
+        depth  scale  reconstruction_error  effective_rank
+            3   0.01             1.000e-03            4.00
+        legend: means over seeds; nan = a run did not finish (see status)
     """
-    table = ds[["reconstruction_error", "effective_rank"]].mean("seed")
-    lines = ["depth  scale      recon-error  eff-rank   (means over seeds)"]
-    for d in ds["depth"].values:
-        for sc in ds["scale"].values:
-            row = table.sel(depth=d, scale=sc)
-            lines.append(f"{d:<6g} {sc:<10.3g} {row['reconstruction_error'].item():<12.3e} "
-                         f"{row['effective_rank'].item():.2f}")
-    return "\n".join(lines)
+    means = ds[["reconstruction_error", "effective_rank"]].mean("seed")
+    rows = [[f"{d:g}", f"{sc:.3g}", f"{row['reconstruction_error'].item():.3e}",
+             f"{row['effective_rank'].item():.2f}"]
+            for d in ds["depth"].values for sc in ds["scale"].values
+            for row in [means.sel(depth=d, scale=sc)]]
+    return table(["depth", "scale", "reconstruction_error", "effective_rank"], rows,
+                 legend=["means over seeds", "nan = a run did not finish (see status)"])
 
 
 def figures(ds: xr.Dataset) -> dict:

@@ -23,6 +23,7 @@ import jax
 import xarray as xr
 
 from jaxflow import status
+from jaxflow._table import table
 from jaxflow.experiments import backends
 from jaxflow.experiments.config import (
     ConfigError,
@@ -130,7 +131,7 @@ def spec(config: MatrixSensingConfig) -> backends.Spec:
     )
 
 
-def run(config: MatrixSensingConfig | None = None) -> xr.Dataset:
+def run(config: MatrixSensingConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends at every depth, in the shared experiment layout (see ``backends``).
 
     Returns the layout of :mod:`jaxflow.experiments.backends` with the measures
@@ -144,6 +145,7 @@ def run(config: MatrixSensingConfig | None = None) -> xr.Dataset:
         learning_rate=config.learning_rate,
         num_steps=config.num_steps,
         save_every=config.save_every,
+        quiet=quiet,
     )
     ds.attrs.update(experiment="matrix-sensing", d=config.d, m=config.m, scale=config.scale,
                     init_kind=config.init_kind, completion=int(config.completion),
@@ -155,16 +157,21 @@ def run(config: MatrixSensingConfig | None = None) -> xr.Dataset:
 def report(ds: xr.Dataset) -> str:
     """What ``jaxflow experiment matrix-sensing`` prints: per back-end and depth, the
     reconstruction error, effective rank, cost and status."""
-    lines = ["backend  depth  recon-error  eff-rank  grad-evals  wall-s  status"]
+    rows = []
     for b in ds["backend"].values:
         for d in ds["depth"].values:
             row = ds.sel(backend=b, depth=d)
-            lines.append(
-                f"{b:<8} {int(d):<6} {row['reconstruction_error'].item():<12.3e} "
-                f"{int(row['effective_rank'].item()):<9} "
-                f"{int(row['gradient_evaluations'].item()):<11} "
-                f"{row['wall_time'].item():<7.2f} {status.name(int(row['status'].item()))}")
-    return "\n".join(lines)
+            rows.append([b, int(d), f"{row['reconstruction_error'].item():.3e}",
+                         int(row["effective_rank"].item()),
+                         int(row["gradient_evaluations"].item()),
+                         f"{row['wall_time'].item():.2f}",
+                         status.name(int(row["status"].item()))])
+    header = ["backend", "depth", "reconstruction_error", "effective_rank", "grad_evals",
+              "wall_s", "status"]
+    return table(header, rows, legend=[
+        "reconstruction_error = ||W - W*||_F^2 / ||W*||_F^2 at the horizon",
+        "grad_evals = vector-field evaluations (flow) or steps (descent)",
+        "status other than ok: the run stopped early (jaxflow.status)"])
 
 
 def figures(ds: xr.Dataset) -> dict:

@@ -59,7 +59,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import descent, flow, incremental, status
+from jaxflow import _progress, descent, flow, incremental, status
+from jaxflow._table import table
 from jaxflow.baselines import omp
 from jaxflow.experiments.config import (
     ConfigError,
@@ -172,7 +173,7 @@ def _all_coordinates(params, args):
     return jnp.abs(dn.beta(params, args.depth))
 
 
-def run(config: OMPConfig | None = None) -> xr.Dataset:
+def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends on every seed (vmapped), OMP, and their concurrence.
 
     Example: see the module docstring (smoke size).
@@ -220,7 +221,10 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
         )
 
     backends = ("flow", "descent")
-    runs = {"flow": jax.vmap(gf)(batch), "descent": jax.vmap(gd)(batch)}
+    runs = {}
+    with _progress.bar(2, desc="back-ends, all seeds", quiet=quiet) as bar:
+        for name, fn in _progress.counted((("flow", gf), ("descent", gd)), bar):
+            runs[name] = jax.block_until_ready(jax.vmap(fn)(batch))
     order = np.full((2, config.num_seeds, k), -1)
     pick_time = np.full((2, config.num_seeds, k), np.inf)
     omp_order = np.stack(
@@ -288,34 +292,40 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
 def report(ds: xr.Dataset) -> str:
     """What ``jaxflow experiment omp`` prints: per back-end the concurrence with OMP, the seeds
     with picks, the prefix agreement and the status; then the orders of the first seeds."""
-    lines = [
-        "backend  horizon  concurrence (mean ± std)  seeds with picks  picks (mean)  "
-        "prefix agreement  status"
-    ]
+    rows, notes = [], []
     for b in ds["backend"].values:
         row = ds.sel(backend=b)
         picked = row["num_picks"].values > 0
         agree = float(row["prefix_agreement"].values[picked].mean()) if picked.any() else np.nan
-        lines.append(
-            f"{b:<8} {float(row['horizon']):<8g} {ds.attrs[f'concurrence_mean_{b}']:.3f} ± "
-            f"{ds.attrs[f'concurrence_std_{b}']:.3f}{'':<13} "
-            f"{ds.attrs[f'seeds_with_picks_{b}']:>3} of {ds.sizes['seed']:<10} "
-            f"{float(row['num_picks'].mean()):<13.2f} {agree:<17.3f} "
-            f"{status.summary(row['status'].values)}"
-        )
+        counts = status.summary(row["status"].values)
+        rows.append([
+            b, f"{float(row['horizon']):g}", f"{ds.attrs[f'concurrence_mean_{b}']:.3f}",
+            f"{ds.attrs[f'concurrence_std_{b}']:.3f}",
+            f"{ds.attrs[f'seeds_with_picks_{b}']} of {ds.sizes['seed']}",
+            f"{float(row['num_picks'].mean()):.2f}", f"{agree:.3f}",
+            ", ".join(f"{k} {v}" for k, v in counts.items()),
+        ])
         if not picked.all():
-            lines.append(
+            notes.append(
                 f"  {b}: no coordinate reached {ds.attrs['threshold']} by t = "
                 f"{float(row['horizon']):g} on seeds {ds['seed'].values[~picked].tolist()} "
                 "(left out of the concurrence)"
             )
-    for s in ds["seed"].values[:5]:
-        row = ds.sel(seed=s)
-        lines.append(
-            f"seed {int(s)}: OMP {row['omp_order'].values.tolist()}  flow "
-            f"{row['order'].sel(backend='flow').values.tolist()}  descent "
-            f"{row['order'].sel(backend='descent').values.tolist()}"
-        )
+    header = ["backend", "horizon", "concurrence", "std", "seeds_with_picks", "picks",
+              "prefix_agreement", "status"]
+    lines = [table(header, rows, legend=[
+        "concurrence = |picks & OMP's| / min(sizes), mean and std over the seeds with picks",
+        "picks = coordinates picked by the horizon, mean over seeds",
+        "prefix_agreement = fraction of ranks picking OMP's coordinate; nan = no seed picked"]),
+        *notes]
+    orders = [
+        [int(s), *(",".join(str(i) for i in order.values.tolist())
+                   for order in (row["omp_order"], row["order"].sel(backend="flow"),
+                                 row["order"].sel(backend="descent")))]
+        for s, row in ((s, ds.sel(seed=s)) for s in ds["seed"].values[:5])
+    ]
+    lines.append(table(["seed", "omp_order", "flow_order", "descent_order"], orders, legend=[
+        f"-1 = no coordinate reached {ds.attrs['threshold']} at that rank by the horizon"]))
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import flow, incremental, regula_falsi, status, sweep, theory
+from jaxflow._table import table
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
@@ -738,12 +739,14 @@ def summary_table(ds: xr.Dataset, excesses: Sequence[float] | None = None) -> st
     ...                  "threshold_status": (("depth", "ratio"), np.zeros((1, 3), np.int8))},
     ...                 coords={"depth": [4.0], "ratio": ratios})
     >>> print(pd.summary_table(ds, excesses=[1e-3]))
-    depth   r - 1       measured ln sigma0_th      theory ln sigma0_th        log error
-    4       0.001       e^-16.3783                 e^-16.3783                 6.1e-09
+    depth  r - 1  measured ln sigma0_th  theory ln sigma0_th  log error
+        4  0.001  e^-16.3783             e^-16.3783             6.1e-09
+    legend: none = theory has no threshold; not found = the search found none above its floor;
+            log error inf = measured and theory disagree
     <BLANKLINE>
     slope of ln sigma0_th against ln(r - 1) for r - 1 <= 0.01 (theory: N/(N-2) as r -> 1)
-    depth   fitted      N/(N-2)     rel. diff
-    4       1.995       2.000       2.7e-03
+    depth  fitted  N/(N-2)  rel. diff
+        4   1.995    2.000    2.7e-03
     <BLANKLINE>
     worst log error over all (depth, ratio): 8.49e-09  (tolerance 1e-5); not found: 0
     """
@@ -754,22 +757,25 @@ def summary_table(ds: xr.Dataset, excesses: Sequence[float] | None = None) -> st
     err = threshold_log_error(ds)
     floor = ds.attrs.get("log_scale_floor", LOG_SCALE_FLOOR)
     codes = ds["threshold_status"].values
-    lines = [f"{'depth':<7} {'r - 1':<11} {'measured ln sigma0_th':<26} {'theory ln sigma0_th':<26} log error"]
+    rows = []
     for i, depth in enumerate(ds["depth"].values):
         for k in picks:
             m = _threshold_text(ds["log_threshold_measured"].values[i, k], codes[i, k], floor)
             t = _threshold_text(ds["log_threshold_theory"].values[i, k], status.OK, floor)
             e = err.values[i, k]
             e_txt = "match (no threshold)" if (e == 0 and t == "none") else f"{e:.1e}"
-            lines.append(f"{depth:<7g} {excess_all[k]:<11.4g} {m:<26} {t:<26} {e_txt}")
+            rows.append([f"{depth:g}", f"{excess_all[k]:.4g}", m, t, e_txt])
+    lines = [table(["depth", "r - 1", "measured ln sigma0_th", "theory ln sigma0_th", "log error"],
+                   rows, legend=["none = theory has no threshold",
+                                 "not found = the search found none above its floor",
+                                 "log error inf = measured and theory disagree"])]
     slopes = fitted_slopes(ds)
     if slopes:
         lines += ["", f"slope of ln sigma0_th against ln(r - 1) for r - 1 <= {SLOPE_EXCESS:g} "
-                  "(theory: N/(N-2) as r -> 1)",
-                  f"{'depth':<7} {'fitted':<11} {'N/(N-2)':<11} rel. diff"]
-        for depth, slope in slopes.items():
-            ts = theory_slope(depth)
-            lines.append(f"{depth:<7g} {slope:<11.3f} {ts:<11.3f} {abs(slope / ts - 1):.1e}")
+                  "(theory: N/(N-2) as r -> 1)"]
+        lines.append(table(["depth", "fitted", "N/(N-2)", "rel. diff"], [
+            [f"{depth:g}", f"{slope:.3f}", f"{theory_slope(depth):.3f}",
+             f"{abs(slope / theory_slope(depth) - 1):.1e}"] for depth, slope in slopes.items()]))
     c_fit, c_exact = depth2_constant(ds)
     if np.isfinite(c_fit):
         lines += ["", f"depth 2: ln(1/sigma0_th) ~ C/(r - 1) for r - 1 <= {SLOPE_EXCESS:g}: fitted "

@@ -45,6 +45,7 @@ import jax
 import xarray as xr
 
 from jaxflow import status
+from jaxflow._table import table
 from jaxflow.experiments import backends
 from jaxflow.experiments.config import (
     ConfigError,
@@ -145,7 +146,7 @@ def problem(config: QuadraticConfig) -> tuple[qn.Data, jax.Array]:
     return qn.gaussian_data(key_data, target, config.m, config.noise), key_init
 
 
-def run(config: QuadraticConfig | None = None) -> xr.Dataset:
+def run(config: QuadraticConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Gradient flow and gradient descent without and with a bias (module docstring).
 
     Args:
@@ -176,7 +177,7 @@ def run(config: QuadraticConfig | None = None) -> xr.Dataset:
         parts.append(backends.run(
             spec, depths=(QuadraticConfig.depth,), learning_rate=config.learning_rate,
             num_steps=config.num_steps, save_every=config.save_every, fractions=config.fractions,
-            rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,
+            rtol=config.rtol, atol=config.atol, max_steps=config.max_steps, quiet=quiet,
         ))
     per_variant = [name for name in parts[0].data_vars if name != "targets"]
     ds = xr.concat(
@@ -198,14 +199,18 @@ def report(ds: xr.Dataset) -> str:
     Example: the module docstring's smoke run, ``print(qe.report(ds))``.
     """
     half = ds["learning_time"].sel(fraction=0.5, depth=QuadraticConfig.depth)
-    lines = ["bias   backend  t(half target) per mode            recon-error"]
+    rows = []
     for bias in ds["bias"].values:
         for b in ds["backend"].values:
-            times = " ".join(f"{v:7.3f}" for v in half.sel(bias=bias, backend=b).values)
+            times = [f"{v:.3f}" for v in half.sel(bias=bias, backend=b).values]
             err = ds["reconstruction_error"].sel(bias=bias, backend=b,
                                                  depth=QuadraticConfig.depth).item()
-            lines.append(f"{str(bool(bias)):<6} {b:<8} {times}   {err:.3e}")
-    return "\n".join(lines)
+            rows.append([str(bool(bias)).lower(), b, *times, f"{err:.3e}"])
+    header = ["bias", "backend", *(f"t_half[{i}]" for i in range(half.sizes["mode"])),
+              "reconstruction_error"]
+    return table(header, rows, legend=[
+        "t_half[i] = flow time at which eigenvalue i of W^T W reaches half its target",
+        "inf = not reached by the horizon (never, for a zero target)"])
 
 
 def figures(ds: xr.Dataset) -> dict:
