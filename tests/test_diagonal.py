@@ -9,6 +9,7 @@ import pytest
 
 from jaxflow import descent, flow, status
 from jaxflow.baselines import max_margin
+from jaxflow.experiments import backends
 from jaxflow.experiments import diagonal as e3
 from jaxflow.experiments.config import ConfigError
 from jaxflow.models import diagonal as dn
@@ -50,7 +51,7 @@ def test_depth1_exponential_direction_converges_to_svm():
         dn.loss,
         dn.init(1e-2, 1, 4),
         problem,
-        modes=e3._modes(2),
+        modes=backends.TopModes(dn.modes, 2),
         targets=jnp.ones(2),
         t_end=jnp.asarray(1e12),
         rtol=1e-8,
@@ -79,7 +80,7 @@ def test_modes_learned_in_target_order_at_depth_3():
             learning_rate=0.05,
             num_steps=4000,
             save_every=100,
-            modes=e3._modes(3),
+            modes=backends.TopModes(dn.modes, 3),
             targets=dn.targets(problem, 3),
             fractions=(0.5,),
         )
