@@ -191,7 +191,7 @@ def run(config: OMPConfig | None = None) -> xr.Dataset:
         return descent.gradient_descent(
             dn.loss,
             params0,
-            args=args,
+            args,
             learning_rate=config.learning_rate,
             num_steps=config.num_steps,
             save_every=config.save_every,
