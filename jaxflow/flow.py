@@ -581,7 +581,8 @@ def solve(
             (for example with PI coefficients).
 
     Returns:
-        A :class:`Trajectory`. Its status is ``ok`` when everything asked was answered,
+        A :class:`Trajectory` (:mod:`jaxflow.trajectory`, the contract that gradient descent
+        shares). Its status is ``ok`` when everything asked was answered,
         ``unfinished`` when the horizon came first, ``max_steps`` or ``nonfinite`` otherwise.
 
     Raises:
