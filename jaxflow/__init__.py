@@ -7,7 +7,8 @@ core (see ``jaxflow._devices``; ``JAXFLOW_CPU_DEVICES=1`` opts out).
 Public modules: ``theory`` (analytic oracles), ``models`` (model families), ``flow`` (gradient
 flow through diffrax), ``descent`` (gradient descent through optax), ``incremental``
 (incremental-learning metrics), ``baselines`` (OMP, max-margin SVM), ``sweep`` (grids, devices,
-stores), ``status`` (trajectory status codes), ``saddles`` (plateaus and jumps of a trajectory),
+stores), ``status`` (trajectory status codes), ``trajectory`` (the one trajectory contract of both
+back-ends), ``saddles`` (plateaus and jumps of a trajectory),
 ``jump_process`` (the saddle-to-saddle limit of diagonal networks, NumPy); ``jaxflow.experiments``
 (the registry of experiments) and ``jaxflow.plot`` are imported on demand (they pull in plotting
 and storage).
@@ -32,6 +33,7 @@ from jaxflow import saddles as saddles  # noqa: E402
 from jaxflow import status as status  # noqa: E402
 from jaxflow import sweep as sweep  # noqa: E402
 from jaxflow import theory as theory  # noqa: E402
+from jaxflow import trajectory as trajectory  # noqa: E402
 
 
 try:

@@ -13,12 +13,16 @@ Design (see DESIGN.md and notes/engineering.md section 2):
   modes) is saved per chunk; the parameter history is never stored.
 - Everything that one may want to sweep (``learning_rate``, ``params0``, ``args``, ``targets``,
   ``fractions``, ``loss_bound``, ``time_scale``) is a traced array: new values of the same shapes
-  and dtypes reuse the compiled program. ``loss``, ``modes``, ``optimizer``, ``num_steps`` and
-  ``save_every`` are static (changing them compiles again; pass the *same* function objects, not
-  fresh lambdas, to reuse the cache).
+  and dtypes reuse the compiled program. It is compiled with ``equinox.filter_jit``, as
+  :func:`jaxflow.flow.solve` is: ``loss``, ``modes``, ``optimizer``, ``num_steps`` and
+  ``save_every`` are static, compared by equality (pass the same module-level functions, or
+  equal ``eqx.Module`` callables, never fresh lambdas, to reuse the program).
 - One run per call: sweep learning rates or initializations with ``jax.vmap`` yourself.
   A run that diverges freezes (its parameters stop changing, via ``jnp.where``) and carries a
   status code; it never stops nor poisons the other lanes of a vmap.
+- It returns the shared :class:`jaxflow.trajectory.Trajectory` contract of both back-ends, as a
+  :class:`~jaxflow.trajectory.DescentTrajectory` (plus ``loss``, ``learning_steps``,
+  ``diverged_step``).
 """
 
 from __future__ import annotations
@@ -34,58 +38,10 @@ import optax
 from jax import lax
 
 from jaxflow.status import DIVERGED, NONFINITE, OK
+from jaxflow.trajectory import DescentTrajectory, check_fractions
 
 
 __all__ = ["DescentTrajectory", "gradient_descent"]
-
-
-class DescentTrajectory(eqx.Module):
-    """The subsampled record of one gradient-descent run.
-
-    Shapes are for a single run; under ``jax.vmap`` every field gains the vmapped axes in front.
-    ``S = num_steps // save_every + 1`` saves (the initial point included), ``M`` tracked modes,
-    ``F`` fractions.
-
-    Attributes:
-        times: ``(S,)`` flow time of each save, ``time_scale * learning_rate * step`` with
-            ``step = 0, save_every, 2 * save_every, ..., num_steps``.
-        modes: ``(S, M)`` the tracked modes at each save (``M = 0`` without ``modes``).
-        loss: ``(S,)`` the loss at each save.
-        learning_steps: ``(M, F)`` int32, the first step (0 = the initial point) at which
-            ``modes / targets >= fraction``, checked after every step; -1 if never reached.
-        learning_times: ``(M, F)`` ``time_scale * learning_rate * learning_steps``; inf if never
-            reached.
-        final_params: the parameters after the last accepted step (same pytree as ``params0``).
-        status: int8 scalar, a code of :mod:`jaxflow.status` (``OK``, ``DIVERGED`` or
-            ``NONFINITE``).
-        diverged_step: int32, the step at which the run diverged (the first state found with a
-            non-finite or too large loss, or non-finite parameters); -1 if it never did.
-        steps: int32, the number of steps actually taken (accepted updates).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from jaxflow import descent
-        >>> from jaxflow.models import toy
-        >>> targets = jnp.array([2.0, 1.0])
-        >>> traj = descent.gradient_descent(
-        ...     toy.factor_loss, toy.factor_init(None, 1e-2, depth=2, num_coords=2), args=targets,
-        ...     learning_rate=0.1, num_steps=1000, save_every=100, modes=toy.factor_values,
-        ...     targets=targets)
-        >>> traj.times.shape, traj.modes.shape, traj.learning_steps.shape
-        ((11,), (11, 2), (2, 3))
-        >>> int(traj.status), int(traj.diverged_step), int(traj.steps)
-        (0, -1, 1000)
-    """
-
-    times: jax.Array
-    modes: jax.Array
-    loss: jax.Array
-    learning_steps: jax.Array
-    learning_times: jax.Array
-    final_params: Any
-    status: jax.Array
-    diverged_step: jax.Array
-    steps: jax.Array
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,19 +75,11 @@ def _check_positive_scalar(name: str, value, *, allow_inf: bool = False) -> None
         raise ValueError(f"{name} must be in {allowed}; got {v}")
 
 
-def _check_fractions(fractions) -> None:
-    if jnp.ndim(fractions) != 1 or jnp.shape(fractions)[0] < 1:
-        raise ValueError(
-            f"fractions must be a non-empty 1-d sequence of values in (0, 1), strictly "
-            f"increasing; got shape {jnp.shape(fractions)}"
-        )
-    if not _is_concrete(fractions):
-        return
-    f = np.asarray(fractions, dtype=np.float64)
-    if not np.all((f > 0.0) & (f < 1.0)):
-        raise ValueError(f"fractions must all lie in the open interval (0, 1); got {f.tolist()}")
-    if not np.all(np.diff(f) > 0.0):
-        raise ValueError(f"fractions must be strictly increasing; got {f.tolist()}")
+def _python_numbers_as_arrays(tree):
+    """Python numbers in ``params0`` or ``args`` as arrays, as ``jax.jit`` traced them: equinox's
+    filter would make them static (a new value, a new program)."""
+    number = lambda leaf: isinstance(leaf, (bool, int, float, complex))  # noqa: E731
+    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf) if number(leaf) else leaf, tree)
 
 
 def _float_dtype(params0):
@@ -280,22 +228,30 @@ def _run(
     learning_times = jnp.where(
         first >= 0, scale * first.astype(scale.dtype), jnp.asarray(jnp.inf, scale.dtype)
     )
+    # One gradient at the initial point, then one per step attempted until the run ended or
+    # failed (a frozen lane's later gradients are discarded, not counted).
+    attempted = jnp.where(final["diverged_step"] >= 0, final["diverged_step"], num_steps)
     return DescentTrajectory(
         times=times,
         modes=jnp.concatenate([modes0[None, :], modes], axis=0),
+        learning_times=learning_times,
+        fractions=fractions,
+        final_time=scale * final["taken"].astype(scale.dtype),
+        final_modes=final["modes"],
+        final_state=final["params"],
+        steps=final["taken"],
+        rejected=jnp.asarray(0, jnp.int32),
+        evaluations=(1 + attempted).astype(jnp.int32),
+        status=final["status"],
         loss=jnp.concatenate([loss0[None], losses], axis=0),
         learning_steps=first,
-        learning_times=learning_times,
-        final_params=final["params"],
-        status=final["status"],
         diverged_step=final["diverged_step"],
-        steps=final["taken"],
     )
 
 
-_run_jit = jax.jit(
-    _run, static_argnames=("loss_fn", "modes_fn", "optimizer", "num_steps", "save_every")
-)
+# Like flow.solve: callables and Python ints are static (equinox's filter: equal callables, e.g.
+# equal ``eqx.Module`` instances, reuse the program), arrays are traced.
+_run_jit = eqx.filter_jit(_run)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,11 +261,11 @@ _run_jit = jax.jit(
 def gradient_descent(
     loss: Callable[[Any, Any], jax.Array],
     params0: Any,
+    args: Any = None,
     *,
     learning_rate,
     num_steps: int,
     save_every: int = 1,
-    args: Any = None,
     modes: Callable[[Any, Any], jax.Array] | None = None,
     targets=None,
     fractions: Sequence[float] | jax.Array = (0.1, 0.5, 0.9),
@@ -329,7 +285,8 @@ def gradient_descent(
     e.g. ``jax.vmap(lambda lr: gradient_descent(loss, w0, learning_rate=lr, num_steps=1000))(lrs)``.
     It also works under ``jax.jit``. The swept values are traced arrays, so calling again with
     new values of the same shapes and dtypes never recompiles (``loss``, ``modes``,
-    ``optimizer``, ``num_steps`` and ``save_every`` are static: pass the same function objects).
+    ``optimizer``, ``num_steps`` and ``save_every`` are static: pass the same function objects
+    or equal ``eqx.Module`` callables).
 
     A run stops updating (its parameters and optimizer state are frozen at the last good state,
     via ``jnp.where``) when a step would make the loss non-finite or larger than ``loss_bound``
@@ -340,16 +297,18 @@ def gradient_descent(
     Args:
         loss: ``loss(params, args) -> scalar``, differentiable in ``params``.
         params0: the initial parameters, any pytree of float arrays.
+        args: extra data passed to ``loss`` and ``modes`` (a pytree of arrays, traced);
+            positional or keyword, as in :func:`jaxflow.flow.gradient_flow`.
         learning_rate: positive finite scalar (a traced array inside; sweeping it never
             recompiles).
         num_steps: number of steps, a static int >= 1, a multiple of ``save_every``.
         save_every: save a summary every this many steps (static int >= 1).
-        args: extra data passed to ``loss`` and ``modes`` (a pytree of arrays, traced).
         modes: optional ``modes(params, args) -> (M,)`` array of tracked values (coordinates,
             singular values, ...). Without it ``M = 0``.
         targets: ``(M,)`` targets of the modes; a mode counts as learned to fraction ``f`` once
             ``modes / targets >= f``. A zero target (or ``targets=None``) is never reached.
-        fractions: ``(F,)`` strictly increasing fractions in (0, 1).
+        fractions: ``(F,)`` strictly increasing fractions in (0, 1]; ``()`` asks for none
+            (:func:`jaxflow.trajectory.check_fractions`, the rule of both back-ends).
         optimizer: a factory ``learning_rate -> optax.GradientTransformation``; default
             ``optax.sgd`` (plain gradient descent). ``optax.inject_hyperparams(optax.sgd)``
             (hyper-parameters kept in the optimizer state) and e.g.
@@ -365,15 +324,19 @@ def gradient_descent(
             ``1/(2 N^2)`` loss, whose flow is ``d sigma/dt = sigma^(2-2/N) (sigma* - sigma) / N``.
 
     Returns:
-        A :class:`DescentTrajectory` with ``S = num_steps // save_every + 1`` saves: ``times``
-        ``(S,)``, ``modes`` ``(S, M)``, ``loss`` ``(S,)``, ``learning_steps`` and
-        ``learning_times`` ``(M, F)``, ``final_params``, ``status`` (int8), ``diverged_step``
-        (int32, -1 if none) and ``steps`` (int32, the steps actually taken).
+        A :class:`~jaxflow.trajectory.DescentTrajectory` (the shared
+        :class:`~jaxflow.trajectory.Trajectory` fields plus ``loss``, ``learning_steps`` and
+        ``diverged_step``) with ``S = num_steps // save_every + 1`` saves: ``times`` ``(S,)``,
+        ``modes`` ``(S, M)``, ``loss`` ``(S,)``, ``learning_steps`` and ``learning_times``
+        ``(M, F)``, ``final_state`` (also ``final_params``) at ``final_time``, ``status``
+        (int8), ``diverged_step`` (int32, -1 if none), ``steps`` (int32, the steps actually
+        taken), ``rejected`` (0) and ``evaluations`` (int32, gradients computed: the initial
+        one, then one per step until the run ended or failed).
 
     Raises:
         ValueError: on concrete bad input (tracers are not checked): ``learning_rate`` not in
             (0, inf) or NaN or not a scalar; ``num_steps`` or ``save_every`` not an int >= 1;
-            ``num_steps`` not a multiple of ``save_every``; ``fractions`` not in (0, 1) or not
+            ``num_steps`` not a multiple of ``save_every``; ``fractions`` not in (0, 1] or not
             strictly increasing; ``loss_bound`` not in (0, inf]; ``time_scale`` not in (0, inf);
             ``targets`` not of shape ``(M,)``; ``loss`` not scalar or ``modes`` not 1-d.
 
@@ -394,8 +357,8 @@ def gradient_descent(
         ...                         modes=modes, targets=jnp.ones(1), time_scale=0.5)
         >>> traj.loss.shape, traj.modes.shape, traj.learning_steps.shape
         ((21,), (21, 1), (1, 3))
-        >>> int(traj.status), int(traj.steps)
-        (0, 2000)
+        >>> int(traj.status), int(traj.steps), int(traj.evaluations)
+        (0, 2000, 2001)
         >>> t_half = float(traj.learning_times[0, 1])  # exact: ln(99) = 4.595...
         >>> abs(t_half - 4.595) < 0.05
         True
@@ -414,17 +377,17 @@ def gradient_descent(
     _check_positive_scalar("learning_rate", learning_rate)
     _check_positive_scalar("loss_bound", loss_bound, allow_inf=True)
     _check_positive_scalar("time_scale", time_scale)
+    check_fractions(fractions)
     if not isinstance(fractions, jax.Array):
-        fractions = np.asarray(fractions, dtype=np.float64)
-    _check_fractions(fractions)
+        fractions = np.asarray(fractions, dtype=np.float64).reshape(-1)
     if targets is not None and modes is None:
         raise ValueError("targets were given without modes: pass modes(params, args) too")
 
     dtype = _float_dtype(params0)
     return _run_jit(
-        params0,
+        _python_numbers_as_arrays(params0),
         jnp.asarray(learning_rate).astype(dtype),
-        args,
+        _python_numbers_as_arrays(args),
         None if targets is None else jnp.asarray(targets),
         jnp.asarray(fractions).astype(dtype),
         jnp.asarray(loss_bound).astype(dtype),

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
+from jaxtyping import Array, ArrayLike, Bool, Float, PyTree
 
 from jaxflow import status as _status
 from jaxflow._clock import DEFAULT_DT0, Speed, check_speed, clock_speed, max_abs
@@ -67,6 +67,7 @@ from jaxflow.solvers import (
     step_evaluations,
     with_root_finder_tolerances,
 )
+from jaxflow.trajectory import Trajectory, check_fractions
 
 
 __all__ = ["Trajectory", "gradient_flow", "solve"]
@@ -78,52 +79,6 @@ _STATIONARY_TOL = 1e-10  # relative distance to a fixed point below which a lane
 # balanced depth-4 factors in log-factors from 1e-250, fewer elsewhere): 32 leaves a margin.
 _NONFINITE_TRIES = 32
 _STORE_LIMIT = 4096  # floats of stored crossing steps per lane (see `_initial_state`)
-
-
-class Trajectory(eqx.Module):
-    """What one gradient-flow solve returns (add leading axes under ``vmap``).
-
-    Attributes:
-        times: the requested save times ``(K,)``.
-        modes: mode values at those times ``(K, M)``; NaN where the lane stopped earlier
-            (after a failure), the final values where it became stationary.
-        learning_times: ``(M, F)`` first flow time at which ``modes / targets`` reached each
-            fraction; ``inf`` if never (or if the target is 0).
-        fractions: the fractions ``(F,)``.
-        final_time: flow time at the last accepted step (the latest coordinate's, for a
-            coordinatewise model, whose coordinates each stop on their own).
-        final_modes: modes at the last accepted step ``(M,)``.
-        final_state: the state at the last accepted step.
-        steps: accepted steps; ``rejected``: rejected steps (summed over coordinates).
-        evaluations: vector-field evaluations of the solver's step attempts (accepted and
-            rejected; start-up included; learning-time refinement, saves and stationarity
-            checks excluded); -1 for solvers whose count jaxflow does not know (implicit ones).
-        status: :mod:`jaxflow.status` code (the worst coordinate's, for a coordinatewise model).
-
-    Example (no save times: ``K = 0``; one mode, one fraction):
-        >>> import jax.numpy as jnp
-        >>> from jaxflow import flow, status
-        >>> from jaxflow.models import toy
-        >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([1.0]))
-        >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-6, 1), args,
-        ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,))
-        >>> traj.modes.shape, traj.learning_times.shape, status.name(traj.status)
-        ((0, 1), (1, 1), 'ok')
-        >>> bool(traj.final_modes[0] >= 0.5), int(traj.steps) < 200
-        (True, True)
-    """
-
-    times: Float[Array, " K"]
-    modes: Float[Array, "K M"]
-    learning_times: Float[Array, "M F"]
-    fractions: Float[Array, " F"]
-    final_time: Float[Array, ""]
-    final_modes: Float[Array, " M"]
-    final_state: PyTree
-    steps: Int[Array, ""]
-    rejected: Int[Array, ""]
-    evaluations: Int[Array, ""]
-    status: Int[Array, ""]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,12 +440,7 @@ def _check_eager(fractions, save_times, t_end, rtol, atol, max_steps, speed, sta
     check_speed(speed)
     if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps >= 1):
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    try:
-        fr = [float(f) for f in fractions]
-    except (TypeError, ValueError):
-        raise ValueError(f"fractions must be increasing values in (0, 1] (or empty), got {fractions!r}") from None
-    if any(not (0.0 < f <= 1.0) for f in fr) or any(a >= b for a, b in zip(fr, fr[1:])):
-        raise ValueError(f"fractions must be increasing values in (0, 1] (or empty), got {fractions!r}")
+    check_fractions(fractions)
     for name, value in (("rtol", rtol), ("atol", atol), ("stationary_tol", stationary_tol)):
         if isinstance(value, jax.core.Tracer) or (name == "stationary_tol" and value is None):
             continue
@@ -592,7 +542,8 @@ def solve(
             (for example with PI coefficients).
 
     Returns:
-        A :class:`Trajectory`. Its status is ``ok`` when everything asked was answered,
+        A :class:`Trajectory` (:mod:`jaxflow.trajectory`, the contract that gradient descent
+        shares). Its status is ``ok`` when everything asked was answered,
         ``unfinished`` when the horizon came first, ``max_steps`` or ``nonfinite`` otherwise.
 
     Raises:

@@ -14,6 +14,7 @@ flow with ``time_scale = 1/N``: reduced time = learning_rate * step / N.
 import doctest
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,9 +23,10 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import jaxflow.descent
+import jaxflow.flow
 from jaxflow.descent import DescentTrajectory, gradient_descent
 from jaxflow.status import DIVERGED, NONFINITE, OK
-
+from jaxflow.trajectory import Trajectory
 
 # ----------------------------------------------------------------------------------------------
 # The toy model (module-level functions: the same objects reuse the compiled program)
@@ -291,6 +293,66 @@ def test_no_recompile_eager_calls():
         assert not np.array_equal(again.loss, first.loss)
 
 
+class ScaledLoss(eqx.Module):
+    """A loss as a module: its array field is traced, its identity compares by value."""
+
+    weight: jax.Array
+
+    def __call__(self, w, sstar):
+        return self.weight * factor_loss(w, sstar)
+
+
+def test_equal_module_callables_reuse_the_program():
+    """Compiled like flow.solve (equinox's filter): a fresh but equal eqx.Module loss and new
+    array values of the same shapes reuse the program; nothing is traced again."""
+    traces = 0
+
+    class CountingModes(eqx.Module):
+        def __call__(self, w, sstar):
+            nonlocal traces
+            traces += 1  # runs only while tracing
+            return factor_modes(w, sstar)
+
+    sstar = jnp.asarray(SSTAR)
+    losses = []
+    for weight, lr, s0 in [(1.0, 0.01, 0.01), (2.0, 0.02, 0.1), (0.5, 0.05, 1e-3)]:
+        traj = gradient_descent(ScaledLoss(jnp.asarray(weight)), balanced_init(2, s0), sstar,
+                                learning_rate=lr, num_steps=100, save_every=10,
+                                modes=CountingModes(), targets=sstar)
+        losses.append(float(traj.loss[-1]))
+        if weight == 1.0:
+            first = traces
+    assert first > 0 and traces == first
+    assert len(set(losses)) == 3
+
+
+def test_args_positional_or_keyword():
+    sstar = jnp.asarray(SSTAR)
+    kw = dict(learning_rate=0.03, num_steps=100, save_every=10, modes=factor_modes, targets=sstar)
+    positional = gradient_descent(factor_loss, balanced_init(2, 0.01), sstar, **kw)
+    keyword = gradient_descent(factor_loss, balanced_init(2, 0.01), args=sstar, **kw)
+    for name in ("loss", "modes", "learning_steps", "final_state"):
+        np.testing.assert_array_equal(getattr(positional, name), getattr(keyword, name))
+
+
+def test_shared_trajectory_contract():
+    """The fields of jaxflow.trajectory.Trajectory mean what they mean for the flow."""
+    lrs = jnp.array([0.01, 1e3])
+    traj = run_lanes(2, 0.01, lrs, 400, 50)
+    assert isinstance(traj, Trajectory) and isinstance(traj, jaxflow.flow.Trajectory)
+    np.testing.assert_array_equal(traj.rejected, [0, 0])
+    np.testing.assert_array_equal(traj.fractions[0], [0.1, 0.5, 0.9])
+    # Flow time reached: that of the last accepted step (time_scale 1/2).
+    np.testing.assert_allclose(traj.final_time, np.asarray(lrs) * np.asarray(traj.steps) / 2,
+                               rtol=1e-15)
+    np.testing.assert_allclose(traj.final_time[0], traj.times[0, -1], rtol=1e-15)
+    np.testing.assert_array_equal(traj.final_modes, traj.modes[:, -1])
+    np.testing.assert_array_equal(traj.final_params, traj.final_state)
+    # Gradients: one at the initial point, one per step until the run ended or failed.
+    div = int(traj.diverged_step[1])
+    np.testing.assert_array_equal(traj.evaluations, [401, 1 + div])
+
+
 def test_vmap_equals_separate_runs():
     lrs = np.geomspace(0.005, 0.2, 8)
     sigma0s = np.geomspace(1e-3, 0.3, 8)
@@ -306,11 +368,11 @@ def test_vmap_equals_separate_runs():
     assert batched.modes.shape == (8, 9, 2) and batched.learning_steps.shape == (8, 2, 3)
     for i in range(8):
         single = one(jnp.asarray(lrs[i]), jnp.asarray(sigma0s[i]))
-        for name in ("times", "modes", "loss", "learning_times", "final_params"):
+        for name in ("times", "modes", "loss", "learning_times", "final_params", "final_time"):
             # equal up to rounding (vectorized code may round differently)
             np.testing.assert_allclose(getattr(batched, name)[i], getattr(single, name),
                                        rtol=1e-10, atol=1e-20, err_msg=name)
-        for name in ("learning_steps", "status", "diverged_step", "steps"):
+        for name in ("learning_steps", "status", "diverged_step", "steps", "evaluations"):
             np.testing.assert_array_equal(getattr(batched, name)[i], getattr(single, name))
 
 
@@ -379,16 +441,23 @@ def test_num_steps_multiple_of_save_every():
         call(save_every=3)
 
 
-@pytest.mark.parametrize("fractions", [(0.0, 0.5), (0.5, 1.0), (1.5,), (-0.1, 0.2)])
-def test_fractions_in_unit_interval(fractions):
-    with pytest.raises(ValueError, match=r"fractions must all lie in the open interval \(0, 1\)"):
+@pytest.mark.parametrize(
+    "fractions", [(0.0, 0.5), (0.5, 1.5), (1.5,), (-0.1, 0.2), (0.5, 0.1), (0.1, 0.5, 0.5)]
+)
+def test_fractions_rule_shared_with_flow(fractions):
+    rule = r"fractions must be strictly increasing values in \(0, 1\] \(or empty\)"
+    with pytest.raises(ValueError, match=rule):
         call(fractions=fractions)
 
 
-@pytest.mark.parametrize("fractions", [(0.5, 0.1), (0.1, 0.5, 0.5)])
-def test_fractions_increasing(fractions):
-    with pytest.raises(ValueError, match="fractions must be strictly increasing"):
-        call(fractions=fractions)
+def test_fractions_one_and_none_allowed():
+    sstar = jnp.asarray(SSTAR)
+    kw = dict(learning_rate=0.3, num_steps=400, save_every=100, modes=factor_modes, targets=sstar)
+    full = gradient_descent(factor_loss, balanced_init(2, 0.01), sstar, fractions=(0.5, 1.0), **kw)
+    assert full.learning_steps.shape == (2, 2) and full.fractions.tolist() == [0.5, 1.0]
+    none = gradient_descent(factor_loss, balanced_init(2, 0.01), sstar, fractions=(), **kw)
+    assert none.learning_times.shape == (2, 0) and none.learning_steps.shape == (2, 0)
+    np.testing.assert_array_equal(none.modes, full.modes)
 
 
 def test_bad_loss_bound_and_time_scale():

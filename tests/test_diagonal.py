@@ -9,6 +9,7 @@ import pytest
 
 from jaxflow import descent, flow, status
 from jaxflow.baselines import max_margin
+from jaxflow.experiments import backends
 from jaxflow.experiments import diagonal as e3
 from jaxflow.experiments.config import ConfigError
 from jaxflow.models import diagonal as dn
@@ -50,7 +51,7 @@ def test_depth1_exponential_direction_converges_to_svm():
         dn.loss,
         dn.init(1e-2, 1, 4),
         problem,
-        modes=e3._modes(2),
+        modes=backends.TopModes(dn.modes, 2),
         targets=jnp.ones(2),
         t_end=jnp.asarray(1e12),
         rtol=1e-8,
@@ -79,7 +80,7 @@ def test_modes_learned_in_target_order_at_depth_3():
             learning_rate=0.05,
             num_steps=4000,
             save_every=100,
-            modes=e3._modes(3),
+            modes=backends.TopModes(dn.modes, 3),
             targets=dn.targets(problem, 3),
             fractions=(0.5,),
         )
@@ -159,3 +160,35 @@ def test_kkt_residual_of_l1_stationary_point_is_zero():
             jnp.array([1.0, 0.0]), jnp.array([[1.0, 2.0]]), jnp.ones(1), depth=2
         )
     ) == pytest.approx(1.0, rel=1e-9)
+
+
+_TRACES = []
+
+
+def _counting_loss(params, problem):
+    _TRACES.append(1)  # runs only while tracing
+    return dn.loss(params, problem)
+
+
+@pytest.mark.parametrize("backend", ["descent", "flow"])
+def test_top_modes_reuse_the_compiled_program(backend):
+    """A fresh but equal ``backends.TopModes`` and new values of the same shapes (scale, depth,
+    data): the second run traces nothing, on either back-end (both use ``eqx.filter_jit``)."""
+    target = dn.sparse_target(6, (8.0, 4.0))
+    _TRACES.clear()
+    counts = []
+    for seed, scale, depth in [(0, 1e-3, 2.0), (1, 1e-2, 3.0)]:
+        data = dn.classification_data(jax.random.key(seed), target, 40)
+        problem = dn.Problem(data, depth=depth, loss="exponential")
+        modes = backends.TopModes(dn.modes, 2)
+        if backend == "descent":
+            traj = descent.gradient_descent(_counting_loss, dn.init(scale, 2, 6), problem,
+                                            learning_rate=0.05, num_steps=200, save_every=50,
+                                            modes=modes, targets=jnp.ones(2))
+        else:
+            traj = flow.gradient_flow(_counting_loss, dn.init(scale, 2, 6), problem, modes=modes,
+                                      targets=jnp.ones(2), t_end=jnp.asarray(10.0),
+                                      max_steps=2000, refine=False)
+        assert int(traj.status) == status.OK
+        counts.append(len(_TRACES))
+    assert counts[0] > 0 and counts[1] == counts[0], counts

@@ -8,7 +8,8 @@ produces the same dataset, so notebooks read them alike:
     targets(mode)
     learning_time(backend, depth, mode, fraction)
     status(backend, depth)                     jaxflow.status codes
-    gradient_evaluations(backend, depth)       cost (flow: vector-field evaluations; descent: steps)
+    gradient_evaluations(backend, depth)       cost: the trajectory's ``evaluations`` (flow:
+                                               vector-field evaluations; descent: gradients)
     <measure>(backend, depth)                  the experiment's own measures
 
 The time grid is the descent's save grid ``lr * save_every * i``; gradient flow (diffrax,
@@ -32,14 +33,34 @@ import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import numpy as np
 import xarray as xr
 
-from jaxflow import _progress, descent, flow, status
+from jaxflow import _progress, descent, flow, status, trajectory
 from jaxflow.sweep import run_metadata
 
-BACKENDS = ("flow", "descent")
+
+class TopModes(eqx.Module):
+    """``fn(params, args, k=k)``: a model's first ``k`` modes as a ``modes(params, args)``.
+
+    A module, not a ``functools.partial`` or a lambda: equal ``(fn, k)`` compare and hash
+    equal, so both back-ends (compiled with ``equinox.filter_jit``, callables static) reuse
+    their program across calls, where a fresh closure per call would compile again.
+
+    Example:
+        >>> from jaxflow.experiments import backends
+        >>> from jaxflow.models import diagonal as dn
+        >>> backends.TopModes(dn.modes, 3) == backends.TopModes(dn.modes, 3)
+        True
+    """
+
+    fn: Callable = eqx.field(static=True)
+    k: int = eqx.field(static=True)
+
+    def __call__(self, params, args):
+        return self.fn(params, args, k=self.k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +69,8 @@ class Spec:
 
     Attributes:
         loss: ``loss(params, args) -> scalar``.
-        modes: ``modes(params, args) -> (M,)``.
+        modes: ``modes(params, args) -> (M,)``: a module-level function or an equal-comparing
+            callable such as :class:`TopModes` (a fresh lambda compiles again each depth).
         targets: ``(M,)`` targets of the modes (0 where a mode should stay unlearned).
         init: ``init(depth) -> params0``.
         args: data passed to ``loss`` and ``modes``.
@@ -76,6 +98,53 @@ class Spec:
     args: Any = None
     depth_args: Callable[[int], Any] | None = None
     measures: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What :func:`run` asks of every back-end (its arguments, plus the targets and time grid)."""
+
+    targets: np.ndarray
+    times: np.ndarray
+    learning_rate: float
+    num_steps: int
+    save_every: int
+    fractions: tuple[float, ...]
+    rtol: float
+    atol: float
+    max_steps: int
+
+
+def _descent(spec: Spec, params0, args, settings: _Settings) -> trajectory.Trajectory:
+    return descent.gradient_descent(
+        spec.loss, params0, args, learning_rate=settings.learning_rate,
+        num_steps=settings.num_steps, save_every=settings.save_every, modes=spec.modes,
+        targets=settings.targets, fractions=settings.fractions,
+    )
+
+
+def _flow(spec: Spec, params0, args, settings: _Settings) -> trajectory.Trajectory:
+    return flow.gradient_flow(
+        spec.loss, params0, args, modes=spec.modes, targets=settings.targets,
+        fractions=settings.fractions, save_times=settings.times, rtol=settings.rtol,
+        atol=settings.atol, max_steps=settings.max_steps,
+        # Like descent, the flow is asked to reach the horizon; the learning times it passes on
+        # the way are recorded (inf: not reached by the horizon).
+        required=np.zeros((settings.targets.size, len(settings.fractions)), dtype=bool),
+        # The dense interpolant alone locates learning times to about rtol; the exact-step
+        # polish would add a solver step per (mode, fraction) to the compiled loop of these
+        # large states for no visible gain.
+        refine=False,
+    )
+
+
+# One function per back-end, one signature, one contract (jaxflow.trajectory.Trajectory):
+# run reads the same fields whichever it holds.
+_RUNNERS: dict[str, Callable[[Spec, Any, Any, _Settings], trajectory.Trajectory]] = {
+    "flow": _flow,
+    "descent": _descent,
+}
+BACKENDS = tuple(_RUNNERS)
 
 
 def run(
@@ -116,6 +185,9 @@ def run(
     targets = np.asarray(spec.targets, dtype=float)
     num_saves = num_steps // save_every + 1
     times = learning_rate * save_every * np.arange(num_saves)
+    settings = _Settings(targets=targets, times=times, learning_rate=learning_rate,
+                         num_steps=num_steps, save_every=save_every, fractions=tuple(fractions),
+                         rtol=rtol, atol=atol, max_steps=max_steps)
     shape = (len(backends), len(depths))
     out = {
         "modes": np.full(shape + (num_saves, targets.size), np.nan),
@@ -132,39 +204,15 @@ def run(
         for i, backend in _progress.counted(enumerate(backends), runs):
             runs.set_postfix_str(f"depth {depth} {backend}")
             start = _time.perf_counter()
-            if backend == "descent":
-                traj = descent.gradient_descent(
-                    spec.loss, params0, args=args, learning_rate=learning_rate,
-                    num_steps=num_steps, save_every=save_every, modes=spec.modes,
-                    targets=targets, fractions=fractions,
-                )
-                final = traj.final_params
-                modes = traj.modes
-                evaluations = int(traj.steps)
-            else:
-                traj = flow.gradient_flow(
-                    spec.loss, params0, args, modes=spec.modes, targets=targets,
-                    fractions=fractions, save_times=times, rtol=rtol, atol=atol,
-                    max_steps=max_steps,
-                    # Like descent, the flow is asked to reach the horizon; the learning times
-                    # it passes on the way are recorded (inf: not reached by the horizon).
-                    required=np.zeros((targets.size, len(fractions)), dtype=bool),
-                    # The dense interpolant alone locates learning times to about rtol; the
-                    # exact-step polish would add a solver step per (mode, fraction) to the
-                    # compiled loop of these large states for no visible gain.
-                    refine=False,
-                )
-                final = traj.final_state
-                modes = traj.modes
-                evaluations = int(traj.evaluations)  # counted by the solve loop
-            jax.block_until_ready(final)
+            traj = _RUNNERS[backend](spec, params0, args, settings)
+            jax.block_until_ready(traj.final_state)
             out["wall_time"][i, j] = _time.perf_counter() - start
-            out["modes"][i, j] = np.asarray(modes)
+            out["modes"][i, j] = np.asarray(traj.modes)
             out["learning_time"][i, j] = np.asarray(traj.learning_times)
             out["status"][i, j] = int(traj.status)
-            out["gradient_evaluations"][i, j] = evaluations
+            out["gradient_evaluations"][i, j] = int(traj.evaluations)
             for name, fn in spec.measures.items():
-                measures[name][i, j] = float(fn(final, args))
+                measures[name][i, j] = float(fn(traj.final_state, args))
     runs.close()
     coords = {
         "backend": list(backends),

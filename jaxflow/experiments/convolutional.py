@@ -39,7 +39,7 @@ Example (smoke size):
 """
 
 import dataclasses
-import functools
+from collections.abc import Callable
 from typing import ClassVar
 
 import equinox as eqx
@@ -160,26 +160,23 @@ def unpad(params, args: Layers) -> dict:
     }
 
 
-def _padded(fn):
-    """``fn(params, problem)`` of the convolutional model as ``g(padded_params, Layers)``."""
+class _Padded(eqx.Module):
+    """``fn(params, problem)`` of the convolutional model as ``g(padded_params, Layers)``.
 
-    def wrapped(params, args):
-        return fn(unpad(params, args), args.problem)
+    A module: equal ``fn`` give equal (hash-equal) wrappers, so the back-ends' compiled
+    programs are reused across calls and depths."""
 
-    wrapped.__name__ = wrapped.__qualname__ = f"padded_{getattr(fn, '__name__', 'modes')}"
-    return wrapped
+    fn: Callable = eqx.field(static=True)
+
+    def __call__(self, params, args):
+        return self.fn(unpad(params, args), args.problem)
 
 
-_loss = _padded(cn.loss)
+_loss = _Padded(cn.loss)
 _MEASURES = {
-    name: _padded(getattr(cn, name))
+    name: _Padded(getattr(cn, name))
     for name in ("correlation", "amplitude_correlation", "log_loss", "loss_underflow")
 }
-
-
-@functools.cache
-def _modes(k: int):
-    return _padded(functools.partial(cn.modes, k=k))
 
 
 def _beta(params, args):
@@ -200,7 +197,7 @@ def _spec(config: ConvolutionalConfig, seed: int):
     top = max(config.depths)
     return prob, backends.Spec(
         loss=_loss,
-        modes=_modes(config.num_modes),
+        modes=_Padded(backends.TopModes(cn.modes, config.num_modes)),
         targets=cn.targets(prob, k=config.num_modes),
         init=lambda depth: padded_init(init_key, config.scale, depth, top, config.d),
         depth_args=lambda depth: layers(prob, depth, top),

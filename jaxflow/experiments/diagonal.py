@@ -40,7 +40,6 @@ Example (smoke size):
 """
 
 import dataclasses
-import functools
 from typing import ClassVar
 
 import jax
@@ -100,12 +99,6 @@ class DiagonalConfig(ExperimentConfig):
             raise ConfigError(f"late_times must be > 0, got {self.late_times}")
 
 
-@functools.cache
-def _modes(k: int):
-    # One function object per k: the descent caches its compiled program on it.
-    return functools.partial(dn.modes, k=k)
-
-
 def problem(config: DiagonalConfig, depth: float = 1.0) -> dn.Problem:
     """The data of ``config`` (seeded) at ``depth``."""
     target = dn.sparse_target(config.d, config.values)
@@ -128,7 +121,7 @@ def run(config: DiagonalConfig | None = None, *, quiet: bool = False) -> xr.Data
     targets = dn.targets(prob, k=k)
     spec = backends.Spec(
         loss=dn.loss,
-        modes=_modes(k),
+        modes=backends.TopModes(dn.modes, k),
         targets=targets,
         init=lambda depth: dn.init(config.scale, depth, config.d),
         depth_args=lambda depth: dn.Problem(prob.data, depth=float(depth), loss=config.loss),

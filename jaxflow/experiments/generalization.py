@@ -116,11 +116,11 @@ def point_function(config: GeneralizationConfig):
         std = p["scale"] ** (1.0 / depth) / jnp.sqrt(float(config.d))
         factors = std * jax.random.normal(key, (max_depth, config.d, config.d))
         traj = descent.gradient_descent(
-            loss, factors, args=(depth, problem), learning_rate=config.learning_rate,
+            loss, factors, (depth, problem), learning_rate=config.learning_rate,
             num_steps=config.num_steps, save_every=config.num_steps, modes=modes,
             targets=ms.targets(problem, k=k),
         )
-        final = {"factors": traj.final_params, "depth": depth}
+        final = {"factors": traj.final_state, "depth": depth}
         return {
             "reconstruction_error": ms.reconstruction_error(final, problem),
             "effective_rank": ms.effective_rank(final),

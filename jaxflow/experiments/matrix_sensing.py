@@ -105,6 +105,11 @@ def problem(config: MatrixSensingConfig) -> ms.Problem:
     return make(key, target, config.m)
 
 
+def _effective_rank(params, args):
+    del args  # a measure's signature; the rank is of W alone
+    return ms.effective_rank(params)
+
+
 def spec(config: MatrixSensingConfig) -> backends.Spec:
     """The experiment as a :class:`~jaxflow.experiments.backends.Spec`: loss, modes, init, measures.
 
@@ -118,14 +123,14 @@ def spec(config: MatrixSensingConfig) -> backends.Spec:
     k = config.num_modes
     return backends.Spec(
         loss=ms.loss,
-        modes=lambda params, args: ms.modes(params, args, k=k),
+        modes=backends.TopModes(ms.modes, k),
         targets=ms.targets(prob, k=k),
         init=lambda depth: ms.init(init_key, config.scale, depth, (config.d, config.d),
                                    kind=config.init_kind),
         args=prob,
         measures={
             "reconstruction_error": ms.reconstruction_error,
-            "effective_rank": lambda params, args: ms.effective_rank(params),
+            "effective_rank": _effective_rank,
             "train_loss": ms.loss,
         },
     )

@@ -192,7 +192,7 @@ def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
         return descent.gradient_descent(
             dn.loss,
             params0,
-            args=args,
+            args,
             learning_rate=config.learning_rate,
             num_steps=config.num_steps,
             save_every=config.save_every,

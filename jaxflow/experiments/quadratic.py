@@ -38,7 +38,6 @@ Example:
 """
 
 import dataclasses
-import functools
 from typing import ClassVar
 
 import jax
@@ -127,12 +126,6 @@ class QuadraticConfig(ExperimentConfig):
         check_seed(self.seed)
 
 
-@functools.cache
-def _top_modes(k: int):
-    # One function object per k: the descent caches its compiled program on it.
-    return functools.partial(qn.modes, k=k)
-
-
 def problem(config: QuadraticConfig) -> tuple[qn.Data, jax.Array]:
     """The samples of ``config`` and the key of ``W(0)`` (both seeded by ``config.seed``).
 
@@ -161,7 +154,7 @@ def run(config: QuadraticConfig | None = None, *, quiet: bool = False) -> xr.Dat
     config = QuadraticConfig() if config is None else config
     data, key_init = problem(config)
     targets = qn.targets(data, config.num_modes)
-    modes = _top_modes(config.num_modes)
+    modes = backends.TopModes(qn.modes, config.num_modes)
     measures = {"reconstruction_error": qn.reconstruction_error, "train_loss": qn.loss}
     parts = []
     for bias in (False, True):
