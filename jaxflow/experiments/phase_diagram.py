@@ -345,7 +345,9 @@ def measured_thresholds(
     Returns:
         ``(log_threshold, status)`` per (depth, ratio). Where no sign change exists above
         ``LOG_SCALE_FLOOR`` the threshold is NaN and the status
-        :data:`jaxflow.status.NOT_FOUND`; otherwise the worst status of the refinement's lanes.
+        :data:`jaxflow.status.NOT_FOUND`; otherwise the worst status of the refinement's lanes,
+        and :data:`jaxflow.status.MAX_STEPS` where the estimate still moved when the
+        ``refine_iterations`` ran out (its value is then not to be trusted).
 
     Example (with a stand-in margin that changes sign at sigma0 = 0.01; :func:`run` passes the
     simulation's runner):
