@@ -181,3 +181,12 @@ def test_grid_above_start(scales):
     log_threshold, code = pd.measured_thresholds(config, margins, runner)
     assert code.tolist() == [[status.OK]]
     np.testing.assert_allclose(np.exp(log_threshold), [[0.01]], rtol=1e-9)
+
+
+def test_scales_sharing_a_log_are_refused_by_name():
+    """Two distinct scales can share ``ln(scale)`` (adjacent floats near 1e-300): the grid's axis
+    would repeat, so they are refused, naming ``scales`` (not ``log_scales``, never given)."""
+    from jaxflow.experiments.config import ConfigError
+
+    with pytest.raises(ConfigError, match="^scales must differ in ln"):
+        pd.PhaseDiagramConfig(scales=(1e-300, float(np.nextafter(1e-300, 1.0))))

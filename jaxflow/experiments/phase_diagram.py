@@ -142,7 +142,11 @@ class PhaseDiagramConfig(ExperimentConfig):
             if not scales or any(not (0 < s < 1) for s in scales):
                 raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
             object.__setattr__(self, "scales", scales)
-            object.__setattr__(self, "log_scales", as_axis("log_scales", [math.log(s) for s in scales]))
+            log_scales = [math.log(s) for s in scales]
+            if len(set(log_scales)) != len(log_scales):  # neighbours near 1e-300 share a log
+                raise ConfigError("scales must differ in ln(scale), the grid's axis: "
+                                  "two of them round to the same log_scale")
+            object.__setattr__(self, "log_scales", as_axis("log_scales", log_scales))
         if any(not (-math.inf < x < 0) for x in self.log_scales):
             raise ConfigError("log_scales (ln sigma0 / sigma*_j) must be finite and < 0")
         check_fractions(self.start, self.finish)
