@@ -143,7 +143,11 @@ class PhaseDiagramConfig(ExperimentConfig):
             if not scales or any(not (0 < s < 1) for s in scales):
                 raise ConfigError("scales (sigma0 / sigma*_j) must lie in (0, 1)")
             object.__setattr__(self, "scales", scales)
-            object.__setattr__(self, "log_scales", as_axis("log_scales", [math.log(s) for s in scales]))
+            log_scales = [math.log(s) for s in scales]
+            if len(set(log_scales)) != len(log_scales):  # neighbours near 1e-300 share a log
+                raise ConfigError("scales must differ in ln(scale), the grid's axis: "
+                                  "two of them round to the same log_scale")
+            object.__setattr__(self, "log_scales", as_axis("log_scales", log_scales))
         if any(not (-math.inf < x < 0) for x in self.log_scales):
             raise ConfigError("log_scales (ln sigma0 / sigma*_j) must be finite and < 0")
         check_fractions(self.start, self.finish)
@@ -346,7 +350,9 @@ def measured_thresholds(
     Returns:
         ``(log_threshold, status)`` per (depth, ratio). Where no sign change exists above
         ``LOG_SCALE_FLOOR`` the threshold is NaN and the status
-        :data:`jaxflow.status.NOT_FOUND`; otherwise the worst status of the refinement's lanes.
+        :data:`jaxflow.status.NOT_FOUND`; otherwise the worst status of the refinement's lanes,
+        and :data:`jaxflow.status.MAX_STEPS` where the estimate still moved when the
+        ``refine_iterations`` ran out (its value is then not to be trusted).
 
     Example (with a stand-in margin that changes sign at sigma0 = 0.01; :func:`run` passes the
     simulation's runner):
@@ -370,21 +376,16 @@ def measured_thresholds(
     log_scales, margins = log_scales[order], margins[..., order]
     spacing = float(np.max(np.diff(log_scales))) if log_scales.size > 1 else 1.0
     top = math.log(config.start)  # margin <= 0 there: the smaller value already sits at start
+    # Above ln(start) the margin is <= 0, and exactly 0 (which reads as incremental) where
+    # sigma0 >= finish * r puts both times at 0: such grid points never end a bracket.
+    keep = log_scales <= top
+    log_scales, margins = log_scales[keep], margins[..., keep]
 
     pairs = [(i, j) for i in range(depths.size) for j in range(ratios.size)]
     # g = -margin is increasing in ln sigma0: lo is the incremental end (g <= 0), hi the other.
     lo, hi, g_lo, g_hi = (np.full(len(pairs), np.nan) for _ in range(4))
     worst = np.zeros(len(pairs), dtype=np.int8)
     pending = {}
-    for n, (i, j) in enumerate(pairs):
-        row = margins[i, j]
-        a, b, kind = _bracket(row >= 0)
-        if a is not None:
-            lo[n], g_lo[n] = log_scales[a], -row[a]
-        if b is not None:
-            hi[n], g_hi[n] = log_scales[b], -row[b]
-        if kind != "inside":
-            pending[n] = kind
 
     def simulate(index, x):
         idx = np.asarray(index, dtype=int)
@@ -396,6 +397,20 @@ def measured_thresholds(
         out = runner(pts)
         worst[idx] = np.maximum(worst[idx], out["status"])
         return -np.asarray(out["margin_in_unit"], dtype=float)
+
+    if log_scales.size == 0:  # the whole grid above ln(start): search down from ln(start)
+        log_scales = np.array([top])
+        g_top = simulate(np.arange(len(pairs)), np.full(len(pairs), top))
+        margins = -g_top.reshape(depths.size, ratios.size, 1)
+    for n, (i, j) in enumerate(pairs):
+        row = margins[i, j]
+        a, b, kind = _bracket(row >= 0)
+        if a is not None:
+            lo[n], g_lo[n] = log_scales[a], -row[a]
+        if b is not None:
+            hi[n], g_hi[n] = log_scales[b], -row[b]
+        if kind != "inside":
+            pending[n] = kind
 
     # Extend the bracket beyond the grid, doubling the distance each round.
     step = 1
@@ -427,20 +442,31 @@ def measured_thresholds(
     active = np.flatnonzero(found)
     side = np.zeros(len(pairs), dtype=int)
     previous = np.full(len(pairs), np.inf)
+    # A bracket with one end's |g| far below the other's (a grid from e^-5000 to e^-3: g ~ -1e-3
+    # at one end, +0.7 at the other) makes regula falsi creep along the small end while the
+    # Illinois halvings catch up (60 iterations for r = 1.001, depth inf). So a step that fails
+    # to halve the bracket is followed by a bisection (Dekker's safeguard).
+    width = np.abs(hi - lo)
+    bisect = np.zeros(len(pairs), dtype=bool)
     for _ in range(config.refine_iterations):
         if active.size == 0:
             break
         a, b, ga, gb, sd = lo[active], hi[active], g_lo[active], g_hi[active], side[active]
         x = np.asarray(regula_falsi.secant_point(a, b, ga, gb))
+        x = np.where(bisect[active], 0.5 * (a + b), x)
         g = simulate(active, x)
         a, b, ga, gb, sd = (np.asarray(v) for v in regula_falsi.illinois_step(a, b, ga, gb, sd, x, g))
         lo[active], hi[active], g_lo[active], g_hi[active], side[active] = a, b, ga, gb, sd
+        bisect[active] = (np.abs(b - a) > 0.5 * width[active]) & (np.abs(b - a) > 1.0)
+        width[active] = np.abs(b - a)
         moved = np.abs(x - previous[active])
         previous[active] = x
         active = active[moved > 1e-11 * np.maximum(1.0, np.abs(x))]
 
     root = np.asarray(regula_falsi.secant_point(lo, hi, g_lo, g_hi))
     root = np.where(found, root, np.nan)
+    # An estimate still moving when the iterations run out is not a threshold: say so.
+    worst[active] = np.maximum(worst[active], status.MAX_STEPS)
     worst = np.where(found, worst, np.int8(status.NOT_FOUND)).astype(np.int8)
     return root.reshape(depths.size, ratios.size), worst.reshape(depths.size, ratios.size)
 
