@@ -103,6 +103,29 @@ def _depth_colours(depths):
     return colours
 
 
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _decade_label(value: float, _pos=None) -> str:
+    """``10³``-style label of a decade, in plain Unicode: matplotlib's default ``10^{3}`` goes
+    through mathtext, whose parser costs ~15 ms per new label (a third of the phase diagram's
+    drawing time on one core)."""
+    exponent = round(math.log10(value)) if value > 0 else None
+    if exponent is None or not math.isclose(value, 10.0 ** exponent, rel_tol=1e-9):
+        return ""
+    return "10" + str(exponent).translate(_SUPERSCRIPTS)
+
+
+def _plain_log_ticks(ax) -> None:
+    """Major decades labelled by :func:`_decade_label`, minor ticks unlabelled, on both axes."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":
+            axis.set_major_formatter(FuncFormatter(_decade_label))
+            axis.set_minor_formatter(NullFormatter())
+
+
 def _log_edges(centres: np.ndarray) -> np.ndarray:
     """Cell edges of log-spaced centres (geometric midpoints), for pcolormesh on log axes."""
     logs = np.log(np.sort(np.asarray(centres, dtype=float)))
@@ -118,8 +141,12 @@ def _theory_log_thresholds(depths, excess, start, finish):
         start=start, finish=finish, log=True))
 
 
-# Points of the theory curves: the exact threshold costs a series per lane (1.6 s for 12 depths
-# x 200 points on one core, 0.35 s at 80); 80 log-spaced points draw the smooth curves alike.
+# The exact threshold costs a series per lane, evaluated in blocks of 256, 1024, ... lanes
+# (theory._dispatch): 12 depths x 200 points took 1.6 s on one core, 12 x 80 0.35 s. A phase
+# diagram's dataset holds the theory at its own ratios already (``log_threshold_theory``); on
+# the default grid (32 ratios, 8 a decade) those points draw the curves as smooth as any finer
+# grid on log-log axes, at no cost. Coarser grids get 80 points of their own.
+_STORED_CURVE_MIN = 16
 _CURVE_POINTS = 80
 
 
@@ -134,8 +161,14 @@ def _threshold_curves(depths: tuple, lo: float, hi: float, start: float, finish:
 
 
 def _dataset_curves(ds: xr.Dataset):
-    """The theory curves of a phase-diagram dataset (see :func:`_threshold_curves`)."""
+    """``(excess, -ln sigma0_th)`` per depth, the theory curves of a phase-diagram dataset: its
+    stored theory where it has ``_STORED_CURVE_MIN`` ratios or more, else
+    :func:`_threshold_curves`."""
     excess = ds["ratio"].values - 1
+    if "log_threshold_theory" in ds and excess.size >= _STORED_CURVE_MIN:
+        order = np.argsort(excess)
+        stored = ds["log_threshold_theory"].transpose("depth", "ratio").values
+        return excess[order], -stored[:, order]
     return _threshold_curves(tuple(float(d) for d in ds["depth"].values), float(excess.min()),
                              float(excess.max()), float(ds.attrs["start"]),
                              float(ds.attrs["finish"]))
@@ -194,8 +227,11 @@ def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
         # Twelve panels of log axes make ~1300 tick artists with the minor ticks (seconds of
         # drawing); the major decades alone read as well.
         ax.minorticks_off()
+        _plain_log_ticks(ax)
         ax.set_xlim(depth_x.min(), depth_x.max())
-        ax.set_title(depth_label(depth), fontsize=10)
+        # A title at a given height skips matplotlib's search for one clear of the tick labels
+        # (their bounding boxes, ~a quarter of the drawing time); none sits above these axes.
+        ax.set_title(depth_label(depth), fontsize=10, y=1.0)
     for ax in axes.flat[len(depths):]:
         ax.set_visible(False)
     for ax in axes[-1]:
@@ -255,6 +291,7 @@ def thresholds(ds: xr.Dataset) -> plt.Figure:
                 label=rf"$C/(r-1)$, $C$ = {c2:.3f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax)
     ax.set_xlabel(r"ratio $-\,1$  ($r = \sigma^*_i/\sigma^*_j$)")
     ax.set_ylabel(r"$\ln(\sigma^*_j/\sigma_0^{th})$: how small the start must be")
     ax.grid(True, which="major", alpha=0.3)
@@ -264,7 +301,8 @@ def thresholds(ds: xr.Dataset) -> plt.Figure:
         ax.plot([], [], ls="", label=f"never incremental: {', '.join(never)}")
     ax.legend(fontsize=7, ncol=2, loc="upper right")
     ax.set_title("Depth 2 needs an exponentially small start (slope -1);\n"
-                 "deeper models a polynomially small one (logarithmic growth)", fontsize=10)
+                 "deeper models a polynomially small one (logarithmic growth)", fontsize=10,
+                 y=1.0)  # at a given height: no search for one clear of the tick labels
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.88)
     return fig
 

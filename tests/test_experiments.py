@@ -83,6 +83,30 @@ def test_protocol(name, smoke_run, tmp_path):
             plt.close(fig)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_figures_redraw_from_saved_dataset(name, smoke_run, tmp_path, capsys):
+    """`jaxflow plot NAME.nc --out F.suffix` redraws every figure from the saved smoke dataset
+    alone (the registry found through its `experiment` attribute), in each of the formats in
+    turn across the experiments."""
+    from jaxflow import cli, plot
+
+    path = tmp_path / f"{name}.nc"
+    smoke_run(name).to_netcdf(path, engine="h5netcdf")
+    fmt = plot.FORMATS[NAMES.index(name) % len(plot.FORMATS)]
+    assert cli.main(["plot", str(path), "--out", str(tmp_path / f"fig.{fmt}")]) == 0, (
+        capsys.readouterr().err)
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        figures = experiments.get(name).figures(ds.load())
+    stems = ["fig"] if len(figures) == 1 else [f"fig-{stem}" for stem in figures]
+    for fig in figures.values():
+        plt.close(fig)
+    assert sorted(p.name for p in tmp_path.glob(f"fig*.{fmt}")) == sorted(
+        f"{stem}.{fmt}" for stem in stems)
+    magic = {"png": b"\x89PNG", "pdf": b"%PDF", "svg": b"<?xml"}[fmt]
+    for stem in stems:
+        assert (tmp_path / f"{stem}.{fmt}").read_bytes().startswith(magic)
+
+
 # --------------------------------------------------------------------------------------------
 # E3: diagonal networks
 
