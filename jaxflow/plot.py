@@ -397,7 +397,9 @@ def save(fig: plt.Figure, path, dpi: int = 130, format: str | None = None):
     """
     named = isinstance(path, str | os.PathLike)
     try:
-        format = figure_format(path if named else "", format)
+        if not named and format is None:
+            raise ValueError("save: a file object needs format= (png, pdf or svg)")
+        format = figure_format(path, format)
     except ValueError:
         plt.close(fig)
         raise
@@ -419,6 +421,16 @@ def _seed_bands(ax, ds, name, depths, colours):
                 label=depth_label(depth))
     ax.set_xscale("log")
     ax.grid(True, alpha=0.3)
+
+
+def _seed_legend(fig, ax, n: int, extra=()) -> None:
+    """The legend of :func:`_seed_bands` panels, right of the figure: the depths (``ax``'s
+    lines), what the line and the band stand for, then ``extra`` (handle, label) pairs."""
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [plt.Line2D([], [], color="0.3", marker="o", ms=3),
+                Patch(color="0.3", alpha=0.18, lw=0)] + [h for h, _ in extra]
+    labels += [f"mean over {n} seeds", f"range over {n} seeds"] + [label for _, label in extra]
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
 
 
 def generalization(ds: xr.Dataset) -> plt.Figure:
@@ -455,13 +467,9 @@ def generalization(ds: xr.Dataset) -> plt.Figure:
     rank.axhline(target_rank, color="grey", lw=0.8, ls=":")
     for ax in (err, rank):
         ax.set_xlabel("initialization scale (RMS singular value of W(0))")
-    handles, labels = rank.get_legend_handles_labels()
     n = ds.sizes["seed"]
-    handles += [plt.Line2D([], [], color="0.3", marker="o", ms=3),
-                Patch(color="0.3", alpha=0.18, lw=0),
-                plt.Line2D([], [], color="grey", lw=0.8, ls=":")]
-    labels += [f"mean over {n} seeds", f"range over {n} seeds", f"target rank ({target_rank})"]
-    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
+    _seed_legend(fig, rank, n, [(plt.Line2D([], [], color="grey", lw=0.8, ls=":"),
+                                 f"target rank ({target_rank})")])
     fig.suptitle(f"Deep matrix sensing (d = {ds.attrs.get('d')}, m = {ds.attrs.get('m')}): "
                  f"deeper nets stay low-rank up to larger init ({n} seeds)")
     return fig
@@ -487,7 +495,7 @@ def factor_diagram(ds: xr.Dataset) -> plt.Figure:
     """
     depths = [float(d) for d in ds["depth"].values]
     colours = _depth_colours(depths)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True, layout="constrained")
     panels = (
         ("incremental_fraction", "fraction of consecutive pairs\n(start, finish)-incremental"),
         ("rank_correlation", "rank correlation of learning order\nwith target order"),
@@ -498,12 +506,11 @@ def factor_diagram(ds: xr.Dataset) -> plt.Figure:
         ax.set_ylabel(label)
     axes[0].set_ylim(-0.05, 1.05)
     axes[1].set_ylim(-1.05, 1.05)
-    axes[1].legend(fontsize=8)
+    _seed_legend(fig, axes[1], ds.sizes["seed"])
     fig.suptitle(
         f"Random unbalanced factors, {ds.attrs['num_modes']} targets in ratio {ds.attrs['ratio']:g} "
         f"({ds.sizes['seed']} seeds: mean and range)"
     )
-    fig.tight_layout()
     return fig
 
 
