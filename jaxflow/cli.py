@@ -2,9 +2,11 @@
 
     jaxflow phase-diagram [--config FILE.toml] [--out DIR] [--depths ...] [--ratios ...]
                           [--scales ...] [--resume] [--quiet] [--dtype float64|float32]
+                          [--format png|pdf|svg]
                           [--distributed [--coordinator HOST:PORT --num-processes P --process-id I]]
-    jaxflow experiment NAME [--config FILE.toml] [--out DIR] [--smoke] [--quiet] [--FIELD VALUE ...]
-    jaxflow plot FILE.nc [--out DIR]
+    jaxflow experiment NAME [--config FILE.toml] [--out DIR] [--smoke] [--quiet]
+                            [--format png|pdf|svg] [--FIELD VALUE ...]
+    jaxflow plot FILE.nc [--out DIR | --out FIGURE.png|.pdf|.svg] [--format png|pdf|svg]
     jaxflow threshold --depth N --ratio R [--start S --finish F]
     jaxflow verify DIR
     jaxflow info
@@ -29,6 +31,7 @@ import typing
 from jaxflow import __version__
 
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
+FIGURE_FORMATS = ("png", "pdf", "svg")  # jaxflow.plot.FORMATS (plot imports matplotlib)
 
 
 class CliError(Exception):
@@ -262,9 +265,9 @@ def _init_distributed(args) -> tuple[int, int]:
     return jax.process_index(), jax.process_count()
 
 
-def _export(ds, out: str, name: str | None, figures) -> list[str]:
-    """``NAME.nc`` (unless ``name`` is None) and the figures ``{stem: figure}`` as ``stem.png``,
-    each written whole or not at all.
+def _export(ds, out: str, name: str | None, figures, fmt: str = "png") -> list[str]:
+    """``NAME.nc`` (unless ``name`` is None) and the figures ``{stem: figure}`` as ``stem.fmt``
+    (png, pdf or svg), each written whole or not at all.
 
     Each file is made in memory, then written through :mod:`jaxflow._atomic_write` (free space
     checked, a unique temporary file created exclusively in ``out``, renamed into place). Any
@@ -290,9 +293,9 @@ def _export(ds, out: str, name: str | None, figures) -> list[str]:
                 del data
             for stem, fig in figures.items():
                 buffer = io.BytesIO()
-                plot.save(fig, buffer, format="png")
+                plot.save(fig, buffer, format=fmt)
                 _atomic_write.check_interrupt()
-                paths.append(_atomic_write.write_atomically(os.path.join(out, f"{stem}.png"),
+                paths.append(_atomic_write.write_atomically(os.path.join(out, f"{stem}.{fmt}"),
                                                             buffer.getbuffer()))
         except _atomic_write.ExportError as err:
             raise CliError(str(err)) from None
@@ -357,7 +360,7 @@ def cmd_phase_diagram(args) -> int:
     if index != 0:
         print(f"process {index}: its chunks are in {store}; process 0 writes the exports")
         return 0
-    paths = _export(ds, args.out, "phase_diagram", pd.figures(ds))
+    paths = _export(ds, args.out, "phase_diagram", pd.figures(ds), args.format)
     print(pd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
@@ -392,7 +395,7 @@ def cmd_factor_diagram(args) -> int:
                     size_check=args.size_check)
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
-    paths = _export(ds, out, "factor_diagram", fd.figures(ds))
+    paths = _export(ds, out, "factor_diagram", fd.figures(ds), args.format)
     print(fd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
@@ -427,7 +430,7 @@ def cmd_experiment(args) -> int:
     print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}", flush=True)
     ds = experiment.run(config, quiet=args.quiet)
     print(experiment.report(ds))
-    paths = _export(ds, out, args.name, experiment.figures(ds))
+    paths = _export(ds, out, args.name, experiment.figures(ds), args.format)
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
 
@@ -539,10 +542,25 @@ def cmd_plot(args) -> int:
     """``jaxflow plot FILE.nc``: redraw the figures of a saved experiment dataset.
 
     The experiment is the dataset's ``experiment`` attribute (``model`` for phase diagrams
-    written before it existed); the figures go next to the file unless ``--out`` is given.
+    written before it existed). ``--out`` is a directory (default: the file's; figures
+    ``stem.png``, or ``--format``) or a figure file ``F.png``, ``F.pdf`` or ``F.svg``: the
+    experiment's one figure, or the figure whose name is ``F``'s stem, goes to ``F``; several
+    figures go next to it as ``F-stem.suffix``.
     """
     import xarray as xr
 
+    from jaxflow import plot
+
+    out, fmt, select = args.out or os.path.dirname(os.path.abspath(args.file)), args.format, None
+    if args.out and not os.path.isdir(args.out) and os.path.splitext(args.out)[1]:
+        try:
+            fmt_out = plot.figure_format(args.out)
+        except ValueError as err:
+            raise CliError(f"--out: a directory or a figure file: {err}") from None
+        if fmt not in (None, fmt_out):
+            raise CliError(f"--format {fmt} contradicts --out {args.out}")
+        out, select = os.path.dirname(os.path.abspath(args.out)), args.out
+        fmt = fmt_out
     try:
         with xr.open_dataset(args.file, engine="h5netcdf") as ds:
             ds = ds.load()
@@ -553,9 +571,18 @@ def cmd_plot(args) -> int:
     if name is None:
         raise CliError(f"{args.file} names no experiment (no 'experiment' attribute)")
     experiment = _experiment(name)
-    out = args.out or os.path.dirname(os.path.abspath(args.file))
     _check_out_dir(out)
-    paths = _export(ds, out, None, experiment.figures(ds))
+    figures = experiment.figures(ds)
+    if select is not None:
+        stem = os.path.splitext(os.path.basename(select))[0]
+        if stem in figures or len(figures) == 1:
+            keep = stem if stem in figures else next(iter(figures))
+            for other in set(figures) - {keep}:
+                plot.plt.close(figures[other])
+            figures = {stem: figures[keep]}
+        else:
+            figures = {f"{stem}-{k}": fig for k, fig in figures.items()}
+    paths = _export(ds, out, None, figures, fmt or "png")
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
 
@@ -699,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-size-check", action="store_false", dest="size_check",
                    help="run even if the estimated memory or disk exceeds the machine's")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--format", choices=FIGURE_FORMATS, default="png", help="figure files' format")
     p.add_argument("--dtype", choices=("float64", "float32"),
                    help="float32: fast on GPU/TPU; lanes float32 cannot resolve are recomputed "
                         f"in float64 (default: {toy.dtype})")
@@ -728,12 +756,18 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--smoke", action="store_true",
                        help="reduced sizes (seconds), for tests and CI")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
+        q.add_argument("--format", choices=FIGURE_FORMATS, default="png",
+                       help="figure files' format")
         _add_config_flags(q, e.config)
         q.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("plot", help="redraw the figures of a saved experiment dataset (.nc)")
     p.add_argument("file", help="a dataset written by jaxflow (NAME.nc)")
-    p.add_argument("--out", help="output directory (default: the file's)")
+    p.add_argument("--out", help="output directory (default: the file's), or a figure file "
+                   "F.png, F.pdf or F.svg (the experiment's figure, or the one named F; "
+                   "several figures as F-NAME.suffix)")
+    p.add_argument("--format", choices=FIGURE_FORMATS,
+                   help="figure files' format in an --out directory (default png)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("threshold", help="theory threshold of one (depth, ratio)")

@@ -22,6 +22,7 @@ Example:
     1
 """
 
+import functools
 import math
 import os
 
@@ -32,6 +33,7 @@ if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("a
     matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
@@ -43,10 +45,12 @@ __all__ = [
     "MODE_COLOURS",
     "NOT_INCREMENTAL_COLOUR",
     "DEPTH_COLOURS",
+    "FORMATS",
     "OKABE_ITO",
     "classification",
     "depth_label",
     "factor_diagram",
+    "figure_format",
     "generalization",
     "omp_picks",
     "phase_diagram",
@@ -99,6 +103,29 @@ def _depth_colours(depths):
     return colours
 
 
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _decade_label(value: float, _pos=None) -> str:
+    """``10³``-style label of a decade, in plain Unicode: matplotlib's default ``10^{3}`` goes
+    through mathtext, whose parser costs ~15 ms per new label (a third of the phase diagram's
+    drawing time on one core)."""
+    exponent = round(math.log10(value)) if value > 0 else None
+    if exponent is None or not math.isclose(value, 10.0 ** exponent, rel_tol=1e-9):
+        return ""
+    return "10" + str(exponent).translate(_SUPERSCRIPTS)
+
+
+def _plain_log_ticks(ax) -> None:
+    """Major decades labelled by :func:`_decade_label`, minor ticks unlabelled, on both axes."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":
+            axis.set_major_formatter(FuncFormatter(_decade_label))
+            axis.set_minor_formatter(NullFormatter())
+
+
 def _log_edges(centres: np.ndarray) -> np.ndarray:
     """Cell edges of log-spaced centres (geometric midpoints), for pcolormesh on log axes."""
     logs = np.log(np.sort(np.asarray(centres, dtype=float)))
@@ -112,6 +139,39 @@ def _theory_log_thresholds(depths, excess, start, finish):
     return np.asarray(theory.incremental_threshold(
         np.asarray(depths, dtype=float)[:, None], 1.0 + np.asarray(excess)[None, :],
         start=start, finish=finish, log=True))
+
+
+# The exact threshold costs a series per lane, evaluated in blocks of 256, 1024, ... lanes
+# (theory._dispatch): 12 depths x 200 points took 1.6 s on one core, 12 x 80 0.35 s. A phase
+# diagram's dataset holds the theory at its own ratios already (``log_threshold_theory``); on
+# the default grid (32 ratios, 8 a decade) those points draw the curves as smooth as any finer
+# grid on log-log axes, at no cost. Coarser grids get 80 points of their own.
+_STORED_CURVE_MIN = 16
+_CURVE_POINTS = 80
+
+
+@functools.lru_cache(maxsize=4)
+def _threshold_curves(depths: tuple, lo: float, hi: float, start: float, finish: float):
+    """``(excess, -ln sigma0_th)`` on ``_CURVE_POINTS`` log-spaced excesses, per depth; cached,
+    so that the phase diagram and the thresholds figure of one dataset share one evaluation."""
+    excess = np.geomspace(lo, hi, _CURVE_POINTS)
+    curves = -_theory_log_thresholds(depths, excess, start, finish)
+    excess.flags.writeable = curves.flags.writeable = False
+    return excess, curves
+
+
+def _dataset_curves(ds: xr.Dataset):
+    """``(excess, -ln sigma0_th)`` per depth, the theory curves of a phase-diagram dataset: its
+    stored theory where it has ``_STORED_CURVE_MIN`` ratios or more, else
+    :func:`_threshold_curves`."""
+    excess = ds["ratio"].values - 1
+    if "log_threshold_theory" in ds and excess.size >= _STORED_CURVE_MIN:
+        order = np.argsort(excess)
+        stored = ds["log_threshold_theory"].transpose("depth", "ratio").values
+        return excess[order], -stored[:, order]
+    return _threshold_curves(tuple(float(d) for d in ds["depth"].values), float(excess.min()),
+                             float(excess.max()), float(ds.attrs["start"]),
+                             float(ds.attrs["finish"]))
 
 
 def _example_dataset():
@@ -140,7 +200,6 @@ def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
         (2, 'log')
     """
     from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
 
     depths = [float(d) for d in ds["depth"].values]
     ncols = max(1, min(ncols, len(depths)))
@@ -153,8 +212,7 @@ def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
     order = np.argsort(depth_x)
     ratios = ds["ratio"].values
     cmap = ListedColormap([NOT_INCREMENTAL_COLOUR, INCREMENTAL_COLOUR])
-    fine = np.geomspace((ratios - 1).min(), (ratios - 1).max(), 200)
-    boundary = -_theory_log_thresholds(depths, fine, ds.attrs["start"], ds.attrs["finish"])
+    fine, boundary = _dataset_curves(ds)
     for k, (ax, depth) in enumerate(zip(axes.flat, depths)):
         inc = ds["incremental"].sel(depth=depth).values.astype(float)[:, order]
         ax.pcolormesh(_log_edges(depth_x[order]), _log_edges(ratios - 1), inc, cmap=cmap,
@@ -166,8 +224,14 @@ def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
         ax.plot(meas[okm], ratios[okm] - 1, "o", ms=2.2, mfc="white", mec="black", mew=0.5)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # Twelve panels of log axes make ~1300 tick artists with the minor ticks (seconds of
+        # drawing); the major decades alone read as well.
+        ax.minorticks_off()
+        _plain_log_ticks(ax)
         ax.set_xlim(depth_x.min(), depth_x.max())
-        ax.set_title(depth_label(depth), fontsize=10)
+        # A title at a given height skips matplotlib's search for one clear of the tick labels
+        # (their bounding boxes, ~a quarter of the drawing time); none sits above these axes.
+        ax.set_title(depth_label(depth), fontsize=10, y=1.0)
     for ax in axes.flat[len(depths):]:
         ax.set_visible(False)
     for ax in axes[-1]:
@@ -209,8 +273,7 @@ def thresholds(ds: xr.Dataset) -> plt.Figure:
     depths = [float(d) for d in ds["depth"].values]
     colours = _depth_colours(depths)
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    fine = np.geomspace(excess.min(), excess.max(), 200)
-    exact = -_theory_log_thresholds(depths, fine, start, finish)
+    fine, exact = _dataset_curves(ds)
     never = []
     for k, depth in enumerate(depths):
         meas = -ds["log_threshold_measured"].sel(depth=depth).values
@@ -228,6 +291,7 @@ def thresholds(ds: xr.Dataset) -> plt.Figure:
                 label=rf"$C/(r-1)$, $C$ = {c2:.3f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax)
     ax.set_xlabel(r"ratio $-\,1$  ($r = \sigma^*_i/\sigma^*_j$)")
     ax.set_ylabel(r"$\ln(\sigma^*_j/\sigma_0^{th})$: how small the start must be")
     ax.grid(True, which="major", alpha=0.3)
@@ -237,14 +301,18 @@ def thresholds(ds: xr.Dataset) -> plt.Figure:
         ax.plot([], [], ls="", label=f"never incremental: {', '.join(never)}")
     ax.legend(fontsize=7, ncol=2, loc="upper right")
     ax.set_title("Depth 2 needs an exponentially small start (slope -1);\n"
-                 "deeper models a polynomially small one (logarithmic growth)", fontsize=10)
+                 "deeper models a polynomially small one (logarithmic growth)", fontsize=10,
+                 y=1.0)  # at a given height: no search for one clear of the tick labels
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.88)
     return fig
 
 
-def staircase(ds: xr.Dataset, title: str = "", value_label: str = "mode value") -> plt.Figure:
-    """The paper's Figure 1 layout: per depth, the tracked modes against time, gradient descent
-    (dashed) drawn over gradient flow (solid), targets as thin horizontal lines.
+def staircase(ds: xr.Dataset, title: str = "", value_label: str = "mode value", *,
+              mode_labels=None) -> plt.Figure:
+    """The paper's Figure 1 layout: per depth, the tracked modes against time, gradient flow
+    solid with gradient descent as circles on top (at ``t = lr * step`` the two nearly coincide,
+    so a dashed descent would hide under the flow), each target a thin dotted line in its mode's
+    colour; the legend names the modes (``mode_labels``, default ``mode i (target v)``).
 
     Works on any dataset in the shared experiment layout (``jaxflow.experiments.backends``).
 
@@ -257,51 +325,89 @@ def staircase(ds: xr.Dataset, title: str = "", value_label: str = "mode value") 
         ...                  "targets": ("mode", [2.0, 1.0])},
         ...                 coords={"backend": ["flow"], "depth": [2], "time": t, "mode": [0, 1]})
         >>> fig = plot.staircase(ds, title="depth 2, exact")
-        >>> len(fig.axes)
-        1
+        >>> len(fig.axes), fig.legends[0].get_texts()[0].get_text()
+        (1, 'mode 1 (target 2)')
     """
     depths = list(ds["depth"].values)
-    fig, axes = plt.subplots(1, len(depths), figsize=(3.6 * len(depths), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(depths), figsize=(3.6 * len(depths) + 1.9, 3.6),
+                             sharey=True, squeeze=False, layout="constrained")
     t = ds["time"].values
+    marks = np.arange(0, t.size, max(1, t.size // 25))  # about 25 descent markers
+    targets = ds["targets"].values
+    if mode_labels is None:
+        mode_labels = [f"mode {i + 1} (target {v:.3g})" for i, v in enumerate(targets)]
     for ax, depth in zip(axes[0], depths):
-        for mode in ds["mode"].values:
-            colour = OKABE_ITO[int(mode) % len(OKABE_ITO)]
-            for backend, style in (("flow", "-"), ("descent", "--")):
-                if backend not in ds["backend"].values:
-                    continue
-                v = ds["modes"].sel(backend=backend, depth=depth, mode=mode).values
-                ax.plot(t, v, style, color=colour, lw=1.6 if backend == "flow" else 1.1)
-            ax.axhline(float(ds["targets"].sel(mode=mode)), color=colour, lw=0.5, alpha=0.6)
+        _modes_panel(ax, t, ds["modes"].sel(depth=depth), mode_labels, marks=marks,
+                     targets=targets)
         ax.set_title(f"depth {depth}")
-        ax.set_xlabel("flow time t (= learning rate x step)")
+        ax.set_xlabel("flow time t = lr × step")
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel(value_label)
-    handles = [plt.Line2D([], [], color="black", ls="-", label="gradient flow"),
-               plt.Line2D([], [], color="black", ls="--", label="gradient descent")]
-    axes[0][-1].legend(handles=handles, fontsize=8, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    styles, names = _backend_handles()
+    handles += styles + [plt.Line2D([], [], color="0.3", lw=0.7, ls=":")]
+    labels += names + ["target"]
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
+FORMATS = ("png", "pdf", "svg")
+
+
+def figure_format(path, format: str | None = None) -> str:
+    """The format a figure is written in: ``format``, else the suffix of ``path``; a
+    ``ValueError`` naming both unless it is one of :data:`FORMATS`.
+
+    >>> from jaxflow import plot
+    >>> plot.figure_format("fig.PDF"), plot.figure_format("fig", "svg")
+    ('pdf', 'svg')
+    >>> plot.figure_format("fig.jpg")
+    Traceback (most recent call last):
+    ...
+    ValueError: figures are written as .png, .pdf or .svg; 'fig.jpg' has suffix '.jpg'
+    """
+    if format is not None:
+        if format.lower() not in FORMATS:
+            raise ValueError(f"figures are written as png, pdf or svg, got format {format!r}")
+        return format.lower()
+    suffix = os.path.splitext(os.fspath(path))[1]
+    if suffix.lower().lstrip(".") not in FORMATS:
+        raise ValueError(f"figures are written as .png, .pdf or .svg; {os.fspath(path)!r} has "
+                         + (f"suffix {suffix!r}" if suffix else "no suffix"))
+    return suffix.lower().lstrip(".")
+
+
 def save(fig: plt.Figure, path, dpi: int = 130, format: str | None = None):
-    """Write a figure (format from the suffix, or ``format``) and close it; returns the path.
+    """Write a figure as PNG, PDF or SVG (``format``, else from the suffix) and close it; returns
+    the path. Raises ``ValueError`` (naming the path) for any other format.
 
     ``path`` may be a binary file object (the CLI renders figures in memory, then writes them
-    atomically).
+    atomically); ``format`` is then required. PDF and SVG keep lines and text as vectors (the
+    phase diagram's large colour grids are rasterized at ``dpi``).
 
     >>> import os, tempfile
     >>> import matplotlib.pyplot as plt
     >>> from jaxflow import plot
     >>> fig, ax = plt.subplots()
-    >>> path = plot.save(fig, os.path.join(tempfile.mkdtemp(), "figure.png"), dpi=50)
+    >>> path = plot.save(fig, os.path.join(tempfile.mkdtemp(), "figure.pdf"), dpi=50)
     >>> os.path.getsize(path) > 0
     True
     """
-    fig.savefig(path, dpi=dpi, format=format)
+    named = isinstance(path, str | os.PathLike)
+    try:
+        if not named and format is None:
+            raise ValueError("save: a file object needs format= (png, pdf or svg)")
+        format = figure_format(path, format)
+    except ValueError:
+        plt.close(fig)
+        raise
+    # No creation date in the PDF/SVG metadata: a redrawn figure is byte-identical.
+    metadata = {"png": None, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[format]
+    fig.savefig(path, dpi=dpi, format=format, metadata=metadata)
     plt.close(fig)
-    return os.fspath(path) if isinstance(path, str | os.PathLike) else path
+    return os.fspath(path) if named else path
 
 
 def _seed_bands(ax, ds, name, depths, colours):
@@ -315,6 +421,16 @@ def _seed_bands(ax, ds, name, depths, colours):
                 label=depth_label(depth))
     ax.set_xscale("log")
     ax.grid(True, alpha=0.3)
+
+
+def _seed_legend(fig, ax, n: int, extra=()) -> None:
+    """The legend of :func:`_seed_bands` panels, right of the figure: the depths (``ax``'s
+    lines), what the line and the band stand for, then ``extra`` (handle, label) pairs."""
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [plt.Line2D([], [], color="0.3", marker="o", ms=3),
+                Patch(color="0.3", alpha=0.18, lw=0)] + [h for h, _ in extra]
+    labels += [f"mean over {n} seeds", f"range over {n} seeds"] + [label for _, label in extra]
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
 
 
 def generalization(ds: xr.Dataset) -> plt.Figure:
@@ -338,7 +454,7 @@ def generalization(ds: xr.Dataset) -> plt.Figure:
     """
     depths = [float(d) for d in ds["depth"].values]
     colours = _depth_colours(depths)
-    fig, (err, rank) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    fig, (err, rank) = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True, layout="constrained")
     floor = 1e-8  # exact recovery shows at the floor of the log axis
     _seed_bands(err, ds.assign(reconstruction_error=ds["reconstruction_error"].clip(min=floor)),
                 "reconstruction_error", depths, colours)
@@ -347,13 +463,15 @@ def generalization(ds: xr.Dataset) -> plt.Figure:
     err.set_ylim(bottom=floor / 2)
     err.set_ylabel(r"reconstruction error $\|W-W^*\|_F^2/\|W^*\|_F^2$")
     rank.set_ylabel("effective rank of W (s > 1% of s_max)")
-    rank.axhline(ds.attrs.get("target_rank", 4), color="grey", lw=0.6, ls=":")
+    target_rank = ds.attrs.get("target_rank", 4)
+    rank.axhline(target_rank, color="grey", lw=0.8, ls=":")
     for ax in (err, rank):
         ax.set_xlabel("initialization scale (RMS singular value of W(0))")
-    rank.legend(fontsize=8)
+    n = ds.sizes["seed"]
+    _seed_legend(fig, rank, n, [(plt.Line2D([], [], color="grey", lw=0.8, ls=":"),
+                                 f"target rank ({target_rank})")])
     fig.suptitle(f"Deep matrix sensing (d = {ds.attrs.get('d')}, m = {ds.attrs.get('m')}): "
-                 f"deeper nets stay low-rank up to larger init ({ds.sizes['seed']} seeds)")
-    fig.tight_layout()
+                 f"deeper nets stay low-rank up to larger init ({n} seeds)")
     return fig
 
 
@@ -377,7 +495,7 @@ def factor_diagram(ds: xr.Dataset) -> plt.Figure:
     """
     depths = [float(d) for d in ds["depth"].values]
     colours = _depth_colours(depths)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True, layout="constrained")
     panels = (
         ("incremental_fraction", "fraction of consecutive pairs\n(start, finish)-incremental"),
         ("rank_correlation", "rank correlation of learning order\nwith target order"),
@@ -388,12 +506,11 @@ def factor_diagram(ds: xr.Dataset) -> plt.Figure:
         ax.set_ylabel(label)
     axes[0].set_ylim(-0.05, 1.05)
     axes[1].set_ylim(-1.05, 1.05)
-    axes[1].legend(fontsize=8)
+    _seed_legend(fig, axes[1], ds.sizes["seed"])
     fig.suptitle(
         f"Random unbalanced factors, {ds.attrs['num_modes']} targets in ratio {ds.attrs['ratio']:g} "
         f"({ds.sizes['seed']} seeds: mean and range)"
     )
-    fig.tight_layout()
     return fig
 
 
@@ -489,8 +606,8 @@ def classification(ds: xr.Dataset, title: str, value_label: str, *, mode_labels=
                    sharey: bool = True) -> plt.Figure:
     """E3, E4: tracked modes against time (log axis), one panel per depth (Fig. 1c/1d of Gissin et al. 2020).
 
-    Gradient flow solid, gradient descent as markers; the legend gives each mode's target (or
-    ``mode_labels``). ``sharey=False`` gives each depth its own value axis (the scales of the
+    Gradient flow solid, gradient descent as markers; the legend names the modes
+    (``mode_labels``, default ``mode i``). ``sharey=False`` gives each depth its own value axis (the scales of the
     depths differ by orders of magnitude on the convolutional nets). The bottom row shows the
     correlation with the target by depth against the max-margin SVM. Takes the dataset of
     :func:`jaxflow.experiments.diagonal.run` or :func:`jaxflow.experiments.convolutional.run`.
@@ -510,14 +627,13 @@ def classification(ds: xr.Dataset, title: str, value_label: str, *, mode_labels=
         3
     """
     depths = [int(d) for d in ds["depth"].values]
-    fig = plt.figure(figsize=(3.3 * len(depths) + 0.6, 6.4))
+    fig = plt.figure(figsize=(max(7.5, 3.3 * len(depths) + 0.6), 6.6), layout="constrained")
     grid = fig.add_gridspec(2, len(depths), height_ratios=(1.6, 1.0))
     times = ds["time"].values
     positive = times > 0  # a log time axis
     marks = np.unique(np.geomspace(1, positive.sum(), 30).astype(int)) - 1
-    targets = ds["targets"].values
     if mode_labels is None:
-        mode_labels = [f"mode {i + 1} (target {target:.3g})" for i, target in enumerate(targets)]
+        mode_labels = [f"mode {i + 1}" for i in range(ds.sizes["mode"])]
     first = None
     for j, depth in enumerate(depths):
         ax = fig.add_subplot(grid[0, j], sharey=first if sharey else None)
@@ -533,20 +649,29 @@ def classification(ds: xr.Dataset, title: str, value_label: str, *, mode_labels=
     styles, names = _backend_handles()
     first.legend(handles + styles, labels + names, fontsize=7, loc="upper left")
     ax = fig.add_subplot(grid[1, :])
+    shown = []
     for backend, style in (("flow", "o-"), ("descent", "s--")):
         if backend in ds["backend"].values:
-            ax.plot(depths, ds["correlation"].sel(backend=backend).values, style, ms=5,
-                    label=f"{backend} (t = {times[-1]:g})")
+            values = ds["correlation"].sel(backend=backend).values
+            ax.plot(depths, values, style, ms=5, label=f"{backend} (t = {times[-1]:g})")
+            shown.append(values)
     if "svm_correlation" in ds:
-        ax.axhline(float(ds["svm_correlation"]), color="0.4", ls=":",
-                   label="max-margin SVM (no intercept)")
+        svm = float(ds["svm_correlation"])
+        ax.axhline(svm, color="0.4", ls=":", label="max-margin SVM (no intercept)")
+        shown.append([svm])
+    # axhline does not take part in autoscaling: the limits are set to hold the SVM's level too,
+    # with a margin, so that its line never sits on the frame.
+    values = np.concatenate([np.ravel(v) for v in shown])
+    values = values[np.isfinite(values)]
+    if values.size:
+        pad = max(0.08 * (values.max() - values.min()), 0.01)
+        ax.set_ylim(values.min() - pad, values.max() + pad)
     ax.set_xticks(depths)
     ax.set_xlabel("depth N")
     ax.set_ylabel("correlation with target")
     ax.grid(alpha=0.25, lw=0.5)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -557,7 +682,8 @@ def omp_picks(ds: xr.Dataset) -> plt.Figure:
     Takes the dataset of :func:`jaxflow.experiments.omp.run`; an example is the registry's
     smoke run in tests/test_experiments.py.
     """
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4), width_ratios=(1.3, 1.0))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4), width_ratios=(2.6, 1.0),
+                                 layout="constrained")
     t = ds["time"].values
     first = ds.sel(seed=0)
     labels = [f"w* = {float(v):.3g}" for v in first["targets"].values]
@@ -576,28 +702,35 @@ def omp_picks(ds: xr.Dataset) -> plt.Figure:
         fontsize=9,
     )
     ax.legend(fontsize=7, loc="center right")
-    for b, marker, shift in (("flow", "o", -0.1), ("descent", "s", 0.1)):
-        n = ds.attrs[f"seeds_with_picks_{b}"]
-        bx.plot(
-            ds["seed"].values + shift,
-            ds["concurrence"].sel(backend=b).values,
-            marker,
-            mfc="none",
-            label=f"{b} (t = {float(ds['horizon'].sel(backend=b)):g}): "
-            f"{ds.attrs[f'concurrence_mean_{b}']:.2f} ± "
-            f"{ds.attrs[f'concurrence_std_{b}']:.2f} over {n} of {ds.sizes['seed']} "
-            "seeds with picks",
-        )
-    bx.set_ylim(-0.05, 1.1)
-    bx.set_xticks(ds["seed"].values)
+    # Concurrence per seed, compact: it is 1 on most seeds, so the panel is narrow. A seed on
+    # which a back-end makes no pick before its horizon has no concurrence; it is drawn as a
+    # cross on its own "no pick" row, not left out.
+    seeds = ds["seed"].values
+    nopick = -0.2
+    for b, marker, shift, colour in (("flow", "o", -0.12, OKABE_ITO[4]),
+                                     ("descent", "s", 0.12, OKABE_ITO[5])):
+        values = ds["concurrence"].sel(backend=b).values
+        picked = ds["num_picks"].sel(backend=b).values > 0
+        summary = (f"{values[picked].mean():.2f} ± {values[picked].std():.2f}"
+                   if picked.any() else "none")
+        bx.plot(seeds[picked] + shift, values[picked], marker, mfc="none", color=colour,
+                label=f"{b} (t = {float(ds['horizon'].sel(backend=b)):g}): {summary}\n"
+                      f"over the {int(picked.sum())} of {seeds.size} seeds with picks")
+        if not picked.all():
+            bx.plot(seeds[~picked] + shift, np.full((~picked).sum(), nopick), "x",
+                    color=colour, label=f"{b}: no pick on seed "
+                    f"{', '.join(str(int(s)) for s in seeds[~picked])}")
+    bx.axhline((nopick + 0) / 2, color="0.7", lw=0.6)
+    bx.set_ylim(nopick - 0.12, 1.12)
+    bx.set_yticks([nopick, 0.0, 0.5, 1.0], ["no pick", "0", "0.5", "1"])
+    bx.set_xticks(seeds if seeds.size <= 10 else seeds[:: math.ceil(seeds.size / 10)])
     bx.set_xlabel("seed")
     bx.set_ylabel("concurrence with OMP")
-    bx.legend(fontsize=7, loc="lower left")
+    bx.legend(fontsize=7, loc="center")
     fig.suptitle(
         f"E5: depth-{ds.attrs['depth']} diagonal network against OMP "
         f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}, {ds.attrs['sparsity']}-sparse)"
     )
-    fig.tight_layout()
     return fig
 
 

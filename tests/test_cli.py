@@ -380,3 +380,27 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
         with _progress.bar(3, desc="depth x back-end", quiet=quiet) as runs:
             assert list(_progress.counted(range(3), runs)) == [0, 1, 2]
         assert ("depth x back-end: 100%" in stream.getvalue()) == drawn, stream.getvalue()
+
+
+def test_plot_writes_png_pdf_svg_and_refuses_other_suffixes(smoke_run, tmp_path, capsys):
+    """`jaxflow plot FILE.nc --out`: a directory (--format png|pdf|svg) or a figure file whose
+    suffix gives the format; its stem picks one of several figures, else each is F-NAME."""
+    from jaxflow import cli
+
+    path = tmp_path / "pd.nc"
+    smoke_run("phase-diagram").to_netcdf(path, engine="h5netcdf")
+    assert cli.main(["plot", str(path), "--out", str(tmp_path / "a" / "thresholds.svg")]) == 0
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["thresholds.svg"]
+    assert cli.main(["plot", str(path), "--out", str(tmp_path / "b" / "paper.pdf")]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "paper-phase_diagram.pdf", "paper-thresholds.pdf"]
+    assert cli.main(["plot", str(path), "--out", str(tmp_path / "c"), "--format", "pdf"]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "phase_diagram.pdf", "thresholds.pdf"]
+    capsys.readouterr()
+    assert cli.main(["plot", str(path), "--out", str(tmp_path / "fig.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ".png, .pdf or .svg" in err and "'.jpg'" in err, err
+    assert cli.main(["plot", str(path), "--out", str(tmp_path / "f.pdf"), "--format", "svg"]) == 2
+    assert "contradicts" in capsys.readouterr().err
+    assert not (tmp_path / "fig.jpg").exists() and not (tmp_path / "f.pdf").exists()

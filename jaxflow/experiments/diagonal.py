@@ -43,6 +43,7 @@ import dataclasses
 from typing import ClassVar
 
 import jax
+import numpy as np
 import xarray as xr
 
 from jaxflow.experiments import _classification, backends
@@ -72,9 +73,13 @@ class DiagonalConfig(ExperimentConfig):
     ((1, 2, 3), (1000000.0,))
     """
 
-    # Reduced sizes (d = 30, m = 60, depths 1-3, t = 200, no late check): seconds.
-    SMOKE: ClassVar[dict] = dict(d=30, m=60, depths=(1, 2, 3), num_steps=20_000, save_every=100,
-                                 late_times=())
+    # Reduced sizes (d = 30, depths 1-3, t = 200, no late check): seconds. m = 120 samples, as
+    # the claim needs: with m = 60 the max-margin direction strays so far from w* that depth 3
+    # learns the w* = 1 coordinate before the w* = 2 one (measured at t = 200, |beta_i| = 0.5
+    # at t = 35 and 7.9); with 120 the coordinates come largest first at depths 2 and 3
+    # (1.6, 5.4, 9.7, 12.2 at depth 3) and the correlation rises 0.90, 0.98, 0.99.
+    SMOKE: ClassVar[dict] = dict(d=30, m=120, depths=(1, 2, 3), num_steps=20_000,
+                                 save_every=100, late_times=())
 
     d: int = 100
     m: int = 200
@@ -158,4 +163,10 @@ def figures(ds: xr.Dataset) -> dict:
 
     title = (f"Diagonal networks, {ds.attrs['loss']} loss (d = {ds.attrs['d']}, "
              f"m = {ds.attrs['m']}): |beta_i| on the support of w*")
-    return {"diagonal": plot.classification(ds, title, "|beta_i|")}
+    # The modes' targets are all 1 (beta has no finite limit): the legend names each coordinate
+    # by its entry of w* instead (before normalization; the modes are ordered as these).
+    values = sorted(np.abs(np.atleast_1d(ds.attrs["values"])), reverse=True)
+    values += [0.0] * ds.sizes["mode"]
+    labels = [f"$w^*_i$ ∝ {v:g}" if v else "off the support ($w^*_i$ = 0)"
+              for v in values[: ds.sizes["mode"]]]
+    return {"diagonal": plot.classification(ds, title, "|beta_i|", mode_labels=labels)}

@@ -183,6 +183,9 @@ def figures(ds: xr.Dataset) -> dict:
     """``{"matrix-sensing": ...}``: the staircase of :func:`jaxflow.plot.staircase`."""
     from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
 
+    targets = ds["targets"].values
+    labels = [f"$\\sigma_{i + 1}$ (target {float(v):g})" for i, v in enumerate(targets)]
     return {"matrix-sensing": plot.staircase(
-        ds, title="Deep matrix sensing: top singular values of W", value_label="singular value")}
+        ds, title="Deep matrix sensing: top singular values of W", value_label="singular value",
+        mode_labels=labels)}
 
