@@ -21,6 +21,12 @@ import os
 import re
 import sys
 
+__all__ = [
+    "CACHE_ENV", "CliError", "build_parser", "cache_dir", "cmd_experiment",
+    "cmd_factor_diagram", "cmd_info", "cmd_phase_diagram", "cmd_plot", "cmd_threshold",
+    "cmd_verify", "enable_compilation_cache", "main",
+]
+
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
 
 

@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
+__all__ = ["RKC", "stability_bound"]
+
 
 def _axpy(a, x, y):
     """``a * x + y`` on pytrees."""

@@ -71,6 +71,12 @@ from jaxflow import _resources, _store_lock
 from jaxflow import store as _store
 from jaxflow._integers import check_integer
 
+__all__ = [
+    "AbstractRunner", "CHUNK_LOG_ENV", "DEFAULT_BATCH", "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_WAIT_TIMEOUT", "Runner", "SweepError", "estimate_size", "package_versions", "run",
+    "run_metadata",
+]
+
 DEFAULT_CHUNK_SIZE = 1024
 DEFAULT_BATCH = 1024
 DEFAULT_WAIT_TIMEOUT = 600.0

@@ -39,6 +39,8 @@ import xarray as xr
 from jaxflow import descent, flow, status
 from jaxflow.sweep import run_metadata
 
+__all__ = ["BACKENDS", "Spec", "run"]
+
 BACKENDS = ("flow", "descent")
 
 
