@@ -19,6 +19,7 @@ and exits with status 2 and a one-line reason on bad input.
 import argparse
 import os
 import re
+import shlex
 import sys
 
 __all__ = [
@@ -312,6 +313,7 @@ def cmd_phase_diagram(args) -> int:
     if index != 0:
         print(f"process {index}: its chunks are in {store}; process 0 writes the exports")
         return 0
+    ds.attrs["command"] = args.command_line
     paths = _export(ds, args.out, "phase_diagram", pd.figures(ds))
     print(pd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
@@ -347,6 +349,7 @@ def cmd_factor_diagram(args) -> int:
                     size_check=args.size_check)
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
+    ds.attrs["command"] = args.command_line
     paths = _export(ds, out, "factor_diagram", fd.figures(ds))
     print(fd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
@@ -379,6 +382,7 @@ def cmd_experiment(args) -> int:
     enable_compilation_cache()
     print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}", flush=True)
     ds = experiment.run(config)
+    ds.attrs.update(command=args.command_line, smoke=int(args.smoke))
     print(experiment.report(ds))
     paths = _export(ds, out, args.name, experiment.figures(ds))
     print("\n".join(f"wrote {p}" for p in paths))
@@ -587,6 +591,9 @@ def main(argv=None) -> int:
     try:
         _check_environment()
         args = parser.parse_args(argv)
+        # The datasets' provenance: the command as typed, whether run as `jaxflow`,
+        # `python -m jaxflow.cli` or cli.main(argv).
+        args.command_line = shlex.join(["jaxflow", *(sys.argv[1:] if argv is None else argv)])
         if getattr(args, "command", None) == "phase-diagram":
             args.out_given = args.out is not None
             if args.out is None:
