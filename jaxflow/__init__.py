@@ -35,6 +35,11 @@ from jaxflow import sweep as sweep  # noqa: E402
 from jaxflow import theory as theory  # noqa: E402
 from jaxflow import trajectory as trajectory  # noqa: E402
 
+__all__ = [
+    "baselines", "descent", "flow", "incremental", "jump_process", "models", "saddles", "status",
+    "sweep", "theory",
+]
+
 
 try:
     __version__ = importlib.metadata.version("jaxflow")

@@ -31,6 +31,11 @@ import threading
 
 from jaxflow import _resources
 
+__all__ = [
+    "CHUNK", "ExportError", "check_interrupt", "interrupts_deferred", "temporary_file",
+    "write_atomically",
+]
+
 CHUNK = 1 << 20  # bytes per os.write: an interrupt is delivered within one chunk
 
 

@@ -17,6 +17,8 @@ import os
 
 import jax
 
+__all__ = ["ENV_VAR", "requested_cpu_devices", "use_cpu_cores"]
+
 ENV_VAR = "JAXFLOW_CPU_DEVICES"
 
 

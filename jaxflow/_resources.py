@@ -16,6 +16,8 @@ Example:
 
 import os
 
+__all__ = ["HEADROOM", "SizeError", "available_memory", "check", "format_bytes", "free_disk"]
+
 HEADROOM = 0.8  # use at most this fraction of what is free
 
 

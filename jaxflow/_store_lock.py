@@ -26,6 +26,8 @@ import time
 
 import filelock
 
+__all__ = ["StoreBusyError", "WriterLock", "holder", "lock_path"]
+
 
 class StoreBusyError(ValueError):
     """Another run holds the store (the message names its pid and host)."""

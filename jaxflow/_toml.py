@@ -12,6 +12,8 @@ model = "toy"
 import math
 from collections.abc import Mapping
 
+__all__ = ["dumps"]
+
 
 def _value(v) -> str:
     if isinstance(v, bool):

@@ -11,6 +11,8 @@ import os
 
 import jax
 
+__all__ = ["ENV_VAR", "enable_x64_by_default", "x64_enabled", "x64_requested"]
+
 
 ENV_VAR = "JAXFLOW_ENABLE_X64"
 

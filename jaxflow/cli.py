@@ -24,11 +24,18 @@ import argparse
 import dataclasses
 import os
 import re
+import shlex
 import sys
 import types
 import typing
 
 from jaxflow import __version__
+
+__all__ = [
+    "CACHE_ENV", "CliError", "build_parser", "cache_dir", "cmd_experiment",
+    "cmd_factor_diagram", "cmd_info", "cmd_phase_diagram", "cmd_plot", "cmd_threshold",
+    "cmd_verify", "enable_compilation_cache", "main",
+]
 
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
 FIGURE_FORMATS = ("png", "pdf", "svg")  # jaxflow.plot.FORMATS (plot imports matplotlib)
@@ -360,6 +367,7 @@ def cmd_phase_diagram(args) -> int:
     if index != 0:
         print(f"process {index}: its chunks are in {store}; process 0 writes the exports")
         return 0
+    ds.attrs["command"] = args.command_line
     paths = _export(ds, args.out, "phase_diagram", pd.figures(ds), args.format)
     print(pd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
@@ -395,6 +403,7 @@ def cmd_factor_diagram(args) -> int:
                     size_check=args.size_check)
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
+    ds.attrs["command"] = args.command_line
     paths = _export(ds, out, "factor_diagram", fd.figures(ds), args.format)
     print(fd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
@@ -429,6 +438,7 @@ def cmd_experiment(args) -> int:
     enable_compilation_cache()
     print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}", flush=True)
     ds = experiment.run(config, quiet=args.quiet)
+    ds.attrs.update(command=args.command_line, smoke=int(args.smoke))
     print(experiment.report(ds))
     paths = _export(ds, out, args.name, experiment.figures(ds), args.format)
     print("\n".join(f"wrote {p}" for p in paths))
@@ -805,6 +815,9 @@ def main(argv=None) -> int:
     try:
         _check_environment()
         args = _parse(parser, argv)
+        # The datasets' provenance: the command as typed, whether run as `jaxflow`,
+        # `python -m jaxflow.cli` or cli.main(argv).
+        args.command_line = shlex.join(["jaxflow", *(sys.argv[1:] if argv is None else argv)])
         if getattr(args, "command", None) == "phase-diagram":
             args.out_given = args.out is not None
             if args.out is None:

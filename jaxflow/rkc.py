@@ -41,6 +41,8 @@ import jax.tree_util as jtu
 
 from jaxflow.solvers import AbstractCountedSolver
 
+__all__ = ["RKC", "stability_bound"]
+
 
 def _axpy(a, x, y):
     """``a * x + y`` on pytrees."""

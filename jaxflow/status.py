@@ -37,7 +37,7 @@ NAMES = {
 
 __all__ = [
     "DIVERGED", "INVALID", "MAX_STEPS", "NAMES", "NONFINITE", "NOT_FOUND", "OK", "UNFINISHED",
-    "name", "report", "summary",
+    "flag_attributes", "name", "report", "summary",
 ]
 
 
@@ -49,6 +49,21 @@ def name(code: int) -> str:
     'diverged'
     """
     return NAMES[int(code)]
+
+
+def flag_attributes() -> dict:
+    """The CF attributes that name the codes in a stored ``status`` variable: ``flag_values``
+    (int8, like the variable) and ``flag_meanings`` (the names, space-separated).
+
+    >>> from jaxflow import status
+    >>> status.flag_attributes()["flag_meanings"].split()[:3]
+    ['ok', 'max_steps', 'nonfinite']
+    """
+    import numpy as np
+
+    codes = sorted(NAMES)
+    return {"flag_values": np.array(codes, dtype=np.int8),
+            "flag_meanings": " ".join(NAMES[c] for c in codes)}
 
 
 def summary(codes) -> dict[str, int]:

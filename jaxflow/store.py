@@ -44,6 +44,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
+__all__ = [
+    "FORMAT", "Layout", "Store", "StoreError", "checksum", "describe", "fill_value",
+    "find_stores", "layout_problem", "verify",
+]
+
 FORMAT = 2  # 1: no checksums (jaxflow <= 0.1 before issue 14)
 
 

@@ -109,6 +109,9 @@ def test_phase_diagram_netcdf_contents(tiny_run):
     assert cfg.chunk_size == 16 and cfg.depths == (2.0, 3.0)
     err = pd.threshold_log_error(ds)
     assert float(err.max()) <= 1e-5
+    # Provenance: the command as typed (tests/test_labelled_data.py checks the rest).
+    assert ds.attrs["command"].startswith("jaxflow phase-diagram --depths 2,3 ")
+    assert int(ds.attrs["smoke"]) == 0
 
 
 def test_existing_store_without_resume(env, tiny_run):

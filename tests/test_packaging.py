@@ -40,3 +40,24 @@ def test_wheel_metadata_carries_the_mit_licence(wheel):
     licences = [n for n in names if ".dist-info/" in n and n.endswith("LICENSE")]
     assert licences, names
     assert "MIT License" in wheel.read(licences[0]).decode()
+
+
+def _modules() -> list[str]:
+    return sorted(
+        ".".join(("jaxflow", *p.relative_to(ROOT / "jaxflow").with_suffix("").parts))
+        .removesuffix(".__init__")
+        for p in (ROOT / "jaxflow").rglob("*.py")
+    )
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_every_module_declares_what_it_exports(name):
+    """``__all__`` in every module (private ones list what their siblings use), naming only
+    what the module defines or re-exports, so ``from module import *`` and the API reference
+    show the module's own names, not ``jax`` and ``jnp``."""
+    module = importlib.import_module(name)
+    assert isinstance(getattr(module, "__all__", None), list | tuple), f"{name} has no __all__"
+    assert all(isinstance(n, str) for n in module.__all__)
+    assert len(set(module.__all__)) == len(module.__all__), f"{name}: repeated names"
+    missing = [n for n in module.__all__ if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ names what it lacks: {missing}"

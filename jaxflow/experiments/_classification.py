@@ -39,9 +39,30 @@ from jaxflow.experiments.config import (
 )
 from jaxflow.models import diagonal as dn
 
-__all__ = ["LOSSES", "add_summary", "check_config", "kkt_measure", "late_check", "report_table"]
+__all__ = [
+    "LABELS", "LOSSES", "add_summary", "check_config", "kkt_measure", "late_check", "report_table",
+]
 
 LOSSES = ("exponential", "logistic")
+
+LABELS = {
+    "targets": ("|w*| of each mode", "1"),
+    "correlation": ("cosine between beta and w* at the end of the run", "1"),
+    "kkt_residual": ("KKT residual of beta's direction for the max-margin problem "
+                     "(NaN: a sample still misclassified)", "1"),
+    "log_loss": ("ln of the training loss at the end of the run", "1"),
+    "loss_underflow": ("1 where the loss fell below 1e-300 (its gradient underflowed), else 0",
+                       "1"),
+    "late": ("index of the late time", "1"),
+    "late_time": ("time of the late-time check (flow)", "flow time of dtheta/dt = -grad L"),
+    "late_correlation": ("cosine between beta and w* at the late time (flow)", "1"),
+    "late_kkt_residual": ("KKT residual of beta's direction at the late time (flow)", "1"),
+    "svm_correlation": ("cosine between the max-margin SVM direction and w*", "1"),
+    "svm_margin": ("margin of the max-margin SVM (no intercept)", "1"),
+    "svm_kkt_residual": ("KKT residual of the max-margin SVM solution", "1"),
+}
+"""Labels of the variables both classification datasets have (for
+:func:`jaxflow.experiments._layout.label`)."""
 
 
 def check_config(config) -> None:

@@ -51,7 +51,7 @@ from jaxtyping import Array
 
 from jaxflow import _progress
 from jaxflow.baselines import max_margin
-from jaxflow.experiments import _classification, backends
+from jaxflow.experiments import _classification, _layout, backends
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
 from jaxflow.models import convolutional as cn
 from jaxflow.models import diagonal as dn
@@ -243,7 +243,20 @@ def run(config: ConvolutionalConfig | None = None, *, quiet: bool = False) -> xr
     ds["repeat_correlation"] = (("repeat", "depth"), corr)
     ds["repeat_svm_correlation"] = ("repeat", svm)
     ds.attrs.update(experiment="convolutional")
-    return ds
+    return _layout.label(ds, config, {
+        **_classification.LABELS,
+        "modes": ("Fourier amplitudes |rfft(beta)| on the bins of largest target amplitude",
+                  "1"),
+        "targets": ("Fourier amplitudes |rfft(w*)| of those bins", "1"),
+        "mode": ("mode index: the Fourier bins of largest target amplitude, largest first", "1"),
+        "amplitude_correlation": ("cosine between |rfft(beta)| and |rfft(w*)| (phase-blind)",
+                                  "1"),
+        "repeat": ("index of the repeated problem (flow only)", "1"),
+        "repeat_seed": ("seed of the repeated problem's data", "1"),
+        "repeat_correlation": ("cosine between beta and w* on the repeated problem (flow)", "1"),
+        "repeat_svm_correlation": ("cosine between the SVM direction and w* on the repeated "
+                                   "problem", "1"),
+    })
 
 
 def mode_labels(amplitudes, k: int) -> list[str]:

@@ -46,7 +46,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from jaxflow.experiments import _classification, backends
+from jaxflow.experiments import _classification, _layout, backends
 from jaxflow.experiments.config import ConfigError, ExperimentConfig
 from jaxflow.models import diagonal as dn
 
@@ -148,7 +148,11 @@ def run(config: DiagonalConfig | None = None, *, quiet: bool = False) -> xr.Data
     ds = _classification.add_summary(ds, config, spec, prob.data, _beta,
                                      late_times=config.late_times)
     ds.attrs.update(experiment="diagonal", time_scale="1 (the descent's rate; no 1/2 in the loss)")
-    return ds
+    return _layout.label(ds, config, {
+        **_classification.LABELS,
+        "modes": ("|beta_i| on the coordinates of largest |w*_i|", "1"),
+        "mode": ("mode index: the coordinates of largest |w*_i|, largest first", "1"),
+    })
 
 
 def report(ds: xr.Dataset) -> str:

@@ -50,6 +50,7 @@ import xarray as xr
 
 from jaxflow import flow, incremental, status, sweep
 from jaxflow._table import table
+from jaxflow.experiments import _layout
 from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.experiments.config import (
     ConfigError,
@@ -228,6 +229,7 @@ def run(
         devices=devices,
         size_check=size_check,
     )
+    ds = _layout.integer_coords(ds, "depth", "seed")
     ds = ds.assign_coords(mode=np.arange(config.num_modes), fraction=[config.start, config.finish])
     ds["target"] = ("mode", config.targets)
     ds["status"] = ds["status"].astype(np.int8)
@@ -245,7 +247,19 @@ def run(
         atol=config.atol,
         ok_fraction=float((ds["status"] == status.OK).mean()),
     )
-    return ds
+    return _layout.label(ds, config, {
+        "scale": ("initialization scale sigma0 (each factor ~ sigma0^(1/N) N(0, 1))", "1"),
+        "seed": ("seed of the random factors", "1"),
+        "fraction": ("fraction of a mode's target (start, finish)", "1"),
+        "learning_time": ("time a mode reaches fraction x its target (inf: never)",
+                          "flow time (c = 1)"),
+        "incremental_fraction": ("fraction of consecutive mode pairs learned incrementally",
+                                 "1"),
+        "rank_correlation": ("Spearman correlation of finish times with the target order "
+                             "(1: largest first)", "1"),
+        "steps": ("solver steps, accepted + rejected, all modes", "1"),
+        "target": ("target sigma*_k of each mode", "1"),
+    })
 
 
 def report(ds: xr.Dataset) -> str:

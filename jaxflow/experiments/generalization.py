@@ -31,6 +31,7 @@ import xarray as xr
 
 from jaxflow import descent, status, sweep
 from jaxflow._table import table
+from jaxflow.experiments import _layout
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
 from jaxflow.models import matrix_sensing as ms
 
@@ -159,11 +160,16 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
         devices=devices,
     )
     ds["status"] = ds["status"].astype(np.int8)
+    ds = _layout.integer_coords(ds, "depth", "seed")
     ds.attrs.update(experiment="matrix-sensing-generalization", d=config.d, m=config.m,
                     target_rank=len(config.values),
                     learning_rate=config.learning_rate, num_steps=config.num_steps,
                     ok_fraction=float((ds["status"] == status.OK).mean()))
-    return ds
+    return _layout.label(ds, config, {
+        "scale": ("initialization scale sigma0 of the product (each factor's std "
+                  "sigma0^(1/N) / sqrt(d))", "1"),
+        "seed": ("seed of the random initialization", "1"),
+    })
 
 
 def report(ds: xr.Dataset) -> str:

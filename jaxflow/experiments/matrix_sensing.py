@@ -24,7 +24,7 @@ import xarray as xr
 
 from jaxflow import status
 from jaxflow._table import table
-from jaxflow.experiments import backends
+from jaxflow.experiments import _layout, backends
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
@@ -154,9 +154,11 @@ def run(config: MatrixSensingConfig | None = None, *, quiet: bool = False) -> xr
     )
     ds.attrs.update(experiment="matrix-sensing", d=config.d, m=config.m, scale=config.scale,
                     init_kind=config.init_kind, completion=int(config.completion),
-                    config=config.to_toml(),
                     time_scale="c = 2N (mean squared error, see jaxflow.models.matrix_sensing)")
-    return ds
+    return _layout.label(ds, config, {
+        "modes": ("top singular values of the end-to-end matrix W", "1"),
+        "targets": ("singular values of the target W*", "1"),
+    })
 
 
 def report(ds: xr.Dataset) -> str:

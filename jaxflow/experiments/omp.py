@@ -62,6 +62,7 @@ import xarray as xr
 from jaxflow import _progress, descent, flow, incremental, status
 from jaxflow._table import table
 from jaxflow.baselines import omp
+from jaxflow.experiments import _layout
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
@@ -71,7 +72,6 @@ from jaxflow.experiments.config import (
 )
 from jaxflow.models import diagonal as dn
 from jaxflow.rkc import RKC
-from jaxflow.sweep import run_metadata
 
 __all__ = ["OMPConfig", "figures", "problem", "report", "run"]
 
@@ -277,9 +277,26 @@ def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
             "mode": np.arange(k),
         },
     )
-    ds.attrs.update(run_metadata())
+    _layout.label(ds, config, {
+        "seed": ("seed of the regression problem", "1"),
+        "rank": ("pick position (0: first coordinate picked)", "1"),
+        "time": ("flow time t (descent: learning_rate x step; NaN modes past a horizon)",
+                 _layout.FLOW_TIME),
+        "mode": ("mode index: the support of w*, largest w*_i first", "1"),
+        "modes": ("|beta_i| on the support of w*", "1"),
+        "targets": ("w*_i on the support", "1"),
+        "order": ("coordinate picked at each rank (-1: fewer picks)", "1"),
+        "pick_time": ("time |beta_i| first exceeds the threshold (inf: fewer picks)",
+                      _layout.FLOW_TIME),
+        "omp_order": ("coordinate OMP selects at each rank", "1"),
+        "concurrence": ("|S_OMP & S_picked| / min(|S_OMP|, |S_picked|) over the first k picks "
+                        "(NaN: no picks)", "1"),
+        "prefix_agreement": ("fraction of ranks with the same pick as OMP (NaN: no picks)", "1"),
+        "num_picks": ("coordinates picked by the horizon", "1"),
+        "horizon": ("last time simulated", _layout.FLOW_TIME),
+    })
     ds.attrs.update(dataclasses.asdict(config))
-    ds.attrs.update(experiment="omp", ok=int((codes == status.OK).all()), config=config.to_toml())
+    ds.attrs.update(experiment="omp", ok=int((codes == status.OK).all()))
     for b in backends:
         values = ds["concurrence"].sel(backend=b).values
         picked = ds["num_picks"].sel(backend=b).values > 0

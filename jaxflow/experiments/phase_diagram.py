@@ -37,6 +37,7 @@ import xarray as xr
 
 from jaxflow import flow, incremental, regula_falsi, status, sweep, theory
 from jaxflow._table import table
+from jaxflow.experiments import _layout
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
@@ -571,6 +572,7 @@ def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset
         ds["threshold_measured"] = (dims, np.exp(log_measured))
         ds["threshold_theory"] = (dims, np.exp(log_theory))
     labels = {
+        "depth": ("depth N (real; inf: the N -> infinity limit)", "1"),
         "margin": ("T_j(start) - T_i(finish)", "flow time (c = 1)"),
         "margin_in_unit": ("margin / U, U = sigma0^-(1 - 2/N) (1 for N <= 2)", "1"),
         "log_time_unit": ("ln U, the plateau's time unit", "1"),
@@ -583,15 +585,11 @@ def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset
         "log_threshold_theory": ("ln sigma0_th of jaxflow.theory (-inf: none)", "1"),
         "threshold_measured": ("sigma0_th from simulations", "1"),
         "threshold_theory": ("sigma0_th of jaxflow.theory", "1"),
+        "status": ("status of the pair's flow (jaxflow.status code)", None),
+        "threshold_status": ("status of the threshold search (jaxflow.status code)", None),
+        "recomputed": ("recomputed in float64 (float32 could not resolve it)", "1"),
     }
-    for name, (long_name, units) in labels.items():
-        ds[name].attrs.update(long_name=long_name, units=units)
-    for name in ("status", "threshold_status"):
-        ds[name].attrs.update(
-            long_name="jaxflow.status code",
-            flag_values=np.array(sorted(status.NAMES), dtype=np.int8),
-            flag_meanings=" ".join(status.NAMES[k] for k in sorted(status.NAMES)),
-        )
+    _layout.label(ds, config, labels)
     ds.attrs.update(
         start=config.start,
         finish=config.finish,
@@ -604,8 +602,6 @@ def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset
         dtype=config.dtype if jax.config.read("jax_enable_x64") else "float32",
         log_scale_floor=LOG_SCALE_FLOOR,
     )
-    if config.dtype == "float32":
-        ds["recomputed"].attrs["long_name"] = "recomputed in float64 (float32 could not resolve it)"
     ds.attrs["max_log_threshold_error"] = float(
         np.max(threshold_log_error_arrays(log_measured, log_theory), initial=0.0)
     )

@@ -45,7 +45,7 @@ import xarray as xr
 
 from jaxflow import status
 from jaxflow._table import table
-from jaxflow.experiments import backends
+from jaxflow.experiments import _layout, backends
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
@@ -177,12 +177,16 @@ def run(config: QuadraticConfig | None = None, *, quiet: bool = False) -> xr.Dat
         parts, dim=xr.DataArray([False, True], dims="bias", name="bias"),
         data_vars=per_variant, coords="minimal", compat="equals", combine_attrs="override",
     )
-    ds["bias"].attrs.update(long_name="bias term b, initialized to mean(y)")
     ds.attrs.update(dataclasses.asdict(config))
     ds.attrs.update(experiment="quadratic", depth=QuadraticConfig.depth,
-                    time_scale=qn.time_scale(), config=config.to_toml())
+                    time_scale=qn.time_scale())
     ds.attrs["ok"] = int((ds["status"].values == status.OK).all())
-    return ds
+    return _layout.label(ds, config, {
+        "bias": ("bias term b, initialized to mean(y) (1: with it)", "1"),
+        "depth": ("depth N (2: f(x) = ||W x||^2 + b)", "1"),
+        "modes": ("top eigenvalues of W^T W", "1"),
+        "targets": ("eigenvalues of the target M*", "1"),
+    })
 
 
 def report(ds: xr.Dataset) -> str:

@@ -41,6 +41,11 @@ from jaxtyping import Array, ArrayLike, Complex, Float
 from jaxflow._integers import check_integer
 from jaxflow.models import diagonal as dn
 
+__all__ = [
+    "amplitude_correlation", "beta", "canonical", "correlation", "forward", "fourier_target",
+    "init", "log_loss", "loss", "loss_underflow", "modes", "targets",
+]
+
 
 def init(key: jax.Array, scale: float, depth: int, d: int) -> dict[str, Array]:
     """Gaussian layers of std ``scale^(1/N)/sqrt(d)``: ``{"kernels": (N-1, d), "dense": (d,)}``

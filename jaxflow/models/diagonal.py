@@ -45,6 +45,13 @@ from jaxtyping import Array, ArrayLike, Float
 
 from jaxflow._integers import check_integer
 
+__all__ = [
+    "Data", "LOSSES", "Loss", "Problem", "TINY_LOSS", "beta", "check_labels",
+    "classification_data", "correlation", "cosine", "init", "linear_log_loss", "linear_loss",
+    "log_loss", "loss", "loss_underflow", "margins", "modes", "regression_data",
+    "sparse_target", "targets",
+]
+
 LOSSES = ("squared", "exponential", "logistic")
 Loss = Literal["squared", "exponential", "logistic"]
 TINY_LOSS = 1e-300

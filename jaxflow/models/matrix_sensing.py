@@ -33,6 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+__all__ = [
+    "Init", "Problem", "completion_problem", "diagonal_target", "effective_rank",
+    "gaussian_problem", "init", "loss", "modes", "product", "reconstruction_error",
+    "singular_values", "targets", "time_scale",
+]
+
 
 Init = Literal["gaussian", "identity", "orthogonal"]
 

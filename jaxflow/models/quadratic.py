@@ -63,6 +63,11 @@ from jaxtyping import Array, ArrayLike, Float
 
 from jaxflow._integers import check_integer
 
+__all__ = [
+    "Data", "diagonal_target", "eigenvalues", "gaussian_data", "gram", "init", "loss", "modes",
+    "population_loss", "predict", "reconstruction_error", "targets", "time_scale",
+]
+
 
 class Data(eqx.Module):
     """A regression problem for the quadratic network.

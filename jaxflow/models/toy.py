@@ -41,6 +41,11 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxflow._clock import max_abs
 from jaxflow.coordinatewise import Coordinatewise
 
+__all__ = [
+    "ToyArgs", "factor_init", "factor_loss", "factor_time_scale", "factor_values",
+    "log_time_unit", "reduced_init", "reduced_modes", "reduced_speed", "reduced_vector_field",
+]
+
 
 # exp() of more than ~709 overflows float64. A trial stage of an explicit solver can wander far
 # outside the true solution's range (Tsit5's stages reach ~30 step lengths away); an infinite
