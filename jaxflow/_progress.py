@@ -13,6 +13,8 @@ Example:
 import sys
 from collections.abc import Iterable, Iterator
 
+__all__ = ["bar", "counted"]
+
 
 def bar(total: int, *, desc: str, unit: str = "run", quiet: bool = False):
     """A tqdm bar of ``total`` units (off when ``quiet`` or stderr is not a terminal)."""

@@ -38,7 +38,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from jaxflow._clock import max_abs
 from jaxflow.coordinatewise import Coordinatewise
 
 __all__ = [
@@ -296,33 +295,3 @@ def _factor_loss(params: dict[str, Float[Array, "d N"]], targets: Float[ArrayLik
 # A sum over coordinates of terms that read one coordinate's factors and target each: the
 # factor-level flow of every coordinate is its own (see jaxflow.coordinatewise).
 factor_loss = Coordinatewise(_factor_loss, args_axes=0)
-
-
-def factor_speed(log_factors: dict[str, Float[Array, "d N"]], velocity, targets) -> Float[Array, ""]:
-    """Clock for the factor-level flow in log-factors (``flow.gradient_flow(..., log_params=True,
-    time=toy.factor_speed)``), the factor-level twin of :func:`reduced_speed`.
-
-    ``s = max |d ln w / dt| / sqrt|1 - sigma/sigma*|``: the log-arclength speed with the
-    residual factor ``(1 - sigma/sigma*)``, which every factor's velocity shares, replaced by its
-    square root. On the plateau it is the log-arclength (every e-fold of the factors costs a
-    bounded number of steps, whatever sigma0); near the target the approach becomes quadratic in
-    ``tau`` instead of a kink at unit speed, which an explicit Runge-Kutta method crosses in a few
-    steps (plain log-arclength: rejected steps, and steps that overshoot the fixed point).
-    Positive factors only (``log_params=True`` checks). Uses the form of the field, never its
-    solution.
-
-    Example (on the plateau, ~ the speed of ln w: ``sigma0^(1 - 2/N) sigma* / N^2``):
-        >>> import jax.numpy as jnp
-        >>> from jaxflow import flow
-        >>> from jaxflow.models import toy
-        >>> log_w = {"plus": jnp.log(toy.factor_init(None, 1e-6, depth=3, num_coords=1)["plus"])}
-        >>> velocity = flow._LogNegativeGradient(toy._factor_loss)(log_w, jnp.array([1.0]))
-        >>> round(float(toy.factor_speed(log_w, velocity, jnp.array([1.0]))) * 9 / 1e-2, 4)
-        1.0
-    """
-    values = factor_values(jax.tree_util.tree_map(jnp.exp, log_factors))
-    targets = jnp.asarray(targets)
-    gap = jnp.abs(1.0 - values / jnp.where(targets == 0, 1.0, targets))
-    gap = jnp.where(targets == 0, 1.0, gap)
-    size = max_abs(velocity)
-    return size / jnp.sqrt(jnp.maximum(jnp.max(gap), 1e-300))
