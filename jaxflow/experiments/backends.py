@@ -236,6 +236,6 @@ def run(
     ds["time"].attrs.update(long_name="flow time t = learning_rate * step")
     ds.attrs.update(run_metadata())
     ds.attrs.update(learning_rate=learning_rate, num_steps=num_steps, save_every=save_every,
-                    flow_rtol=rtol, flow_atol=atol, solver="Tsit5", flow_time="relative")
+                    flow_rtol=rtol, flow_atol=atol, solver="Tsit5", flow_clock="relative")
     ds.attrs["ok"] = int((out["status"] == status.OK).all())
     return ds
