@@ -144,8 +144,10 @@ def check_dataset(ds, config):
                            ds["log_threshold_theory"].values[bad])
 
     table = pd.summary_table(ds)
-    rows = [line.split()[0] for line in table.splitlines()[1:] if line and line[0].isdigit()
-            or line.startswith("inf ")]
+    # Rows start with the depth, right-aligned (a number or inf); the header, the legend and
+    # the fit lines do not.
+    cells = [line.split() for line in table.splitlines()[1:]]
+    rows = [c[0] for c in cells if c and (c[0][0].isdigit() or c[0] == "inf")]
     for depth in config.depths:
         assert f"{depth:g}" in rows, (depth, table)
 

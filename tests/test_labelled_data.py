@@ -42,7 +42,7 @@ def written(smoke_run, tmp_path_factory):
             computed = smoke_run(name)  # before `run` is replaced: the shared run is the real one
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(experiments.Experiment, "run",
-                           lambda self, config=None: computed.copy(deep=True))
+                           lambda self, config=None, quiet=False: computed.copy(deep=True))
                 mp.setattr(experiments.Experiment, "figures", lambda self, ds: {})
                 mp.setattr(cli, "enable_compilation_cache", lambda: "")
                 assert cli.main(["experiment", name, "--smoke", "--out", str(out)]) == 0
