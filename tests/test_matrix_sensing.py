@@ -136,16 +136,18 @@ def test_generalization_sweep_smoke(smoke_run):
 
     ds = smoke_run("matrix-sensing-generalization")
     cfg = g.GeneralizationConfig.smoke()
+    prob = ms.gaussian_problem(jax.random.key(cfg.problem_seed),
+                               ms.diagonal_target(cfg.d, cfg.values), cfg.m)
     assert ds["reconstruction_error"].dims == ("depth", "scale", "seed")
     assert (ds["status"] == status.OK).all(), g.report(ds)
     assert ((ds["steps"] > 0) & (ds["steps"] < cfg.num_steps)).all()
-    assert ds["steps"].values.tolist() == (ds["steps"] // cfg.check_every * cfg.check_every).values.tolist()
+    assert (ds["steps"] % cfg.check_every == 0).all()  # stopped at a check
     np.testing.assert_allclose(ds["flow_time"], cfg.learning_rate * ds["steps"], rtol=1e-12)
     rank = ds["effective_rank"].mean("seed")
     assert float(rank.sel(depth=1.0, scale=1e-4)) > float(rank.sel(depth=3.0, scale=1e-4))
     # Depth 1 from a small init converges to the minimum-norm interpolant (independent lstsq).
-    prob = ms.gaussian_problem(jax.random.key(cfg.problem_seed), ms.diagonal_target(cfg.d, cfg.values), cfg.m)
-    w_min_norm = np.linalg.lstsq(np.asarray(prob.operator), np.asarray(prob.observations), rcond=None)[0]
+    w_min_norm = np.linalg.lstsq(np.asarray(prob.operator), np.asarray(prob.observations),
+                                 rcond=None)[0]
     target = np.asarray(prob.target).ravel()
     min_norm_error = np.sum((w_min_norm - target) ** 2) / np.sum(target**2)
     err = ds["reconstruction_error"].mean("seed")
@@ -167,7 +169,8 @@ def test_generalization_stops_at_stationarity(smoke_run):
     cfg = g.GeneralizationConfig.smoke()
     lane = ds.sel(depth=4.0, scale=1e-4, seed=1.0)
     steps = int(lane["steps"])
-    prob = ms.gaussian_problem(jax.random.key(cfg.problem_seed), ms.diagonal_target(cfg.d, cfg.values), cfg.m)
+    prob = ms.gaussian_problem(jax.random.key(cfg.problem_seed),
+                               ms.diagonal_target(cfg.d, cfg.values), cfg.m)
     a, y, w_star = np.asarray(prob.operator), np.asarray(prob.observations), np.asarray(prob.target)
 
     def loss(f):

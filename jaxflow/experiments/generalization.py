@@ -223,12 +223,14 @@ def report(ds: xr.Dataset) -> str:
     for d in ds["depth"].values:
         for sc in ds["scale"].values:
             row = table.sel(depth=d, scale=sc)
+            most = int(steps.sel(depth=d, scale=sc))
             lines.append(f"{d:<6g} {sc:<10.3g} {row['reconstruction_error'].item():<12.3e} "
-                         f"{row['effective_rank'].item():<9.2f} {int(steps.sel(depth=d, scale=sc))}")
+                         f"{row['effective_rank'].item():<9.2f} {most}")
     lines.append(status.report(ds["status"]))
     unfinished = ds["status"].where(ds["status"] == status.UNFINISHED).to_series().dropna()
     if len(unfinished):
-        where = "; ".join(" ".join(f"{dim}={value:g}" for dim, value in zip(unfinished.index.names, idx))
+        names = unfinished.index.names
+        where = "; ".join(" ".join(f"{dim}={value:g}" for dim, value in zip(names, idx))
                           for idx in unfinished.index)
         lines.append(f"unfinished ({ds.attrs.get('num_steps')} steps spent before stationary): "
                      f"{where}")
