@@ -7,8 +7,8 @@ rank of W, the training loss, the steps and flow time it took, and the status.
 The claim: deeper factorizations stay low-rank (and generalize) up to larger initializations.
 
 **Stationary, not a fixed time.** A run at a fixed flow time shows whatever is still on its
-plateau (depth 4 from 1e-6 sits there until t ~ 150: at t = 40 it shows error 0.3 and rank
-1.3 where the converged model has error 5e-12 and rank 4). So every lane runs until
+plateau (depth 4 from 1e-6, seed 0, is stationary only at t = 165: at t = 40 it shows error 0.3
+and rank 1.3 where the converged model has error 5e-12 and rank 4). So every lane runs until
 ``||grad L|| <= stationary_tol * max(1, ||factors||)`` (:func:`jaxflow.descent.stationary`,
 checked every ``check_every`` steps), within a budget of ``num_steps`` steps; a lane that spends
 the budget first has status ``unfinished`` and :func:`report` lists it. The tolerance sits
