@@ -17,6 +17,9 @@ Design (see DESIGN.md and notes/engineering.md section 2):
   :func:`jaxflow.flow.solve` is: ``loss``, ``modes``, ``optimizer``, ``num_steps`` and
   ``save_every`` are static, compared by equality (pass the same module-level functions, or
   equal ``eqx.Module`` callables, never fresh lambdas, to reuse the program).
+- With ``stationary_tol`` the outer scan becomes a ``lax.while_loop`` over the same chunks,
+  which stops once the gradient is small (:func:`stationary`); ``num_steps`` is then a budget,
+  and a run that spends it first says so (status ``UNFINISHED``).
 - One run per call: sweep learning rates or initializations with ``jax.vmap`` yourself.
   A run that diverges freezes (its parameters stop changing, via ``jnp.where``) and carries a
   status code; it never stops nor poisons the other lanes of a vmap.
@@ -37,11 +40,11 @@ import numpy as np
 import optax
 from jax import lax
 
-from jaxflow.status import DIVERGED, NONFINITE, OK
+from jaxflow.status import DIVERGED, NONFINITE, OK, UNFINISHED
 from jaxflow.trajectory import DescentTrajectory, check_fractions
 
 
-__all__ = ["DescentTrajectory", "gradient_descent"]
+__all__ = ["DescentTrajectory", "gradient_descent", "stationary"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,6 +115,35 @@ def _no_modes(params, args):
     return jnp.zeros((0,))
 
 
+def _norm(tree) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return jnp.asarray(0.0)
+    return jnp.sqrt(sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in leaves))
+
+
+def stationary(grads, params, tol) -> jax.Array:
+    """The stopping rule of ``gradient_descent(..., stationary_tol=tol)``: whether
+    ``||grad loss(params)|| <= tol * max(1, ||params||)`` (Euclidean norms over every leaf).
+
+    On the flow ``d params/dt = -grad loss`` the left side is the speed, so the rule says that
+    the parameters would need a flow time of at least ``1 / tol`` to move by their own size (or
+    by 1, when they are smaller than 1). The gradient is the one the run has computed anyway,
+    so checking costs no evaluation. A plateau slower than that would pass for stationary:
+    choose ``tol`` below the slowest plateau speed of the problem (the E1 generalization sweep
+    measures its own margin, see :mod:`jaxflow.experiments.generalization`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxflow.descent import stationary
+        >>> bool(stationary(jnp.array([3e-7, 4e-7]), jnp.array([0.0, 2.0]), 1e-6))  # 5e-7 <= 2e-6
+        True
+        >>> bool(stationary(jnp.array([3e-6, 4e-6]), jnp.array([0.0, 0.5]), 1e-6))  # 5e-6 > 1e-6
+        False
+    """
+    return _norm(grads) <= tol * jnp.maximum(1.0, _norm(params))
+
+
 def _run(
     params0,
     learning_rate,
@@ -120,6 +152,7 @@ def _run(
     fractions,
     loss_bound,
     time_scale,
+    stationary_tol,
     *,
     loss_fn,
     modes_fn,
@@ -219,7 +252,13 @@ def _run(
         carry, _ = lax.scan(step, carry, None, length=save_every)
         return carry, (carry["loss"], carry["modes"])
 
-    final, (losses, modes) = lax.scan(chunk, carry0, None, length=num_chunks)
+    if stationary_tol is None:
+        final, (losses, modes) = lax.scan(chunk, carry0, None, length=num_chunks)
+        status = final["status"]
+    else:
+        final, losses, modes, status = _run_until_stationary(
+            chunk, carry0, num_chunks, stationary_tol.astype(loss0.dtype)
+        )
 
     steps_saved = jnp.arange(num_chunks + 1, dtype=jnp.int32) * save_every
     scale = learning_rate * time_scale
@@ -230,7 +269,7 @@ def _run(
     )
     # One gradient at the initial point, then one per step attempted until the run ended or
     # failed (a frozen lane's later gradients are discarded, not counted).
-    attempted = jnp.where(final["diverged_step"] >= 0, final["diverged_step"], num_steps)
+    attempted = jnp.where(final["diverged_step"] >= 0, final["diverged_step"], final["taken"])
     return DescentTrajectory(
         times=times,
         modes=jnp.concatenate([modes0[None, :], modes], axis=0),
@@ -242,11 +281,42 @@ def _run(
         steps=final["taken"],
         rejected=jnp.asarray(0, jnp.int32),
         evaluations=(1 + attempted).astype(jnp.int32),
-        status=final["status"],
+        status=status,
         loss=jnp.concatenate([loss0[None], losses], axis=0),
         learning_steps=first,
         diverged_step=final["diverged_step"],
     )
+
+
+def _run_until_stationary(chunk, carry0, num_chunks, tol):
+    """The chunks of :func:`_run` in a ``lax.while_loop`` that ends once the run is
+    :func:`stationary` (checked before every chunk, from the carried gradient), has failed, or
+    has spent its ``num_chunks`` chunks. The saves a run does not reach repeat its last state,
+    as a frozen (diverged) run's do. Status: ``UNFINISHED`` when the budget ran out first."""
+    losses0 = jnp.zeros((num_chunks,), carry0["loss"].dtype)
+    modes0 = jnp.zeros((num_chunks,) + carry0["modes"].shape, carry0["modes"].dtype)
+
+    def done(carry):
+        return stationary(carry["grads"], carry["params"], tol)
+
+    def cond(state):
+        carry, index, _, _ = state
+        return (index < num_chunks) & (carry["status"] == OK) & ~done(carry)
+
+    def body(state):
+        carry, index, losses, modes = state
+        carry, (loss, mode) = chunk(carry, None)
+        return carry, index + 1, losses.at[index].set(loss), modes.at[index].set(mode)
+
+    final, index, losses, modes = lax.while_loop(
+        cond, body, (carry0, jnp.asarray(0, jnp.int32), losses0, modes0)
+    )
+    unreached = jnp.arange(num_chunks, dtype=jnp.int32) >= index
+    losses = jnp.where(unreached, final["loss"], losses)
+    modes = jnp.where(unreached[:, None], final["modes"][None, :], modes)
+    unfinished = (final["status"] == OK) & ~done(final)
+    status = jnp.where(unfinished, UNFINISHED, final["status"]).astype(jnp.int8)
+    return final, losses, modes, status
 
 
 # Like flow.solve: callables and Python ints are static (equinox's filter: equal callables, e.g.
@@ -272,6 +342,7 @@ def gradient_descent(
     optimizer: Callable[[Any], optax.GradientTransformation] | None = None,
     loss_bound=1e12,
     time_scale=1.0,
+    stationary_tol=None,
 ) -> DescentTrajectory:
     """Run ``num_steps`` steps of gradient descent (or of any optax optimizer) on ``loss``.
 
@@ -322,6 +393,13 @@ def gradient_descent(
             reference time axis, as ``ToyArgs.time_scale`` does for the flow; e.g.
             ``toy.factor_time_scale(N) = 1/N`` for N distinct balanced factors with the
             ``1/(2 N^2)`` loss, whose flow is ``d sigma/dt = sigma^(2-2/N) (sigma* - sigma) / N``.
+        stationary_tol: ``None`` (default): run exactly ``num_steps`` steps. A positive
+            tolerance makes ``num_steps`` a budget: the run stops at the first multiple of
+            ``save_every`` steps where it is :func:`stationary`
+            (``||grad|| <= stationary_tol * max(1, ||params||)``; ``steps`` says where), and a
+            run that spends the budget first ends with status ``UNFINISHED`` (its result is
+            right but not converged). Saves past the stop repeat the final state. Under
+            ``jax.vmap`` the batch runs until its last lane stops; stopped lanes stay frozen.
 
     Returns:
         A :class:`~jaxflow.trajectory.DescentTrajectory` (the shared
@@ -331,13 +409,15 @@ def gradient_descent(
         ``(M, F)``, ``final_state`` (also ``final_params``) at ``final_time``, ``status``
         (int8), ``diverged_step`` (int32, -1 if none), ``steps`` (int32, the steps actually
         taken), ``rejected`` (0) and ``evaluations`` (int32, gradients computed: the initial
-        one, then one per step until the run ended or failed).
+        one, then one per step until the run ended or failed). With ``stationary_tol``, the
+        flow time it took is ``final_time = time_scale * learning_rate * steps``.
 
     Raises:
         ValueError: on concrete bad input (tracers are not checked): ``learning_rate`` not in
             (0, inf) or NaN or not a scalar; ``num_steps`` or ``save_every`` not an int >= 1;
             ``num_steps`` not a multiple of ``save_every``; ``fractions`` not in (0, 1] or not
-            strictly increasing; ``loss_bound`` not in (0, inf]; ``time_scale`` not in (0, inf);
+            strictly increasing; ``loss_bound`` not in (0, inf]; ``time_scale`` or
+            ``stationary_tol`` not in (0, inf);
             ``targets`` not of shape ``(M,)``; ``loss`` not scalar or ``modes`` not 1-d.
 
     Example:
@@ -378,6 +458,8 @@ def gradient_descent(
     _check_positive_scalar("loss_bound", loss_bound, allow_inf=True)
     _check_positive_scalar("time_scale", time_scale)
     check_fractions(fractions)
+    if stationary_tol is not None:
+        _check_positive_scalar("stationary_tol", stationary_tol)
     if not isinstance(fractions, jax.Array):
         fractions = np.asarray(fractions, dtype=np.float64).reshape(-1)
     if targets is not None and modes is None:
@@ -392,6 +474,7 @@ def gradient_descent(
         jnp.asarray(fractions).astype(dtype),
         jnp.asarray(loss_bound).astype(dtype),
         jnp.asarray(time_scale).astype(dtype),
+        None if stationary_tol is None else jnp.asarray(stationary_tol).astype(dtype),
         loss_fn=loss,
         modes_fn=_no_modes if modes is None else modes,
         optimizer=optax.sgd if optimizer is None else optimizer,

@@ -20,7 +20,8 @@ INVALID = 4
 """The inputs of this point were outside the allowed range (only under jit, where raising is impossible)."""
 UNFINISHED = 5
 """The run reached its horizon (``t_end`` or the last save time) before it found every learning
-time it was asked for: what it computed is right, but it did not answer everything."""
+time it was asked for, or a descent run told to stop when stationary spent its step budget
+first: what it computed is right, but it did not answer everything."""
 NOT_FOUND = 6
 """A search (the phase diagram's threshold) found no answer on the range it searched: the value is
 NaN, and the summary says below which bound it was looked for."""

@@ -25,7 +25,7 @@ from scipy.integrate import solve_ivp
 import jaxflow.descent
 import jaxflow.flow
 from jaxflow.descent import DescentTrajectory, gradient_descent
-from jaxflow.status import DIVERGED, NONFINITE, OK
+from jaxflow.status import DIVERGED, NONFINITE, OK, UNFINISHED
 from jaxflow.trajectory import Trajectory
 
 # ----------------------------------------------------------------------------------------------
@@ -404,6 +404,62 @@ def test_docstring_example():
 
 
 # ----------------------------------------------------------------------------------------------
+# Stopping when stationary
+
+
+def quadratic_loss(w, curvature):
+    return 0.5 * jnp.sum(curvature * w**2)
+
+
+def test_stationary_stop_on_a_quadratic():
+    """L = lam w^2 / 2 from w0 = 1: GD gives w_k = (1 - eta lam)^k, so the gradient
+    lam (1 - eta lam)^k first drops to tol at k* = ceil(ln(tol / lam) / ln(1 - eta lam)); the run
+    stops at the first check (a multiple of save_every) at or after k*. (Its flow time eta * k is
+    the flow's ln(lam / tol) / lam up to O(eta).)"""
+    lam, eta, tol, every = 1.0, 0.1, 1e-6, 10
+    k_star = math.ceil(math.log(tol / lam) / math.log(1.0 - eta * lam))  # 132
+    expected = every * math.ceil(k_star / every)  # 140
+    traj = gradient_descent(quadratic_loss, jnp.array([1.0]), args=jnp.array(lam),
+                            learning_rate=eta, num_steps=1000, save_every=every,
+                            stationary_tol=tol)
+    assert int(traj.status) == OK and int(traj.steps) == expected
+    assert abs(eta * expected - math.log(lam / tol) / lam) < 0.5
+    np.testing.assert_allclose(float(traj.final_params[0]), (1.0 - eta * lam) ** expected,
+                               rtol=1e-12)
+    # Saves past the stop repeat the final state.
+    stop = expected // every
+    np.testing.assert_array_equal(traj.loss[stop:], np.full(traj.loss.shape[0] - stop,
+                                                            float(traj.loss[stop])))
+    assert abs(lam * float(traj.final_params[0])) <= tol
+
+
+def test_budget_spent_first_is_unfinished_and_lanes_are_independent():
+    """A vmap of a fast and a slow curvature: the fast lane stops stationary (ok), the slow one
+    spends its 200-step budget first (unfinished: 0.99^200 = 0.13 is far from stationary)."""
+    run = jax.vmap(lambda lam: gradient_descent(
+        quadratic_loss, jnp.array([1.0]), args=lam, learning_rate=0.1, num_steps=200,
+        save_every=10, stationary_tol=1e-6))
+    traj = run(jnp.array([1.0, 0.1]))
+    assert traj.status.tolist() == [OK, UNFINISHED]
+    assert traj.steps.tolist() == [140, 200]
+    np.testing.assert_allclose(np.asarray(traj.final_params[:, 0]), [0.9**140, 0.99**200],
+                               rtol=1e-12)
+
+
+def test_stationary_tol_none_is_the_fixed_step_run():
+    """A tolerance never met runs the same steps as no tolerance: the same numbers, bitwise,
+    and only the status differs (unfinished)."""
+    w0, kw = balanced_init(2, 0.01), dict(args=jnp.asarray(SSTAR), learning_rate=0.05,
+                                          num_steps=400, save_every=20, modes=factor_modes,
+                                          targets=jnp.asarray(SSTAR))
+    fixed = gradient_descent(factor_loss, w0, **kw)
+    budget = gradient_descent(factor_loss, w0, stationary_tol=1e-300, **kw)
+    assert int(fixed.status) == OK and int(budget.status) == UNFINISHED
+    for name in ("times", "modes", "loss", "learning_steps", "final_params", "steps"):
+        np.testing.assert_array_equal(getattr(budget, name), getattr(fixed, name), err_msg=name)
+
+
+# ----------------------------------------------------------------------------------------------
 # Bad input: one test per rule
 
 
@@ -465,6 +521,8 @@ def test_bad_loss_bound_and_time_scale():
         call(loss_bound=0.0)
     with pytest.raises(ValueError, match=r"time_scale must be in \(0, inf\)"):
         call(time_scale=-1.0)
+    with pytest.raises(ValueError, match=r"stationary_tol must be in \(0, inf\)"):
+        call(stationary_tol=0.0)
 
 
 def test_targets_shape_must_match_modes():

@@ -1,9 +1,24 @@
 """Generalization phase diagram of deep matrix sensing: depth x init scale x seed.
 
 For every (depth, scale, seed) gradient descent trains ``W = W_1 ... W_N`` on an underdetermined
-Gaussian sensing problem (docs/science/experiments.md, E1 at reduced size) and records the reconstruction error
-``||W - W*||_F^2 / ||W*||_F^2``, the effective rank of W, the training loss and the status.
+Gaussian sensing problem (docs/science/experiments.md, E1 at reduced size) *until it is
+stationary*, and records the reconstruction error ``||W - W*||_F^2 / ||W*||_F^2``, the effective
+rank of W, the training loss, the steps and flow time it took, and the status.
 The claim: deeper factorizations stay low-rank (and generalize) up to larger initializations.
+
+**Stationary, not a fixed time.** A run at a fixed flow time shows whatever is still on its
+plateau (depth 4 from 1e-6, seed 0, is stationary only at t = 165: at t = 40 it shows error 0.3
+and rank 1.3 where the converged model has error 5e-12 and rank 4). So every lane runs until
+``||grad L|| <= stationary_tol * max(1, ||factors||)`` (:func:`jaxflow.descent.stationary`,
+checked every ``check_every`` steps), within a budget of ``num_steps`` steps; a lane that spends
+the budget first has status ``unfinished`` and :func:`report` lists it. The tolerance sits
+between two measured speeds (d = 20, m = 200, rate 5e-3, seed 0, checked every 1000 steps): the
+slowest point of a plateau, 2.4e-4 (depth 4 from 1e-6, between its second and third mode), and
+the slow tail of mid-scale deep lanes, which fit the last 1e-5 of loss with singular values
+that grow as a power law (relative speed ~ 1/t: 5.6e-5 at 30k steps, 3.1e-5 at 70k for depth 4
+from 1e-3). ``stationary_tol = 3e-5`` keeps a margin of 8 below the plateau. The default sweep
+(84 lanes) ends with every lane ``ok``, the slowest after 106,500 steps (depth 4 from 1e-3);
+3.6 min wall on one CPU device (``JAXFLOW_CPU_DEVICES=1``, a shared 2-core machine).
 
 Depth is data here: every lane carries ``max(depths)`` stacked factors and the ones past its
 depth act as the identity (``models.matrix_sensing`` with ``pad_to``), so the whole grid is one
@@ -42,8 +57,10 @@ __all__ = ["GeneralizationConfig", "figures", "point_function", "report", "run"]
 class GeneralizationConfig(ExperimentConfig):
     """Options of the generalization sweep (reduced E1: d = 20, m = 200 < d^2 = 400).
 
-    The learning rate (5e-3, below the stability limit 2 / (2N sigma*^(2-2/N)) ~ 6e-3 of depth 4)
-    and the step count put every depth's smallest init past its plateau (flow time 40).
+    The learning rate is 5e-3, below the stability limit 2 / (2N sigma*^(2-2/N)) ~ 6e-3 of
+    depth 4. Every lane runs until stationary (``stationary_tol``, checked every
+    ``check_every`` steps) or until it has spent ``num_steps`` steps (then: ``unfinished``); see
+    the module docstring for the measured choice of the tolerance.
 
     Example:
         >>> from jaxflow.experiments import generalization as g
@@ -54,8 +71,11 @@ class GeneralizationConfig(ExperimentConfig):
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "scales", "seeds")
     MODEL: ClassVar[str] = "matrix-sensing-generalization"
-    SMOKE: ClassVar[dict] = dict(depths=(1.0, 2.0, 3.0), scales=(1e-4, 1e-2, 1.0),
-                                 seeds=(0.0, 1.0), d=10, m=80, num_steps=6000, chunk_size=8)
+    # Smoke: lanes measured to become stationary within 20,000 steps at d = 10, m = 80 (depth 1:
+    # 17,500; depth 3: 6,500; depth 4: 14,000), so none is unfinished; depth 4 from 1e-5 is not
+    # (still on its plateau at 30,000 steps), nor depth 3 from 1e-3 (slow tail).
+    SMOKE: ClassVar[dict] = dict(depths=(1.0, 3.0, 4.0), scales=(1e-4,), seeds=(0.0, 1.0), d=10,
+                                 m=80, num_steps=20_000, chunk_size=8)
 
     depths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
     scales: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1e-6, 1.0, 7))
@@ -64,7 +84,9 @@ class GeneralizationConfig(ExperimentConfig):
     m: int = 200
     values: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
     learning_rate: float = 5e-3
-    num_steps: int = 8000
+    num_steps: int = 200_000
+    stationary_tol: float = 3e-5
+    check_every: int = 500
     problem_seed: int = 0
     chunk_size: int = 32
 
@@ -75,41 +97,45 @@ class GeneralizationConfig(ExperimentConfig):
             raise ConfigError("scales must be positive and finite")
         if any(s < 0 or s != int(s) for s in self.seeds):
             raise ConfigError("seeds must be non-negative integers")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("d", "m", "num_steps", "chunk_size"):
+        for name in ("learning_rate", "stationary_tol"):
+            if not 0 < getattr(self, name) < np.inf:
+                raise ConfigError(f"{name} must be > 0 and finite, got {getattr(self, name)}")
+        for name in ("d", "m", "num_steps", "check_every", "chunk_size"):
             check_positive_int(name, getattr(self, name))
+        if self.num_steps % self.check_every:
+            raise ConfigError(f"num_steps ({self.num_steps}) must be a multiple of check_every "
+                              f"({self.check_every})")
         if self.d < len(self.values):
             raise ConfigError(f"d must be >= {len(self.values)} (the target's rank)")
 
 
 def point_function(config: GeneralizationConfig):
-    """Per-point function: GD from a Gaussian init of one (depth, scale, seed).
+    """Per-point function: GD from a Gaussian init of one (depth, scale, seed) until stationary.
 
-    Returns ``point(p) -> {reconstruction_error, effective_rank, train_loss, status}`` for
-    :func:`jaxflow.sweep.run` (every depth padded to the largest, so one program serves all).
+    Returns ``point(p) -> {reconstruction_error, effective_rank, train_loss, steps, flow_time,
+    status}`` for :func:`jaxflow.sweep.run` (every depth padded to the largest, so one program
+    serves all); ``status`` is ``ok`` (stationary), ``unfinished`` (budget spent first) or
+    ``diverged``.
 
-    Example (one point, called eagerly: depth 3 from scale 1e-2 recovers the rank-4 target of
-    the smoke problem, with an effective rank of 4):
+    Example (one point, called eagerly: depth 3 from scale 1e-4 is stationary after 6500 steps
+    and has recovered the rank-4 target of the smoke problem):
         >>> import jax.numpy as jnp
         >>> from jaxflow.experiments import generalization as g
         >>> point = g.point_function(g.GeneralizationConfig.smoke())
-        >>> out = point({"depth": jnp.array(3.0), "scale": jnp.array(1e-2), "seed": jnp.array(0.0)})
-        >>> int(out["effective_rank"]), bool(out["reconstruction_error"] < 1e-2), int(out["status"])
+        >>> out = point({"depth": jnp.array(3.0), "scale": jnp.array(1e-4), "seed": jnp.array(0.0)})
+        >>> int(out["effective_rank"]), bool(out["reconstruction_error"] < 1e-6), int(out["status"])
         (4, True, 0)
+        >>> int(out["steps"]), float(out["flow_time"])
+        (6500, 32.5)
     """
     problem = ms.gaussian_problem(
         jax.random.key(config.problem_seed), ms.diagonal_target(config.d, config.values), config.m
     )
     max_depth = int(max(config.depths))
-    k = len(config.values) + 1
 
     def loss(factors, args):
         depth, prob = args
         return ms.loss({"factors": factors, "depth": depth}, prob)
-
-    def modes(factors, args):
-        return ms.modes({"factors": factors, "depth": args[0]}, k=k)
 
     def point(p):
         depth = p["depth"]
@@ -118,14 +144,17 @@ def point_function(config: GeneralizationConfig):
         factors = std * jax.random.normal(key, (max_depth, config.d, config.d))
         traj = descent.gradient_descent(
             loss, factors, (depth, problem), learning_rate=config.learning_rate,
-            num_steps=config.num_steps, save_every=config.num_steps, modes=modes,
-            targets=ms.targets(problem, k=k),
+            # no tracked modes: an SVD per step would cost more than the step itself
+            num_steps=config.num_steps, save_every=config.check_every,
+            stationary_tol=config.stationary_tol,
         )
         final = {"factors": traj.final_state, "depth": depth}
         return {
             "reconstruction_error": ms.reconstruction_error(final, problem),
             "effective_rank": ms.effective_rank(final),
             "train_loss": traj.loss[-1],
+            "steps": traj.steps,
+            "flow_time": config.learning_rate * traj.steps.astype(traj.loss.dtype),
             "status": traj.status,
         }
 
@@ -141,9 +170,11 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
         store, resume, quiet, devices: as for :func:`jaxflow.sweep.run`.
 
     Returns:
-        ``xarray.Dataset`` with ``reconstruction_error``, ``effective_rank``, ``train_loss`` and
-        ``status``; attrs add ``d``, ``m``, ``target_rank``, the rate, the steps and
-        ``ok_fraction``.
+        ``xarray.Dataset`` with ``reconstruction_error``, ``effective_rank``, ``train_loss``,
+        ``steps`` (taken until stationary), ``flow_time`` (``learning_rate * steps``) and
+        ``status``; attrs add ``d``, ``m``, ``target_rank``, the rate, the step budget
+        ``num_steps``, ``stationary_tol``, ``ok_fraction`` and ``unfinished`` (the count of
+        lanes that spent the budget before they were stationary).
 
     Example: see the module docstring; :func:`jaxflow.plot.generalization` draws the result.
     """
@@ -164,37 +195,59 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
     ds.attrs.update(experiment="matrix-sensing-generalization", d=config.d, m=config.m,
                     target_rank=len(config.values),
                     learning_rate=config.learning_rate, num_steps=config.num_steps,
-                    ok_fraction=float((ds["status"] == status.OK).mean()))
+                    stationary_tol=config.stationary_tol,
+                    ok_fraction=float((ds["status"] == status.OK).mean()),
+                    unfinished=int((ds["status"] == status.UNFINISHED).sum()))
     return _layout.label(ds, config, {
         "scale": ("initialization scale sigma0 of the product (each factor's std "
                   "sigma0^(1/N) / sqrt(d))", "1"),
         "seed": ("seed of the random initialization", "1"),
+        "steps": ("gradient-descent steps taken (until stationary, or the whole budget)", "1"),
+        "flow_time": ("flow time reached, learning_rate x steps", "flow time of dtheta/dt = -grad L"),
     })
 
 
 def report(ds: xr.Dataset) -> str:
     """What ``jaxflow experiment matrix-sensing-generalization`` prints: per (depth, scale) the
-    reconstruction error and effective rank, means over seeds.
+    reconstruction error and effective rank (means over seeds) and the most steps a seed took to
+    become stationary; then the count of every status and each lane that did not finish.
 
-    Example (made-up numbers in the layout of :func:`run`):
+    Example (made-up numbers in the layout of :func:`run`; one seed spent its budget):
         >>> import numpy as np, xarray as xr
         >>> from jaxflow.experiments import generalization as g
         >>> dims = ("depth", "scale", "seed")
         >>> ds = xr.Dataset({"reconstruction_error": (dims, np.full((1, 1, 2), 1e-3)),
-        ...                  "effective_rank": (dims, np.full((1, 1, 2), 4.0))},
-        ...                 coords={"depth": [3.0], "scale": [1e-2], "seed": [0.0, 1.0]})
+        ...                  "effective_rank": (dims, np.full((1, 1, 2), 4.0)),
+        ...                  "steps": (dims, np.array([[[3000, 8000]]])),
+        ...                  "status": (dims, np.array([[[0, 5]]], dtype=np.int8))},
+        ...                 coords={"depth": [3.0], "scale": [1e-2], "seed": [0.0, 1.0]},
+        ...                 attrs={"num_steps": 8000})
         >>> print(g.report(ds))
-        depth  scale  reconstruction_error  effective_rank
-            3   0.01             1.000e-03            4.00
-        legend: means over seeds; nan = a run did not finish (see status)
+        depth  scale  reconstruction_error  effective_rank  steps
+            3   0.01             1.000e-03            4.00   8000
+        legend: means over seeds; steps: the most any seed took; nan = a run did not finish (see
+                status)
+        trajectory status: ok 1, unfinished 1; not ok: 1 of 2 (depth=3, scale=0.01, seed=1)
+        unfinished (8000 steps spent before stationary): depth=3 scale=0.01 seed=1
     """
     means = ds[["reconstruction_error", "effective_rank"]].mean("seed")
+    steps = ds["steps"].max("seed")
     rows = [[f"{d:g}", f"{sc:.3g}", f"{row['reconstruction_error'].item():.3e}",
-             f"{row['effective_rank'].item():.2f}"]
+             f"{row['effective_rank'].item():.2f}", int(steps.sel(depth=d, scale=sc))]
             for d in ds["depth"].values for sc in ds["scale"].values
             for row in [means.sel(depth=d, scale=sc)]]
-    return table(["depth", "scale", "reconstruction_error", "effective_rank"], rows,
-                 legend=["means over seeds", "nan = a run did not finish (see status)"])
+    lines = [table(["depth", "scale", "reconstruction_error", "effective_rank", "steps"], rows,
+                   legend=["means over seeds", "steps: the most any seed took",
+                           "nan = a run did not finish (see status)"])]
+    lines.append(status.report(ds["status"]))
+    unfinished = ds["status"].where(ds["status"] == status.UNFINISHED).to_series().dropna()
+    if len(unfinished):
+        names = unfinished.index.names
+        where = "; ".join(" ".join(f"{dim}={value:g}" for dim, value in zip(names, idx))
+                          for idx in unfinished.index)
+        lines.append(f"unfinished ({ds.attrs.get('num_steps')} steps spent before stationary): "
+                     f"{where}")
+    return "\n".join(lines)
 
 
 def figures(ds: xr.Dataset) -> dict:
