@@ -44,6 +44,7 @@ from jaxflow.sweep import run_metadata
 
 __all__ = ["BACKENDS", "Spec", "TopModes", "run"]
 
+
 class TopModes(eqx.Module):
     """``fn(params, args, k=k)``: a model's first ``k`` modes as a ``modes(params, args)``.
 
