@@ -228,7 +228,10 @@ def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
         # drawing); the major decades alone read as well.
         ax.minorticks_off()
         _plain_log_ticks(ax)
-        ax.set_xlim(depth_x.min(), depth_x.max())
+        low, high = depth_x.min(), depth_x.max()
+        if low == high:  # one scale: a decade around it instead of a singular axis
+            low, high = low / 10**0.5, high * 10**0.5
+        ax.set_xlim(low, high)
         # A title at a given height skips matplotlib's search for one clear of the tick labels
         # (their bounding boxes, ~a quarter of the drawing time); none sits above these axes.
         ax.set_title(depth_label(depth), fontsize=10, y=1.0)
