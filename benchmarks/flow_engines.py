@@ -74,33 +74,41 @@ def engine_fn(per_mode: bool, solver_cls, targets, max_steps):
     return jax.jit(jax.vmap(one, in_axes=(None, 0)))
 
 
-def measure(per_mode, solver_cls, depth, targets, scales, lanes, max_steps):
-    log_scales = jnp.log(jnp.geomspace(scales[0], scales[1], lanes))
-    fn = engine_fn(per_mode, solver_cls, jnp.asarray(targets), max_steps)
-    args = (jnp.asarray(depth), log_scales)
+def _timed(fn, *args):
+    """``fn(*args)`` once to compile, then the best of 3: ``(outputs, compile_s, best_s)``."""
     t0 = time.perf_counter()
-    times, steps, evals, codes = jax.block_until_ready(fn(*args))
+    outputs = jax.block_until_ready(fn(*args))
     compile_s = time.perf_counter() - t0
     wall = []
     for _ in range(3):
         t0 = time.perf_counter()
         jax.block_until_ready(fn(*args))
         wall.append(time.perf_counter() - t0)
+    return outputs, compile_s, min(wall)
+
+
+def _max_rel_error(times, exact, codes):
+    """Worst relative error of the learning times over the lanes that finished ok."""
+    ok = np.asarray(codes) == status.OK
+    return float(np.max(np.abs(np.asarray(times)[ok] / exact[ok] - 1))) if ok.any() else math.nan
+
+
+def measure(per_mode, solver_cls, depth, targets, scales, lanes, max_steps):
+    log_scales = jnp.log(jnp.geomspace(scales[0], scales[1], lanes))
+    fn = engine_fn(per_mode, solver_cls, jnp.asarray(targets), max_steps)
+    (times, steps, evals, codes), compile_s, best = _timed(fn, jnp.asarray(depth), log_scales)
     tg = np.asarray(targets)[:, None]
     exact = np.stack([
         np.asarray(theory.learning_time(depth, tg, float(x), tg * np.asarray(FRACTIONS), log=True))
         for x in np.asarray(log_scales)
     ])
-    codes = np.asarray(codes)
-    ok = codes == status.OK
-    err = float(np.max(np.abs(np.asarray(times)[ok] / exact[ok] - 1))) if ok.any() else math.nan
     return {
-        "status": status.summary(codes),
+        "status": status.summary(np.asarray(codes)),
         "max_steps": int(np.max(steps)),
         "max_evaluations": int(np.max(evals)),
-        "us_per_trajectory": 1e6 * min(wall) / lanes,
+        "us_per_trajectory": 1e6 * best / lanes,
         "compile_s": compile_s,
-        "max_rel_error": err,
+        "max_rel_error": _max_rel_error(times, exact, codes),
     }
 
 
@@ -122,31 +130,21 @@ def measure_factors(log_params, depth, targets, lanes):
         return traj.learning_times, traj.steps + traj.rejected, traj.status
 
     fn = jax.jit(jax.vmap(one))
-    t0 = time.perf_counter()
-    times, steps, codes = jax.block_until_ready(fn(jnp.asarray(scales)))
-    compile_s = time.perf_counter() - t0
-    wall = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(jnp.asarray(scales)))
-        wall.append(time.perf_counter() - t0)
+    (times, steps, codes), compile_s, best = _timed(fn, jnp.asarray(scales))
     tg = np.asarray(targets)[:, None]
     exact = np.stack([
         np.asarray(theory.learning_time(float(depth), tg, math.log(x), tg * np.asarray(FRACTIONS), log=True))
         for x in scales
     ]) / toy.factor_time_scale(depth)
-    codes = np.asarray(codes)
-    ok = codes == status.OK
-    err = float(np.max(np.abs(np.asarray(times)[ok] / exact[ok] - 1))) if ok.any() else math.nan
     steps = np.asarray(steps)
     return {
-        "status": status.summary(codes),
+        "status": status.summary(np.asarray(codes)),
         "max_steps_per_mode": int(np.max(steps)) / targets.shape[0],
         "steps_per_mode_at_1e-2": int(steps[-1]) / targets.shape[0],
         "steps_per_mode_at_1e-250": int(steps[0]) / targets.shape[0],
-        "us_per_trajectory": 1e6 * min(wall) / lanes,
+        "us_per_trajectory": 1e6 * best / lanes,
         "compile_s": compile_s,
-        "max_rel_error": err,
+        "max_rel_error": _max_rel_error(times, exact, codes),
     }
 
 

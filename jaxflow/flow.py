@@ -663,22 +663,20 @@ def _solve_coordinatewise_jit(vector_field: Coordinatewise, y0, args, *, targets
 
 class _NegativeGradient(eqx.Module):
     """``-grad loss``: a module, not a closure, so the same loss hashes alike across calls and
-    :func:`solve`'s compiled program is reused (a fresh closure per call would recompile)."""
+    :func:`solve`'s compiled program is reused (a fresh closure per call would recompile).
+
+    With ``log_params`` the state is ``u = ln(params)`` and the same flow reads
+    ``du/dt = -grad loss(params) / params`` at ``params = exp(u)`` (positive params)."""
 
     loss: Callable = eqx.field(static=True)
+    log_params: bool = eqx.field(static=True, default=False)
 
-    def __call__(self, params, args):
-        return jtu.tree_map(jnp.negative, jax.grad(self.loss)(params, args))
-
-
-class _LogNegativeGradient(eqx.Module):
-    """``d ln(params)/dt = -grad loss(params) / params`` at ``params = exp(u)`` (positive params)."""
-
-    loss: Callable = eqx.field(static=True)
-
-    def __call__(self, log_params, args):
-        params = jtu.tree_map(jnp.exp, log_params)
-        return jtu.tree_map(lambda g, p: -g / p, jax.grad(self.loss)(params, args), params)
+    def __call__(self, state, args):
+        params = jtu.tree_map(jnp.exp, state) if self.log_params else state
+        velocity = jtu.tree_map(jnp.negative, jax.grad(self.loss)(params, args))
+        if self.log_params:
+            velocity = jtu.tree_map(jnp.divide, velocity, params)
+        return velocity
 
 
 class _ModesAtExp(eqx.Module):
@@ -750,15 +748,13 @@ def gradient_flow(
         kwargs.setdefault("time", "arclength")
         if "modes" in kwargs:
             kwargs["modes"] = _ModesAtExp(kwargs["modes"])
-        field_type = _LogNegativeGradient
         params0 = jtu.tree_map(jnp.log, params0)
     else:
         kwargs.setdefault("time", "relative")
-        field_type = _NegativeGradient
     if is_coordinatewise(loss):
-        field = Coordinatewise(field_type(loss.fn), args_axes=loss.args_axes)
+        field = Coordinatewise(_NegativeGradient(loss.fn, log_params), args_axes=loss.args_axes)
     else:
-        field = field_type(loss)
+        field = _NegativeGradient(loss, log_params)
     traj = solve(field, params0, args, **kwargs)
     if log_params:
         traj = eqx.tree_at(lambda t: t.final_state, traj, jtu.tree_map(jnp.exp, traj.final_state))

@@ -681,15 +681,22 @@ def fitted_slopes(ds: xr.Dataset, max_excess: float = SLOPE_EXCESS) -> dict[floa
         {4.0: 1.995}
     """
     slopes = {}
-    excess = ds["ratio"].values - 1.0
     for depth in ds["depth"].values:
         if not depth > 2:
             continue
-        log_th = ds["log_threshold_measured"].sel(depth=depth).values
-        keep = (excess <= max_excess * (1 + 1e-9)) & np.isfinite(log_th)
-        if keep.sum() >= 2:
-            slopes[float(depth)] = float(np.polyfit(np.log(excess[keep]), log_th[keep], 1)[0])
+        excess, log_th = _near_one(ds, depth, max_excess)
+        if excess.size >= 2:
+            slopes[float(depth)] = float(np.polyfit(np.log(excess), log_th, 1)[0])
     return slopes
+
+
+def _near_one(ds: xr.Dataset, depth: float, max_excess: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(r - 1, ln sigma0_th)`` of ``depth``'s measured thresholds with ``r - 1 <= max_excess``
+    (grid ratios up to rounding), where one was found: the window the asymptotic fits use."""
+    excess = ds["ratio"].values - 1.0
+    log_th = ds["log_threshold_measured"].sel(depth=depth).values
+    keep = (excess <= max_excess * (1 + 1e-9)) & np.isfinite(log_th)
+    return excess[keep], log_th[keep]
 
 
 def theory_slope(depth: float) -> float:
@@ -724,17 +731,12 @@ def depth2_constant(ds: xr.Dataset, max_excess: float = SLOPE_EXCESS) -> tuple[f
     start, finish = ds.attrs.get("start", 0.1), ds.attrs.get("finish", 0.9)
     logit = lambda u: math.log(u / (1.0 - u))
     exact = logit(finish) - logit(start)
-    if 2.0 not in ds["depth"].values:
+    if 2.0 not in ds["depth"].values or "log_threshold_measured" not in ds:
         return math.nan, exact
-    excess = ds["ratio"].values - 1.0
-    depth = (
-        ds["log_threshold_measured"].sel(depth=2.0).values
-        if "log_threshold_measured" in ds else np.full(excess.shape, np.nan)
-    )
-    keep = (excess <= max_excess * (1 + 1e-9)) & np.isfinite(depth)
-    if keep.sum() < 2:
+    excess, log_th = _near_one(ds, 2.0, max_excess)
+    if excess.size < 2:
         return math.nan, exact
-    c, _ = np.polyfit(1.0 / excess[keep], -depth[keep], 1)
+    c, _ = np.polyfit(1.0 / excess, -log_th, 1)
     return float(c), exact
 
 
