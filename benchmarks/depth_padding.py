@@ -32,7 +32,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxflow  # noqa: E402,F401  (float64)
-from jaxflow import descent  # noqa: E402
+from jaxflow.engine import descent  # noqa: E402
 from jaxflow.experiments import matrix_sensing as e1  # noqa: E402
 from jaxflow.models import matrix_sensing as ms  # noqa: E402
 

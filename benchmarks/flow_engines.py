@@ -17,7 +17,7 @@ ln(1/sigma0), the latter's stay bounded.
 
 Columns: statuses, steps (accepted + rejected, worst lane), vector-field evaluations (worst
 lane; -1 where the solver does not report them), wall time per trajectory (best of 3 after
-compilation), worst relative error of the learning times against jaxflow.theory over the lanes
+compilation), worst relative error of the learning times against jaxflow.oracles.theory over the lanes
 that finished.
 
     python benchmarks/flow_engines.py            # writes benchmarks/results/flow_engines.json
@@ -36,10 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxflow
-from jaxflow import flow, status, theory
+from jaxflow.engine import flow, status
+from jaxflow.engine.rkc import RKC
 from jaxflow.models import toy
-from jaxflow.rkc import RKC
-
+from jaxflow.oracles import theory
 
 CASES = [  # (depth, targets, sigma0 range) -- the engine issue's table, widened to 64 lanes
     (5.0, (4.0, 3.0, 2.0, 1.0), (1e-8, 1e-4)),

@@ -6,15 +6,15 @@ Part 1, cost against initialization. The E1 problem of ``jaxflow.experiments.mat
 factors from the experiment's own init key) at depths 3 and 4, for each init scale, is run until
 the top-4 singular values of W are within 1% of (12, 6, 4, 3):
 
-- GD (lr 1e-3) with ``jaxflow.descent.gradient_descent``, in chunks of ``--chunk`` steps (one
+- GD (lr 1e-3) with ``jaxflow.engine.descent.gradient_descent``, in chunks of ``--chunk`` steps (one
   compiled program, no mode tracking, an SVD check between chunks). A chunk whose end shows a
   newly learned mode (or all four within 1%) is re-run once with per-step mode tracking to find
   the exact first step. One gradient evaluation per step.
-- Gradient flow with ``jaxflow.flow.gradient_flow``, stopping when all four modes reached the
+- Gradient flow with ``jaxflow.engine.flow.gradient_flow``, stopping when all four modes reached the
   fraction 0.99 of their targets; gradient evaluations counted by the solve loop
   (``Trajectory.evaluations``). Variants: Tsit5 (PIDController, rtol 1e-6) with
   ``time="relative"`` (the default) and ``time="plain"``, one alternative (a PI step-size
-  controller, pcoeff 0.4, icoeff 0.3), and ``jaxflow.rkc.RKC`` (Runge-Kutta-Chebyshev, rtol 1e-4)
+  controller, pcoeff 0.4, icoeff 0.3), and ``jaxflow.engine.rkc.RKC`` (Runge-Kutta-Chebyshev, rtol 1e-4)
   in plain time. Once the large values are learned their curvature bounds Tsit5's step (the
   stiffness table shows it at its stability limit) while the small values sit on their plateau;
   RKC's stage count grows like sqrt(h rho), so its steps follow the slow modes' accuracy. A
@@ -65,10 +65,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxflow  # noqa: E402  (switches JAX to float64)
-from jaxflow import descent, flow  # noqa: E402
+from jaxflow.engine import descent, flow  # noqa: E402
+from jaxflow.engine.rkc import RKC  # noqa: E402
 from jaxflow.experiments import matrix_sensing as e1  # noqa: E402
 from jaxflow.models import matrix_sensing as ms  # noqa: E402
-from jaxflow.rkc import RKC  # noqa: E402
 
 try:
     import torch
@@ -305,7 +305,7 @@ class Variant:
     name: str
     time: str
     pi: bool = False
-    solver: str = "Tsit5"  # or "RKC" (jaxflow.rkc, stabilized explicit)
+    solver: str = "Tsit5"  # or "RKC" (jaxflow.engine.rkc, stabilized explicit)
     rtol: float | None = None  # None: --rtol / --atol
     atol: float | None = None
 
@@ -527,7 +527,7 @@ def main():
     parser.add_argument("--times", default="relative,plain",
                         help="Tsit5 time reparametrizations ('' for none)")
     parser.add_argument("--rkc", default="plain",
-                        help="RKC (jaxflow.rkc) time reparametrizations ('' for none)")
+                        help="RKC (jaxflow.engine.rkc) time reparametrizations ('' for none)")
     parser.add_argument("--rkc-rtol", type=float, default=1e-4)
     parser.add_argument("--rkc-atol", type=float, default=1e-7)
     parser.add_argument("--gf-only-inits", default="1e-8",

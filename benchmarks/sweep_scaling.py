@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "sweep_scaling.json")
 N_DEPTHS = 10

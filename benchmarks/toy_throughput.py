@@ -2,8 +2,8 @@
 
 Each lane integrates the reduced toy flow d sigma/dt = sigma^(5/3) (1 - sigma) from sigma0
 (log-spaced in [1e-12, 1e-1]) until sigma = 0.99, recording the learning time at 0.99 with
-jaxflow.flow (float64). The simulation uses only the vector field: no closed form and no
-precomputed time, not even for its grid; jaxflow.theory is only the reference it is checked
+jaxflow.engine.flow (float64). The simulation uses only the vector field: no closed form and no
+precomputed time, not even for its grid; jaxflow.oracles.theory is only the reference it is checked
 against. scipy.integrate.solve_ivp (RK45, same rtol, atol 1e-20 in sigma, an event at 0.99) runs
 on a 256-lane subsample in a Python loop, and the table reports the per-trajectory speed ratio.
 
@@ -30,9 +30,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxflow  # noqa: E402
-from jaxflow import flow, sweep, theory  # noqa: E402
+from jaxflow import sweep
+from jaxflow.engine import flow
 from jaxflow.models import toy  # noqa: E402
-
+from jaxflow.oracles import theory  # noqa: E402
 
 DEPTH = 6.0
 TARGET_FRACTION = 0.99

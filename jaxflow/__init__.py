@@ -15,25 +15,33 @@ and storage).
 """
 
 import importlib.metadata
+import sys as _sys
 
 from jaxflow._devices import use_cpu_cores as _use_cpu_cores
 from jaxflow._x64 import enable_x64_by_default as _enable_x64_by_default
-
 
 _enable_x64_by_default()
 _use_cpu_cores()
 
 from jaxflow import baselines as baselines  # noqa: E402
-from jaxflow import descent as descent  # noqa: E402
-from jaxflow import flow as flow  # noqa: E402
-from jaxflow import incremental as incremental  # noqa: E402
-from jaxflow import jump_process as jump_process  # noqa: E402
+from jaxflow import engine as engine  # noqa: E402
 from jaxflow import models as models  # noqa: E402
-from jaxflow import saddles as saddles  # noqa: E402
-from jaxflow import status as status  # noqa: E402
+from jaxflow import oracles as oracles  # noqa: E402
 from jaxflow import sweep as sweep  # noqa: E402
-from jaxflow import theory as theory  # noqa: E402
-from jaxflow import trajectory as trajectory  # noqa: E402
+from jaxflow.engine import descent as descent  # noqa: E402
+from jaxflow.engine import flow as flow  # noqa: E402
+from jaxflow.engine import status as status  # noqa: E402
+from jaxflow.engine import trajectory as trajectory  # noqa: E402
+from jaxflow.oracles import incremental as incremental  # noqa: E402
+from jaxflow.oracles import jump_process as jump_process  # noqa: E402
+from jaxflow.oracles import saddles as saddles  # noqa: E402
+from jaxflow.oracles import theory as theory  # noqa: E402
+
+# The public modules keep their short paths (``jaxflow.oracles.theory``, ``from jaxflow.engine.flow import
+# solve``) wherever they live in the layers below, so user code and notebooks need no change.
+for _module in (descent, flow, status, trajectory, incremental, jump_process, saddles, theory):
+    _sys.modules["jaxflow." + _module.__name__.rsplit(".", 1)[1]] = _module
+del _module
 
 __all__ = [
     "baselines", "descent", "flow", "incremental", "jump_process", "models", "saddles", "status",

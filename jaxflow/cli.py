@@ -191,7 +191,7 @@ def _log_numbers(text: str, option: str) -> list[float]:
 
 def _check_axis_length(option: str, n: int) -> None:
     """Refuse an axis whose values alone would not fit in memory (before making them)."""
-    from jaxflow import _resources
+    from jaxflow.sweep import resources as _resources
 
     try:
         _resources.check(memory=64 * n)  # a float, its Python object and a tuple slot
@@ -204,7 +204,7 @@ _CREATED_DIRS: list[str] = []
 
 
 def _check_out_dir(out: str) -> None:
-    from jaxflow import _atomic_write
+    from jaxflow.sweep import atomic as _atomic_write
 
     try:
         missing = []
@@ -276,13 +276,14 @@ def _export(ds, out: str, name: str | None, figures, fmt: str = "png") -> list[s
     """``NAME.nc`` (unless ``name`` is None) and the figures ``{stem: figure}`` as ``stem.fmt``
     (png, pdf or svg), each written whole or not at all.
 
-    Each file is made in memory, then written through :mod:`jaxflow._atomic_write` (free space
+    Each file is made in memory, then written through :mod:`jaxflow.sweep.atomic` (free space
     checked, a unique temporary file created exclusively in ``out``, renamed into place). Any
     failure, or SIGINT, leaves no partial file; the store is never touched here.
     """
     import io
 
-    from jaxflow import _atomic_write, plot
+    from jaxflow import plot
+    from jaxflow.sweep import atomic as _atomic_write
 
     paths = []
     with _atomic_write.interrupts_deferred():
@@ -609,7 +610,7 @@ def cmd_threshold(args) -> int:
     ln leading-order asymptote    = -5.409674...
     0
     """
-    from jaxflow import theory
+    from jaxflow.oracles import theory
 
     try:
         th = theory.incremental_threshold(args.depth, args.ratio, start=args.start,
@@ -641,7 +642,7 @@ def cmd_verify(args) -> int:
     >>> cli.main(["verify", tempfile.mkdtemp()])   # no store there: one line on stderr
     2
     """
-    from jaxflow import store
+    from jaxflow.sweep import store
 
     paths = store.find_stores(args.dir)
     if not paths:

@@ -33,9 +33,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from jaxflow import theory
 from jaxflow.experiments import phase_diagram as pd
-
+from jaxflow.oracles import theory
 
 TINY = ["--depths", "2,3", "--ratios", "1.5,4", "--scales", "1e-10:1e-2:6", "--chunk-size", "16", "--quiet"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -371,7 +370,7 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
     """Long loops draw a bar on a terminal's stderr; --quiet (quiet=True) and pipes get none."""
     import io
 
-    from jaxflow import _progress
+    from jaxflow.sweep import progress as _progress
 
     class Terminal(io.StringIO):
         def isatty(self):

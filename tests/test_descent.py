@@ -1,4 +1,4 @@
-"""Tests of jaxflow.descent: gradient descent through optax + lax.scan.
+"""Tests of jaxflow.engine.descent: gradient descent through optax + lax.scan.
 
 The oracle is a self-contained depth-N factor model: params w of shape (d, N), sigma_i = prod_j
 w_ij, loss = 1/(2 N^2) sum_i (sigma*_i - sigma_i)^2. On a balanced init (w_ij = sigma0^(1/N)) its
@@ -22,11 +22,11 @@ import optax
 import pytest
 from scipy.integrate import solve_ivp
 
-import jaxflow.descent
-import jaxflow.flow
-from jaxflow.descent import DescentTrajectory, gradient_descent
-from jaxflow.status import DIVERGED, NONFINITE, OK, UNFINISHED
-from jaxflow.trajectory import Trajectory
+import jaxflow.engine.descent
+import jaxflow.engine.flow
+from jaxflow.engine.descent import DescentTrajectory, gradient_descent
+from jaxflow.engine.status import DIVERGED, NONFINITE, OK, UNFINISHED
+from jaxflow.engine.trajectory import Trajectory
 
 # ----------------------------------------------------------------------------------------------
 # The toy model (module-level functions: the same objects reuse the compiled program)
@@ -336,10 +336,10 @@ def test_args_positional_or_keyword():
 
 
 def test_shared_trajectory_contract():
-    """The fields of jaxflow.trajectory.Trajectory mean what they mean for the flow."""
+    """The fields of jaxflow.engine.trajectory.Trajectory mean what they mean for the flow."""
     lrs = jnp.array([0.01, 1e3])
     traj = run_lanes(2, 0.01, lrs, 400, 50)
-    assert isinstance(traj, Trajectory) and isinstance(traj, jaxflow.flow.Trajectory)
+    assert isinstance(traj, Trajectory) and isinstance(traj, jaxflow.engine.flow.Trajectory)
     np.testing.assert_array_equal(traj.rejected, [0, 0])
     np.testing.assert_array_equal(traj.fractions[0], [0.1, 0.5, 0.9])
     # Flow time reached: that of the last accepted step (time_scale 1/2).
@@ -399,7 +399,7 @@ def test_float32_params():
 
 
 def test_docstring_example():
-    result = doctest.testmod(jaxflow.descent, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(jaxflow.engine.descent, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 
 

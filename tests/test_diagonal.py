@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import descent, flow, status
 from jaxflow.baselines import max_margin
+from jaxflow.engine import descent, flow, status
 from jaxflow.experiments import backends
 from jaxflow.experiments import diagonal as e3
 from jaxflow.experiments.config import ConfigError

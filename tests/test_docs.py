@@ -43,7 +43,7 @@ def test_every_page_of_the_nav_is_built(site):
 def test_api_reference_documents_the_public_functions(site):
     html = (site / "api" / "theory" / "index.html").read_text()
     for name in ("learning_time", "incremental_threshold", "incremental_margin"):
-        assert f'id="jaxflow.theory.{name}"' in html, name
+        assert f'id="jaxflow.oracles.theory.{name}"' in html, name
 
 
 def test_science_pages_never_point_outside_the_repository():

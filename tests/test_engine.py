@@ -1,6 +1,6 @@
 """The flow engine answers everywhere: many modes, any initialization scale, an honest status.
 
-Checked against :mod:`jaxflow.theory` (closed forms evaluated by series, independent of the
+Checked against :mod:`jaxflow.oracles.theory` (closed forms evaluated by series, independent of the
 solver) and, for random unbalanced factors where no closed form exists, against scipy's DOP853:
 
 * the cases that failed before per-coordinate clocks (depth 5 on (4, 3, 2, 1) from 1e-6, ...),
@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from jaxflow import flow, status, theory
+from jaxflow.engine import flow, status
 from jaxflow.models import toy
-
+from jaxflow.oracles import theory
 
 DEPTHS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, math.inf)
 FRACTIONS = (0.1, 0.5, 0.9)

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from jaxflow import experiments, status
+from jaxflow import experiments
+from jaxflow.engine import status
 from jaxflow.experiments.config import ExperimentConfig
 
 NAMES = experiments.names()

@@ -33,7 +33,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from jaxflow import _atomic_write, cli
+from jaxflow import cli
+from jaxflow.sweep import atomic as _atomic_write
 
 GRID = ["--depths", "2,3,inf", "--ratios", "1.5,4", "--scales", "1e-12:1e-2:8",
         "--chunk-size", "8", "--quiet"]
@@ -128,7 +129,7 @@ def test_disk_full_on_a_real_tmpfs(env, finished, small_tmpfs):
     # 2. Without that check, the kernel's ENOSPC during the write: one line, no segfault.
     rc, stdout, stderr = run(env, out, "--resume", code="""
         import sys
-        from jaxflow import _resources
+        from jaxflow.sweep import resources as _resources
         _resources.free_disk = lambda path: None
     """)
     assert rc == 2, (rc, stderr[-3000:])
@@ -166,7 +167,7 @@ def test_os_write_failing_halfway(tmp_path, monkeypatch, code):
 
 
 def test_export_refused_up_front_when_space_is_short(tmp_path, monkeypatch):
-    from jaxflow import _resources
+    from jaxflow.sweep import resources as _resources
 
     monkeypatch.setattr(_resources, "free_disk", lambda path: 10)
     with pytest.raises(_atomic_write.ExportError, match="only 10 B free"):
@@ -182,7 +183,7 @@ def test_sigint_while_writing_the_export(env, finished, tmp_path):
     out = resumable_copy(finished, tmp_path / "out")
     rc, stdout, stderr = run(env, out, "--resume", code="""
         import os, signal, sys
-        from jaxflow import _atomic_write
+        from jaxflow.sweep import atomic as _atomic_write
         real_write = os.write
         def write(fd, data):
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the export

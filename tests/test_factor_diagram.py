@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxflow import status
+from jaxflow.engine import status
 from jaxflow.experiments import factor_diagram as fd
 
 

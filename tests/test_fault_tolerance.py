@@ -238,7 +238,8 @@ def test_two_processes_equal_one(env, tmp_path, reference):
 def test_max_steps_lanes_are_summarized():
     import jax.numpy as jnp
 
-    from jaxflow import flow, status, sweep
+    from jaxflow import sweep
+    from jaxflow.engine import flow, status
     from jaxflow.models import toy
 
     def point(p):
@@ -275,10 +276,11 @@ def _as_processes(store, count, monkeypatch, resume=False):
     import concurrent.futures
 
     from jaxflow import sweep
+    from jaxflow.sweep import runner
 
     logs = {}
-    original = sweep._log_chunk
-    monkeypatch.setattr(sweep, "_log_chunk", lambda p, c: (logs.setdefault(p, []).append(c), original(p, c)))
+    original = runner._log_chunk
+    monkeypatch.setattr(runner, "_log_chunk", lambda p, c: (logs.setdefault(p, []).append(c), original(p, c)))
 
     def one(index):
         return sweep.run(_poly, POLY_AXES, chunk_size=3, store=store, resume=resume, quiet=True,

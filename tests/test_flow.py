@@ -1,13 +1,13 @@
-"""jaxflow.flow against the analytic oracle (jaxflow.theory), plus status, saving and no-retrace."""
+"""jaxflow.engine.flow against the analytic oracle (jaxflow.oracles.theory), plus status, saving and no-retrace."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import flow, status, theory
+from jaxflow.engine import flow, status
 from jaxflow.models import toy
-
+from jaxflow.oracles import theory
 
 DEPTHS = (1.5, 2.0, 3.0, 4.0, 10.0, np.inf)
 SCALES = np.geomspace(1e-40, 1e-1, 9)

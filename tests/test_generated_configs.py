@@ -12,7 +12,7 @@ then reopens the ``.nc`` and redraws the figures from it, as ``jaxflow plot`` do
 
 Checked on every example:
 
-* exit 0, the three files written, the store intact (``jaxflow.store.verify``);
+* exit 0, the three files written, the store intact (``jaxflow.sweep.store.verify``);
 * dims and coordinates are the config's axes, in its order; the TOML in the file's ``config``
   attribute reads back as the same configuration;
 * every lane's status is a known code; no NaN margin on an ok lane; ``incremental`` is
@@ -51,8 +51,10 @@ import xarray as xr  # noqa: E402
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from jaxflow import cli, status, store  # noqa: E402
+from jaxflow import cli
+from jaxflow.engine import status
 from jaxflow.experiments import phase_diagram as pd  # noqa: E402
+from jaxflow.sweep import store  # noqa: E402
 
 DEPTHS = [1.0, 1.5, 2.0, 2.5, 3.0, 10.0, math.inf]
 RATIOS = [1.0 + 1e-7, 1.001, 1.05, 1.5, 4.0, 11.0]

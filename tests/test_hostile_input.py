@@ -19,10 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxflow import cli, flow, sweep, theory
+from jaxflow import cli, sweep
+from jaxflow.engine import flow
 from jaxflow.experiments import phase_diagram as pd
 from jaxflow.experiments.config import ConfigError
 from jaxflow.models import toy
+from jaxflow.oracles import theory
 
 # derandomize: the same examples on every run, so CI is reproducible (raise max_examples or
 # drop it locally to explore further).

@@ -1,13 +1,14 @@
-"""The jump-process oracle (jaxflow.jump_process): hand-solved cases, and simulated diagonal
-networks (log coordinates, jaxflow.flow) converging to it as the initialization scale -> 0."""
+"""The jump-process oracle (jaxflow.oracles.jump_process): hand-solved cases, and simulated diagonal
+networks (log coordinates, jaxflow.engine.flow) converging to it as the initialization scale -> 0."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import flow, saddles
-from jaxflow import jump_process as jpm
+from jaxflow.engine import flow
 from jaxflow.models import log_diagonal as ld
+from jaxflow.oracles import jump_process as jpm
+from jaxflow.oracles import saddles
 
 # A coordinate that enters, leaves and comes back with the other sign (solved by hand below).
 LEAVING_H = np.array([[1.0, 0.5], [0.5, 0.3]])

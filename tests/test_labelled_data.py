@@ -4,7 +4,7 @@ Walked over every registered experiment, on the ``NAME.nc`` that ``jaxflow exper
 --smoke`` writes and read back from disk (netCDF keeps what it keeps, not what xarray held):
 
 * every variable and coordinate has a ``long_name`` and ``units``; a status variable has CF
-  ``flag_values``/``flag_meanings`` naming :mod:`jaxflow.status`'s codes instead of units, and a
+  ``flag_values``/``flag_meanings`` naming :mod:`jaxflow.engine.status`'s codes instead of units, and a
   text coordinate (``backend``) has none (CF gives neither a unit);
 * the provenance: package versions, git commit (``"unknown"`` outside a checkout), the command
   line, the resolved config (which reads back as the smoke config) and ``smoke = 1``;
@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from jaxflow import cli, experiments, status
+from jaxflow import cli, experiments
+from jaxflow.engine import status
 
 NAMES = experiments.names()
 INTEGER_COORDS = {"depth", "seed", "mode", "rank", "jump", "plateau", "late", "repeat"}

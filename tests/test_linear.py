@@ -1,5 +1,5 @@
 """Deep linear networks (jaxflow.models.linear): Saxe's transitions, deep matrix factorization
-and the toy model against their closed forms through jaxflow.saddles; the conserved
+and the toy model against their closed forms through jaxflow.oracles.saddles; the conserved
 balancedness of unbalanced and lambda-balanced starts."""
 
 import jax
@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import flow, saddles, theory
+from jaxflow.engine import flow
 from jaxflow.models import linear, toy
+from jaxflow.oracles import saddles, theory
 
 SINGULAR_VALUES = jnp.array([3.0, 1.5, 0.75])
 

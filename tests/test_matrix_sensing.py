@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import flow, status, theory
+from jaxflow.engine import flow, status
 from jaxflow.experiments import matrix_sensing as e1
 from jaxflow.models import matrix_sensing as ms
+from jaxflow.oracles import theory
 
 
 def _diagonal_problem(values, d):

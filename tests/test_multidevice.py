@@ -17,7 +17,6 @@ import textwrap
 import numpy as np
 import pytest
 
-
 SCRIPT = textwrap.dedent(
     """
     import json, math

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import incremental
 from jaxflow.baselines import omp
 from jaxflow.models import diagonal as dn
+from jaxflow.oracles import incremental
 
 
 def test_recovers_support_of_easy_noiseless_instance():

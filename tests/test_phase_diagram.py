@@ -34,9 +34,10 @@ import pytest
 import xarray as xr
 import zarr
 
-from jaxflow import status, sweep, theory
+from jaxflow import sweep
+from jaxflow.engine import status
 from jaxflow.experiments import phase_diagram as pd
-
+from jaxflow.oracles import theory
 
 # Thresholds (theory) of this grid, for orientation:
 #   depth 1: none (0); depth 2: 7.5e-6 (r 1.5, below the grid), 1.6e-2 (r 4, above it);

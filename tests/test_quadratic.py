@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import descent, status
+from jaxflow.engine import descent, status
 from jaxflow.experiments import quadratic as qe
 from jaxflow.experiments.config import ConfigError
 from jaxflow.models import quadratic as qn

@@ -1,7 +1,7 @@
-"""jaxflow.rkc: the Runge-Kutta-Chebyshev solver against closed forms, orders and stability.
+"""jaxflow.engine.rkc: the Runge-Kutta-Chebyshev solver against closed forms, orders and stability.
 
 References are independent of the solver: exact solutions of linear ODEs, the theory's learning
-times (jaxflow.theory, itself checked against scipy quadrature), and Tsit5 on the same problem.
+times (jaxflow.oracles.theory, itself checked against scipy quadrature), and Tsit5 on the same problem.
 """
 
 import diffrax
@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import flow, status, theory
+from jaxflow.engine import flow, status
+from jaxflow.engine.rkc import RKC, stability_bound
 from jaxflow.models import matrix_sensing as ms
 from jaxflow.models import toy
-from jaxflow.rkc import RKC, stability_bound
+from jaxflow.oracles import theory
 
 
 def _constant_step_solve(field, y0, t1, num_steps, solver=None):

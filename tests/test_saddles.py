@@ -1,4 +1,4 @@
-"""Plateau and jump detection (jaxflow.saddles) on synthetic staircases with known jumps."""
+"""Plateau and jump detection (jaxflow.oracles.saddles) on synthetic staircases with known jumps."""
 
 import functools
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import saddles
+from jaxflow.oracles import saddles
 
 
 def _ramp(t, centre, width, height):

@@ -15,7 +15,8 @@ import os
 import numpy as np
 import pytest
 
-from jaxflow import _resources, cli, sweep
+from jaxflow import cli, sweep
+from jaxflow.sweep import resources as _resources
 
 
 @pytest.mark.parametrize("flags, words", [

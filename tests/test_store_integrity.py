@@ -29,7 +29,9 @@ import numpy as np
 import pytest
 import zarr
 
-from jaxflow import cli, store, sweep
+from jaxflow import cli, sweep
+from jaxflow.sweep import runner as sweep_runner
+from jaxflow.sweep import store
 
 AXES = {"x": np.linspace(-2.0, 3.0, 5).tolist(), "y": [0.5, -1.0, 4.0]}  # 15 points
 CHUNK = 3  # 5 chunks
@@ -177,13 +179,13 @@ def test_corruption_after_the_start_check_is_caught_by_the_final_read(tmp_path, 
     # has passed its start check: the final verified read must find and recompute it.
     group = zarr.open_group(str(path), mode="r+")
     group["done"][1] = False
-    original = sweep._write
+    original = sweep_runner._write
 
     def write_then_damage(backing, index, outputs):
         original(backing, index, outputs)
         _chunk_file(path, "out_value", 3).unlink(missing_ok=True)
 
-    monkeypatch.setattr(sweep, "_write", write_then_damage)
+    monkeypatch.setattr(sweep_runner, "_write", write_then_damage)
     runner, calls = _counting_runner()
     resumed = _run(path, resume=True, runner=runner)
     assert calls == [CHUNK, CHUNK]  # chunk 1, then chunk 3 again at the final read

@@ -2,7 +2,7 @@
 
 Checked here, with real processes:
 
-* A second process holding a store's writer lock (``jaxflow._store_lock.WriterLock`` in a
+* A second process holding a store's writer lock (``jaxflow.sweep.lock.WriterLock`` in a
   ``python -c`` child) makes ``sweep.run`` and ``jaxflow phase-diagram --resume`` refuse at
   once, in one line naming the holder's pid and host; once the holder exits (even by SIGKILL:
   ``flock`` locks die with their process) the store is usable again.
@@ -28,7 +28,9 @@ import time
 import numpy as np
 import pytest
 
-from jaxflow import _store_lock, cli, store, sweep
+from jaxflow import cli, sweep
+from jaxflow.sweep import lock as _store_lock
+from jaxflow.sweep import store
 
 AXES = {"x": np.linspace(-2.0, 3.0, 40).tolist()}
 
@@ -40,7 +42,7 @@ def _poly(p):
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from jaxflow._store_lock import WriterLock
+    from jaxflow.sweep.lock import WriterLock
     with WriterLock(sys.argv[1], process_index=0):
         print("held", flush=True)
         time.sleep(120)

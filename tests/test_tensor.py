@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxflow import flow, saddles
+from jaxflow.engine import flow
 from jaxflow.models import tensor
+from jaxflow.oracles import saddles
 
 
 @pytest.mark.parametrize("order", [2, 3, 4])

@@ -1,4 +1,4 @@
-"""Tests of jaxflow.theory against independent quadrature, closed forms, limits and invariants."""
+"""Tests of jaxflow.oracles.theory against independent quadrature, closed forms, limits and invariants."""
 
 import doctest
 import math
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from jaxflow import theory
-
+from jaxflow.oracles import theory
 
 DEPTHS = [1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 7.0, 20.0, math.inf]
 

@@ -3,7 +3,7 @@
 OMP is an algorithm, not a model (it has no parameters that a flow or descent moves), so it
 lives with the other baselines (:mod:`jaxflow.baselines.max_margin`) rather than in
 ``models/``; the comparison of its order with a learning order is
-:func:`jaxflow.incremental.concurrence`.
+:func:`jaxflow.oracles.incremental.concurrence`.
 
 Starting from the residual ``r = y``, each step selects the column most correlated with the
 residual, ``argmax_i |<x_i, r>| / ||x_i||`` over the columns not yet selected, refits ``y`` by

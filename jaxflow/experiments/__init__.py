@@ -7,7 +7,7 @@ Every experiment is one module that reads top to bottom:
    one-line :class:`~jaxflow.experiments.config.ConfigError` naming it, reduced sizes in
    ``Config.smoke()``);
 2. ``run(config) -> xarray.Dataset``: the simulation; every dataset carries a ``status``
-   variable (:mod:`jaxflow.status` codes) and the attributes ``experiment`` (its name below),
+   variable (:mod:`jaxflow.engine.status` codes) and the attributes ``experiment`` (its name below),
    ``config`` (the resolved TOML) and the provenance of :func:`jaxflow.sweep.run_metadata`;
 3. ``report(ds) -> str``: the text table ``jaxflow`` prints;
 4. ``figures(ds) -> {name: Figure}``: its figures, drawn by :mod:`jaxflow.plot` (``name`` is

@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import flow, status
 from jaxflow._table import table
 from jaxflow.baselines import max_margin
+from jaxflow.engine import flow, status
 from jaxflow.experiments.config import (
     ConfigError,
     check_depths,

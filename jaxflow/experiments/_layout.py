@@ -2,7 +2,7 @@
 
 Every variable and coordinate has a ``long_name`` and ``units`` (``"1"`` for dimensionless
 numbers, counts and indices; a time says which clock it is on); a ``status`` variable has
-``flag_values``/``flag_meanings`` (:func:`jaxflow.status.flag_attributes`) instead of units, and
+``flag_values``/``flag_meanings`` (:func:`jaxflow.engine.status.flag_attributes`) instead of units, and
 a text coordinate (``backend``) has none: CF gives neither a unit. The dataset gets the
 provenance of :func:`jaxflow.sweep.run_metadata` with the config (versions, git commit, command
 line, resolved config, smoke or not).
@@ -27,7 +27,7 @@ Example:
 import numpy as np
 import xarray as xr
 
-from jaxflow import status
+from jaxflow.engine import status
 from jaxflow.sweep import run_metadata
 
 __all__ = ["COMMON", "FLOW_TIME", "integer_coords", "label"]
@@ -36,7 +36,7 @@ FLOW_TIME = "flow time of dtheta/dt = -grad L (descent: learning_rate x steps)"
 """Units of a time on the gradient flow's own clock, the model's loss as written."""
 
 COMMON = {
-    "status": ("trajectory status (jaxflow.status code)", None),
+    "status": ("trajectory status (jaxflow.engine.status code)", None),
     "backend": ("back-end: gradient flow (diffrax) or gradient descent (optax)", None),
     "depth": ("depth N (number of factors)", "1"),
     "seed": ("random seed", "1"),

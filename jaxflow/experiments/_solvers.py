@@ -9,8 +9,8 @@ Example:
     (['Dopri5', 'Dopri8', 'RKC', 'Tsit5'], 'Tsit5')
 """
 
+from jaxflow.engine.solvers import SOLVERS
 from jaxflow.experiments.config import ConfigError
-from jaxflow.solvers import SOLVERS
 
 __all__ = ["SOLVERS", "check_solver"]
 

@@ -7,7 +7,7 @@ produces the same dataset, so notebooks read them alike:
     modes(backend, depth, time, mode)          on one shared time grid (flow time t = lr * step)
     targets(mode)
     learning_time(backend, depth, mode, fraction)
-    status(backend, depth)                     jaxflow.status codes
+    status(backend, depth)                     jaxflow.engine.status codes
     gradient_evaluations(backend, depth)       cost: the trajectory's ``evaluations`` (flow:
                                                vector-field evaluations; descent: gradients)
     <measure>(backend, depth)                  the experiment's own measures
@@ -38,9 +38,9 @@ import jax
 import numpy as np
 import xarray as xr
 
-from jaxflow import _progress, descent, flow, status, trajectory
+from jaxflow.engine import descent, flow, status, trajectory
+from jaxflow.sweep import progress as _progress
 from jaxflow.sweep import run_metadata
-
 
 __all__ = ["BACKENDS", "Spec", "TopModes", "run"]
 
@@ -141,7 +141,7 @@ def _flow(spec: Spec, params0, args, settings: _Settings) -> trajectory.Trajecto
     )
 
 
-# One function per back-end, one signature, one contract (jaxflow.trajectory.Trajectory):
+# One function per back-end, one signature, one contract (jaxflow.engine.trajectory.Trajectory):
 # run reads the same fields whichever it holds.
 _RUNNERS: dict[str, Callable[[Spec, Any, Any, _Settings], trajectory.Trajectory]] = {
     "flow": _flow,

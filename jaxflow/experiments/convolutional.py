@@ -49,12 +49,12 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array
 
-from jaxflow import _progress
 from jaxflow.baselines import max_margin
 from jaxflow.experiments import _classification, _layout, backends
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
 from jaxflow.models import convolutional as cn
 from jaxflow.models import diagonal as dn
+from jaxflow.sweep import progress as _progress
 
 __all__ = [
     "ConvolutionalConfig",

@@ -20,7 +20,7 @@ The modes are ``|beta_i|`` on the coordinates of ``w*``, largest first; their ``
 is the first time ``|beta_i|`` reaches the level ``f``.
 
 **Log time.** On separable data ``||beta||`` grows like ``ln t``. The gradient flow runs in the
-relative time of :mod:`jaxflow.flow` (``dt/dtau = max|w| / max|grad|``), whose step count grows
+relative time of :mod:`jaxflow.engine.flow` (``dt/dtau = max|w| / max|grad|``), whose step count grows
 only like ``ln ln t``: the asymptotic check reaches ``t = 1e24`` in a few thousand steps. The
 losses are evaluated through ``logsumexp``; a loss below ``1e-300`` is flagged
 (``loss_underflow``), and its zero gradient stops the flow (status ok), never a NaN.

@@ -8,10 +8,10 @@ the product of ``N`` distinct factors drawn i.i.d. Gaussian with standard deviat
 
 * ``incremental_fraction``: the fraction of consecutive target pairs (larger, smaller) that are
   (start, finish)-incremental: ``T_larger(finish) <= T_smaller(start)``
-  (:func:`jaxflow.incremental.incremental_pairs`);
+  (:func:`jaxflow.oracles.incremental.incremental_pairs`);
 * ``rank_correlation``: Spearman correlation between the order in which modes reach ``finish``
   and the target order (1 = learned strictly largest first;
-  :func:`jaxflow.incremental.rank_correlation`);
+  :func:`jaxflow.oracles.incremental.rank_correlation`);
 * ``status``, ``steps``, and every ``learning_time(mode, fraction)``.
 
 Depth is data: every lane carries ``max(depths)`` factors per coordinate, and the factors past
@@ -48,8 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import flow, incremental, status, sweep
+from jaxflow import sweep
 from jaxflow._table import table
+from jaxflow.engine import flow, status
 from jaxflow.experiments import _layout
 from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.experiments.config import (
@@ -59,6 +60,7 @@ from jaxflow.experiments.config import (
     check_positive_int,
     check_seed,
 )
+from jaxflow.oracles import incremental
 
 __all__ = ["FactorDiagramConfig", "figures", "point_function", "report", "run"]
 

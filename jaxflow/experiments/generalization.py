@@ -9,7 +9,7 @@ The claim: deeper factorizations stay low-rank (and generalize) up to larger ini
 **Stationary, not a fixed time.** A run at a fixed flow time shows whatever is still on its
 plateau (depth 4 from 1e-6, seed 0, is stationary only at t = 165: at t = 40 it shows error 0.3
 and rank 1.3 where the converged model has error 5e-12 and rank 4). So every lane runs until
-``||grad L|| <= stationary_tol * max(1, ||factors||)`` (:func:`jaxflow.descent.stationary`,
+``||grad L|| <= stationary_tol * max(1, ||factors||)`` (:func:`jaxflow.engine.descent.stationary`,
 checked every ``check_every`` steps), within a budget of ``num_steps`` steps; a lane that spends
 the budget first has status ``unfinished`` and :func:`report` lists it. The tolerance sits
 between two measured speeds (d = 20, m = 200, rate 5e-3, seed 0, checked every 1000 steps): the
@@ -44,8 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import descent, status, sweep
+from jaxflow import sweep
 from jaxflow._table import table
+from jaxflow.engine import descent, status
 from jaxflow.experiments import _layout
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
 from jaxflow.models import matrix_sensing as ms

@@ -22,14 +22,14 @@ from typing import ClassVar
 import jax
 import xarray as xr
 
-from jaxflow import status
 from jaxflow._table import table
+from jaxflow.engine import status
 from jaxflow.experiments import _layout, backends
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
-    check_positive,
     check_depths,
+    check_positive,
     check_positive_int,
     check_seed,
     check_steps,
@@ -178,7 +178,7 @@ def report(ds: xr.Dataset) -> str:
     return table(header, rows, legend=[
         "reconstruction_error = ||W - W*||_F^2 / ||W*||_F^2 at the horizon",
         "grad_evals = vector-field evaluations (flow) or steps (descent)",
-        "status other than ok: the run stopped early (jaxflow.status)"])
+        "status other than ok: the run stopped early (jaxflow.engine.status)"])
 
 
 def figures(ds: xr.Dataset) -> dict:

@@ -10,7 +10,7 @@ seeds.
 **Stiffness.** Once the large entries of ``w*`` are learned, their curvature (about
 ``N^2 |beta|^(2-2/N) * 2/m``, ~1e2) bounds every explicit step while the smallest entries still
 sit on their plateaus (their picks come at t of several hundred). The flow therefore runs with
-the Runge-Kutta-Chebyshev solver (:class:`jaxflow.rkc.RKC`, plain time), whose cost per step
+the Runge-Kutta-Chebyshev solver (:class:`jaxflow.engine.rkc.RKC`, plain time), whose cost per step
 grows like the square root of the stiffness: measured on seed 0 at full size, t = 100 took 3439
 evaluations against Tsit5's 19825, and t = 2000 (all five picks) 10980. The descent needs
 ``t / lr`` steps whatever the stiffness (2e6 for t = 2000, 20 seeds: hours on a CPU), so it runs to
@@ -20,7 +20,7 @@ A coordinate is *picked* when ``|beta_i|`` first exceeds ``threshold = 0.1``; it
 pick order is compared with the selection order of Orthogonal Matching Pursuit
 (:mod:`jaxflow.baselines.omp`, as many steps as the support), by the concurrence
 ``|S_OMP & S_GD| / min(|S_OMP|, |S_GD|)`` over the first ``k`` picks (``k`` = support size;
-:func:`jaxflow.incremental.pick_order`, :func:`jaxflow.incremental.concurrence`).
+:func:`jaxflow.oracles.incremental.pick_order`, :func:`jaxflow.oracles.incremental.concurrence`).
 
     dims: backend, seed, rank (pick position), time, mode (the support, largest w* first)
     order(backend, seed, rank), pick_time(backend, seed, rank)   -1 / inf where fewer picks
@@ -59,9 +59,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import _progress, descent, flow, incremental, status
 from jaxflow._table import table
 from jaxflow.baselines import omp
+from jaxflow.engine import descent, flow, status
+from jaxflow.engine.rkc import RKC
 from jaxflow.experiments import _layout
 from jaxflow.experiments.config import (
     ConfigError,
@@ -71,7 +72,8 @@ from jaxflow.experiments.config import (
     check_steps,
 )
 from jaxflow.models import diagonal as dn
-from jaxflow.rkc import RKC
+from jaxflow.oracles import incremental
+from jaxflow.sweep import progress as _progress
 
 __all__ = ["OMPConfig", "figures", "problem", "report", "run"]
 

@@ -2,14 +2,14 @@
 
 For every grid point (depth N, ratio r, scale sigma0) jaxflow simulates the toy model's pair of
 coordinates, targets ``sigma*_i = r`` and ``sigma*_j = 1``, from the common start sigma0, with
-:func:`jaxflow.flow.solve` on the reduced vector field only (never a closed form, not even to
+:func:`jaxflow.engine.flow.solve` on the reduced vector field only (never a closed form, not even to
 choose a time grid). It records the (start, finish) margin ``T_j(start) - T_i(finish)``
 (docs/science/incremental-learning.md): the pair is incremental iff the margin is >= 0.
 
 Per (depth, ratio) the **measured threshold** is then found from simulations alone: the grid
 bracket where the sign flips (extended beyond the grid when the flip lies outside it), refined by
 vmapped regula falsi in ``ln sigma0`` on fresh simulations. ``threshold_theory`` comes from
-:func:`jaxflow.theory.incremental_threshold`, and the two are compared in logs.
+:func:`jaxflow.oracles.theory.incremental_threshold`, and the two are compared in logs.
 
 The module reads as every experiment does (see :mod:`jaxflow.experiments`): the config
 (:class:`PhaseDiagramConfig`), :func:`run`, :func:`report`, :func:`figures`.
@@ -36,9 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import flow, incremental, regula_falsi, status, sweep, theory
+from jaxflow import sweep
 from jaxflow._table import table
+from jaxflow.engine import flow, regula_falsi, status
 from jaxflow.experiments import _layout
+from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
@@ -48,8 +50,8 @@ from jaxflow.experiments.config import (
     check_seed,
     check_type,
 )
-from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.models import toy
+from jaxflow.oracles import incremental, theory
 
 __all__ = [
     "Float32Runner",
@@ -167,13 +169,13 @@ class PhaseDiagramConfig(ExperimentConfig):
 def point_function(config: PhaseDiagramConfig, *, with_time: bool = False):
     """The per-point function of the sweep: simulate one (depth, ratio, scale) pair.
 
-    Returns ``margin_in_unit = (T_j(start) - T_i(finish)) / U`` (:func:`jaxflow.incremental.margin`)
+    Returns ``margin_in_unit = (T_j(start) - T_i(finish)) / U`` (:func:`jaxflow.oracles.incremental.margin`)
     and ``log_time_unit = ln U``, the worse status of the two coordinates and their total solver
     steps (accepted + rejected); with ``with_time``, also ``time = max(|T_j(start)|,
     |T_i(finish)|) / U``, the size the margin's rounding scales with.
 
     The toy model's coordinates are independent, so the pair is one
-    :class:`jaxflow.coordinatewise.Coordinatewise` flow: two scalar flows side by side, each on
+    :class:`jaxflow.engine.coordinatewise.Coordinatewise` flow: two scalar flows side by side, each on
     its own clock, each stopping as soon as it has the learning time the margin needs. The start
     is ``ln sigma0`` (no underflow at e^-10000) and the flow runs in the plateau's own time unit
     ``U = sigma0^-(1 - 2/N)`` (:func:`jaxflow.models.toy.log_time_unit`), so margins stay finite
@@ -341,7 +343,7 @@ def measured_thresholds(
     The margin of a pair falls as ``ln sigma0`` grows (a larger start learns less
     incrementally); its sign change is bracketed on the grid (or, outside it, by steps that
     double, down to ``LOG_SCALE_FLOOR`` and up to ``ln start``), then located by Illinois regula
-    falsi (:mod:`jaxflow.regula_falsi`) in ``ln sigma0``, every pair at once, one runner call per
+    falsi (:mod:`jaxflow.engine.regula_falsi`) in ``ln sigma0``, every pair at once, one runner call per
     iteration, until the estimate stops moving (1e-11 relative).
 
     Args:
@@ -352,8 +354,8 @@ def measured_thresholds(
     Returns:
         ``(log_threshold, status)`` per (depth, ratio). Where no sign change exists above
         ``LOG_SCALE_FLOOR`` the threshold is NaN and the status
-        :data:`jaxflow.status.NOT_FOUND`; otherwise the worst status of the refinement's lanes,
-        and :data:`jaxflow.status.MAX_STEPS` where the estimate still moved when the
+        :data:`jaxflow.engine.status.NOT_FOUND`; otherwise the worst status of the refinement's lanes,
+        and :data:`jaxflow.engine.status.MAX_STEPS` where the estimate still moved when the
         ``refine_iterations`` ran out (its value is then not to be trusted).
 
     Example (with a stand-in margin that changes sign at sigma0 = 0.01; :func:`run` passes the
@@ -474,7 +476,7 @@ def measured_thresholds(
 
 
 def theory_thresholds(config: PhaseDiagramConfig) -> np.ndarray:
-    """``ln sigma0_th`` of :func:`jaxflow.theory.incremental_threshold` on the (depth, ratio) grid.
+    """``ln sigma0_th`` of :func:`jaxflow.oracles.theory.incremental_threshold` on the (depth, ratio) grid.
 
     >>> import numpy as np
     >>> from jaxflow.experiments import phase_diagram as pd
@@ -590,11 +592,11 @@ def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset
         "scale": ("sigma0 / sigma*_j (0 where it underflows)", "1"),
         "ratio": ("sigma*_i / sigma*_j", "1"),
         "log_threshold_measured": ("ln sigma0_th from simulations (NaN: not found)", "1"),
-        "log_threshold_theory": ("ln sigma0_th of jaxflow.theory (-inf: none)", "1"),
+        "log_threshold_theory": ("ln sigma0_th of jaxflow.oracles.theory (-inf: none)", "1"),
         "threshold_measured": ("sigma0_th from simulations", "1"),
-        "threshold_theory": ("sigma0_th of jaxflow.theory", "1"),
-        "status": ("status of the pair's flow (jaxflow.status code)", None),
-        "threshold_status": ("status of the threshold search (jaxflow.status code)", None),
+        "threshold_theory": ("sigma0_th of jaxflow.oracles.theory", "1"),
+        "status": ("status of the pair's flow (jaxflow.engine.status code)", None),
+        "threshold_status": ("status of the threshold search (jaxflow.engine.status code)", None),
         "recomputed": ("recomputed in float64 (float32 could not resolve it)", "1"),
     }
     _layout.label(ds, config, labels)
@@ -643,7 +645,7 @@ def threshold_log_error(ds: xr.Dataset) -> xr.DataArray:
 
     Example (a dataset with the phase diagram's threshold variables):
         >>> import numpy as np, xarray as xr
-        >>> from jaxflow import theory
+        >>> from jaxflow.oracles import theory
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> ratios = np.array([1.01, 1.02, 1.05])
         >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios, log=True))[None]
@@ -671,7 +673,7 @@ def fitted_slopes(ds: xr.Dataset, max_excess: float = SLOPE_EXCESS) -> dict[floa
 
     Example (exact thresholds of depth 4 near r = 1):
         >>> import numpy as np, xarray as xr
-        >>> from jaxflow import theory
+        >>> from jaxflow.oracles import theory
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> ratios = 1 + np.geomspace(1e-3, 1e-2, 4)
         >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios, log=True))[None]
@@ -719,7 +721,7 @@ def depth2_constant(ds: xr.Dataset, max_excess: float = SLOPE_EXCESS) -> tuple[f
 
     Example (exact thresholds):
         >>> import numpy as np, xarray as xr
-        >>> from jaxflow import theory
+        >>> from jaxflow.oracles import theory
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> ratios = 1 + np.geomspace(1e-3, 1e-2, 6)
         >>> exact = np.asarray(theory.incremental_threshold(2.0, ratios, log=True))[None]
@@ -762,7 +764,7 @@ def summary_table(ds: xr.Dataset, excesses: Sequence[float] | None = None) -> st
 
     Example:
     >>> import numpy as np, xarray as xr
-    >>> from jaxflow import theory
+    >>> from jaxflow.oracles import theory
     >>> from jaxflow.experiments import phase_diagram as pd
     >>> ratios = 1 + np.geomspace(1e-3, 1e-2, 3)
     >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios, log=True))[None]
@@ -823,7 +825,7 @@ def report(ds: xr.Dataset) -> str:
     """What ``jaxflow phase-diagram`` prints: :func:`summary_table` and the status counts.
 
     Example: see :func:`summary_table` (a report adds the line of
-    :func:`jaxflow.status.report`).
+    :func:`jaxflow.engine.status.report`).
     """
     return summary_table(ds) + "\n" + status.report(ds["status"])
 

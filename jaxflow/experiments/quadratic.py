@@ -43,8 +43,8 @@ from typing import ClassVar
 import jax
 import xarray as xr
 
-from jaxflow import status
 from jaxflow._table import table
+from jaxflow.engine import status
 from jaxflow.experiments import _layout, backends
 from jaxflow.experiments.config import (
     ConfigError,

@@ -27,7 +27,7 @@ NeurIPS 2024 (arXiv 2406.06158).
 
 Example (two layers, aligned start: the flow follows the logistic):
     >>> import jax.numpy as jnp
-    >>> from jaxflow import flow
+    >>> from jaxflow.engine import flow
     >>> from jaxflow.models import linear
     >>> target = jnp.diag(jnp.array([3.0, 1.0]))
     >>> params = linear.aligned_init(target, 1e-6, depth=2)

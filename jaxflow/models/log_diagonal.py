@@ -16,7 +16,7 @@ weight is tiny, which is the right value to working precision.
 The loss is a quadratic in ``beta``, ``L = 1/2 beta^T H beta - b^T beta + c``
 (:class:`Problem`; :func:`least_squares` builds it from regression data, equal to
 :func:`jaxflow.models.diagonal.loss` with ``loss="squared"``), the setting of the jump process in
-:mod:`jaxflow.jump_process`.
+:mod:`jaxflow.oracles.jump_process`.
 
 **Conserved quantity** (:func:`invariant`): ``a + b`` at depth 2 (``w_+ w_-``), and
 ``e^((2-N)(a - a0)) + e^((2-N)(b - a0))`` at depth ``N > 2`` (``w_+^(2-N) + w_-^(2-N)``, scaled

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from jaxflow.coordinatewise import Coordinatewise
+from jaxflow.engine.coordinatewise import Coordinatewise
 
 __all__ = [
     "ToyArgs", "factor_init", "factor_loss", "factor_time_scale", "factor_values",
@@ -143,7 +143,7 @@ reduced_vector_field = Coordinatewise(_reduced_vector_field, args_axes=_COORDINA
 
 
 def reduced_speed(log_sigma: Float[Array, " d"], velocity, args: ToyArgs) -> Float[Array, ""]:
-    """Time reparametrization for :func:`jaxflow.flow.solve` (``time=reduced_speed``).
+    """Time reparametrization for :func:`jaxflow.engine.flow.solve` (``time=reduced_speed``).
 
     ``s = max_i c exp((1 - 2/N) x_i) sigma*_i sqrt|1 - sigma_i/sigma*_i|``: the size of the
     vector field with its vanishing factor ``(1 - sigma/sigma*)`` replaced by its square root.
@@ -293,5 +293,5 @@ def _factor_loss(params: dict[str, Float[Array, "d N"]], targets: Float[ArrayLik
 
 
 # A sum over coordinates of terms that read one coordinate's factors and target each: the
-# factor-level flow of every coordinate is its own (see jaxflow.coordinatewise).
+# factor-level flow of every coordinate is its own (see jaxflow.engine.coordinatewise).
 factor_loss = Coordinatewise(_factor_loss, args_axes=0)

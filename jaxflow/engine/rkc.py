@@ -16,13 +16,13 @@ slow components. That is the right tool for a stiff spectrum that is (nearly) re
 which is what the Hessian of a loss near a learned component gives.
 
 It is a diffrax solver (``step``/``init``/``func``, an embedded error estimate of local order 3
-for a ``PIDController``, cubic Hermite dense output), so :func:`jaxflow.flow.solve` and
+for a ``PIDController``, cubic Hermite dense output), so :func:`jaxflow.engine.flow.solve` and
 ``diffrax.diffeqsolve`` both accept it. ``RKC.evaluations(solver_state)`` reports the
-vector-field evaluations of the last step attempt, which :func:`jaxflow.flow.solve` sums.
+vector-field evaluations of the last step attempt, which :func:`jaxflow.engine.flow.solve` sums.
 
 Example:
     >>> import diffrax, jax.numpy as jnp
-    >>> from jaxflow.rkc import RKC
+    >>> from jaxflow.engine.rkc import RKC
     >>> # dy/dt = -1000 (y - cos t): stiff, smooth solution; exact y(1) below
     >>> term = diffrax.ODETerm(lambda t, y, args: -1000.0 * (y - jnp.cos(t)))
     >>> sol = diffrax.diffeqsolve(term, RKC(), 0.0, 1.0, 0.01, jnp.array(0.0),
@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-from jaxflow.solvers import AbstractCountedSolver
+from jaxflow.engine.solvers import AbstractCountedSolver
 
 __all__ = ["RKC", "stability_bound"]
 
@@ -66,7 +66,7 @@ def stability_bound(stages, damping=2.0 / 13.0):
     ``0.653 s^2`` for the default damping 2/13.
 
     Example:
-        >>> from jaxflow.rkc import stability_bound
+        >>> from jaxflow.engine.rkc import stability_bound
         >>> round(float(stability_bound(100)) / 100**2, 3)
         0.653
     """
@@ -103,9 +103,10 @@ class RKC(AbstractCountedSolver):
 
     Example (a gradient flow: the toy model's learning time against the closed form):
         >>> import jax.numpy as jnp
-        >>> from jaxflow import flow, theory
+        >>> from jaxflow.engine import flow
+        >>> from jaxflow.oracles import theory
         >>> from jaxflow.models import toy
-        >>> from jaxflow.rkc import RKC
+        >>> from jaxflow.engine.rkc import RKC
         >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([1.0]))
         >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-6, 1), args,
         ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,),

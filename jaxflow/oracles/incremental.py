@@ -1,7 +1,7 @@
 """Incremental-learning metrics: margins, incremental pairs, learning order, picks, concurrence.
 
 Every experiment asks the same question of its learning times ``T_i(f)`` (the first time mode
-``i`` reaches the fraction ``f`` of its target, as :mod:`jaxflow.flow` and :mod:`jaxflow.descent`
+``i`` reaches the fraction ``f`` of its target, as :mod:`jaxflow.engine.flow` and :mod:`jaxflow.engine.descent`
 record them): are the modes learned one at a time, largest target first? (docs/science/incremental-learning.md.)
 
 * :func:`margin`: ``T_j(start) - T_i(finish)`` of a pair whose target ``i`` is the larger; the
@@ -17,7 +17,7 @@ per-point functions); the last three work on NumPy results after a run.
 
 Example (three modes learned largest first, each finishing before the next starts):
     >>> import jax.numpy as jnp
-    >>> from jaxflow import incremental
+    >>> from jaxflow.oracles import incremental
     >>> times = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])   # (mode, (start, finish))
     >>> incremental.incremental_pairs(times).tolist()
     [True, True]
@@ -50,7 +50,7 @@ def margin(larger_finish: Float[ArrayLike, "..."], smaller_start: Float[ArrayLik
     Returns:
         The margin; the pair is (start, finish)-incremental iff it is >= 0 (docs/science/incremental-learning.md).
 
-    >>> from jaxflow import incremental
+    >>> from jaxflow.oracles import incremental
     >>> float(incremental.margin(2.0, 5.0)), float(incremental.margin(2.0, 1.5))
     (3.0, -0.5)
     """
@@ -69,7 +69,7 @@ def incremental_pairs(learning_times: Float[ArrayLike, "k 2"]) -> Bool[Array, " 
         finish (an infinite finish time is never incremental).
 
     >>> import jax.numpy as jnp
-    >>> from jaxflow import incremental
+    >>> from jaxflow.oracles import incremental
     >>> times = jnp.array([[1.0, 3.0], [2.0, 4.0], [5.0, jnp.inf]])
     >>> incremental.incremental_pairs(times).tolist()   # 3 > 2: the first pair overlaps
     [False, True]
@@ -87,7 +87,7 @@ def rank_correlation(times: Float[ArrayLike, " k"]) -> Float[Array, ""]:
     learned) share their average rank; all tied gives 0, not NaN.
 
     >>> import jax.numpy as jnp
-    >>> from jaxflow import incremental
+    >>> from jaxflow.oracles import incremental
     >>> orders = ([1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [1.0, 1.0, 1.0])
     >>> [float(incremental.rank_correlation(jnp.array(t))) for t in orders]
     [1.0, -1.0, 0.0]
@@ -118,7 +118,7 @@ def pick_order(crossing_times: Float[ArrayLike, " d"], k: int) -> tuple[np.ndarr
         ``(order, times)``, each ``(k,)``; ties keep the lower index first.
 
     >>> import numpy as np
-    >>> from jaxflow import incremental
+    >>> from jaxflow.oracles import incremental
     >>> order, times = incremental.pick_order(np.array([5.0, np.inf, 1.0, 3.0]), 4)
     >>> order.tolist(), times.tolist()
     ([2, 3, 0, -1], [1.0, 3.0, 5.0, inf])
@@ -133,7 +133,7 @@ def concurrence(first: Int[ArrayLike, " k"], second: Int[ArrayLike, " l"]) -> fl
     """``|S1 & S2| / min(|S1|, |S2|)`` of two selections (entries < 0 are padding); NaN if either
     is empty.
 
-    >>> from jaxflow import incremental
+    >>> from jaxflow.oracles import incremental
     >>> incremental.concurrence([3, 1, 4], [1, 3, -1])
     1.0
     >>> incremental.concurrence([3, 1], [2, 1, 5])
@@ -149,7 +149,7 @@ def concurrence(first: Int[ArrayLike, " k"], second: Int[ArrayLike, " l"]) -> fl
 def prefix_agreement(first: Int[ArrayLike, " k"], second: Int[ArrayLike, " k"]) -> float:
     """The fraction of ranks at which two selection orders pick the same coordinate.
 
-    >>> from jaxflow import incremental
+    >>> from jaxflow.oracles import incremental
     >>> incremental.prefix_agreement([3, 1, 4], [3, 4, 1])
     0.3333333333333333
     """

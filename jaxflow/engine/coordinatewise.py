@@ -9,7 +9,7 @@ coordinate ``i``'s factors.
 Why it matters. Solved as one ODE, such a model is stiff exactly where the science is: once the
 largest coordinate has converged it relaxes at a rate of order ``sigma*^(2 - 2/N)``, while the
 next coordinate still crawls along a plateau of up to 1e300 time units, and one shared step size
-has to serve both. Declared coordinatewise, :func:`jaxflow.flow.solve` integrates every
+has to serve both. Declared coordinatewise, :func:`jaxflow.engine.flow.solve` integrates every
 coordinate as its own one-coordinate flow, each on its own reparametrized clock (a ``vmap`` over
 the coordinates), so each costs the few dozen steps of a single plateau and a single jump,
 whatever the spectrum. The learning times, saves and final values are then put back together on
@@ -21,7 +21,7 @@ the state (``0``: their leading axis is the coordinate axis) and which are share
 
 Example (a field that is coordinatewise in ``y`` and in the first argument):
     >>> import jax.numpy as jnp
-    >>> from jaxflow.coordinatewise import Coordinatewise
+    >>> from jaxflow.engine.coordinatewise import Coordinatewise
     >>> field = Coordinatewise(lambda y, args: args[0] - args[1] * y, args_axes=(0, None))
     >>> [float(v) for v in field(jnp.array([0.0, 1.0]), (jnp.array([1.0, 2.0]), 1.0))]
     [1.0, 1.0]
@@ -37,7 +37,6 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-
 __all__ = ["Coordinatewise", "is_coordinatewise"]
 
 
@@ -46,7 +45,7 @@ class Coordinatewise(eqx.Module):
 
     Attributes:
         fn: ``fn(y, args)``: a vector field ``-> dy/dt`` or, for
-            :func:`jaxflow.flow.gradient_flow`, a loss that is a sum of per-coordinate terms.
+            :func:`jaxflow.engine.flow.gradient_flow`, a loss that is a sum of per-coordinate terms.
         args_axes: a prefix of ``args``' structure, ``0`` for leaves split along their leading
             (coordinate) axis and ``None`` for leaves shared by every coordinate.
 
@@ -102,7 +101,7 @@ class Coordinatewise(eqx.Module):
 def is_coordinatewise(fn) -> bool:
     """Whether ``fn`` was declared :class:`Coordinatewise`.
 
-    >>> from jaxflow.coordinatewise import Coordinatewise, is_coordinatewise
+    >>> from jaxflow.engine.coordinatewise import Coordinatewise, is_coordinatewise
     >>> is_coordinatewise(Coordinatewise(lambda y, a: -y)), is_coordinatewise(lambda y, a: -y)
     (True, False)
     """

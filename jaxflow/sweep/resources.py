@@ -8,7 +8,7 @@ with one line giving the estimate. The estimates are upper bounds of the large a
 tight, which is why the limit keeps a margin (``HEADROOM``).
 
 Example:
-    >>> from jaxflow import _resources
+    >>> from jaxflow.sweep import resources as _resources
     >>> _resources.check(memory=1024, disk=1024, where=".")      # a kilobyte fits
     >>> _resources.format_bytes(3.2e12)
     '3.2 TB'

@@ -1,12 +1,12 @@
 """The solvers jaxflow steps with, and what it needs to know about each one.
 
-:func:`jaxflow.flow.solve` drives any adaptive diffrax solver through its ``init``/``step``
+:func:`jaxflow.engine.flow.solve` drives any adaptive diffrax solver through its ``init``/``step``
 interface and a ``PIDController``. Two facts about a solver are jaxflow's own business:
 
 * **how many vector-field evaluations a step attempt costs** (``Trajectory.evaluations``, the
   cost benchmarks compare). An explicit Runge-Kutta solver says it through its Butcher tableau
   (stages, first-same-as-last); a solver whose count varies per step declares it by deriving
-  :class:`AbstractCountedSolver` (jaxflow's :class:`jaxflow.rkc.RKC` chooses its stage count per
+  :class:`AbstractCountedSolver` (jaxflow's :class:`jaxflow.engine.rkc.RKC` chooses its stage count per
   step); an implicit solver's Newton iterations are not reported by diffrax: -1 (unknown).
 * **the tolerances of an implicit solver's root finder**, which ``diffrax.diffeqsolve`` fills
   from the step-size controller and jaxflow's own loop must fill the same way.
@@ -15,8 +15,8 @@ interface and a ``PIDController``. Two facts about a solver are jaxflow's own bu
 
 Example:
     >>> import diffrax
-    >>> from jaxflow import solvers
-    >>> from jaxflow.rkc import RKC
+    >>> from jaxflow.engine import solvers
+    >>> from jaxflow.engine.rkc import RKC
     >>> solvers.step_evaluations(diffrax.Tsit5(), None)   # 7 stages, first same as last
     6
     >>> solvers.step_evaluations(diffrax.Kvaerno5(), None)
@@ -33,7 +33,6 @@ import jax
 import numpy as np
 from jaxtyping import Array, PyTree
 
-
 __all__ = [
     "SOLVERS",
     "AbstractCountedSolver",
@@ -48,7 +47,7 @@ class AbstractCountedSolver(diffrax.AbstractAdaptiveSolver):
     """An adaptive solver that reports the vector-field evaluations of its own steps.
 
     Subclasses implement :meth:`evaluations`: the count made by the step attempt (or the
-    ``init``) that returned a solver state. :func:`jaxflow.flow.solve` sums them.
+    ``init``) that returned a solver state. :func:`jaxflow.engine.flow.solve` sums them.
     """
 
     @abc.abstractmethod
@@ -85,7 +84,7 @@ def init_evaluations(solver, solver_state) -> Array | int:
 def with_root_finder_tolerances(solver, controller):
     """Give an implicit solver's root finder the controller's tolerances where it has none.
 
-    ``diffrax.diffeqsolve`` does this in its own loop; :func:`jaxflow.flow.solve` calls
+    ``diffrax.diffeqsolve`` does this in its own loop; :func:`jaxflow.engine.flow.solve` calls
     ``solver.step`` directly and must do it too. diffrax marks "use the controller's value" by a
     placeholder that is not a number (``rtol``, ``atol``) or not callable (``norm``): those are
     filled.
@@ -111,7 +110,7 @@ def with_root_finder_tolerances(solver, controller):
 
 
 def _rkc():
-    from jaxflow.rkc import RKC  # RKC derives AbstractCountedSolver: imported on demand
+    from jaxflow.engine.rkc import RKC  # RKC derives AbstractCountedSolver: imported on demand
 
     return RKC()
 

@@ -1,4 +1,4 @@
-"""The clock of a flow: the reparametrized time ``tau`` that :func:`jaxflow.flow.solve` steps in.
+"""The clock of a flow: the reparametrized time ``tau`` that :func:`jaxflow.engine.flow.solve` steps in.
 
 A flow from a tiny initialization sits on a plateau for up to 1e300 time units and then escapes
 in O(1). Stepping in plain time, the step count grows with the plateau's length; stepping in a
@@ -16,11 +16,11 @@ Speeds:
 * ``"arclength"`` (default): ``s = max_i |f_i(y)|``. For a log state (the toy model's
   ``x = ln sigma``) this is the log-arclength: unit speed in log space.
 * ``"relative"``: ``s = max|f| / max|y|``, for states that are not logarithms (factors).
-* ``"plain"``: ``s = 1``, ordinary time (coupled stiff models, with :class:`jaxflow.rkc.RKC`).
+* ``"plain"``: ``s = 1``, ordinary time (coupled stiff models, with :class:`jaxflow.engine.rkc.RKC`).
 * a callable ``s(y, f, args)``, e.g. :func:`jaxflow.models.toy.reduced_speed`.
 
 >>> import jax.numpy as jnp
->>> from jaxflow._clock import clock_speed
+>>> from jaxflow.engine.clock import clock_speed
 >>> float(clock_speed("relative", jnp.array([2.0, -4.0]), jnp.array([1.0, 0.5]), None))
 0.25
 """
@@ -31,7 +31,6 @@ from typing import Any, Literal
 import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, PyTree
-
 
 __all__ = ["DEFAULT_DT0", "SPEEDS", "Speed", "check_speed", "clock_speed", "max_abs"]
 

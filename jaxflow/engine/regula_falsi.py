@@ -6,13 +6,13 @@ iterations, so that it runs inside vmapped loops (every lane does the same work)
 modification (halve the stale end's value when the same end is kept twice) makes it
 superlinear, so 14 iterations on a smooth function reach far past 1e-14.
 
-Used by :mod:`jaxflow.flow` to place learning times and saves on a step's dense interpolant, and
+Used by :mod:`jaxflow.engine.flow` to place learning times and saves on a step's dense interpolant, and
 by the phase diagram to refine thresholds in ``ln sigma0`` on fresh simulations (there each
 evaluation of ``g`` is a batch of flows).
 
 Example (the cube root of 2 in [1, 2]):
     >>> import jax.numpy as jnp
-    >>> from jaxflow.regula_falsi import illinois
+    >>> from jaxflow.engine.regula_falsi import illinois
     >>> root = illinois(lambda x: x**3 - 2.0, jnp.asarray(1.0), jnp.asarray(2.0),
     ...                 jnp.asarray(-1.0), jnp.asarray(6.0))
     >>> round(float(root), 12)
@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
-
 
 __all__ = ["illinois", "illinois_step", "secant_point"]
 

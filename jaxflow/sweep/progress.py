@@ -4,7 +4,7 @@ A bar is off with ``quiet=True`` and whenever stderr is not a terminal, so logs,
 stay clean; the work is the same either way.
 
 Example:
-    >>> from jaxflow import _progress
+    >>> from jaxflow.sweep import progress as _progress
     >>> with _progress.bar(3, desc="depths", quiet=True) as runs:
     ...     [d for d in _progress.counted([1, 2, 3], runs)]
     [1, 2, 3]

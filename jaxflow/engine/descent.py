@@ -3,7 +3,7 @@
 Discrete gradient descent with rate ``eta`` is the explicit Euler scheme of the gradient flow
 ``d params/dt = -grad loss(params)``: after ``k`` steps it sits at flow time ``t = eta * k``, up to
 an ``O(eta)`` error. :func:`gradient_descent` runs a fixed number of optimizer steps and reports
-its trajectory on that time axis, so that gradient descent and gradient flow (``jaxflow.flow``)
+its trajectory on that time axis, so that gradient descent and gradient flow (``jaxflow.engine.flow``)
 are compared on the same ``t``.
 
 Design (see DESIGN.md and notes/engineering.md section 2):
@@ -14,7 +14,7 @@ Design (see DESIGN.md and notes/engineering.md section 2):
 - Everything that one may want to sweep (``learning_rate``, ``params0``, ``args``, ``targets``,
   ``fractions``, ``loss_bound``, ``time_scale``) is a traced array: new values of the same shapes
   and dtypes reuse the compiled program. It is compiled with ``equinox.filter_jit``, as
-  :func:`jaxflow.flow.solve` is: ``loss``, ``modes``, ``optimizer``, ``num_steps`` and
+  :func:`jaxflow.engine.flow.solve` is: ``loss``, ``modes``, ``optimizer``, ``num_steps`` and
   ``save_every`` are static, compared by equality (pass the same module-level functions, or
   equal ``eqx.Module`` callables, never fresh lambdas, to reuse the program).
 - With ``stationary_tol`` the outer scan becomes a ``lax.while_loop`` over the same chunks,
@@ -23,8 +23,8 @@ Design (see DESIGN.md and notes/engineering.md section 2):
 - One run per call: sweep learning rates or initializations with ``jax.vmap`` yourself.
   A run that diverges freezes (its parameters stop changing, via ``jnp.where``) and carries a
   status code; it never stops nor poisons the other lanes of a vmap.
-- It returns the shared :class:`jaxflow.trajectory.Trajectory` contract of both back-ends, as a
-  :class:`~jaxflow.trajectory.DescentTrajectory` (plus ``loss``, ``learning_steps``,
+- It returns the shared :class:`jaxflow.engine.trajectory.Trajectory` contract of both back-ends, as a
+  :class:`~jaxflow.engine.trajectory.DescentTrajectory` (plus ``loss``, ``learning_steps``,
   ``diverged_step``).
 """
 
@@ -40,9 +40,8 @@ import numpy as np
 import optax
 from jax import lax
 
-from jaxflow.status import DIVERGED, NONFINITE, OK, UNFINISHED
-from jaxflow.trajectory import DescentTrajectory, check_fractions
-
+from jaxflow.engine.status import DIVERGED, NONFINITE, OK, UNFINISHED
+from jaxflow.engine.trajectory import DescentTrajectory, check_fractions
 
 __all__ = ["DescentTrajectory", "gradient_descent", "stationary"]
 
@@ -135,7 +134,7 @@ def stationary(grads, params, tol) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from jaxflow.descent import stationary
+        >>> from jaxflow.engine.descent import stationary
         >>> bool(stationary(jnp.array([3e-7, 4e-7]), jnp.array([0.0, 2.0]), 1e-6))  # 5e-7 <= 2e-6
         True
         >>> bool(stationary(jnp.array([3e-6, 4e-6]), jnp.array([0.0, 0.5]), 1e-6))  # 5e-6 > 1e-6
@@ -369,7 +368,7 @@ def gradient_descent(
         loss: ``loss(params, args) -> scalar``, differentiable in ``params``.
         params0: the initial parameters, any pytree of float arrays.
         args: extra data passed to ``loss`` and ``modes`` (a pytree of arrays, traced);
-            positional or keyword, as in :func:`jaxflow.flow.gradient_flow`.
+            positional or keyword, as in :func:`jaxflow.engine.flow.gradient_flow`.
         learning_rate: positive finite scalar (a traced array inside; sweeping it never
             recompiles).
         num_steps: number of steps, a static int >= 1, a multiple of ``save_every``.
@@ -379,7 +378,7 @@ def gradient_descent(
         targets: ``(M,)`` targets of the modes; a mode counts as learned to fraction ``f`` once
             ``modes / targets >= f``. A zero target (or ``targets=None``) is never reached.
         fractions: ``(F,)`` strictly increasing fractions in (0, 1]; ``()`` asks for none
-            (:func:`jaxflow.trajectory.check_fractions`, the rule of both back-ends).
+            (:func:`jaxflow.engine.trajectory.check_fractions`, the rule of both back-ends).
         optimizer: a factory ``learning_rate -> optax.GradientTransformation``; default
             ``optax.sgd`` (plain gradient descent). ``optax.inject_hyperparams(optax.sgd)``
             (hyper-parameters kept in the optimizer state) and e.g.
@@ -402,8 +401,8 @@ def gradient_descent(
             ``jax.vmap`` the batch runs until its last lane stops; stopped lanes stay frozen.
 
     Returns:
-        A :class:`~jaxflow.trajectory.DescentTrajectory` (the shared
-        :class:`~jaxflow.trajectory.Trajectory` fields plus ``loss``, ``learning_steps`` and
+        A :class:`~jaxflow.engine.trajectory.DescentTrajectory` (the shared
+        :class:`~jaxflow.engine.trajectory.Trajectory` fields plus ``loss``, ``learning_steps`` and
         ``diverged_step``) with ``S = num_steps // save_every + 1`` saves: ``times`` ``(S,)``,
         ``modes`` ``(S, M)``, ``loss`` ``(S,)``, ``learning_steps`` and ``learning_times``
         ``(M, F)``, ``final_state`` (also ``final_params``) at ``final_time``, ``status``
@@ -427,7 +426,7 @@ def gradient_descent(
         flow ``sigma (1 - sigma)``:
 
         >>> import jax, jax.numpy as jnp
-        >>> from jaxflow.descent import gradient_descent
+        >>> from jaxflow.engine.descent import gradient_descent
         >>> def loss(w, args):
         ...     return 0.125 * (1.0 - w[0] * w[1]) ** 2
         >>> def modes(w, args):

@@ -28,17 +28,15 @@ import os
 
 import matplotlib
 
-
 if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg", "pdf", "svg"):
     matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
-from jaxflow import theory  # noqa: E402
-
+from jaxflow.oracles import theory  # noqa: E402
 
 __all__ = [
     "INCREMENTAL_COLOUR",

@@ -18,13 +18,13 @@ How it runs:
   cross-device reduction, and results bitwise identical whatever the device count
   (:class:`Runner`).
 * With a ``store`` path, each finished chunk is written to a **zarr** store at once
-  (:mod:`jaxflow.store`): its data, then its checksum, then its completion flag. An interrupted
+  (:mod:`jaxflow.sweep.store`): its data, then its checksum, then its completion flag. An interrupted
   sweep (Ctrl-C, kill -9) rerun with ``resume=True`` verifies every finished chunk, computes only
   the missing or corrupt ones and yields exactly the dataset an uninterrupted run yields; the
   final read-back is verified too. A full or unwritable disk stops the sweep with a
   :class:`SweepError` naming the store; the chunks already finished stay valid for ``resume``.
   One run writes a store at a time: a second one is refused, naming the holder
-  (:mod:`jaxflow._store_lock`).
+  (:mod:`jaxflow.sweep.lock`).
 * **Several processes** (one per host, after ``jax.distributed.initialize``) share one store on a
   shared file system: process ``p`` of ``P`` computes the chunks ``i`` with ``i % P == p``.
   Process 0 lays the store out (atomically: built beside its path, then renamed); the others
@@ -70,9 +70,11 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import _progress, _resources, _store_lock
-from jaxflow import store as _store
 from jaxflow._integers import check_integer
+from jaxflow.sweep import lock as _store_lock
+from jaxflow.sweep import progress as _progress
+from jaxflow.sweep import resources as _resources
+from jaxflow.sweep import store as _store
 
 __all__ = [
     "AbstractRunner", "CHUNK_LOG_ENV", "DEFAULT_BATCH", "DEFAULT_CHUNK_SIZE",
@@ -427,7 +429,7 @@ def run(
             devices; with ``runner``, its ``chunk_size`` is used).
         store: path of a zarr store written chunk by chunk while the sweep runs (optional).
             One run writes it at a time (a lock per process index, see
-            :mod:`jaxflow._store_lock`); every chunk carries a checksum (:mod:`jaxflow.store`).
+            :mod:`jaxflow.sweep.lock`); every chunk carries a checksum (:mod:`jaxflow.sweep.store`).
         resume: continue an existing store, computing only its missing or corrupt chunks.
         seed: seed of the shuffle that spreads costly points across chunks and devices, an
             integer in [0, 2**63).
@@ -459,7 +461,8 @@ def run(
 
     Example (the exact half-learning time over depth x scale, and a non-scalar output):
         >>> import jax.numpy as jnp
-        >>> from jaxflow import sweep, theory
+        >>> from jaxflow import sweep
+        >>> from jaxflow.oracles import theory
         >>> def point(p):
         ...     t = theory.learning_time(p["depth"], 1.0, p["scale"], jnp.array([0.1, 0.9]))
         ...     return {"t_half": theory.learning_time(p["depth"], 1.0, p["scale"], 0.5), "t": t}

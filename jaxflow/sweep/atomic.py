@@ -29,7 +29,7 @@ import os
 import signal
 import threading
 
-from jaxflow import _resources
+from jaxflow.sweep import resources as _resources
 
 __all__ = [
     "CHUNK", "ExportError", "check_interrupt", "interrupts_deferred", "temporary_file",

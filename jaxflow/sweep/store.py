@@ -23,7 +23,7 @@ layout; a directory at the store path that is not a jaxflow store is refused, ne
 Example:
     >>> import os, tempfile
     >>> import numpy as np
-    >>> from jaxflow import store
+    >>> from jaxflow.sweep import store
     >>> layout = store.Layout(chunk_size=2, n_chunks=2, outputs={"y": ((), np.dtype("float64"))})
     >>> path = os.path.join(tempfile.mkdtemp(), "demo.zarr")
     >>> s = store.Store.open(path, layout=layout, fingerprint="abc", resume=False)
@@ -168,7 +168,7 @@ class Store:
     def open(cls, path, *, layout: Layout, fingerprint: str, resume: bool) -> "Store":
         """Create the store at ``path``, or open it to resume (``resume=True``).
 
-        The caller holds the store's writer lock (:class:`jaxflow._store_lock.WriterLock`), as
+        The caller holds the store's writer lock (:class:`jaxflow.sweep.lock.WriterLock`), as
         :func:`jaxflow.sweep.run` does.
 
         Raises:

@@ -24,7 +24,7 @@ Definitions (``scale = max_k,m |values|``; every tolerance is relative to it):
   its two levels, ``(level_j + level_(j+1)) / 2``, located by linear interpolation between
   samples; NaN when the mode moved less than ``tol * scale``. The *jump time* is that of the mode
   that moved most. For a depth-2 mode rising from ~0 to its target, this is the time of half
-  the target: the learning time at fraction 1/2 of :mod:`jaxflow.flow`. The levels are known
+  the target: the learning time at fraction 1/2 of :mod:`jaxflow.engine.flow`. The levels are known
   to within ``tol * scale`` (a plateau still drifts inside its box), so a jump time is exact up
   to about ``tol * scale / slope`` at the crossing, plus the error of linear interpolation where
   the grid is coarser than the jump.
@@ -36,7 +36,7 @@ gives its ramp midpoints back to rounding (tests/test_saddles.py).
 
 Example (two ramps with midpoints t = 3 and t = 7):
     >>> import jax.numpy as jnp
-    >>> from jaxflow import saddles
+    >>> from jaxflow.oracles import saddles
     >>> t = jnp.linspace(0.0, 10.0, 101)
     >>> ramp = lambda c: jnp.clip((t - c) / 0.5 + 0.5, 0.0, 1.0)
     >>> values = jnp.stack([2.0 * ramp(3.0), ramp(7.0)], axis=1)

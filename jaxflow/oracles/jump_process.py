@@ -39,7 +39,7 @@ NeurIPS 2023 (arXiv 2304.00488).
 
 Example (orthogonal design: coordinate i jumps at 1/|b_i|, largest first):
     >>> import numpy as np
-    >>> from jaxflow import jump_process
+    >>> from jaxflow.oracles import jump_process
     >>> jp = jump_process.jump_process(np.eye(3), np.array([2.0, -0.5, 1.0]))
     >>> jp.times.tolist()
     [0.0, 0.5, 1.0, 2.0]

@@ -1,18 +1,18 @@
 """The one trajectory contract of both back-ends: what a gradient-flow solve and a gradient-descent
 run return, and the one rule on the fractions at which learning times are recorded.
 
-:func:`jaxflow.flow.solve` (and :func:`~jaxflow.flow.gradient_flow`) return a :class:`Trajectory`;
-:func:`jaxflow.descent.gradient_descent` returns a :class:`DescentTrajectory`, which *is* a
+:func:`jaxflow.engine.flow.solve` (and :func:`~jaxflow.engine.flow.gradient_flow`) return a :class:`Trajectory`;
+:func:`jaxflow.engine.descent.gradient_descent` returns a :class:`DescentTrajectory`, which *is* a
 :class:`Trajectory` (same fields, same meaning, on the same flow-time axis ``t``) plus three
 fields only descent has (``loss``, ``learning_steps``, ``diverged_step``). Code that compares
 the back-ends (``jaxflow.experiments.backends``) reads the shared fields and never asks which
 back-end it holds.
 
-``jaxflow.flow.Trajectory`` and ``jaxflow.descent.DescentTrajectory`` are these same classes.
+``jaxflow.engine.flow.Trajectory`` and ``jaxflow.engine.descent.DescentTrajectory`` are these same classes.
 
 Example (one contract, two back-ends):
     >>> import jax.numpy as jnp
-    >>> from jaxflow import descent, flow, trajectory
+    >>> from jaxflow.engine import descent, flow, trajectory
     >>> from jaxflow.models import toy
     >>> targets = jnp.array([1.0])
     >>> params = toy.factor_init(None, 1e-2, depth=2, num_coords=1)
@@ -62,11 +62,11 @@ class Trajectory(eqx.Module):
             checks excluded), -1 for solvers whose count jaxflow does not know (implicit ones).
             Descent: one at the initial point and one per step attempted until the run ended
             or failed.
-        status: :mod:`jaxflow.status` code (flow: the worst coordinate's).
+        status: :mod:`jaxflow.engine.status` code (flow: the worst coordinate's).
 
     Example (no save times: ``K = 0``; one mode, one fraction):
         >>> import jax.numpy as jnp
-        >>> from jaxflow import flow, status
+        >>> from jaxflow.engine import flow, status
         >>> from jaxflow.models import toy
         >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([1.0]))
         >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-6, 1), args,
@@ -107,7 +107,7 @@ class DescentTrajectory(Trajectory):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from jaxflow import descent
+        >>> from jaxflow.engine import descent
         >>> from jaxflow.models import toy
         >>> targets = jnp.array([2.0, 1.0])
         >>> traj = descent.gradient_descent(
@@ -141,7 +141,7 @@ def check_fractions(fractions: Sequence[float] | Array) -> None:
         ValueError: naming ``fractions`` and the allowed range.
 
     Example:
-        >>> from jaxflow.trajectory import check_fractions
+        >>> from jaxflow.engine.trajectory import check_fractions
         >>> check_fractions((0.1, 0.5, 1.0)); check_fractions(())
         >>> check_fractions((1.5,))
         Traceback (most recent call last):

@@ -4,7 +4,7 @@ The flow ``dy/dt = f(y)`` of a model from a tiny initialization sits on a platea
 1e300 time units and then escapes in O(1); a spectrum of k targets does that k times. jaxflow
 integrates it in three named parts, each small enough to read on its own:
 
-* **the clock** (:mod:`jaxflow._clock`): a reparametrized time ``tau`` with ``dt/dtau = 1/s(y)``
+* **the clock** (:mod:`jaxflow.engine.clock`): a reparametrized time ``tau`` with ``dt/dtau = 1/s(y)``
   in which every e-fold of the state costs a bounded number of steps, whatever the plateau's
   length;
 * **the step loop** (:func:`_step`): jaxflow's own ``lax.while_loop`` around a diffrax solver's
@@ -12,19 +12,19 @@ integrates it in three named parts, each small enough to read on its own:
   time included), carrying a :class:`_LoopState`;
 * **event location** (:func:`_crossing_time`, :func:`_save_between`): the first time each mode
   reaches each fraction of its target is located on the step's dense interpolant by regula falsi
-  (:mod:`jaxflow.regula_falsi`) and, with ``refine=True``, polished by one exact solver step to
+  (:mod:`jaxflow.engine.regula_falsi`) and, with ``refine=True``, polished by one exact solver step to
   the located point plus a Newton correction, so learning times carry the solver's accuracy;
   modes are saved at requested flow times the same way;
-* **status** (:func:`_stop`, :mod:`jaxflow.status`): every lane ends ``ok`` (it answered what
+* **status** (:func:`_stop`, :mod:`jaxflow.engine.status`): every lane ends ``ok`` (it answered what
   was asked), ``unfinished`` (it reached its horizon first), ``max_steps`` or ``nonfinite``; a
   failing lane stops alone and the others go on.
 
-**Many modes.** A model declared :class:`jaxflow.coordinatewise.Coordinatewise` (the toy model,
+**Many modes.** A model declared :class:`jaxflow.engine.coordinatewise.Coordinatewise` (the toy model,
 the factor-level model) is solved one coordinate per lane, each on its own clock: a converged
 mode never has to share a step size with a mode still on its plateau, which would make one
 shared clock stiff (measured in ``benchmarks/flow_engines.py``: today's shared clock runs out of
 4096 steps on (4, 3, 2, 1) at depth 5 from 1e-6; per-coordinate clocks take ~60 steps a mode).
-Coupled models (matrix sensing) use one clock; in plain time with :class:`jaxflow.rkc.RKC` they
+Coupled models (matrix sensing) use one clock; in plain time with :class:`jaxflow.engine.rkc.RKC` they
 are solved to stationarity.
 
 **When a lane stops.** With a horizon (``t_end``, or the last save time) at the horizon, or
@@ -34,7 +34,8 @@ once it is stationary.
 
 Example:
     >>> import jax.numpy as jnp
-    >>> from jaxflow import flow, theory
+    >>> from jaxflow.engine import flow
+    >>> from jaxflow.oracles import theory
     >>> from jaxflow.models import toy
     >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([4.0, 2.0, 1.0]))
     >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-12, 3), args,
@@ -57,18 +58,17 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PyTree
 
-from jaxflow import status as _status
-from jaxflow._clock import DEFAULT_DT0, Speed, check_speed, clock_speed, max_abs
-from jaxflow.coordinatewise import Coordinatewise, is_coordinatewise
-from jaxflow.regula_falsi import illinois
-from jaxflow.solvers import (
+from jaxflow.engine import status as _status
+from jaxflow.engine.clock import DEFAULT_DT0, Speed, check_speed, clock_speed, max_abs
+from jaxflow.engine.coordinatewise import Coordinatewise, is_coordinatewise
+from jaxflow.engine.regula_falsi import illinois
+from jaxflow.engine.solvers import (
     counts_evaluations,
     init_evaluations,
     step_evaluations,
     with_root_finder_tolerances,
 )
-from jaxflow.trajectory import Trajectory, check_fractions
-
+from jaxflow.engine.trajectory import Trajectory, check_fractions
 
 __all__ = ["Trajectory", "gradient_flow", "solve"]
 
@@ -507,7 +507,7 @@ def solve(
     Args:
         vector_field: ``f(y, args) -> dy/dt``, same pytree structure as ``y``. For a model,
             use :func:`gradient_flow`, which builds ``-grad(loss)``. Declared
-            :class:`jaxflow.coordinatewise.Coordinatewise`, every coordinate is solved on its own
+            :class:`jaxflow.engine.coordinatewise.Coordinatewise`, every coordinate is solved on its own
             clock (module docstring); ``modes`` must then give one mode per coordinate.
         y0: initial state (pytree of float arrays).
         args: passed to ``vector_field`` and ``modes``; put swept values (depth, targets, scale)
@@ -520,7 +520,7 @@ def solve(
         t_end: the horizon: stop at this flow time (> 0). Default: the last save time if given,
             else none (see ``required``).
         time: the clock: ``"arclength"``, ``"relative"``, ``"plain"`` or a callable speed
-            (:mod:`jaxflow._clock`).
+            (:mod:`jaxflow.engine.clock`).
         solver: an adaptive diffrax solver (default ``diffrax.Tsit5()``).
         rtol, atol: ``PIDController`` tolerances on the state and the flow time.
         max_steps: budget of solver steps (accepted + rejected, per coordinate); static.
@@ -542,7 +542,7 @@ def solve(
             (for example with PI coefficients).
 
     Returns:
-        A :class:`Trajectory` (:mod:`jaxflow.trajectory`, the contract that gradient descent
+        A :class:`Trajectory` (:mod:`jaxflow.engine.trajectory`, the contract that gradient descent
         shares). Its status is ``ok`` when everything asked was answered,
         ``unfinished`` when the horizon came first, ``max_steps`` or ``nonfinite`` otherwise.
 
@@ -551,7 +551,8 @@ def solve(
 
     Example (the toy model against its exact learning time; ``jax.vmap`` it over lanes):
         >>> import jax, jax.numpy as jnp
-        >>> from jaxflow import flow, theory
+        >>> from jaxflow.engine import flow
+        >>> from jaxflow.oracles import theory
         >>> from jaxflow.models import toy
         >>> def half_time(scale):
         ...     args = toy.ToyArgs(depth=2.0, targets=jnp.ones(1))
@@ -714,7 +715,7 @@ def gradient_flow(
     The gradient always comes from ``jax.grad``; keyword arguments are those of :func:`solve`
     (``modes`` and ``targets`` are required). ``time`` defaults to ``"relative"`` here, since
     model parameters are not logarithms. A loss declared
-    :class:`jaxflow.coordinatewise.Coordinatewise` (a sum of per-coordinate terms, like
+    :class:`jaxflow.engine.coordinatewise.Coordinatewise` (a sum of per-coordinate terms, like
     :func:`jaxflow.models.toy.factor_loss`) gives a coordinatewise flow: one clock a coordinate.
 
     ``log_params=True`` integrates ``u = ln(params)`` instead (``du/dt = -grad loss / params``,
@@ -727,7 +728,8 @@ def gradient_flow(
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from jaxflow import flow, theory
+        >>> from jaxflow.engine import flow
+        >>> from jaxflow.oracles import theory
         >>> from jaxflow.models import toy
         >>> targets = jnp.array([1.0])
         >>> params = toy.factor_init(None, 1e-4, depth=3, num_coords=1)

@@ -3,7 +3,7 @@
 Every trajectory that jaxflow computes (a flow lane, a descent run, a sweep point) carries one
 of these int8 codes, so a bad lane is visible and never poisons the others.
 
->>> from jaxflow import status
+>>> from jaxflow.engine import status
 >>> status.name(status.MAX_STEPS)
 'max_steps'
 """
@@ -45,7 +45,7 @@ __all__ = [
 def name(code: int) -> str:
     """The readable name of a status code.
 
-    >>> from jaxflow import status
+    >>> from jaxflow.engine import status
     >>> status.name(status.DIVERGED)
     'diverged'
     """
@@ -56,7 +56,7 @@ def flag_attributes() -> dict:
     """The CF attributes that name the codes in a stored ``status`` variable: ``flag_values``
     (int8, like the variable) and ``flag_meanings`` (the names, space-separated).
 
-    >>> from jaxflow import status
+    >>> from jaxflow.engine import status
     >>> status.flag_attributes()["flag_meanings"].split()[:3]
     ['ok', 'max_steps', 'nonfinite']
     """
@@ -70,7 +70,7 @@ def flag_attributes() -> dict:
 def summary(codes) -> dict[str, int]:
     """Count the codes of an array of statuses by name, e.g. ``{'ok': 10, 'max_steps': 1}``.
 
-    >>> from jaxflow import status
+    >>> from jaxflow.engine import status
     >>> status.summary([status.OK, status.OK, status.MAX_STEPS])
     {'ok': 2, 'max_steps': 1}
     """

@@ -54,7 +54,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-
 __all__ = [
     "incremental_margin",
     "incremental_threshold",
@@ -363,7 +362,7 @@ def learning_time(
         ValueError: for concrete arguments out of range or NaN (under ``jit`` such lanes give NaN).
 
     Example:
-        >>> from jaxflow import theory
+        >>> from jaxflow.oracles import theory
         >>> print(round(float(theory.learning_time(2.0, 1.0, 0.01, 0.5)), 6))  # ln 99
         4.59512
         >>> print(round(float(theory.learning_time(2.0, 1.0, -1e4, 0.5, log=True)), 6))
@@ -481,7 +480,7 @@ def solution(
         ValueError: for concrete arguments out of range or NaN (under ``jit`` such lanes give NaN).
 
     Example:
-        >>> from jaxflow import theory
+        >>> from jaxflow.oracles import theory
         >>> print(round(float(theory.solution(3.0, 1.0, 1e-3, 20.0)), 6))
         0.026064
 
@@ -555,7 +554,7 @@ def incremental_margin(
         ValueError: for concrete arguments out of range or NaN (under ``jit`` such lanes give NaN).
 
     Example:
-        >>> from jaxflow import theory
+        >>> from jaxflow.oracles import theory
         >>> print(round(float(theory.incremental_margin(3.0, 2.0, 1e-6)), 4))
         143.9125
 
@@ -646,7 +645,7 @@ def incremental_threshold(
         ValueError: for concrete arguments out of range or NaN (under ``jit`` such lanes give NaN).
 
     Example:
-        >>> from jaxflow import theory
+        >>> from jaxflow.oracles import theory
         >>> print(f"{float(theory.incremental_threshold(3.0, 2.0)):.4e}")
         1.4476e-02
         >>> print(round(float(theory.incremental_threshold(2.0, 1.0001, log=True))))
@@ -724,7 +723,7 @@ def threshold_asymptotic(
         ValueError: for concrete arguments out of range or NaN (under ``jit`` such lanes give NaN).
 
     Example:
-        >>> from jaxflow import theory
+        >>> from jaxflow.oracles import theory
         >>> print(round(float(theory.threshold_asymptotic(2.0, 1.5, log=True)), 4))
         -11.7971
 
