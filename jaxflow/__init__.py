@@ -1,8 +1,10 @@
 """jaxflow: gradient flow and gradient descent of depth-N models, at scale, in JAX.
 
-Importing jaxflow switches JAX to float64 (see ``jaxflow._x64``; opt out with the environment
-variable ``JAXFLOW_ENABLE_X64=0`` set before the import), and asks for one XLA CPU device per
-core (see ``jaxflow._devices``; ``JAXFLOW_CPU_DEVICES=1`` opts out).
+Importing jaxflow (or any of its modules) changes no global setting: JAX's x64 mode and CPU device
+count and matplotlib's backend stay as the user had them. jaxflow computes in float64, so turn
+x64 on once at the start of a program, ``jax.config.update("jax_enable_x64", True)``; a float64
+entry point called while it is off raises one error saying so (see ``jaxflow._x64``). The
+``jaxflow`` command sets what it needs for its own process (``jaxflow.cli.main``).
 
 Public modules: ``theory`` (analytic oracles), ``models`` (model families), ``flow`` (gradient
 flow through diffrax), ``descent`` (gradient descent through optax), ``incremental``
@@ -17,27 +19,21 @@ and storage).
 import importlib.metadata
 import sys as _sys
 
-from jaxflow._devices import use_cpu_cores as _use_cpu_cores
-from jaxflow._x64 import enable_x64_by_default as _enable_x64_by_default
+from jaxflow import baselines as baselines
+from jaxflow import engine as engine
+from jaxflow import models as models
+from jaxflow import oracles as oracles
+from jaxflow import sweep as sweep
+from jaxflow.engine import descent as descent
+from jaxflow.engine import flow as flow
+from jaxflow.engine import status as status
+from jaxflow.engine import trajectory as trajectory
+from jaxflow.oracles import incremental as incremental
+from jaxflow.oracles import jump_process as jump_process
+from jaxflow.oracles import saddles as saddles
+from jaxflow.oracles import theory as theory
 
-_enable_x64_by_default()
-_use_cpu_cores()
-
-from jaxflow import baselines as baselines  # noqa: E402
-from jaxflow import engine as engine  # noqa: E402
-from jaxflow import models as models  # noqa: E402
-from jaxflow import oracles as oracles  # noqa: E402
-from jaxflow import sweep as sweep  # noqa: E402
-from jaxflow.engine import descent as descent  # noqa: E402
-from jaxflow.engine import flow as flow  # noqa: E402
-from jaxflow.engine import status as status  # noqa: E402
-from jaxflow.engine import trajectory as trajectory  # noqa: E402
-from jaxflow.oracles import incremental as incremental  # noqa: E402
-from jaxflow.oracles import jump_process as jump_process  # noqa: E402
-from jaxflow.oracles import saddles as saddles  # noqa: E402
-from jaxflow.oracles import theory as theory  # noqa: E402
-
-# The public modules keep their short paths (``jaxflow.oracles.theory``, ``from jaxflow.engine.flow import
+# The public modules keep their short paths (``jaxflow.theory``, ``from jaxflow.flow import
 # solve``) wherever they live in the layers below, so user code and notebooks need no change.
 for _module in (descent, flow, status, trajectory, incremental, jump_process, saddles, theory):
     _sys.modules["jaxflow." + _module.__name__.rsplit(".", 1)[1]] = _module

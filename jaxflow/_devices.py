@@ -1,16 +1,19 @@
-"""One XLA CPU device per core, by default.
+"""One XLA CPU device per core, for the ``jaxflow`` command.
 
 jaxflow's work is many small vmapped solver loops; XLA runs each CPU device's program on one
-core, so a single CPU device leaves the other cores idle. At import, jaxflow asks JAX for one
-CPU device per core (``jax_num_cpu_devices``) and :mod:`jaxflow.sweep` runs a share of every
-chunk on each (results are bitwise identical whatever the device count). Measured on the 2-core
-machine: 12.4 us per toy trajectory with 2 CPU devices against 19.6 us with one.
+core, so a single CPU device leaves the other cores idle. The ``jaxflow`` command (never an
+import: the device count is a process-wide setting of the user's) asks JAX for one CPU device
+per core (``jax_num_cpu_devices``) before JAX starts its backends, and :mod:`jaxflow.sweep` runs
+a share of every chunk on each (results are bitwise identical whatever the device count).
+Measured on the 2-core machine: 12.4 us per toy trajectory with 2 CPU devices against 19.6 us
+with one. In a script or notebook, ``jax.config.update("jax_num_cpu_devices", os.cpu_count())``
+before the first JAX array does the same.
 
 It only applies when nothing else chose: ``JAXFLOW_CPU_DEVICES=N`` sets the count (1 keeps
-JAX's default; any other value is refused by every ``jaxflow`` command, and ignored by the
-library); ``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in
-``XLA_FLAGS`` win; and once JAX's backends are up the setting can no longer change, so it is
-left alone. Accelerators (GPU, TPU) are not affected.
+JAX's default; any other value is refused by every ``jaxflow`` command; the library never reads
+it); ``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` win;
+and once JAX's backends are up the setting can no longer change, so it is left alone.
+Accelerators (GPU, TPU) are not affected.
 """
 
 import os
@@ -38,13 +41,12 @@ def requested_cpu_devices() -> int | None:
 
 
 def use_cpu_cores() -> None:
-    try:
-        count = requested_cpu_devices()
-    except ValueError:
-        # Not at import (a traceback before any command could explain it): every jaxflow
-        # command refuses it in one line (cli._check_environment); the library keeps JAX's
-        # default device count.
-        return
+    """Ask JAX for :func:`requested_cpu_devices` CPU devices, if its backends are not up yet.
+
+    Raises:
+        ValueError: ``JAXFLOW_CPU_DEVICES`` is not a positive integer.
+    """
+    count = requested_cpu_devices()
     if count is None or count == 1:
         return
     try:

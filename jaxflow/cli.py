@@ -661,7 +661,7 @@ def cmd_info(args) -> int:
     >>> from jaxflow import cli
     >>> cli.main(["info"])  # doctest: +ELLIPSIS
     jaxflow    ...
-    float64    on (set JAXFLOW_ENABLE_X64=0 before import to opt out)
+    float64    on
     ...
     0
     """
@@ -672,8 +672,7 @@ def cmd_info(args) -> int:
 
     for name, version in sweep.package_versions().items():
         print(f"{name:10s} {version}")
-    print(f"float64    {'on' if _x64.x64_enabled() else 'off'} "
-          f"(set {_x64.ENV_VAR}=0 before import to opt out)")
+    print(f"float64    {'on' if _x64.x64_enabled() else 'off'}")
     print(f"backend    {jax.default_backend()}")
     for d in jax.devices():
         print(f"device     {d.id}: {d.device_kind} ({d.platform})")
@@ -815,6 +814,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         _check_environment()
+        _configure_process()
         args = _parse(parser, argv)
         # The datasets' provenance: the command as typed, whether run as `jaxflow`,
         # `python -m jaxflow.cli` or cli.main(argv).
@@ -844,6 +844,28 @@ def _check_environment() -> None:
         _devices.requested_cpu_devices()
     except ValueError as err:
         raise CliError(str(err)) from None
+    # Read by jaxflow up to 0.1 (x64 at import); ignored silently, it would promise float32.
+    if os.environ.get(_OLD_X64_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        raise CliError(f"{_OLD_X64_ENV} is no longer read: jaxflow computes in float64; "
+                       "for float32 use `jaxflow phase-diagram --dtype float32`")
+
+
+_OLD_X64_ENV = "JAXFLOW_ENABLE_X64"
+
+
+def _configure_process() -> None:
+    """What the command needs, set for its own process. Importing jaxflow sets none of it (a
+    notebook or script keeps its own settings): float64 (``jax_enable_x64``), one CPU device per
+    core (before JAX starts its backends: nothing before this line made an array), and the Agg
+    backend, since the command only writes figures to files and must run without a display."""
+    import jax
+    import matplotlib
+
+    from jaxflow import _devices
+
+    jax.config.update("jax_enable_x64", True)
+    _devices.use_cpu_cores()
+    matplotlib.use("Agg")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ SCRIPT = textwrap.dedent(
     import jax
     from jaxflow.experiments import phase_diagram as pd
 
+    jax.config.update("jax_enable_x64", True)  # jaxflow's runs are float64
+
     cfg = pd.PhaseDiagramConfig(
         depths=(2.0, 3.0, math.inf),
         ratios=(1.5, 4.0),

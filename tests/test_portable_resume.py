@@ -32,6 +32,7 @@ SCRIPT = textwrap.dedent(
     import jax
     from jaxflow.experiments import phase_diagram as pd
 
+    jax.config.update("jax_enable_x64", True)  # jaxflow's runs are float64
     store, resume, devices = sys.argv[1], sys.argv[2] == "resume", int(sys.argv[3])
     assert jax.device_count() == devices, jax.device_count()
     cfg = pd.PhaseDiagramConfig(depths=(2.0, 3.0, math.inf), ratios=(1.5, 4.0),

@@ -83,8 +83,11 @@ def test_a_held_store_is_refused_naming_the_holder(tmp_path, capsys, subprocess_
 RACE = textwrap.dedent(
     """
     import sys
+    import jax
     import numpy as np
     from jaxflow import sweep
+
+    jax.config.update("jax_enable_x64", True)  # jaxflow's sweeps are float64
 
     def poly(p):
         return {"value": p["x"] ** 3 - 2.0 * p["x"]}

@@ -38,6 +38,7 @@ import jax
 import numpy as np
 import xarray as xr
 
+from jaxflow import _x64
 from jaxflow.engine import descent, flow, status, trajectory
 from jaxflow.sweep import progress as _progress
 from jaxflow.sweep import run_metadata
@@ -150,6 +151,7 @@ _RUNNERS: dict[str, Callable[[Spec, Any, Any, _Settings], trajectory.Trajectory]
 BACKENDS = tuple(_RUNNERS)
 
 
+@_x64.needs_x64
 def run(
     spec: Spec,
     *,

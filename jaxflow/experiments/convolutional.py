@@ -49,6 +49,7 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array
 
+from jaxflow import _x64
 from jaxflow.baselines import max_margin
 from jaxflow.experiments import _classification, _layout, backends
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
@@ -208,6 +209,7 @@ def _spec(config: ConvolutionalConfig, seed: int):
     )
 
 
+@_x64.needs_x64
 def run(config: ConvolutionalConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends at every depth, in the shared layout, plus the SVM baseline and the
     flow-only repeats.

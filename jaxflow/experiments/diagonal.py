@@ -46,6 +46,7 @@ import jax
 import numpy as np
 import xarray as xr
 
+from jaxflow import _x64
 from jaxflow.experiments import _classification, _layout, backends
 from jaxflow.experiments.config import ConfigError, ExperimentConfig
 from jaxflow.models import diagonal as dn
@@ -115,6 +116,7 @@ def _beta(params, args):
     return dn.beta(params, args.depth)
 
 
+@_x64.needs_x64
 def run(config: DiagonalConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends at every depth, in the shared layout, plus the SVM and the late check.
 

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import sweep
+from jaxflow import _x64, sweep
 from jaxflow._table import table
 from jaxflow.engine import flow, status
 from jaxflow.experiments import _layout
@@ -192,6 +192,7 @@ def point_function(config: FactorDiagramConfig):
     return point
 
 
+@_x64.needs_x64
 def run(
     config: FactorDiagramConfig | None = None,
     *,

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import sweep
+from jaxflow import _x64, sweep
 from jaxflow._table import table
 from jaxflow.engine import descent, status
 from jaxflow.experiments import _layout
@@ -184,6 +184,7 @@ def effective_rank(products: xr.DataArray, threshold: float = 0.01) -> xr.DataAr
                         coords={k: products.coords[k] for k in dims if k in products.coords})
 
 
+@_x64.needs_x64
 def run(config: GeneralizationConfig | None = None, *, store=None, resume=False, quiet=False,
         devices=None) -> xr.Dataset:
     """The sweep; dims ``(depth, scale, seed)``.

@@ -22,6 +22,7 @@ from typing import ClassVar
 import jax
 import xarray as xr
 
+from jaxflow import _x64
 from jaxflow._table import table
 from jaxflow.engine import status
 from jaxflow.experiments import _layout, backends
@@ -136,6 +137,7 @@ def spec(config: MatrixSensingConfig) -> backends.Spec:
     )
 
 
+@_x64.needs_x64
 def run(config: MatrixSensingConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends at every depth, in the shared experiment layout (see ``backends``).
 

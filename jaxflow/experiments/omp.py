@@ -59,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxflow import _x64
 from jaxflow._table import table
 from jaxflow.baselines import omp
 from jaxflow.engine import descent, flow, status
@@ -175,6 +176,7 @@ def _all_coordinates(params, args):
     return jnp.abs(dn.beta(params, args.depth))
 
 
+@_x64.needs_x64
 def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Both back-ends on every seed (vmapped), OMP, and their concurrence.
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxflow import sweep
+from jaxflow import _x64, sweep
 from jaxflow._table import table
 from jaxflow.engine import flow, regula_falsi, status
 from jaxflow.experiments import _layout
@@ -490,6 +490,7 @@ def theory_thresholds(config: PhaseDiagramConfig) -> np.ndarray:
     )
 
 
+@_x64.needs_x64
 def run(
     config: PhaseDiagramConfig | None = None,
     *,
@@ -539,9 +540,14 @@ def run(
     axes = {"depth": config.depths, "ratio": config.ratios, "log_scale": config.log_scales}
     # The exact thresholds need nothing from the sweep: computed in a second thread, their
     # tracing and XLA compile overlap the sweep's (measured: the default run 10.2 -> 10.0 s cold
-    # on 2 cores). Nothing thread-local is involved: theory runs in float64 as always.
+    # on 2 cores). x64 may be on only in the caller's ``jax.enable_x64`` block, a thread-local
+    # setting that a new thread does not inherit: the thread enters it again.
+    def exact_thresholds():
+        with jax.enable_x64(True):
+            return theory_thresholds(config)
+
     with concurrent.futures.ThreadPoolExecutor(1) as theory_pool:
-        theory_future = theory_pool.submit(theory_thresholds, config)
+        theory_future = theory_pool.submit(exact_thresholds)
         return _simulate_and_measure(config, runner, axes, theory_future, store=store,
                                      resume=resume, quiet=quiet, process_index=process_index,
                                      process_count=process_count, size_check=size_check)
@@ -608,8 +614,8 @@ def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset
         atol=config.atol,
         model="toy",
         experiment="phase-diagram",
-        # The dtype actually computed in: float64 asked for with JAXFLOW_ENABLE_X64=0 runs float32.
-        dtype=config.dtype if jax.config.read("jax_enable_x64") else "float32",
+        # run() refuses to start with x64 off, so the config's dtype is the one computed in.
+        dtype=config.dtype,
         log_scale_floor=LOG_SCALE_FLOOR,
     )
     ds.attrs["max_log_threshold_error"] = float(

@@ -43,6 +43,7 @@ from typing import ClassVar
 import jax
 import xarray as xr
 
+from jaxflow import _x64
 from jaxflow._table import table
 from jaxflow.engine import status
 from jaxflow.experiments import _layout, backends
@@ -139,6 +140,7 @@ def problem(config: QuadraticConfig) -> tuple[qn.Data, jax.Array]:
     return qn.gaussian_data(key_data, target, config.m, config.noise), key_init
 
 
+@_x64.needs_x64
 def run(config: QuadraticConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     """Gradient flow and gradient descent without and with a bias (module docstring).
 

@@ -54,6 +54,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxflow import _x64
+
 __all__ = [
     "incremental_margin",
     "incremental_threshold",
@@ -332,6 +334,7 @@ def _learning_time_from_log(valid, depth, sigma_star, log_sigma0, sigma):
     return jnp.where(valid, jnp.exp(-p * jnp.log(sigma_star)) * g, jnp.nan)
 
 
+@_x64.needs_x64
 def learning_time(
     depth: ArrayLike,
     sigma_star: ArrayLike,
@@ -457,6 +460,7 @@ def _solution(valid, depth, sigma_star, sigma0, t):
     return jnp.where(valid, out, jnp.nan)
 
 
+@_x64.needs_x64
 def solution(
     depth: ArrayLike, sigma_star: ArrayLike, sigma0: ArrayLike, t: ArrayLike
 ) -> Float[Array, "..."]:
@@ -527,6 +531,7 @@ def _incremental_margin(valid, depth, ratio, sigma0, start, finish):
     return jnp.where(valid, _margin(depth, ratio, start, finish, j0, i0), jnp.nan)
 
 
+@_x64.needs_x64
 def incremental_margin(
     depth: ArrayLike,
     ratio: ArrayLike,
@@ -612,6 +617,7 @@ def _log_threshold(valid, depth, ratio, start, finish):
     return jnp.where(valid, x, jnp.nan)
 
 
+@_x64.needs_x64
 def incremental_threshold(
     depth: ArrayLike,
     ratio: ArrayLike,
@@ -688,6 +694,7 @@ def _log_threshold_asymptotic(valid, depth, ratio, start, finish):
     return jnp.where(valid, x, jnp.nan)
 
 
+@_x64.needs_x64
 def threshold_asymptotic(
     depth: ArrayLike,
     ratio: ArrayLike,

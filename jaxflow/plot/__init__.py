@@ -1,9 +1,9 @@
 """Every figure of jaxflow (matplotlib, one colour-blind-safe palette, labelled log axes).
 
 Every function takes a dataset (as written by the experiments) and returns a matplotlib
-``Figure``; :func:`save` writes it. This is the one module that imports matplotlib: it switches
-to the Agg backend when no display is available, once, here. The experiments' ``figures(ds)``
-call these functions.
+``Figure``; :func:`save` writes it. This is the one module that imports matplotlib; it leaves the
+backend as the user had it (a notebook's inline backend keeps drawing; the ``jaxflow`` command
+picks Agg for itself). The experiments' ``figures(ds)`` call these functions.
 
 * toy phase diagrams: :func:`phase_diagram`, :func:`thresholds`, :func:`factor_diagram`;
 * modes against time: :func:`staircase` (any experiment in the shared layout),
@@ -26,17 +26,12 @@ import functools
 import math
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+from matplotlib.patches import Patch
 
-if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg", "pdf", "svg"):
-    matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from jaxflow.oracles import theory  # noqa: E402
+from jaxflow.oracles import theory
 
 __all__ = [
     "INCREMENTAL_COLOUR",

@@ -70,6 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxflow import _x64
 from jaxflow._integers import check_integer
 from jaxflow.sweep import lock as _store_lock
 from jaxflow.sweep import progress as _progress
@@ -318,10 +319,13 @@ class Runner(AbstractRunner):
         share = self.call_size // len(self.devices)
 
         dtype = np.float32 if self.float32 else float
+        # The precision is a thread-local setting: a device's thread does not inherit the
+        # caller's (a ``jax.enable_x64(True)`` block around the sweep would otherwise compute
+        # in float32 there), so it is entered again in each one.
+        x64 = False if self.float32 else _x64.x64_enabled()
 
         def launch(k):
-            # The precision is a thread-local setting: entered here, in each device's thread.
-            with jax.enable_x64(False) if self.float32 else contextlib.nullcontext():
+            with jax.enable_x64(x64):
                 rows = index[k * share:(k + 1) * share]
                 part = {name: jax.device_put(np.asarray(np.asarray(v)[rows], dtype=dtype),
                                              self.devices[k]) for name, v in points.items()}
@@ -491,6 +495,11 @@ def run(
     elif fn is not None and fn is not runner.fn:
         raise SweepError(
             "fn is not the runner's function: pass fn=None (or runner.fn) with a runner")
+    # The points are float64 and the dataset says which dtype ran: without x64 both would be
+    # float32 unasked. Only a float32 runner asked for float32.
+    if not getattr(runner, "float32", False):
+        _x64.require_x64("jaxflow.sweep.run",
+                         hint=", or sweep in float32 with runner=sweep.Runner(fn, float32=True)")
     chunk = runner.chunk_size
     call_size = getattr(runner, "call_size", chunk)
     shape = tuple(v.size for v in axes.values())
