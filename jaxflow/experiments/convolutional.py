@@ -296,7 +296,7 @@ def report(ds: xr.Dataset) -> str:
 def figures(ds: xr.Dataset) -> dict:
     """``{"convolutional": ...}``: :func:`jaxflow.plot.classification` of the Fourier amplitudes
     (each depth on its own value axis)."""
-    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+    from jaxflow import plot  # the layer above: imported on use, as is its matplotlib
 
     title = (f"Circular-convolutional networks, {ds.attrs['loss']} loss "
              f"(d = {ds.attrs['d']}, m = {ds.attrs['m']}):\nFourier amplitudes of "

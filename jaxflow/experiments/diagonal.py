@@ -165,7 +165,7 @@ def report(ds: xr.Dataset) -> str:
 
 def figures(ds: xr.Dataset) -> dict:
     """``{"diagonal": ...}``: :func:`jaxflow.plot.classification` (the layout of Fig. 1c of Gissin et al. 2020)."""
-    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+    from jaxflow import plot  # the layer above: imported on use, as is its matplotlib
 
     title = (f"Diagonal networks, {ds.attrs['loss']} loss (d = {ds.attrs['d']}, "
              f"m = {ds.attrs['m']}): |beta_i| on the support of w*")

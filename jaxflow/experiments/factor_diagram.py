@@ -295,6 +295,6 @@ def report(ds: xr.Dataset) -> str:
 
 def figures(ds: xr.Dataset) -> dict:
     """``{"factor_diagram": ...}``: :func:`jaxflow.plot.factor_diagram` of a :func:`run`."""
-    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+    from jaxflow import plot  # the layer above: imported on use, as is its matplotlib
 
     return {"factor_diagram": plot.factor_diagram(ds)}

@@ -278,6 +278,6 @@ def report(ds: xr.Dataset) -> str:
 
 def figures(ds: xr.Dataset) -> dict:
     """``{"matrix-sensing-generalization": ...}``: :func:`jaxflow.plot.generalization`."""
-    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+    from jaxflow import plot  # the layer above: imported on use, as is its matplotlib
 
     return {"matrix-sensing-generalization": plot.generalization(ds)}

@@ -185,7 +185,7 @@ def report(ds: xr.Dataset) -> str:
 
 def figures(ds: xr.Dataset) -> dict:
     """``{"matrix-sensing": ...}``: the staircase of :func:`jaxflow.plot.staircase`."""
-    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+    from jaxflow import plot  # the layer above: imported on use, as is its matplotlib
 
     targets = ds["targets"].values
     labels = [f"$\\sigma_{i + 1}$ (target {float(v):g})" for i, v in enumerate(targets)]

@@ -352,6 +352,6 @@ def report(ds: xr.Dataset) -> str:
 
 def figures(ds: xr.Dataset) -> dict:
     """``{"omp": ...}``: :func:`jaxflow.plot.omp_picks` (seed 0's coordinates, concurrences)."""
-    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+    from jaxflow import plot  # the layer above: imported on use, as is its matplotlib
 
     return {"omp": plot.omp_picks(ds)}

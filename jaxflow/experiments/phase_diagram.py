@@ -839,6 +839,6 @@ def report(ds: xr.Dataset) -> str:
 def figures(ds: xr.Dataset) -> dict:
     """``{"phase_diagram": ..., "thresholds": ...}``: :func:`jaxflow.plot.phase_diagram` and
     :func:`jaxflow.plot.thresholds` of a result of :func:`run`."""
-    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+    from jaxflow import plot  # the layer above: imported on use, as is its matplotlib
 
     return {"phase_diagram": plot.phase_diagram(ds), "thresholds": plot.thresholds(ds)}

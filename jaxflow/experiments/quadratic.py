@@ -214,6 +214,6 @@ def report(ds: xr.Dataset) -> str:
 
 def figures(ds: xr.Dataset) -> dict:
     """``{"quadratic": ...}``: :func:`jaxflow.plot.quadratic` (Fig. 1b of Gissin et al. 2020)."""
-    from jaxflow import plot  # plot sits downstream of the experiments (DESIGN.md layering)
+    from jaxflow import plot  # the layer above: imported on use, as is its matplotlib
 
     return {"quadratic": plot.quadratic(ds)}

@@ -48,10 +48,9 @@ __all__ = [
 
 # exp() of more than ~709 overflows float64. A trial stage of an explicit solver can wander far
 # outside the true solution's range (Tsit5's stages reach ~30 step lengths away); an infinite
-# stage makes diffrax's PID controller produce a NaN step and reject every later step
-# (shared/notes/engineering.md section 1.5). Clamping keeps the field finite for every finite
-# state and leaves it unchanged on every state a trajectory can visit (sigma0 <= sigma <= sigma*
-# up to the overshoot margin below).
+# stage makes diffrax's PID controller produce a NaN step and reject every later step.
+# Clamping keeps the field finite for every finite state and leaves it unchanged on every state
+# a trajectory can visit (sigma0 <= sigma <= sigma* up to the overshoot margin below).
 _MAX_EXPONENT = 600.0
 _OVERSHOOT = 10.0  # states are clamped at ln(max sigma*) + 10, i.e. sigma <= 2.2e4 sigma*
 
