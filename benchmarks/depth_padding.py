@@ -31,7 +31,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-import jaxflow  # noqa: E402,F401  (float64)
+jax.config.update("jax_enable_x64", True)  # float64; importing jaxflow never sets it
+
+import jaxflow  # noqa: E402,F401
 from jaxflow.engine import descent  # noqa: E402
 from jaxflow.experiments import matrix_sensing as e1  # noqa: E402
 from jaxflow.models import matrix_sensing as ms  # noqa: E402

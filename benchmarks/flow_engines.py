@@ -41,6 +41,8 @@ from jaxflow.engine.rkc import RKC
 from jaxflow.models import toy
 from jaxflow.oracles import theory
 
+jax.config.update("jax_enable_x64", True)  # float64; importing jaxflow never sets it
+
 CASES = [  # (depth, targets, sigma0 range) -- the engine issue's table, widened to 64 lanes
     (5.0, (4.0, 3.0, 2.0, 1.0), (1e-8, 1e-4)),
     (3.0, (2.0, 1.0), (1e-32, 1e-28)),

@@ -54,17 +54,17 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-# --dtype float32 must act before jaxflow is imported: jaxflow turns float64 on at import
-# unless JAXFLOW_ENABLE_X64=0 (then the whole benchmark runs in JAX's float32 default).
-if "--dtype" in sys.argv[:-1] and sys.argv[sys.argv.index("--dtype") + 1] == "float32":
-    os.environ["JAXFLOW_ENABLE_X64"] = "0"
-
 import diffrax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-import jaxflow  # noqa: E402  (switches JAX to float64)
+# A script sets JAX's precision itself (importing jaxflow never does): float64, unless
+# --dtype float32 asks for the whole benchmark in JAX's float32 default.
+FLOAT32 = "--dtype" in sys.argv[:-1] and sys.argv[sys.argv.index("--dtype") + 1] == "float32"
+jax.config.update("jax_enable_x64", not FLOAT32)
+
+import jaxflow  # noqa: E402
 from jaxflow.engine import descent, flow  # noqa: E402
 from jaxflow.engine.rkc import RKC  # noqa: E402
 from jaxflow.experiments import matrix_sensing as e1  # noqa: E402

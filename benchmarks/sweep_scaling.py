@@ -56,6 +56,7 @@ def worker(sizes: list[int], devices: int, chunk_size: int, dtype: str = "float6
     from jaxflow import sweep
     from jaxflow.experiments import phase_diagram as pd
 
+    jax.config.update("jax_enable_x64", True)  # jaxflow's runs are float64 (float32: the config)
     if jax.device_count() != devices:
         raise SystemExit(f"asked for {devices} devices, jax sees {jax.device_count()}")
     config = pd.PhaseDiagramConfig(dtype=dtype, chunk_size=chunk_size)

@@ -20,20 +20,21 @@ import platform
 import sys
 import time
 
-# --dtype float32 must act before jaxflow is imported: jaxflow turns float64 on at import
-# unless JAXFLOW_ENABLE_X64=0 (then the whole benchmark runs in JAX's float32 default).
-if "--dtype" in sys.argv[:-1] and sys.argv[sys.argv.index("--dtype") + 1] == "float32":
-    os.environ["JAXFLOW_ENABLE_X64"] = "0"
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxflow  # noqa: E402
-from jaxflow import sweep
+from jaxflow import _devices, sweep
 from jaxflow.engine import flow
 from jaxflow.models import toy  # noqa: E402
 from jaxflow.oracles import theory  # noqa: E402
+
+# A script sets JAX's precision itself (importing jaxflow never does): float64, unless
+# --dtype float32 asks for the whole benchmark in JAX's float32 default.
+FLOAT32 = "--dtype" in sys.argv[:-1] and sys.argv[sys.argv.index("--dtype") + 1] == "float32"
+jax.config.update("jax_enable_x64", not FLOAT32)
+_devices.use_cpu_cores()  # one CPU device per core, as the jaxflow command (JAXFLOW_CPU_DEVICES)
 
 DEPTH = 6.0
 TARGET_FRACTION = 0.99
