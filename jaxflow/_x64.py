@@ -27,7 +27,10 @@ import functools
 import jax
 import numpy as np
 
-__all__ = ["FIX", "X64Error", "needs_x64", "require_x64", "wants_float64", "x64_enabled"]
+__all__ = [
+    "FIX", "X64Error", "needs_x64", "require_x64", "require_x64_for", "wants_float64",
+    "x64_enabled",
+]
 
 FIX = 'jax.config.update("jax_enable_x64", True)'
 """The line that makes a session float64, as the error message shows it."""
@@ -87,13 +90,36 @@ def needs_x64(fn):
 
 
 def wants_float64(*trees) -> bool:
-    """Whether any leaf of ``trees`` is explicitly float64 (a NumPy or JAX array, or a NumPy
-    scalar). Python floats are weakly typed and count as no request: with x64 off they follow
-    JAX's float32 default, as they would anywhere in JAX.
+    """Whether any leaf of ``trees`` is explicitly float64 or complex128 (a NumPy or JAX array,
+    or a NumPy scalar). Python floats are weakly typed and count as no request: with x64 off they
+    follow JAX's float32 default, as they would anywhere in JAX.
 
     >>> import numpy as np
     >>> from jaxflow import _x64
     >>> _x64.wants_float64({"w": np.ones(3)}), _x64.wants_float64([1.0, np.float32(2)])
     (True, False)
     """
-    return any(getattr(leaf, "dtype", None) == np.float64 for leaf in jax.tree.leaves(trees))
+    # Not ``dtype in _WIDE``: a missing dtype (None) compares equal to float64 in NumPy.
+    dtypes = (getattr(leaf, "dtype", None) for leaf in jax.tree.leaves(trees))
+    return any(d is not None and np.dtype(d) in _WIDE for d in dtypes)
+
+
+_WIDE = (np.dtype(np.float64), np.dtype(np.complex128))
+
+
+def require_x64_for(where: str, *trees) -> None:
+    """:func:`require_x64` for an engine that computes in its inputs' dtype: raise only if a leaf
+    of ``trees`` is float64 (:func:`wants_float64`) while x64 is off, since JAX would silently
+    compute it in float32. float32 inputs (a float32 sweep traces inside
+    ``jax.enable_x64(False)``) pass.
+
+    >>> import jax, numpy as np
+    >>> from jaxflow import _x64
+    >>> with jax.enable_x64(False):
+    ...     _x64.require_x64_for("solve", {"y0": np.float32(1.0)})   # float32 asked: runs
+    ...     _x64.require_x64_for("solve", {"y0": np.ones(2)})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    jaxflow._x64.X64Error: solve computes in float64, but JAX's x64 mode is off ...
+    """
+    require_x64(where, dtype=np.float64 if wants_float64(*trees) else np.float32)
