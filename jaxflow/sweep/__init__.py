@@ -26,6 +26,9 @@ from jaxflow.sweep.runner import (
     Runner as Runner,
 )
 from jaxflow.sweep.runner import (
+    StoreDamagedError as StoreDamagedError,
+)
+from jaxflow.sweep.runner import (
     SweepError as SweepError,
 )
 from jaxflow.sweep.runner import (
@@ -46,6 +49,6 @@ from jaxflow.sweep.runner import (
 
 __all__ = [
     "AbstractRunner", "CHUNK_LOG_ENV", "DEFAULT_BATCH", "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_WAIT_TIMEOUT", "Runner", "SweepError", "estimate_size", "git_commit",
-    "package_versions", "run", "run_metadata",
+    "DEFAULT_WAIT_TIMEOUT", "Runner", "StoreDamagedError", "SweepError", "estimate_size",
+    "git_commit", "package_versions", "run", "run_metadata",
 ]
