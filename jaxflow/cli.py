@@ -7,17 +7,28 @@
     jaxflow experiment NAME [--config FILE.toml] [--out DIR] [--smoke] [--quiet]
                             [--format png|pdf|svg] [--FIELD VALUE ...]
     jaxflow plot FILE.nc [--out DIR | --out FIGURE.png|.pdf|.svg] [--format png|pdf|svg]
+                         [--salvage]
     jaxflow threshold --depth N --ratio R [--start S --finish F]
-    jaxflow verify DIR
+    jaxflow verify DIR | STORE.zarr | FILE.nc
     jaxflow info
 
 The experiments (their names, configs, runs, reports and figures) come from the registry
 :data:`jaxflow.experiments.EXPERIMENTS`; this module only parses, writes files and prints.
 
 Every command prints where it wrote what, shows a progress bar on long work (on a terminal),
-and exits with status 2 and a one-line reason on bad input. ``jaxflow experiment NAME --help``
-lists the experiment's options: one flag per field of its config class (``--depths 2,3``),
-applied over ``--config`` (which applies over the defaults, or the smoke sizes with ``--smoke``).
+and ends with one of these exit statuses, a one-line reason on stderr for each failure:
+
+    0    done, every output written
+    1    a damaged store or dataset (found by ``jaxflow verify`` or any command reading one)
+    2    bad input, refused before any work (nothing created)
+    130  interrupted (SIGINT); finished chunks are kept for ``--resume``
+
+Each exported dataset comes first, sealed with a checksum of its variables; its figures follow
+(a figure that cannot be drawn is skipped with a warning, never the data).
+
+``jaxflow experiment NAME --help`` lists the experiment's options: one flag per field of its
+config class (``--depths 2,3``), applied over ``--config`` (which applies over the defaults, or
+the smoke sizes with ``--smoke``).
 """
 
 import argparse
@@ -48,6 +59,22 @@ class CliError(Exception):
     >>> cli.main(["threshold", "--depth", "3", "--ratio", "1"])   # prints one line on stderr
     2
     """
+
+    status = 2
+
+
+class DamagedError(CliError):
+    """A damaged store or dataset: printed as one line, exit status 1.
+
+    >>> import os, tempfile
+    >>> from jaxflow import cli
+    >>> path = os.path.join(tempfile.mkdtemp(), "bad.nc")
+    >>> _ = open(path, "wb").write(b"not netCDF")
+    >>> cli.main(["plot", path])   # one line on stderr
+    1
+    """
+
+    status = 1
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -273,24 +300,30 @@ def _init_distributed(args) -> tuple[int, int]:
 
 
 def _export(ds, out: str, name: str | None, figures, fmt: str = "png") -> list[str]:
-    """``NAME.nc`` (unless ``name`` is None) and the figures ``{stem: figure}`` as ``stem.fmt``
-    (png, pdf or svg), each written whole or not at all.
+    """``NAME.nc`` (unless ``name`` is None), then the figures as ``stem.fmt`` (png, pdf or
+    svg), each written whole or not at all; returns the paths written.
+
+    ``figures`` is ``{stem: figure}`` or a function returning it, called only once the dataset
+    is written: a figure that cannot be drawn (extreme values) never costs the data. A figure
+    that fails to build or to save is skipped with a one-line warning on stderr.
 
     Each file is made in memory, then written through :mod:`jaxflow.sweep.atomic` (free space
-    checked, a unique temporary file created exclusively in ``out``, renamed into place). Any
+    checked, a unique temporary file created exclusively in ``out``, renamed into place). The
+    dataset is sealed with a checksum of its variables (:mod:`jaxflow.sweep.checksum`). Any
     failure, or SIGINT, leaves no partial file; the store is never touched here.
     """
     import io
 
     from jaxflow import plot
     from jaxflow.sweep import atomic as _atomic_write
+    from jaxflow.sweep import checksum as _checksum
 
     paths = []
     with _atomic_write.interrupts_deferred():
         try:
             if name is not None:
                 try:
-                    data = ds.to_netcdf(engine="h5netcdf")  # in memory: HDF5 never writes to disk
+                    data = _checksum.seal(ds)  # in memory: HDF5 never writes to disk
                 except (TypeError, ValueError, OSError) as err:
                     reason = (str(err).strip() or repr(err)).splitlines()[0]
                     raise CliError(f"cannot write {name}.nc: the dataset cannot be serialized "
@@ -299,15 +332,31 @@ def _export(ds, out: str, name: str | None, figures, fmt: str = "png") -> list[s
                 paths.append(_atomic_write.write_atomically(os.path.join(out, f"{name}.nc"),
                                                             data))
                 del data
+            if callable(figures):
+                try:
+                    figures = figures()
+                except Exception as err:  # noqa: BLE001 -- matplotlib raises many types
+                    _warn_figure("the figures", err)
+                    figures = {}
             for stem, fig in figures.items():
                 buffer = io.BytesIO()
-                plot.save(fig, buffer, format=fmt)
+                try:
+                    plot.save(fig, buffer, format=fmt)
+                except Exception as err:  # noqa: BLE001 -- drawing extreme values
+                    _warn_figure(f"{stem}.{fmt}", err)
+                    continue
                 _atomic_write.check_interrupt()
                 paths.append(_atomic_write.write_atomically(os.path.join(out, f"{stem}.{fmt}"),
                                                             buffer.getbuffer()))
         except _atomic_write.ExportError as err:
             raise CliError(str(err)) from None
     return paths
+
+
+def _warn_figure(what: str, err: BaseException) -> None:
+    reason = (str(err).strip() or type(err).__name__).splitlines()[0][:200]
+    print(f"jaxflow: warning: skipped {what}: cannot be drawn ({type(err).__name__}: {reason})",
+          file=sys.stderr)
 
 
 def _prepare_store(out: str, name: str, resume: bool, primary: bool = True) -> str:
@@ -363,13 +412,15 @@ def cmd_phase_diagram(args) -> int:
     try:
         ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet,
                     process_index=index, process_count=count, size_check=args.size_check)
+    except sweep.StoreDamagedError as err:
+        raise DamagedError(str(err)) from None
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
     if index != 0:
         print(f"process {index}: its chunks are in {store}; process 0 writes the exports")
         return 0
     ds.attrs["command"] = args.command_line
-    paths = _export(ds, args.out, "phase_diagram", pd.figures(ds), args.format)
+    paths = _export(ds, args.out, "phase_diagram", lambda: pd.figures(ds), args.format)
     print(pd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
@@ -402,10 +453,12 @@ def cmd_factor_diagram(args) -> int:
     try:
         ds = fd.run(config, store=store, resume=args.resume, quiet=args.quiet,
                     size_check=args.size_check)
+    except sweep.StoreDamagedError as err:
+        raise DamagedError(str(err)) from None
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
     ds.attrs["command"] = args.command_line
-    paths = _export(ds, out, "factor_diagram", fd.figures(ds), args.format)
+    paths = _export(ds, out, "factor_diagram", lambda: fd.figures(ds), args.format)
     print(fd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
@@ -441,7 +494,7 @@ def cmd_experiment(args) -> int:
     ds = experiment.run(config, quiet=args.quiet)
     ds.attrs.update(command=args.command_line, smoke=int(args.smoke))
     print(experiment.report(ds))
-    paths = _export(ds, out, args.name, experiment.figures(ds), args.format)
+    paths = _export(ds, out, args.name, lambda: experiment.figures(ds), args.format)
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
 
@@ -558,8 +611,6 @@ def cmd_plot(args) -> int:
     experiment's one figure, or the figure whose name is ``F``'s stem, goes to ``F``; several
     figures go next to it as ``F-stem.suffix``.
     """
-    import xarray as xr
-
     from jaxflow import plot
 
     out, fmt, select = args.out or os.path.dirname(os.path.abspath(args.file)), args.format, None
@@ -572,18 +623,18 @@ def cmd_plot(args) -> int:
             raise CliError(f"--format {fmt} contradicts --out {args.out}")
         out, select = os.path.dirname(os.path.abspath(args.out)), args.out
         fmt = fmt_out
-    try:
-        with xr.open_dataset(args.file, engine="h5netcdf") as ds:
-            ds = ds.load()
-    except (OSError, ValueError) as err:
-        raise CliError(f"cannot read {args.file}: {err}") from None
+    ds = _read_dataset(args.file, salvage=args.salvage)
     legacy = {"toy": "phase-diagram", "factor": "factor-diagram"}
     name = ds.attrs.get("experiment") or legacy.get(ds.attrs.get("model"))
     if name is None:
         raise CliError(f"{args.file} names no experiment (no 'experiment' attribute)")
     experiment = _experiment(name)
     _check_out_dir(out)
-    figures = experiment.figures(ds)
+    try:
+        figures = experiment.figures(ds)
+    except Exception as err:  # noqa: BLE001 -- a figure of extreme or damaged values
+        _warn_figure("the figures", err)
+        figures = {}
     if select is not None:
         stem = os.path.splitext(os.path.basename(select))[0]
         if stem in figures or len(figures) == 1:
@@ -596,6 +647,22 @@ def cmd_plot(args) -> int:
     paths = _export(ds, out, None, figures, fmt or "png")
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
+
+
+def _read_dataset(path: str, salvage: bool = False):
+    """A jaxflow dataset, checked against its checksum (:mod:`jaxflow.sweep.checksum`);
+    a warning (no checksum, or salvaged) goes to stderr in one line."""
+    from jaxflow.sweep import checksum as _checksum
+
+    try:
+        ds, warning = _checksum.read(path, salvage=salvage)
+    except _checksum.DatasetDamagedError as err:
+        raise DamagedError(str(err)) from None
+    except _checksum.DatasetError as err:
+        raise CliError(str(err)) from None
+    if warning:
+        print(f"jaxflow: {warning}", file=sys.stderr)
+    return ds
 
 
 def cmd_threshold(args) -> int:
@@ -632,26 +699,44 @@ def cmd_threshold(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    """``jaxflow verify DIR``: check every store in DIR (or the store DIR); exit 1 on a problem.
+    """``jaxflow verify PATH``: check every store (``*.zarr``) and dataset (``*.nc``) in the
+    directory PATH, or the store or dataset PATH; exit 1 on a problem.
 
     Prints one line per problem (a damaged layout, each corrupt chunk, the chunks not computed
-    yet), or one line per intact store. Reads only; safe while a run writes the store.
+    yet, a dataset that does not match its checksum or cannot be read), or one line per intact
+    store or dataset. Reads only; safe while a run writes the store.
 
     >>> import tempfile
     >>> from jaxflow import cli
-    >>> cli.main(["verify", tempfile.mkdtemp()])   # no store there: one line on stderr
+    >>> cli.main(["verify", tempfile.mkdtemp()])   # nothing there: one line on stderr
     2
     """
+    from jaxflow.sweep import checksum as _checksum
     from jaxflow.sweep import store
 
-    paths = store.find_stores(args.dir)
-    if not paths:
-        raise CliError(f"verify: no jaxflow store (*.zarr) at {args.dir}")
+    stores = store.find_stores(args.dir)
+    if args.dir.endswith(".nc"):
+        datasets = [args.dir]
+    elif os.path.isdir(args.dir) and not stores[:1] == [args.dir]:
+        datasets = sorted(os.path.join(args.dir, e) for e in os.listdir(args.dir)
+                          if e.endswith(".nc"))
+    else:
+        datasets = []
+    if not stores and not datasets:
+        raise CliError(f"verify: no jaxflow store (*.zarr) or dataset (*.nc) at {args.dir}")
     problems = 0
-    for path in paths:
+    for path in stores:
         found = store.verify(path)
         problems += len(found)
         print("\n".join(found) if found else store.describe(path))
+    for path in datasets:
+        try:
+            _, warning = _checksum.read(path)
+        except _checksum.DatasetError as err:
+            problems += 1
+            print(str(err))
+            continue
+        print(warning or f"dataset {path}: every variable matches its checksum")
     return 1 if problems else 0
 
 
@@ -779,6 +864,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "several figures as F-NAME.suffix)")
     p.add_argument("--format", choices=FIGURE_FORMATS,
                    help="figure files' format in an --out directory (default png)")
+    p.add_argument("--salvage", action="store_true",
+                   help="plot a dataset that does not match its checksum anyway (with a warning)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("threshold", help="theory threshold of one (depth, ratio)")
@@ -789,8 +876,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finish", type=float, default=0.9, help="the finish fraction")
     p.set_defaults(func=cmd_threshold)
 
-    p = sub.add_parser("verify", help="check a store's chunks against their checksums")
-    p.add_argument("dir", help="a store (*.zarr) or a directory holding stores (an --out)")
+    p = sub.add_parser("verify", help="check stores' chunks and datasets against their checksums")
+    p.add_argument("dir", help="a store (*.zarr), a dataset (*.nc) or a directory holding them "
+                               "(an --out)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("info", help="versions, devices, float64, cache")
@@ -827,7 +915,7 @@ def main(argv=None) -> int:
     except CliError as err:
         _remove_created_dirs()
         print(f"jaxflow: error: {err}", file=sys.stderr)
-        return 2
+        return err.status
     except KeyboardInterrupt:
         _remove_created_dirs()
         print("jaxflow: interrupted (rerun with --resume to continue)", file=sys.stderr)
