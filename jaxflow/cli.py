@@ -185,7 +185,7 @@ def _numbers(text: str, option: str) -> list[float]:
                 raise ValueError
             _check_axis_length(option, n)
             return [float(v) for v in np.geomspace(lo, hi, n)]
-        values = [float(v) for v in text.replace(",", " ").split()]
+        values = [float(v) for v in _items(text, option)]
     except ValueError:
         raise CliError(
             f"{option}: expected numbers like '1,2,inf' or MIN:MAX:NUM (log-spaced), got {text!r}"
@@ -193,6 +193,91 @@ def _numbers(text: str, option: str) -> list[float]:
     if not values:
         raise CliError(f"{option}: must not be empty")
     return values
+
+
+def _items(text: str, option: str) -> list[str]:
+    """The items of a list flag: ``2,3`` or ``2 3`` (or ``2, 3``); an empty item is refused.
+
+    >>> _items("2, 3 4", "--depths")
+    ['2', '3', '4']
+    >>> _items("2,,3", "--depths")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    jaxflow.cli.CliError: --depths: item 2 of '2,,3' is empty; separate values by one comma, ...
+    """
+    pieces = text.split(",")
+    for k, piece in enumerate(pieces):
+        if len(pieces) > 1 and not piece.strip():
+            raise CliError(f"{option}: item {k + 1} of {text!r} is empty; separate values by "
+                           "one comma, e.g. '2,3'")
+    return [token for piece in pieces for token in piece.split()]
+
+
+def _axis_count(text: str, option: str) -> int:
+    """How many values a list flag holds (``MIN:MAX:NUM`` is NUM), without making them.
+
+    >>> _axis_count("1e-9:1e-1:10000000", "--scales"), _axis_count("2,3,inf", "--depths")
+    (10000000, 3)
+    """
+    text = text.strip()
+    if ":" in text:
+        parts = text.split(":")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            n = int(parts[2])
+            if n < 1:
+                raise ValueError
+        except ValueError:
+            raise CliError(f"{option}: expected MIN:MAX:NUM with a count NUM >= 1, or a list "
+                           f"like '1,2,inf', got {text!r}") from None
+        _check_axis_length(option, n)
+        return n
+    return max(1, len(_items(text, option)))
+
+
+def _check_request(args) -> None:
+    """The phase diagram's memory and disk, estimated from the flags' and the config file's
+    axis counts before anything is built, created or started; a CliError when too big.
+
+    ``--no-size-check`` skips it (the per-axis guard of :func:`_check_axis_length` stays).
+    """
+    from jaxflow.experiments import config as _config
+    from jaxflow.experiments import phase_diagram as pd
+    from jaxflow.sweep import resources as _resources
+
+    table = {}
+    if args.config is not None:
+        try:
+            table = _config.read_toml(args.config)
+        except _config.ConfigError as err:
+            raise CliError(str(err)) from None
+    defaults = pd.PhaseDiagramConfig
+
+    def count(flag, option, *keys):
+        if flag is not None:
+            return _axis_count(flag, option)
+        for key in keys:
+            if key in table:
+                value = table[key]
+                return len(value) if isinstance(value, list) else 1
+        return len(getattr(defaults, keys[-1]))
+
+    counts = (count(args.depths, "--depths", "depths"),
+              count(args.ratios, "--ratios", "ratios"),
+              count(args.scales if args.scales is not None else args.log_scales,
+                    "--scales" if args.scales is not None else "--log-scales",
+                    "scales", "log_scales"))
+    chunk = args.chunk_size if args.chunk_size is not None else table.get("chunk_size")
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        chunk = defaults.chunk_size  # a bad value is refused later, by the config
+    store = os.path.join(args.out, "phase_diagram.zarr")
+    e = pd.request_estimate(counts, chunk_size=chunk, store=not os.path.exists(store))
+    try:
+        _resources.check(memory=e.memory, disk=e.disk, where=args.out)
+    except _resources.SizeError as err:
+        raise CliError(f"{e.points} points ({counts[0]} depths x {counts[1]} ratios x "
+                       f"{counts[2]} scales) in chunks of {chunk}: {err}") from None
 
 
 def _log_numbers(text: str, option: str) -> list[float]:
@@ -398,6 +483,8 @@ def cmd_phase_diagram(args) -> int:
     from jaxflow import sweep
     from jaxflow.experiments import phase_diagram as pd
 
+    if args.size_check:  # from the axis counts: before any axis, thread, folder or file
+        _check_request(args)
     overrides = _sweep_overrides(args)
     overrides["ratios"] = _numbers(args.ratios, "--ratios") if args.ratios is not None else None
     overrides["dtype"] = args.dtype
@@ -531,7 +618,7 @@ def _field_parser(name: str, kind):
         if typing.get_origin(kind) is tuple:
             if typing.get_args(kind)[0] is float:
                 return (_log_numbers if name == "log_scales" else _numbers)(text, flag)
-            return [scalar(t) for t in text.replace(",", " ").split()]
+            return [scalar(t) for t in _items(text, flag)]
         if kind is bool:
             return {"true": True, "false": False}.get(text.strip().lower(), text)
         return text if kind is str else scalar(text.strip())

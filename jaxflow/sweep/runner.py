@@ -72,6 +72,7 @@ import xarray as xr
 
 from jaxflow._integers import check_integer
 from jaxflow.sweep import concurrency as _concurrency
+from jaxflow.sweep import estimate as _estimate
 from jaxflow.sweep import lock as _store_lock
 from jaxflow.sweep import progress as _progress
 from jaxflow.sweep import resources as _resources
@@ -405,9 +406,10 @@ def estimate_size(n_points: int, n_axes: int, chunk_size: int, call_size: int, s
                   store: bool) -> tuple[int, int]:
     """Upper bounds of a sweep's peak memory and store size in bytes: ``(memory, disk)``.
 
-    Counts the big arrays: the shuffled order and the points of the padded grid, the outputs
-    (read back from the store, placed on the grid, and in the dataset), one call's lanes on the
-    device, and the store's uncompressed chunks plus a file system block per small file.
+    Counts the big arrays (:func:`jaxflow.sweep.estimate.sweep_memory`): the shuffled order
+    and the points of the padded grid, the outputs (read back from the store, placed on the
+    grid, and in the dataset), one call's lanes on the device; and the store's uncompressed
+    chunks plus a file system block per small file.
 
     >>> import numpy as np
     >>> from jaxflow import sweep
@@ -420,8 +422,7 @@ def estimate_size(n_points: int, n_axes: int, chunk_size: int, call_size: int, s
     n_chunks = padded // int(chunk_size)
     per_point = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize
                     for s, d in dict(shapes).values())
-    memory = (padded * (8 + 2 * 8 * n_axes + 3 * per_point)
-              + 2 * call_size * (8 * n_axes + per_point))
+    memory = _estimate.sweep_memory(n_points, n_axes, chunk_size, call_size, per_point)
     disk = padded * per_point + n_chunks * (2 + len(shapes)) * 4096 if store else 0
     return int(memory), int(disk)
 
