@@ -3,12 +3,14 @@
 Made before anything exists: the command line counts its axis specifications (``MIN:MAX:NUM``
 is ``NUM`` values, never built), so a request too big for the machine is refused in well under
 a second, before an axis array, a thread, a folder or a file is made
-(:mod:`jaxflow.sweep.resources` compares the estimate with the machine). The memory estimate counts the large arrays of
-:func:`jaxflow.sweep.run`: the shuffled order (8 bytes a point, twice while it is padded), the
-flat grid indices and points (16 bytes per point and axis), the outputs three times (read back
-from the store, placed on the grid, copied into the dataset), ``extra_per_point`` bytes of
-derived variables, one call's lanes, and each axis value as Python objects (the config, the
-store's fingerprint). Checked against the measured peak (within a factor 2, tests/test_limits.py).
+(:mod:`jaxflow.sweep.resources` compares the estimate with the machine).
+
+The memory estimate counts the large arrays of :func:`jaxflow.sweep.run`: the shuffled order (8
+bytes a point, twice while it is padded), the flat grid indices and points (16 bytes per point
+and axis), the outputs three times (read back from the store, placed on the grid, copied into
+the dataset), ``extra_per_point`` bytes of derived variables, one call's lanes, and each axis
+value as Python objects (the config, the store's fingerprint). Checked against the measured peak
+(within a factor 2, tests/test_limits.py).
 
 Example:
     >>> e = request((1000, 1000, 1000), bytes_per_point=24, chunk_size=2048, store=True)
