@@ -236,9 +236,10 @@ def _axis_count(text: str, option: str) -> int:
     return max(1, len(_items(text, option)))
 
 
-def _check_request(args) -> None:
-    """The phase diagram's memory and disk, estimated from the flags' and the config file's
-    axis counts before anything is built, created or started; a CliError when too big.
+def _check_request(args):
+    """The phase diagram's :class:`~jaxflow.sweep.estimate.Estimate` (memory, disk, time) from
+    the flags' and the config file's axis counts, before anything is built, created or started;
+    a CliError when it does not fit the machine.
 
     ``--no-size-check`` skips it (the per-axis guard of :func:`_check_axis_length` stays).
     """
@@ -278,6 +279,18 @@ def _check_request(args) -> None:
     except _resources.SizeError as err:
         raise CliError(f"{e.points} points ({counts[0]} depths x {counts[1]} ratios x "
                        f"{counts[2]} scales) in chunks of {chunk}: {err}") from None
+    return e
+
+
+def _cost(estimate) -> str:
+    """``; estimated ...`` for the header line: memory, disk, and compute time on this machine."""
+    import jax
+
+    from jaxflow.sweep import resources as _resources
+
+    seconds = estimate.seconds / max(1, jax.local_device_count())
+    return (f"; estimated {_resources.format_bytes(estimate.memory)} memory, "
+            f"{_resources.format_bytes(estimate.disk)} disk, ~{seconds:.3g} s of solving")
 
 
 def _log_numbers(text: str, option: str) -> list[float]:
@@ -483,8 +496,9 @@ def cmd_phase_diagram(args) -> int:
     from jaxflow import sweep
     from jaxflow.experiments import phase_diagram as pd
 
+    estimate = None
     if args.size_check:  # from the axis counts: before any axis, thread, folder or file
-        _check_request(args)
+        estimate = _check_request(args)
     overrides = _sweep_overrides(args)
     overrides["ratios"] = _numbers(args.ratios, "--ratios") if args.ratios is not None else None
     overrides["dtype"] = args.dtype
@@ -494,7 +508,8 @@ def cmd_phase_diagram(args) -> int:
     n = len(config.depths) * len(config.ratios) * len(config.log_scales)
     where = f", process {index} of {count}" if count > 1 else ""
     print(f"jaxflow phase-diagram: {n} trajectories ({len(config.depths)} depths x "
-          f"{len(config.ratios)} ratios x {len(config.log_scales)} scales), store {store}{where}",
+          f"{len(config.ratios)} ratios x {len(config.log_scales)} scales), store {store}{where}"
+          + (_cost(estimate) if estimate is not None else ""),
           flush=True)
     try:
         ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet,
