@@ -20,9 +20,12 @@ Example:
     (1.0, '')
 """
 
+import contextlib
+import gc
 import hashlib
 import io
 import os
+import sys
 
 import numpy as np
 
@@ -107,6 +110,23 @@ def seal(ds) -> bytes:
     return data
 
 
+@contextlib.contextmanager
+def _quiet_destructors():
+    """Run the block, and collect what it left half-built, destructor errors unprinted.
+
+    h5netcdf's ``File.__del__`` raises on a file it could not open; Python prints that as
+    "Exception ignored ... Traceback" when the failed object is freed (here, once the error
+    is dropped at the end of the block).
+    """
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        yield
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+
+
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
@@ -130,14 +150,17 @@ def read(source, *, salvage: bool = False):
             raise DatasetError(f"{name}: no such file")
         if not os.path.isfile(source):
             raise DatasetError(f"{name} is not a regular file (a jaxflow dataset is a .nc file)")
-    try:
-        raw = _open(source, raw=True)
-        stored = raw.attrs.get(ATTR)
-        found = digest(raw)
-    except Exception as err:  # noqa: BLE001 -- HDF5/netCDF readers raise many types on damage
+    failure = ""
+    with _quiet_destructors():
+        try:
+            raw = _open(source, raw=True)
+            stored = raw.attrs.get(ATTR)
+            found = digest(raw)
+        except Exception as err:  # noqa: BLE001 -- HDF5/netCDF readers raise many types
+            failure = _one_line(err)
+    if failure:
         raise DatasetDamagedError(
-            f"{name} is damaged or not a netCDF dataset: it cannot be read ({_one_line(err)})"
-        ) from None
+            f"{name} is damaged or not a netCDF dataset: it cannot be read ({failure})")
     warning = ""
     if stored is None:
         warning = (f"warning: {name} carries no checksum (written before jaxflow sealed its "
@@ -149,9 +172,9 @@ def read(source, *, salvage: bool = False):
                 "experiment (or pass --salvage to use what is left)"
             )
         warning = f"warning: {name} is damaged (checksum mismatch); read anyway (--salvage)"
-    try:
-        return _open(source, raw=False), warning
-    except Exception as err:  # noqa: BLE001 -- decoding a damaged file: same as above
-        raise DatasetDamagedError(
-            f"{name} is damaged: its values cannot be decoded ({_one_line(err)})"
-        ) from None
+    with _quiet_destructors():
+        try:
+            return _open(source, raw=False), warning
+        except Exception as err:  # noqa: BLE001 -- decoding a damaged file: as above
+            failure = _one_line(err)
+    raise DatasetDamagedError(f"{name} is damaged: its values cannot be decoded ({failure})")
