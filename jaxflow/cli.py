@@ -417,6 +417,7 @@ def _export(ds, out: str, name: str | None, figures, fmt: str = "png") -> list[s
     from jaxflow.sweep import checksum as _checksum
 
     paths = []
+    _atomic_write.remove_stale_temporaries(out)
     with _atomic_write.interrupts_deferred():
         try:
             if name is not None:

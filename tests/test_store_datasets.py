@@ -5,6 +5,7 @@
   used to be plotted as data); ``jaxflow plot --salvage`` plots it with a one-line warning.
 * A file that is not netCDF, or truncated: one line, exit 1, never a traceback.
 * A dataset written before checksums existed plots with a one-line warning.
+* Temporary files left by an export killed mid-write are removed by the next export there.
 * ``--log-scales=-1e300`` (a value the figure code cannot draw): the dataset is written, the
   figures are skipped with a warning, exit 0 (the figure used to crash before the ``.nc`` was
   written, losing the computed data).
@@ -98,3 +99,13 @@ def test_extreme_scales_keep_the_dataset_and_skip_the_figures(tmp_path, capsys):
     ds, warning = checksum.read(out / "phase_diagram.nc")
     assert warning == "" and ds["margin"].shape == (1, 1, 2)
     assert not [p for p in os.listdir(out) if ".partial" in p]
+
+
+def test_temporaries_of_a_killed_export_are_removed(sealed, capsys):
+    out = sealed.parent
+    stale = out / ".phase_diagram.999999999-0a1b2c3d.partial.nc"  # its process is gone
+    live = out / f".phase_diagram.{os.getpid()}-0a1b2c3d.partial.nc"  # a writer still running
+    stale.write_bytes(b"half a file")
+    live.write_bytes(b"being written")
+    _one_line_status(capsys, ["plot", str(sealed), "--out", str(out)], 0)
+    assert not stale.exists() and live.exists()
