@@ -3,8 +3,10 @@
 The runner (:mod:`~jaxflow.sweep.runner`: :func:`run`, :class:`Runner`) is the public face;
 beside it live the zarr store of finished chunks (:mod:`~jaxflow.sweep.store`), its one-writer
 lock (:mod:`~jaxflow.sweep.lock`), whole-or-nothing file writes (:mod:`~jaxflow.sweep.atomic`),
-the size guard (:mod:`~jaxflow.sweep.resources`) and progress bars
-(:mod:`~jaxflow.sweep.progress`).
+the checksums of exported datasets (:mod:`~jaxflow.sweep.checksum`), the estimate of a request
+from its axis counts (:mod:`~jaxflow.sweep.estimate`) and the size guard that checks it against
+the machine (:mod:`~jaxflow.sweep.resources`), which programs may run on several CPU devices at
+once (:mod:`~jaxflow.sweep.concurrency`) and progress bars (:mod:`~jaxflow.sweep.progress`).
 """
 
 from jaxflow.sweep.runner import (
