@@ -7,17 +7,28 @@
     jaxflow experiment NAME [--config FILE.toml] [--out DIR] [--smoke] [--quiet]
                             [--format png|pdf|svg] [--FIELD VALUE ...]
     jaxflow plot FILE.nc [--out DIR | --out FIGURE.png|.pdf|.svg] [--format png|pdf|svg]
+                         [--salvage]
     jaxflow threshold --depth N --ratio R [--start S --finish F]
-    jaxflow verify DIR
+    jaxflow verify DIR | STORE.zarr | FILE.nc
     jaxflow info
 
 The experiments (their names, configs, runs, reports and figures) come from the registry
 :data:`jaxflow.experiments.EXPERIMENTS`; this module only parses, writes files and prints.
 
 Every command prints where it wrote what, shows a progress bar on long work (on a terminal),
-and exits with status 2 and a one-line reason on bad input. ``jaxflow experiment NAME --help``
-lists the experiment's options: one flag per field of its config class (``--depths 2,3``),
-applied over ``--config`` (which applies over the defaults, or the smoke sizes with ``--smoke``).
+and ends with one of these exit statuses, a one-line reason on stderr for each failure:
+
+    0    done, every output written
+    1    a damaged store or dataset (found by ``jaxflow verify`` or any command reading one)
+    2    bad input, refused before any work (nothing created)
+    130  interrupted (SIGINT); finished chunks are kept for ``--resume``
+
+Each exported dataset comes first, sealed with a checksum of its variables; its figures follow
+(a figure that cannot be drawn is skipped with a warning, never the data).
+
+``jaxflow experiment NAME --help`` lists the experiment's options: one flag per field of its
+config class (``--depths 2,3``), applied over ``--config`` (which applies over the defaults, or
+the smoke sizes with ``--smoke``).
 """
 
 import argparse
@@ -48,6 +59,22 @@ class CliError(Exception):
     >>> cli.main(["threshold", "--depth", "3", "--ratio", "1"])   # prints one line on stderr
     2
     """
+
+    status = 2
+
+
+class DamagedError(CliError):
+    """A damaged store or dataset: printed as one line, exit status 1.
+
+    >>> import os, tempfile
+    >>> from jaxflow import cli
+    >>> path = os.path.join(tempfile.mkdtemp(), "bad.nc")
+    >>> _ = open(path, "wb").write(b"not netCDF")
+    >>> cli.main(["plot", path])   # one line on stderr
+    1
+    """
+
+    status = 1
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -158,7 +185,7 @@ def _numbers(text: str, option: str) -> list[float]:
                 raise ValueError
             _check_axis_length(option, n)
             return [float(v) for v in np.geomspace(lo, hi, n)]
-        values = [float(v) for v in text.replace(",", " ").split()]
+        values = [float(v) for v in _items(text, option)]
     except ValueError:
         raise CliError(
             f"{option}: expected numbers like '1,2,inf' or MIN:MAX:NUM (log-spaced), got {text!r}"
@@ -166,6 +193,104 @@ def _numbers(text: str, option: str) -> list[float]:
     if not values:
         raise CliError(f"{option}: must not be empty")
     return values
+
+
+def _items(text: str, option: str) -> list[str]:
+    """The items of a list flag: ``2,3`` or ``2 3`` (or ``2, 3``); an empty item is refused.
+
+    >>> _items("2, 3 4", "--depths")
+    ['2', '3', '4']
+    >>> _items("2,,3", "--depths")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    jaxflow.cli.CliError: --depths: item 2 of '2,,3' is empty; separate values by one comma, ...
+    """
+    pieces = text.split(",")
+    for k, piece in enumerate(pieces):
+        if len(pieces) > 1 and not piece.strip():
+            raise CliError(f"{option}: item {k + 1} of {text!r} is empty; separate values by "
+                           "one comma, e.g. '2,3'")
+    return [token for piece in pieces for token in piece.split()]
+
+
+def _axis_count(text: str, option: str) -> int:
+    """How many values a list flag holds (``MIN:MAX:NUM`` is NUM), without making them.
+
+    >>> _axis_count("1e-9:1e-1:10000000", "--scales"), _axis_count("2,3,inf", "--depths")
+    (10000000, 3)
+    """
+    text = text.strip()
+    if ":" in text:
+        parts = text.split(":")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            n = int(parts[2])
+            if n < 1:
+                raise ValueError
+        except ValueError:
+            raise CliError(f"{option}: expected MIN:MAX:NUM with a count NUM >= 1, or a list "
+                           f"like '1,2,inf', got {text!r}") from None
+        _check_axis_length(option, n)
+        return n
+    return max(1, len(_items(text, option)))
+
+
+def _check_request(args):
+    """The phase diagram's :class:`~jaxflow.sweep.estimate.Estimate` (memory, disk, time) from
+    the flags' and the config file's axis counts, before anything is built, created or started;
+    a CliError when it does not fit the machine.
+
+    ``--no-size-check`` skips it (the per-axis guard of :func:`_check_axis_length` stays).
+    """
+    from jaxflow.experiments import config as _config
+    from jaxflow.experiments import phase_diagram as pd
+    from jaxflow.sweep import resources as _resources
+
+    table = {}
+    if args.config is not None:
+        try:
+            table = _config.read_toml(args.config)
+        except _config.ConfigError as err:
+            raise CliError(str(err)) from None
+    defaults = pd.PhaseDiagramConfig
+
+    def count(flag, option, *keys):
+        if flag is not None:
+            return _axis_count(flag, option)
+        for key in keys:
+            if key in table:
+                value = table[key]
+                return len(value) if isinstance(value, list) else 1
+        return len(getattr(defaults, keys[-1]))
+
+    counts = (count(args.depths, "--depths", "depths"),
+              count(args.ratios, "--ratios", "ratios"),
+              count(args.scales if args.scales is not None else args.log_scales,
+                    "--scales" if args.scales is not None else "--log-scales",
+                    "scales", "log_scales"))
+    chunk = args.chunk_size if args.chunk_size is not None else table.get("chunk_size")
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        chunk = defaults.chunk_size  # a bad value is refused later, by the config
+    store = os.path.join(args.out, "phase_diagram.zarr")
+    e = pd.request_estimate(counts, chunk_size=chunk, store=not os.path.exists(store))
+    try:
+        _resources.check(memory=e.memory, disk=e.disk, where=args.out)
+    except _resources.SizeError as err:
+        raise CliError(f"{e.points} points ({counts[0]} depths x {counts[1]} ratios x "
+                       f"{counts[2]} scales) in chunks of {chunk}: {err}") from None
+    return e
+
+
+def _cost(estimate) -> str:
+    """``; estimated ...`` for the header line: memory, disk, and compute time on this machine."""
+    import jax
+
+    from jaxflow.sweep import resources as _resources
+
+    seconds = estimate.seconds / max(1, jax.local_device_count())
+    return (f"; estimated {_resources.format_bytes(estimate.memory)} memory, "
+            f"{_resources.format_bytes(estimate.disk)} disk, ~{seconds:.3g} s of solving")
 
 
 def _log_numbers(text: str, option: str) -> list[float]:
@@ -273,24 +398,31 @@ def _init_distributed(args) -> tuple[int, int]:
 
 
 def _export(ds, out: str, name: str | None, figures, fmt: str = "png") -> list[str]:
-    """``NAME.nc`` (unless ``name`` is None) and the figures ``{stem: figure}`` as ``stem.fmt``
-    (png, pdf or svg), each written whole or not at all.
+    """``NAME.nc`` (unless ``name`` is None), then the figures as ``stem.fmt`` (png, pdf or
+    svg), each written whole or not at all; returns the paths written.
+
+    ``figures`` is ``{stem: figure}`` or a function returning it, called only once the dataset
+    is written: a figure that cannot be drawn (extreme values) never costs the data. A figure
+    that fails to build or to save is skipped with a one-line warning on stderr.
 
     Each file is made in memory, then written through :mod:`jaxflow.sweep.atomic` (free space
-    checked, a unique temporary file created exclusively in ``out``, renamed into place). Any
+    checked, a unique temporary file created exclusively in ``out``, renamed into place). The
+    dataset is sealed with a checksum of its variables (:mod:`jaxflow.sweep.checksum`). Any
     failure, or SIGINT, leaves no partial file; the store is never touched here.
     """
     import io
 
     from jaxflow import plot
     from jaxflow.sweep import atomic as _atomic_write
+    from jaxflow.sweep import checksum as _checksum
 
     paths = []
+    _atomic_write.remove_stale_temporaries(out)
     with _atomic_write.interrupts_deferred():
         try:
             if name is not None:
                 try:
-                    data = ds.to_netcdf(engine="h5netcdf")  # in memory: HDF5 never writes to disk
+                    data = _checksum.seal(ds)  # in memory: HDF5 never writes to disk
                 except (TypeError, ValueError, OSError) as err:
                     reason = (str(err).strip() or repr(err)).splitlines()[0]
                     raise CliError(f"cannot write {name}.nc: the dataset cannot be serialized "
@@ -299,15 +431,31 @@ def _export(ds, out: str, name: str | None, figures, fmt: str = "png") -> list[s
                 paths.append(_atomic_write.write_atomically(os.path.join(out, f"{name}.nc"),
                                                             data))
                 del data
+            if callable(figures):
+                try:
+                    figures = figures()
+                except Exception as err:  # noqa: BLE001 -- matplotlib raises many types
+                    _warn_figure("the figures", err)
+                    figures = {}
             for stem, fig in figures.items():
                 buffer = io.BytesIO()
-                plot.save(fig, buffer, format=fmt)
+                try:
+                    plot.save(fig, buffer, format=fmt)
+                except Exception as err:  # noqa: BLE001 -- drawing extreme values
+                    _warn_figure(f"{stem}.{fmt}", err)
+                    continue
                 _atomic_write.check_interrupt()
                 paths.append(_atomic_write.write_atomically(os.path.join(out, f"{stem}.{fmt}"),
                                                             buffer.getbuffer()))
         except _atomic_write.ExportError as err:
             raise CliError(str(err)) from None
     return paths
+
+
+def _warn_figure(what: str, err: BaseException) -> None:
+    reason = (str(err).strip() or type(err).__name__).splitlines()[0][:200]
+    print(f"jaxflow: warning: skipped {what}: cannot be drawn ({type(err).__name__}: {reason})",
+          file=sys.stderr)
 
 
 def _prepare_store(out: str, name: str, resume: bool, primary: bool = True) -> str:
@@ -349,6 +497,9 @@ def cmd_phase_diagram(args) -> int:
     from jaxflow import sweep
     from jaxflow.experiments import phase_diagram as pd
 
+    estimate = None
+    if args.size_check:  # from the axis counts: before any axis, thread, folder or file
+        estimate = _check_request(args)
     overrides = _sweep_overrides(args)
     overrides["ratios"] = _numbers(args.ratios, "--ratios") if args.ratios is not None else None
     overrides["dtype"] = args.dtype
@@ -358,18 +509,21 @@ def cmd_phase_diagram(args) -> int:
     n = len(config.depths) * len(config.ratios) * len(config.log_scales)
     where = f", process {index} of {count}" if count > 1 else ""
     print(f"jaxflow phase-diagram: {n} trajectories ({len(config.depths)} depths x "
-          f"{len(config.ratios)} ratios x {len(config.log_scales)} scales), store {store}{where}",
+          f"{len(config.ratios)} ratios x {len(config.log_scales)} scales), store {store}{where}"
+          + (_cost(estimate) if estimate is not None else ""),
           flush=True)
     try:
         ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet,
                     process_index=index, process_count=count, size_check=args.size_check)
+    except sweep.StoreDamagedError as err:
+        raise DamagedError(str(err)) from None
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
     if index != 0:
         print(f"process {index}: its chunks are in {store}; process 0 writes the exports")
         return 0
     ds.attrs["command"] = args.command_line
-    paths = _export(ds, args.out, "phase_diagram", pd.figures(ds), args.format)
+    paths = _export(ds, args.out, "phase_diagram", lambda: pd.figures(ds), args.format)
     print(pd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
@@ -402,10 +556,12 @@ def cmd_factor_diagram(args) -> int:
     try:
         ds = fd.run(config, store=store, resume=args.resume, quiet=args.quiet,
                     size_check=args.size_check)
+    except sweep.StoreDamagedError as err:
+        raise DamagedError(str(err)) from None
     except sweep.SweepError as err:
         raise CliError(str(err)) from None
     ds.attrs["command"] = args.command_line
-    paths = _export(ds, out, "factor_diagram", fd.figures(ds), args.format)
+    paths = _export(ds, out, "factor_diagram", lambda: fd.figures(ds), args.format)
     print(fd.report(ds))
     print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
     return 0
@@ -441,7 +597,7 @@ def cmd_experiment(args) -> int:
     ds = experiment.run(config, quiet=args.quiet)
     ds.attrs.update(command=args.command_line, smoke=int(args.smoke))
     print(experiment.report(ds))
-    paths = _export(ds, out, args.name, experiment.figures(ds), args.format)
+    paths = _export(ds, out, args.name, lambda: experiment.figures(ds), args.format)
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
 
@@ -478,7 +634,7 @@ def _field_parser(name: str, kind):
         if typing.get_origin(kind) is tuple:
             if typing.get_args(kind)[0] is float:
                 return (_log_numbers if name == "log_scales" else _numbers)(text, flag)
-            return [scalar(t) for t in text.replace(",", " ").split()]
+            return [scalar(t) for t in _items(text, flag)]
         if kind is bool:
             return {"true": True, "false": False}.get(text.strip().lower(), text)
         return text if kind is str else scalar(text.strip())
@@ -558,8 +714,6 @@ def cmd_plot(args) -> int:
     experiment's one figure, or the figure whose name is ``F``'s stem, goes to ``F``; several
     figures go next to it as ``F-stem.suffix``.
     """
-    import xarray as xr
-
     from jaxflow import plot
 
     out, fmt, select = args.out or os.path.dirname(os.path.abspath(args.file)), args.format, None
@@ -572,18 +726,18 @@ def cmd_plot(args) -> int:
             raise CliError(f"--format {fmt} contradicts --out {args.out}")
         out, select = os.path.dirname(os.path.abspath(args.out)), args.out
         fmt = fmt_out
-    try:
-        with xr.open_dataset(args.file, engine="h5netcdf") as ds:
-            ds = ds.load()
-    except (OSError, ValueError) as err:
-        raise CliError(f"cannot read {args.file}: {err}") from None
+    ds = _read_dataset(args.file, salvage=args.salvage)
     legacy = {"toy": "phase-diagram", "factor": "factor-diagram"}
     name = ds.attrs.get("experiment") or legacy.get(ds.attrs.get("model"))
     if name is None:
         raise CliError(f"{args.file} names no experiment (no 'experiment' attribute)")
     experiment = _experiment(name)
     _check_out_dir(out)
-    figures = experiment.figures(ds)
+    try:
+        figures = experiment.figures(ds)
+    except Exception as err:  # noqa: BLE001 -- a figure of extreme or damaged values
+        _warn_figure("the figures", err)
+        figures = {}
     if select is not None:
         stem = os.path.splitext(os.path.basename(select))[0]
         if stem in figures or len(figures) == 1:
@@ -596,6 +750,22 @@ def cmd_plot(args) -> int:
     paths = _export(ds, out, None, figures, fmt or "png")
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
+
+
+def _read_dataset(path: str, salvage: bool = False):
+    """A jaxflow dataset, checked against its checksum (:mod:`jaxflow.sweep.checksum`);
+    a warning (no checksum, or salvaged) goes to stderr in one line."""
+    from jaxflow.sweep import checksum as _checksum
+
+    try:
+        ds, warning = _checksum.read(path, salvage=salvage)
+    except _checksum.DatasetDamagedError as err:
+        raise DamagedError(str(err)) from None
+    except _checksum.DatasetError as err:
+        raise CliError(str(err)) from None
+    if warning:
+        print(f"jaxflow: {warning}", file=sys.stderr)
+    return ds
 
 
 def cmd_threshold(args) -> int:
@@ -632,26 +802,44 @@ def cmd_threshold(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    """``jaxflow verify DIR``: check every store in DIR (or the store DIR); exit 1 on a problem.
+    """``jaxflow verify PATH``: check every store (``*.zarr``) and dataset (``*.nc``) in the
+    directory PATH, or the store or dataset PATH; exit 1 on a problem.
 
     Prints one line per problem (a damaged layout, each corrupt chunk, the chunks not computed
-    yet), or one line per intact store. Reads only; safe while a run writes the store.
+    yet, a dataset that does not match its checksum or cannot be read), or one line per intact
+    store or dataset. Reads only; safe while a run writes the store.
 
     >>> import tempfile
     >>> from jaxflow import cli
-    >>> cli.main(["verify", tempfile.mkdtemp()])   # no store there: one line on stderr
+    >>> cli.main(["verify", tempfile.mkdtemp()])   # nothing there: one line on stderr
     2
     """
+    from jaxflow.sweep import checksum as _checksum
     from jaxflow.sweep import store
 
-    paths = store.find_stores(args.dir)
-    if not paths:
-        raise CliError(f"verify: no jaxflow store (*.zarr) at {args.dir}")
+    stores = store.find_stores(args.dir)
+    if args.dir.endswith(".nc"):
+        datasets = [args.dir]
+    elif os.path.isdir(args.dir) and not stores[:1] == [args.dir]:
+        datasets = sorted(os.path.join(args.dir, e) for e in os.listdir(args.dir)
+                          if e.endswith(".nc"))
+    else:
+        datasets = []
+    if not stores and not datasets:
+        raise CliError(f"verify: no jaxflow store (*.zarr) or dataset (*.nc) at {args.dir}")
     problems = 0
-    for path in paths:
+    for path in stores:
         found = store.verify(path)
         problems += len(found)
         print("\n".join(found) if found else store.describe(path))
+    for path in datasets:
+        try:
+            _, warning = _checksum.read(path)
+        except _checksum.DatasetError as err:
+            problems += 1
+            print(str(err))
+            continue
+        print(warning or f"dataset {path}: every variable matches its checksum")
     return 1 if problems else 0
 
 
@@ -778,6 +966,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "several figures as F-NAME.suffix)")
     p.add_argument("--format", choices=FIGURE_FORMATS,
                    help="figure files' format in an --out directory (default png)")
+    p.add_argument("--salvage", action="store_true",
+                   help="plot a dataset that does not match its checksum anyway (with a warning)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("threshold", help="theory threshold of one (depth, ratio)")
@@ -788,8 +978,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finish", type=float, default=0.9, help="the finish fraction")
     p.set_defaults(func=cmd_threshold)
 
-    p = sub.add_parser("verify", help="check a store's chunks against their checksums")
-    p.add_argument("dir", help="a store (*.zarr) or a directory holding stores (an --out)")
+    p = sub.add_parser("verify", help="check stores' chunks and datasets against their checksums")
+    p.add_argument("dir", help="a store (*.zarr), a dataset (*.nc) or a directory holding them "
+                               "(an --out)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("info", help="versions, devices, float64, cache")
@@ -827,7 +1018,7 @@ def main(argv=None) -> int:
     except CliError as err:
         _remove_created_dirs()
         print(f"jaxflow: error: {err}", file=sys.stderr)
-        return 2
+        return err.status
     except KeyboardInterrupt:
         _remove_created_dirs()
         print("jaxflow: interrupted (rerun with --resume to continue)", file=sys.stderr)

@@ -50,6 +50,7 @@ __all__ = [
     "check_seed",
     "check_steps",
     "check_type",
+    "read_toml",
     "suggest",
 ]
 
@@ -105,7 +106,8 @@ def check_fractions(start: float, finish: float) -> None:
     ConfigError: start and finish must satisfy 0 < start < finish < 1
     """
     if not (0 < start < finish < 1):
-        raise ConfigError(f"start and finish must satisfy 0 < start < finish < 1, got {start}, {finish}")
+        raise ConfigError("start and finish must satisfy 0 < start < finish < 1, got "
+                          f"{start}, {finish}")
 
 
 # Fields the experiment configs share, by name, and what each must be.
@@ -234,6 +236,64 @@ def suggest(unknown, known) -> str:
     return f" (did you mean {', '.join(dict.fromkeys(close))}?)" if close else ""
 
 
+def read_toml(path) -> dict[str, Any]:
+    """The table of a TOML configuration file, or a one-line ConfigError.
+
+    Refused without reading further: a path that is not a regular file (a FIFO or a terminal
+    would block for ever, a directory is no configuration; other character devices are read,
+    bounded), a file over ``MAX_CONFIG_BYTES``
+    (``/dev/zero``), bytes that are not UTF-8, invalid TOML, and TOML nested too deeply for
+    the parser (a RecursionError).
+
+    >>> import os, tempfile
+    >>> fifo = os.path.join(tempfile.mkdtemp(), "config.toml")
+    >>> os.mkfifo(fifo)
+    >>> read_toml(fifo)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: config file ... is not a regular file (a FIFO)...
+    """
+    import stat
+
+    try:
+        # O_NONBLOCK: opening a FIFO without a writer returns at once instead of blocking.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        # Character devices are read, bounded (/dev/null, /dev/zero), but never a terminal.
+        if not (stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and not os.isatty(fd))):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a terminal or device")
+            raise ConfigError(f"config file {path} is not a regular file ({kind}); pass a "
+                              "TOML file")
+        # Bounded: /dev/zero or a multi-gigabyte file is refused, not read whole.
+        raw = b""
+        while len(raw) <= MAX_CONFIG_BYTES:
+            piece = os.read(fd, MAX_CONFIG_BYTES + 1 - len(raw))
+            if not piece:
+                break
+            raw += piece
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes; is it "
+                          "a configuration file?")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}); TOML "
+                          "files are UTF-8") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply; a jaxflow "
+                          "config is a flat table") from None
+
+
 def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -287,6 +347,7 @@ class ExperimentConfig:
         AXES: names of the swept axes (lists of distinct numbers, stored as floats).
         SMOKE: the options of :meth:`smoke` (reduced sizes: seconds, for tests and CI).
         MODEL: written as ``model = ...`` at the head of :meth:`to_toml` (and accepted back).
+        HINTS: ``{field: what to do}``, appended to the refusal of a value of the wrong kind.
 
     Example (a subclass, as
     :class:`~jaxflow.experiments.phase_diagram.PhaseDiagramConfig` is one):
@@ -306,14 +367,22 @@ class ExperimentConfig:
     AXES: ClassVar[tuple[str, ...]] = ()
     SMOKE: ClassVar[Mapping[str, Any]] = {}
     MODEL: ClassVar[str] = ""
+    # What to do when an option of the wrong kind is refused, per field (appended to the error).
+    HINTS: ClassVar[Mapping[str, str]] = {}
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name in self.AXES:
-                value = as_axis(field.name, value)
-            else:
-                value = check_type(field.name, value, field.type)
+            try:
+                if field.name in self.AXES:
+                    value = as_axis(field.name, value)
+                else:
+                    value = check_type(field.name, value, field.type)
+            except ConfigError as err:
+                hint = self.HINTS.get(field.name)
+                if hint is None:
+                    raise
+                raise ConfigError(f"{err}; {hint}") from None
             object.__setattr__(self, field.name, value)
         check_known_fields(self)
         self.check()
@@ -362,21 +431,7 @@ class ExperimentConfig:
         over ``defaults`` (e.g. ``cls.SMOKE`` for ``jaxflow experiment NAME --smoke``)."""
         table: dict[str, Any] = dict(defaults or {})
         if path is not None:
-            try:
-                with open(path, "rb") as fh:
-                    # Bounded: /dev/zero or a multi-gigabyte file is refused, not read whole.
-                    raw = fh.read(MAX_CONFIG_BYTES + 1)
-                if len(raw) > MAX_CONFIG_BYTES:
-                    raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} "
-                                      "bytes; is it a configuration file?")
-                table.update(tomllib.loads(raw.decode("utf-8")))
-            except OSError as err:
-                raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
-            except UnicodeDecodeError as err:
-                raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}); "
-                                  "TOML files are UTF-8") from None
-            except tomllib.TOMLDecodeError as err:
-                raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+            table.update(read_toml(path))
         table.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(table)
 

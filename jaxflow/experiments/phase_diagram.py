@@ -79,6 +79,8 @@ DEFAULT_RATIOS = tuple(float(1.0 + x) for x in np.geomspace(1e-3, 10.0, 32))
 # ln sigma0, log-spaced in ln(1/sigma0) over [ln 10, 1e4] (ascending): both regimes in one grid.
 DEFAULT_LOG_SCALES = tuple(float(-x) for x in np.geomspace(math.log(10.0), 1e4, 128)[::-1])
 DTYPES = ("float64", "float32")
+DTYPE_HINT = ('write dtype = "float64" (exact, the default) or dtype = "float32" (fast on GPU/TPU; '
+              "lanes it cannot resolve are recomputed in float64) in the config, or pass --dtype")
 # Smallest ln sigma0 the bracket search tries. The state is ln sigma and the clock runs in the
 # plateau's own unit, so nothing underflows there; a threshold below it (only 1 < N < 2, close
 # to where thresholds vanish, and N = 1, which never learns incrementally) is "not found".
@@ -117,6 +119,7 @@ class PhaseDiagramConfig(ExperimentConfig):
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "ratios", "log_scales")
     MODEL: ClassVar[str] = "toy"
+    HINTS: ClassVar[dict] = {"dtype": DTYPE_HINT}
     # Two depths, two ratios, 13 scales: every row has its threshold inside the grid.
     SMOKE: ClassVar[dict] = dict(depths=(2.0, 3.0), ratios=(1.5, 3.0),
                                  log_scales=tuple(k * math.log(10.0) for k in range(-14, -1)),
@@ -161,7 +164,8 @@ class PhaseDiagramConfig(ExperimentConfig):
             if not (0 < getattr(self, name) < 1):
                 raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
         if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}; "
+                              f"{DTYPE_HINT}")
         for name in ("max_steps", "chunk_size", "refine_iterations"):
             object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 
@@ -490,6 +494,48 @@ def theory_thresholds(config: PhaseDiagramConfig) -> np.ndarray:
     )
 
 
+# Outputs per point (margin_in_unit, log_time_unit: float64; status, steps: 4 bytes at most),
+# the variables derived from them (margin, incremental, the grid copies of the labelling), and
+# per (depth, ratio) row the exact threshold's and the refinement's working arrays.
+BYTES_PER_POINT = 24
+DERIVED_BYTES_PER_POINT = 40
+BYTES_PER_ROW = 4096
+SECONDS_PER_POINT = 2e-5  # measured: 12-20 us per trajectory per CPU device
+
+
+def request_estimate(counts, *, chunk_size: int, store: bool):
+    """The cost of a phase diagram of ``counts = (depths, ratios, scales)`` values, from the
+    counts alone (:func:`jaxflow.sweep.estimate.request`; nothing is built).
+
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> e = pd.request_estimate((1000, 1000, 1000), chunk_size=2048, store=True)
+    >>> e.points, e.memory > 10**11
+    (1000000000, True)
+    """
+    from jaxflow.sweep import estimate
+
+    n_depths, n_ratios, _ = (int(c) for c in counts)
+    e = estimate.request(counts, bytes_per_point=BYTES_PER_POINT, chunk_size=chunk_size,
+                         store=store, extra_per_point=DERIVED_BYTES_PER_POINT,
+                         seconds_per_point=SECONDS_PER_POINT)
+    return dataclasses.replace(e, memory=e.memory + n_depths * n_ratios * BYTES_PER_ROW)
+
+
+def _check_size(config: PhaseDiagramConfig, store) -> None:
+    """Refuse (SweepError, one line) a request too big for the machine, before any work."""
+    from jaxflow.sweep import resources
+
+    counts = (len(config.depths), len(config.ratios), len(config.log_scales))
+    new_store = store is not None and not os.path.exists(store)
+    e = request_estimate(counts, chunk_size=config.chunk_size, store=new_store)
+    try:
+        resources.check(memory=e.memory, disk=e.disk, where=store)
+    except resources.SizeError as err:
+        raise sweep.SweepError(f"{e.points} points ({counts[0]} depths x {counts[1]} ratios x "
+                               f"{counts[2]} scales) in chunks of {config.chunk_size}: "
+                               f"{err}") from None
+
+
 @_x64.needs_x64
 def run(
     config: PhaseDiagramConfig | None = None,
@@ -533,6 +579,8 @@ def run(
     re-slices and replots one.
     """
     config = config or PhaseDiagramConfig()
+    if size_check:  # before any runner, thread or file exists
+        _check_size(config, store)
     if config.dtype == "float32":
         runner = Float32Runner(config, devices=devices)
     else:

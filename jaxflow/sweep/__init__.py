@@ -3,8 +3,10 @@
 The runner (:mod:`~jaxflow.sweep.runner`: :func:`run`, :class:`Runner`) is the public face;
 beside it live the zarr store of finished chunks (:mod:`~jaxflow.sweep.store`), its one-writer
 lock (:mod:`~jaxflow.sweep.lock`), whole-or-nothing file writes (:mod:`~jaxflow.sweep.atomic`),
-the size guard (:mod:`~jaxflow.sweep.resources`) and progress bars
-(:mod:`~jaxflow.sweep.progress`).
+the checksums of exported datasets (:mod:`~jaxflow.sweep.checksum`), the estimate of a request
+from its axis counts (:mod:`~jaxflow.sweep.estimate`) and the size guard that checks it against
+the machine (:mod:`~jaxflow.sweep.resources`), which programs may run on several CPU devices at
+once (:mod:`~jaxflow.sweep.concurrency`) and progress bars (:mod:`~jaxflow.sweep.progress`).
 """
 
 from jaxflow.sweep.runner import (
@@ -24,6 +26,9 @@ from jaxflow.sweep.runner import (
 )
 from jaxflow.sweep.runner import (
     Runner as Runner,
+)
+from jaxflow.sweep.runner import (
+    StoreDamagedError as StoreDamagedError,
 )
 from jaxflow.sweep.runner import (
     SweepError as SweepError,
@@ -46,6 +51,6 @@ from jaxflow.sweep.runner import (
 
 __all__ = [
     "AbstractRunner", "CHUNK_LOG_ENV", "DEFAULT_BATCH", "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_WAIT_TIMEOUT", "Runner", "SweepError", "estimate_size", "git_commit",
-    "package_versions", "run", "run_metadata",
+    "DEFAULT_WAIT_TIMEOUT", "Runner", "StoreDamagedError", "SweepError", "estimate_size",
+    "git_commit", "package_versions", "run", "run_metadata",
 ]

@@ -12,6 +12,10 @@ Every file jaxflow exports (``.nc``, figures) goes through :func:`write_atomical
 * any failure (ENOSPC, EIO, a read-only file system, SIGINT) removes the temporary file and
   raises :class:`ExportError` (one line) or ``KeyboardInterrupt``, and leaves the target as it was.
 
+A process killed with SIGKILL mid-write cannot clean up: its temporary file (named after its
+pid) is removed by the next export into that directory once that pid is gone
+(:func:`remove_stale_temporaries`).
+
 SIGINT is held off while a file is written (:func:`interrupts_deferred`) and delivered between
 steps, after the cleanup, as ``KeyboardInterrupt``: an interrupt inside C code could otherwise
 be swallowed (printed as "Exception ignored") and the command would exit 0.
@@ -26,14 +30,15 @@ Example:
 
 import contextlib
 import os
+import re
 import signal
 import threading
 
 from jaxflow.sweep import resources as _resources
 
 __all__ = [
-    "CHUNK", "ExportError", "check_interrupt", "interrupts_deferred", "temporary_file",
-    "write_atomically",
+    "CHUNK", "ExportError", "check_interrupt", "interrupts_deferred", "remove_stale_temporaries",
+    "temporary_file", "write_atomically",
 ]
 
 CHUNK = 1 << 20  # bytes per os.write: an interrupt is delivered within one chunk
@@ -85,6 +90,43 @@ def temporary_file(path) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise ExportError(f"cannot create a temporary file in {directory}")
+
+
+_TEMPORARY = re.compile(r"\..*\.(\d+)-[0-9a-f]{8}\.partial(\.[^.]*)?")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or not a pid: leave its file alone
+    return True
+
+
+def remove_stale_temporaries(directory) -> int:
+    """Remove the temporary files of :func:`temporary_file` in ``directory`` whose process is
+    gone (killed mid-write); return their count.
+
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(out, ".fig.999999999-0a1b2c3d.partial.png"), "w").close()
+    >>> remove_stale_temporaries(out), os.listdir(out)
+    (1, [])
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not _alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 def _reason(err: OSError) -> str:

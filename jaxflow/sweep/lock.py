@@ -8,6 +8,12 @@ it lays the store out and writes its chunks, process 1 holds ``writer-1``, and a
 process 0 is refused while the first one's is alive. ``flock`` locks die with their process, so a
 run killed with SIGKILL never leaves a stale lock behind.
 
+The lock is keyed by the store's **resolved** path (``os.path.realpath``): the same store
+reached through a symbolic link, a ``..`` or a relative path is one store with one lock, so two
+runs cannot write it at once through two spellings of its path. A lock file left behind by a
+killed run is not stale in any harmful sense: the OS released its lock with the process, and the
+next run takes it over (the holder line is rewritten).
+
 The holder writes ``pid <pid> host <host>`` into the lock file once it holds it, so a refusal can
 name who holds the store. The lock file is opened with ``O_NOFOLLOW`` (by filelock, and here when
 writing the holder), so a symlink planted under its name is never followed.
@@ -67,7 +73,8 @@ class WriterLock:
 
     def __init__(self, store, process_index: int = 0):
         self.store = os.fspath(store)
-        self.path = lock_path(self.store, process_index)
+        # One lock per store, whatever path reaches it (links, "..", relative paths).
+        self.path = lock_path(os.path.realpath(self.store), process_index)
         self.process_index = int(process_index)
         # thread_local=False: the lock belongs to the run, whatever thread releases it.
         self._lock = filelock.FileLock(self.path, timeout=0, thread_local=False)

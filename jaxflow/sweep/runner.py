@@ -18,10 +18,10 @@ How it runs:
   cross-device reduction, and results bitwise identical whatever the device count
   (:class:`Runner`).
 * With a ``store`` path, each finished chunk is written to a **zarr** store at once
-  (:mod:`jaxflow.sweep.store`): its data, then its checksum, then its completion flag. An interrupted
-  sweep (Ctrl-C, kill -9) rerun with ``resume=True`` verifies every finished chunk, computes only
-  the missing or corrupt ones and yields exactly the dataset an uninterrupted run yields; the
-  final read-back is verified too. A full or unwritable disk stops the sweep with a
+  (:mod:`jaxflow.sweep.store`): its data, then its checksum, then its completion flag. An
+  interrupted sweep (Ctrl-C, kill -9) rerun with ``resume=True`` verifies every finished chunk,
+  computes only the missing or corrupt ones and yields exactly the dataset an uninterrupted run
+  yields; the final read-back is verified too. A full or unwritable disk stops the sweep with a
   :class:`SweepError` naming the store; the chunks already finished stay valid for ``resume``.
   One run writes a store at a time: a second one is refused, naming the holder
   (:mod:`jaxflow.sweep.lock`).
@@ -72,6 +72,8 @@ import xarray as xr
 
 from jaxflow import _x64
 from jaxflow._integers import check_integer
+from jaxflow.sweep import concurrency as _concurrency
+from jaxflow.sweep import estimate as _estimate
 from jaxflow.sweep import lock as _store_lock
 from jaxflow.sweep import progress as _progress
 from jaxflow.sweep import resources as _resources
@@ -79,8 +81,8 @@ from jaxflow.sweep import store as _store
 
 __all__ = [
     "AbstractRunner", "CHUNK_LOG_ENV", "DEFAULT_BATCH", "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_WAIT_TIMEOUT", "Runner", "SweepError", "estimate_size", "git_commit",
-    "package_versions", "run", "run_metadata",
+    "DEFAULT_WAIT_TIMEOUT", "Runner", "StoreDamagedError", "SweepError", "estimate_size",
+    "git_commit", "package_versions", "run", "run_metadata",
 ]
 
 DEFAULT_CHUNK_SIZE = 1024
@@ -99,6 +101,11 @@ class SweepError(ValueError):
     ...     print(err)
     axis 'x' has repeated values
     """
+
+
+class StoreDamagedError(SweepError):
+    """The sweep's store is damaged (its metadata, layout or arrays), not misused: the
+    ``jaxflow`` commands exit with status 1 on it."""
 
 
 def _validate_axes(axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
@@ -140,7 +147,8 @@ def package_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {}
-    for pkg in ("jaxflow", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy", "xarray", "zarr"):
+    for pkg in ("jaxflow", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy", "xarray",
+                "zarr"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -301,6 +309,7 @@ class Runner(AbstractRunner):
             return jax.lax.map(fn, points, batch_size=self.batch)
 
         self._call = jax.jit(lanes)
+        self._serial = None  # decided on the first call (see jaxflow.sweep.concurrency)
 
     def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one compiled call on up to ``call_size`` points (padded with a real point).
@@ -324,15 +333,25 @@ class Runner(AbstractRunner):
         # in float32 there), so it is entered again in each one.
         x64 = False if self.float32 else _x64.x64_enabled()
 
+        def inputs(k):
+            rows = index[k * share:(k + 1) * share]
+            return {name: jax.device_put(np.asarray(np.asarray(v)[rows], dtype=dtype),
+                                         self.devices[k]) for name, v in points.items()}
+
         def launch(k):
             with jax.enable_x64(x64):
-                rows = index[k * share:(k + 1) * share]
-                part = {name: jax.device_put(np.asarray(np.asarray(v)[rows], dtype=dtype),
-                                             self.devices[k]) for name, v in points.items()}
-                return self._call(part)  # returns once dispatched: the devices run concurrently
+                return self._call(inputs(k))  # returns once dispatched: devices run concurrently
 
+        if self._serial is None:
+            with jax.enable_x64(x64):
+                self._serial = self._one_device_at_a_time(inputs(0))
         if len(self.devices) == 1:
             futures = [launch(0)]
+        elif self._serial:
+            # Batched LAPACK on CPU devices: one device at a time, or the pool deadlocks.
+            futures = []
+            for k in range(len(self.devices)):
+                futures.append(jax.block_until_ready(launch(k)))
         else:
             # Threads only matter on the first call, where each device compiles its program:
             # the compilations overlap instead of running one after another.
@@ -341,10 +360,21 @@ class Runner(AbstractRunner):
         return {name: np.concatenate([np.asarray(f[name]) for f in futures])[:n]
                 for name in futures[0]}
 
+    def _one_device_at_a_time(self, part) -> bool:
+        """Whether this runner's program must run on one CPU device at a time
+        (:mod:`jaxflow.sweep.concurrency`). Lowering shares the call's trace: no retrace."""
+        if len(self.devices) == 1 or any(d.platform != "cpu" for d in self.devices):
+            return False
+        with jax.enable_x64(False) if self.float32 else contextlib.nullcontext():
+            text = self._call.lower(part).as_text()
+        return _concurrency.serial_devices(text, [d.platform for d in self.devices])
 
-def _fingerprint(axes: dict[str, np.ndarray], chunk_size: int, seed: int, config: str, shapes) -> str:
+
+def _fingerprint(axes: dict[str, np.ndarray], chunk_size: int, seed: int, config: str,
+                 shapes) -> str:
     # Everything that decides where a stored value belongs: the axes *in order* (the flat
-    # layout follows the grid shape), chunking, shuffle, config and the outputs' shapes.
+    # layout follows the grid shape), chunking, shuffle, config, the outputs' shapes and the
+    # jaxflow version that computes them.
     blob = json.dumps(
         {
             "axes": [[k, v.tolist()] for k, v in axes.items()],
@@ -352,6 +382,7 @@ def _fingerprint(axes: dict[str, np.ndarray], chunk_size: int, seed: int, config
             "seed": seed,
             "config": config,
             "outputs": [[k, list(s), str(d)] for k, (s, d) in sorted(shapes.items())],
+            "jaxflow": _store._version(),
         },
         sort_keys=True,
     )
@@ -379,9 +410,10 @@ def estimate_size(n_points: int, n_axes: int, chunk_size: int, call_size: int, s
                   store: bool) -> tuple[int, int]:
     """Upper bounds of a sweep's peak memory and store size in bytes: ``(memory, disk)``.
 
-    Counts the big arrays: the shuffled order and the points of the padded grid, the outputs
-    (read back from the store, placed on the grid, and in the dataset), one call's lanes on the
-    device, and the store's uncompressed chunks plus a file system block per small file.
+    Counts the big arrays (:func:`jaxflow.sweep.estimate.sweep_memory`): the shuffled order
+    and the points of the padded grid, the outputs (read back from the store, placed on the
+    grid, and in the dataset), one call's lanes on the device; and the store's uncompressed
+    chunks plus a file system block per small file.
 
     >>> import numpy as np
     >>> from jaxflow import sweep
@@ -394,8 +426,7 @@ def estimate_size(n_points: int, n_axes: int, chunk_size: int, call_size: int, s
     n_chunks = padded // int(chunk_size)
     per_point = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize
                     for s, d in dict(shapes).values())
-    memory = (padded * (8 + 2 * 8 * n_axes + 3 * per_point)
-              + 2 * call_size * (8 * n_axes + per_point))
+    memory = _estimate.sweep_memory(n_points, n_axes, chunk_size, call_size, per_point)
     disk = padded * per_point + n_chunks * (2 + len(shapes)) * 4096 if store else 0
     return int(memory), int(disk)
 
@@ -506,7 +537,8 @@ def run(
     n = math.prod(shape)
     n_chunks = -(-n // chunk)
 
-    example = {k: jax.ShapeDtypeStruct((), jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32) for k in axes}
+    scalar = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+    example = {k: jax.ShapeDtypeStruct((), scalar) for k in axes}
     out_shapes = jax.eval_shape(runner.fn, example)
     shapes = {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in out_shapes.items()}
     if size_check:
@@ -611,10 +643,14 @@ def _open_store(path, layout, fingerprint, resume, process_index, process_count,
             else:
                 backing = _store.Store.attach(path, layout=layout, fingerprint=fingerprint,
                                               wait_timeout=wait_timeout)
+        except _store.StoreDamagedError as err:
+            raise StoreDamagedError(str(err)) from None
         except _store.StoreError as err:
             raise SweepError(str(err)) from None
         except OSError as err:
             raise _store_error(path, "lay out", err) from None
+        if process_count == 1:  # no cooperating writer: zarr's leftovers of a killed run
+            _store.remove_partial_files(path)
         yield backing
     finally:
         lock.release()
@@ -682,7 +718,7 @@ def _read_verified(backing, compute) -> dict[str, np.ndarray]:
         raise _store_error(backing.path, "read", err) from None
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
-        raise SweepError(
+        raise StoreDamagedError(
             f"store {backing.path}: chunk {i} does not match its checksum even after being "
             "recomputed (is another program writing to the store?); run `jaxflow verify` on it"
         )

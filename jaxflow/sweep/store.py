@@ -12,6 +12,17 @@ chunk half-rewritten by a killed process is caught, never read as data. The fill
 pass for data either: NaN for floats, the most negative integer for signed integers, the largest
 for unsigned ones.
 
+The checksum is bound to **place** as well as content: it is keyed by the store's identity
+(:func:`store_key`: the sweep's fingerprint, the jaxflow version that wrote the store and a
+random id drawn when the store was laid out) and covers the chunk's index. So two chunks swapped
+inside a store, or a chunk (with its checksum) copied in from another store of the same shape,
+fail their checks like any damaged chunk and are recomputed on resume. NaN is hashed as one
+canonical NaN: a chunk of all-NaN lanes, which zarr leaves unwritten (it equals the fill value)
+and reads back with the fill value's NaN bits, verifies as the NaN it was.
+
+A store written by another jaxflow version is refused on resume, in one line (its layout and
+numerics may differ); ``jaxflow verify`` still checks it.
+
 The layout (array names, dtypes, shapes, chunking, format version) is stored in the group's
 attributes next to the sweep's fingerprint, and checked on every open: a changed dtype or a
 removed array is reported, not read. A new store is laid out in a fresh temporary directory
@@ -37,19 +48,23 @@ Example:
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Mapping
 
 import numpy as np
 
 __all__ = [
-    "FORMAT", "Layout", "Store", "StoreError", "checksum", "describe", "fill_value",
-    "find_stores", "layout_problem", "verify",
+    "FORMAT", "Layout", "Store", "StoreError", "StoreDamagedError", "checksum", "describe",
+    "fill_value", "find_stores", "layout_problem", "remove_partial_files", "store_key",
+    "verify",
 ]
 
-FORMAT = 2  # 1: no checksums (jaxflow <= 0.1 before issue 14)
+# 1: no checksums; 2: checksums of content only; 3: checksums keyed by store and chunk index
+FORMAT = 3
 
 
 class StoreError(ValueError):
@@ -58,6 +73,30 @@ class StoreError(ValueError):
     The message is one line naming the store (and the chunk, where one is at fault) and what to
     do next.
     """
+
+
+class StoreDamagedError(StoreError):
+    """The store's own records (metadata, layout, arrays) are damaged: not a usage error.
+
+    The ``jaxflow`` commands exit with status 1 on it (status 2 on other StoreErrors).
+    """
+
+
+def _version() -> str:
+    from jaxflow import __version__
+
+    return str(__version__)
+
+
+def store_key(fingerprint: str, version: str, store_id: str) -> bytes:
+    """The key of a store's chunk checksums: its sweep, the jaxflow that wrote it, its own id.
+
+    >>> key = store_key("abc", "0.1.0", "0" * 32)
+    >>> len(key), key == store_key("abc", "0.2.0", "0" * 32)
+    (32, False)
+    """
+    blob = "\0".join(["jaxflow-store", str(fingerprint), str(version), str(store_id)])
+    return hashlib.sha256(blob.encode()).digest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,17 +150,29 @@ def fill_value(dtype) -> object:
     return False
 
 
-def checksum(chunk: Mapping[str, np.ndarray], layout: Layout) -> int:
-    """64-bit BLAKE2b of one chunk's outputs, in the store's dtypes and name order.
+def checksum(chunk: Mapping[str, np.ndarray], layout: Layout, index: int = 0,
+             key: bytes = b"") -> int:
+    """64-bit BLAKE2b of chunk ``index``'s outputs, in the store's dtypes and name order, keyed
+    by the store's :func:`store_key`; every NaN hashes as one canonical NaN.
 
-    >>> layout = Layout(2, 1, {"y": ((), np.dtype("float64"))})
+    >>> layout = Layout(2, 2, {"y": ((), np.dtype("float64"))})
     >>> checksum({"y": np.array([1.0, 2.0])}, layout) == checksum({"y": [1.0, 2.0]}, layout)
     True
+    >>> checksum({"y": [1.0, 2.0]}, layout, 0) == checksum({"y": [1.0, 2.0]}, layout, 1)
+    False
+    >>> minus_nan = -np.array([np.nan, np.nan])      # the sign bit set
+    >>> checksum({"y": minus_nan}, layout) == checksum({"y": [np.nan, np.nan]}, layout)
+    True
     """
-    digest = hashlib.blake2b(digest_size=8)
+    digest = hashlib.blake2b(digest_size=8, key=bytes(key)[:64])
+    digest.update(int(index).to_bytes(8, "little", signed=True))
     for name in sorted(layout.outputs):
         shape, dtype = layout.outputs[name]
         values = np.ascontiguousarray(np.asarray(chunk[name], dtype=dtype))
+        if values.dtype.kind in "fc":
+            nan = np.isnan(values)
+            if nan.any():
+                values = np.where(nan, np.array(np.nan, dtype=values.dtype), values)
         digest.update(name.encode())
         digest.update(values.tobytes())
     return int.from_bytes(digest.digest(), "little")
@@ -161,6 +212,10 @@ class Store:
         self.path = path
         self.group = group
         self.layout = layout
+        attrs = group.attrs
+        self.version = str(attrs.get("jaxflow_version", ""))
+        self.key = store_key(attrs.get("fingerprint", ""), self.version,
+                             attrs.get("store_id", ""))
 
     # ---------------------------------------------------------------- opening
 
@@ -190,6 +245,12 @@ class Store:
                     "or choose another output directory"
                 )
             store = cls._open_existing(path, mode="r+")
+            if store.version != _version():
+                raise StoreError(
+                    f"store {path} was written by jaxflow {store.version or 'an older version'}, "
+                    f"this is jaxflow {_version()}: resume it with that version, or move it away "
+                    "and rerun without --resume"
+                )
             if store.group.attrs.get("fingerprint") != fingerprint:
                 raise StoreError(
                     f"store {path} was written by a different sweep (axes, chunk size, seed or "
@@ -231,7 +292,7 @@ class Store:
             group = zarr.open_group(path, mode=mode)
             table = group.attrs.get("layout")
             if table is None:
-                raise StoreError(
+                raise StoreDamagedError(
                     f"store {path} has no layout record (written by an older jaxflow, without "
                     "checksums, or not by jaxflow); move it away and rerun without --resume"
                 )
@@ -239,7 +300,7 @@ class Store:
         except (OSError, StoreError):
             raise
         except Exception as err:  # noqa: BLE001 -- bad JSON, missing keys, foreign metadata
-            raise StoreError(
+            raise StoreDamagedError(
                 f"store {path} is damaged: its metadata cannot be read ({_one_line(err)}); run "
                 "`jaxflow verify` on it, then move it away and rerun without --resume"
             ) from None
@@ -273,7 +334,8 @@ class Store:
                                dtype=np.uint64, fill_value=0)
             group.create_array("done", shape=(layout.n_chunks,), chunks=(1,), dtype=bool,
                                fill_value=False)
-            group.attrs.update(layout=layout.to_json(), fingerprint=fingerprint)
+            group.attrs.update(layout=layout.to_json(), fingerprint=fingerprint,
+                               jaxflow_version=_version(), store_id=uuid.uuid4().hex)
             os.rename(tmp, path)  # fails (never replaces) if something appeared at path
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -288,7 +350,7 @@ class Store:
             )
         problem = layout_problem(self.group, self.layout)
         if problem:
-            raise StoreError(
+            raise StoreDamagedError(
                 f"store {self.path} is damaged: {problem}; move it away and rerun without --resume"
             )
 
@@ -318,7 +380,8 @@ class Store:
         for i in np.flatnonzero(ok):
             rows = slice(i * size, (i + 1) * size)
             chunk = {k: v[rows] for k, v in data.items()}
-            ok[i] = i not in unreadable and checksum(chunk, self.layout) == int(sums[i])
+            ok[i] = (i not in unreadable
+                     and checksum(chunk, self.layout, i, self.key) == int(sums[i]))
         return data, ok
 
     def verified(self) -> np.ndarray:
@@ -330,13 +393,21 @@ class Store:
         self.group["done"][index] = False
 
     def write(self, index: int, outputs: Mapping[str, np.ndarray]) -> None:
-        """Write chunk ``index``: data, then its checksum, then its done flag."""
+        """Write chunk ``index``: data, then its checksum, then its done flag.
+
+        SIGINT is held off until the chunk is written: zarr cleans its temporary file up after
+        an error, not after a KeyboardInterrupt, which left ``*.partial`` files in the store.
+        """
+        from jaxflow.sweep import atomic as _atomic
+
         size = self.layout.chunk_size
         rows = slice(index * size, (index + 1) * size)
-        for name, (_, dtype) in self.layout.outputs.items():
-            self.group[f"out_{name}"][rows] = np.asarray(outputs[name], dtype=dtype)
-        self.group["checksum"][index] = np.uint64(checksum(outputs, self.layout))
-        self.group["done"][index] = True
+        with _atomic.interrupts_deferred():
+            for name, (_, dtype) in self.layout.outputs.items():
+                self.group[f"out_{name}"][rows] = np.asarray(outputs[name], dtype=dtype)
+            self.group["checksum"][index] = np.uint64(
+                checksum(outputs, self.layout, index, self.key))
+            self.group["done"][index] = True
 
 
 def layout_problem(group, layout: Layout) -> str:
@@ -360,6 +431,31 @@ def layout_problem(group, layout: Layout) -> str:
             return (f"array {name!r} has shape {found[0]} / chunks {found[1]}, expected "
                     f"{shape} / {chunks}")
     return ""
+
+
+# zarr writes each file as <name>.<32 hex digits>.partial, then renames it into place.
+_PARTIAL = re.compile(r".*\.[0-9a-f]{32}\.partial")
+
+
+def remove_partial_files(path) -> int:
+    """Remove zarr's temporary files left in a store by a killed writer; return their count.
+
+    Only call it while holding the store's writer lock with no cooperating process writing.
+
+    >>> import tempfile
+    >>> remove_partial_files(tempfile.mkdtemp())
+    0
+    """
+    removed = 0
+    for root, _, files in os.walk(os.fspath(path)):
+        for name in files:
+            if _PARTIAL.fullmatch(name):
+                try:
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
 
 
 def find_stores(path) -> list[str]:
@@ -396,7 +492,7 @@ def verify(path) -> list[str]:
         return [f"store {path}: cannot read it: {err.strerror or err}"]
     if store.group.attrs.get("layout", {}).get("format") != FORMAT:
         return [f"store {path} has format {store.group.attrs['layout'].get('format')}, expected "
-                f"{FORMAT}; rerun without --resume"]
+                f"{FORMAT} (written by an older jaxflow); move it away and rerun without --resume"]
     problem = layout_problem(store.group, store.layout)
     if problem:
         return [f"store {path} is damaged: {problem}; move it away and rerun without --resume"]

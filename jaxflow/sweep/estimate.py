@@ -1,0 +1,76 @@
+"""What a sweep will cost, from the sizes of its axes alone: memory, disk and time.
+
+Made before anything exists: the command line counts its axis specifications (``MIN:MAX:NUM``
+is ``NUM`` values, never built), so a request too big for the machine is refused in well under
+a second, before an axis array, a thread, a folder or a file is made
+(:mod:`jaxflow.sweep.resources` compares the estimate with the machine).
+
+The memory estimate counts the large arrays of :func:`jaxflow.sweep.run`: the shuffled order (8
+bytes a point, twice while it is padded), the flat grid indices and points (16 bytes per point
+and axis), the outputs three times (read back from the store, placed on the grid, copied into
+the dataset), ``extra_per_point`` bytes of derived variables, one call's lanes, and each axis
+value as Python objects (the config, the store's fingerprint). Checked against the measured peak
+(within a factor 2, tests/test_limits.py).
+
+Example:
+    >>> e = request((1000, 1000, 1000), bytes_per_point=24, chunk_size=2048, store=True)
+    >>> e.points, e.memory > 10**11, e.disk > 2 * 10**10
+    (1000000000, True, True)
+"""
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+__all__ = ["AXIS_VALUE_BYTES", "Estimate", "request", "sweep_memory"]
+
+# One axis value as Python objects: a float in a list, a tuple, a set, its JSON text (measured
+# ~130 bytes for 1e6 values of a geomspace axis).
+AXIS_VALUE_BYTES = 160
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Upper bounds of one request: ``points``, ``memory`` and ``disk`` bytes, ``seconds``."""
+
+    points: int
+    memory: int
+    disk: int
+    seconds: float
+
+
+def sweep_memory(n_points: int, n_axes: int, chunk_size: int, call_size: int,
+                 bytes_per_point: int) -> int:
+    """Peak bytes of the large arrays of :func:`jaxflow.sweep.run` (see the module docstring).
+
+    >>> sweep_memory(10**6, 3, 1024, 1024, 8) // 10**6   # megabytes
+    88
+    """
+    padded = -(-int(n_points) // int(chunk_size)) * int(chunk_size)
+    return int(padded * (16 + 16 * n_axes + 3 * bytes_per_point)
+               + 2 * call_size * (8 * n_axes + bytes_per_point))
+
+
+def request(counts: Sequence[int], *, bytes_per_point: int, chunk_size: int,
+            call_size: int | None = None, store: bool, extra_per_point: int = 0,
+            seconds_per_point: float = 0.0) -> Estimate:
+    """The estimate of a sweep over axes of ``counts`` values (nothing is built).
+
+    Args:
+        counts: the number of values of each axis.
+        bytes_per_point: the outputs' bytes per grid point.
+        chunk_size, call_size: as in :class:`jaxflow.sweep.Runner` (``call_size`` defaults to
+            ``chunk_size``).
+        store: whether a new store is written (its disk space is counted).
+        extra_per_point: bytes per point of variables derived after the sweep.
+        seconds_per_point: the measured cost of one point on one device (0: unknown).
+    """
+    counts = [int(c) for c in counts]
+    n = math.prod(counts)
+    call_size = int(call_size or chunk_size)
+    memory = (sweep_memory(n, len(counts), chunk_size, call_size, bytes_per_point)
+              + n * int(extra_per_point) + sum(counts) * AXIS_VALUE_BYTES)
+    n_chunks = -(-n // int(chunk_size))
+    disk = (n_chunks * int(chunk_size) * bytes_per_point + n_chunks * 4 * 4096) if store else 0
+    return Estimate(points=n, memory=int(memory), disk=int(disk),
+                    seconds=float(n * seconds_per_point))
