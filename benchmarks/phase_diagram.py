@@ -3,7 +3,7 @@
 Runs the command once with an empty XLA cache (cold), reads the dataset it wrote and stores the
 wall time, the number of trajectories, the worst threshold error, the fitted slopes against
 N/(N-2) and depth 2's constant in ``benchmarks/results/phase_diagram.json``, where
-``benchmarks/numbers.py`` reads them for README.md and the docs.
+``benchmarks/fill_numbers.py`` reads them for README.md and the docs.
 
     python benchmarks/phase_diagram.py [--out results/phase_diagram]
 """

@@ -1,7 +1,7 @@
 """Numbers in README.md and docs/ cannot go stale: each performance or accuracy number stands in
-a generated block filled from benchmarks/results/*.json by benchmarks/numbers.py.
+a generated block filled from benchmarks/results/*.json by benchmarks/fill_numbers.py.
 
-After rerunning a benchmark: ``python benchmarks/numbers.py`` rewrites the blocks.
+After rerunning a benchmark: ``python benchmarks/fill_numbers.py`` rewrites the blocks.
 """
 
 import importlib.util
@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def _numbers_module():
     spec = importlib.util.spec_from_file_location("numbers_script",
-                                                  ROOT / "benchmarks" / "numbers.py")
+                                                  ROOT / "benchmarks" / "fill_numbers.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -38,7 +38,7 @@ def test_every_generated_block_is_up_to_date():
     for page in numbers.pages():
         text = page.read_text()
         assert numbers.fill(text, str(page)) == text, (
-            f"{page.relative_to(ROOT)}: stale generated numbers; run python benchmarks/numbers.py")
+            f"{page.relative_to(ROOT)}: stale numbers; run python benchmarks/fill_numbers.py")
 
 
 def test_there_are_generated_blocks_in_the_readme_and_the_docs():

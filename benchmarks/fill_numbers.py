@@ -8,8 +8,8 @@ stands in a generated block,
     <!-- /numbers -->
 
 whose text :data:`BLOCKS` renders from ``benchmarks/results/*.json`` (each block names its
-source). ``python benchmarks/numbers.py`` rewrites every block; ``--check`` changes nothing and
-exits 1 naming the stale blocks. tests/test_docs_numbers.py runs the check and fails on any
+source). ``python benchmarks/fill_numbers.py`` rewrites every block; ``--check`` changes nothing
+and exits 1 naming the stale blocks. tests/test_docs_numbers.py runs the check and fails on any
 number with a unit (s, us, x, %, e-N) written outside a block.
 
 After rerunning a benchmark (``python benchmarks/phase_diagram.py``, ...), run this script and
