@@ -40,8 +40,9 @@ def saddle_staircase(ds: xr.Dataset) -> plt.Figure:
     flow_ds = ds.sel(backend="flow", depth=depth)
     alphas = [a for a in ds["alpha"].values if bool(flow_ds["ran"].sel(alpha=a))]
     # Scales are ordered values, like depths: a sequential colour-blind-safe map (cividis, so
-    # that they are not read as depths).
-    shades = plt.get_cmap("cividis")(np.linspace(0.0, 0.9, len(alphas)))
+    # that they are not read as depths), the smallest scale darkest whatever the stored order.
+    rank = np.argsort(np.argsort(alphas))
+    shades = plt.get_cmap("cividis")(np.linspace(0.0, 0.9, len(alphas))[rank])
     betas = ds["oracle_beta"].values[: oracle_t.size + 1]
     learned = np.flatnonzero(np.abs(betas).max(0) > 0)
     fig, (ax_loss, ax_beta) = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH, 2.8),
