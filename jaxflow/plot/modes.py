@@ -159,7 +159,7 @@ def classification(ds: xr.Dataset, title: str, value_label: str, *, mode_labels=
         3
     """
     depths = [int(d) for d in ds["depth"].values]
-    fig = plt.figure(figsize=(style.PAGE_WIDTH, 4.2), layout="constrained")
+    fig = plt.figure(figsize=(style.PAGE_WIDTH, 4.8), layout="constrained")
     grid = fig.add_gridspec(2, len(depths), height_ratios=(1.6, 1.0))
     times = ds["time"].values
     positive = times > 0  # a log time axis
@@ -204,7 +204,8 @@ def classification(ds: xr.Dataset, title: str, value_label: str, *, mode_labels=
     ax.set_ylabel("correlation with target")
     ax.grid(alpha=0.25, lw=0.5)
     more, more_labels = ax.get_legend_handles_labels()
-    style.legend_outside(fig, handles + more, labels + more_labels)
+    # below the panels: beside them it would take a third of the width from five depths
+    style.legend_outside(fig, handles + more, labels + more_labels, where="bottom", ncol=4)
     fig.suptitle(title)
     return fig
 
