@@ -41,7 +41,7 @@ def test_every_page_of_the_nav_is_built(site):
 
 
 def test_api_reference_documents_the_public_functions(site):
-    html = (site / "api" / "theory" / "index.html").read_text()
+    html = (site / "api" / "jaxflow.oracles.theory" / "index.html").read_text()
     for name in ("learning_time", "incremental_threshold", "incremental_margin"):
         assert f'id="jaxflow.oracles.theory.{name}"' in html, name
 
@@ -49,3 +49,84 @@ def test_api_reference_documents_the_public_functions(site):
 def test_science_pages_never_point_outside_the_repository():
     for page in (ROOT / "docs").rglob("*.md"):
         assert "PAPER" not in page.read_text(), page
+
+
+def _public_modules() -> list[str]:
+    """Every public module of the installed package, found by importing it (pkgutil)."""
+    import pkgutil
+
+    import jaxflow
+
+    names = ["jaxflow"]
+    for info in pkgutil.walk_packages(jaxflow.__path__, "jaxflow."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return names
+
+
+def test_every_public_module_has_an_api_page(site):
+    import jaxflow
+
+    names = _public_modules()
+    # the map in the package's docstring names the modules by their short paths
+    for short in re.findall(r"``(\w+)``", jaxflow.__doc__):
+        module = getattr(jaxflow, short, None)
+        if module is not None and hasattr(module, "__name__"):
+            assert module.__name__ in names, short
+    for name in names:
+        page = site / "api" / name / "index.html"
+        assert page.is_file(), name
+        assert f'id="{name}' in page.read_text(), name
+
+
+_RAW_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc):")
+
+
+def test_the_site_has_no_raw_roles_and_links_its_references(site):
+    pages = list(site.rglob("*.html"))
+    raw = [str(p.relative_to(site)) for p in pages if _RAW_ROLE.search(p.read_text())]
+    assert not raw, raw
+    # a role of the sweep package's docstring (:func:`run`) is a link to the runner's entry
+    html = (site / "api" / "jaxflow.sweep" / "index.html").read_text()
+    assert re.search(r'<a [^>]*href="[^"]*jaxflow\.sweep\.runner/#jaxflow\.sweep\.runner\.run"',
+                     html)
+
+
+def test_private_names_have_no_entries(site):
+    for page in (site / "api").rglob("index.html"):
+        ids = re.findall(r'id="(jaxflow\.[^"]+)"', page.read_text())
+        private = [i for i in ids if any(p.startswith("_") for p in i.split("."))]
+        assert not private, (page, private)
+
+
+def test_every_notebook_is_in_the_nav_with_its_math_and_figures(site):
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"notebooks/{notebook.name}" in nav, notebook.name
+        html = (site / "notebooks" / notebook.stem / "index.html").read_text()
+        assert "data:image/png;base64" in html, notebook.name  # the stored figures
+        # one MathJax: the site's version 3 with its configuration, not the renderer's own
+        assert "MathJax.Hub" not in html and "mathjax/2." not in html, notebook.name
+        config = html.index("javascripts/mathjax.js")
+        assert config < html.index("mathjax@3"), notebook.name
+    config = (ROOT / "docs" / "javascripts" / "mathjax.js").read_text()
+    assert '["$", "$"]' in config
+
+
+def test_an_unresolved_reference_is_left_to_fail_the_strict_build():
+    import griffe
+
+    sys.path.insert(0, str(ROOT / "docs" / "hooks"))
+    try:
+        import crossrefs
+    finally:
+        sys.path.pop(0)
+    package = griffe.load("jaxflow", search_paths=[str(ROOT)])
+    runner = package["sweep"]
+    text = (":func:`run`, :func:`~jaxflow.theory.learning_time`, :func:`nowhere`, "
+            ":func:`jax.jit`")
+    out = crossrefs.rewrite(text, runner, package)
+    assert "[`run`][jaxflow.sweep.runner.run]" in out
+    assert "[`learning_time`][jaxflow.oracles.theory.learning_time]" in out
+    assert "[`nowhere`][nowhere]" in out  # autorefs finds no target: a warning, so --strict fails
+    assert "`jax.jit`" in out and "[`jax.jit`]" not in out

@@ -4,11 +4,15 @@
   at the repository root, where the tests execute them; ``on_files`` hands them to mkdocs-jupyter
   as if they were in ``docs/notebooks/``, before the plugin's own ``on_files`` (higher priority)
   so that it converts them.
+* The notebook renderer loads and configures its own MathJax (version 2) in every notebook
+  page; ``on_post_page`` takes that block out, so that the site's one MathJax 3
+  (``docs/javascripts/mathjax.js``, ``$`` for inline math) typesets notebooks and pages alike.
 * Docstring examples (``>>>`` lines outside a code block) are shown as code: the docstrings are
   doctests first, and Markdown would otherwise read their printed lists as reference links.
 """
 
 import pathlib
+import re
 
 from markdown import Extension
 from markdown.preprocessors import Preprocessor
@@ -66,3 +70,13 @@ def on_files(files, config):
             )
         )
     return files
+
+
+_NOTEBOOK_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->",
+                               flags=re.S)
+
+
+def on_post_page(output, page, config):
+    if page.file.src_uri.endswith(".ipynb"):
+        output = _NOTEBOOK_MATHJAX.sub("", output)
+    return output

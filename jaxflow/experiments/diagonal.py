@@ -168,11 +168,11 @@ def figures(ds: xr.Dataset) -> dict:
     from jaxflow import plot  # the layer above: imported on use, as is its matplotlib
 
     title = (f"Diagonal networks, {ds.attrs['loss']} loss (d = {ds.attrs['d']}, "
-             f"m = {ds.attrs['m']}): |beta_i| on the support of w*")
+             f"m = {ds.attrs['m']}): $|\\beta_i|$ on the support of $w^*$")
     # The modes' targets are all 1 (beta has no finite limit): the legend names each coordinate
     # by its entry of w* instead (before normalization; the modes are ordered as these).
     values = sorted(np.abs(np.atleast_1d(ds.attrs["values"])), reverse=True)
     values += [0.0] * ds.sizes["mode"]
     labels = [f"$w^*_i$ ∝ {v:g}" if v else "off the support ($w^*_i$ = 0)"
               for v in values[: ds.sizes["mode"]]]
-    return {"diagonal": plot.classification(ds, title, "|beta_i|", mode_labels=labels)}
+    return {"diagonal": plot.classification(ds, title, r"$|\beta_i|$", mode_labels=labels)}

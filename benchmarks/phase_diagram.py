@@ -1,0 +1,82 @@
+"""Time ``jaxflow phase-diagram`` on its defaults and record its accuracy, as JSON.
+
+Runs the command once with an empty XLA cache (cold), reads the dataset it wrote and stores the
+wall time, the number of trajectories, the worst threshold error, the fitted slopes against
+N/(N-2) and depth 2's constant in ``benchmarks/results/phase_diagram.json``, where
+``benchmarks/fill_numbers.py`` reads them for README.md and the docs.
+
+    python benchmarks/phase_diagram.py [--out results/phase_diagram]
+"""
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import xarray as xr
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _commit() -> str:
+    """The checkout's commit, ``-dirty`` appended when tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
+                              text=True).stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "results" / "phase_diagram"))
+    parser.add_argument("--json",
+                        default=str(ROOT / "benchmarks" / "results" / "phase_diagram.json"))
+    args = parser.parse_args(argv)
+
+    from jaxflow.experiments import phase_diagram as pd
+
+    load = list(os.getloadavg())  # before the run: what else was using the cores
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, JAXFLOW_CACHE_DIR=cache)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "jaxflow.cli", "phase-diagram", "--out", args.out,
+                        "--quiet"], check=True, env=env)
+        wall = time.perf_counter() - start
+    ds = xr.load_dataset(pathlib.Path(args.out) / "phase_diagram.nc")
+    slopes = pd.fitted_slopes(ds)
+    deviations = [abs(s / pd.theory_slope(d) - 1) for d, s in slopes.items()
+                  if d > 2 and not math.isinf(d) and np.isfinite(s)]
+    fitted, exact = pd.depth2_constant(ds)
+    result = {
+        "benchmark": "phase_diagram",
+        "command": "jaxflow phase-diagram (defaults, empty XLA cache)",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": _commit(),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "load_average": load},
+        "wall_s": wall,
+        "trajectories": int(ds["incremental"].size),
+        "depths": ds.sizes["depth"],
+        "ratios": ds.sizes["ratio"],
+        "scales": ds.sizes["log_scale"],
+        "max_log_threshold_error": float(ds.attrs["max_log_threshold_error"]),
+        "rtol": float(ds.attrs["rtol"]),
+        "max_slope_deviation": max(deviations),
+        "depth2_constant_fitted": fitted,
+        "depth2_constant_exact": exact,
+    }
+    pathlib.Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The figure style holds in every figure function: depth colours are a function of the depth's
+value (the same everywhere, neighbours apart in greyscale), legends cover no axes, labels are
+mathtext, and each figure matches its stored image within a tolerance.
+
+The stored images are in tests/baseline_images/ (rendered from jaxflow.plot.example_dataset at
+a low dpi). After an intended change of a figure, rewrite them with
+``JAXFLOW_UPDATE_BASELINES=1 python -m pytest tests/test_figures.py`` and look at them.
+"""
+
+import math
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
+from matplotlib.testing.compare import compare_images
+
+from jaxflow import plot
+from jaxflow.plot import style
+
+BASELINES = pathlib.Path(__file__).parent / "baseline_images"
+BASELINE_DPI = 50
+# RMS difference over 0-255 grey levels: font rasterization differs a little between FreeType
+# builds; a moved legend, a missing line or a changed layout is far above it.
+TOLERANCE = 2.0
+
+ex = plot.example_dataset
+FIGURES = {
+    "phase_diagram": lambda: plot.phase_diagram(ex("phase_diagram")),
+    "thresholds": lambda: plot.thresholds(ex("phase_diagram")),
+    "staircase": lambda: plot.staircase(ex("staircase"), title="staircase"),
+    "quadratic": lambda: plot.quadratic(ex("quadratic")),
+    "classification": lambda: plot.classification(ex("classification"), "classification",
+                                                  r"$|\beta_i|$"),
+    "omp_picks": lambda: plot.omp_picks(ex("omp_picks")),
+    "generalization": lambda: plot.generalization(ex("generalization")),
+    "factor_diagram": lambda: plot.factor_diagram(ex("factor_diagram")),
+    "saddle_staircase": lambda: plot.saddle_staircase(ex("saddles")),
+    "jump_times": lambda: plot.jump_times(ex("saddles")),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FIGURES))
+def figure(request):
+    fig = FIGURES[request.param]()
+    fig.canvas.draw()
+    yield request.param, fig
+    plt.close(fig)
+
+
+# --- the style functions -------------------------------------------------------------------
+
+def test_depth_colour_depends_on_the_value_only():
+    assert plot.depth_colour(3) == plot.depth_colour(3.0) == plot.depth_colour(np.float32(3))
+    assert plot.depth_colour(math.inf) != plot.depth_colour(20.0)
+    assert plot.depth_colour(0.5) == plot.depth_colour(1.0)  # below the range: depth 1's
+    # a depth between two canonical ones lies between them in greyscale
+    assert (style.grey(plot.depth_colour(6.0)) < style.grey(plot.depth_colour(7.0))
+            < style.grey(plot.depth_colour(8.0)))
+    with pytest.raises(ValueError, match="NaN"):
+        plot.depth_colour(math.nan)
+
+
+def test_neighbouring_depths_stay_distinct_in_greyscale():
+    greys = np.array([style.grey(plot.depth_colour(d)) for d in style.CANONICAL_DEPTHS])
+    # deeper is lighter, and every step between neighbours is visible in a greyscale print
+    assert np.all(np.diff(greys) >= 0.05), np.diff(greys)
+    dense = [style.grey(plot.depth_colour(d)) for d in np.linspace(1.0, 50.0, 400)]
+    assert np.all(np.diff(dense) >= 0)
+
+
+def _depth_colours_drawn(fig) -> dict:
+    """{depth label: colour} of the legend entries of a figure that name a depth."""
+    found = {}
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    for legend in legends:
+        for handle, text in zip(legend.legend_handles, legend.get_texts()):
+            label = text.get_text()
+            if re.fullmatch(r"\$N = [^$]+\$", label):
+                found[label] = to_hex(handle.get_color())
+    return found
+
+
+def test_the_same_depth_has_the_same_colour_in_every_figure():
+    depth_figures = {
+        "thresholds": plot.thresholds(ex("phase_diagram")),  # depths 2, 3
+        "thresholds of depth 3 alone": plot.thresholds(ex("phase_diagram").sel(depth=[3.0])),
+        "generalization": plot.generalization(ex("generalization")),  # depths 1, 3
+        "factor_diagram": plot.factor_diagram(ex("factor_diagram")),  # depths 1, 3
+        "jump_times": plot.jump_times(ex("saddles")),  # depths 2, 3
+    }
+    for name, fig in depth_figures.items():
+        drawn = _depth_colours_drawn(fig)
+        assert style.depth_label(3) in drawn, name
+        for label, colour in drawn.items():
+            depth = math.inf if "infty" in label else float(label.strip("$").split("= ")[1])
+            assert colour == plot.depth_colour(depth), (name, label)
+        plt.close(fig)
+
+
+# --- every figure function -----------------------------------------------------------------
+
+def test_legends_cover_no_axes(figure):
+    name, fig = figure
+    renderer = fig.canvas.get_renderer()
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert legends, name
+    page = fig.bbox
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1, (name, "legend off the page")
+        assert page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1, (name, "legend off the page")
+        for ax in fig.axes:
+            if ax.get_visible():
+                assert not box.overlaps(ax.bbox), (name, "legend over an axis")
+
+
+# ASCII spellings of symbols that belong in mathtext
+_ASCII = re.compile(r"sigma0|sigma_|alpha|beta_|lambda_|\binf\b|\br ?- ?1\b|\^")
+
+
+def _outside_math(text: str) -> str:
+    return re.sub(r"\$[^$]*\$", "", text)
+
+
+def test_labels_are_mathtext(figure):
+    name, fig = figure
+    texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+    ascii_math = [t for t in texts if _ASCII.search(_outside_math(t))]
+    assert not ascii_math, (name, ascii_math)
+
+
+def test_figures_are_sized_for_a_paper(figure):
+    name, fig = figure
+    width, height = fig.get_size_inches()
+    assert width <= style.PAGE_WIDTH + 1e-9 and height <= 9, name
+    assert style.DPI >= 150
+
+
+def test_figures_match_their_stored_images(figure, tmp_path):
+    name, fig = figure
+    expected = BASELINES / f"{name}.png"
+    if os.environ.get("JAXFLOW_UPDATE_BASELINES") == "1":
+        BASELINES.mkdir(exist_ok=True)
+        fig.savefig(expected, dpi=BASELINE_DPI, metadata={"Software": None})
+        pytest.skip(f"rewrote {expected.name}")
+    actual = tmp_path / f"{name}.png"
+    fig.savefig(actual, dpi=BASELINE_DPI, metadata={"Software": None})
+    result = compare_images(str(expected), str(actual), tol=TOLERANCE, in_decorator=True)
+    assert result is None, (name, result)
+
+
+def test_save_writes_pngs_at_the_style_dpi(tmp_path):
+    from PIL import Image
+
+    fig = plot.staircase(ex("staircase"))
+    width = fig.get_size_inches()[0]
+    path = plot.save(fig, tmp_path / "staircase.png")
+    assert Image.open(path).size[0] == round(width * style.DPI)
+
+
+def test_importing_plot_leaves_the_backend_alone():
+    code = ("import matplotlib; import jaxflow.plot; "
+            "print(matplotlib.get_backend())")
+    env = dict(os.environ, MPLBACKEND="ps", JAXFLOW_CPU_DEVICES="1")
+    env.pop("DISPLAY", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().lower() == "ps"
