@@ -6,7 +6,7 @@ an ``O(eta)`` error. :func:`gradient_descent` runs a fixed number of optimizer s
 its trajectory on that time axis, so that gradient descent and gradient flow (``jaxflow.engine.flow``)
 are compared on the same ``t``.
 
-Design (see DESIGN.md and notes/engineering.md section 2):
+Design (measured choices):
 
 - Nested ``lax.scan``: an outer scan over ``num_steps // save_every`` chunks and an inner scan
   over the ``save_every`` steps of a chunk. Only a small summary (the loss and the tracked
