@@ -62,7 +62,9 @@ def test_the_library_checks_the_size_before_any_thread(monkeypatch):
 MEASURE = textwrap.dedent(
     """
     import os, tempfile
+    import jax
     import numpy as np
+    jax.config.update("jax_enable_x64", True)  # jaxflow leaves x64 to its caller
     from jaxflow import sweep
     from jaxflow.sweep import estimate
 
