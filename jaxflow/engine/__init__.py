@@ -35,3 +35,8 @@ from jaxflow.engine import (
 from jaxflow.engine import (
     trajectory as trajectory,
 )
+
+__all__ = [
+    "clock", "coordinatewise", "descent", "flow", "regula_falsi", "rkc", "solvers", "status",
+    "trajectory",
+]

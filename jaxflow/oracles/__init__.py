@@ -18,3 +18,5 @@ from jaxflow.oracles import (
 from jaxflow.oracles import (
     theory as theory,
 )
+
+__all__ = ["incremental", "jump_process", "saddles", "theory"]
