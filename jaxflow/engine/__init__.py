@@ -1,11 +1,12 @@
 """The engine: how a problem is trained.
 
 Gradient flow (:mod:`~jaxflow.engine.flow`, diffrax) and gradient descent
-(:mod:`~jaxflow.engine.descent`, optax) return the one :class:`~jaxflow.engine.trajectory.Trajectory`
-with a per-lane :mod:`~jaxflow.engine.status` code. The flow's clock (:mod:`~jaxflow.engine.clock`),
-its declared solver interface (:mod:`~jaxflow.engine.solvers`, :mod:`~jaxflow.engine.rkc`), the
-per-coordinate split of separable models (:mod:`~jaxflow.engine.coordinatewise`) and the event
-root finder (:mod:`~jaxflow.engine.regula_falsi`) live beside them.
+(:mod:`~jaxflow.engine.descent`, optax) return the one
+:class:`~jaxflow.engine.trajectory.Trajectory` with a per-lane :mod:`~jaxflow.engine.status`
+code. The flow's clock (:mod:`~jaxflow.engine.clock`), its declared solver interface
+(:mod:`~jaxflow.engine.solvers`, :mod:`~jaxflow.engine.rkc`), the per-coordinate split of
+separable models (:mod:`~jaxflow.engine.coordinatewise`) and the event root finder
+(:mod:`~jaxflow.engine.regula_falsi`) live beside them.
 """
 
 from jaxflow.engine import (
