@@ -343,8 +343,7 @@ class Runner(AbstractRunner):
                 return self._call(inputs(k))  # returns once dispatched: devices run concurrently
 
         if self._serial is None:
-            with jax.enable_x64(x64):
-                self._serial = self._one_device_at_a_time(inputs(0))
+            self._serial = self._one_device_at_a_time(inputs(0))
         if len(self.devices) == 1:
             futures = [launch(0)]
         elif self._serial:
