@@ -1,5 +1,11 @@
 """jaxflow: gradient flow and gradient descent of depth-N models, at scale, in JAX.
 
+One contract for every method, in the style of ``diffrax.diffeqsolve``::
+
+    trajectory = jaxflow.solve(jaxflow.Problem(loss=..., params0=..., modes=..., targets=...),
+                               jaxflow.Flow() or jaxflow.Descent(learning_rate=...),
+                               jaxflow.Request(save_times=..., fractions=..., horizon=...))
+
 Importing jaxflow (or any of its modules) changes no global setting: JAX's x64 mode and CPU device
 count and matplotlib's backend stay as the user had them. jaxflow computes in float64, so turn
 x64 on once at the start of a program, ``jax.config.update("jax_enable_x64", True)``; a float64
@@ -18,6 +24,13 @@ and storage).
 
 import importlib.metadata
 import sys as _sys
+
+from jaxflow.engine.contract import solve as solve
+from jaxflow.engine.methods import Descent as Descent
+from jaxflow.engine.methods import Flow as Flow
+from jaxflow.engine.problem import Problem as Problem
+from jaxflow.engine.request import Request as Request
+from jaxflow.engine.trajectory import Trajectory as Trajectory
 
 from jaxflow import baselines as baselines
 from jaxflow import engine as engine
@@ -40,6 +53,7 @@ for _module in (descent, flow, status, trajectory, incremental, jump_process, sa
 del _module
 
 __all__ = [
+    "Descent", "Flow", "Problem", "Request", "Trajectory", "solve",
     "baselines", "descent", "flow", "incremental", "jump_process", "models", "saddles", "status",
     "sweep", "theory",
 ]
