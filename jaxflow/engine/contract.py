@@ -49,6 +49,19 @@ def _check_stop_rule(problem: Problem, request: Request) -> None:
         )
 
 
+def _check_batch(problem: Problem) -> int:
+    """The batch size: the one leading axis of every array leaf of params0, args and targets."""
+    leaves = jax.tree.leaves((problem.params0, problem.args, problem.targets))
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
+    if len(sizes) != 1 or None in sizes:
+        shapes = sorted({str(np.shape(leaf)) for leaf in leaves})
+        raise ValueError(
+            "batched=True needs a leading axis of one size on every array leaf of params0, args "
+            f"and targets; got leaves of shapes {', '.join(shapes)}"
+        )
+    return sizes.pop()
+
+
 def solve(problem: Problem, method: Flow | Descent, request: Request | None = None, *,
           batched: bool = False) -> Trajectory:
     """Train ``problem`` by ``method`` and answer ``request``.
@@ -91,18 +104,17 @@ def solve(problem: Problem, method: Flow | Descent, request: Request | None = No
     if not batched:
         return method.run(problem, request)
 
+    _check_batch(problem)
+
     def one(params0, args, targets):
+        if targets is not None and np.ndim(targets) != 1:
+            raise ValueError(
+                "batched=True needs a leading batch axis on targets (one (M,) row per problem); "
+                f"got targets of shape {np.shape(problem.targets)}"
+            )
         lane = Problem(params0=params0, args=args, loss=problem.loss,
                        vector_field=problem.vector_field, modes=problem.modes, targets=targets,
                        time_scale=problem.time_scale, clock=problem.clock)
         return method.run(lane, request)
 
-    try:
-        return jax.vmap(one)(problem.params0, problem.args, problem.targets)
-    except ValueError as error:
-        if "vmap" not in str(error):
-            raise
-        raise ValueError(
-            "batched=True needs a leading axis of one size on every array leaf of params0, args "
-            f"and targets ({str(error).splitlines()[0]})"
-        ) from None
+    return jax.vmap(one)(problem.params0, problem.args, problem.targets)

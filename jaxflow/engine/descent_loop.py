@@ -12,9 +12,11 @@ new values of the same shapes and dtypes reuse the compiled program. The loss, t
 optimizer, the step budget and ``check_every`` are static.
 
 The run is read on the flow-time axis ``t = time_scale * learning_rate * step``: save times map
-to the nearest step, the horizon to the first step at or past it, and learning times are the
-times of the first step at which ``modes / targets`` reached each fraction (checked after every
-step).
+to the nearest step, the horizon to the first step at or past it. The first step at which
+``modes / targets`` reached each fraction (checked after every step) is ``learning_steps``; the
+learning time locates the crossing between that step and the one before by linear
+interpolation of the progress, so that it is a smooth function of the learning rate (the
+first-order error of the scheme, not a step's rounding).
 """
 
 from collections.abc import Callable
@@ -92,9 +94,19 @@ def descent_loop(
     has_horizon = stop_step < cap
     asked_any = jnp.any(required)
 
+    def progress(modes):
+        return jnp.where(has_target, modes / safe, -jnp.inf)
+
     def reached(modes):
-        ratio = jnp.where(has_target, modes / safe, -jnp.inf)
-        return ratio[:, None] >= fractions[None, :]
+        return progress(modes)[:, None] >= fractions[None, :]
+
+    def crossing(before, after, step_before):
+        """The time a fraction is crossed between two steps, interpolated linearly in the
+        progress (a step's own time where the progress does not move)."""
+        a, b = progress(before)[:, None], progress(after)[:, None]
+        width = jnp.where(b > a, b - a, 1.0)
+        theta = jnp.clip(jnp.where(b > a, (fractions[None, :] - a) / width, 1.0), 0.0, 1.0)
+        return dt * (step_before.astype(dt.dtype) + theta)
 
     def answered(first):
         return jnp.all((first >= 0) | ~required)
@@ -115,7 +127,7 @@ def descent_loop(
     carry0 = dict(
         params=params0, opt_state=optim.init(params0), loss=loss0, grads=grads0, modes=modes0,
         status=status0, diverged_step=jnp.where(status0 == OK, -1, 0).astype(jnp.int32),
-        first=first0, step=zero, saved_modes=jnp.full(save_steps.shape + modes0.shape, jnp.nan,
+        first=first0, crossed=jnp.where(first0 >= 0, 0.0, jnp.inf).astype(dt.dtype), step=zero, saved_modes=jnp.full(save_steps.shape + modes0.shape, jnp.nan,
                                                       modes0.dtype),
         saved_loss=jnp.full(save_steps.shape, jnp.nan, loss0.dtype),
         stationary=jnp.asarray(False), done=ends(zero, first0, status0),
@@ -133,7 +145,9 @@ def descent_loop(
         new_step = carry["step"] + active.astype(jnp.int32)
         failed = jnp.where(params_ok, DIVERGED, NONFINITE).astype(jnp.int8)
         status = jnp.where(failing, failed, carry["status"])
-        first = jnp.where(reached(modes) & (carry["first"] < 0) & accept, new_step, carry["first"])
+        hit = reached(modes) & (carry["first"] < 0) & accept
+        first = jnp.where(hit, new_step, carry["first"])
+        crossed = jnp.where(hit, crossing(carry["modes"], modes, carry["step"]), carry["crossed"])
         out = dict(
             carry,
             params=_select(accept, params, carry["params"]),
@@ -144,6 +158,7 @@ def descent_loop(
             status=status,
             diverged_step=jnp.where(failing, new_step, carry["diverged_step"]),
             first=first,
+            crossed=crossed,
             step=new_step,
             done=carry["done"] | ends(new_step, first, status),
         )
@@ -222,7 +237,7 @@ def _trajectory(final, carry0, save_steps, stop_step, has_horizon, required, dt,
     return DescentTrajectory(
         times=time(save_steps),
         modes=saved_modes,
-        learning_times=jnp.where(first >= 0, time(first), jnp.asarray(jnp.inf, dt.dtype)),
+        learning_times=final["crossed"],
         fractions=fractions,
         final_time=time(taken),
         final_modes=final["modes"],

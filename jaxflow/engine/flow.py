@@ -351,7 +351,7 @@ def _step(problem: _Problem, c: _LoopState) -> _LoopState:
         expand = lambda leaf: crossed.reshape(crossed.shape + (1,) * (leaf.ndim - crossed.ndim))
         fresh = jtu.tree_map(lambda leaf: jnp.broadcast_to(leaf, crossed.shape + leaf.shape), record)
         records = jtu.tree_map(lambda new, old: jnp.where(expand(old), new, old), fresh, records)
-    else:
+    elif crossed.size:  # (no learning time asked: nothing to locate)
         # Large states: locate now, and only on iterations where some lane crossed.
         learning = jax.lax.cond(
             eqxi.unvmap_any(crossed),
@@ -401,7 +401,7 @@ def _step(problem: _Problem, c: _LoopState) -> _LoopState:
 def _finish(problem: _Problem, final: _LoopState, found0) -> Trajectory:
     """Locate the stored crossings and fill the saves of a lane that stopped early."""
     learning = final.learning
-    if final.records is not None:
+    if final.records is not None and final.found.size:
         recorded = final.found & ~found0
         learning = jnp.where(recorded, _crossing_times(problem, final.records, True), learning)
     y_final, t_final = final.z
