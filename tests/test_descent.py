@@ -157,9 +157,10 @@ def test_learning_times_match_flow(depth):
         assert np.all(steps[lane][reached] >= 0)
         measured = np.asarray(traj.learning_times[lane])
         found = steps[lane] >= 0
-        np.testing.assert_allclose(measured[found], lr * steps[lane][found] / depth, rtol=1e-14)
-        # O(lr) agreement with the exact learning times: measured |dT| / lr in 0.06..0.82 (GD
-        # lags slightly, plus rounding up to the next step, up to lr / depth).
+        # the learning time is interpolated inside the step that crossed (learning_steps)
+        step_time = lr * steps[lane][found] / depth
+        assert np.all((measured[found] > step_time - lr / depth) & (measured[found] <= step_time))
+        # O(lr) agreement with the exact learning times (GD lags slightly).
         assert np.all(np.abs(measured[reached] - exact[reached]) < lr), (lane, measured, exact)
         # never reached -> -1 / inf
         assert np.all((steps[lane] >= 0) | np.isinf(measured))
