@@ -1,10 +1,13 @@
 """The compiled loop of gradient descent: optax steps, saves, learning times and stops.
 
-One ``lax.while_loop`` over chunks of ``check_every`` steps, each chunk a ``lax.scan`` of masked
-steps: a run that has stopped (or failed) mid-chunk stays frozen (``jnp.where``), so under
-``vmap`` every lane stops on its own rule and never poisons the others. Between chunks the loop
-checks stationarity (:mod:`jaxflow.engine.stationarity`, one Hessian-vector product), so that
-check costs ``1/check_every`` of a gradient per step.
+Two nested ``lax.while_loop``: the inner one takes steps up to the next *boundary* (the next
+save, the next stationarity check every ``check_every`` steps, or a stop), the outer one records
+the save there and checks stationarity (:mod:`jaxflow.engine.stationarity`, one Hessian-vector
+product, so ``1/check_every`` of a gradient per step). Saves are written once per boundary, never
+per step (a carried save buffer written inside the step loop is copied at every step: measured
+4x slower on the toy model). A failed step freezes its lane (``jnp.where``); under ``vmap`` the
+loops run until the last lane stops, the others held where they stopped, so no lane poisons
+another.
 
 Everything that changes between points of a sweep is a traced array (learning rate, initial
 parameters, args, targets, fractions, save times, horizon, loss bound, time scale, tolerance):
@@ -67,6 +70,49 @@ def _horizon_step(horizon, dt, cap):
     return jnp.where(jnp.isfinite(horizon), jnp.minimum(n, cap), cap).astype(jnp.int32)
 
 
+class _Rules(eqx.Module):
+    """What the loop reads and never changes: the time axis, the targets, the stop rules."""
+
+    dt: jax.Array  # flow time per step: time_scale * learning_rate
+    targets: jax.Array
+    fractions: jax.Array
+    required: jax.Array  # (M, F)
+    save_steps: jax.Array  # (K,) int32
+    stop_step: jax.Array  # the horizon's step (max_steps + 1: none)
+    loss_bound: jax.Array
+    max_steps: int = eqx.field(static=True)
+
+    @property
+    def has_horizon(self):
+        return self.stop_step <= self.max_steps
+
+    def progress(self, modes):
+        has = self.targets != 0
+        return jnp.where(has, modes / jnp.where(has, self.targets, 1.0), -jnp.inf)
+
+    def reached(self, modes):
+        return self.progress(modes)[:, None] >= self.fractions[None, :]
+
+    def crossing(self, before, after, step_before):
+        """The flow time at which each fraction is crossed between two steps, interpolated
+        linearly in the progress (the later step's time where the progress does not move)."""
+        a, b = self.progress(before)[:, None], self.progress(after)[:, None]
+        moved = b > a
+        theta = jnp.where(moved, (self.fractions[None, :] - a) / jnp.where(moved, b - a, 1.0), 1.0)
+        return self.dt * (step_before.astype(self.dt.dtype) + jnp.clip(theta, 0.0, 1.0))
+
+    def answered(self, first):
+        return jnp.all((first >= 0) | ~self.required)
+
+    def ends(self, step, first, status):
+        """Whether a run stops after ``step`` steps (stationarity aside)."""
+        done_asking = self.answered(first) & jnp.any(self.required) & ~self.has_horizon
+        return (status != OK) | (step >= self.stop_step) | (step >= self.max_steps) | done_asking
+
+    def loss_ok(self, value):
+        return jnp.isfinite(value) & (value <= self.loss_bound)
+
+
 def descent_loop(
     params0, learning_rate, args, targets, fractions, required, save_times, horizon, loss_bound,
     time_scale, stationary_tol, *, loss_fn, modes_fn, optimizer, max_steps, check_every,
@@ -77,7 +123,6 @@ def descent_loop(
     Returns a :class:`~jaxflow.engine.trajectory.DescentTrajectory`.
     """
     dt = learning_rate * time_scale
-    cap = max_steps + 1  # "never within the budget"
     optim = optimizer(learning_rate)
     value_and_grad = jax.value_and_grad(loss_fn)
 
@@ -87,82 +132,16 @@ def descent_loop(
 
     loss0, grads0, modes0 = evaluate(params0)
     targets, required = _targets_and_mask(targets, required, modes0, loss0, fractions)
-    has_target = targets != 0
-    safe = jnp.where(has_target, targets, 1.0)
-    save_steps = _steps_of(save_times, dt, cap)
-    stop_step = _horizon_step(horizon, dt, cap)
-    has_horizon = stop_step < cap
-    asked_any = jnp.any(required)
+    rules = _Rules(dt=dt, targets=targets, fractions=fractions, required=required,
+                   save_steps=_steps_of(save_times, dt, max_steps + 1),
+                   stop_step=_horizon_step(horizon, dt, max_steps + 1),
+                   loss_bound=loss_bound.astype(loss0.dtype), max_steps=max_steps)
+    carry0 = _initial_carry(rules, params0, optim.init(params0), loss0, grads0, modes0)
 
-    def progress(modes):
-        return jnp.where(has_target, modes / safe, -jnp.inf)
-
-    def reached(modes):
-        return progress(modes)[:, None] >= fractions[None, :]
-
-    def crossing(before, after, step_before):
-        """The time a fraction is crossed between two steps, interpolated linearly in the
-        progress (a step's own time where the progress does not move)."""
-        a, b = progress(before)[:, None], progress(after)[:, None]
-        width = jnp.where(b > a, b - a, 1.0)
-        theta = jnp.clip(jnp.where(b > a, (fractions[None, :] - a) / width, 1.0), 0.0, 1.0)
-        return dt * (step_before.astype(dt.dtype) + theta)
-
-    def answered(first):
-        return jnp.all((first >= 0) | ~required)
-
-    def ends(step, first, status):
-        """Whether a run stops after ``step`` steps (not counting stationarity)."""
-        done_asking = answered(first) & asked_any & ~has_horizon
-        return (status != OK) | (step >= stop_step) | (step >= max_steps) | done_asking
-
-    def loss_ok(value):
-        return jnp.isfinite(value) & (value <= loss_bound)
-
-    params_ok0 = _all_finite(params0)
-    status0 = jnp.where(params_ok0, jnp.where(loss_ok(loss0), OK, DIVERGED), NONFINITE)
-    status0 = status0.astype(jnp.int8)
-    first0 = jnp.where(reached(modes0), 0, -1).astype(jnp.int32)
-    zero = jnp.asarray(0, jnp.int32)
-    carry0 = dict(
-        params=params0, opt_state=optim.init(params0), loss=loss0, grads=grads0, modes=modes0,
-        status=status0, diverged_step=jnp.where(status0 == OK, -1, 0).astype(jnp.int32),
-        first=first0, crossed=jnp.where(first0 >= 0, 0.0, jnp.inf).astype(dt.dtype), step=zero, saved_modes=jnp.full(save_steps.shape + modes0.shape, jnp.nan,
-                                                      modes0.dtype),
-        saved_loss=jnp.full(save_steps.shape, jnp.nan, loss0.dtype),
-        stationary=jnp.asarray(False), done=ends(zero, first0, status0),
-    )
-    carry0 = _save(carry0, save_steps, zero, status0 == OK)
-
-    def step(carry, _):
-        active = ~carry["done"]
+    def step(carry):
         updates, opt_state = optim.update(carry["grads"], carry["opt_state"], carry["params"])
         params = optax.apply_updates(carry["params"], updates)
-        value, grads, modes = evaluate(params)
-        params_ok = _all_finite(params)
-        accept = active & params_ok & loss_ok(value)
-        failing = active & ~accept
-        new_step = carry["step"] + active.astype(jnp.int32)
-        failed = jnp.where(params_ok, DIVERGED, NONFINITE).astype(jnp.int8)
-        status = jnp.where(failing, failed, carry["status"])
-        hit = reached(modes) & (carry["first"] < 0) & accept
-        first = jnp.where(hit, new_step, carry["first"])
-        crossed = jnp.where(hit, crossing(carry["modes"], modes, carry["step"]), carry["crossed"])
-        out = dict(
-            carry,
-            params=_select(accept, params, carry["params"]),
-            opt_state=_select(accept, opt_state, carry["opt_state"]),
-            loss=jnp.where(accept, value, carry["loss"]),
-            grads=_select(accept, grads, carry["grads"]),
-            modes=jnp.where(accept, modes, carry["modes"]),
-            status=status,
-            diverged_step=jnp.where(failing, new_step, carry["diverged_step"]),
-            first=first,
-            crossed=crossed,
-            step=new_step,
-            done=carry["done"] | ends(new_step, first, status),
-        )
-        return _save(out, save_steps, new_step, accept), None
+        return _after_step(rules, carry, params, opt_state, *evaluate(params))
 
     def check(carry):
         if stationary_tol is None:
@@ -171,13 +150,87 @@ def descent_loop(
         arrived = arrived & (carry["status"] == OK) & ~carry["done"]
         return dict(carry, stationary=arrived, done=carry["done"] | arrived)
 
-    def chunk(carry):
-        carry, _ = lax.scan(step, carry, None, length=check_every)
-        return check(carry)
+    def segment(carry):
+        boundary = _next_boundary(rules, carry, check_every)
+        carry = lax.while_loop(lambda c: (c["step"] < boundary) & ~c["done"], step, carry)
+        carry = _save_at(rules, carry)
+        at_check = (carry["step"] % check_every == 0) & ~carry["done"]
+        return lax.cond(at_check, check, lambda c: c, carry)
 
-    final = lax.while_loop(lambda c: ~c["done"], chunk, check(carry0))
-    return _trajectory(final, carry0, save_steps, stop_step, has_horizon, required, dt,
-                       fractions, modes0, loss0, answered)
+    final = lax.while_loop(lambda c: ~c["done"], segment, check(carry0))
+    return _trajectory(rules, final)
+
+
+def _initial_carry(rules: _Rules, params0, opt_state0, loss0, grads0, modes0) -> dict:
+    """The loop's state at step 0: the initial point judged and saved where asked."""
+    params_ok = _all_finite(params0)
+    status0 = jnp.where(params_ok, jnp.where(rules.loss_ok(loss0), OK, DIVERGED), NONFINITE)
+    status0 = status0.astype(jnp.int8)
+    first0 = jnp.where(rules.reached(modes0), 0, -1).astype(jnp.int32)
+    zero = jnp.asarray(0, jnp.int32)
+    num_saves = rules.save_steps.shape[0]
+    carry = dict(
+        params=params0, opt_state=opt_state0, loss=loss0, grads=grads0, modes=modes0,
+        status=status0, diverged_step=jnp.where(status0 == OK, -1, 0).astype(jnp.int32),
+        first=first0, crossed=jnp.where(first0 >= 0, 0.0, jnp.inf).astype(rules.dt.dtype),
+        step=zero, next_save=zero, stationary=jnp.asarray(False),
+        saved_modes=jnp.full((num_saves,) + modes0.shape, jnp.nan, modes0.dtype),
+        saved_loss=jnp.full((num_saves,), jnp.nan, loss0.dtype),
+        done=rules.ends(zero, first0, status0),
+    )
+    return _save_at(rules, carry)
+
+
+def _after_step(rules: _Rules, carry, params, opt_state, value, grads, modes) -> dict:
+    """Accept the step or freeze the lane (``diverged``, ``nonfinite``); record crossings."""
+    params_ok = _all_finite(params)
+    accept = params_ok & rules.loss_ok(value)
+    new_step = carry["step"] + 1
+    failed = jnp.where(params_ok, DIVERGED, NONFINITE).astype(jnp.int8)
+    status = jnp.where(accept, carry["status"], failed)
+    hit = rules.reached(modes) & (carry["first"] < 0) & accept
+    first = jnp.where(hit, new_step, carry["first"])
+    crossed = rules.crossing(carry["modes"], modes, carry["step"])
+    return dict(
+        carry,
+        params=_select(accept, params, carry["params"]),
+        opt_state=_select(accept, opt_state, carry["opt_state"]),
+        loss=jnp.where(accept, value, carry["loss"]),
+        grads=_select(accept, grads, carry["grads"]),
+        modes=jnp.where(accept, modes, carry["modes"]),
+        status=status,
+        diverged_step=jnp.where(accept, carry["diverged_step"], new_step),
+        first=first,
+        crossed=jnp.where(hit, crossed, carry["crossed"]),
+        step=new_step,
+        done=rules.ends(new_step, first, status),
+    )
+
+
+def _next_boundary(rules: _Rules, carry, check_every: int):
+    """The step at which the inner loop pauses: the next save or stationarity check."""
+    num = rules.save_steps.shape[0]
+    next_check = (carry["step"] // check_every + 1) * check_every
+    if num == 0:
+        return next_check
+    index = jnp.minimum(carry["next_save"], num - 1)
+    next_save = jnp.where(carry["next_save"] < num, rules.save_steps[index], next_check)
+    return jnp.minimum(next_check, next_save)
+
+
+def _save_at(rules: _Rules, carry) -> dict:
+    """Write every save that maps to the current step (if the current state is good)."""
+    num = rules.save_steps.shape[0]
+    if num == 0:
+        return carry
+    here = (rules.save_steps == carry["step"]) & (carry["status"] == OK)
+    later = jnp.sum(rules.save_steps <= carry["step"]).astype(jnp.int32)
+    return dict(
+        carry,
+        saved_modes=jnp.where(here[:, None], carry["modes"], carry["saved_modes"]),
+        saved_loss=jnp.where(here, carry["loss"], carry["saved_loss"]),
+        next_save=later,
+    )
 
 
 def _targets_and_mask(targets, required, modes0, loss0, fractions):
@@ -195,50 +248,27 @@ def _targets_and_mask(targets, required, modes0, loss0, fractions):
     return targets, required_mask(required, targets, fractions.shape[0])
 
 
-def _save(carry, save_steps, step, accept):
-    """Record the modes and loss at the first save mapped to ``step`` (later saves on the same
-    step are copied from it in :func:`_trajectory`)."""
-    num = save_steps.shape[0]
-    if num == 0:
-        return carry
-    pos = jnp.searchsorted(save_steps, step, side="left")
-    index = jnp.minimum(pos, num - 1)
-    hit = accept & (pos < num) & (save_steps[index] == step)
-    modes = carry["saved_modes"].at[index].set(
-        jnp.where(hit, carry["modes"], carry["saved_modes"][index]))
-    loss = carry["saved_loss"].at[index].set(jnp.where(hit, carry["loss"], carry["saved_loss"][index]))
-    return dict(carry, saved_modes=modes, saved_loss=loss)
-
-
-def _trajectory(final, carry0, save_steps, stop_step, has_horizon, required, dt, fractions,
-                modes0, loss0, answered):
-    """The run's :class:`DescentTrajectory`: saves completed, status decided (see
-    :mod:`jaxflow.engine.request` for the rules)."""
-    step, first = final["step"], final["first"]
-    found_all = answered(first)
-    horizon_reached = has_horizon & (step >= stop_step)
-    answered_early = ~has_horizon & found_all & jnp.any(required)
-    status = jnp.where(
-        final["stationary"] | (horizon_reached & found_all) | answered_early,
-        OK, jnp.where(horizon_reached, UNFINISHED, MAX_STEPS),
-    )
+def _trajectory(rules: _Rules, final) -> DescentTrajectory:
+    """The run's :class:`DescentTrajectory`: status decided (:mod:`jaxflow.engine.request`
+    states the rules), saves past the end filled."""
+    step, first, dt = final["step"], final["first"], rules.dt
+    found_all = rules.answered(first)
+    horizon_reached = rules.has_horizon & (step >= rules.stop_step)
+    answered_early = ~rules.has_horizon & found_all & jnp.any(rules.required)
+    status = jnp.where(final["stationary"] | (horizon_reached & found_all) | answered_early,
+                       OK, jnp.where(horizon_reached, UNFINISHED, MAX_STEPS))
     status = jnp.where(final["status"] == OK, status, final["status"]).astype(jnp.int8)
-    # Saves mapped to one step hold the same values; saves past the end hold the final state
-    # where the run ended well (a fixed point, or everything answered) and NaN otherwise.
     failed_at = final["diverged_step"]
     taken = jnp.where(failed_at >= 0, jnp.maximum(failed_at - 1, 0), step)
-    firsts = jnp.searchsorted(save_steps, save_steps, side="left")
-    saved_modes, saved_loss = final["saved_modes"][firsts], final["saved_loss"][firsts]
-    pending = save_steps > taken
-    fill = pending & (status == OK)
-    saved_modes = jnp.where(fill[:, None], final["modes"][None, :], saved_modes)
-    saved_loss = jnp.where(fill, final["loss"], saved_loss)
+    # Saves past the end hold the final state where the run ended well (a fixed point, or
+    # everything answered) and stay NaN otherwise: nothing looks computed that was not.
+    fill = (rules.save_steps > taken) & (status == OK)
     time = lambda steps: dt * steps.astype(dt.dtype)
     return DescentTrajectory(
-        times=time(save_steps),
-        modes=saved_modes,
+        times=time(rules.save_steps),
+        modes=jnp.where(fill[:, None], final["modes"][None, :], final["saved_modes"]),
         learning_times=final["crossed"],
-        fractions=fractions,
+        fractions=rules.fractions,
         final_time=time(taken),
         final_modes=final["modes"],
         final_state=final["params"],
@@ -247,9 +277,9 @@ def _trajectory(final, carry0, save_steps, stop_step, has_horizon, required, dt,
         # one gradient at the initial point, then one per step attempted
         evaluations=(1 + step).astype(jnp.int32),
         status=status,
-        loss=saved_loss,
+        loss=jnp.where(fill, final["loss"], final["saved_loss"]),
         learning_steps=first,
-        diverged_step=final["diverged_step"],
+        diverged_step=failed_at,
     )
 
 
