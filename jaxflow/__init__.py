@@ -25,13 +25,6 @@ and storage).
 import importlib.metadata
 import sys as _sys
 
-from jaxflow.engine.contract import solve as solve
-from jaxflow.engine.methods import Descent as Descent
-from jaxflow.engine.methods import Flow as Flow
-from jaxflow.engine.problem import Problem as Problem
-from jaxflow.engine.request import Request as Request
-from jaxflow.engine.trajectory import Trajectory as Trajectory
-
 from jaxflow import baselines as baselines
 from jaxflow import engine as engine
 from jaxflow import models as models
@@ -41,6 +34,12 @@ from jaxflow.engine import descent as descent
 from jaxflow.engine import flow as flow
 from jaxflow.engine import status as status
 from jaxflow.engine import trajectory as trajectory
+from jaxflow.engine.contract import solve as solve
+from jaxflow.engine.methods import Descent as Descent
+from jaxflow.engine.methods import Flow as Flow
+from jaxflow.engine.problem import Problem as Problem
+from jaxflow.engine.request import Request as Request
+from jaxflow.engine.trajectory import Trajectory as Trajectory
 from jaxflow.oracles import incremental as incremental
 from jaxflow.oracles import jump_process as jump_process
 from jaxflow.oracles import saddles as saddles

@@ -20,10 +20,10 @@ from jaxflow.engine import (
     clock as clock,
 )
 from jaxflow.engine import (
-    coordinatewise as coordinatewise,
+    contract as contract,
 )
 from jaxflow.engine import (
-    contract as contract,
+    coordinatewise as coordinatewise,
 )
 from jaxflow.engine import (
     descent as descent,

@@ -190,7 +190,8 @@ def _after_step(rules: _Rules, carry, params, opt_state, value, grads, modes) ->
     status = jnp.where(accept, carry["status"], failed)
     hit = rules.reached(modes) & (carry["first"] < 0) & accept
     first = jnp.where(hit, new_step, carry["first"])
-    crossed = rules.crossing(carry["modes"], modes, carry["step"])
+    crossed = lax.cond(jnp.any(hit), lambda: rules.crossing(carry["modes"], modes, carry["step"]),
+                       lambda: carry["crossed"])
     return dict(
         carry,
         params=_select(accept, params, carry["params"]),

@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+import jaxflow
 from jaxflow._table import table
 from jaxflow.baselines import max_margin
-from jaxflow.engine import flow, status
+from jaxflow.engine import status
 from jaxflow.experiments.config import (
     ConfigError,
     check_depths,
@@ -96,20 +97,12 @@ def late_check(loss, params0, args, beta_fn, late_times, modes, targets, kkt=Tru
     """The asymptotic check: flow to each late time, then the correlation and (``kkt``) the KKT
     residual of ``beta``'s direction (relative time: the step count grows like ln ln t)."""
     correlation, residual = [], []
+    problem = jaxflow.Problem(loss=loss, params0=params0, args=args, modes=modes, targets=targets)
+    method = jaxflow.Flow(rtol=1e-8, atol=1e-12, refine=False)
     for t in late_times:
-        traj = flow.gradient_flow(
-            loss,
-            params0,
-            args,
-            modes=modes,
-            targets=targets,
-            fractions=(),  # only the state at t matters here
-            t_end=jnp.asarray(float(t)),
-            rtol=1e-8,
-            atol=1e-12,
-            max_steps=100_000,
-            refine=False,
-        )
+        # only the state at t matters here: no learning time asked
+        request = jaxflow.Request(horizon=jnp.asarray(float(t)), fractions=(), max_steps=100_000)
+        traj = jaxflow.solve(problem, method, request)
         b = beta_fn(traj.final_state, args)
         correlation.append(float(dn.cosine(b, args.data.target)))
         residual.append(float(kkt_measure(beta_fn)(traj.final_state, args)) if kkt else np.nan)

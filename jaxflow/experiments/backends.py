@@ -38,8 +38,9 @@ import jax
 import numpy as np
 import xarray as xr
 
+import jaxflow
 from jaxflow import _x64
-from jaxflow.engine import descent, flow, status, trajectory
+from jaxflow.engine import status
 from jaxflow.sweep import progress as _progress
 from jaxflow.sweep import run_metadata
 
@@ -104,51 +105,18 @@ class Spec:
     measures: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Settings:
-    """What :func:`run` asks of every back-end (its arguments, plus the targets and time grid)."""
-
-    targets: np.ndarray
-    times: np.ndarray
-    learning_rate: float
-    num_steps: int
-    save_every: int
-    fractions: tuple[float, ...]
-    rtol: float
-    atol: float
-    max_steps: int
-
-
-def _descent(spec: Spec, params0, args, settings: _Settings) -> trajectory.Trajectory:
-    return descent.gradient_descent(
-        spec.loss, params0, args, learning_rate=settings.learning_rate,
-        num_steps=settings.num_steps, save_every=settings.save_every, modes=spec.modes,
-        targets=settings.targets, fractions=settings.fractions,
-    )
-
-
-def _flow(spec: Spec, params0, args, settings: _Settings) -> trajectory.Trajectory:
-    return flow.gradient_flow(
-        spec.loss, params0, args, modes=spec.modes, targets=settings.targets,
-        fractions=settings.fractions, save_times=settings.times, rtol=settings.rtol,
-        atol=settings.atol, max_steps=settings.max_steps,
-        # Like descent, the flow is asked to reach the horizon; the learning times it passes on
-        # the way are recorded (inf: not reached by the horizon).
-        required=np.zeros((settings.targets.size, len(settings.fractions)), dtype=bool),
+def _methods(learning_rate: float, rtol: float, atol: float) -> dict:
+    """The two methods every experiment compares, as values of the one contract."""
+    return {
         # The dense interpolant alone locates learning times to about rtol; the exact-step
         # polish would add a solver step per (mode, fraction) to the compiled loop of these
         # large states for no visible gain.
-        refine=False,
-    )
+        "flow": jaxflow.Flow(rtol=rtol, atol=atol, refine=False),
+        "descent": jaxflow.Descent(learning_rate=learning_rate),
+    }
 
 
-# One function per back-end, one signature, one contract (jaxflow.engine.trajectory.Trajectory):
-# run reads the same fields whichever it holds.
-_RUNNERS: dict[str, Callable[[Spec, Any, Any, _Settings], trajectory.Trajectory]] = {
-    "flow": _flow,
-    "descent": _descent,
-}
-BACKENDS = tuple(_RUNNERS)
+BACKENDS = ("flow", "descent")
 
 
 @_x64.needs_x64
@@ -190,9 +158,14 @@ def run(
     targets = np.asarray(spec.targets, dtype=float)
     num_saves = num_steps // save_every + 1
     times = learning_rate * save_every * np.arange(num_saves)
-    settings = _Settings(targets=targets, times=times, learning_rate=learning_rate,
-                         num_steps=num_steps, save_every=save_every, fractions=tuple(fractions),
-                         rtol=rtol, atol=atol, max_steps=max_steps)
+    methods = _methods(learning_rate, rtol, atol)
+    # One request for both: save on the descent's grid, run to its end (the learning times
+    # passed on the way are recorded; inf: not reached by the horizon). The budget covers
+    # either method (descent: num_steps steps; flow: solver steps).
+    request = jaxflow.Request(
+        save_times=times, fractions=tuple(fractions), max_steps=max(max_steps, num_steps),
+        required=np.zeros((targets.size, len(fractions)), dtype=bool),
+    )
     shape = (len(backends), len(depths))
     out = {
         "modes": np.full(shape + (num_saves, targets.size), np.nan),
@@ -209,7 +182,9 @@ def run(
         for i, backend in _progress.counted(enumerate(backends), runs):
             runs.set_postfix_str(f"depth {depth} {backend}")
             start = _time.perf_counter()
-            traj = _RUNNERS[backend](spec, params0, args, settings)
+            problem = jaxflow.Problem(loss=spec.loss, params0=params0, args=args,
+                                      modes=spec.modes, targets=targets)
+            traj = jaxflow.solve(problem, methods[backend], request)
             jax.block_until_ready(traj.final_state)
             out["wall_time"][i, j] = _time.perf_counter() - start
             out["modes"][i, j] = np.asarray(traj.modes)

@@ -48,9 +48,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+import jaxflow
 from jaxflow import _x64, sweep
 from jaxflow._table import table
-from jaxflow.engine import flow, status
+from jaxflow.engine import status
 from jaxflow.experiments import _layout
 from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.experiments.config import (
@@ -148,6 +149,8 @@ def point_function(config: FactorDiagramConfig):
     """
     solver = SOLVERS[config.solver]()
     max_depth = int(max(config.depths))
+    method = jaxflow.Flow(solver=solver, rtol=config.rtol, atol=config.atol)
+    request = jaxflow.Request(fractions=(config.start, config.finish), max_steps=config.max_steps)
     targets = jnp.asarray(config.targets)
 
     def coordinate(weights, depth, target):
@@ -160,18 +163,8 @@ def point_function(config: FactorDiagramConfig):
         def loss(w, _):
             return 0.5 * (target - value(w)[0]) ** 2 / depth**2
 
-        traj = flow.gradient_flow(
-            loss,
-            weights,
-            None,
-            modes=value,
-            targets=target[None],
-            fractions=(config.start, config.finish),
-            solver=solver,
-            rtol=config.rtol,
-            atol=config.atol,
-            max_steps=config.max_steps,
-        )
+        problem = jaxflow.Problem(loss=loss, params0=weights, modes=value, targets=target[None])
+        traj = jaxflow.solve(problem, method, request)
         return traj.learning_times[0], traj.status, traj.steps + traj.rejected
 
     def point(p):

@@ -8,17 +8,12 @@ The claim: deeper factorizations stay low-rank (and generalize) up to larger ini
 
 **Stationary, not a fixed time.** A run at a fixed flow time shows whatever is still on its
 plateau (depth 4 from 1e-6, seed 0, is stationary only at t = 165: at t = 40 it shows error 0.3
-and rank 1.3 where the converged model has error 5e-12 and rank 4). So every lane runs until
-``||grad L|| <= stationary_tol * max(1, ||factors||)`` (:func:`jaxflow.engine.descent.stationary`,
-checked every ``check_every`` steps), within a budget of ``num_steps`` steps; a lane that spends
-the budget first has status ``unfinished`` and :func:`report` lists it. The tolerance sits
-between two measured speeds (d = 20, m = 200, rate 5e-3, seed 0, checked every 1000 steps): the
-slowest point of a plateau, 2.4e-4 (depth 4 from 1e-6, between its second and third mode), and
-the slow tail of mid-scale deep lanes, which fit the last 1e-5 of loss with singular values
-that grow as a power law (relative speed ~ 1/t: 5.6e-5 at 30k steps, 3.1e-5 at 70k for depth 4
-from 1e-3). ``stationary_tol = 3e-5`` keeps a margin of 8 below the plateau. The default sweep
-(84 lanes) ends with every lane ``ok``, the slowest after 106,500 steps (depth 4 from 1e-3);
-3.6 min wall on one CPU device (``JAXFLOW_CPU_DEVICES=1``, a shared 2-core machine).
+and rank 1.3 where the converged model has error 5e-12 and rank 4). So every lane runs until it
+is stationary, by the one rule of every method (:mod:`jaxflow.engine.stationarity`: it contracts
+towards a fixed point with less than ``stationary_tol * max(1, max|factors|)`` left to travel,
+estimated as ``|g|^3 / (g.Hg)``; on a plateau the flow expands and the lane goes on), checked
+every ``check_every`` steps, within a budget of ``num_steps`` steps; a lane that spends the
+budget first has status ``max_steps`` and :func:`report` lists it.
 
 Depth is data here: every lane carries ``max(depths)`` stacked factors and the ones past its
 depth act as the identity (``models.matrix_sensing`` with ``pad_to``), so the whole grid is one
@@ -44,9 +39,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+import jaxflow
 from jaxflow import _x64, sweep
 from jaxflow._table import table
-from jaxflow.engine import descent, status
+from jaxflow.engine import status
 from jaxflow.experiments import _layout
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
 from jaxflow.models import matrix_sensing as ms
@@ -60,8 +56,9 @@ class GeneralizationConfig(ExperimentConfig):
 
     The learning rate is 5e-3, below the stability limit 2 / (2N sigma*^(2-2/N)) ~ 6e-3 of
     depth 4. Every lane runs until stationary (``stationary_tol``, checked every
-    ``check_every`` steps) or until it has spent ``num_steps`` steps (then: ``unfinished``); see
-    the module docstring for the measured choice of the tolerance.
+    ``check_every`` steps) or until it has spent ``num_steps`` steps (then: ``max_steps``). The
+    tolerance: at 3e-4 and 1e-3 depth 4 from 1e-4 (smoke size) stops early, on the slow tail of
+    its last mode, with error 2e-4; at 1e-4 it goes on to error 5e-10 (measured).
 
     Example:
         >>> from jaxflow.experiments import generalization as g
@@ -72,11 +69,11 @@ class GeneralizationConfig(ExperimentConfig):
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "scales", "seeds")
     MODEL: ClassVar[str] = "matrix-sensing-generalization"
-    # Smoke: lanes measured to become stationary within 20,000 steps at d = 10, m = 80 (depth 1:
-    # 17,500; depth 3: 6,500; depth 4: 14,000), so none is unfinished; depth 4 from 1e-5 is not
-    # (still on its plateau at 30,000 steps), nor depth 3 from 1e-3 (slow tail).
+    # Smoke: lanes measured to become stationary within 40,000 steps at d = 10, m = 80 (depth 1:
+    # 34,000, its slowest eigen-direction sets the remaining travel; depth 3: 7,500; depth 4:
+    # 13,000-15,000), so none spends its budget.
     SMOKE: ClassVar[dict] = dict(depths=(1.0, 3.0, 4.0), scales=(1e-4,), seeds=(0.0, 1.0), d=10,
-                                 m=80, num_steps=20_000, chunk_size=8)
+                                 m=80, num_steps=40_000, chunk_size=8)
 
     depths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
     scales: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1e-6, 1.0, 7))
@@ -86,7 +83,7 @@ class GeneralizationConfig(ExperimentConfig):
     values: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
     learning_rate: float = 5e-3
     num_steps: int = 200_000
-    stationary_tol: float = 3e-5
+    stationary_tol: float = 1e-4
     check_every: int = 500
     problem_seed: int = 0
     chunk_size: int = 32
@@ -115,10 +112,10 @@ def point_function(config: GeneralizationConfig):
 
     Returns ``point(p) -> {reconstruction_error, product, train_loss, steps, flow_time,
     status}`` (``product``: the learned ``W``, whose rank :func:`run` counts after the sweep) for :func:`jaxflow.sweep.run` (every depth padded to the largest, so one program
-    serves all); ``status`` is ``ok`` (stationary), ``unfinished`` (budget spent first) or
+    serves all); ``status`` is ``ok`` (stationary), ``max_steps`` (budget spent first) or
     ``diverged``.
 
-    Example (one point, called eagerly: depth 3 from scale 1e-4 is stationary after 6500 steps
+    Example (one point, called eagerly: depth 3 from scale 1e-4 is stationary after 7500 steps
     and has recovered the rank-4 target of the smoke problem):
         >>> import jax.numpy as jnp
         >>> from jaxflow.experiments import generalization as g
@@ -129,7 +126,7 @@ def point_function(config: GeneralizationConfig):
         >>> int(rank), bool(out["reconstruction_error"] < 1e-6), int(out["status"])
         (4, True, 0)
         >>> int(out["steps"]), float(out["flow_time"])
-        (6500, 32.5)
+        (7500, 37.5)
     """
     problem = ms.gaussian_problem(
         jax.random.key(config.problem_seed), ms.diagonal_target(config.d, config.values), config.m
@@ -140,17 +137,19 @@ def point_function(config: GeneralizationConfig):
         depth, prob = args
         return ms.loss({"factors": factors, "depth": depth}, prob)
 
+    method = jaxflow.Descent(learning_rate=config.learning_rate, check_every=config.check_every)
+    request = jaxflow.Request(fractions=(), stationary_tol=config.stationary_tol,
+                              max_steps=config.num_steps)
+
     def point(p):
         depth = p["depth"]
         key = jax.random.key(p["seed"].astype(jnp.uint32))
         std = p["scale"] ** (1.0 / depth) / jnp.sqrt(float(config.d))
         factors = std * jax.random.normal(key, (max_depth, config.d, config.d))
-        traj = descent.gradient_descent(
-            loss, factors, (depth, problem), learning_rate=config.learning_rate,
-            # no tracked modes: an SVD per step would cost more than the step itself
-            num_steps=config.num_steps, save_every=config.check_every,
-            stationary_tol=config.stationary_tol,
-        )
+        # no tracked modes (an SVD per step would cost more than the step itself), no horizon:
+        # the run goes until it is stationary, or spends its step budget (max_steps)
+        traj = jaxflow.solve(jaxflow.Problem(loss=loss, params0=factors, args=(depth, problem)),
+                             method, request)
         final = {"factors": traj.final_state, "depth": depth}
         return {
             "reconstruction_error": ms.reconstruction_error(final, problem),
@@ -158,7 +157,7 @@ def point_function(config: GeneralizationConfig):
             # SVD inside the sweep's concurrent per-device programs deadlocked XLA's CPU thread
             # pool (measured: twice with 2 CPU devices, never with 1).
             "product": ms.product(final),
-            "train_loss": traj.loss[-1],
+            "train_loss": loss(traj.final_state, (depth, problem)),
             "steps": traj.steps,
             "flow_time": config.learning_rate * traj.steps.astype(traj.loss.dtype),
             "status": traj.status,
@@ -197,7 +196,7 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
         ``xarray.Dataset`` with ``reconstruction_error``, ``effective_rank``, ``train_loss``,
         ``steps`` (taken until stationary), ``flow_time`` (``learning_rate * steps``) and
         ``status``; attrs add ``d``, ``m``, ``target_rank``, the rate, the step budget
-        ``num_steps``, ``stationary_tol``, ``ok_fraction`` and ``unfinished`` (the count of
+        ``num_steps``, ``stationary_tol``, ``ok_fraction`` and ``max_steps`` (the count of
         lanes that spent the budget before they were stationary).
 
     Example: see the module docstring; :func:`jaxflow.plot.generalization` draws the result.
@@ -223,7 +222,7 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
                     learning_rate=config.learning_rate, num_steps=config.num_steps,
                     stationary_tol=config.stationary_tol,
                     ok_fraction=float((ds["status"] == status.OK).mean()),
-                    unfinished=int((ds["status"] == status.UNFINISHED).sum()))
+                    max_steps=int((ds["status"] == status.MAX_STEPS).sum()))
     return _layout.label(ds, config, {
         "scale": ("initialization scale sigma0 of the product (each factor's std "
                   "sigma0^(1/N) / sqrt(d))", "1"),
@@ -245,7 +244,7 @@ def report(ds: xr.Dataset) -> str:
         >>> ds = xr.Dataset({"reconstruction_error": (dims, np.full((1, 1, 2), 1e-3)),
         ...                  "effective_rank": (dims, np.full((1, 1, 2), 4.0)),
         ...                  "steps": (dims, np.array([[[3000, 8000]]])),
-        ...                  "status": (dims, np.array([[[0, 5]]], dtype=np.int8))},
+        ...                  "status": (dims, np.array([[[0, 1]]], dtype=np.int8))},
         ...                 coords={"depth": [3.0], "scale": [1e-2], "seed": [0.0, 1.0]},
         ...                 attrs={"num_steps": 8000})
         >>> print(g.report(ds))
@@ -253,8 +252,8 @@ def report(ds: xr.Dataset) -> str:
             3   0.01             1.000e-03            4.00   8000
         legend: means over seeds; steps: the most any seed took; nan = a run did not finish (see
                 status)
-        trajectory status: ok 1, unfinished 1; not ok: 1 of 2 (depth=3, scale=0.01, seed=1)
-        unfinished (8000 steps spent before stationary): depth=3 scale=0.01 seed=1
+        trajectory status: ok 1, max_steps 1; not ok: 1 of 2 (depth=3, scale=0.01, seed=1)
+        max_steps (8000 steps spent before stationary): depth=3 scale=0.01 seed=1
     """
     means = ds[["reconstruction_error", "effective_rank"]].mean("seed")
     steps = ds["steps"].max("seed")
@@ -266,12 +265,14 @@ def report(ds: xr.Dataset) -> str:
                    legend=["means over seeds", "steps: the most any seed took",
                            "nan = a run did not finish (see status)"])]
     lines.append(status.report(ds["status"]))
-    unfinished = ds["status"].where(ds["status"] == status.UNFINISHED).to_series().dropna()
-    if len(unfinished):
-        names = unfinished.index.names
+    # datasets written before the contract call a spent budget "unfinished"
+    spent = ds["status"].where(ds["status"].isin([status.MAX_STEPS, status.UNFINISHED]))
+    spent = spent.to_series().dropna()
+    if len(spent):
+        names = spent.index.names
         where = "; ".join(" ".join(f"{dim}={value:g}" for dim, value in zip(names, idx))
-                          for idx in unfinished.index)
-        lines.append(f"unfinished ({ds.attrs.get('num_steps')} steps spent before stationary): "
+                          for idx in spent.index)
+        lines.append(f"max_steps ({ds.attrs.get('num_steps')} steps spent before stationary): "
                      f"{where}")
     return "\n".join(lines)
 

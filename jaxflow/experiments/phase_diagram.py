@@ -2,7 +2,7 @@
 
 For every grid point (depth N, ratio r, scale sigma0) jaxflow simulates the toy model's pair of
 coordinates, targets ``sigma*_i = r`` and ``sigma*_j = 1``, from the common start sigma0, with
-:func:`jaxflow.engine.flow.solve` on the reduced vector field only (never a closed form, not even to
+:func:`jaxflow.solve` (:class:`jaxflow.Flow`) on the reduced vector field only (never a closed form, not even to
 choose a time grid). It records the (start, finish) margin ``T_j(start) - T_i(finish)``
 (docs/science/incremental-learning.md): the pair is incremental iff the margin is >= 0.
 
@@ -36,9 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+import jaxflow
 from jaxflow import _x64, sweep
 from jaxflow._table import table
-from jaxflow.engine import flow, regula_falsi, status
+from jaxflow.engine import regula_falsi, status
 from jaxflow.experiments import _layout
 from jaxflow.experiments._solvers import SOLVERS, check_solver
 from jaxflow.experiments.config import (
@@ -199,25 +200,19 @@ def point_function(config: PhaseDiagramConfig, *, with_time: bool = False):
     solver = SOLVERS[config.solver]()
     # Coordinate i (target ratio) needs its finish time, coordinate j (target 1) its start time.
     required = jnp.array([[False, True], [True, False]])
+    method = jaxflow.Flow(solver=solver, rtol=config.rtol, atol=config.atol)
+    request = jaxflow.Request(fractions=(config.start, config.finish), required=required,
+                              max_steps=config.max_steps)
 
     def point(p):
         targets = jnp.stack([p["ratio"], jnp.ones_like(p["ratio"])])
         unit = toy.log_time_unit(p["depth"], p["log_scale"])
         args = toy.ToyArgs(depth=p["depth"], targets=targets, log_time_unit=unit)
-        traj = flow.solve(
-            toy.reduced_vector_field,
-            toy.reduced_init(p["log_scale"], 2, log=True),
-            args,
-            modes=toy.reduced_modes,
-            targets=targets,
-            fractions=(config.start, config.finish),
-            required=required,
-            solver=solver,
-            rtol=config.rtol,
-            atol=config.atol,
-            max_steps=config.max_steps,
-            time=toy.reduced_speed,
+        problem = jaxflow.Problem(
+            vector_field=toy.reduced_vector_field, params0=toy.reduced_init(p["log_scale"], 2, log=True),
+            args=args, modes=toy.reduced_modes, targets=targets, clock=toy.reduced_speed,
         )
+        traj = jaxflow.solve(problem, method, request)
         times = traj.learning_times
         out = {
             "margin_in_unit": incremental.margin(times[0, 1], times[1, 0]),
