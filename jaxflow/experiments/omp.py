@@ -59,10 +59,11 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+import jaxflow
 from jaxflow import _x64
 from jaxflow._table import table
 from jaxflow.baselines import omp
-from jaxflow.engine import descent, flow, status
+from jaxflow.engine import status
 from jaxflow.engine.rkc import RKC
 from jaxflow.experiments import _layout
 from jaxflow.experiments.config import (
@@ -192,43 +193,36 @@ def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     spacing = config.learning_rate * config.save_every
     times = spacing * np.arange(round(config.flow_time / spacing) + 1)
 
-    def gd(args):
-        return descent.gradient_descent(
-            dn.loss,
-            params0,
-            args,
-            learning_rate=config.learning_rate,
-            num_steps=config.num_steps,
-            save_every=config.save_every,
-            modes=_all_coordinates,
-            targets=level,
-            fractions=(0.5, 0.999999),
-        )
+    # One request for both methods: saves on one grid, fraction 1 of each level = the pick, run
+    # to the horizon (off-support coordinates never reach their level). Only the horizon differs:
+    # descent costs a gradient per step, so it stops at learning_rate * num_steps.
+    flow_request = jaxflow.Request(
+        save_times=times, fractions=(0.5, 1.0), max_steps=400_000,
+        required=np.zeros((level.shape[0], 2), dtype=bool),
+    )
+    descent_end = config.learning_rate * config.num_steps
+    descent_request = dataclasses.replace(
+        flow_request, save_times=times[times <= descent_end * (1 + 1e-12)], horizon=descent_end,
+        max_steps=config.num_steps,
+    )
+    methods = {
+        "flow": (jaxflow.Flow(solver=RKC(), clock="plain", rtol=config.flow_rtol, atol=1e-9,
+                              refine=False), flow_request),
+        "descent": (jaxflow.Descent(learning_rate=config.learning_rate,
+                                    check_every=config.save_every), descent_request),
+    }
 
-    def gf(args):
-        return flow.gradient_flow(
-            dn.loss,
-            params0,
-            args,
-            modes=_all_coordinates,
-            targets=level,
-            fractions=(0.5, 1.0),
-            save_times=jnp.asarray(times),
-            # Asked to reach the horizon; off-support coordinates never reach their level.
-            required=np.zeros((level.shape[0], 2), dtype=bool),
-            solver=RKC(),
-            time="plain",
-            rtol=config.flow_rtol,
-            atol=1e-9,
-            max_steps=400_000,
-            refine=False,
-        )
+    def solver(name):
+        method, request = methods[name]
+        return lambda args: jaxflow.solve(
+            jaxflow.Problem(loss=dn.loss, params0=params0, args=args, modes=_all_coordinates,
+                            targets=level), method, request)
 
     backends = ("flow", "descent")
     runs = {}
     with _progress.bar(2, desc="back-ends, all seeds", quiet=quiet) as bar:
-        for name, fn in _progress.counted((("flow", gf), ("descent", gd)), bar):
-            runs[name] = jax.block_until_ready(jax.vmap(fn)(batch))
+        for name in _progress.counted(backends, bar):
+            runs[name] = jax.block_until_ready(jax.vmap(solver(name))(batch))
     order = np.full((2, config.num_seeds, k), -1)
     pick_time = np.full((2, config.num_seeds, k), np.inf)
     omp_order = np.stack(
