@@ -226,3 +226,18 @@ def test_batched_without_a_leading_axis_is_refused(method):
     problem = factor_problem(depth=2, scale=1e-2, targets=jnp.array([1.0]))
     with pytest.raises(ValueError, match="batched=True needs a leading (batch )?axis"):
         jaxflow.solve(problem, METHODS[method], jaxflow.Request(fractions=(0.5,)), batched=True)
+
+
+def test_the_architecture_page_example_runs():
+    """The docs' example of the contract runs as printed and both methods answer it."""
+    import pathlib
+    import re
+
+    page = (pathlib.Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    block = re.search(r"```python\n(.*?)```", page, flags=re.S).group(1)
+    scope: dict = {}
+    exec(block, scope)
+    exact = [theory.learning_time(3.0, t, 1e-4, 0.5 * t) for t in (2.0, 1.0)]
+    np.testing.assert_allclose(scope["flow"].learning_times[:, 0], exact, rtol=1e-6)
+    np.testing.assert_allclose(scope["descent"].learning_times[:, 0], exact, rtol=1e-2)
+    assert st.name(scope["flow"].status) == st.name(scope["descent"].status) == "ok"
