@@ -83,3 +83,18 @@ def test_factor_init_rejects_bad_depth(depth):
 def test_factor_init_unbalanced_needs_key():
     with pytest.raises(ValueError, match="key"):
         toy.factor_init(None, 1e-3, depth=2, num_coords=2, balanced=False)
+
+
+@pytest.mark.parametrize("scale, log", [(0.0, False), (1.0, False), (-1e-3, False),
+                                        (float("inf"), False), (float("nan"), False),
+                                        (0.0, True), (float("-inf"), True)])
+def test_initial_scale_outside_the_model_is_refused(scale, log):
+    """The toy model is defined for 0 < sigma0 < 1 (ln sigma0 < 0, finite): anything else is
+    refused at the boundary, naming the argument and its range."""
+    from jaxflow.models import toy
+
+    with pytest.raises(ValueError, match="scale"):
+        toy.reduced_init(scale, 2, log=log)
+    if not log:
+        with pytest.raises(ValueError, match=r"scale \(sigma0\) must be in \(0, 1\)"):
+            toy.factor_init(None, scale, depth=3, num_coords=2)

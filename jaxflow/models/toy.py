@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxflow.engine.coordinatewise import Coordinatewise
@@ -201,8 +202,22 @@ def reduced_init(
     >>> [float(x) for x in toy.reduced_init(-1e4, 2, log=True)]
     [-10000.0, -10000.0]
     """
+    _check_scale(scale, log=log)
     scale = jnp.asarray(scale, dtype=float)
     return jnp.full((num_coords,), scale if log else jnp.log(scale))
+
+
+def _check_scale(scale, *, log: bool = False) -> None:
+    """The model's domain for the initial scale: ``0 < sigma0 < 1`` and finite (with ``log``:
+    ``ln sigma0 < 0`` and finite). Traced values are not checked (they cannot be, under jit)."""
+    if isinstance(scale, jax.core.Tracer):
+        return
+    values = np.asarray(scale, dtype=float)
+    if log:
+        if not np.all(np.isfinite(values) & (values < 0)):
+            raise ValueError(f"scale (ln sigma0, log=True) must be finite and < 0, got {scale!r}")
+    elif not np.all(np.isfinite(values) & (values > 0) & (values < 1)):
+        raise ValueError(f"scale (sigma0) must be in (0, 1) and finite, got {scale!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +267,7 @@ def factor_init(
     """
     if int(depth) != depth or depth < 1:
         raise ValueError(f"depth must be an integer >= 1 for the factor-level model, got {depth}")
+    _check_scale(scale)
     factor = jnp.asarray(scale, dtype=float) ** (1.0 / depth)
     names = ("plus", "minus") if signed else ("plus",)
     if balanced:
