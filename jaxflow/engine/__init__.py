@@ -1,12 +1,23 @@
 """The engine: how a problem is trained.
 
-Gradient flow (:mod:`~jaxflow.engine.flow`, diffrax) and gradient descent
-(:mod:`~jaxflow.engine.descent`, optax) return the one
-:class:`~jaxflow.engine.trajectory.Trajectory` with a per-lane :mod:`~jaxflow.engine.status`
-code. The flow's clock (:mod:`~jaxflow.engine.clock`), its declared solver interface
-(:mod:`~jaxflow.engine.solvers`, :mod:`~jaxflow.engine.rkc`), the per-coordinate split of
-separable models (:mod:`~jaxflow.engine.coordinatewise`) and the event root finder
-(:mod:`~jaxflow.engine.regula_falsi`) live beside them.
+One concept a module:
+
+- :mod:`~jaxflow.engine.flow`: gradient flow through diffrax, the public ``solve`` and
+  ``gradient_flow``;
+- ``_flow_problem``: the flow's arguments, checked eagerly and built into what its loop reads;
+- ``_flow_loop``: the flow's step loop: its state, one step attempt, the stop rule, the result;
+- ``_flow_events``: learning times and saves located inside one step of the flow;
+- :mod:`~jaxflow.engine.clock`: the flow's reparametrized time, in which a plateau costs
+  bounded steps;
+- :mod:`~jaxflow.engine.solvers`: the solvers a flow steps with, what a step costs, and their
+  root-finder tolerances;
+- :mod:`~jaxflow.engine.rkc`: Runge-Kutta-Chebyshev, a stabilized explicit solver;
+- :mod:`~jaxflow.engine.regula_falsi`: the bracketing root finder of event location;
+- :mod:`~jaxflow.engine.coordinatewise`: separable models solved one coordinate per lane;
+- :mod:`~jaxflow.engine.descent`: gradient descent through optax;
+- :mod:`~jaxflow.engine.trajectory`: the one :class:`~jaxflow.engine.trajectory.Trajectory`
+  both return;
+- :mod:`~jaxflow.engine.status`: its per-lane status codes.
 """
 
 from jaxflow.engine import (
