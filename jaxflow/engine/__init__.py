@@ -9,8 +9,9 @@ One concept a module:
 - ``_flow_events``: learning times and saves located inside one step of the flow;
 - :mod:`~jaxflow.engine.clock`: the flow's reparametrized time, in which a plateau costs
   bounded steps;
-- :mod:`~jaxflow.engine.solvers`: the solvers a flow steps with, what a step costs, and their
-  root-finder tolerances;
+- :mod:`~jaxflow.engine.solvers`: the solvers a flow steps with, and their root-finder
+  tolerances;
+- :mod:`~jaxflow.engine.evaluations`: the vector-field evaluations a solver's step costs;
 - :mod:`~jaxflow.engine.rkc`: Runge-Kutta-Chebyshev, a stabilized explicit solver;
 - :mod:`~jaxflow.engine.regula_falsi`: the bracketing root finder of event location;
 - :mod:`~jaxflow.engine.coordinatewise`: separable models solved one coordinate per lane;
@@ -28,6 +29,9 @@ from jaxflow.engine import (
 )
 from jaxflow.engine import (
     descent as descent,
+)
+from jaxflow.engine import (
+    evaluations as evaluations,
 )
 from jaxflow.engine import (
     flow as flow,
@@ -49,6 +53,6 @@ from jaxflow.engine import (
 )
 
 __all__ = [
-    "clock", "coordinatewise", "descent", "flow", "regula_falsi", "rkc", "solvers", "status",
-    "trajectory",
+    "clock", "coordinatewise", "descent", "evaluations", "flow", "regula_falsi", "rkc", "solvers",
+    "status", "trajectory",
 ]

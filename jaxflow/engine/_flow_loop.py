@@ -22,7 +22,7 @@ from jaxflow.engine import status as _status
 from jaxflow.engine._flow_events import _crossing_times, _save_between
 from jaxflow.engine._flow_problem import _Problem, _Record
 from jaxflow.engine.clock import max_abs
-from jaxflow.engine.solvers import counts_evaluations, init_evaluations, step_evaluations
+from jaxflow.engine.evaluations import counts_evaluations, init_evaluations, step_evaluations
 from jaxflow.engine.trajectory import Trajectory
 
 # What the sibling modules (and the public face) import from this one.
