@@ -9,6 +9,10 @@ One concept a module:
 - :mod:`~jaxflow.sweep.store_access`: a sweep's side of its store: open it under the writer
   lock, verify it, write chunks, read it back verified;
 - :mod:`~jaxflow.sweep.store`: the zarr store of finished chunks, each with its checksum;
+- :mod:`~jaxflow.sweep.store_layout`: what a store holds: its layout, fill values and keyed
+  checksums;
+- :mod:`~jaxflow.sweep.store_files`: a store's files from outside: finding stores, removing
+  zarr's partial files;
 - :mod:`~jaxflow.sweep.lock`: a store's one-writer lock;
 - :mod:`~jaxflow.sweep.atomic`: whole-or-nothing file writes;
 - :mod:`~jaxflow.sweep.checksum`: the checksums of exported datasets;
