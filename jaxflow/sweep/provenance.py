@@ -47,7 +47,8 @@ def git_commit() -> str:
     >>> commit == "unknown" or len(commit.removesuffix("-dirty")) == 40
     True
     """
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # jaxflow/sweep/provenance.py -> the checkout's root, three levels up.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     # Only the checkout jaxflow itself lives in: a wheel installed inside some other
     # repository (a virtual environment in a project) must not report that project's commit.
     if not os.path.exists(os.path.join(root, ".git")):
