@@ -77,13 +77,14 @@ def require_x64(where: str, *, dtype="float64", hint: str = "") -> None:
 def needs_x64(fn):
     """Decorator: ``fn`` calls :func:`require_x64` with its own qualified name first.
 
-    A function whose dtype depends on its arguments calls :func:`require_x64` itself instead.
+    The name is read at call time, so a function re-exported by a public module that claims it
+    (``theory.learning_time``, defined in ``_theory_times``) is named by that module. A function
+    whose dtype depends on its arguments calls :func:`require_x64` itself instead.
     """
-    where = f"{fn.__module__}.{fn.__qualname__}"
 
     @functools.wraps(fn)
     def checked(*args, **kwargs):
-        require_x64(where)
+        require_x64(f"{checked.__module__}.{checked.__qualname__}")
         return fn(*args, **kwargs)
 
     return checked

@@ -8,6 +8,8 @@ engine.trajectory.Trajectory```, ``:mod:`jaxflow.plot.style```), which read well
 * the target is resolved where the docstring stands: the object's own scope and its parents',
   then the names its module imports, then as an absolute path (the public short paths such as
   ``jaxflow.theory`` are read as the modules they alias);
+* a public name defined in a private module (``jaxflow.oracles._theory_times``) links to the
+  public module that re-exports it, where its documentation is rendered;
 * a target that resolves to a private name (one that starts with ``_``) or lies outside jaxflow
   (``jax.jit``) is shown as code: it has no page to link to;
 * a target that resolves to nothing is still written as a link, to its name as written: autorefs
@@ -73,7 +75,9 @@ def _resolve(obj, package: griffe.Module, target: str):
     for path in candidates:
         found = _lookup(package, path)
         if found is not None:
-            return found.path
+            # A public name re-exported from a private module (``theory.learning_time``, defined
+            # in ``_theory_times``) is documented, and linked to, where it is public.
+            return path if _public(path) and not _public(found.path) else found.path
     return None
 
 

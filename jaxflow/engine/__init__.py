@@ -1,19 +1,33 @@
 """The engine: how a problem is trained.
 
-The contract: :func:`jaxflow.solve` (:mod:`~jaxflow.engine.contract`) takes a
-:class:`~jaxflow.engine.problem.Problem` (what is trained), a method value
-(:mod:`~jaxflow.engine.methods`: ``Flow``, ``Descent``) and a
-:class:`~jaxflow.engine.request.Request` (what to answer, when to stop; stationarity has one
-meaning, :mod:`~jaxflow.engine.stationarity`) and returns a
-:class:`~jaxflow.engine.trajectory.Trajectory`. Behind it:
+The contract: :func:`jaxflow.solve` takes a problem, a method and a request and returns a
+trajectory. One concept a module:
 
-Gradient flow (:mod:`~jaxflow.engine.flow`, diffrax) and gradient descent
-(:mod:`~jaxflow.engine.descent`, optax) return the one
-:class:`~jaxflow.engine.trajectory.Trajectory` with a per-lane :mod:`~jaxflow.engine.status`
-code. The flow's clock (:mod:`~jaxflow.engine.clock`), its declared solver interface
-(:mod:`~jaxflow.engine.solvers`, :mod:`~jaxflow.engine.rkc`), the per-coordinate split of
-separable models (:mod:`~jaxflow.engine.coordinatewise`) and the event root finder
-(:mod:`~jaxflow.engine.regula_falsi`) live beside them.
+- :mod:`~jaxflow.engine.contract`: ``solve(problem, method, request)``, the one entry point;
+- :mod:`~jaxflow.engine.problem`: ``Problem``, what is trained (a loss or a vector field, the
+  start, the data, the modes and targets);
+- :mod:`~jaxflow.engine.methods`: the method values ``Flow`` and ``Descent``;
+- :mod:`~jaxflow.engine.request`: ``Request``, what to answer and when to stop;
+- :mod:`~jaxflow.engine.stationarity`: the one meaning of a stationary run;
+- :mod:`~jaxflow.engine.trajectory`: the one :class:`~jaxflow.engine.trajectory.Trajectory`
+  every method returns;
+- :mod:`~jaxflow.engine.status`: its per-lane status codes;
+- :mod:`~jaxflow.engine.flow`: gradient flow through diffrax (``solve`` and ``gradient_flow``,
+  thin entry points kept for scripts);
+- ``_flow_problem``: the flow's arguments, checked eagerly and built into what its loop reads;
+- ``_flow_loop``: the flow's step loop: its state, one step attempt, the stop rule, the result;
+- ``_flow_events``: learning times and saves located inside one step of the flow;
+- :mod:`~jaxflow.engine.clock`: the flow's reparametrized time, in which a plateau costs
+  bounded steps;
+- :mod:`~jaxflow.engine.solvers`: the solvers a flow steps with, and their root-finder
+  tolerances;
+- :mod:`~jaxflow.engine.evaluations`: the vector-field evaluations a solver's step costs;
+- :mod:`~jaxflow.engine.rkc`: Runge-Kutta-Chebyshev, a stabilized explicit solver;
+- :mod:`~jaxflow.engine.regula_falsi`: the bracketing root finder of event location;
+- :mod:`~jaxflow.engine.coordinatewise`: separable models solved one coordinate per lane;
+- :mod:`~jaxflow.engine.descent_loop`: gradient descent's compiled loop (optax steps, saves,
+  learning times, stops);
+- :mod:`~jaxflow.engine.descent`: ``gradient_descent``, its thin fixed-length entry point.
 """
 
 from jaxflow.engine import (
@@ -30,6 +44,9 @@ from jaxflow.engine import (
 )
 from jaxflow.engine import (
     descent_loop as descent_loop,
+)
+from jaxflow.engine import (
+    evaluations as evaluations,
 )
 from jaxflow.engine import (
     flow as flow,
@@ -63,6 +80,7 @@ from jaxflow.engine import (
 )
 
 __all__ = [
-    "clock", "contract", "coordinatewise", "descent", "descent_loop", "flow", "methods", "problem",
-    "regula_falsi", "request", "rkc", "solvers", "stationarity", "status", "trajectory",
+    "clock", "contract", "coordinatewise", "descent", "descent_loop", "evaluations", "flow",
+    "methods", "problem", "regula_falsi", "request", "rkc", "solvers", "stationarity", "status",
+    "trajectory",
 ]

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-from jaxflow.engine.solvers import AbstractCountedSolver
+from jaxflow.engine.evaluations import AbstractCountedSolver
 
 __all__ = ["RKC", "stability_bound"]
 

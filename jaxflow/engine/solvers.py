@@ -3,11 +3,10 @@
 :func:`jaxflow.engine.flow.solve` drives any adaptive diffrax solver through its ``init``/``step``
 interface and a ``PIDController``. Two facts about a solver are jaxflow's own business:
 
-* **how many vector-field evaluations a step attempt costs** (``Trajectory.evaluations``, the
-  cost benchmarks compare). An explicit Runge-Kutta solver says it through its Butcher tableau
-  (stages, first-same-as-last); a solver whose count varies per step declares it by deriving
-  :class:`AbstractCountedSolver` (jaxflow's :class:`jaxflow.engine.rkc.RKC` chooses its stage count per
-  step); an implicit solver's Newton iterations are not reported by diffrax: -1 (unknown).
+* **how many vector-field evaluations a step attempt costs** (``Trajectory.evaluations``):
+  :mod:`jaxflow.engine.evaluations` counts them (:class:`AbstractCountedSolver` for a solver
+  whose count varies per step, such as :class:`jaxflow.engine.rkc.RKC`); its names are
+  re-exported here;
 * **the tolerances of an implicit solver's root finder**, which ``diffrax.diffeqsolve`` fills
   from the step-size controller and jaxflow's own loop must fill the same way.
 
@@ -25,13 +24,16 @@ Example:
     (True, ['Dopri5', 'Dopri8', 'RKC', 'Tsit5'])
 """
 
-import abc
-
 import diffrax
 import equinox as eqx
 import jax
 import numpy as np
-from jaxtyping import Array, PyTree
+
+from jaxflow.engine.evaluations import AbstractCountedSolver as AbstractCountedSolver
+from jaxflow.engine.evaluations import counts_evaluations as counts_evaluations
+from jaxflow.engine.evaluations import init_evaluations as init_evaluations
+from jaxflow.engine.evaluations import step_evaluations as step_evaluations
+from jaxflow.engine.rkc import RKC
 
 __all__ = [
     "SOLVERS",
@@ -41,44 +43,6 @@ __all__ = [
     "step_evaluations",
     "with_root_finder_tolerances",
 ]
-
-
-class AbstractCountedSolver(diffrax.AbstractAdaptiveSolver):
-    """An adaptive solver that reports the vector-field evaluations of its own steps.
-
-    Subclasses implement :meth:`evaluations`: the count made by the step attempt (or the
-    ``init``) that returned a solver state. :func:`jaxflow.engine.flow.solve` sums them.
-    """
-
-    @abc.abstractmethod
-    def evaluations(self, solver_state: PyTree) -> Array:
-        """Vector-field evaluations made by the call that returned ``solver_state``."""
-
-
-def step_evaluations(solver, new_state) -> Array | int:
-    """Vector-field evaluations of one step attempt of ``solver`` (-1 where unknown)."""
-    if isinstance(solver, AbstractCountedSolver):
-        return solver.evaluations(new_state)
-    if isinstance(solver, diffrax.AbstractImplicitSolver):
-        return -1  # Newton iterations vary per step and diffrax does not report them
-    tableau = getattr(solver, "tableau", None)
-    if tableau is None:
-        return -1
-    stages = len(tableau.a_lower) + 1
-    # First-same-as-last: the last stage of a step is the first of the next.
-    return stages - 1 if getattr(tableau, "fsal", False) else stages
-
-
-def counts_evaluations(solver) -> bool:
-    """Whether jaxflow knows ``solver``'s evaluation count (a property of its type)."""
-    if isinstance(solver, AbstractCountedSolver):
-        return True
-    return step_evaluations(solver, None) != -1
-
-
-def init_evaluations(solver, solver_state) -> Array | int:
-    """Evaluations of ``solver.init``: ``f(y0)``, plus what a counted solver reports."""
-    return solver.evaluations(solver_state) if isinstance(solver, AbstractCountedSolver) else 1
 
 
 def with_root_finder_tolerances(solver, controller):
@@ -109,11 +73,5 @@ def with_root_finder_tolerances(solver, controller):
     )
 
 
-def _rkc():
-    from jaxflow.engine.rkc import RKC  # RKC derives AbstractCountedSolver: imported on demand
-
-    return RKC()
-
-
 # Solvers a configuration may name (``solver = "Tsit5"`` in TOML): name -> constructor.
-SOLVERS = {"Tsit5": diffrax.Tsit5, "Dopri5": diffrax.Dopri5, "Dopri8": diffrax.Dopri8, "RKC": _rkc}
+SOLVERS = {"Tsit5": diffrax.Tsit5, "Dopri5": diffrax.Dopri5, "Dopri8": diffrax.Dopri8, "RKC": RKC}

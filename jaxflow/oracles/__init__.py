@@ -1,9 +1,16 @@
 """The oracles: what simulations are checked against.
 
-The toy model's exact theory (:mod:`~jaxflow.oracles.theory`), the saddle-to-saddle limit of
-diagonal networks (:mod:`~jaxflow.oracles.jump_process`), the plateaus and jumps of a simulated
-trajectory (:mod:`~jaxflow.oracles.saddles`) and the incremental-learning metrics
-(:mod:`~jaxflow.oracles.incremental`).
+One concept a module:
+
+- :mod:`~jaxflow.oracles.theory`: the toy model's exact theory, public face of the five below;
+- ``_theory_lanes``: how theory's functions check, broadcast and pad their arguments into lanes;
+- ``_theory_integral``: the integral G(u0 -> u1) behind every learning time, and its series;
+- ``_theory_times``: learning times and the trajectory sigma(t) of one coordinate;
+- ``_theory_thresholds``: the margin and the exact threshold of incremental learning;
+- ``_theory_asymptotic``: the leading-order (sigma0 -> 0) threshold in closed form;
+- :mod:`~jaxflow.oracles.jump_process`: the saddle-to-saddle limit of diagonal networks;
+- :mod:`~jaxflow.oracles.saddles`: the plateaus and jumps of a simulated trajectory;
+- :mod:`~jaxflow.oracles.incremental`: the incremental-learning metrics of learning times.
 """
 
 from jaxflow.oracles import (

@@ -35,7 +35,7 @@ def _theory_log_thresholds(depths, excess, start, finish):
 
 
 # The exact threshold costs a series per lane, evaluated in blocks of 256, 1024, ... lanes
-# (theory._dispatch): 12 depths x 200 points took 1.6 s on one core, 12 x 80 0.35 s. A phase
+# (theory's _dispatch): 12 depths x 200 points took 1.6 s on one core, 12 x 80 0.35 s. A phase
 # diagram's dataset holds the theory at its own ratios already (``log_threshold_theory``); on
 # the default grid (32 ratios, 8 a decade) those points draw the curves as smooth as any finer
 # grid on log-log axes, at no cost. Coarser grids get 80 points of their own.

@@ -1,12 +1,27 @@
 """Sweeps: named axes -> chunks -> vmap -> devices -> a verified store -> xarray.
 
-The runner (:mod:`~jaxflow.sweep.runner`: :func:`run`, :class:`Runner`) is the public face;
-beside it live the zarr store of finished chunks (:mod:`~jaxflow.sweep.store`), its one-writer
-lock (:mod:`~jaxflow.sweep.lock`), whole-or-nothing file writes (:mod:`~jaxflow.sweep.atomic`),
-the checksums of exported datasets (:mod:`~jaxflow.sweep.checksum`), the estimate of a request
-from its axis counts (:mod:`~jaxflow.sweep.estimate`) and the size guard that checks it against
-the machine (:mod:`~jaxflow.sweep.resources`), which programs may run on several CPU devices at
-once (:mod:`~jaxflow.sweep.concurrency`) and progress bars (:mod:`~jaxflow.sweep.progress`).
+One concept a module:
+
+- :mod:`~jaxflow.sweep.runner`: :func:`run`, a sweep from its axes to its dataset (the public
+  face: it re-exports the public names of the modules below);
+- :mod:`~jaxflow.sweep.grid`: named axes -> shuffled flat points, flat outputs -> a dataset;
+- :mod:`~jaxflow.sweep.device_runner`: :class:`Runner`, one call of points over every device;
+- :mod:`~jaxflow.sweep.store_access`: a sweep's side of its store: open it under the writer
+  lock, verify it, write chunks, read it back verified;
+- :mod:`~jaxflow.sweep.store`: the zarr store of finished chunks, each with its checksum;
+- :mod:`~jaxflow.sweep.store_layout`: what a store holds: its layout, fill values and keyed
+  checksums;
+- :mod:`~jaxflow.sweep.store_files`: a store's files from outside: finding stores, removing
+  zarr's partial files;
+- :mod:`~jaxflow.sweep.lock`: a store's one-writer lock;
+- :mod:`~jaxflow.sweep.atomic`: whole-or-nothing file writes;
+- :mod:`~jaxflow.sweep.checksum`: the checksums of exported datasets;
+- :mod:`~jaxflow.sweep.provenance`: the versions, commit, command and devices of every dataset;
+- :mod:`~jaxflow.sweep.errors`: what a sweep raises;
+- :mod:`~jaxflow.sweep.estimate`: a request's memory, disk and time from its axis counts;
+- :mod:`~jaxflow.sweep.resources`: the size guard that checks an estimate against the machine;
+- :mod:`~jaxflow.sweep.concurrency`: which programs may run on several CPU devices at once;
+- :mod:`~jaxflow.sweep.progress`: progress bars.
 """
 
 from jaxflow.sweep.runner import (

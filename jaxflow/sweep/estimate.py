@@ -22,7 +22,9 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-__all__ = ["AXIS_VALUE_BYTES", "Estimate", "request", "sweep_memory"]
+import numpy as np
+
+__all__ = ["AXIS_VALUE_BYTES", "Estimate", "estimate_size", "request", "sweep_memory"]
 
 # One axis value as Python objects: a float in a list, a tuple, a set, its JSON text (measured
 # ~130 bytes for 1e6 values of a geomspace axis).
@@ -49,6 +51,31 @@ def sweep_memory(n_points: int, n_axes: int, chunk_size: int, call_size: int,
     padded = -(-int(n_points) // int(chunk_size)) * int(chunk_size)
     return int(padded * (16 + 16 * n_axes + 3 * bytes_per_point)
                + 2 * call_size * (8 * n_axes + bytes_per_point))
+
+
+def estimate_size(n_points: int, n_axes: int, chunk_size: int, call_size: int, shapes,
+                  store: bool) -> tuple[int, int]:
+    """Upper bounds of a sweep's peak memory and store size in bytes: ``(memory, disk)``.
+
+    Counts the big arrays (:func:`jaxflow.sweep.estimate.sweep_memory`): the shuffled order
+    and the points of the padded grid, the outputs (read back from the store, placed on the
+    grid, and in the dataset), one call's lanes on the device; and the store's uncompressed
+    chunks plus a file system block per small file.
+
+    >>> import numpy as np
+    >>> from jaxflow import sweep
+    >>> memory, disk = sweep.estimate_size(10**12, 3, 1024, 1024, {"y": ((), np.dtype("f8"))},
+    ...                                    store=True)
+    >>> memory > 10**13, disk > 8 * 10**12
+    (True, True)
+    """
+    padded = -(-int(n_points) // int(chunk_size)) * int(chunk_size)
+    n_chunks = padded // int(chunk_size)
+    per_point = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize
+                    for s, d in dict(shapes).values())
+    memory = sweep_memory(n_points, n_axes, chunk_size, call_size, per_point)
+    disk = padded * per_point + n_chunks * (2 + len(shapes)) * 4096 if store else 0
+    return int(memory), int(disk)
 
 
 def request(counts: Sequence[int], *, bytes_per_point: int, chunk_size: int,

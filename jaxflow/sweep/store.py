@@ -31,6 +31,12 @@ layout; a directory at the store path that is not a jaxflow store is refused, ne
 
 :func:`verify` checks a store without writing anything (``jaxflow verify DIR``).
 
+Where each part lives: what a store holds and how a chunk proves itself (layout, fill values,
+keyed checksums) in :mod:`jaxflow.sweep.store_layout`; finding stores and removing zarr's partial
+files in :mod:`jaxflow.sweep.store_files`; the open :class:`Store` (laying out, opening,
+reading, verifying and writing chunks) and :func:`verify` here. Every public name of the three is
+importable from this module.
+
 Example:
     >>> import os, tempfile
     >>> import numpy as np
@@ -45,10 +51,7 @@ Example:
     ['store ...: chunks not computed yet: 1 of 2 (1); rerun with --resume to compute them']
 """
 
-import dataclasses
-import hashlib
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -57,130 +60,23 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from jaxflow.sweep.store_files import find_stores as find_stores
+from jaxflow.sweep.store_files import remove_partial_files as remove_partial_files
+from jaxflow.sweep.store_layout import FORMAT as FORMAT
+from jaxflow.sweep.store_layout import Layout as Layout
+from jaxflow.sweep.store_layout import StoreDamagedError as StoreDamagedError
+from jaxflow.sweep.store_layout import StoreError as StoreError
+from jaxflow.sweep.store_layout import _one_line, _version
+from jaxflow.sweep.store_layout import checksum as checksum
+from jaxflow.sweep.store_layout import fill_value as fill_value
+from jaxflow.sweep.store_layout import layout_problem as layout_problem
+from jaxflow.sweep.store_layout import store_key as store_key
+
 __all__ = [
     "FORMAT", "Layout", "Store", "StoreError", "StoreDamagedError", "checksum", "describe",
     "fill_value", "find_stores", "layout_problem", "remove_partial_files", "store_key",
     "verify",
 ]
-
-# 1: no checksums; 2: checksums of content only; 3: checksums keyed by store and chunk index
-FORMAT = 3
-
-
-class StoreError(ValueError):
-    """A store cannot be used as asked: damaged, foreign, or written by another sweep.
-
-    The message is one line naming the store (and the chunk, where one is at fault) and what to
-    do next.
-    """
-
-
-class StoreDamagedError(StoreError):
-    """The store's own records (metadata, layout, arrays) are damaged: not a usage error.
-
-    The ``jaxflow`` commands exit with status 1 on it (status 2 on other StoreErrors).
-    """
-
-
-def _version() -> str:
-    from jaxflow import __version__
-
-    return str(__version__)
-
-
-def store_key(fingerprint: str, version: str, store_id: str) -> bytes:
-    """The key of a store's chunk checksums: its sweep, the jaxflow that wrote it, its own id.
-
-    >>> key = store_key("abc", "0.1.0", "0" * 32)
-    >>> len(key), key == store_key("abc", "0.2.0", "0" * 32)
-    (32, False)
-    """
-    blob = "\0".join(["jaxflow-store", str(fingerprint), str(version), str(store_id)])
-    return hashlib.sha256(blob.encode()).digest()
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """Where a sweep's outputs live in its store.
-
-    Attributes:
-        chunk_size: points per chunk (independent of devices and processes).
-        n_chunks: number of chunks (the last one padded).
-        outputs: ``{name: (per-point shape, dtype)}``.
-    """
-
-    chunk_size: int
-    n_chunks: int
-    outputs: Mapping[str, tuple[tuple[int, ...], np.dtype]]
-
-    def to_json(self) -> dict:
-        return {
-            "format": FORMAT,
-            "chunk_size": int(self.chunk_size),
-            "n_chunks": int(self.n_chunks),
-            "outputs": {k: [list(s), np.dtype(d).str]
-                        for k, (s, d) in sorted(self.outputs.items())},
-        }
-
-    @classmethod
-    def from_json(cls, table) -> "Layout":
-        return cls(
-            chunk_size=int(table["chunk_size"]),
-            n_chunks=int(table["n_chunks"]),
-            outputs={k: (tuple(int(x) for x in s), np.dtype(d))
-                     for k, (s, d) in table["outputs"].items()},
-        )
-
-
-def fill_value(dtype) -> object:
-    """A value no computed output takes: NaN, the most negative (or largest unsigned) integer.
-
-    Booleans have none; their chunks are still covered by the checksum.
-
-    >>> fill_value(np.float64), fill_value(np.int8), fill_value(np.uint16), fill_value(bool)
-    (nan, -128, 65535, False)
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind in "fc":
-        return float("nan")
-    if dtype.kind == "i":
-        return int(np.iinfo(dtype).min)
-    if dtype.kind == "u":
-        return int(np.iinfo(dtype).max)
-    return False
-
-
-def checksum(chunk: Mapping[str, np.ndarray], layout: Layout, index: int = 0,
-             key: bytes = b"") -> int:
-    """64-bit BLAKE2b of chunk ``index``'s outputs, in the store's dtypes and name order, keyed
-    by the store's :func:`store_key`; every NaN hashes as one canonical NaN.
-
-    >>> layout = Layout(2, 2, {"y": ((), np.dtype("float64"))})
-    >>> checksum({"y": np.array([1.0, 2.0])}, layout) == checksum({"y": [1.0, 2.0]}, layout)
-    True
-    >>> checksum({"y": [1.0, 2.0]}, layout, 0) == checksum({"y": [1.0, 2.0]}, layout, 1)
-    False
-    >>> minus_nan = -np.array([np.nan, np.nan])      # the sign bit set
-    >>> checksum({"y": minus_nan}, layout) == checksum({"y": [np.nan, np.nan]}, layout)
-    True
-    """
-    digest = hashlib.blake2b(digest_size=8, key=bytes(key)[:64])
-    digest.update(int(index).to_bytes(8, "little", signed=True))
-    for name in sorted(layout.outputs):
-        shape, dtype = layout.outputs[name]
-        values = np.ascontiguousarray(np.asarray(chunk[name], dtype=dtype))
-        if values.dtype.kind in "fc":
-            nan = np.isnan(values)
-            if nan.any():
-                values = np.where(nan, np.array(np.nan, dtype=values.dtype), values)
-        digest.update(name.encode())
-        digest.update(values.tobytes())
-    return int.from_bytes(digest.digest(), "little")
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def _read_chunks(array, chunk_size: int, n_chunks: int):
@@ -409,69 +305,6 @@ class Store:
                 checksum(outputs, self.layout, index, self.key))
             self.group["done"][index] = True
 
-
-def layout_problem(group, layout: Layout) -> str:
-    """What is wrong with a store's arrays against its layout ("" when nothing).
-
-    A removed array, or one whose dtype, shape or chunking was changed.
-    """
-    expected = {f"out_{k}": ((layout.n_chunks * layout.chunk_size, *s), (layout.chunk_size, *s), d)
-                for k, (s, d) in layout.outputs.items()}
-    expected["checksum"] = ((layout.n_chunks,), (1,), np.dtype(np.uint64))
-    expected["done"] = ((layout.n_chunks,), (1,), np.dtype(bool))
-    for name, (shape, chunks, dtype) in expected.items():
-        try:
-            array = group[name]
-            found = (tuple(array.shape), tuple(array.chunks), np.dtype(array.dtype))
-        except Exception as err:  # noqa: BLE001 -- missing or unreadable array metadata
-            return f"array {name!r} is missing or unreadable ({_one_line(err)})"
-        if found[2] != dtype:
-            return f"array {name!r} has dtype {found[2]}, expected {dtype}"
-        if found[:2] != (shape, chunks):
-            return (f"array {name!r} has shape {found[0]} / chunks {found[1]}, expected "
-                    f"{shape} / {chunks}")
-    return ""
-
-
-# zarr writes each file as <name>.<32 hex digits>.partial, then renames it into place.
-_PARTIAL = re.compile(r".*\.[0-9a-f]{32}\.partial")
-
-
-def remove_partial_files(path) -> int:
-    """Remove zarr's temporary files left in a store by a killed writer; return their count.
-
-    Only call it while holding the store's writer lock with no cooperating process writing.
-
-    >>> import tempfile
-    >>> remove_partial_files(tempfile.mkdtemp())
-    0
-    """
-    removed = 0
-    for root, _, files in os.walk(os.fspath(path)):
-        for name in files:
-            if _PARTIAL.fullmatch(name):
-                try:
-                    os.unlink(os.path.join(root, name))
-                    removed += 1
-                except OSError:
-                    pass
-    return removed
-
-
-def find_stores(path) -> list[str]:
-    """``path`` itself if it is a store, else the ``*.zarr`` directories inside it (sorted).
-
-    >>> import tempfile
-    >>> find_stores(tempfile.mkdtemp())
-    []
-    """
-    path = os.fspath(path)
-    if path.endswith(".zarr") or os.path.exists(os.path.join(path, "zarr.json")):
-        return [path]
-    if not os.path.isdir(path):
-        return []
-    return sorted(os.path.join(path, e) for e in os.listdir(path)
-                  if e.endswith(".zarr") and os.path.isdir(os.path.join(path, e)))
 
 
 def verify(path) -> list[str]:
