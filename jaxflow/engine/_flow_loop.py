@@ -21,8 +21,8 @@ from jaxtyping import Array, PyTree
 from jaxflow.engine import status as _status
 from jaxflow.engine._flow_events import _crossing_times, _save_between
 from jaxflow.engine._flow_problem import _Problem, _Record
-from jaxflow.engine.clock import max_abs
 from jaxflow.engine.evaluations import counts_evaluations, init_evaluations, step_evaluations
+from jaxflow.engine.stationarity import is_stationary
 from jaxflow.engine.trajectory import Trajectory
 
 # What the sibling modules (and the public face) import from this one.
@@ -60,24 +60,11 @@ class _LoopState(eqx.Module):
 
 
 def _stationary(problem: _Problem, y) -> Array:
-    """Whether ``y`` sits at a stable fixed point, up to ``stationary_tol``.
-
-    Near a stable fixed point ``y*`` the flow contracts, and ``|f|^3 / (-f.Jf)`` estimates the
-    distance still to travel (exact for a linear flow). A lane whose remaining distance is below
-    ``stationary_tol * max(1, max|y|)`` is done. On a plateau the flow expands (``f.Jf > 0``)
-    and the lane goes on, however slow it is.
-    """
+    """Whether ``y`` sits at a stable fixed point, up to ``stationary_tol``: the one rule of
+    every method (:mod:`jaxflow.engine.stationarity`)."""
     if problem.stationary_tol is None:
         return jnp.asarray(False)
-    field = lambda y_: problem.vector_field(y_, problem.args)
-    velocity, jvp = jax.jvp(field, (y,), (field(y),))
-    flat_v = jnp.concatenate([jnp.ravel(v) for v in jtu.tree_leaves(velocity)])
-    flat_jv = jnp.concatenate([jnp.ravel(v) for v in jtu.tree_leaves(jvp)])
-    speed2 = jnp.sum(flat_v**2)
-    contraction = -jnp.sum(flat_v * flat_jv)
-    remaining = jnp.sqrt(speed2) * speed2 / jnp.where(contraction > 0, contraction, 1.0)
-    limit = problem.stationary_tol * jnp.maximum(1.0, max_abs(y))
-    return ((contraction > 0) & (remaining <= limit)) | (speed2 == 0)
+    return is_stationary(problem.vector_field, y, problem.args, problem.stationary_tol)
 
 
 def _stop(problem: _Problem, t, found, y):
