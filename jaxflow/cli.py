@@ -703,6 +703,25 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
                                     dest=_FIELD + field.name, type=_field_parser(field.name, kind),
                                     metavar=metavar, help=f"{text} ({said})".strip())
         parser.flags.extend(action.option_strings)  # a group's options bypass _Parser
+    for old, new in cls.RENAMED.items():
+        group.add_argument(_flag(old), action=_Renamed, new=_flag(new), nargs="?",
+                           help=argparse.SUPPRESS)
+
+
+def _flag(name: str) -> str:
+    """The flag of a config field: ``learning_rate`` is ``--learning-rate``."""
+    return "--" + name.replace("_", "-")
+
+
+class _Renamed(argparse.Action):
+    """A flag renamed when the configs took one name per concept: refused, naming the new one."""
+
+    def __init__(self, *args, new: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise CliError(f"{option_string} was renamed {self.new}")
 
 
 def cmd_plot(args) -> int:
@@ -715,6 +734,7 @@ def cmd_plot(args) -> int:
     figures go next to it as ``F-stem.suffix``.
     """
     from jaxflow import plot
+    from jaxflow.experiments import legacy
 
     out, fmt, select = args.out or os.path.dirname(os.path.abspath(args.file)), args.format, None
     if args.out and not os.path.isdir(args.out) and os.path.splitext(args.out)[1]:
@@ -727,11 +747,12 @@ def cmd_plot(args) -> int:
         out, select = os.path.dirname(os.path.abspath(args.out)), args.out
         fmt = fmt_out
     ds = _read_dataset(args.file, salvage=args.salvage)
-    legacy = {"toy": "phase-diagram", "factor": "factor-diagram"}
-    name = ds.attrs.get("experiment") or legacy.get(ds.attrs.get("model"))
+    by_model = {"toy": "phase-diagram", "factor": "factor-diagram"}
+    name = ds.attrs.get("experiment") or by_model.get(ds.attrs.get("model"))
     if name is None:
         raise CliError(f"{args.file} names no experiment (no 'experiment' attribute)")
     experiment = _experiment(name)
+    ds = legacy.upgrade(ds, experiment)  # a dataset written before the names were unified
     _check_out_dir(out)
     try:
         figures = experiment.figures(ds)

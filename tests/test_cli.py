@@ -406,3 +406,41 @@ def test_plot_writes_png_pdf_svg_and_refuses_other_suffixes(smoke_run, tmp_path,
     assert cli.main(["plot", str(path), "--out", str(tmp_path / "f.pdf"), "--format", "svg"]) == 2
     assert "contradicts" in capsys.readouterr().err
     assert not (tmp_path / "fig.jpg").exists() and not (tmp_path / "f.pdf").exists()
+
+
+def test_old_names_are_refused_with_the_new_one(tmp_path, cli_refuses):
+    """One name per concept: an old flag or TOML key is one line naming its new name."""
+    out = str(tmp_path / "out")
+    cli_refuses(["experiment", "saddle-to-saddle", "--alphas", "1e-3", "--out", out],
+                "--alphas was renamed --scales")
+    cli_refuses(["experiment", "omp", "--flow-time", "100", "--out", out],
+                "--flow-time was renamed --horizon")
+    old = tmp_path / "old.toml"
+    old.write_text("values = [2.0, 1.0]\n")
+    cli_refuses(["experiment", "diagonal", "--config", str(old), "--out", out],
+                "config key 'values' was renamed 'targets'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_plot_redraws_a_dataset_written_before_the_rename(tmp_path, capsys):
+    """`jaxflow plot` reads the names of before the rename: saddle-to-saddle's dimension
+    ``alpha`` (now ``scale``) and diagonal's attribute ``values`` (now ``targets``)."""
+    from jaxflow import cli, plot
+    from jaxflow.sweep import checksum
+
+    saddles = plot.example_dataset("saddles").rename({"scale": "alpha"})
+    saddles.attrs.update(experiment="saddle-to-saddle", values=[4.0, -3.0],
+                         config="alphas = [1e-06, 0.001]\ndescent_steps = 100\n")
+    diagonal = plot.example_dataset("classification")
+    diagonal.attrs.update(experiment="diagonal", loss="exponential", d=10, m=20,
+                          values=[2.0, 1.0], config="values = [2.0, 1.0]\n")
+    for name, ds in (("saddle-to-saddle", saddles), ("diagonal", diagonal)):
+        path = tmp_path / f"{name}.nc"
+        path.write_bytes(checksum.seal(ds))
+        assert cli.main(["plot", str(path), "--out", str(tmp_path / name)]) == 0, (
+            capsys.readouterr().err)
+        assert "warning" not in capsys.readouterr().err  # every figure drawn, none skipped
+        drawn = sorted(p.name for p in (tmp_path / name).iterdir())
+        assert drawn and all(p.endswith(".png") for p in drawn), drawn
+    assert sorted(p.name for p in (tmp_path / "saddle-to-saddle").iterdir()) == [
+        "saddle-to-saddle-jump-times.png", "saddle-to-saddle.png"]

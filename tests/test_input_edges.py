@@ -6,8 +6,8 @@
   float64 run with x64 off are refused too: tests/test_x64.py.
 * Flags of one model given to the other: ``--num-processes``/``--dtype``/several ``--ratios``
   with ``--model factor``, the factor model's ``num_modes`` in a toy config: one line.
-* Experiment configs refuse ``learning_rate=inf``, ``values=(nan,)``, reversed ``fractions``,
-  a negative ``flow_time`` (the experiments' t_end).
+* Experiment configs refuse ``learning_rate=inf``, ``targets=(nan,)``, reversed ``fractions``,
+  a negative ``horizon``.
 * ``seed = 1e30`` in TOML and ``sweep.run(seed=2**70)``: refused up front, nothing written.
 """
 
@@ -66,15 +66,15 @@ def test_factor_options_in_a_toy_config(tmp_path, cli_refuses):
 
 @pytest.mark.parametrize("module, cls, field, value", [
     ("matrix_sensing", "MatrixSensingConfig", "learning_rate", math.inf),
-    ("matrix_sensing", "MatrixSensingConfig", "values", (math.nan, 1.0)),
+    ("matrix_sensing", "MatrixSensingConfig", "targets", (math.nan, 1.0)),
     ("quadratic", "QuadraticConfig", "fractions", (0.9, 0.5, 0.1)),
     ("quadratic", "QuadraticConfig", "learning_rate", -1.0),
-    ("diagonal", "DiagonalConfig", "values", (8.0, math.inf)),
+    ("diagonal", "DiagonalConfig", "targets", (8.0, math.inf)),
     ("diagonal", "DiagonalConfig", "late_times", (1e6, math.inf)),
     ("convolutional", "ConvolutionalConfig", "learning_rate", math.nan),
-    ("omp", "OMPConfig", "flow_time", -1.0),
+    ("omp", "OMPConfig", "horizon", -1.0),
     ("generalization", "GeneralizationConfig", "learning_rate", math.inf),
-    ("generalization", "GeneralizationConfig", "values", (math.nan,)),
+    ("generalization", "GeneralizationConfig", "targets", (math.nan,)),
 ])
 def test_experiment_configs_refuse(module, cls, field, value):
     import importlib

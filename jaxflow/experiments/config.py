@@ -111,18 +111,17 @@ def check_fractions(start: float, finish: float) -> None:
 
 
 # Fields the experiment configs share, by name, and what each must be.
-POSITIVE_FINITE = ("learning_rate", "init", "scale", "flow_time", "t_end")
-FINITE_LISTS = ("values", "amplitudes", "target_values")
+POSITIVE_FINITE = ("learning_rate", "scale", "horizon")
+FINITE_LISTS = ("targets",)
 POSITIVE_FINITE_LISTS = ("late_times",)
 
 
 def check_known_fields(config) -> None:
     """Range checks of the fields experiment configs share, found by name.
 
-    ``learning_rate``, ``init``, ``scale``, ``flow_time``, ``t_end``: finite and > 0;
-    ``values``, ``amplitudes``, ``target_values``: finite numbers; ``late_times``: finite and
-    > 0; ``fractions``: increasing, in (0, 1). ``ExperimentConfig`` calls it after converting
-    the fields, before ``check``.
+    ``learning_rate``, ``scale``, ``horizon``: finite and > 0; ``targets``: finite numbers;
+    ``late_times``: finite and > 0; ``fractions``: increasing, in (0, 1). ``ExperimentConfig``
+    calls it after converting the fields, before ``check``.
 
     >>> import dataclasses
     >>> from jaxflow.experiments.config import check_known_fields
@@ -348,6 +347,10 @@ class ExperimentConfig:
         SMOKE: the options of :meth:`smoke` (reduced sizes: seconds, for tests and CI).
         MODEL: written as ``model = ...`` at the head of :meth:`to_toml` (and accepted back).
         HINTS: ``{field: what to do}``, appended to the refusal of a value of the wrong kind.
+        RENAMED: ``{old name: new name}`` of options renamed when the configs took one name per
+            concept (``targets``, ``scale``/``scales``, ``num_steps``, ``horizon``,
+            ``learning_rate``): an old name in a TOML table is refused with its new name, as is
+            the old flag on the command line.
 
     Example (a subclass, as
     :class:`~jaxflow.experiments.phase_diagram.PhaseDiagramConfig` is one):
@@ -369,6 +372,7 @@ class ExperimentConfig:
     MODEL: ClassVar[str] = ""
     # What to do when an option of the wrong kind is refused, per field (appended to the error).
     HINTS: ClassVar[Mapping[str, str]] = {}
+    RENAMED: ClassVar[Mapping[str, str]] = {}
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -412,9 +416,21 @@ class ExperimentConfig:
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any]):
-        """Build from a mapping (a parsed TOML table); unknown keys are an error."""
+        """Build from a mapping (a parsed TOML table); unknown keys are an error, and so is a
+        renamed one (``RENAMED``), whose error names the new name.
+
+        >>> from jaxflow.experiments.diagonal import DiagonalConfig
+        >>> DiagonalConfig.from_mapping({"values": [2.0, 1.0]})
+        Traceback (most recent call last):
+        ...
+        jaxflow.experiments.config.ConfigError: config key 'values' was renamed 'targets'
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         table = {k: v for k, v in table.items() if not (k == "model" and v == cls.MODEL)}
+        renamed = [k for k in table if k in cls.RENAMED]
+        if renamed:
+            raise ConfigError("; ".join(f"config key {old!r} was renamed {cls.RENAMED[old]!r}"
+                                        for old in renamed))
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(f"unknown option(s) {', '.join(unknown)}{suggest(unknown, known)}; "

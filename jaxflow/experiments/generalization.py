@@ -72,6 +72,7 @@ class GeneralizationConfig(ExperimentConfig):
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "scales", "seeds")
     MODEL: ClassVar[str] = "matrix-sensing-generalization"
+    RENAMED: ClassVar[dict] = {"values": "targets"}
     # Smoke: lanes measured to become stationary within 20,000 steps at d = 10, m = 80 (depth 1:
     # 17,500; depth 3: 6,500; depth 4: 14,000), so none is unfinished; depth 4 from 1e-5 is not
     # (still on its plateau at 30,000 steps), nor depth 3 from 1e-3 (slow tail).
@@ -83,7 +84,7 @@ class GeneralizationConfig(ExperimentConfig):
     seeds: tuple[float, ...] = (0.0, 1.0, 2.0)
     d: int = 20
     m: int = 200
-    values: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
+    targets: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
     learning_rate: float = 5e-3
     num_steps: int = 200_000
     stationary_tol: float = 3e-5
@@ -106,8 +107,8 @@ class GeneralizationConfig(ExperimentConfig):
         if self.num_steps % self.check_every:
             raise ConfigError(f"num_steps ({self.num_steps}) must be a multiple of check_every "
                               f"({self.check_every})")
-        if self.d < len(self.values):
-            raise ConfigError(f"d must be >= {len(self.values)} (the target's rank)")
+        if self.d < len(self.targets):
+            raise ConfigError(f"d must be >= {len(self.targets)} (the target's rank)")
 
 
 def point_function(config: GeneralizationConfig):
@@ -132,7 +133,7 @@ def point_function(config: GeneralizationConfig):
         (6500, 32.5)
     """
     problem = ms.gaussian_problem(
-        jax.random.key(config.problem_seed), ms.diagonal_target(config.d, config.values), config.m
+        jax.random.key(config.problem_seed), ms.diagonal_target(config.d, config.targets), config.m
     )
     max_depth = int(max(config.depths))
 
@@ -219,7 +220,7 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
     ds = ds.drop_vars("product")
     ds = _layout.integer_coords(ds, "depth", "seed")
     ds.attrs.update(experiment="matrix-sensing-generalization", d=config.d, m=config.m,
-                    target_rank=len(config.values),
+                    target_rank=len(config.targets),
                     learning_rate=config.learning_rate, num_steps=config.num_steps,
                     stationary_tol=config.stationary_tol,
                     ok_fraction=float((ds["status"] == status.OK).mean()),

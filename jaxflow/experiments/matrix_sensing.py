@@ -46,7 +46,7 @@ class MatrixSensingConfig(ExperimentConfig):
 
     Attributes:
         d: W is ``d x d``.
-        values: the non-zero singular values of ``W* = diag(values, 0, ...)``.
+        targets: the non-zero singular values of ``W* = diag(targets, 0, ...)``.
         m: number of measurements.
         depths: depths N (integers).
         scale: RMS singular value of ``W(0)`` (sigma0).
@@ -58,7 +58,7 @@ class MatrixSensingConfig(ExperimentConfig):
 
     >>> from jaxflow.experiments import matrix_sensing as e1
     >>> cfg = e1.MatrixSensingConfig(d=20, m=240)
-    >>> cfg.values, cfg.depths, cfg.learning_rate
+    >>> cfg.targets, cfg.depths, cfg.learning_rate
     ((12.0, 6.0, 4.0, 3.0), (1, 2, 3, 4), 0.001)
     >>> e1.MatrixSensingConfig(num_steps=1001)
     Traceback (most recent call last):
@@ -67,10 +67,11 @@ class MatrixSensingConfig(ExperimentConfig):
     """
 
     # Reduced sizes (d = 10, m = 120, depths 1-3): seconds, and still a staircase.
+    RENAMED: ClassVar[dict] = {"values": "targets"}
     SMOKE: ClassVar[dict] = dict(d=10, m=120, depths=(1, 2, 3), num_steps=6000, save_every=100)
 
     d: int = 50
-    values: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
+    targets: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
     m: int = 1000
     depths: tuple[int, ...] = (1, 2, 3, 4)
     scale: float = 1e-4
@@ -85,9 +86,9 @@ class MatrixSensingConfig(ExperimentConfig):
     def check(self):
         check_depths(self.depths)
         check_steps(self)
-        if self.d < len(self.values):
+        if self.d < len(self.targets):
             raise ConfigError(
-                f"d must be >= the number of target values ({len(self.values)}), got {self.d}")
+                f"d must be >= the number of target values ({len(self.targets)}), got {self.d}")
         check_positive_int("m", self.m)
         check_positive(self, "scale", "learning_rate")
         check_seed(self.seed)
@@ -100,7 +101,7 @@ def problem(config: MatrixSensingConfig) -> ms.Problem:
     >>> e1.problem(e1.MatrixSensingConfig.smoke()).operator.shape   # (m, d^2)
     (120, 100)
     """
-    target = ms.diagonal_target(config.d, config.values)
+    target = ms.diagonal_target(config.d, config.targets)
     key = jax.random.key(config.seed)
     make = ms.completion_problem if config.completion else ms.gaussian_problem
     return make(key, target, config.m)
