@@ -1,11 +1,11 @@
 """The ``jaxflow`` command.
 
-    jaxflow phase-diagram [--config FILE.toml] [--out DIR] [--depths ...] [--ratios ...]
-                          [--scales ...] [--resume] [--quiet] [--dtype float64|float32]
-                          [--format png|pdf|svg]
-                          [--distributed [--coordinator HOST:PORT --num-processes P --process-id I]]
     jaxflow experiment NAME [--config FILE.toml] [--out DIR] [--smoke] [--quiet]
                             [--format png|pdf|svg] [--FIELD VALUE ...]
+                            [--resume] [--no-size-check]            (an experiment with a store)
+                            [--distributed [--coordinator HOST:PORT --num-processes P
+                                            --process-id I]]        (the phase diagram)
+    jaxflow phase-diagram ...     (short for `jaxflow experiment phase-diagram ...`)
     jaxflow plot FILE.nc [--out DIR | --out FIGURE.png|.pdf|.svg] [--format png|pdf|svg]
                          [--salvage]
     jaxflow threshold --depth N --ratio R [--start S --finish F]
@@ -33,6 +33,7 @@ the smoke sizes with ``--smoke``).
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 import shlex
@@ -40,12 +41,11 @@ import sys
 import types
 import typing
 
-from jaxflow import __version__
+from jaxflow import __version__, provenance
 
 __all__ = [
-    "CACHE_ENV", "CliError", "build_parser", "cache_dir", "cmd_experiment",
-    "cmd_factor_diagram", "cmd_info", "cmd_phase_diagram", "cmd_plot", "cmd_threshold",
-    "cmd_verify", "enable_compilation_cache", "main",
+    "CACHE_ENV", "CliError", "build_parser", "cache_dir", "cmd_experiment", "cmd_info",
+    "cmd_plot", "cmd_threshold", "cmd_verify", "enable_compilation_cache", "main",
 ]
 
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
@@ -211,75 +211,6 @@ def _items(text: str, option: str) -> list[str]:
             raise CliError(f"{option}: item {k + 1} of {text!r} is empty; separate values by "
                            "one comma, e.g. '2,3'")
     return [token for piece in pieces for token in piece.split()]
-
-
-def _axis_count(text: str, option: str) -> int:
-    """How many values a list flag holds (``MIN:MAX:NUM`` is NUM), without making them.
-
-    >>> _axis_count("1e-9:1e-1:10000000", "--scales"), _axis_count("2,3,inf", "--depths")
-    (10000000, 3)
-    """
-    text = text.strip()
-    if ":" in text:
-        parts = text.split(":")
-        try:
-            if len(parts) != 3:
-                raise ValueError
-            n = int(parts[2])
-            if n < 1:
-                raise ValueError
-        except ValueError:
-            raise CliError(f"{option}: expected MIN:MAX:NUM with a count NUM >= 1, or a list "
-                           f"like '1,2,inf', got {text!r}") from None
-        _check_axis_length(option, n)
-        return n
-    return max(1, len(_items(text, option)))
-
-
-def _check_request(args):
-    """The phase diagram's :class:`~jaxflow.sweep.estimate.Estimate` (memory, disk, time) from
-    the flags' and the config file's axis counts, before anything is built, created or started;
-    a CliError when it does not fit the machine.
-
-    ``--no-size-check`` skips it (the per-axis guard of :func:`_check_axis_length` stays).
-    """
-    from jaxflow.experiments import config as _config
-    from jaxflow.experiments import phase_diagram as pd
-    from jaxflow.sweep import resources as _resources
-
-    table = {}
-    if args.config is not None:
-        try:
-            table = _config.read_toml(args.config)
-        except _config.ConfigError as err:
-            raise CliError(str(err)) from None
-    defaults = pd.PhaseDiagramConfig
-
-    def count(flag, option, *keys):
-        if flag is not None:
-            return _axis_count(flag, option)
-        for key in keys:
-            if key in table:
-                value = table[key]
-                return len(value) if isinstance(value, list) else 1
-        return len(getattr(defaults, keys[-1]))
-
-    counts = (count(args.depths, "--depths", "depths"),
-              count(args.ratios, "--ratios", "ratios"),
-              count(args.scales if args.scales is not None else args.log_scales,
-                    "--scales" if args.scales is not None else "--log-scales",
-                    "scales", "log_scales"))
-    chunk = args.chunk_size if args.chunk_size is not None else table.get("chunk_size")
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        chunk = defaults.chunk_size  # a bad value is refused later, by the config
-    store = os.path.join(args.out, "phase_diagram.zarr")
-    e = pd.request_estimate(counts, chunk_size=chunk, store=not os.path.exists(store))
-    try:
-        _resources.check(memory=e.memory, disk=e.disk, where=args.out)
-    except _resources.SizeError as err:
-        raise CliError(f"{e.points} points ({counts[0]} depths x {counts[1]} ratios x "
-                       f"{counts[2]} scales) in chunks of {chunk}: {err}") from None
-    return e
 
 
 def _cost(estimate) -> str:
@@ -472,101 +403,6 @@ def _prepare_store(out: str, name: str, resume: bool, primary: bool = True) -> s
     return store
 
 
-def _sweep_overrides(args) -> dict:
-    """Flags shared by both phase diagrams (None where not given)."""
-    return {
-        "depths": _numbers(args.depths, "--depths") if args.depths is not None else None,
-        "scales": _numbers(args.scales, "--scales") if args.scales is not None else None,
-        "log_scales": (_log_numbers(args.log_scales, "--log-scales")
-                       if getattr(args, "log_scales", None) is not None else None),
-        "start": args.start,
-        "finish": args.finish,
-        "rtol": args.rtol,
-        "atol": args.rtol,
-        "chunk_size": args.chunk_size,
-    }
-
-
-def cmd_phase_diagram(args) -> int:
-    """``jaxflow phase-diagram``: run the sweep, write ``.nc`` and figures, print the table.
-
-    Called by :func:`main` with the parsed arguments (tests/test_cli.py runs it on tiny grids).
-    """
-    if args.model == "factor":
-        return cmd_factor_diagram(args)
-    from jaxflow import sweep
-    from jaxflow.experiments import phase_diagram as pd
-
-    estimate = None
-    if args.size_check:  # from the axis counts: before any axis, thread, folder or file
-        estimate = _check_request(args)
-    overrides = _sweep_overrides(args)
-    overrides["ratios"] = _numbers(args.ratios, "--ratios") if args.ratios is not None else None
-    overrides["dtype"] = args.dtype
-    config = _load_config(pd.PhaseDiagramConfig, args.config, overrides)
-    index, count = _init_distributed(args)
-    store = _prepare_store(args.out, "phase_diagram.zarr", args.resume, primary=index == 0)
-    n = len(config.depths) * len(config.ratios) * len(config.log_scales)
-    where = f", process {index} of {count}" if count > 1 else ""
-    print(f"jaxflow phase-diagram: {n} trajectories ({len(config.depths)} depths x "
-          f"{len(config.ratios)} ratios x {len(config.log_scales)} scales), store {store}{where}"
-          + (_cost(estimate) if estimate is not None else ""),
-          flush=True)
-    try:
-        ds = pd.run(config, store=store, resume=args.resume, quiet=args.quiet,
-                    process_index=index, process_count=count, size_check=args.size_check)
-    except sweep.StoreDamagedError as err:
-        raise DamagedError(str(err)) from None
-    except sweep.SweepError as err:
-        raise CliError(str(err)) from None
-    if index != 0:
-        print(f"process {index}: its chunks are in {store}; process 0 writes the exports")
-        return 0
-    ds.attrs["command"] = args.command_line
-    paths = _export(ds, args.out, "phase_diagram", lambda: pd.figures(ds), args.format)
-    print(pd.report(ds))
-    print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
-    return 0
-
-
-def cmd_factor_diagram(args) -> int:
-    """``jaxflow phase-diagram --model factor``: the unbalanced-factor sweep and its figure.
-
-    Called by :func:`main` with the parsed arguments.
-    """
-    from jaxflow import sweep
-    from jaxflow.experiments import factor_diagram as fd
-
-    overrides = _sweep_overrides(args)
-    given = {"--dtype": args.dtype, "--coordinator": args.coordinator,
-             "--num-processes": args.num_processes, "--process-id": args.process_id}
-    toy_only = [flag for flag, value in given.items() if value is not None]
-    toy_only += ["--distributed"] if args.distributed else []
-    if toy_only:
-        raise CliError(f"{', '.join(toy_only)}: only for --model toy (not --model factor)")
-    if args.ratios is not None:
-        ratios = _numbers(args.ratios, "--ratios")
-        if len(ratios) != 1:
-            raise CliError(f"--ratios: --model factor takes one ratio (between consecutive "
-                           f"targets), got {len(ratios)}")
-        overrides["ratio"] = ratios[0]
-    config = _load_config(fd.FactorDiagramConfig, args.config, overrides)
-    out = args.out if args.out_given else os.path.join("results", "factor_diagram")
-    store = _prepare_store(out, "factor_diagram.zarr", args.resume)
-    try:
-        ds = fd.run(config, store=store, resume=args.resume, quiet=args.quiet,
-                    size_check=args.size_check)
-    except sweep.StoreDamagedError as err:
-        raise DamagedError(str(err)) from None
-    except sweep.SweepError as err:
-        raise CliError(str(err)) from None
-    ds.attrs["command"] = args.command_line
-    paths = _export(ds, out, "factor_diagram", lambda: fd.figures(ds), args.format)
-    print(fd.report(ds))
-    print("".join(f"wrote {p}\n" for p in paths) + f"store {store}")
-    return 0
-
-
 def _experiment(name: str):
     """The registry line of ``name`` (:data:`jaxflow.experiments.EXPERIMENTS`), else a CliError."""
     from jaxflow import experiments
@@ -579,27 +415,96 @@ def _experiment(name: str):
 
 
 def cmd_experiment(args) -> int:
-    """``jaxflow experiment NAME``: run a registered experiment, print its report, write
-    ``NAME.nc`` and its figures.
+    """``jaxflow experiment NAME`` (``jaxflow phase-diagram`` for short): run a registered
+    experiment, print its report, write ``STEM.nc`` and its figures.
 
     Called by :func:`main` with the parsed arguments (``--smoke`` for seconds-long runs: the
-    config's ``SMOKE`` sizes, under any ``--config`` file).
+    config's ``SMOKE`` sizes, under any ``--config`` file). An experiment that keeps a store
+    (its ``run`` takes ``store``) writes ``STEM.zarr`` in ``--out`` as it goes, continued by
+    ``--resume``; its size is checked first where it says how (``check_size``).
     """
     experiment = _experiment(args.name)
+    config = _experiment_config(experiment, args)
+    options = experiment.run_options
+    estimate = _check_size(experiment, config, args) if "store" in options else None
+    index, count = _init_distributed(args) if "process_index" in options else (0, 1)
+    out = args.out or experiment.default_out
+    run_options = {}
+    if "store" in options:
+        store = _prepare_store(out, f"{experiment.file_stem}.zarr", args.resume,
+                               primary=index == 0)
+        run_options.update(store=store, resume=args.resume)
+    else:
+        _check_out_dir(out)
+        enable_compilation_cache()
+    if "process_index" in options:
+        run_options.update(process_index=index, process_count=count)
+    if "size_check" in options:
+        run_options.update(size_check=args.size_check)
+    print(_header(args, config, run_options.get("store"), index, count, estimate), flush=True)
+    ds = _run(experiment, config, args.quiet, run_options)
+    if index != 0:
+        print(f"process {index}: its chunks are in {run_options['store']}; process 0 writes "
+              "the exports")
+        return 0
+    provenance.stamp(ds, command=args.command_line, smoke=args.smoke)
+    paths = _export(ds, out, experiment.file_stem, lambda: experiment.figures(ds), args.format)
+    print(experiment.report(ds))
+    print("\n".join(f"wrote {p}" for p in paths)
+          + (f"\nstore {run_options['store']}" if "store" in run_options else ""))
+    return 0
+
+
+def _experiment_config(experiment, args):
+    """The resolved config: the defaults (``SMOKE`` with ``--smoke``) < ``--config`` < flags."""
     cls = experiment.config
     overrides = {name[len(_FIELD):]: value for name, value in vars(args).items()
                  if name.startswith(_FIELD) and value is not None}
-    config = _load_config(cls, args.config, overrides, defaults=cls.SMOKE if args.smoke else None)
-    out = args.out or os.path.join("results", "experiments")
-    _check_out_dir(out)
-    enable_compilation_cache()
-    print(f"jaxflow experiment {args.name}{' (smoke)' if args.smoke else ''}", flush=True)
-    ds = experiment.run(config, quiet=args.quiet)
-    ds.attrs.update(command=args.command_line, smoke=int(args.smoke))
-    print(experiment.report(ds))
-    paths = _export(ds, out, args.name, lambda: experiment.figures(ds), args.format)
-    print("\n".join(f"wrote {p}" for p in paths))
-    return 0
+    return _load_config(cls, args.config, overrides, defaults=cls.SMOKE if args.smoke else None)
+
+
+def _check_size(experiment, config, args):
+    """The experiment's own estimate of its run (``module.check_size``, if it has one), refused
+    in one line when it does not fit the machine: before any folder, thread or file exists.
+    ``--no-size-check`` skips it (the per-axis guard of :func:`_check_axis_length` stays)."""
+    from jaxflow import sweep
+
+    check = getattr(experiment.module, "check_size", None)
+    if check is None or not args.size_check:
+        return None
+    store = os.path.join(args.out or experiment.default_out, f"{experiment.file_stem}.zarr")
+    try:
+        return check(config, store)
+    except sweep.SweepError as err:
+        raise CliError(str(err)) from None
+
+
+def _header(args, config, store, index: int, count: int, estimate) -> str:
+    """``jaxflow NAME: N trajectories (a depths x b ratios x c scales), store S``: what the run
+    is about to compute, on which process, at which estimated cost."""
+    line = f"jaxflow {args.name}{' (smoke)' if args.smoke else ''}"
+    axes = [(name, len(getattr(config, name))) for name in type(config).AXES]
+    if axes:
+        points = math.prod(n for _, n in axes)
+        grid = " x ".join(f"{n} {name.removeprefix('log_')}" for name, n in axes)
+        line += f": {points} trajectories ({grid})"
+    if store is not None:
+        line += f", store {store}"
+    if count > 1:
+        line += f", process {index} of {count}"
+    return line + (_cost(estimate) if estimate is not None else "")
+
+
+def _run(experiment, config, quiet: bool, options: dict):
+    """``experiment.run``, a damaged store a DamagedError and a refused sweep a CliError."""
+    from jaxflow import sweep
+
+    try:
+        return experiment.run(config, quiet=quiet, **options)
+    except sweep.StoreDamagedError as err:
+        raise DamagedError(str(err)) from None
+    except sweep.SweepError as err:
+        raise CliError(str(err)) from None
 
 
 _FIELD = "field:"  # namespace prefix of the flags generated from a config's fields
@@ -653,39 +558,10 @@ def _show(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _field_docs(cls) -> dict[str, str]:
-    """``{field: text}`` from the ``Attributes:`` section of a config class's docstring."""
-    docs: dict[str, str] = {}
-    names: list[str] = []
-    section = False
-    for line in (cls.__doc__ or "").splitlines():
-        stripped = line.strip()
-        if stripped == "Attributes:":
-            section = True
-            continue
-        if not section:
-            continue
-        if not stripped or (stripped.endswith(":") and " " not in stripped):
-            if docs:
-                break
-            continue
-        match = re.fullmatch(r"([a-z_][a-z0-9_]*(?:, [a-z_][a-z0-9_]*)*): (.*)", stripped)
-        if match:
-            names = match.group(1).split(", ")
-            for name in names:
-                docs[name] = match.group(2)
-        else:
-            for name in names:
-                docs[name] += " " + stripped
-    # reStructuredText markup reads badly in a terminal: ``x`` and :func:`x` as x
-    return {k: re.sub(r"``([^`]*)``|:\w+:`~?([^`]*)`", lambda m: m.group(1) or m.group(2), v)
-            for k, v in docs.items()}
-
-
 def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
     """One flag per field of the config class ``cls``: ``--learning-rate`` sets
-    ``learning_rate``; its help gives the docstring's line, the default and the smoke size."""
-    docs = _field_docs(cls)
+    ``learning_rate``; its help is the field's own sentence (:func:`~jaxflow.experiments.config.
+    option`), the default and the smoke size. A renamed field's old flag is refused."""
     group = parser.add_argument_group(
         f"options of {cls.__name__} (over --config; a list is '2,3', a list of numbers also "
         "MIN:MAX:NUM, log-spaced; a value starting with '-' is written --option=-1)")
@@ -698,10 +574,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
             said += f"; --smoke: {_show(tuple(smoke) if isinstance(smoke, list) else smoke)}"
         metavar = ("LIST" if typing.get_origin(kind) is tuple
                    else {bool: "true|false", int: "N", float: "X"}.get(kind, "TEXT"))
-        text = docs.get(field.name, "").replace("%", "%%")
-        action = group.add_argument("--" + field.name.replace("_", "-"),
-                                    dest=_FIELD + field.name, type=_field_parser(field.name, kind),
-                                    metavar=metavar, help=f"{text} ({said})".strip())
+        text = field.metadata.get("help", "").replace("%", "%%")
+        action = group.add_argument(_flag(field.name), dest=_FIELD + field.name,
+                                    type=_field_parser(field.name, kind), metavar=metavar,
+                                    help=f"{text} ({said})".strip())
         parser.flags.extend(action.option_strings)  # a group's options bypass _Parser
     for old, new in cls.RENAMED.items():
         group.add_argument(_flag(old), action=_Renamed, new=_flag(new), nargs="?",
@@ -711,6 +587,17 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
 def _flag(name: str) -> str:
     """The flag of a config field: ``learning_rate`` is ``--learning-rate``."""
     return "--" + name.replace("_", "-")
+
+
+class _Removed(argparse.Action):
+    """A flag that was removed: refused with ``message`` (what to do instead)."""
+
+    def __init__(self, *args, message: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.message = message
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise CliError(self.message)
 
 
 class _Renamed(argparse.Action):
@@ -877,9 +764,9 @@ def cmd_info(args) -> int:
     import jax
 
     import jaxflow
-    from jaxflow import _x64, sweep
+    from jaxflow import _x64, provenance
 
-    for name, version in sweep.package_versions().items():
+    for name, version in provenance.package_versions().items():
         print(f"{name:10s} {version}")
     print(f"float64    {'on' if _x64.x64_enabled() else 'off'}")
     print(f"backend    {jax.default_backend()}")
@@ -891,94 +778,71 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _add_experiment(sub, e, help: str) -> None:
+    """The parser of experiment ``e`` under ``sub``: ``jaxflow experiment NAME``, and the same
+    parser again as ``jaxflow phase-diagram`` (one route, whatever the name it is reached by).
+
+    Every experiment takes --config, --out, --smoke, --quiet, --format and one flag per config
+    field; one that keeps a store (its ``run`` takes ``store``) also --resume and
+    --no-size-check, one that runs on several processes --distributed and its three flags.
+    """
+    options = e.run_options
+    q = sub.add_parser(e.name, help=help, description=f"{e.name}: {e.summary}.\n\n"
+                       "Precedence: defaults (smoke sizes with --smoke) < --config < flags.\n"
+                       f"The resolved config is stored in {e.file_stem}.nc (attribute "
+                       "'config') and can be\npassed back as --config.")
+    q.add_argument("--config", metavar="FILE.toml", help="TOML file setting any option below")
+    q.add_argument("--out", metavar="DIR", help=f"output directory (default: {e.default_out})")
+    q.add_argument("--smoke", action="store_true", help="reduced sizes (seconds), for tests and CI")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--format", choices=FIGURE_FORMATS, default="png", help="figure files' format")
+    if "store" in options:
+        q.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in --out (finished chunks are verified; "
+                            "missing or corrupt ones are recomputed)")
+        q.add_argument("--no-size-check", action="store_false", dest="size_check",
+                       help="run even if the estimated memory or disk exceeds the machine's")
+    if "process_index" in options:
+        q.add_argument("--distributed", action="store_true",
+                       help="one process per host via jax.distributed (no other flag needed on "
+                            "SLURM, TPU pods)")
+        q.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="HOST:PORT of process 0 (implies --distributed)")
+        q.add_argument("--num-processes", type=int, dest="num_processes", metavar="P",
+                       help="number of processes")
+        q.add_argument("--process-id", type=int, dest="process_id", metavar="I",
+                       help="this process, 0 .. P-1")
+    if e.name == "phase-diagram":
+        q.add_argument("--model", action=_Removed, help=argparse.SUPPRESS, message=(
+            "--model was removed: the factor diagram is `jaxflow experiment factor-diagram` "
+            "(its --ratio is the ratio between consecutive targets)"))
+    _add_config_flags(q, e.config)
+    q.set_defaults(func=cmd_experiment, name=e.name, size_check=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``jaxflow`` command (one sub-parser per command).
 
     >>> from jaxflow import cli
     >>> args = cli.build_parser().parse_args(["phase-diagram", "--depths", "2,3", "--quiet"])
-    >>> args.command, args.depths, args.quiet
-    ('phase-diagram', '2,3', True)
+    >>> args.command, args.name, args.quiet, vars(args)["field:depths"]
+    ('phase-diagram', 'phase-diagram', True, [2.0, 3.0])
     """
-    from jaxflow.experiments import EXPERIMENTS
-    from jaxflow.experiments.phase_diagram import PhaseDiagramConfig as toy
+    from jaxflow import experiments
 
     parser = _Parser(prog="jaxflow", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"jaxflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("phase-diagram", help="simulate the phase diagram of incremental learning")
-    p.add_argument("--config", metavar="FILE.toml",
-                   help="TOML file setting any option (flags override it)")
-    p.add_argument("--model", choices=("toy", "factor"), default="toy",
-                   help="toy: balanced reduced flow against theory; factor: random unbalanced "
-                        "factors, k-mode geometric spectrum (--ratios gives its ratio)")
-    p.add_argument("--out", metavar="DIR",
-                   help="output directory (default: results/phase_diagram or "
-                        "results/factor_diagram)")
-    p.add_argument("--depths", metavar="LIST",
-                   help=f"e.g. '1,2,3,inf' (default: {_show(toy.depths)})")
-    p.add_argument("--ratios", metavar="LIST",
-                   help="e.g. '1.1,2,4' or '1.02:10:32' (log-spaced) (default: "
-                        f"{_show(toy.ratios)}; --model factor: one ratio, 2)")
-    p.add_argument("--scales", metavar="LIST",
-                   help="sigma0 values, e.g. '1e-120:1e-1:128' (log-spaced) or a list "
-                        "(default: --log-scales)")
-    p.add_argument("--log-scales", metavar="LIST",
-                   help="ln sigma0 values instead (below float64's range too), e.g. "
-                        "'-1e4:-2.3:128' (log-spaced in ln(1/sigma0)) or a list '-5000,-100'; "
-                        "a value starting with '-' is written --log-scales=-1e4:-2.3:128 "
-                        f"(default: {_show(toy.log_scales)})")
-    p.add_argument("--start", type=float, metavar="S",
-                   help="fraction of a target at which a mode starts being learned, "
-                        f"0 < start < finish (default: {toy.start:g})")
-    p.add_argument("--finish", type=float, metavar="F",
-                   help=f"fraction at which it is learned, finish < 1 (default: {toy.finish:g})")
-    p.add_argument("--rtol", type=float, metavar="X", help="solver tolerance (rtol = atol) "
-                   f"(default: {toy.rtol:g})")
-    p.add_argument("--chunk-size", type=int, dest="chunk_size", metavar="N",
-                   help="trajectories per compiled call; each finished chunk is stored, so "
-                        f"--resume loses at most one (default: {toy.chunk_size}; --model "
-                        "factor: 512)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out (finished chunks are verified; "
-                        "missing or corrupt ones are recomputed)")
-    p.add_argument("--no-size-check", action="store_false", dest="size_check",
-                   help="run even if the estimated memory or disk exceeds the machine's")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--format", choices=FIGURE_FORMATS, default="png", help="figure files' format")
-    p.add_argument("--dtype", choices=("float64", "float32"),
-                   help="float32: fast on GPU/TPU; lanes float32 cannot resolve are recomputed "
-                        f"in float64 (default: {toy.dtype})")
-    p.add_argument("--distributed", action="store_true",
-                   help="one process per host via jax.distributed (no other flag needed on "
-                        "SLURM, TPU pods)")
-    p.add_argument("--coordinator", metavar="HOST:PORT",
-                   help="HOST:PORT of process 0 (implies --distributed)")
-    p.add_argument("--num-processes", type=int, dest="num_processes", metavar="P",
-                   help="number of processes")
-    p.add_argument("--process-id", type=int, dest="process_id", metavar="I",
-                   help="this process, 0 .. P-1")
-    p.set_defaults(func=cmd_phase_diagram)
-
+    short = experiments.get("phase-diagram")
+    _add_experiment(sub, short, help=f"{short.summary} (short for `jaxflow experiment "
+                    f"{short.name}`)")
     p = sub.add_parser("experiment", help="run one of the registered experiments",
                        description="Run a registered experiment; `jaxflow experiment NAME "
                                    "--help` lists its options\n(one flag per field of its config).")
     names = p.add_subparsers(dest="name", required=True, metavar="NAME")
-    for e in EXPERIMENTS:
-        q = names.add_parser(e.name, help=e.summary, description=f"{e.name}: {e.summary}.\n\n"
-                             "Precedence: defaults (smoke sizes with --smoke) < --config < flags.\n"
-                             f"The resolved config is stored in {e.name}.nc (attribute 'config') "
-                             "and can be\npassed back as --config.")
-        q.add_argument("--config", metavar="FILE.toml", help="TOML file setting any option below")
-        q.add_argument("--out", metavar="DIR",
-                       help="output directory (default: results/experiments)")
-        q.add_argument("--smoke", action="store_true",
-                       help="reduced sizes (seconds), for tests and CI")
-        q.add_argument("--quiet", action="store_true", help="no progress bar")
-        q.add_argument("--format", choices=FIGURE_FORMATS, default="png",
-                       help="figure files' format")
-        _add_config_flags(q, e.config)
-        q.set_defaults(func=cmd_experiment)
+    for e in experiments.EXPERIMENTS:
+        _add_experiment(names, e, help=e.summary)
 
     p = sub.add_parser("plot", help="redraw the figures of a saved experiment dataset (.nc)")
     p.add_argument("file", help="a dataset written by jaxflow (NAME.nc)")
@@ -1028,13 +892,9 @@ def main(argv=None) -> int:
         _check_environment()
         _configure_process()
         args = _parse(parser, argv)
-        # The datasets' provenance: the command as typed, whether run as `jaxflow`,
-        # `python -m jaxflow.cli` or cli.main(argv).
+        # The datasets' provenance (provenance.stamp): the command as typed, whether run as
+        # `jaxflow`, `python -m jaxflow.cli` or cli.main(argv).
         args.command_line = shlex.join(["jaxflow", *(sys.argv[1:] if argv is None else argv)])
-        if getattr(args, "command", None) == "phase-diagram":
-            args.out_given = args.out is not None
-            if args.out is None:
-                args.out = os.path.join("results", "phase_diagram")
         return args.func(args)
     except CliError as err:
         _remove_created_dirs()

@@ -40,8 +40,8 @@ import xarray as xr
 
 from jaxflow import _x64
 from jaxflow.engine import descent, flow, status, trajectory
+from jaxflow.provenance import run_metadata
 from jaxflow.sweep import progress as _progress
-from jaxflow.sweep import run_metadata
 
 __all__ = ["BACKENDS", "Spec", "TopModes", "run"]
 

@@ -1,9 +1,10 @@
 """The experiments' configurations: one base class, TOML in and out, one way to validate.
 
 Every experiment's options are a frozen dataclass deriving from :class:`ExperimentConfig`: it
-lists its fields with defaults and types, names its swept axes in ``AXES`` (lists of distinct
-numbers), its reduced sizes in ``SMOKE`` (what :meth:`ExperimentConfig.smoke` builds, for tests
-and CI) and checks its own ranges in ``check``. Converting and checking each field's kind (from
+lists its fields with defaults, types and one sentence of help each (:func:`option`: the
+``--help`` of the field's flag), names its swept axes in ``AXES`` (lists of distinct numbers),
+its reduced sizes in ``SMOKE`` (what :meth:`ExperimentConfig.smoke` builds, for tests and CI)
+and checks its own ranges in ``check``. Converting and checking each field's kind (from
 its annotation: ``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``,
 ``tuple[float, ...]``), reading a TOML file, applying overrides (command-line flags win),
 refusing unknown keys and writing the resolved TOML for the dataset all live here, once. Every
@@ -50,6 +51,7 @@ __all__ = [
     "check_seed",
     "check_steps",
     "check_type",
+    "option",
     "read_toml",
     "suggest",
 ]
@@ -65,6 +67,20 @@ class ConfigError(ValueError):
     ...     print(err)
     ratios must not be empty
     """
+
+
+def option(default, help: str):
+    """A config field whose ``help`` (one sentence, in the field's metadata) is what
+    ``jaxflow experiment NAME --help`` prints for its flag, followed by the default.
+
+    >>> import dataclasses
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Demo(ExperimentConfig):
+    ...     scale: float = option(1e-3, "initialization scale sigma0")
+    >>> dataclasses.fields(Demo)[0].metadata["help"], Demo().scale
+    ('initialization scale sigma0', 0.001)
+    """
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def as_axis(name: str, values) -> tuple[float, ...]:

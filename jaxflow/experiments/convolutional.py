@@ -52,7 +52,7 @@ from jaxtyping import Array
 from jaxflow import _x64
 from jaxflow.baselines import max_margin
 from jaxflow.experiments import _classification, _layout, backends
-from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
+from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int, option
 from jaxflow.models import convolutional as cn
 from jaxflow.models import diagonal as dn
 from jaxflow.sweep import progress as _progress
@@ -75,17 +75,8 @@ __all__ = [
 class ConvolutionalConfig(ExperimentConfig):
     """Options of ``jaxflow experiment convolutional`` (defaults: the paper's E4).
 
-    Attributes:
-        d, m: signal length (kernels are full width) and number of samples.
-        targets: ``rfft`` amplitudes of bins 0, 1, ... of the target before normalization.
-        depths: numbers of layers ``N`` (``N - 1`` convolutions and the dense layer).
-        loss: "exponential" or "logistic".
-        scale: RMS Fourier amplitude of the canonical model at t = 0 (layers
-            ``scale^(1/N)``; sigma0).
-        learning_rate, num_steps, save_every: the descent (flow compared on ``t = lr * step``).
-        num_modes: number of tracked Fourier bins.
-        seed: seeds the data and the initialization.
-        num_seeds: seeds ``seed .. seed + num_seeds - 1`` run by gradient flow (repeat 0: ``seed``).
+    Each field's help (:func:`~jaxflow.experiments.config.option`) is the sentence its flag
+    shows in ``--help``.
 
     >>> from jaxflow.experiments import convolutional as e4
     >>> e4.ConvolutionalConfig.smoke().depths
@@ -104,18 +95,23 @@ class ConvolutionalConfig(ExperimentConfig):
     SMOKE: ClassVar[dict] = dict(num_seeds=2, d=32, m=128, depths=(1, 3), learning_rate=1e-2,
                                  num_steps=10_000, save_every=100)
 
-    d: int = 100
-    m: int = 200
-    targets: tuple[float, ...] = (3.0, 4.0, 6.0, 12.0)
-    depths: tuple[int, ...] = (1, 2, 3)
-    loss: str = "exponential"
-    scale: float = 1e-2
-    learning_rate: float = 1e-3
-    num_steps: int = 500_000
-    save_every: int = 500
-    num_modes: int = 5
-    seed: int = 0
-    num_seeds: int = 9
+    d: int = option(100, "signal length (the kernels are full width)")
+    m: int = option(200, "number of samples")
+    targets: tuple[float, ...] = option((3.0, 4.0, 6.0, 12.0),
+        "rfft amplitudes of the target's bins 0, 1, ... before normalization")
+    depths: tuple[int, ...] = option((1, 2, 3),
+        "numbers of layers N (N - 1 convolutions and the dense layer)")
+    loss: str = option("exponential", "classification loss: 'exponential' or 'logistic'")
+    scale: float = option(1e-2,
+        "RMS Fourier amplitude of the canonical model at t = 0 (layers scale^(1/N); sigma0)")
+    learning_rate: float = option(1e-3,
+        "gradient-descent rate; the flow is compared on its clock, t = learning_rate x step")
+    num_steps: int = option(500_000, "gradient-descent steps")
+    save_every: int = option(500, "descent steps between saved points (a divisor of num_steps)")
+    num_modes: int = option(5, "number of tracked Fourier bins")
+    seed: int = option(0, "seed of the data and the initialization (the first of the seeds)")
+    num_seeds: int = option(9,
+        "seeds seed .. seed + num_seeds - 1 run by gradient flow (the first by both back-ends)")
 
     def check(self):
         _classification.check_config(self)

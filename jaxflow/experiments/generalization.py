@@ -48,7 +48,7 @@ from jaxflow import _x64, sweep
 from jaxflow._table import table
 from jaxflow.engine import descent, status
 from jaxflow.experiments import _layout
-from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
+from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int, option
 from jaxflow.models import matrix_sensing as ms
 
 __all__ = ["GeneralizationConfig", "effective_rank", "figures", "point_function", "report", "run"]
@@ -62,6 +62,9 @@ class GeneralizationConfig(ExperimentConfig):
     depth 4. Every lane runs until stationary (``stationary_tol``, checked every
     ``check_every`` steps) or until it has spent ``num_steps`` steps (then: ``unfinished``); see
     the module docstring for the measured choice of the tolerance.
+
+    Each field's help (:func:`~jaxflow.experiments.config.option`) is the sentence its flag
+    shows in ``--help``.
 
     Example:
         >>> from jaxflow.experiments import generalization as g
@@ -79,18 +82,24 @@ class GeneralizationConfig(ExperimentConfig):
     SMOKE: ClassVar[dict] = dict(depths=(1.0, 3.0, 4.0), scales=(1e-4,), seeds=(0.0, 1.0), d=10,
                                  m=80, num_steps=20_000, chunk_size=8)
 
-    depths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
-    scales: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1e-6, 1.0, 7))
-    seeds: tuple[float, ...] = (0.0, 1.0, 2.0)
-    d: int = 20
-    m: int = 200
-    targets: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
-    learning_rate: float = 5e-3
-    num_steps: int = 200_000
-    stationary_tol: float = 3e-5
-    check_every: int = 500
-    problem_seed: int = 0
-    chunk_size: int = 32
+    depths: tuple[float, ...] = option((1.0, 2.0, 3.0, 4.0), "depths N (integers >= 1)")
+    scales: tuple[float, ...] = option(tuple(float(s) for s in np.geomspace(1e-6, 1.0, 7)),
+        "initialization scales sigma0 (RMS singular value of W(0))")
+    seeds: tuple[float, ...] = option((0.0, 1.0, 2.0), "seeds of W(0) (one axis value per seed)")
+    d: int = option(20, "W is d x d")
+    m: int = option(200, "number of measurements")
+    targets: tuple[float, ...] = option((12.0, 6.0, 4.0, 3.0),
+        "the non-zero singular values of the target W* = diag(targets, 0, ...)")
+    learning_rate: float = option(5e-3,
+        "gradient-descent rate (below the stability limit of the deepest network)")
+    num_steps: int = option(200_000,
+        "step budget of each lane: a lane not stationary by then is unfinished")
+    stationary_tol: float = option(3e-5,
+        "a lane stops once ||grad|| <= stationary_tol x max(1, ||params||)")
+    check_every: int = option(500, "steps between two stationarity checks (a divisor of num_steps)")
+    problem_seed: int = option(0, "seed of the sensing problem, shared by every lane")
+    chunk_size: int = option(32,
+        "lanes per compiled call; each finished chunk is stored, so --resume loses at most one")
 
     def check(self):
         if any(n < 1 or n != int(n) for n in self.depths):

@@ -71,6 +71,7 @@ from jaxflow.experiments.config import (
     check_positive,
     check_positive_int,
     check_steps,
+    option,
 )
 from jaxflow.models import diagonal as dn
 from jaxflow.oracles import incremental
@@ -90,16 +91,8 @@ class OMPConfig(ExperimentConfig):
     ``learning_rate * save_every`` and runs to ``horizon`` (a multiple of that spacing, at
     least the descent's horizon).
 
-    Attributes:
-        d, m: dimension and number of samples.
-        sparsity: the support size of ``w*`` (and OMP's number of steps).
-        target_scale: the scale of the exponential entries of ``w*`` (plus 1).
-        depth: N of the diagonal network.
-        scale: ``w_+- (0) = scale^(1/N)`` (sigma0).
-        learning_rate, num_steps, save_every: the descent.
-        threshold: a coordinate is picked when ``|beta_i|`` first exceeds it.
-        num_seeds: seeds ``0 .. num_seeds - 1`` (each its own problem), vmapped.
-        horizon, rtol: the flow's horizon and relative tolerance (RKC).
+    Each field's help (:func:`~jaxflow.experiments.config.option`) is the sentence its flag
+    shows in ``--help``.
 
     >>> from jaxflow.experiments import omp as e5
     >>> e5.OMPConfig.smoke().num_seeds
@@ -115,19 +108,23 @@ class OMPConfig(ExperimentConfig):
     SMOKE: ClassVar[dict] = dict(d=100, m=40, sparsity=3, num_seeds=4, num_steps=40_000,
                                  save_every=4000, horizon=400.0)
 
-    d: int = 1000
-    m: int = 80
-    sparsity: int = 5
-    target_scale: float = 10.0
-    depth: int = 5
-    scale: float = 1e-4
-    learning_rate: float = 1e-3
-    num_steps: int = 100_000
-    save_every: int = 10_000
-    threshold: float = 0.1
-    num_seeds: int = 20
-    horizon: float = 2000.0
-    rtol: float = 1e-6
+    d: int = option(1000, "dimension of w*")
+    m: int = option(80, "number of samples")
+    sparsity: int = option(5, "support size of w* (and OMP's number of steps)")
+    target_scale: float = option(10.0,
+        "scale of the exponential entries of w* (each is 1 + target_scale x Exp(1))")
+    depth: int = option(5, "depth N of the diagonal network")
+    scale: float = option(1e-4, "w_+-(0) = scale^(1/N) (sigma0)")
+    learning_rate: float = option(1e-3, "gradient-descent rate")
+    num_steps: int = option(100_000, "gradient-descent steps")
+    save_every: int = option(10_000,
+        "descent steps between saved points; the save grid is spaced learning_rate x save_every")
+    threshold: float = option(0.1, "a coordinate is picked when |beta_i| first exceeds it")
+    num_seeds: int = option(20, "seeds 0 .. num_seeds - 1, each its own problem (vmapped)")
+    horizon: float = option(2000.0,
+        "flow time at which the flow stops (a multiple of learning_rate x save_every, at least "
+        "learning_rate x num_steps)")
+    rtol: float = option(1e-6, "relative tolerance of the flow (RKC)")
 
     def check(self):
         for name in ("d", "m", "sparsity", "depth", "num_seeds"):

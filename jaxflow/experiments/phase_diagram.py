@@ -49,6 +49,7 @@ from jaxflow.experiments.config import (
     check_positive_int,
     check_seed,
     check_type,
+    option,
 )
 from jaxflow.models import toy
 from jaxflow.oracles import incremental, theory
@@ -89,23 +90,11 @@ LOG_SCALE_FLOOR = -1e5
 
 @dataclasses.dataclass(frozen=True)
 class PhaseDiagramConfig(ExperimentConfig):
-    """Every option of ``jaxflow phase-diagram`` (a TOML file may set any of them).
+    """Every option of ``jaxflow phase-diagram``, short for ``jaxflow experiment phase-diagram``
+    (a TOML file may set any of them).
 
-    Attributes:
-        depths: depths N >= 1 (``inf`` allowed).
-        ratios: target ratios r = sigma*_i / sigma*_j > 1.
-        log_scales: initialization scales as ``ln(sigma0 / sigma*_j)`` < 0 (any size: e^-10000
-            is a valid start; the dataset's ``scale = exp(log_scale)`` may underflow to 0).
-        scales: alternatively the scales themselves, in (0, 1); given, they set ``log_scales``.
-        start, finish: the (start, finish) fractions of the incremental-learning definition.
-        solver: diffrax solver name (Tsit5, Dopri5, Dopri8).
-        rtol, atol: step-size controller tolerances.
-        max_steps: step budget per trajectory.
-        chunk_size: trajectories per compiled call.
-        refine_iterations: regula-falsi iterations of the threshold refinement.
-        seed: seed of the lane shuffle.
-        dtype: ``"float64"`` (default) or ``"float32"`` (fast on GPU/TPU): lanes float32 cannot
-            resolve are recomputed in float64 (see :func:`point_function`).
+    Each field's help (:func:`~jaxflow.experiments.config.option`) is the sentence its flag
+    shows in ``--help``.
 
     Example:
         >>> import numpy as np
@@ -125,20 +114,34 @@ class PhaseDiagramConfig(ExperimentConfig):
                                  log_scales=tuple(k * math.log(10.0) for k in range(-14, -1)),
                                  chunk_size=64)
 
-    depths: tuple[float, ...] = DEFAULT_DEPTHS
-    ratios: tuple[float, ...] = DEFAULT_RATIOS
-    log_scales: tuple[float, ...] = DEFAULT_LOG_SCALES
-    scales: tuple[float, ...] | None = None
-    start: float = 0.1
-    finish: float = 0.9
-    solver: str = "Tsit5"
-    rtol: float = 1e-8
-    atol: float = 1e-8
-    max_steps: int = 2048
-    chunk_size: int = 2048
-    refine_iterations: int = 20
-    seed: int = 0
-    dtype: str = "float64"
+    depths: tuple[float, ...] = option(DEFAULT_DEPTHS,
+        "depths N >= 1 (inf allowed), e.g. '1,2,3,inf'")
+    ratios: tuple[float, ...] = option(DEFAULT_RATIOS,
+        "target ratios r = sigma*_i / sigma*_j > 1, e.g. '1.1,2,4' or '1.02:10:32' (log-spaced)")
+    # e^-10000 is a valid start; the dataset's scale = exp(log_scale) may then underflow to 0.
+    log_scales: tuple[float, ...] = option(DEFAULT_LOG_SCALES,
+        "initialization scales as ln(sigma0 / sigma*_j) < 0, of any size, e.g. '-1e4:-2.3:128' "
+        "(log-spaced in ln(1/sigma0)) or '-5000,-100'")
+    scales: tuple[float, ...] | None = option(None,
+        "the scales sigma0 / sigma*_j themselves, in (0, 1), e.g. '1e-120:1e-1:128' "
+        "(log-spaced); given, they set log_scales")
+    start: float = option(0.1,
+        "fraction of a target at which a mode starts being learned (0 < start < finish)")
+    finish: float = option(0.9,
+        "fraction of a target at which a mode is learned (start < finish < 1)")
+    solver: str = option("Tsit5", "diffrax solver of the flow: Tsit5, Dopri5 or Dopri8")
+    rtol: float = option(1e-8, "relative tolerance of the flow's step-size controller")
+    atol: float = option(1e-8, "absolute tolerance of the flow's step-size controller")
+    max_steps: int = option(2048, "step budget of the flow per trajectory")
+    chunk_size: int = option(2048,
+        "trajectories per compiled call; each finished chunk is stored, so --resume loses at "
+        "most one")
+    refine_iterations: int = option(20, "regula-falsi iterations of the threshold refinement")
+    seed: int = option(0, "seed of the shuffle that spreads costly lanes over the chunks")
+    # float32 lanes it cannot resolve are recomputed in float64: see point_function.
+    dtype: str = option("float64",
+        "float64 (exact) or float32 (fast on GPU/TPU; lanes float32 cannot resolve are "
+        "recomputed in float64)")
 
     def check(self):
         if any(d < 1 for d in self.depths):
@@ -521,8 +524,16 @@ def request_estimate(counts, *, chunk_size: int, store: bool):
     return dataclasses.replace(e, memory=e.memory + n_depths * n_ratios * BYTES_PER_ROW)
 
 
-def _check_size(config: PhaseDiagramConfig, store) -> None:
-    """Refuse (SweepError, one line) a request too big for the machine, before any work."""
+def check_size(config: PhaseDiagramConfig, store=None):
+    """The :class:`~jaxflow.sweep.estimate.Estimate` of ``config``'s grid (memory, disk, time),
+    from its axis counts alone; a one-line SweepError when it does not fit the machine (the
+    disk is the store's, a new ``store`` counted in). ``run`` and ``jaxflow phase-diagram``
+    call it before any runner, thread, folder or file exists.
+
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> pd.check_size(pd.PhaseDiagramConfig.smoke()).points
+    52
+    """
     from jaxflow.sweep import resources
 
     counts = (len(config.depths), len(config.ratios), len(config.log_scales))
@@ -534,6 +545,7 @@ def _check_size(config: PhaseDiagramConfig, store) -> None:
         raise sweep.SweepError(f"{e.points} points ({counts[0]} depths x {counts[1]} ratios x "
                                f"{counts[2]} scales) in chunks of {config.chunk_size}: "
                                f"{err}") from None
+    return e
 
 
 @_x64.needs_x64
@@ -580,7 +592,7 @@ def run(
     """
     config = config or PhaseDiagramConfig()
     if size_check:  # before any runner, thread or file exists
-        _check_size(config, store)
+        check_size(config, store)
     if config.dtype == "float32":
         runner = Float32Runner(config, devices=devices)
     else:

@@ -9,6 +9,15 @@ the machine (:mod:`~jaxflow.sweep.resources`), which programs may run on several
 once (:mod:`~jaxflow.sweep.concurrency`) and progress bars (:mod:`~jaxflow.sweep.progress`).
 """
 
+from jaxflow.provenance import (
+    git_commit as git_commit,
+)
+from jaxflow.provenance import (
+    package_versions as package_versions,
+)
+from jaxflow.provenance import (
+    run_metadata as run_metadata,
+)
 from jaxflow.sweep.runner import (
     CHUNK_LOG_ENV as CHUNK_LOG_ENV,
 )
@@ -37,16 +46,7 @@ from jaxflow.sweep.runner import (
     estimate_size as estimate_size,
 )
 from jaxflow.sweep.runner import (
-    git_commit as git_commit,
-)
-from jaxflow.sweep.runner import (
-    package_versions as package_versions,
-)
-from jaxflow.sweep.runner import (
     run as run,
-)
-from jaxflow.sweep.runner import (
-    run_metadata as run_metadata,
 )
 
 __all__ = [

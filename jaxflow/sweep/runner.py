@@ -52,14 +52,10 @@ Example:
 import abc
 import concurrent.futures
 import contextlib
-import datetime
-import functools
 import hashlib
 import json
 import math
 import os
-import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -72,6 +68,7 @@ import xarray as xr
 
 from jaxflow import _x64
 from jaxflow._integers import check_integer
+from jaxflow.provenance import git_commit, package_versions, run_metadata
 from jaxflow.sweep import concurrency as _concurrency
 from jaxflow.sweep import estimate as _estimate
 from jaxflow.sweep import lock as _store_lock
@@ -135,85 +132,6 @@ def _validate_axes(axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]
 def _check_count(name: str, value, low: int = 1) -> int:
     """An integer option >= ``low`` (no bool, no float with a fraction), else a SweepError."""
     return check_integer(name, value, low=low, error=SweepError)
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of jaxflow and its numerical stack (stored with every dataset).
-
-    >>> from jaxflow import sweep
-    >>> sorted(sweep.package_versions())[:4]
-    ['diffrax', 'equinox', 'jax', 'jaxflow']
-    """
-    import importlib.metadata as md
-
-    versions = {}
-    for pkg in ("jaxflow", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy", "xarray",
-                "zarr"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = "unknown"
-    return versions
-
-
-@functools.cache
-def git_commit() -> str:
-    """The commit of the jaxflow checkout this process imported, ``-dirty`` appended when
-    tracked files differ from it; ``"unknown"`` for an installed package (no checkout) or
-    without git.
-
-    >>> from jaxflow import sweep
-    >>> commit = sweep.git_commit()
-    >>> commit == "unknown" or len(commit.removesuffix("-dirty")) == 40
-    True
-    """
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    # Only the checkout jaxflow itself lives in: a wheel installed inside some other
-    # repository (a virtual environment in a project) must not report that project's commit.
-    if not os.path.exists(os.path.join(root, ".git")):
-        return "unknown"
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        changed = subprocess.run(["git", "-C", root, "status", "--porcelain",
-                                  "--untracked-files=no"], capture_output=True, text=True,
-                                 timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("-dirty" if changed else "") if head else "unknown"
-
-
-def run_metadata(config=None) -> dict[str, Any]:
-    """Provenance attributes: versions, git commit, command line, dtype, devices, creation
-    time; with an experiment's ``config``, also ``config`` (its resolved TOML, which
-    ``Config.from_toml`` reads back) and ``smoke`` (1 when it is the config's ``smoke()`` sizes,
-    else 0; ``jaxflow experiment --smoke`` sets 1 whatever ``--config`` adds).
-
-    ``command`` is this process's command line (the ``jaxflow`` command replaces it by its own
-    arguments). netCDF has no booleans: ``smoke`` is an integer.
-
-    >>> from jaxflow import sweep
-    >>> from jaxflow.experiments.quadratic import QuadraticConfig
-    >>> attrs = sweep.run_metadata(QuadraticConfig.smoke())
-    >>> attrs["dtype"], "jax_version" in attrs, "created" in attrs, attrs["smoke"]
-    ('float64', True, True, 1)
-    >>> sorted({"git_commit", "command", "config"} - set(attrs))
-    []
-    """
-    devices = jax.local_devices()
-    attrs = {f"{k}_version": v for k, v in package_versions().items()}
-    attrs.update(
-        git_commit=git_commit(),
-        command=shlex.join(sys.argv),
-        dtype="float64" if jax.config.read("jax_enable_x64") else "float32",
-        device_kind=devices[0].device_kind,
-        device_count=len(devices),
-        platform=devices[0].platform,
-        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    )
-    if config is not None:
-        attrs.update(config=config.to_toml(), smoke=int(config == type(config).smoke()))
-    return attrs
 
 
 class AbstractRunner(abc.ABC):
@@ -468,7 +386,8 @@ def run(
         seed: seed of the shuffle that spreads costly points across chunks and devices, an
             integer in [0, 2**63).
         output_dims: names of the trailing dims of non-scalar outputs.
-        attrs: extra dataset attributes (added to the provenance of :func:`run_metadata`).
+        attrs: extra dataset attributes (added to the provenance of
+            :func:`jaxflow.provenance.run_metadata`).
         config: the resolved configuration as TOML text; stored, and part of the store's
             fingerprint (resuming with a different config is refused).
         quiet: no progress bar (it is also off when stderr is not a terminal).
