@@ -45,7 +45,7 @@ def written(smoke_run, tmp_path_factory):
                 mp.setattr(experiments.Experiment, "run",
                            lambda self, config=None, **options: computed.copy(deep=True))
                 mp.setattr(experiments.Experiment, "figures", lambda self, ds: {})
-                mp.setattr(cli, "enable_compilation_cache", lambda: "")
+                mp.setattr(cli._process, "enable_compilation_cache", lambda: "")
                 assert cli.main(["experiment", name, "--smoke", "--out", str(out)]) == 0
             stem = experiments.get(name).file_stem
             with xr.open_dataset(out / f"{stem}.nc", engine="h5netcdf") as ds:

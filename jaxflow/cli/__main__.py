@@ -1,0 +1,8 @@
+"""``python -m jaxflow.cli ARGS``: the ``jaxflow`` command (:func:`jaxflow.cli.main`)."""
+
+import sys
+
+from jaxflow.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
