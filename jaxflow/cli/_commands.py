@@ -9,6 +9,10 @@ from jaxflow.cli._experiment import _experiment
 from jaxflow.cli._files import _check_out_dir, _export, _read_dataset, _warn_figure
 from jaxflow.cli._process import CACHE_ENV, cache_dir
 
+__all__ = [
+    "cmd_info", "cmd_plot", "cmd_threshold", "cmd_verify",
+]
+
 
 def cmd_plot(args) -> int:
     """``jaxflow plot FILE.nc``: redraw the figures of a saved experiment dataset.

@@ -1,6 +1,12 @@
 """Errors of the ``jaxflow`` command: each is one line on stderr and an exit status.
 """
 
+# Private: what the other modules of jaxflow.cli use.
+__all__ = [
+    "CliError", "DamagedError",
+]
+
+
 class CliError(Exception):
     """A user error: printed as one line, exit status 2.
 

@@ -19,14 +19,21 @@ from jaxflow.cli._options import (
 )
 from jaxflow.cli._process import _init_distributed
 
+# Private: what the other modules of jaxflow.cli use.
+__all__ = [
+    "_add_experiment", "_check_size", "cmd_experiment", "_cost", "_experiment",
+    "_experiment_config", "_header", "_run",
+]
+
 
 def _add_experiment(sub, e, help: str) -> None:
     """The parser of experiment ``e`` under ``sub``: ``jaxflow experiment NAME``, and the same
     parser again as ``jaxflow phase-diagram`` (one route, whatever the name it is reached by).
 
     Every experiment takes --config, --out, --smoke, --quiet, --format and one flag per config
-    field; one that keeps a store (its ``run`` takes ``store``) also --resume and
-    --no-size-check, one that runs on several processes --distributed and its three flags.
+    field; one that keeps a store (its ``run`` takes ``store``) also --resume, one that checks
+    its size --no-size-check, one that runs on several processes --distributed and its three
+    flags.
     """
     options = e.run_options
     q = sub.add_parser(e.name, help=help, description=f"{e.name}: {e.summary}.\n\n"
@@ -42,6 +49,7 @@ def _add_experiment(sub, e, help: str) -> None:
         q.add_argument("--resume", action="store_true",
                        help="continue an interrupted run in --out (finished chunks are verified; "
                             "missing or corrupt ones are recomputed)")
+    if "size_check" in options or hasattr(e.module, "check_size"):
         q.add_argument("--no-size-check", action="store_false", dest="size_check",
                        help="run even if the estimated memory or disk exceeds the machine's")
     if "process_index" in options:

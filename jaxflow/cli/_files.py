@@ -9,6 +9,12 @@ import sys
 from jaxflow.cli import _process
 from jaxflow.cli._errors import CliError, DamagedError
 
+# Private: what the other modules of jaxflow.cli use.
+__all__ = [
+    "_check_out_dir", "_CREATED_DIRS", "_export", "FIGURE_FORMATS", "_prepare_store",
+    "_read_dataset", "_remove_created_dirs", "_warn_figure",
+]
+
 FIGURE_FORMATS = ("png", "pdf", "svg")  # jaxflow.plot.FORMATS (plot imports matplotlib)
 
 

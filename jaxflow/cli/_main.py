@@ -14,6 +14,10 @@ from jaxflow.cli._files import FIGURE_FORMATS, _remove_created_dirs
 from jaxflow.cli._parsing import _parse, _Parser
 from jaxflow.cli._process import _check_environment, _configure_process
 
+__all__ = [
+    "build_parser", "main",
+]
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``jaxflow`` command (one sub-parser per command).

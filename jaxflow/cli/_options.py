@@ -11,6 +11,13 @@ import typing
 from jaxflow.cli._errors import CliError
 from jaxflow.cli._parsing import _axis_count, _items, _log_numbers, _numbers
 
+# Private: what the other modules of jaxflow.cli use.
+__all__ = [
+    "_add_config_flags", "_Axis", "_FIELD", "_field_kind", "_field_parser", "_flag",
+    "_flag_values", "_list_counts", "_load_config", "_read_table", "_Removed", "_Renamed",
+    "_show",
+]
+
 _FIELD = "field:"  # namespace prefix of the flags generated from a config's fields
 
 

@@ -6,6 +6,12 @@ import argparse
 
 from jaxflow.cli._errors import CliError
 
+# Private: what the other modules of jaxflow.cli use.
+__all__ = [
+    "_axis_count", "_check_axis_length", "_HelpFormatter", "_items", "_log_numbers", "_numbers",
+    "_parse", "_Parser",
+]
+
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the descriptions' line breaks; appends each option's default to its help.

@@ -8,6 +8,12 @@ import re
 
 from jaxflow.cli._errors import CliError
 
+# Private: what the other modules of jaxflow.cli use.
+__all__ = [
+    "cache_dir", "CACHE_ENV", "_check_environment", "_configure_process",
+    "enable_compilation_cache", "_init_distributed", "_OLD_X64_ENV",
+]
+
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
 
 
