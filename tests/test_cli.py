@@ -22,6 +22,7 @@ Subprocesses are few and small (each costs an import, and a phase diagram a comp
 persistent compilation cache goes to a temporary directory shared by this module.
 """
 
+import dataclasses
 import math
 import os
 import re
@@ -121,17 +122,17 @@ def test_existing_store_without_resume(env, tiny_run):
 
 def test_config_file_and_overriding_flags(env, tmp_path):
     config = tmp_path / "pd.toml"
-    # Flags below override depths, ratios, scales, chunk_size and rtol (which sets atol too);
-    # the file alone sets seed and refine_iterations. The compiled program equals tiny_run's.
+    # Flags below override depths, ratios, scales, chunk_size, rtol and atol; the file alone
+    # sets seed and refine_iterations. The compiled program equals tiny_run's.
     config.write_text(
         "depths = [5.0]\nratios = [2.0]\nscales = [1e-3]\nchunk_size = 64\n"
         "rtol = 1e-6\natol = 1e-5\nseed = 3\nrefine_iterations = 12\n"
     )
     rtol = pd.PhaseDiagramConfig().rtol  # the default, as in tiny_run: same compiled program
+    atol = pd.PhaseDiagramConfig().atol
     out = tmp_path / "out"
-    result = jaxflow(
-        env, "phase-diagram", "--config", str(config), *TINY, "--rtol", repr(rtol), "--out", str(out)
-    )
+    result = jaxflow(env, "phase-diagram", "--config", str(config), *TINY, "--rtol", repr(rtol),
+                     "--atol", repr(atol), "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     with xr.open_dataset(out / "phase_diagram.nc", engine="h5netcdf") as ds:
         attrs = dict(ds.attrs)
@@ -141,7 +142,7 @@ def test_config_file_and_overriding_flags(env, tmp_path):
     assert stored["ratios"] == [1.5, 4.0]
     np.testing.assert_allclose(stored["scales"], np.geomspace(1e-10, 1e-2, 6), rtol=1e-15)
     assert stored["chunk_size"] == 16
-    assert stored["rtol"] == rtol and stored["atol"] == rtol  # --rtol sets both
+    assert stored["rtol"] == rtol and stored["atol"] == atol
     assert stored["seed"] == 3 and stored["refine_iterations"] == 12
     assert stored["start"] == 0.1 and stored["finish"] == 0.9  # defaults
     assert attrs["rtol"] == rtol and attrs["seed"] == 3
@@ -254,10 +255,63 @@ def test_help_shows_defaults(capsys):
     for said in (f"trajectories per compiled call; each finished chunk is stored, so --resume "
                  f"loses at most one (default: {pd.PhaseDiagramConfig.chunk_size}",
                  f"(default: {pd.PhaseDiagramConfig.start:g})",
-                 f"--d N W is d x d. (default: {MatrixSensingConfig.d}; --smoke: "
+                 f"--d N W is d x d (default: {MatrixSensingConfig.d}; --smoke: "
                  f"{MatrixSensingConfig.SMOKE['d']})",
                  "--completion true|false", "--start START the start fraction (default: 0.1)"):
         assert said in text, said
+
+
+def _option_help(capsys, argv) -> dict[str, str]:
+    """``{flag: its help}`` from ``jaxflow ARGV --help`` (argparse's wrapped lines joined)."""
+    from jaxflow import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    helps, flag = {}, None
+    for line in capsys.readouterr().out.splitlines():
+        match = re.match(r"  (--[\w-]+)(?: \S+)?(?:\s{2,}(.*))?$", line)
+        if match:
+            flag = match.group(1)
+            helps[flag] = match.group(2) or ""
+        elif flag and line.startswith(" " * 10):
+            helps[flag] = (helps[flag] + " " + line.strip()).strip()
+        else:
+            flag = None
+    return helps
+
+
+def test_each_option_has_its_own_sentence(capsys):
+    """Option help comes from each config field's metadata: no two options of an experiment
+    share a sentence (saddle-to-saddle's --d, --m, --targets and --seed once did)."""
+    from jaxflow import experiments
+
+    for e in experiments.EXPERIMENTS:
+        helps = _option_help(capsys, ["experiment", e.name])
+        fields = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(e.config)}
+        sentences = {flag: re.sub(r" \(default: .*\)$", "", helps[flag]) for flag in fields}
+        assert all(sentences.values()), (e.name, sentences)
+        assert len(set(sentences.values())) == len(sentences), (e.name, sentences)
+    saddle = _option_help(capsys, ["experiment", "saddle-to-saddle"])
+    assert saddle["--d"].startswith("dimension of beta")
+    assert saddle["--targets"].startswith("the non-zero entries of beta*")
+
+
+def test_phase_diagram_is_short_for_the_experiment(capsys):
+    """`jaxflow phase-diagram` is `jaxflow experiment phase-diagram`: one parser, one route;
+    the factor diagram is an experiment of its own, `--model factor` is refused naming it."""
+    from jaxflow import cli
+
+    short = _option_help(capsys, ["phase-diagram"])
+    long = _option_help(capsys, ["experiment", "phase-diagram"])
+    assert short == long
+    assert {"--resume", "--dtype", "--distributed", "--no-size-check", "--smoke"} <= set(short)
+    parser = cli.build_parser()
+    a = vars(parser.parse_args(["phase-diagram", "--depths", "2", "--resume"]))
+    b = vars(parser.parse_args(["experiment", "phase-diagram", "--depths", "2", "--resume"]))
+    assert {k: v for k, v in a.items() if k != "command"} == {
+        k: v for k, v in b.items() if k != "command"}
+    factor = _option_help(capsys, ["experiment", "factor-diagram"])
+    assert {"--resume", "--no-size-check", "--ratio"} <= set(factor)
 
 
 def test_info(quick, env):
@@ -406,3 +460,41 @@ def test_plot_writes_png_pdf_svg_and_refuses_other_suffixes(smoke_run, tmp_path,
     assert cli.main(["plot", str(path), "--out", str(tmp_path / "f.pdf"), "--format", "svg"]) == 2
     assert "contradicts" in capsys.readouterr().err
     assert not (tmp_path / "fig.jpg").exists() and not (tmp_path / "f.pdf").exists()
+
+
+def test_old_names_are_refused_with_the_new_one(tmp_path, cli_refuses):
+    """One name per concept: an old flag or TOML key is one line naming its new name."""
+    out = str(tmp_path / "out")
+    cli_refuses(["experiment", "saddle-to-saddle", "--alphas", "1e-3", "--out", out],
+                "--alphas was renamed --scales")
+    cli_refuses(["experiment", "omp", "--flow-time", "100", "--out", out],
+                "--flow-time was renamed --horizon")
+    old = tmp_path / "old.toml"
+    old.write_text("values = [2.0, 1.0]\n")
+    cli_refuses(["experiment", "diagonal", "--config", str(old), "--out", out],
+                "config key 'values' was renamed 'targets'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_plot_redraws_a_dataset_written_before_the_rename(tmp_path, capsys):
+    """`jaxflow plot` reads the names of before the rename: saddle-to-saddle's dimension
+    ``alpha`` (now ``scale``) and diagonal's attribute ``values`` (now ``targets``)."""
+    from jaxflow import cli, plot
+    from jaxflow.sweep import checksum
+
+    saddles = plot.example_dataset("saddles").rename({"scale": "alpha"})
+    saddles.attrs.update(experiment="saddle-to-saddle", values=[4.0, -3.0],
+                         config="alphas = [1e-06, 0.001]\ndescent_steps = 100\n")
+    diagonal = plot.example_dataset("classification")
+    diagonal.attrs.update(experiment="diagonal", loss="exponential", d=10, m=20,
+                          values=[2.0, 1.0], config="values = [2.0, 1.0]\n")
+    for name, ds in (("saddle-to-saddle", saddles), ("diagonal", diagonal)):
+        path = tmp_path / f"{name}.nc"
+        path.write_bytes(checksum.seal(ds))
+        assert cli.main(["plot", str(path), "--out", str(tmp_path / name)]) == 0, (
+            capsys.readouterr().err)
+        assert "warning" not in capsys.readouterr().err  # every figure drawn, none skipped
+        drawn = sorted(p.name for p in (tmp_path / name).iterdir())
+        assert drawn and all(p.endswith(".png") for p in drawn), drawn
+    assert sorted(p.name for p in (tmp_path / "saddle-to-saddle").iterdir()) == [
+        "saddle-to-saddle-jump-times.png", "saddle-to-saddle.png"]

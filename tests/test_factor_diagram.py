@@ -45,15 +45,15 @@ def test_depth_helps(grid):
     assert np.all(np.diff(mean) < 0), mean  # incrementality fades with the scale
 
 
-def test_cli_model_factor(tmp_path, monkeypatch, capsys):
+def test_cli_factor_diagram(tmp_path, monkeypatch, capsys):
     import xarray as xr
 
     from jaxflow import cli
 
     monkeypatch.setenv("JAXFLOW_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "fd"
-    code = cli.main(["phase-diagram", "--model", "factor", "--depths", "2,3", "--scales",
-                     "1e-6,1e-2", "--ratios", "3", "--chunk-size", "8", "--out", str(out), "--quiet"])
+    code = cli.main(["experiment", "factor-diagram", "--depths", "2,3", "--scales", "1e-6,1e-2",
+                     "--ratio", "3", "--chunk-size", "8", "--out", str(out), "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "factor_diagram.nc" in printed and "factor_diagram.png" in printed

@@ -105,17 +105,17 @@ LIST_TEXT = st.text(alphabet="0123456789.,:-+e inf na ", max_size=24)
 def test_list_syntax(text, log):
     _count("cli lists")
     option = "--log-scales" if log else "--scales"
+    parts = text.strip().split(":")
+    if len(parts) == 3 and parts[2].strip().isdigit() and int(parts[2]) > 10_000:
+        return  # a long range is the size guard's (tests/test_size_guard.py), not built here
     try:
-        n = cli._axis_count(text, option)
-        if n > 10_000:  # counted, never built: the size check refuses before building
-            return
         values = (cli._log_numbers if log else cli._numbers)(text, option)
     except cli.CliError as err:
         _one_line(err)
     else:
         assert values and all(isinstance(v, float) for v in values)
         if ":" not in text:
-            assert len(values) == n
+            assert len(values) == len(text.replace(",", " ").split())
 
 
 # ------------------------------------------------------------------------------- store reader

@@ -4,10 +4,11 @@
 * ``JAXFLOW_CPU_DEVICES=abc``: every command exits 2 with one line naming the variable (the
   import itself no longer raises). ``JAXFLOW_ENABLE_X64=0`` (read at import up to 0.1) and a
   float64 run with x64 off are refused too: tests/test_x64.py.
-* Flags of one model given to the other: ``--num-processes``/``--dtype``/several ``--ratios``
-  with ``--model factor``, the factor model's ``num_modes`` in a toy config: one line.
-* Experiment configs refuse ``learning_rate=inf``, ``values=(nan,)``, reversed ``fractions``,
-  a negative ``flow_time`` (the experiments' t_end).
+* ``--model factor`` (removed: the factor diagram is ``jaxflow experiment factor-diagram``),
+  flags of the phase diagram given to the factor diagram (``--dtype``, ``--num-processes``,
+  ``--ratios``), the factor model's ``num_modes`` in a toy config: one line each.
+* Experiment configs refuse ``learning_rate=inf``, ``targets=(nan,)``, reversed ``fractions``,
+  a negative ``horizon``.
 * ``seed = 1e30`` in TOML and ``sweep.run(seed=2**70)``: refused up front, nothing written.
 """
 
@@ -45,15 +46,17 @@ def test_bad_cpu_device_count_is_one_line(subprocess_env):
     assert_one_line(proc.returncode, proc.stderr, "JAXFLOW_CPU_DEVICES", "'abc'")
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--model", "factor", "--num-processes", "2"], ["--num-processes", "--model toy"]),
-    (["--model", "factor", "--dtype", "float32"], ["--dtype", "--model toy"]),
-    (["--model", "factor", "--process-id", "0"], ["--process-id"]),
-    (["--model", "factor", "--ratios", "1.5,4"], ["--ratios", "one ratio"]),
+@pytest.mark.parametrize("argv, words", [
+    (["phase-diagram", "--model", "factor"], ["--model", "experiment factor-diagram"]),
+    (["phase-diagram", "--model", "toy"], ["--model", "experiment factor-diagram"]),
+    (["experiment", "factor-diagram", "--num-processes", "2"], ["--num-processes"]),
+    (["experiment", "factor-diagram", "--dtype", "float32"], ["--dtype"]),
+    (["experiment", "factor-diagram", "--process-id", "0"], ["--process-id"]),
+    (["experiment", "factor-diagram", "--ratios", "1.5,4"], ["--ratios", "did you mean --ratio"]),
 ])
-def test_flags_of_the_other_model(tmp_path, cli_refuses, flags, words):
+def test_flags_of_the_other_diagram(tmp_path, cli_refuses, argv, words):
     out = tmp_path / "out"
-    cli_refuses(["phase-diagram", *flags, "--out", str(out)], *words)
+    cli_refuses([*argv, "--out", str(out)], *words)
     assert not out.exists()
 
 
@@ -66,15 +69,15 @@ def test_factor_options_in_a_toy_config(tmp_path, cli_refuses):
 
 @pytest.mark.parametrize("module, cls, field, value", [
     ("matrix_sensing", "MatrixSensingConfig", "learning_rate", math.inf),
-    ("matrix_sensing", "MatrixSensingConfig", "values", (math.nan, 1.0)),
+    ("matrix_sensing", "MatrixSensingConfig", "targets", (math.nan, 1.0)),
     ("quadratic", "QuadraticConfig", "fractions", (0.9, 0.5, 0.1)),
     ("quadratic", "QuadraticConfig", "learning_rate", -1.0),
-    ("diagonal", "DiagonalConfig", "values", (8.0, math.inf)),
+    ("diagonal", "DiagonalConfig", "targets", (8.0, math.inf)),
     ("diagonal", "DiagonalConfig", "late_times", (1e6, math.inf)),
     ("convolutional", "ConvolutionalConfig", "learning_rate", math.nan),
-    ("omp", "OMPConfig", "flow_time", -1.0),
+    ("omp", "OMPConfig", "horizon", -1.0),
     ("generalization", "GeneralizationConfig", "learning_rate", math.inf),
-    ("generalization", "GeneralizationConfig", "values", (math.nan,)),
+    ("generalization", "GeneralizationConfig", "targets", (math.nan,)),
 ])
 def test_experiment_configs_refuse(module, cls, field, value):
     import importlib

@@ -43,11 +43,12 @@ def written(smoke_run, tmp_path_factory):
             computed = smoke_run(name)  # before `run` is replaced: the shared run is the real one
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(experiments.Experiment, "run",
-                           lambda self, config=None, quiet=False: computed.copy(deep=True))
+                           lambda self, config=None, **options: computed.copy(deep=True))
                 mp.setattr(experiments.Experiment, "figures", lambda self, ds: {})
-                mp.setattr(cli, "enable_compilation_cache", lambda: "")
+                mp.setattr(cli._process, "enable_compilation_cache", lambda: "")
                 assert cli.main(["experiment", name, "--smoke", "--out", str(out)]) == 0
-            with xr.open_dataset(out / f"{name}.nc", engine="h5netcdf") as ds:
+            stem = experiments.get(name).file_stem
+            with xr.open_dataset(out / f"{stem}.nc", engine="h5netcdf") as ds:
                 cache[name] = ds.load()
         return cache[name]
 

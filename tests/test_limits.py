@@ -38,7 +38,8 @@ def test_huge_requests_are_refused_from_the_counts(tmp_path, cli_refuses, monkey
     def never(*args, **kwargs):
         raise AssertionError("work started before the size check")
 
-    monkeypatch.setattr(cli, "_sweep_overrides", never)  # builds the axes' values
+    monkeypatch.setattr(cli._options, "_numbers", never)  # builds the axes' values
+    monkeypatch.setattr(cli._options, "_log_numbers", never)
     monkeypatch.setattr(pd, "theory_thresholds", never)
     out = tmp_path / "new" / "out"
     start = time.perf_counter()

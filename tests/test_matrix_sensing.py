@@ -138,7 +138,7 @@ def test_generalization_sweep_smoke(smoke_run):
     ds = smoke_run("matrix-sensing-generalization")
     cfg = g.GeneralizationConfig.smoke()
     prob = ms.gaussian_problem(jax.random.key(cfg.problem_seed),
-                               ms.diagonal_target(cfg.d, cfg.values), cfg.m)
+                               ms.diagonal_target(cfg.d, cfg.targets), cfg.m)
     assert ds["reconstruction_error"].dims == ("depth", "scale", "seed")
     assert (ds["status"] == status.OK).all(), g.report(ds)
     assert ((ds["steps"] > 0) & (ds["steps"] < cfg.num_steps)).all()
@@ -156,7 +156,7 @@ def test_generalization_sweep_smoke(smoke_run):
     # Converged deep lanes recover W* (measured errors 7.5e-9 to 2.6e-8) at the target's rank.
     deep = ds.sel(depth=[3.0, 4.0])
     assert float(deep["reconstruction_error"].max()) < 1e-6
-    assert (deep["effective_rank"] == len(cfg.values)).all()
+    assert (deep["effective_rank"] == len(cfg.targets)).all()
 
 
 def test_generalization_stops_at_stationarity(smoke_run):
@@ -171,7 +171,7 @@ def test_generalization_stops_at_stationarity(smoke_run):
     lane = ds.sel(depth=4.0, scale=1e-4, seed=1.0)
     steps = int(lane["steps"])
     prob = ms.gaussian_problem(jax.random.key(cfg.problem_seed),
-                               ms.diagonal_target(cfg.d, cfg.values), cfg.m)
+                               ms.diagonal_target(cfg.d, cfg.targets), cfg.m)
     a, y, w_star = np.asarray(prob.operator), np.asarray(prob.observations), np.asarray(prob.target)
 
     def loss(f):

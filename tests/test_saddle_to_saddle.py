@@ -15,7 +15,7 @@ def ds(smoke_run):
 def test_depth_two_converges_to_the_oracle_like_one_over_log_alpha(ds):
     oracle = ds["oracle_jump_time"].values[:4]
     np.testing.assert_allclose(oracle, [1.443, 2.256, 3.302, 4.644], atol=1e-3)
-    conv = s2s.convergence(ds, "flow", 2).sel(alpha=[1e-30, 1e-100, 1e-300])
+    conv = s2s.convergence(ds, "flow", 2).sel(scale=[1e-30, 1e-100, 1e-300])
     error = np.abs(conv["error"].values[:, :3])
     assert (np.diff(error, axis=0) < 0).all()
     # error * ln(1/alpha) is the same at 1e-30, 1e-100 and 1e-300: the 1/ln(1/alpha) rate.
@@ -25,23 +25,23 @@ def test_depth_two_converges_to_the_oracle_like_one_over_log_alpha(ds):
     # vanishes: it decays like 1/t) converges too, more slowly.
     assert abs(conv["error"].values[-1, 3]) < 2e-2
     # Active sets and plateau losses of the oracle, with coordinate 4 entering then leaving.
-    flow = ds.sel(backend="flow", depth=2, alpha=1e-300)
+    flow = ds.sel(backend="flow", depth=2, scale=1e-300)
     assert (flow["active"].values[:5] == ds["oracle_active"].values[:5]).all()
     np.testing.assert_allclose(
         flow["plateau_loss"].values[1:4], ds["oracle_plateau_loss"].values[1:4], rtol=2e-2
     )
     # At alpha = 1e-4 there is no staircase yet.
-    assert int(ds["num_plateaus"].sel(backend="flow", depth=2, alpha=1e-4)) == 1
+    assert int(ds["num_plateaus"].sel(backend="flow", depth=2, scale=1e-4)) == 1
 
 
 def test_depth_three_and_descent(ds):
-    deep = ds.sel(backend="flow", depth=3, alpha=1e-8)
+    deep = ds.sel(backend="flow", depth=3, scale=1e-8)
     error = np.abs(deep["jump_time"].values[:4] - ds["oracle_jump_time"].values[:4])
     assert error.max() < 1e-2
     assert (deep["active"].values[:5] == ds["oracle_active"].values[:5]).all()
     # Gradient descent (rate 5e-3) lands near the flow, with its O(rate) bias.
-    gd = ds["jump_time"].sel(backend="descent", depth=2, alpha=1e-30).values[:3]
-    fl = ds["jump_time"].sel(backend="flow", depth=2, alpha=1e-30).values[:3]
+    gd = ds["jump_time"].sel(backend="descent", depth=2, scale=1e-30).values[:3]
+    fl = ds["jump_time"].sel(backend="flow", depth=2, scale=1e-30).values[:3]
     np.testing.assert_allclose(gd, fl, atol=1e-2)
     assert (ds["status"].values[ds["ran"].values] == 0).all()
     # Raw jump times grow like alpha^-(1 - 2/N) at depth 3 (the derived time unit).
@@ -50,7 +50,7 @@ def test_depth_three_and_descent(ds):
     # depth 2 to rounding (the flow moves a and b by opposite amounts); depth 3 by the local
     # tolerance (rtol 1e-8) accumulated over ~10^4 RKC steps (measured 1e-5).
     drift = ds["invariant_drift"]
-    relative = drift.sel(depth=2) / -np.log(ds["alpha"])  # rounding of |a| ~ ln(1/alpha)/2
+    relative = drift.sel(depth=2) / -np.log(ds["scale"])  # rounding of |a| ~ ln(1/alpha)/2
     assert float(relative.max()) < 1e-13
     assert float(drift.sel(depth=3).max()) < 1e-4
 
@@ -65,5 +65,5 @@ def test_report_and_figures(ds):
 def test_config_errors():
     with pytest.raises(ConfigError, match="depths"):
         s2s.SaddleToSaddleConfig(depths=(1,))
-    with pytest.raises(ConfigError, match="alphas"):
-        s2s.SaddleToSaddleConfig(alphas=(2.0,))
+    with pytest.raises(ConfigError, match="scales"):
+        s2s.SaddleToSaddleConfig(scales=(2.0,))

@@ -8,7 +8,7 @@ Every experiment is one module that reads top to bottom:
    ``Config.smoke()``);
 2. ``run(config) -> xarray.Dataset``: the simulation; every dataset carries a ``status``
    variable (:mod:`jaxflow.engine.status` codes) and the attributes ``experiment`` (its name below),
-   ``config`` (the resolved TOML) and the provenance of :func:`jaxflow.sweep.run_metadata`;
+   ``config`` (the resolved TOML) and the provenance of :func:`jaxflow.provenance.run_metadata`;
 3. ``report(ds) -> str``: the text table ``jaxflow`` prints;
 4. ``figures(ds) -> {name: Figure}``: its figures, drawn by :mod:`jaxflow.plot` (``name`` is
    the file stem ``jaxflow`` writes, ``name.png``).
@@ -30,6 +30,7 @@ Example:
 
 import dataclasses
 import importlib
+import inspect
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
@@ -58,12 +59,34 @@ class Experiment:
         module_name: the module under ``jaxflow.experiments``.
         config_name: its config class.
         summary: one line for ``jaxflow experiment --help``.
+        stem: the file stem of its dataset and store (``STEM.nc``, ``STEM.zarr``; default: the
+            name); an experiment with a stem of its own has its own default output directory,
+            ``results/STEM``, where the others share ``results/experiments``.
     """
 
     name: str
     module_name: str
     config_name: str
     summary: str
+    stem: str = ""
+
+    @property
+    def file_stem(self) -> str:
+        """``STEM`` of ``STEM.nc`` (and ``STEM.zarr`` for an experiment that keeps a store)."""
+        return self.stem or self.name
+
+    @property
+    def default_out(self) -> str:
+        """The output directory of ``jaxflow experiment NAME`` without ``--out``."""
+        return f"results/{self.stem}" if self.stem else "results/experiments"
+
+    @property
+    def run_options(self) -> frozenset[str]:
+        """The keyword options of its ``run`` beyond ``quiet``: ``store`` and ``resume`` for an
+        experiment that keeps a resumable store, ``process_index``/``process_count`` for one
+        that runs on several processes, ``size_check`` for one that checks its size."""
+        parameters = inspect.signature(self.module.run).parameters
+        return frozenset(parameters) - {"config", "quiet", "devices"}
 
     @property
     def module(self) -> ModuleType:
@@ -75,10 +98,11 @@ class Experiment:
         """The experiment's config class."""
         return getattr(self.module, self.config_name)
 
-    def run(self, config=None, *, quiet: bool = False) -> "xr.Dataset":
-        """``module.run(config, quiet=quiet)`` (default: the config's defaults; ``quiet``: no
-        progress bar)."""
-        return self.module.run(config if config is not None else self.config(), quiet=quiet)
+    def run(self, config=None, *, quiet: bool = False, **options) -> "xr.Dataset":
+        """``module.run(config, quiet=quiet, **options)`` (default: the config's defaults;
+        ``quiet``: no progress bar; ``options``: some of :attr:`run_options`)."""
+        config = config if config is not None else self.config()
+        return self.module.run(config, quiet=quiet, **options)
 
     def report(self, ds: "xr.Dataset") -> str:
         return self.module.report(ds)
@@ -89,9 +113,11 @@ class Experiment:
 
 EXPERIMENTS = (
     Experiment("phase-diagram", "phase_diagram", "PhaseDiagramConfig",
-               "toy model: incremental region over depth x ratio x scale, thresholds vs theory"),
+               "toy model: incremental region over depth x ratio x scale, thresholds vs theory",
+               stem="phase_diagram"),
     Experiment("factor-diagram", "factor_diagram", "FactorDiagramConfig",
-               "toy model from random unbalanced factors, k-mode spectra (theory is silent)"),
+               "toy model from random unbalanced factors, k-mode spectra (theory is silent)",
+               stem="factor_diagram"),
     Experiment("matrix-sensing", "matrix_sensing", "MatrixSensingConfig",
                "E1: deep matrix sensing, singular values learned one at a time"),
     Experiment("matrix-sensing-generalization", "generalization", "GeneralizationConfig",

@@ -4,7 +4,7 @@ Every variable and coordinate has a ``long_name`` and ``units`` (``"1"`` for dim
 numbers, counts and indices; a time says which clock it is on); a ``status`` variable has
 ``flag_values``/``flag_meanings`` (:func:`jaxflow.engine.status.flag_attributes`) instead of units, and
 a text coordinate (``backend``) has none: CF gives neither a unit. The dataset gets the
-provenance of :func:`jaxflow.sweep.run_metadata` with the config (versions, git commit, command
+provenance of :func:`jaxflow.provenance.run_metadata` with the config (versions, git commit, command
 line, resolved config, smoke or not).
 
 :data:`COMMON` labels the names the experiments share (the layout of
@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow.engine import status
-from jaxflow.sweep import run_metadata
+from jaxflow.provenance import run_metadata
 
 __all__ = ["COMMON", "FLOW_TIME", "integer_coords", "label"]
 

@@ -41,8 +41,8 @@ import xarray as xr
 import jaxflow
 from jaxflow import _x64
 from jaxflow.engine import status
+from jaxflow.provenance import run_metadata
 from jaxflow.sweep import progress as _progress
-from jaxflow.sweep import run_metadata
 
 __all__ = ["BACKENDS", "Spec", "TopModes", "run"]
 

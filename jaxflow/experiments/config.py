@@ -1,9 +1,10 @@
 """The experiments' configurations: one base class, TOML in and out, one way to validate.
 
 Every experiment's options are a frozen dataclass deriving from :class:`ExperimentConfig`: it
-lists its fields with defaults and types, names its swept axes in ``AXES`` (lists of distinct
-numbers), its reduced sizes in ``SMOKE`` (what :meth:`ExperimentConfig.smoke` builds, for tests
-and CI) and checks its own ranges in ``check``. Converting and checking each field's kind (from
+lists its fields with defaults, types and one sentence of help each (:func:`option`: the
+``--help`` of the field's flag), names its swept axes in ``AXES`` (lists of distinct numbers),
+its reduced sizes in ``SMOKE`` (what :meth:`ExperimentConfig.smoke` builds, for tests and CI)
+and checks its own ranges in ``check``. Converting and checking each field's kind (from
 its annotation: ``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``,
 ``tuple[float, ...]``), reading a TOML file, applying overrides (command-line flags win),
 refusing unknown keys and writing the resolved TOML for the dataset all live here, once. Every
@@ -50,6 +51,7 @@ __all__ = [
     "check_seed",
     "check_steps",
     "check_type",
+    "option",
     "read_toml",
     "suggest",
 ]
@@ -65,6 +67,20 @@ class ConfigError(ValueError):
     ...     print(err)
     ratios must not be empty
     """
+
+
+def option(default, help: str):
+    """A config field whose ``help`` (one sentence, in the field's metadata) is what
+    ``jaxflow experiment NAME --help`` prints for its flag, followed by the default.
+
+    >>> import dataclasses
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Demo(ExperimentConfig):
+    ...     scale: float = option(1e-3, "initialization scale sigma0")
+    >>> dataclasses.fields(Demo)[0].metadata["help"], Demo().scale
+    ('initialization scale sigma0', 0.001)
+    """
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def as_axis(name: str, values) -> tuple[float, ...]:
@@ -111,18 +127,17 @@ def check_fractions(start: float, finish: float) -> None:
 
 
 # Fields the experiment configs share, by name, and what each must be.
-POSITIVE_FINITE = ("learning_rate", "init", "scale", "flow_time", "t_end")
-FINITE_LISTS = ("values", "amplitudes", "target_values")
+POSITIVE_FINITE = ("learning_rate", "scale", "horizon")
+FINITE_LISTS = ("targets",)
 POSITIVE_FINITE_LISTS = ("late_times",)
 
 
 def check_known_fields(config) -> None:
     """Range checks of the fields experiment configs share, found by name.
 
-    ``learning_rate``, ``init``, ``scale``, ``flow_time``, ``t_end``: finite and > 0;
-    ``values``, ``amplitudes``, ``target_values``: finite numbers; ``late_times``: finite and
-    > 0; ``fractions``: increasing, in (0, 1). ``ExperimentConfig`` calls it after converting
-    the fields, before ``check``.
+    ``learning_rate``, ``scale``, ``horizon``: finite and > 0; ``targets``: finite numbers;
+    ``late_times``: finite and > 0; ``fractions``: increasing, in (0, 1). ``ExperimentConfig``
+    calls it after converting the fields, before ``check``.
 
     >>> import dataclasses
     >>> from jaxflow.experiments.config import check_known_fields
@@ -348,6 +363,10 @@ class ExperimentConfig:
         SMOKE: the options of :meth:`smoke` (reduced sizes: seconds, for tests and CI).
         MODEL: written as ``model = ...`` at the head of :meth:`to_toml` (and accepted back).
         HINTS: ``{field: what to do}``, appended to the refusal of a value of the wrong kind.
+        RENAMED: ``{old name: new name}`` of options renamed when the configs took one name per
+            concept (``targets``, ``scale``/``scales``, ``num_steps``, ``horizon``,
+            ``learning_rate``): an old name in a TOML table is refused with its new name, as is
+            the old flag on the command line.
 
     Example (a subclass, as
     :class:`~jaxflow.experiments.phase_diagram.PhaseDiagramConfig` is one):
@@ -369,6 +388,7 @@ class ExperimentConfig:
     MODEL: ClassVar[str] = ""
     # What to do when an option of the wrong kind is refused, per field (appended to the error).
     HINTS: ClassVar[Mapping[str, str]] = {}
+    RENAMED: ClassVar[Mapping[str, str]] = {}
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -412,9 +432,21 @@ class ExperimentConfig:
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any]):
-        """Build from a mapping (a parsed TOML table); unknown keys are an error."""
+        """Build from a mapping (a parsed TOML table); unknown keys are an error, and so is a
+        renamed one (``RENAMED``), whose error names the new name.
+
+        >>> from jaxflow.experiments.diagonal import DiagonalConfig
+        >>> DiagonalConfig.from_mapping({"values": [2.0, 1.0]})
+        Traceback (most recent call last):
+        ...
+        jaxflow.experiments.config.ConfigError: config key 'values' was renamed 'targets'
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         table = {k: v for k, v in table.items() if not (k == "model" and v == cls.MODEL)}
+        renamed = [k for k in table if k in cls.RENAMED]
+        if renamed:
+            raise ConfigError("; ".join(f"config key {old!r} was renamed {cls.RENAMED[old]!r}"
+                                        for old in renamed))
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(f"unknown option(s) {', '.join(unknown)}{suggest(unknown, known)}; "

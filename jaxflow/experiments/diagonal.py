@@ -48,7 +48,7 @@ import xarray as xr
 
 from jaxflow import _x64
 from jaxflow.experiments import _classification, _layout, backends
-from jaxflow.experiments.config import ConfigError, ExperimentConfig
+from jaxflow.experiments.config import ConfigError, ExperimentConfig, option
 from jaxflow.models import diagonal as dn
 
 __all__ = ["DiagonalConfig", "figures", "problem", "report", "run"]
@@ -58,16 +58,8 @@ __all__ = ["DiagonalConfig", "figures", "problem", "report", "run"]
 class DiagonalConfig(ExperimentConfig):
     """Options of ``jaxflow experiment diagonal`` (defaults: the paper's E3).
 
-    Attributes:
-        d, m: dimension and number of samples.
-        values: the non-zero entries of ``w*`` (normalized to unit norm).
-        depths: depths ``N``.
-        loss: "exponential" or "logistic".
-        scale: ``w_+- (0) = scale^(1/N)`` (sigma0).
-        learning_rate, num_steps, save_every: the descent (flow compared on ``t = lr * step``).
-        num_modes: number of tracked coordinates.
-        late_times: flow times of the asymptotic (KKT) check, flow only; () skips it.
-        seed: seeds the data.
+    Each field's help (:func:`~jaxflow.experiments.config.option`) is the sentence its flag
+    shows in ``--help``.
 
     >>> from jaxflow.experiments import diagonal as e3
     >>> e3.DiagonalConfig.smoke().depths, e3.DiagonalConfig(late_times=[1e6]).late_times
@@ -79,27 +71,31 @@ class DiagonalConfig(ExperimentConfig):
     # learns the w* = 1 coordinate before the w* = 2 one (measured at t = 200, |beta_i| = 0.5
     # at t = 35 and 7.9); with 120 the coordinates come largest first at depths 2 and 3
     # (1.6, 5.4, 9.7, 12.2 at depth 3) and the correlation rises 0.90, 0.98, 0.99.
+    RENAMED: ClassVar[dict] = {"values": "targets"}
     SMOKE: ClassVar[dict] = dict(d=30, m=120, depths=(1, 2, 3), num_steps=20_000,
                                  save_every=100, late_times=())
 
-    d: int = 100
-    m: int = 200
-    values: tuple[float, ...] = (8.0, 4.0, 2.0, 1.0)
-    depths: tuple[int, ...] = (1, 2, 3, 4, 5)
-    loss: str = "exponential"
-    scale: float = 1e-2
-    learning_rate: float = 1e-2
-    num_steps: int = 100_000
-    save_every: int = 10
-    num_modes: int = 5
-    late_times: tuple[float, ...] = (1e6, 1e12, 1e24)
-    seed: int = 0
+    d: int = option(100, "dimension of w*")
+    m: int = option(200, "number of samples")
+    targets: tuple[float, ...] = option((8.0, 4.0, 2.0, 1.0),
+        "the non-zero entries of w* (normalized to unit norm)")
+    depths: tuple[int, ...] = option((1, 2, 3, 4, 5), "depths N (integers >= 1)")
+    loss: str = option("exponential", "classification loss: 'exponential' or 'logistic'")
+    scale: float = option(1e-2, "w_+-(0) = scale^(1/N) (sigma0)")
+    learning_rate: float = option(1e-2,
+        "gradient-descent rate; the flow is compared on its clock, t = learning_rate x step")
+    num_steps: int = option(100_000, "gradient-descent steps")
+    save_every: int = option(10, "descent steps between saved points (a divisor of num_steps)")
+    num_modes: int = option(5, "number of tracked coordinates")
+    late_times: tuple[float, ...] = option((1e6, 1e12, 1e24),
+        "flow times of the asymptotic (KKT) check, flow only; an empty list skips it")
+    seed: int = option(0, "seed of the data")
 
     def check(self):
         _classification.check_config(self)
-        if self.d < len(self.values):
+        if self.d < len(self.targets):
             raise ConfigError(
-                f"d must be >= the number of values ({len(self.values)}), got {self.d}"
+                f"d must be >= the number of targets ({len(self.targets)}), got {self.d}"
             )
         if any(not t > 0 for t in self.late_times):
             raise ConfigError(f"late_times must be > 0, got {self.late_times}")
@@ -107,7 +103,7 @@ class DiagonalConfig(ExperimentConfig):
 
 def problem(config: DiagonalConfig, depth: float = 1.0) -> dn.Problem:
     """The data of ``config`` (seeded) at ``depth``."""
-    target = dn.sparse_target(config.d, config.values)
+    target = dn.sparse_target(config.d, config.targets)
     data = dn.classification_data(jax.random.key(config.seed), target, config.m)
     return dn.Problem(data, depth=float(depth), loss=config.loss)
 
@@ -171,7 +167,7 @@ def figures(ds: xr.Dataset) -> dict:
              f"m = {ds.attrs['m']}): $|\\beta_i|$ on the support of $w^*$")
     # The modes' targets are all 1 (beta has no finite limit): the legend names each coordinate
     # by its entry of w* instead (before normalization; the modes are ordered as these).
-    values = sorted(np.abs(np.atleast_1d(ds.attrs["values"])), reverse=True)
+    values = sorted(np.abs(np.atleast_1d(ds.attrs["targets"])), reverse=True)
     values += [0.0] * ds.sizes["mode"]
     labels = [f"$w^*_i$ ∝ {v:g}" if v else "off the support ($w^*_i$ = 0)"
               for v in values[: ds.sizes["mode"]]]

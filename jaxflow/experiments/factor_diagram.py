@@ -60,6 +60,7 @@ from jaxflow.experiments.config import (
     check_fractions,
     check_positive_int,
     check_seed,
+    option,
 )
 from jaxflow.oracles import incremental
 
@@ -68,16 +69,10 @@ __all__ = ["FactorDiagramConfig", "figures", "point_function", "report", "run"]
 
 @dataclasses.dataclass(frozen=True)
 class FactorDiagramConfig(ExperimentConfig):
-    """Options of ``jaxflow phase-diagram --model factor``.
+    """Options of ``jaxflow experiment factor-diagram``.
 
-    Attributes:
-        depths: integer depths N >= 1 (numbers of factors).
-        scales: sigma0, the standard deviation of the product scale (factors ~ sigma0^(1/N)).
-        seeds: integer seeds of the random factors (one axis value per seed).
-        ratio: ratio between consecutive targets (> 1); targets r^(k-1), ..., r, 1.
-        num_modes: k, the number of target modes (>= 2).
-        start, finish: fractions of the incremental-learning definition.
-        solver, rtol, atol, max_steps, chunk_size, seed: as for the main phase diagram.
+    Each field's help (:func:`~jaxflow.experiments.config.option`) is the sentence its flag
+    shows in ``--help``.
 
     Example:
         >>> from jaxflow.experiments import factor_diagram as fd
@@ -91,19 +86,28 @@ class FactorDiagramConfig(ExperimentConfig):
     SMOKE: ClassVar[dict] = dict(depths=(1.0, 3.0), scales=(1e-8, 1e-2), seeds=(0.0, 1.0),
                                  num_modes=3, chunk_size=8)
 
-    depths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
-    scales: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1e-12, 1e-1, 23))
-    seeds: tuple[float, ...] = tuple(float(s) for s in range(8))
-    ratio: float = 2.0
-    num_modes: int = 4
-    start: float = 0.1
-    finish: float = 0.9
-    solver: str = "Tsit5"
-    rtol: float = 1e-7
-    atol: float = 1e-7
-    max_steps: int = 4096
-    chunk_size: int = 512
-    seed: int = 0
+    depths: tuple[float, ...] = option((1.0, 2.0, 3.0, 4.0, 5.0, 6.0),
+        "integer depths N >= 1 (numbers of factors)")
+    scales: tuple[float, ...] = option(tuple(float(s) for s in np.geomspace(1e-12, 1e-1, 23)),
+        "sigma0 in (0, 1), the standard deviation of the product at t = 0 (factors ~ "
+        "sigma0^(1/N))")
+    seeds: tuple[float, ...] = option(tuple(float(s) for s in range(8)),
+        "seeds of the random factors (one axis value per seed)")
+    ratio: float = option(2.0,
+        "ratio r > 1 between consecutive targets: the targets are r^(k-1), ..., r, 1")
+    num_modes: int = option(4, "k, the number of target modes (>= 2)")
+    start: float = option(0.1,
+        "fraction of a target at which a mode starts being learned (0 < start < finish)")
+    finish: float = option(0.9,
+        "fraction of a target at which a mode is learned (start < finish < 1)")
+    solver: str = option("Tsit5", "diffrax solver of the flow: Tsit5, Dopri5 or Dopri8")
+    rtol: float = option(1e-7, "relative tolerance of the flow's step-size controller")
+    atol: float = option(1e-7, "absolute tolerance of the flow's step-size controller")
+    max_steps: int = option(4096, "step budget of the flow per trajectory")
+    chunk_size: int = option(512,
+        "trajectories per compiled call; each finished chunk is stored, so --resume loses at "
+        "most one")
+    seed: int = option(0, "seed of the shuffle that spreads costly lanes over the chunks")
 
     def check(self):
         if any(not (1 <= d < math.inf) or d != int(d) for d in self.depths):

@@ -44,7 +44,7 @@ from jaxflow import _x64, sweep
 from jaxflow._table import table
 from jaxflow.engine import status
 from jaxflow.experiments import _layout
-from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int
+from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int, option
 from jaxflow.models import matrix_sensing as ms
 
 __all__ = ["GeneralizationConfig", "effective_rank", "figures", "point_function", "report", "run"]
@@ -60,6 +60,9 @@ class GeneralizationConfig(ExperimentConfig):
     tolerance: at 3e-4 and 1e-3 depth 4 from 1e-4 (smoke size) stops early, on the slow tail of
     its last mode, with error 2e-4; at 1e-4 it goes on to error 5e-10 (measured).
 
+    Each field's help (:func:`~jaxflow.experiments.config.option`) is the sentence its flag
+    shows in ``--help``.
+
     Example:
         >>> from jaxflow.experiments import generalization as g
         >>> cfg = g.GeneralizationConfig(depths=(1, 3), scales=(1e-4, 1e-2), seeds=(0,))
@@ -69,24 +72,31 @@ class GeneralizationConfig(ExperimentConfig):
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "scales", "seeds")
     MODEL: ClassVar[str] = "matrix-sensing-generalization"
+    RENAMED: ClassVar[dict] = {"values": "targets"}
     # Smoke: lanes measured to become stationary within 40,000 steps at d = 10, m = 80 (depth 1:
     # 34,000, its slowest eigen-direction sets the remaining travel; depth 3: 7,500; depth 4:
     # 13,000-15,000), so none spends its budget.
     SMOKE: ClassVar[dict] = dict(depths=(1.0, 3.0, 4.0), scales=(1e-4,), seeds=(0.0, 1.0), d=10,
                                  m=80, num_steps=40_000, chunk_size=8)
 
-    depths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
-    scales: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1e-6, 1.0, 7))
-    seeds: tuple[float, ...] = (0.0, 1.0, 2.0)
-    d: int = 20
-    m: int = 200
-    values: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
-    learning_rate: float = 5e-3
-    num_steps: int = 200_000
-    stationary_tol: float = 1e-4
-    check_every: int = 500
-    problem_seed: int = 0
-    chunk_size: int = 32
+    depths: tuple[float, ...] = option((1.0, 2.0, 3.0, 4.0), "depths N (integers >= 1)")
+    scales: tuple[float, ...] = option(tuple(float(s) for s in np.geomspace(1e-6, 1.0, 7)),
+        "initialization scales sigma0 (RMS singular value of W(0))")
+    seeds: tuple[float, ...] = option((0.0, 1.0, 2.0), "seeds of W(0) (one axis value per seed)")
+    d: int = option(20, "W is d x d")
+    m: int = option(200, "number of measurements")
+    targets: tuple[float, ...] = option((12.0, 6.0, 4.0, 3.0),
+        "the non-zero singular values of the target W* = diag(targets, 0, ...)")
+    learning_rate: float = option(5e-3,
+        "gradient-descent rate (below the stability limit of the deepest network)")
+    num_steps: int = option(200_000,
+        "step budget of each lane: a lane not stationary by then ends max_steps")
+    stationary_tol: float = option(1e-4,
+        "a lane stops once less than stationary_tol x max(1, max|factors|) is left to travel")
+    check_every: int = option(500, "steps between two stationarity checks (a divisor of num_steps)")
+    problem_seed: int = option(0, "seed of the sensing problem, shared by every lane")
+    chunk_size: int = option(32,
+        "lanes per compiled call; each finished chunk is stored, so --resume loses at most one")
 
     def check(self):
         if any(n < 1 or n != int(n) for n in self.depths):
@@ -103,8 +113,8 @@ class GeneralizationConfig(ExperimentConfig):
         if self.num_steps % self.check_every:
             raise ConfigError(f"num_steps ({self.num_steps}) must be a multiple of check_every "
                               f"({self.check_every})")
-        if self.d < len(self.values):
-            raise ConfigError(f"d must be >= {len(self.values)} (the target's rank)")
+        if self.d < len(self.targets):
+            raise ConfigError(f"d must be >= {len(self.targets)} (the target's rank)")
 
 
 def point_function(config: GeneralizationConfig):
@@ -129,7 +139,7 @@ def point_function(config: GeneralizationConfig):
         (7500, 37.5)
     """
     problem = ms.gaussian_problem(
-        jax.random.key(config.problem_seed), ms.diagonal_target(config.d, config.values), config.m
+        jax.random.key(config.problem_seed), ms.diagonal_target(config.d, config.targets), config.m
     )
     max_depth = int(max(config.depths))
 
@@ -218,7 +228,7 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
     ds = ds.drop_vars("product")
     ds = _layout.integer_coords(ds, "depth", "seed")
     ds.attrs.update(experiment="matrix-sensing-generalization", d=config.d, m=config.m,
-                    target_rank=len(config.values),
+                    target_rank=len(config.targets),
                     learning_rate=config.learning_rate, num_steps=config.num_steps,
                     stationary_tol=config.stationary_tol,
                     ok_fraction=float((ds["status"] == status.OK).mean()),

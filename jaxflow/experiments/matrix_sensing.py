@@ -34,6 +34,7 @@ from jaxflow.experiments.config import (
     check_positive_int,
     check_seed,
     check_steps,
+    option,
 )
 from jaxflow.models import matrix_sensing as ms
 
@@ -44,21 +45,12 @@ __all__ = ["MatrixSensingConfig", "figures", "problem", "report", "run", "spec"]
 class MatrixSensingConfig(ExperimentConfig):
     """Options of ``jaxflow experiment matrix-sensing`` (defaults: the paper's E1).
 
-    Attributes:
-        d: W is ``d x d``.
-        values: the non-zero singular values of ``W* = diag(values, 0, ...)``.
-        m: number of measurements.
-        depths: depths N (integers).
-        scale: RMS singular value of ``W(0)`` (sigma0).
-        init_kind: "gaussian" or "identity" (:func:`jaxflow.models.matrix_sensing.init`).
-        learning_rate, num_steps, save_every: the descent (flow compared on ``t = lr * step``).
-        num_modes: number of tracked singular values (top-k).
-        seed: seeds the problem and ``W(0)``.
-        completion: matrix completion (observed entries) instead of Gaussian sensing.
+    Each field's help (:func:`~jaxflow.experiments.config.option`) is the sentence its flag
+    shows in ``--help``.
 
     >>> from jaxflow.experiments import matrix_sensing as e1
     >>> cfg = e1.MatrixSensingConfig(d=20, m=240)
-    >>> cfg.values, cfg.depths, cfg.learning_rate
+    >>> cfg.targets, cfg.depths, cfg.learning_rate
     ((12.0, 6.0, 4.0, 3.0), (1, 2, 3, 4), 0.001)
     >>> e1.MatrixSensingConfig(num_steps=1001)
     Traceback (most recent call last):
@@ -67,27 +59,32 @@ class MatrixSensingConfig(ExperimentConfig):
     """
 
     # Reduced sizes (d = 10, m = 120, depths 1-3): seconds, and still a staircase.
+    RENAMED: ClassVar[dict] = {"values": "targets"}
     SMOKE: ClassVar[dict] = dict(d=10, m=120, depths=(1, 2, 3), num_steps=6000, save_every=100)
 
-    d: int = 50
-    values: tuple[float, ...] = (12.0, 6.0, 4.0, 3.0)
-    m: int = 1000
-    depths: tuple[int, ...] = (1, 2, 3, 4)
-    scale: float = 1e-4
-    init_kind: str = "gaussian"
-    learning_rate: float = 1e-3
-    num_steps: int = 15_000
-    save_every: int = 50
-    num_modes: int = 5
-    seed: int = 0
-    completion: bool = False
+    d: int = option(50, "W is d x d")
+    targets: tuple[float, ...] = option((12.0, 6.0, 4.0, 3.0),
+        "the non-zero singular values of the target W* = diag(targets, 0, ...)")
+    m: int = option(1000, "number of measurements")
+    depths: tuple[int, ...] = option((1, 2, 3, 4), "depths N (integers >= 1)")
+    scale: float = option(1e-4, "RMS singular value of W(0) (sigma0)")
+    init_kind: str = option("gaussian",
+        "initialization of W(0): 'gaussian' or 'identity' (jaxflow.models.matrix_sensing.init)")
+    learning_rate: float = option(1e-3,
+        "gradient-descent rate; the flow is compared on its clock, t = learning_rate x step")
+    num_steps: int = option(15_000, "gradient-descent steps")
+    save_every: int = option(50, "descent steps between saved points (a divisor of num_steps)")
+    num_modes: int = option(5, "number of tracked singular values (the top k)")
+    seed: int = option(0, "seed of the problem and of W(0)")
+    completion: bool = option(False,
+        "matrix completion (observed entries) instead of Gaussian sensing")
 
     def check(self):
         check_depths(self.depths)
         check_steps(self)
-        if self.d < len(self.values):
+        if self.d < len(self.targets):
             raise ConfigError(
-                f"d must be >= the number of target values ({len(self.values)}), got {self.d}")
+                f"d must be >= the number of target values ({len(self.targets)}), got {self.d}")
         check_positive_int("m", self.m)
         check_positive(self, "scale", "learning_rate")
         check_seed(self.seed)
@@ -100,7 +97,7 @@ def problem(config: MatrixSensingConfig) -> ms.Problem:
     >>> e1.problem(e1.MatrixSensingConfig.smoke()).operator.shape   # (m, d^2)
     (120, 100)
     """
-    target = ms.diagonal_target(config.d, config.values)
+    target = ms.diagonal_target(config.d, config.targets)
     key = jax.random.key(config.seed)
     make = ms.completion_problem if config.completion else ms.gaussian_problem
     return make(key, target, config.m)

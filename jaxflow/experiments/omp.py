@@ -4,7 +4,7 @@ Sparse regression (docs/science/experiments.md): ``d = 1000``, ``m = 80``, unit-
 a 5-sparse positive ``w*`` (entries ``Exponential(target_scale = 10) + 1`` on a random
 support), ``y = X w*``; the depth-5 network ``beta = w_+^5 - w_-^5``
 (:mod:`jaxflow.models.diagonal`, squared loss) from ``scale = 1e-4`` by gradient flow (to
-``flow_time``) and gradient descent (rate 1e-3, ``num_steps``), vmapped over ``num_seeds``
+``horizon``) and gradient descent (rate 1e-3, ``num_steps``), vmapped over ``num_seeds``
 seeds.
 
 **Stiffness.** Once the large entries of ``w*`` are learned, their curvature (about
@@ -72,6 +72,7 @@ from jaxflow.experiments.config import (
     check_positive,
     check_positive_int,
     check_steps,
+    option,
 )
 from jaxflow.models import diagonal as dn
 from jaxflow.oracles import incremental
@@ -86,48 +87,45 @@ class OMPConfig(ExperimentConfig):
 
     The descent's ``num_steps * learning_rate`` (t = 100) covers the picks of the largest
     coordinates; the smallest entries (~1 + Exp(10)) are picked at t of several hundred, which
-    the flow's ``flow_time`` (2000, RKC) covers. A back-end with fewer picks is compared on the
+    the flow's ``horizon`` (2000, RKC) covers. A back-end with fewer picks is compared on the
     picks it made (the ``min`` of the concurrence). The save grid is spaced
-    ``learning_rate * save_every`` and runs to ``flow_time`` (a multiple of that spacing, at
+    ``learning_rate * save_every`` and runs to ``horizon`` (a multiple of that spacing, at
     least the descent's horizon).
 
-    Attributes:
-        d, m: dimension and number of samples.
-        sparsity: the support size of ``w*`` (and OMP's number of steps).
-        target_scale: the scale of the exponential entries of ``w*`` (plus 1).
-        depth: N of the diagonal network.
-        scale: ``w_+- (0) = scale^(1/N)`` (sigma0).
-        learning_rate, num_steps, save_every: the descent.
-        threshold: a coordinate is picked when ``|beta_i|`` first exceeds it.
-        num_seeds: seeds ``0 .. num_seeds - 1`` (each its own problem), vmapped.
-        flow_time, flow_rtol: the flow's horizon and tolerance (RKC).
+    Each field's help (:func:`~jaxflow.experiments.config.option`) is the sentence its flag
+    shows in ``--help``.
 
     >>> from jaxflow.experiments import omp as e5
     >>> e5.OMPConfig.smoke().num_seeds
     4
-    >>> e5.OMPConfig(flow_time=50.0)
+    >>> e5.OMPConfig(horizon=50.0)
     Traceback (most recent call last):
     ...
-    jaxflow.experiments.config.ConfigError: flow_time must be a multiple of learning_rate * save_every = 10 and >= learning_rate * num_steps = 100, got 50.0
+    jaxflow.experiments.config.ConfigError: horizon must be a multiple of learning_rate * save_every = 10 and >= learning_rate * num_steps = 100, got 50.0
     """
 
     # Reduced sizes (d = 100, m = 40, 3-sparse, 4 seeds, descent t = 40, flow t = 400).
+    RENAMED: ClassVar[dict] = {"flow_time": "horizon", "flow_rtol": "rtol"}
     SMOKE: ClassVar[dict] = dict(d=100, m=40, sparsity=3, num_seeds=4, num_steps=40_000,
-                                 save_every=4000, flow_time=400.0)
+                                 save_every=4000, horizon=400.0)
 
-    d: int = 1000
-    m: int = 80
-    sparsity: int = 5
-    target_scale: float = 10.0
-    depth: int = 5
-    scale: float = 1e-4
-    learning_rate: float = 1e-3
-    num_steps: int = 100_000
-    save_every: int = 10_000
-    threshold: float = 0.1
-    num_seeds: int = 20
-    flow_time: float = 2000.0
-    flow_rtol: float = 1e-6
+    d: int = option(1000, "dimension of w*")
+    m: int = option(80, "number of samples")
+    sparsity: int = option(5, "support size of w* (and OMP's number of steps)")
+    target_scale: float = option(10.0,
+        "scale of the exponential entries of w* (each is 1 + target_scale x Exp(1))")
+    depth: int = option(5, "depth N of the diagonal network")
+    scale: float = option(1e-4, "w_+-(0) = scale^(1/N) (sigma0)")
+    learning_rate: float = option(1e-3, "gradient-descent rate")
+    num_steps: int = option(100_000, "gradient-descent steps")
+    save_every: int = option(10_000,
+        "descent steps between saved points; the save grid is spaced learning_rate x save_every")
+    threshold: float = option(0.1, "a coordinate is picked when |beta_i| first exceeds it")
+    num_seeds: int = option(20, "seeds 0 .. num_seeds - 1, each its own problem (vmapped)")
+    horizon: float = option(2000.0,
+        "flow time at which the flow stops (a multiple of learning_rate x save_every, at least "
+        "learning_rate x num_steps)")
+    rtol: float = option(1e-6, "relative tolerance of the flow (RKC)")
 
     def check(self):
         for name in ("d", "m", "sparsity", "depth", "num_seeds"):
@@ -137,18 +135,18 @@ class OMPConfig(ExperimentConfig):
             raise ConfigError(f"sparsity must be <= min(d, m) = {min(self.d, self.m)}")
         check_positive(self, "target_scale", "scale", "learning_rate", "threshold")
         spacing = self.learning_rate * self.save_every
-        ratio = self.flow_time / spacing
+        ratio = self.horizon / spacing
         if not (
-            self.flow_time >= self.learning_rate * self.num_steps
+            self.horizon >= self.learning_rate * self.num_steps
             and abs(ratio - round(ratio)) < 1e-9 * ratio
         ):
             raise ConfigError(
-                f"flow_time must be a multiple of learning_rate * save_every = {spacing:g} and "
+                f"horizon must be a multiple of learning_rate * save_every = {spacing:g} and "
                 f">= learning_rate * num_steps = {self.learning_rate * self.num_steps:g}, "
-                f"got {self.flow_time!r}"
+                f"got {self.horizon!r}"
             )
-        if not 0 < self.flow_rtol < 1:
-            raise ConfigError(f"flow_rtol must be in (0, 1), got {self.flow_rtol!r}")
+        if not 0 < self.rtol < 1:
+            raise ConfigError(f"rtol must be in (0, 1), got {self.rtol!r}")
 
 
 def problem(config: OMPConfig, seed: int) -> dn.Problem:
@@ -191,7 +189,7 @@ def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
     k = config.sparsity
     seeds = np.arange(config.num_seeds)
     spacing = config.learning_rate * config.save_every
-    times = spacing * np.arange(round(config.flow_time / spacing) + 1)
+    times = spacing * np.arange(round(config.horizon / spacing) + 1)
 
     # One request for both methods: saves on one grid, fraction 1 of each level = the pick, run
     # to the horizon (off-support coordinates never reach their level). Only the horizon differs:
@@ -206,7 +204,7 @@ def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
         max_steps=config.num_steps,
     )
     methods = {
-        "flow": (jaxflow.Flow(solver=RKC(), clock="plain", rtol=config.flow_rtol, atol=1e-9,
+        "flow": (jaxflow.Flow(solver=RKC(), clock="plain", rtol=config.rtol, atol=1e-9,
                               refine=False), flow_request),
         "descent": (jaxflow.Descent(learning_rate=config.learning_rate,
                                     check_every=config.save_every), descent_request),
@@ -253,7 +251,7 @@ def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
         [[incremental.prefix_agreement(omp_order[s], order[b, s]) for s in seeds] for b in range(2)]
     )
     targets = np.stack([np.asarray(p.data.target)[support[s]] for s, p in enumerate(problems)])
-    horizon = np.array([config.flow_time, config.learning_rate * config.num_steps])
+    horizon = np.array([config.horizon, config.learning_rate * config.num_steps])
     ds = xr.Dataset(
         {
             "order": (("backend", "seed", "rank"), order),

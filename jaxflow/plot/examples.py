@@ -107,22 +107,22 @@ def _saddles() -> xr.Dataset:
     step = np.searchsorted(jumps, time, side="right")
     sharpness = 1 / np.log(1 / alphas)  # smaller alpha: closer to the staircase
     smooth = [np.clip(0.5 + (time[:, None] - jumps) / (4 * s), 0, 1) for s in sharpness]
-    modes = np.stack([sm @ np.diff(betas, axis=0) for sm in smooth])  # alpha, time, mode
+    modes = np.stack([sm @ np.diff(betas, axis=0) for sm in smooth])  # scale, time, mode
     modes = np.broadcast_to(modes, (1, depths.size) + modes.shape)
     loss = np.stack([np.maximum(losses[step], 1e-7) * (1 + s) for s in sharpness])
     loss = np.broadcast_to(loss, (1, depths.size) + loss.shape)
     unit = np.array([np.log(1 / alphas) / 4, alphas ** -(1 / 3) / 3])
     jump_flow = unit[..., None] * jumps * (1 + 0.05 * sharpness[None, :, None])
     return xr.Dataset(
-        {"modes": (("backend", "depth", "alpha", "time", "mode"), modes),
-         "loss": (("backend", "depth", "alpha", "time"), loss),
-         "ran": (("backend", "depth", "alpha"), np.ones((1, 2, 2), bool)),
-         "jump_flow_time": (("backend", "depth", "alpha", "jump"), jump_flow[None]),
-         "time_unit": (("depth", "alpha"), unit),
+        {"modes": (("backend", "depth", "scale", "time", "mode"), modes),
+         "loss": (("backend", "depth", "scale", "time"), loss),
+         "ran": (("backend", "depth", "scale"), np.ones((1, 2, 2), bool)),
+         "jump_flow_time": (("backend", "depth", "scale", "jump"), jump_flow[None]),
+         "time_unit": (("depth", "scale"), unit),
          "oracle_jump_time": (("jump",), jumps),
          "oracle_plateau_loss": (("plateau",), losses),
          "oracle_beta": (("plateau", "mode"), betas)},
-        coords={"backend": ["flow"], "depth": depths, "alpha": alphas, "time": time})
+        coords={"backend": ["flow"], "depth": depths, "scale": alphas, "time": time})
 
 
 def example_dataset(layout: str) -> xr.Dataset:

@@ -38,7 +38,7 @@ def saddle_staircase(ds: xr.Dataset) -> plt.Figure:
     edges = np.concatenate([[0.0], oracle_t, [time[-1]]])
     depth = int(ds["depth"].values[0])
     flow_ds = ds.sel(backend="flow", depth=depth)
-    alphas = [a for a in ds["alpha"].values if bool(flow_ds["ran"].sel(alpha=a))]
+    alphas = [a for a in ds["scale"].values if bool(flow_ds["ran"].sel(scale=a))]
     # Scales are ordered values, like depths: a sequential colour-blind-safe map (cividis, so
     # that they are not read as depths), the smallest scale darkest whatever the stored order.
     rank = np.argsort(np.argsort(alphas))
@@ -48,7 +48,7 @@ def saddle_staircase(ds: xr.Dataset) -> plt.Figure:
     fig, (ax_loss, ax_beta) = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH, 2.8),
                                            layout="constrained")
     for alpha, colour in zip(alphas, shades):
-        run = flow_ds.sel(alpha=alpha)
+        run = flow_ds.sel(scale=alpha)
         exponent = np.log10(alpha)
         ax_loss.plot(time, run["loss"].values, color=colour, lw=1.1,
                      label=rf"$\alpha = 10^{{{exponent:.3g}}}$")
@@ -93,8 +93,8 @@ def jump_times(ds: xr.Dataset) -> plt.Figure:
     oracle_t = _oracle_jumps(ds)
     fig, (ax, ax_ln) = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH, 2.9), layout="constrained")
     deep_ran = ds["ran"].sel(backend="flow").where(ds["depth"] > 2, drop=True)
-    shown = deep_ran.any("depth").values if deep_ran.size else np.ones(ds.sizes["alpha"], bool)
-    alpha = ds["alpha"].values
+    shown = deep_ran.any("depth").values if deep_ran.size else np.ones(ds.sizes["scale"], bool)
+    alpha = ds["scale"].values
     handles, labels = [], []
     for n in ds["depth"].values:
         colour = style.depth_colour(float(n))

@@ -16,7 +16,8 @@ One concept a module:
 - :mod:`~jaxflow.sweep.lock`: a store's one-writer lock;
 - :mod:`~jaxflow.sweep.atomic`: whole-or-nothing file writes;
 - :mod:`~jaxflow.sweep.checksum`: the checksums of exported datasets;
-- :mod:`~jaxflow.sweep.provenance`: the versions, commit, command and devices of every dataset;
+- (provenance, the versions, commit, command and devices of every dataset, is written by
+  :mod:`jaxflow.provenance` alone);
 - :mod:`~jaxflow.sweep.errors`: what a sweep raises;
 - :mod:`~jaxflow.sweep.estimate`: a request's memory, disk and time from its axis counts;
 - :mod:`~jaxflow.sweep.resources`: the size guard that checks an estimate against the machine;
@@ -24,6 +25,15 @@ One concept a module:
 - :mod:`~jaxflow.sweep.progress`: progress bars.
 """
 
+from jaxflow.provenance import (
+    git_commit as git_commit,
+)
+from jaxflow.provenance import (
+    package_versions as package_versions,
+)
+from jaxflow.provenance import (
+    run_metadata as run_metadata,
+)
 from jaxflow.sweep.runner import (
     CHUNK_LOG_ENV as CHUNK_LOG_ENV,
 )
@@ -52,16 +62,7 @@ from jaxflow.sweep.runner import (
     estimate_size as estimate_size,
 )
 from jaxflow.sweep.runner import (
-    git_commit as git_commit,
-)
-from jaxflow.sweep.runner import (
-    package_versions as package_versions,
-)
-from jaxflow.sweep.runner import (
     run as run,
-)
-from jaxflow.sweep.runner import (
-    run_metadata as run_metadata,
 )
 
 __all__ = [

@@ -38,7 +38,7 @@ How it runs:
 
 Where each part lives: the grid and its fingerprint (:mod:`jaxflow.sweep.grid`), one call over
 the devices (:mod:`jaxflow.sweep.device_runner`), the sweep's side of its store
-(:mod:`jaxflow.sweep.store_access`), provenance (:mod:`jaxflow.sweep.provenance`), the errors
+(:mod:`jaxflow.sweep.store_access`), provenance (:mod:`jaxflow.provenance`), the errors
 (:mod:`jaxflow.sweep.errors`) and the size estimate (:mod:`jaxflow.sweep.estimate`); this module
 runs them in order and re-exports their public names.
 
@@ -85,9 +85,9 @@ from jaxflow.sweep.grid import (
     to_dataset,
     validate_axes,
 )
-from jaxflow.sweep.provenance import git_commit as git_commit
-from jaxflow.sweep.provenance import package_versions as package_versions
-from jaxflow.sweep.provenance import run_metadata as run_metadata
+from jaxflow.provenance import git_commit as git_commit
+from jaxflow.provenance import package_versions as package_versions
+from jaxflow.provenance import run_metadata as run_metadata
 from jaxflow.sweep.store_access import open_store, read_verified, verified_on_start, wait_all_done
 
 # Each finished chunk is written through this module's ``_write`` (a module global: a test can
@@ -142,7 +142,8 @@ def run(
         seed: seed of the shuffle that spreads costly points across chunks and devices, an
             integer in [0, 2**63).
         output_dims: names of the trailing dims of non-scalar outputs.
-        attrs: extra dataset attributes (added to the provenance of :func:`run_metadata`).
+        attrs: extra dataset attributes (added to the provenance of
+            :func:`jaxflow.provenance.run_metadata`).
         config: the resolved configuration as TOML text; stored, and part of the store's
             fingerprint (resuming with a different config is refused).
         quiet: no progress bar (it is also off when stderr is not a terminal).

@@ -1,7 +1,19 @@
-"""Where a sweep's numbers come from: versions, git commit, command line, dtype and devices.
+"""Provenance: who ran what, when, with which versions; written by this module alone.
 
-Every dataset a sweep returns carries these attributes (:func:`run_metadata`), so that a
-figure can be traced back to the code and the machine that computed it.
+Every dataset jaxflow makes carries the same attributes: the versions of jaxflow and its
+numerical stack (``*_version``), the git commit of the checkout (``git_commit``), the command
+line (``command``), the dtype computed in, the devices, the creation time (``created``) and, for
+an experiment, its resolved config (``config``, TOML that ``Config.from_toml`` reads back) and
+whether it is the smoke size (``smoke``). :func:`run_metadata` makes them (the sweep, the
+experiments' shared layout and the back-ends' runner call it), and :func:`stamp` puts the
+``jaxflow`` command's own line and ``--smoke`` on a finished dataset.
+
+Example:
+    >>> import xarray as xr
+    >>> from jaxflow import provenance
+    >>> ds = xr.Dataset(attrs=provenance.run_metadata())
+    >>> provenance.stamp(ds, command="jaxflow experiment omp --smoke", smoke=True).attrs["smoke"]
+    1
 """
 
 import datetime
@@ -14,14 +26,14 @@ from typing import Any
 
 import jax
 
-__all__ = ["git_commit", "package_versions", "run_metadata"]
+__all__ = ["git_commit", "package_versions", "run_metadata", "stamp"]
 
 
 def package_versions() -> dict[str, str]:
     """Versions of jaxflow and its numerical stack (stored with every dataset).
 
-    >>> from jaxflow import sweep
-    >>> sorted(sweep.package_versions())[:4]
+    >>> from jaxflow import provenance
+    >>> sorted(provenance.package_versions())[:4]
     ['diffrax', 'equinox', 'jax', 'jaxflow']
     """
     import importlib.metadata as md
@@ -42,13 +54,12 @@ def git_commit() -> str:
     tracked files differ from it; ``"unknown"`` for an installed package (no checkout) or
     without git.
 
-    >>> from jaxflow import sweep
-    >>> commit = sweep.git_commit()
+    >>> from jaxflow import provenance
+    >>> commit = provenance.git_commit()
     >>> commit == "unknown" or len(commit.removesuffix("-dirty")) == 40
     True
     """
-    # jaxflow/sweep/provenance.py -> the checkout's root, three levels up.
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # Only the checkout jaxflow itself lives in: a wheel installed inside some other
     # repository (a virtual environment in a project) must not report that project's commit.
     if not os.path.exists(os.path.join(root, ".git")):
@@ -73,9 +84,9 @@ def run_metadata(config=None) -> dict[str, Any]:
     ``command`` is this process's command line (the ``jaxflow`` command replaces it by its own
     arguments). netCDF has no booleans: ``smoke`` is an integer.
 
-    >>> from jaxflow import sweep
+    >>> from jaxflow import provenance
     >>> from jaxflow.experiments.quadratic import QuadraticConfig
-    >>> attrs = sweep.run_metadata(QuadraticConfig.smoke())
+    >>> attrs = provenance.run_metadata(QuadraticConfig.smoke())
     >>> attrs["dtype"], "jax_version" in attrs, "created" in attrs, attrs["smoke"]
     ('float64', True, True, 1)
     >>> sorted({"git_commit", "command", "config"} - set(attrs))
@@ -96,3 +107,10 @@ def run_metadata(config=None) -> dict[str, Any]:
         attrs.update(config=config.to_toml(), smoke=int(config == type(config).smoke()))
     return attrs
 
+
+def stamp(ds, *, command: str, smoke: bool):
+    """``ds`` with the ``jaxflow`` command's provenance: ``command`` as typed (whether run as
+    ``jaxflow``, ``python -m jaxflow.cli`` or ``cli.main(argv)``) and ``smoke`` (1 with
+    ``--smoke``, whatever ``--config`` adds). The attributes are set in place; returns ``ds``."""
+    ds.attrs.update(command=command, smoke=int(smoke))
+    return ds

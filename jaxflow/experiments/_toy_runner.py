@@ -1,0 +1,170 @@
+"""The phase diagram's per-point function and its float32 runner.
+
+:func:`point_function` simulates one (depth, ratio, scale) pair of the toy model and returns its
+margin; :func:`jaxflow.sweep.run` vmaps and compiles it over the grid. :class:`Float32Runner`
+runs it in float32 (fast on GPU/TPU) and again in float64 on the lanes float32 cannot resolve
+(:func:`needs_float64`). The public names are those of :mod:`jaxflow.experiments.phase_diagram`.
+"""
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxflow
+from jaxflow import sweep
+from jaxflow.engine import status
+from jaxflow.experiments._solvers import SOLVERS
+from jaxflow.models import toy
+from jaxflow.oracles import incremental
+
+if TYPE_CHECKING:  # the config's module imports this one
+    from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
+
+__all__ = ["FLOAT32_RESOLUTION", "FLOAT32_RTOL", "Float32Runner", "needs_float64",
+           "point_function"]
+
+
+def point_function(config: "PhaseDiagramConfig", *, with_time: bool = False):
+    """The per-point function of the sweep: simulate one (depth, ratio, scale) pair.
+
+    Returns ``margin_in_unit = (T_j(start) - T_i(finish)) / U`` (:func:`jaxflow.oracles.incremental.margin`)
+    and ``log_time_unit = ln U``, the worse status of the two coordinates and their total solver
+    steps (accepted + rejected); with ``with_time``, also ``time = max(|T_j(start)|,
+    |T_i(finish)|) / U``, the size the margin's rounding scales with.
+
+    The toy model's coordinates are independent, so the pair is one
+    :class:`jaxflow.engine.coordinatewise.Coordinatewise` flow: two scalar flows side by side, each on
+    its own clock, each stopping as soon as it has the learning time the margin needs. The start
+    is ``ln sigma0`` (no underflow at e^-10000) and the flow runs in the plateau's own time unit
+    ``U = sigma0^-(1 - 2/N)`` (:func:`jaxflow.models.toy.log_time_unit`), so margins stay finite
+    and keep their sign where the real times (up to e^3333) overflow float64.
+
+    Example (the function :func:`~jaxflow.experiments.phase_diagram.run` hands to
+    :mod:`jaxflow.sweep`, which vmaps and compiles it; here called once, eagerly: at depth 3,
+    ratio 2, sigma0 = 1e-3 the pair is incremental, as its theory threshold 0.0145 says):
+        >>> import jax.numpy as jnp
+        >>> from jaxflow.experiments import phase_diagram as pd
+        >>> point = pd.point_function(pd.PhaseDiagramConfig())
+        >>> out = point({"depth": jnp.array(3.0), "ratio": jnp.array(2.0),
+        ...              "log_scale": jnp.log(1e-3)})
+        >>> bool(out["margin_in_unit"] > 0), int(out["status"])
+        (True, 0)
+    """
+    solver = SOLVERS[config.solver]()
+    # Coordinate i (target ratio) needs its finish time, coordinate j (target 1) its start time.
+    required = jnp.array([[False, True], [True, False]])
+    method = jaxflow.Flow(solver=solver, rtol=config.rtol, atol=config.atol)
+    request = jaxflow.Request(fractions=(config.start, config.finish), required=required,
+                              max_steps=config.max_steps)
+
+    def point(p):
+        targets = jnp.stack([p["ratio"], jnp.ones_like(p["ratio"])])
+        unit = toy.log_time_unit(p["depth"], p["log_scale"])
+        args = toy.ToyArgs(depth=p["depth"], targets=targets, log_time_unit=unit)
+        problem = jaxflow.Problem(
+            vector_field=toy.reduced_vector_field,
+            params0=toy.reduced_init(p["log_scale"], 2, log=True), args=args,
+            modes=toy.reduced_modes, targets=targets, clock=toy.reduced_speed,
+        )
+        traj = jaxflow.solve(problem, method, request)
+        times = traj.learning_times
+        out = {
+            "margin_in_unit": incremental.margin(times[0, 1], times[1, 0]),
+            "log_time_unit": unit,
+            "status": traj.status,
+            "steps": traj.steps + traj.rejected,
+        }
+        if with_time:
+            out["time"] = jnp.maximum(jnp.abs(times[1, 0]), jnp.abs(times[0, 1]))
+        return out
+
+    return point
+
+
+# The float32 path. float32 holds sigma0 only down to its smallest normal number (1.2e-38), and
+# its learning times carry a relative error of order FLOAT32_RESOLUTION: eps32 = 1.2e-7 per
+# operation, accumulated over ~100 solver steps run at rtol FLOAT32_RTOL (float32 cannot reach
+# the float64 default 1e-8). A margin smaller than that fraction of the learning times has an
+# unknown sign, so such lanes are recomputed in float64.
+FLOAT32_RTOL = 1e-6
+
+
+FLOAT32_RESOLUTION = 1e-4
+
+
+def needs_float64(points, fast) -> np.ndarray:
+    """Lanes whose float32 answer cannot be trusted, from the inputs and the float32 outputs.
+
+    A lane is recomputed in float64 when sigma0 is below float32's normal range, when a ratio or
+    a scale rounds to 1 in float32, when its float32 status is not ok (max_steps, non-finite:
+    e.g. a learning time beyond 3.4e38), or when ``|margin| <= FLOAT32_RESOLUTION * time``.
+
+    Example:
+        >>> pts = {"log_scale": np.log([1e-3, 1e-60, 1e-3]), "ratio": np.array([2.0, 2.0, 2.0])}
+        >>> fast = {"margin_in_unit": np.array([5.0, 5.0, 1e-5]), "time": np.full(3, 10.0),
+        ...         "status": np.zeros(3, dtype=np.int8)}
+        >>> needs_float64(pts, fast).tolist()
+        [False, True, True]
+    """
+    log_scale, ratio = np.asarray(points["log_scale"]), np.asarray(points["ratio"])
+    margin = np.asarray(fast["margin_in_unit"], dtype=float)
+    time = np.asarray(fast["time"], dtype=float)
+    with np.errstate(invalid="ignore"):
+        resolved = np.abs(margin) > FLOAT32_RESOLUTION * time  # False for NaN
+    return (
+        (log_scale < math.log(np.finfo(np.float32).tiny))
+        | (np.exp(log_scale).astype(np.float32) >= 1)
+        | (ratio.astype(np.float32) <= 1)
+        | (np.asarray(fast["status"]) != status.OK)
+        | ~np.isfinite(time)
+        | ~resolved
+    )
+
+
+class Float32Runner(sweep.AbstractRunner):
+    """Runs the phase diagram's points in float32 and recomputes in float64 what float32 cannot.
+
+    A :class:`jaxflow.sweep.AbstractRunner` (it defines ``chunk``, ``chunk_size``, ``call_size``
+    and ``fn``):
+    each chunk runs once in float32 (a ``sweep.Runner(..., float32=True)``: one float32 program,
+    fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64, and their
+    float64 results are stored. The extra output ``recomputed`` says which lanes were, so a stored
+    answer is never a silently wrong float32 one.
+    """
+
+    def __init__(self, config: "PhaseDiagramConfig", devices=None):
+        self.exact = sweep.Runner(point_function(config), chunk_size=config.chunk_size, devices=devices)
+        fast = dataclasses.replace(
+            config, rtol=max(config.rtol, FLOAT32_RTOL), atol=max(config.atol, FLOAT32_RTOL)
+        )
+        self.fast = sweep.Runner(point_function(fast, with_time=True), chunk_size=self.exact.chunk_size,
+                                 devices=devices, float32=True)
+        self.chunk_size = self.exact.chunk_size
+        self.call_size = self.exact.call_size
+        example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "log_scale")}
+        self._dtypes = {k: v.dtype for k, v in jax.eval_shape(self.exact.fn, example).items()}
+
+    @property
+    def traces(self) -> int:
+        """Traces of the two programs (one each once compiled)."""
+        return self.fast.traces + self.exact.traces
+
+    def fn(self, point):
+        """The outputs' structure (what the store lays out): float64 results plus ``recomputed``."""
+        return {**self.exact.fn(point), "recomputed": jnp.zeros((), dtype=bool)}
+
+    def chunk(self, points):
+        fast = self.fast.chunk(points)
+        redo = needs_float64(points, fast)
+        out = {k: np.asarray(fast[k]).astype(dtype) for k, dtype in self._dtypes.items()}
+        if redo.any():
+            index = np.flatnonzero(redo)
+            exact = self.exact({k: np.asarray(v)[index] for k, v in points.items()})
+            for k in out:
+                out[k][index] = exact[k]
+        out["recomputed"] = redo
+        return out
