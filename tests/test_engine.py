@@ -31,8 +31,7 @@ from jaxflow.oracles import theory
 
 DEPTHS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, math.inf)
 FRACTIONS = (0.1, 0.5, 0.9)
-STEPS_PER_MODE = 170  # measured max 164 (depth 1.5, 8 modes to e^-10000; 157 before the flow time was
-# controlled relatively, engine._flow_problem.TIME_GAIN)
+STEPS_PER_MODE = 150
 RTOL = 1e-6
 
 

@@ -20,7 +20,7 @@ from jaxtyping import Array, PyTree
 
 from jaxflow.engine import status as _status
 from jaxflow.engine._flow_events import _crossing_times, _save_between
-from jaxflow.engine._flow_problem import TIME_GAIN, _Problem, _Record
+from jaxflow.engine._flow_problem import _Problem, _Record
 from jaxflow.engine.evaluations import counts_evaluations, init_evaluations, step_evaluations
 from jaxflow.engine.stationarity import is_stationary
 from jaxflow.engine.trajectory import Trajectory
@@ -261,12 +261,12 @@ def _finish(problem: _Problem, final: _LoopState, found0) -> Trajectory:
     evaluations = final.evaluations
     if not counts_evaluations(problem.solver):
         evaluations = jnp.asarray(-1, jnp.int32)
-    return Trajectory(  # times back from u = TIME_GAIN * t (exact: a power of two)
-        times=problem.save_times / TIME_GAIN,
+    return Trajectory(
+        times=problem.save_times,
         modes=saved,
-        learning_times=learning / TIME_GAIN,
+        learning_times=learning,
         fractions=problem.fractions,
-        final_time=t_final / TIME_GAIN,
+        final_time=t_final,
         final_modes=final.modes,
         final_state=y_final,
         steps=final.steps,

@@ -23,17 +23,7 @@ from jaxflow.engine.solvers import with_root_finder_tolerances
 from jaxflow.engine.trajectory import check_fractions
 
 # What the sibling modules (and the public face) import from this one.
-__all__ = ["TIME_GAIN", "_Problem", "_Record", "_build_problem", "_check_eager", "_check_targets"]
-
-
-# The loop integrates the flow time as u = TIME_GAIN * t. The controller bounds each
-# component's error by atol + rtol * |component|; on t itself the atol term bounds the error of
-# a learning time t << 1 absolutely, not relatively (measured on the toy model at rtol = atol =
-# 1e-8, depths 1.5-5, ratios 1.05-1e4, sigma0 e^-3..e^-300, fractions 0.01-0.99: relative errors
-# up to 1.9e-5 for times 1e-4 of the time unit; with the gain: 1.1e-8 at worst). On u the
-# absolute floor is atol / TIME_GAIN in t. A power of two scales exactly (no rounding). Larger
-# gains failed: at 2**20 a depth-3 lane from e^-300 ran out of non-finite retries in its escape.
-TIME_GAIN = 2.0**14
+__all__ = ["_Problem", "_Record", "_build_problem", "_check_eager", "_check_targets"]
 
 
 class _Problem(eqx.Module):
@@ -44,8 +34,8 @@ class _Problem(eqx.Module):
     modes: Callable
     targets: Array
     fractions: Array
-    save_times: Array  # in u = TIME_GAIN * t, as every time the loop reads
-    t_end: Array  # the horizon (u): inf when there is none
+    save_times: Array
+    t_end: Array  # the horizon: inf when there is none
     clock: Any
     solver: diffrax.AbstractAdaptiveSolver
     controller: diffrax.PIDController
@@ -64,11 +54,11 @@ class _Problem(eqx.Module):
         return m, jnp.where(self.targets != 0, m / safe, -jnp.inf)
 
     def tau_field(self, tau, z, _):
-        """``d(y, u)/dtau = (f, TIME_GAIN) / s``: the flow on the clock (``u = TIME_GAIN t``)."""
-        y, _u = z
+        """``d(y, t)/dtau = (f, 1) / s``: the flow on the clock."""
+        y, _t = z
         velocity = self.vector_field(y, self.args)
         s = clock_speed(self.clock, y, velocity, self.args)
-        return jtu.tree_map(lambda v: v / s, velocity), TIME_GAIN / s
+        return jtu.tree_map(lambda v: v / s, velocity), 1.0 / s
 
 
 class _Record(eqx.Module):
@@ -148,8 +138,8 @@ def _build_problem(
         modes=modes,
         targets=targets,
         fractions=fractions_arr,
-        save_times=save_times * TIME_GAIN,
-        t_end=jnp.asarray(t_end, dtype=float) * TIME_GAIN,
+        save_times=save_times,
+        t_end=jnp.asarray(t_end, dtype=float),
         clock=time,
         solver=with_root_finder_tolerances(solver, controller),
         controller=controller,
