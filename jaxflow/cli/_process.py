@@ -39,16 +39,17 @@ def enable_compilation_cache() -> str:
     ``enable_compilation_cache()`` at the top of a script (not run here: it changes JAX's
     global configuration).
 
-    Example (in a fresh process, since it changes JAX's global configuration):
-        >>> import subprocess, sys, tempfile
-        >>> code = ("import os, jax; from jaxflow import cli; "
-        ...         "print(cli.enable_compilation_cache() == os.environ['JAXFLOW_CACHE_DIR'], "
-        ...         "jax.config.jax_compilation_cache_dir == os.environ['JAXFLOW_CACHE_DIR'])")
-        >>> env = {**os.environ, "JAXFLOW_CACHE_DIR": tempfile.mkdtemp(),
-        ...        "JAXFLOW_CPU_DEVICES": "1"}
-        >>> subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-        ...                text=True).stdout.strip()
-        'True True'
+    Example (the settings it changes are put back afterwards):
+        >>> import os, tempfile, jax
+        >>> from jaxflow import cli
+        >>> before = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
+        >>> saved = os.environ.get("JAXFLOW_CACHE_DIR")
+        >>> os.environ["JAXFLOW_CACHE_DIR"] = tempfile.mkdtemp()
+        >>> cli.enable_compilation_cache() == jax.config.jax_compilation_cache_dir == os.environ["JAXFLOW_CACHE_DIR"]
+        True
+        >>> jax.config.update("jax_compilation_cache_dir", before[0])
+        >>> jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
+        >>> _ = os.environ.pop("JAXFLOW_CACHE_DIR") if saved is None else os.environ.update(JAXFLOW_CACHE_DIR=saved)
     """
     import jax
 

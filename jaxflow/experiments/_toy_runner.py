@@ -46,13 +46,14 @@ def point_function(config: "PhaseDiagramConfig", *, with_time: bool = False):
     Example (the function :func:`~jaxflow.experiments.phase_diagram.run` hands to
     :mod:`jaxflow.sweep`, which vmaps and compiles it; here called once, eagerly: at depth 3,
     ratio 2, sigma0 = 1e-3 the pair is incremental, as its theory threshold 0.0145 says):
-        >>> import jax.numpy as jnp
-        >>> from jaxflow.experiments import phase_diagram as pd
-        >>> point = pd.point_function(pd.PhaseDiagramConfig())
-        >>> out = point({"depth": jnp.array(3.0), "ratio": jnp.array(2.0),
-        ...              "log_scale": jnp.log(1e-3)})
-        >>> bool(out["margin_in_unit"] > 0), int(out["status"])
-        (True, 0)
+        ```python
+        import jax.numpy as jnp
+        from jaxflow.experiments import phase_diagram as pd
+        point = pd.point_function(pd.PhaseDiagramConfig())
+        out = point({"depth": jnp.array(3.0), "ratio": jnp.array(2.0),
+                     "log_scale": jnp.log(1e-3)})
+        bool(out["margin_in_unit"] > 0), int(out["status"])  # -> (True, 0)
+        ```
     """
     solver = SOLVERS[config.solver]()
     # Coordinate i (target ratio) needs its finish time, coordinate j (target 1) its start time.

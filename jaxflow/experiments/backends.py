@@ -17,15 +17,16 @@ relative-speed time) saves its modes at exactly those times, so ``modes`` of bot
 overlay point by point.
 
 Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxflow.experiments import backends
-    >>> from jaxflow.models import toy
-    >>> spec = backends.Spec(
-    ...     loss=toy.factor_loss, modes=toy.factor_values, targets=jnp.array([2.0, 1.0]),
-    ...     init=lambda depth: toy.factor_init(None, 1e-3, depth=depth, num_coords=2), args=jnp.array([2.0, 1.0]))
-    >>> ds = backends.run(spec, depths=(2, 3), learning_rate=1e-2, num_steps=2000, save_every=100)
-    >>> ds["modes"].dims
-    ('backend', 'depth', 'time', 'mode')
+    ```python
+    import jax.numpy as jnp
+    from jaxflow.experiments import backends
+    from jaxflow.models import toy
+    spec = backends.Spec(
+        loss=toy.factor_loss, modes=toy.factor_values, targets=jnp.array([2.0, 1.0]),
+        init=lambda depth: toy.factor_init(None, 1e-3, depth=depth, num_coords=2), args=jnp.array([2.0, 1.0]))
+    ds = backends.run(spec, depths=(2, 3), learning_rate=1e-2, num_steps=2000, save_every=100)
+    ds["modes"].dims  # -> ('backend', 'depth', 'time', 'mode')
+    ```
 """
 
 import dataclasses

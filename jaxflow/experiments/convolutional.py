@@ -32,10 +32,11 @@ The module reads config (:class:`ConvolutionalConfig`) -> :func:`run` -> :func:`
 :func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
 
 Example (smoke size):
-    >>> from jaxflow.experiments import convolutional as e4
-    >>> ds = e4.run(e4.ConvolutionalConfig.smoke())
-    >>> bool(ds.attrs["ok"]), ds.sizes["depth"]
-    (True, 2)
+    ```python
+    from jaxflow.experiments import convolutional as e4
+    ds = e4.run(e4.ConvolutionalConfig.smoke())
+    bool(ds.attrs["ok"]), ds.sizes["depth"]  # -> (True, 2)
+    ```
 """
 
 import dataclasses

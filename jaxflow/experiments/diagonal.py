@@ -33,10 +33,11 @@ The module reads config (:class:`DiagonalConfig`) -> :func:`run` -> :func:`repor
 :func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
 
 Example (smoke size):
-    >>> from jaxflow.experiments import diagonal as e3
-    >>> ds = e3.run(e3.DiagonalConfig.smoke())
-    >>> bool((ds["correlation"].sel(depth=3) > ds["correlation"].sel(depth=1)).all())
-    True
+    ```python
+    from jaxflow.experiments import diagonal as e3
+    ds = e3.run(e3.DiagonalConfig.smoke())
+    bool((ds["correlation"].sel(depth=3) > ds["correlation"].sel(depth=1)).all())  # -> True
+    ```
 """
 
 import dataclasses

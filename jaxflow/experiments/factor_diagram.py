@@ -29,13 +29,13 @@ start that the balanced theory excludes, is not investigated here).
 ``tests/test_factor_diagram.py`` checks the claims on depths 1-3.
 
 Example:
-    >>> from jaxflow.experiments import factor_diagram as fd
-    >>> cfg = fd.FactorDiagramConfig(depths=(1.0, 3.0), scales=(1e-6,), seeds=(0.0,), num_modes=3)
-    >>> ds = fd.run(cfg, quiet=True)
-    >>> float(ds["incremental_fraction"].sel(depth=1.0).item())  # depth 1: never incremental
-    0.0
-    >>> ds.attrs["ok_fraction"]
-    1.0
+    ```python
+    from jaxflow.experiments import factor_diagram as fd
+    cfg = fd.FactorDiagramConfig(depths=(1.0, 3.0), scales=(1e-6,), seeds=(0.0,), num_modes=3)
+    ds = fd.run(cfg, quiet=True)
+    float(ds["incremental_fraction"].sel(depth=1.0).item())  # -> 0.0 (depth 1: never incremental)
+    ds.attrs["ok_fraction"]  # -> 1.0
+    ```
 """
 
 import dataclasses
@@ -141,15 +141,16 @@ def point_function(config: FactorDiagramConfig):
     Example (one point per depth, called eagerly, seed 0, sigma0 = 1e-8: depth 1 learns every
     mode at the same rate, never incrementally; depth 3 learns one of the two pairs
     incrementally):
-        >>> import jax.numpy as jnp
-        >>> from jaxflow.experiments import factor_diagram as fd
-        >>> point = fd.point_function(fd.FactorDiagramConfig(depths=(1, 3), num_modes=3))
-        >>> for depth in (1.0, 3.0):
-        ...     p = {"depth": jnp.array(depth), "scale": jnp.array(1e-8), "seed": jnp.array(0.0)}
-        ...     out = point(p)
-        ...     print(depth, float(out["incremental_fraction"]), int(out["status"]))
-        1.0 0.0 0
-        3.0 0.5 0
+        ```python
+        import jax.numpy as jnp
+        from jaxflow.experiments import factor_diagram as fd
+        point = fd.point_function(fd.FactorDiagramConfig(depths=(1, 3), num_modes=3))
+        for depth in (1.0, 3.0):
+            p = {"depth": jnp.array(depth), "scale": jnp.array(1e-8), "seed": jnp.array(0.0)}
+            out = point(p)
+            print(depth, float(out["incremental_fraction"]), int(out["status"]))
+        # prints: 1.0 0.0 0, then 3.0 0.5 0
+        ```
     """
     solver = SOLVERS[config.solver]()
     max_depth = int(max(config.depths))

@@ -23,12 +23,13 @@ The module reads config (:class:`GeneralizationConfig`) -> :func:`run` -> :func:
 :func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
 
 Example:
-    >>> from jaxflow.experiments import generalization as g
-    >>> cfg = g.GeneralizationConfig(depths=(1.0, 3.0), scales=(1e-3,), seeds=(0.0,), d=8, m=40,
-    ...                              num_steps=1500)
-    >>> ds = g.run(cfg, quiet=True)
-    >>> ds["effective_rank"].sel(depth=3.0).item() <= ds["effective_rank"].sel(depth=1.0).item()
-    True
+    ```python
+    from jaxflow.experiments import generalization as g
+    cfg = g.GeneralizationConfig(depths=(1.0, 3.0), scales=(1e-3,), seeds=(0.0,), d=8, m=40,
+                                 num_steps=1500)
+    ds = g.run(cfg, quiet=True)
+    ds["effective_rank"].sel(depth=3.0).item() <= ds["effective_rank"].sel(depth=1.0).item()  # -> True
+    ```
 """
 
 import dataclasses
@@ -127,16 +128,16 @@ def point_function(config: GeneralizationConfig):
 
     Example (one point, called eagerly: depth 3 from scale 1e-4 is stationary after 7500 steps
     and has recovered the rank-4 target of the smoke problem):
-        >>> import jax.numpy as jnp
-        >>> from jaxflow.experiments import generalization as g
-        >>> from jaxflow.models import matrix_sensing as ms
-        >>> point = g.point_function(g.GeneralizationConfig.smoke())
-        >>> out = point({"depth": jnp.array(3.0), "scale": jnp.array(1e-4), "seed": jnp.array(0.0)})
-        >>> rank = ms.effective_rank((out["product"],))   # what run() counts after the sweep
-        >>> int(rank), bool(out["reconstruction_error"] < 1e-6), int(out["status"])
-        (4, True, 0)
-        >>> int(out["steps"]), float(out["flow_time"])
-        (7500, 37.5)
+        ```python
+        import jax.numpy as jnp
+        from jaxflow.experiments import generalization as g
+        from jaxflow.models import matrix_sensing as ms
+        point = g.point_function(g.GeneralizationConfig.smoke())
+        out = point({"depth": jnp.array(3.0), "scale": jnp.array(1e-4), "seed": jnp.array(0.0)})
+        rank = ms.effective_rank((out["product"],))   # what run() counts after the sweep
+        int(rank), bool(out["reconstruction_error"] < 1e-6), int(out["status"])  # -> (4, True, 0)
+        int(out["steps"]), float(out["flow_time"])  # -> (7500, 37.5)
+        ```
     """
     problem = ms.gaussian_problem(
         jax.random.key(config.problem_seed), ms.diagonal_target(config.d, config.targets), config.m

@@ -10,10 +10,11 @@ The module reads config (:class:`MatrixSensingConfig`) -> :func:`run` -> :func:`
 :func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
 
 Example (smoke size):
-    >>> from jaxflow.experiments import matrix_sensing as e1
-    >>> ds = e1.run(e1.MatrixSensingConfig.smoke())
-    >>> sorted(ds["backend"].values.tolist())
-    ['descent', 'flow']
+    ```python
+    from jaxflow.experiments import matrix_sensing as e1
+    ds = e1.run(e1.MatrixSensingConfig.smoke())
+    sorted(ds["backend"].values.tolist())  # -> ['descent', 'flow']
+    ```
 """
 
 import dataclasses

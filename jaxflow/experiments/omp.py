@@ -45,10 +45,11 @@ The module reads config (:class:`OMPConfig`) -> :func:`run` -> :func:`report` ->
 :func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
 
 Example (smoke size):
-    >>> from jaxflow.experiments import omp as e5
-    >>> ds = e5.run(e5.OMPConfig.smoke())
-    >>> float(ds["concurrence"].sel(backend="flow").mean()) > 0.5
-    True
+    ```python
+    from jaxflow.experiments import omp as e5
+    ds = e5.run(e5.OMPConfig.smoke())
+    float(ds["concurrence"].sel(backend="flow").mean()) > 0.5  # -> True
+    ```
 """
 
 import dataclasses

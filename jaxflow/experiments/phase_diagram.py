@@ -19,13 +19,14 @@ per-point function and the float32 runner (``_toy_runner``), the threshold searc
 (``_phase_table``).
 
 Example (a tiny grid):
-    >>> from jaxflow.experiments import phase_diagram as pd
-    >>> cfg = pd.PhaseDiagramConfig(depths=(2.0, 3.0), ratios=(2.0,),
-    ...                             scales=tuple(10.0 ** k for k in range(-12, -1)))
-    >>> ds = pd.run(cfg, quiet=True)
-    >>> err = pd.threshold_log_error(ds)
-    >>> bool((err <= 1e-5).all())
-    True
+    ```python
+    from jaxflow.experiments import phase_diagram as pd
+    cfg = pd.PhaseDiagramConfig(depths=(2.0, 3.0), ratios=(2.0,),
+                                scales=tuple(10.0 ** k for k in range(-12, -1)))
+    ds = pd.run(cfg, quiet=True)
+    err = pd.threshold_log_error(ds)
+    bool((err <= 1e-5).all())  # -> True
+    ```
 """
 
 import concurrent.futures

@@ -29,12 +29,12 @@ The module reads config (:class:`QuadraticConfig`) -> :func:`run` -> :func:`repo
 :func:`figures`, as every experiment does (see :mod:`jaxflow.experiments`).
 
 Example:
-    >>> from jaxflow.experiments import quadratic as qe
-    >>> ds = qe.run(qe.QuadraticConfig.smoke())
-    >>> dict(ds["modes"].sizes)
-    {'bias': 2, 'backend': 2, 'depth': 1, 'time': 161, 'mode': 5}
-    >>> bool(ds.attrs["ok"])
-    True
+    ```python
+    from jaxflow.experiments import quadratic as qe
+    ds = qe.run(qe.QuadraticConfig.smoke())
+    dict(ds["modes"].sizes)  # -> {'bias': 2, 'backend': 2, 'depth': 1, 'time': 161, 'mode': 5}
+    bool(ds.attrs["ok"])  # -> True
+    ```
 """
 
 import dataclasses
