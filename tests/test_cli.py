@@ -1,4 +1,4 @@
-"""The ``jaxflow`` command, run as a subprocess (``python -m jaxflow.cli``).
+"""The ``jaxflow`` command, run in-process through ``cli.main`` with its output captured.
 
 Checked here:
 
@@ -18,15 +18,16 @@ Checked here:
   result stored in the dataset's ``config``, which fed back as ``--config`` reproduces the run;
   a misspelt flag or TOML key is one line with "did you mean".
 
-Subprocesses are few and small (each costs an import, and a phase diagram a compile); the
-persistent compilation cache goes to a temporary directory shared by this module.
+In-process runs share the session's compiled programs (a subprocess costs an import of jax and
+a compilation); the persistent compilation cache goes to a temporary directory of this module.
 """
 
+import contextlib
 import dataclasses
+import io
 import math
 import os
 import re
-import subprocess
 import sys
 import tomllib
 
@@ -49,14 +50,31 @@ def env(tmp_path_factory):
     return env
 
 
-def jaxflow(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "jaxflow.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def jaxflow(env, *args):
+    """``jaxflow ARGS`` run in-process through ``cli.main``, its output captured (a subprocess
+    would add an import of jax and a compilation each; tests/test_input_edges.py runs
+    ``python -m jaxflow.cli`` itself). JAX's compilation-cache directory, which the commands
+    set, is put back afterwards."""
+    import jax
+
+    from jaxflow import cli
+
+    saved = jax.config.jax_compilation_cache_dir
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JAXFLOW_CACHE_DIR", env["JAXFLOW_CACHE_DIR"])
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exit_:  # --version and --help leave through argparse
+                code = exit_.code
+    jax.config.update("jax_compilation_cache_dir", saved)
+    return _Result(code, out.getvalue(), err.getvalue())
+
+
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
 
 def assert_usage_error(result, *names):
@@ -150,8 +168,7 @@ def test_config_file_and_overriding_flags(env, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Commands that stop before any simulation: started all at once (they only import and check),
-# so that their start-up costs overlap.
+# Commands that stop before any simulation, run in-process.
 
 
 def _quick_commands(tmp):
@@ -186,30 +203,10 @@ def _quick_commands(tmp):
     }
 
 
-class _Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
 @pytest.fixture(scope="module")
 def quick(env, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("quick")
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "jaxflow.cli", *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for name, args in _quick_commands(tmp).items()
-    }
-    results = {}
-    for name, proc in procs.items():
-        try:
-            out, err = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        results[name] = _Result(proc.returncode, out, err)
-    return results, tmp
+    return {name: jaxflow(env, *args) for name, args in _quick_commands(tmp).items()}, tmp
 
 
 @pytest.mark.parametrize(
