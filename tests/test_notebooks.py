@@ -84,7 +84,9 @@ def _execute(path: pathlib.Path, env: dict[str, str]):
 @pytest.fixture(scope="module")
 def smoke_runs():
     """Execute every notebook once, a few at a time; ``{stem: notebook or exception}``."""
-    workers = int(os.environ.get("JAXFLOW_NOTEBOOK_WORKERS", min(2, os.cpu_count() or 1)))
+    # Under pytest-xdist another worker already has the other core: one kernel at a time.
+    default = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1)
+    workers = int(os.environ.get("JAXFLOW_NOTEBOOK_WORKERS", default))
     env = _smoke_env()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {path.stem: pool.submit(_execute, path, env) for path in FOUND}
