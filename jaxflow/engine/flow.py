@@ -107,9 +107,10 @@ def solve(
     :class:`~jaxflow.engine.problem.Problem` given by its vector field: new code writes
     ``jaxflow.solve(jaxflow.Problem(vector_field=vector_field, params0=y0, args=args,
     modes=modes, targets=targets, clock=time), jaxflow.Flow(solver=solver, rtol=rtol,
-    atol=atol, refine=refine, dt0=dt0, controller=controller), jaxflow.Request(save_times=save_times,
-    fractions=fractions, horizon=t_end, stationary_tol=stationary_tol, max_steps=max_steps,
-    required=required))``, the same computation.
+    atol=atol, refine=refine, dt0=dt0, controller=controller),
+    jaxflow.Request(save_times=save_times, fractions=fractions, horizon=t_end,
+    stationary_tol=stationary_tol, max_steps=max_steps, required=required))``, the same
+    computation.
 
     Args:
         vector_field: ``f(y, args) -> dy/dt``, same pytree structure as ``y``. For a model,
@@ -306,8 +307,8 @@ def gradient_flow(
     ``jaxflow.solve(jaxflow.Problem(loss=loss, params0=params0, args=args, modes=...,
     targets=...), jaxflow.Flow(log_params=log_params, ...), jaxflow.Request(...))``, the same
     computation. The gradient always comes from ``jax.grad``; keyword arguments are those of
-    :func:`solve` (``modes`` and ``targets`` are required). ``time`` defaults to ``"relative"`` here, since
-    model parameters are not logarithms. A loss declared
+    :func:`solve` (``modes`` and ``targets`` are required). ``time`` defaults to
+    ``"relative"`` here, since model parameters are not logarithms. A loss declared
     :class:`jaxflow.engine.coordinatewise.Coordinatewise` (a sum of per-coordinate terms, like
     :func:`jaxflow.models.toy.factor_loss`) gives a coordinatewise flow: one clock a coordinate.
 
