@@ -33,12 +33,15 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # float64; importing jaxflow never sets it
 
-import jaxflow  # noqa: E402,F401
-from jaxflow.engine import descent  # noqa: E402
+import jaxflow  # noqa: E402
 from jaxflow.experiments import matrix_sensing as e1  # noqa: E402
 from jaxflow.models import matrix_sensing as ms  # noqa: E402
 
 DEPTHS = (1, 2, 3, 4)
+
+
+def modes5(params, args):
+    return ms.modes(params, args, k=5)
 
 
 def _timed(fn, *args):
@@ -60,11 +63,15 @@ def main():
     targets = ms.targets(problem, 5)
     lr, steps = config.learning_rate, args.steps
 
+    # Exactly `steps` steps, a save every 100 (no stationarity stop: the runs are timed).
+    method = jaxflow.Descent(learning_rate=lr)
+    request = jaxflow.Request(save_times=lr * 100 * np.arange(steps // 100 + 1),
+                              horizon=lr * steps, stationary_tol=None, max_steps=steps)
+
     def run(params, prob):
-        traj = descent.gradient_descent(
-            ms.loss, params, learning_rate=lr, num_steps=steps, save_every=100, args=prob,
-            modes=lambda p, a: ms.modes(p, a, k=5), targets=targets,
-        )
+        problem = jaxflow.Problem(loss=ms.loss, params0=params, args=prob, modes=modes5,
+                                  targets=targets)
+        traj = jaxflow.solve(problem, method, request)
         return traj.modes[-1], traj.loss[-1]
 
     rows, finals = {}, {}

@@ -5,14 +5,15 @@ learning times at fractions (0.1, 0.5, 0.9) asked, 64 lanes (sigma0 log-spaced o
 range) vmapped in one compiled program. Engines:
 
 * ``shared-tsit5``: the engine before per-coordinate clocks, one clock for the whole state
-  (``flow.solve`` on the raw vector field, ``time=toy.reduced_speed``, Tsit5);
+  (``jaxflow.Flow`` on the raw vector field ``toy.reduced_vector_field.fn``, clock
+  ``toy.reduced_speed``, Tsit5);
 * ``shared-rkc``: the same clock with the stabilized explicit RKC solver;
 * ``shared-kvaerno5``: the same clock with diffrax's L-stable implicit Kvaerno5 (Newton);
 * ``per-mode`` (the default for a coordinatewise model): every coordinate its own lane and clock.
 
 A second table: the factor-level model (k = 4 balanced coordinates, 16 lanes with sigma0
-log-spaced over 1e-250 .. 1e-2) integrated in the factors (``flow.gradient_flow``, today's
-default) against the log-factors (``log_params=True``): the former's steps grow with
+log-spaced over 1e-250 .. 1e-2) integrated in the factors (``jaxflow.Flow()`` on the loss,
+the default) against the log-factors (``jaxflow.Flow(log_params=True)``): the former's steps grow with
 ln(1/sigma0), the latter's stay bounded.
 
 Columns: statuses, steps (accepted + rejected, worst lane), vector-field evaluations (worst
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxflow
-from jaxflow.engine import flow, status
+from jaxflow.engine import status
 from jaxflow.engine.rkc import RKC
 from jaxflow.models import toy
 from jaxflow.oracles import theory
@@ -62,15 +63,15 @@ FRACTIONS = (0.1, 0.5, 0.9)
 
 def engine_fn(per_mode: bool, solver_cls, targets, max_steps):
     field = toy.reduced_vector_field if per_mode else toy.reduced_vector_field.fn
+    method = jaxflow.Flow(solver=solver_cls(), rtol=1e-8, atol=1e-8)
+    request = jaxflow.Request(fractions=FRACTIONS, max_steps=max_steps)
 
     def one(depth, log_scale):
         args = toy.ToyArgs(depth=depth, targets=targets)
-        traj = flow.solve(
-            field, toy.reduced_init(log_scale, targets.shape[0], log=True), args,
-            modes=toy.reduced_modes, targets=targets, fractions=FRACTIONS,
-            time=toy.reduced_speed, solver=solver_cls(), rtol=1e-8, atol=1e-8,
-            max_steps=max_steps,
-        )
+        problem = jaxflow.Problem(vector_field=field, args=args,
+                                  params0=toy.reduced_init(log_scale, targets.shape[0], log=True),
+                                  modes=toy.reduced_modes, targets=targets, clock=toy.reduced_speed)
+        traj = jaxflow.solve(problem, method, request)
         return traj.learning_times, traj.steps + traj.rejected, traj.evaluations, traj.status
 
     return jax.jit(jax.vmap(one, in_axes=(None, 0)))
@@ -123,12 +124,14 @@ def measure_factors(log_params, depth, targets, lanes):
     targets = jnp.asarray(targets)
     scales = np.geomspace(1e-250, 1e-2, lanes)
     tolerances = dict(rtol=1e-8, atol=1e-8) if log_params else dict(rtol=1e-8, atol=1e-300)
+    method = jaxflow.Flow(log_params=log_params, **tolerances)
+    request = jaxflow.Request(fractions=FRACTIONS, max_steps=16384)
 
     def one(scale):
         params = toy.factor_init(None, scale, depth=depth, num_coords=targets.shape[0])
-        traj = flow.gradient_flow(toy.factor_loss, params, targets, log_params=log_params,
-                                  modes=toy.factor_values, targets=targets, fractions=FRACTIONS,
-                                  max_steps=16384, **tolerances)
+        problem = jaxflow.Problem(loss=toy.factor_loss, params0=params, args=targets,
+                                  modes=toy.factor_values, targets=targets)
+        traj = jaxflow.solve(problem, method, request)
         return traj.learning_times, traj.steps + traj.rejected, traj.status
 
     fn = jax.jit(jax.vmap(one))

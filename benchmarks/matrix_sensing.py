@@ -6,14 +6,14 @@ Part 1, cost against initialization. The E1 problem of ``jaxflow.experiments.mat
 factors from the experiment's own init key) at depths 3 and 4, for each init scale, is run until
 the top-4 singular values of W are within 1% of (12, 6, 4, 3):
 
-- GD (lr 1e-3) with ``jaxflow.engine.descent.gradient_descent``, in chunks of ``--chunk`` steps (one
-  compiled program, no mode tracking, an SVD check between chunks). A chunk whose end shows a
+- GD (lr 1e-3) with ``jaxflow.solve(..., jaxflow.Descent(lr), ...)``, in chunks of ``--chunk`` steps
+  (one compiled program, no mode tracking, an SVD check between chunks). A chunk whose end shows a
   newly learned mode (or all four within 1%) is re-run once with per-step mode tracking to find
   the exact first step. One gradient evaluation per step.
-- Gradient flow with ``jaxflow.engine.flow.gradient_flow``, stopping when all four modes reached the
-  fraction 0.99 of their targets; gradient evaluations counted by the solve loop
+- Gradient flow with ``jaxflow.solve(..., jaxflow.Flow(...), ...)``, stopping when all four modes
+  reached the fraction 0.99 of their targets; gradient evaluations counted by the solve loop
   (``Trajectory.evaluations``). Variants: Tsit5 (PIDController, rtol 1e-6) with
-  ``time="relative"`` (the default) and ``time="plain"``, one alternative (a PI step-size
+  ``clock="relative"`` (the default for a loss) and ``clock="plain"``, one alternative (a PI step-size
   controller, pcoeff 0.4, icoeff 0.3), and ``jaxflow.engine.rkc.RKC`` (Runge-Kutta-Chebyshev, rtol 1e-4)
   in plain time. Once the large values are learned their curvature bounds Tsit5's step (the
   stiffness table shows it at its stability limit) while the small values sit on their plateau;
@@ -24,9 +24,9 @@ the top-4 singular values of W are within 1% of (12, 6, 4, 3):
   ``--include-1e-8`` runs it.
 
 Part 2, PyTorch: the same GD loop (loss = mean((A vec(W) - y)^2), autograd, in-place ``sub_``,
-two threads, float64) against ``gradient_descent``: time per step of one run, and a batch of 8
+two threads, float64) against ``jaxflow.Descent``: time per step of one run, and a batch of 8
 init scales (1e-6 .. 1e-1, log-spaced) run one after another in PyTorch against one vmapped
-``gradient_descent`` call (mode recording included: top-5 singular values, save_every=100).
+``jaxflow.solve`` call (mode recording included: top-5 singular values, a save every 100 steps).
 
 Timings on a shared 2-core machine are noisy: every comparison is measured side by side in one
 run (GD and GF of one row back to back; PyTorch and JAX repeats interleaved). Compile time is
@@ -65,7 +65,6 @@ FLOAT32 = "--dtype" in sys.argv[:-1] and sys.argv[sys.argv.index("--dtype") + 1]
 jax.config.update("jax_enable_x64", not FLOAT32)
 
 import jaxflow  # noqa: E402
-from jaxflow.engine import descent, flow  # noqa: E402
 from jaxflow.engine.rkc import RKC  # noqa: E402
 from jaxflow.experiments import matrix_sensing as e1  # noqa: E402
 from jaxflow.models import matrix_sensing as ms  # noqa: E402
@@ -210,16 +209,19 @@ class GDPrograms:
         self.chunk = chunk
         targets = jnp.asarray(TARGETS4)
 
-        def bare(params, prob, lr):
-            return descent.gradient_descent(
-                ms.loss, params, learning_rate=lr, num_steps=chunk, save_every=chunk, args=prob
-            ).final_params
+        def bare(params, prob, lr):  # exactly `chunk` steps, nothing saved or tracked
+            problem = jaxflow.Problem(loss=ms.loss, params0=params, args=prob)
+            request = jaxflow.Request(horizon=lr * chunk, fractions=(), stationary_tol=None,
+                                      max_steps=chunk)
+            method = jaxflow.Descent(learning_rate=lr, check_every=chunk)
+            return jaxflow.solve(problem, method, request).final_state
 
-        def tracked(params, prob, lr):
-            traj = descent.gradient_descent(
-                ms.loss, params, learning_rate=lr, num_steps=chunk, save_every=1, args=prob,
-                modes=modes4, targets=targets, fractions=(FRACTION,),
-            )
+        def tracked(params, prob, lr):  # the same chunk, the modes saved after every step
+            problem = jaxflow.Problem(loss=ms.loss, params0=params, args=prob, modes=modes4,
+                                      targets=targets)
+            request = jaxflow.Request(save_times=lr * jnp.arange(chunk + 1), fractions=(FRACTION,),
+                                      stationary_tol=None, max_steps=chunk)
+            traj = jaxflow.solve(problem, jaxflow.Descent(learning_rate=lr), request)
             return traj.modes, traj.learning_steps[:, 0]
 
         lr = jnp.asarray(1e-3)
@@ -313,15 +315,19 @@ class Variant:
 def gf_program(variant: Variant, p0, problem, max_steps: int):
     targets = jnp.asarray(TARGETS4)
 
-    def run(params, prob, rtol, atol, required):
+    def run(params, prob, rtol, atol, required, horizon):
         controller = None
         if variant.pi:
             controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.4, icoeff=0.3)
-        traj = flow.gradient_flow(
-            ms.loss, params, prob, modes=modes4, targets=targets, fractions=(FRACTION,),
-            time=variant.time, rtol=rtol, atol=atol, max_steps=max_steps, required=required,
-            controller=controller, solver=RKC() if variant.solver == "RKC" else None,
-        )
+        method = jaxflow.Flow(solver=RKC() if variant.solver == "RKC" else None, rtol=rtol,
+                              atol=atol, clock=variant.time, controller=controller)
+        problem = jaxflow.Problem(loss=ms.loss, params0=params, args=prob, modes=modes4,
+                                  targets=targets)
+        # horizon inf: the run stops once the required learning times are found (none asked
+        # of the stationarity check, which would cost a Jacobian-vector product per step)
+        request = jaxflow.Request(fractions=(FRACTION,), horizon=horizon, stationary_tol=None,
+                                  max_steps=max_steps, required=required)
+        traj = jaxflow.solve(problem, method, request)
         return dict(
             steps=traj.steps, rejected=traj.rejected, status=traj.status,
             evaluations=traj.evaluations,
@@ -330,13 +336,15 @@ def gf_program(variant: Variant, p0, problem, max_steps: int):
         )
 
     required = jnp.ones((4, 1), bool)
-    return compile_timed(run, p0, problem, jnp.asarray(1e-6), jnp.asarray(1e-9), required)
+    return compile_timed(run, p0, problem, jnp.asarray(1e-6), jnp.asarray(1e-9), required,
+                         jnp.asarray(jnp.inf))
 
 
 def gf_until_learned(compiled, p0, problem, rtol, atol, *, split: bool) -> dict:
     args = (p0, problem, jnp.asarray(rtol), jnp.asarray(atol))
+    no_horizon = jnp.asarray(jnp.inf)
     t0 = time.perf_counter()
-    out = block(compiled(*args, jnp.ones((4, 1), bool)))
+    out = block(compiled(*args, jnp.ones((4, 1), bool), no_horizon))
     wall = time.perf_counter() - t0
     res = {k: np.asarray(v).tolist() for k, v in out.items()}
     attempts = res["steps"] + res["rejected"]
@@ -347,7 +355,7 @@ def gf_until_learned(compiled, p0, problem, rtol, atol, *, split: bool) -> dict:
         # The same program stopped as soon as the first (largest) mode is learned: the cost of
         # the plateau and first escape, against the cost of the rest (after the first mode).
         required = jnp.zeros((4, 1), bool).at[0, 0].set(True)
-        first = block(compiled(*args, required))
+        first = block(compiled(*args, required, no_horizon))
         res["first_mode"] = dict(
             steps=int(first["steps"]), rejected=int(first["rejected"]),
             time=float(first["learning_times"][0]),
@@ -423,16 +431,19 @@ def torch_part(args) -> dict:
                torch_threads=torch.get_num_threads())
 
     # (a) one run, time per step
+    # Exactly `steps` GD steps, a save every 100 (no stationarity stop: the runs are timed).
+    method = jaxflow.Descent(learning_rate=lr)
+    request = jaxflow.Request(save_times=lr * 100 * np.arange(steps // 100 + 1),
+                              horizon=lr * steps, stationary_tol=None, max_steps=steps)
+
     def jax_single(params, prob):
-        traj = descent.gradient_descent(ms.loss, params, learning_rate=lr, num_steps=steps,
-                                        save_every=100, args=prob)
-        return traj.loss[-1]
+        problem = jaxflow.Problem(loss=ms.loss, params0=params, args=prob)
+        return jaxflow.solve(problem, method, request).loss[-1]
 
     def jax_single_modes(params, prob):
-        traj = descent.gradient_descent(ms.loss, params, learning_rate=lr, num_steps=steps,
-                                        save_every=100, args=prob, modes=modes5,
-                                        targets=ms.targets(prob, 5))
-        return traj.loss[-1]
+        problem = jaxflow.Problem(loss=ms.loss, params0=params, args=prob, modes=modes5,
+                                  targets=ms.targets(prob, 5))
+        return jaxflow.solve(problem, method, request).loss[-1]
 
     single, *c_single = compile_timed(jax_single, p0, problem)
     single_m, *c_single_m = compile_timed(jax_single_modes, p0, problem)
@@ -469,11 +480,14 @@ def torch_part(args) -> dict:
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *inits)
     targets5 = ms.targets(problem, 5)
 
+    batch_request = jaxflow.Request(save_times=lr * 100 * np.arange(bsteps // 100 + 1),
+                                    horizon=lr * bsteps, stationary_tol=None, max_steps=bsteps)
+
     def jax_batch(params, prob):
         def one(p):
-            traj = descent.gradient_descent(ms.loss, p, learning_rate=lr, num_steps=bsteps,
-                                            save_every=100, args=prob, modes=modes5,
-                                            targets=targets5)
+            problem = jaxflow.Problem(loss=ms.loss, params0=p, args=prob, modes=modes5,
+                                      targets=targets5)
+            traj = jaxflow.solve(problem, method, batch_request)
             return traj.loss, traj.modes
         return jax.vmap(one)(params)
 
@@ -591,8 +605,10 @@ def main():
             depth_variants = variants + ([alt] if alt and depth in alt_depths else [])
             for v in depth_variants:
                 compiled, lower_s, xla_s = gf_program(v, p_any, problem, args.gf_max_steps)
-                block(compiled(p_any, problem, jnp.asarray(1.0), jnp.asarray(1.0),
-                               jnp.zeros((4, 1), bool)))  # warm-up: stops at once
+                # warm-up: a horizon of 1e-9 stops the run after its first step (nothing
+                # required and no horizon would run it until its step budget)
+                block(compiled(p_any, problem, jnp.asarray(args.rtol), jnp.asarray(args.atol),
+                               jnp.zeros((4, 1), bool), jnp.asarray(1e-9)))
                 gf_progs[v] = compiled
                 compile_rows.append((depth, v.name, fmt(lower_s, ".2f"), fmt(xla_s, ".2f")))
             for name, (lo, xla) in gd_prog.compile_s.items():
@@ -860,9 +876,9 @@ def report_torch(tp):
           f"(best of {tp['repeats']}, interleaved)",
           ("", "us/step", "jaxflow speed-up"),
           [("PyTorch eager, 2 threads", fmt(s["torch_us_per_step"], ".0f"), "1"),
-           ("jaxflow gradient_descent", fmt(s["jax_us_per_step"], ".0f"),
+           ("jaxflow Descent", fmt(s["jax_us_per_step"], ".0f"),
             fmt(s["speedup"], ".2f") + "x"),
-           ("jaxflow gradient_descent + top-5 modes tracked every step",
+           ("jaxflow Descent + top-5 modes tracked every step",
             fmt(s["jax_modes_us_per_step"], ".0f"), fmt(s["speedup_with_modes"], ".2f") + "x")])
     print(f"loss after {tp['steps']} steps: jax {s['loss_jax']:.12g}, torch {s['loss_torch']:.12g} "
           f"(rel diff {s['loss_rel_diff']:.1e})")
@@ -870,7 +886,7 @@ def report_torch(tp):
           f"recorded every 100 steps (best of {tp['batch_repeats']})",
           ("", "us per run-step", "throughput ratio"),
           [("PyTorch, 8 runs one after another", fmt(b["torch_us_per_run_step"], ".0f"), "1"),
-           ("jaxflow gradient_descent, vmap over 8", fmt(b["jax_us_per_run_step"], ".0f"),
+           ("jaxflow Descent, vmap over 8", fmt(b["jax_us_per_run_step"], ".0f"),
             fmt(b["throughput_ratio"], ".2f") + "x")])
     print(f"jax vs torch: max rel diff of final losses {b['max_rel_diff_loss']:.1e}, of recorded "
           f"singular values {b['max_rel_diff_modes']:.1e}")

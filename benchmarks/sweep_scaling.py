@@ -35,7 +35,8 @@ def grid_axes(size: int) -> dict[str, list[float]]:
     """Depths x ratios x scales with N_DEPTHS * N_RATIOS * ceil(size / 100) points.
 
     Depths span the interesting range (1.5 ... 20 and inf), ratios 1.05 ... 10 and scales
-    1e-40 ... 1e-1, so every chunk mixes cheap and expensive trajectories.
+    1e-40 ... 1e-1 (as ``log_scale = ln sigma0``, the phase diagram's axis), so every chunk mixes
+    cheap and expensive trajectories.
     """
     import numpy as np
 
@@ -44,7 +45,7 @@ def grid_axes(size: int) -> dict[str, list[float]]:
     return {
         "depth": depths[:N_DEPTHS],
         "ratio": [float(r) for r in np.geomspace(1.05, 10.0, N_RATIOS)],
-        "scale": [float(s) for s in np.geomspace(1e-40, 1e-1, n_scales)],
+        "log_scale": [float(x) for x in np.log(np.geomspace(1e-40, 1e-1, n_scales))],
     }
 
 

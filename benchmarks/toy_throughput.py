@@ -2,7 +2,7 @@
 
 Each lane integrates the reduced toy flow d sigma/dt = sigma^(5/3) (1 - sigma) from sigma0
 (log-spaced in [1e-12, 1e-1]) until sigma = 0.99, recording the learning time at 0.99 with
-jaxflow.engine.flow (float64). The simulation uses only the vector field: no closed form and no
+jaxflow.solve and jaxflow.Flow (float64). The simulation uses only the vector field: no closed form and no
 precomputed time, not even for its grid; jaxflow.oracles.theory is only the reference it is checked
 against. scipy.integrate.solve_ivp (RK45, same rtol, atol 1e-20 in sigma, an event at 0.99) runs
 on a 256-lane subsample in a Python loop, and the table reports the per-trajectory speed ratio.
@@ -26,7 +26,6 @@ import numpy as np  # noqa: E402
 
 import jaxflow  # noqa: E402
 from jaxflow import _devices, sweep
-from jaxflow.engine import flow
 from jaxflow.models import toy  # noqa: E402
 from jaxflow.oracles import theory  # noqa: E402
 
@@ -44,19 +43,15 @@ def jaxflow_run(lanes: int, rtol: float, chunk: int, batch: int):
     """The sweep engine's own path: fixed-size chunks, lax.map over fixed vmap batches per device."""
     scales = np.geomspace(1e-12, 1e-1, lanes)
 
+    method = jaxflow.Flow(rtol=rtol, atol=rtol)
+    request = jaxflow.Request(fractions=(TARGET_FRACTION,))  # each lane stops at its learning time
+
     def one(point):
         args = toy.ToyArgs(depth=point["depth"], targets=jnp.ones(1))
-        traj = flow.solve(
-            toy.reduced_vector_field,
-            jnp.log(point["scale"])[None],
-            args,
-            modes=toy.reduced_modes,
-            targets=args.targets,
-            fractions=(TARGET_FRACTION,),
-            rtol=rtol,
-            atol=rtol,
-            time=toy.reduced_speed,
-        )
+        problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
+                                  params0=jnp.log(point["scale"])[None], modes=toy.reduced_modes,
+                                  targets=args.targets, clock=toy.reduced_speed)
+        traj = jaxflow.solve(problem, method, request)
         return {"time": traj.learning_times[0, 0], "steps": traj.steps + traj.rejected, "status": traj.status}
 
     runner = sweep.Runner(one, chunk_size=chunk, batch=batch)
@@ -75,7 +70,8 @@ def jaxflow_run(lanes: int, rtol: float, chunk: int, batch: int):
         out = runner(points)
         runs.append(time.perf_counter() - t)
     times, steps, codes = out["time"], out["steps"], out["status"]
-    exact = np.asarray(theory.learning_time(DEPTH, 1.0, scales, TARGET_FRACTION))
+    with jax.enable_x64(True):  # the reference in float64, whatever the run's dtype
+        exact = np.asarray(theory.learning_time(DEPTH, 1.0, scales, TARGET_FRACTION))
     return dict(
         scales=np.asarray(scales),
         times=times,

@@ -5,7 +5,8 @@
   in any cell fails that notebook's test. The kernel imports jaxflow from this checkout (its
   root goes first on ``PYTHONPATH``), whatever copy is installed.
 * A smoke run is mostly XLA compilation, one core per kernel, so the notebooks run two at a
-  time (``JAXFLOW_NOTEBOOK_WORKERS`` overrides it): on 2 cores that halves the wall time.
+  time (``JAXFLOW_NOTEBOOK_WORKERS`` overrides it): on 2 cores that halves the wall time. Only
+  the notebooks whose smoke test is selected run (``-k 01_toy_model`` executes that one).
 * The expected set of notebooks exists, so a missing one fails rather than being skipped.
 * The stored files read well without running: every code cell has run, in order, without an
   error, the outputs come from a full-size run (the first cell prints its size), and each file
@@ -81,15 +82,23 @@ def _execute(path: pathlib.Path, env: dict[str, str]):
     return notebook
 
 
+def _selected_smoke_runs(session) -> list[pathlib.Path]:
+    """The notebooks whose smoke test this session runs (``-k`` may select a few)."""
+    stems = {item.callspec.params["path"].stem for item in session.items
+             if getattr(item, "originalname", None) == "test_notebook_runs_at_smoke_size"}
+    return [path for path in FOUND if path.stem in stems]
+
+
 @pytest.fixture(scope="module")
-def smoke_runs():
-    """Execute every notebook once, a few at a time; ``{stem: notebook or exception}``."""
+def smoke_runs(request):
+    """Execute every selected notebook once, a few at a time; ``{stem: notebook or exception}``."""
     # Under pytest-xdist another worker already has the other core: one kernel at a time.
     default = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1)
     workers = int(os.environ.get("JAXFLOW_NOTEBOOK_WORKERS", default))
     env = _smoke_env()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {path.stem: pool.submit(_execute, path, env) for path in FOUND}
+        futures = {path.stem: pool.submit(_execute, path, env)
+                   for path in _selected_smoke_runs(request.session)}
     return {stem: (f.exception() or f.result()) for stem, f in futures.items()}
 
 

@@ -12,8 +12,8 @@ trajectory. One concept a module:
 - :mod:`~jaxflow.engine.trajectory`: the one :class:`~jaxflow.engine.trajectory.Trajectory`
   every method returns;
 - :mod:`~jaxflow.engine.status`: its per-lane status codes;
-- :mod:`~jaxflow.engine.flow`: gradient flow through diffrax (``solve`` and ``gradient_flow``,
-  thin entry points kept for scripts);
+- :mod:`~jaxflow.engine.flow`: the gradient-flow engine behind ``Flow`` (diffrax; its classic
+  entry points ``solve`` and ``gradient_flow`` are kept for scripts);
 - ``_flow_problem``: the flow's arguments, checked eagerly and built into what its loop reads;
 - ``_flow_loop``: the flow's step loop: its state, one step attempt, the stop rule, the result;
 - ``_flow_events``: learning times and saves located inside one step of the flow;
@@ -27,7 +27,8 @@ trajectory. One concept a module:
 - :mod:`~jaxflow.engine.coordinatewise`: separable models solved one coordinate per lane;
 - :mod:`~jaxflow.engine.descent_loop`: gradient descent's compiled loop (optax steps, saves,
   learning times, stops);
-- :mod:`~jaxflow.engine.descent`: ``gradient_descent``, its thin fixed-length entry point.
+- :mod:`~jaxflow.engine.descent`: ``gradient_descent``, a thin fixed-length wrapper of
+  ``solve`` with ``Descent``, kept for scripts.
 """
 
 from jaxflow.engine import (

@@ -9,7 +9,7 @@ coordinate ``i``'s factors.
 Why it matters. Solved as one ODE, such a model is stiff exactly where the science is: once the
 largest coordinate has converged it relaxes at a rate of order ``sigma*^(2 - 2/N)``, while the
 next coordinate still crawls along a plateau of up to 1e300 time units, and one shared step size
-has to serve both. Declared coordinatewise, :func:`jaxflow.engine.flow.solve` integrates every
+has to serve both. Declared coordinatewise, the flow (:class:`jaxflow.Flow`) integrates every
 coordinate as its own one-coordinate flow, each on its own reparametrized clock (a ``vmap`` over
 the coordinates), so each costs the few dozen steps of a single plateau and a single jump,
 whatever the spectrum. The learning times, saves and final values are then put back together on
@@ -45,7 +45,7 @@ class Coordinatewise(eqx.Module):
 
     Attributes:
         fn: ``fn(y, args)``: a vector field ``-> dy/dt`` or, for
-            :func:`jaxflow.engine.flow.gradient_flow`, a loss that is a sum of per-coordinate terms.
+            a :class:`jaxflow.Problem`'s ``loss``, a loss that is a sum of per-coordinate terms.
         args_axes: a prefix of ``args``' structure, ``0`` for leaves split along their leading
             (coordinate) axis and ``None`` for leaves shared by every coordinate.
 

@@ -1,11 +1,15 @@
-"""Gradient descent through optax: the thin classic entry point :func:`gradient_descent`.
+"""Gradient descent through optax: :func:`gradient_descent`, a thin classic entry point.
 
-The engine lives in :mod:`jaxflow.engine.descent_loop` and is reached through the contract,
-``jaxflow.solve(problem, jaxflow.Descent(learning_rate), request)``;
-:func:`gradient_descent` states a fixed-length run in steps (``num_steps``, ``save_every``) and
-translates it into that contract. Gradient descent with rate ``eta`` is the explicit Euler scheme
-of the gradient flow ``d params/dt = -grad loss(params)``: after ``k`` steps it sits at flow time
-``t = eta * k`` (times ``time_scale``), up to an ``O(eta)`` error, so both are read on one axis.
+Train a problem by gradient descent with ``jaxflow.solve(problem,
+jaxflow.Descent(learning_rate), request)`` (:func:`jaxflow.solve`); the engine lives in
+:mod:`jaxflow.engine.descent_loop`. :func:`gradient_descent`, kept for scripts written against
+it, states a fixed-length run in steps (``num_steps``, ``save_every``), translates it into a
+:class:`~jaxflow.engine.problem.Problem`, a :class:`~jaxflow.engine.methods.Descent` and a
+:class:`~jaxflow.engine.request.Request`, and calls :func:`jaxflow.solve`.
+
+Gradient descent with rate ``eta`` is the explicit Euler scheme of the gradient flow
+``d params/dt = -grad loss(params)``: after ``k`` steps it sits at flow time ``t = eta * k``
+(times ``time_scale``), up to an ``O(eta)`` error, so both are read on one axis.
 """
 
 from __future__ import annotations
@@ -56,9 +60,11 @@ def gradient_descent(
     Gradients come from ``jax.grad(loss)``. Gradient descent with rate ``eta`` approximates the
     gradient flow ``d params/dt = -grad loss`` at ``t = eta * step``; the trajectory is reported on
     that axis, times ``time_scale``. It is ``jaxflow.solve(Problem(loss, ...), Descent(learning_rate,
-    check_every=save_every), Request(save_times=<every save_every steps>, horizon=<num_steps>))``:
-    one summary (loss and modes) is saved every ``save_every`` steps, the initial point included;
-    the learning of each mode is tracked after *every* step.
+    check_every=save_every), Request(save_times=<every save_every steps>, horizon=<num_steps>,
+    required=<none>))``: one summary (loss and modes) is saved every ``save_every`` steps, the
+    initial point included; the learning of each mode is tracked after *every* step; and a run
+    that takes its ``num_steps`` steps is ``ok`` whatever it learned (nothing is required). New
+    code calls :func:`jaxflow.solve` itself, which says the same in flow time.
 
     One run per call: to sweep learning rates, initializations or targets, vmap it yourself,
     e.g. ``jax.vmap(lambda lr: gradient_descent(loss, w0, learning_rate=lr, num_steps=1000))(lrs)``.
@@ -70,8 +76,9 @@ def gradient_descent(
     A run stops updating (its parameters and optimizer state are frozen at the last good state,
     via ``jnp.where``) when a step would make the loss non-finite or larger than ``loss_bound``
     (status ``DIVERGED``) or the parameters non-finite (status ``NONFINITE``); ``diverged_step``
-    is the step of that rejected state. The saved loss and modes then stay at the frozen
-    state's values; other lanes of a vmap are unaffected.
+    is the step of that rejected state. The saves after it are NaN (loss and modes; as the
+    flow's, nothing looks computed that was not), while ``final_state``, ``final_modes`` and
+    ``final_time`` hold the last good state; other lanes of a vmap are unaffected.
 
     Args:
         loss: ``loss(params, args) -> scalar``, differentiable in ``params``.
@@ -106,9 +113,9 @@ def gradient_descent(
             ``save_every`` steps where it is stationary (the one rule of every method,
             :mod:`jaxflow.engine.stationarity`: less than ``stationary_tol * max(1,
             max|params|)`` left to travel; ``steps`` says where), and a run that spends the
-            budget first ends with status ``max_steps``. Saves past the stop repeat the final
-            state. Under ``jax.vmap`` the batch runs until its last lane stops; stopped lanes
-            stay frozen.
+            budget first ends with status ``max_steps``. Saves past a stationary stop repeat
+            the final state. Under ``jax.vmap`` the batch runs until its last lane stops;
+            stopped lanes stay frozen.
 
     Returns:
         A :class:`~jaxflow.engine.trajectory.DescentTrajectory` (the shared

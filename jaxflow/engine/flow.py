@@ -1,4 +1,12 @@
-"""Gradient flow through diffrax, built for long plateaus, many modes and many lanes.
+"""Gradient flow through diffrax, built for long plateaus, many modes and many lanes: the engine
+behind :class:`jaxflow.Flow`.
+
+**Entry point.** Train a problem by gradient flow with
+``jaxflow.solve(problem, jaxflow.Flow(...), request)`` (:func:`jaxflow.solve`). :func:`solve`
+(for a vector field) and :func:`gradient_flow` (for a loss) are this engine's classic entry
+points, kept for scripts written against them: :class:`jaxflow.Flow` calls them with what its
+:class:`~jaxflow.engine.problem.Problem` and :class:`~jaxflow.engine.request.Request` say, so
+either route computes the same trajectory with the same compiled program.
 
 The flow ``dy/dt = f(y)`` of a model from a tiny initialization sits on a plateau for up to
 1e300 time units and then escapes in O(1); a spectrum of k targets does that k times. jaxflow
@@ -29,20 +37,22 @@ shared clock stiff (measured in ``benchmarks/flow_engines.py``: today's shared c
 Coupled models (matrix sensing) use one clock; in plain time with :class:`jaxflow.engine.rkc.RKC` they
 are solved to stationarity.
 
-**When a lane stops.** With a horizon (``t_end``, or the last save time) at the horizon, or
-earlier where it has become stationary (see ``stationary_tol``). Without one, once every
-learning time asked for is found (``required``), or, when none is asked (``fractions=()``),
-once it is stationary.
+**When a lane stops** (the rules of :mod:`jaxflow.engine.request`, the same for every method).
+With a horizon (the request's ``horizon``, or the last save time) at the horizon, or earlier
+where it has become stationary (see ``stationary_tol``). Without one, once every learning time
+asked for is found (``required``), or, when none is asked (``fractions=()``), once it is
+stationary.
 
-Example:
+Example (three targets of the reduced toy model, each on its own clock, against theory):
     >>> import jax.numpy as jnp
-    >>> from jaxflow.engine import flow
+    >>> import jaxflow
     >>> from jaxflow.oracles import theory
     >>> from jaxflow.models import toy
     >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([4.0, 2.0, 1.0]))
-    >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-12, 3), args,
-    ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,),
-    ...                   time=toy.reduced_speed)
+    >>> problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
+    ...                           params0=toy.reduced_init(1e-12, 3), modes=toy.reduced_modes,
+    ...                           targets=args.targets, clock=toy.reduced_speed)
+    >>> traj = jaxflow.solve(problem, jaxflow.Flow(), jaxflow.Request(fractions=(0.5,)))
     >>> exact = theory.learning_time(3.0, args.targets, 1e-12, 0.5 * args.targets)
     >>> bool(jnp.allclose(traj.learning_times[:, 0], exact, rtol=1e-7)), int(traj.status)
     (True, 0)
@@ -93,9 +103,19 @@ def solve(
 ) -> Trajectory:
     """Integrate the flow ``dy/dt = vector_field(y, args)`` from ``y0`` (one lane; ``vmap`` it).
 
+    The engine's classic entry point, which :class:`jaxflow.Flow` calls for a
+    :class:`~jaxflow.engine.problem.Problem` given by its vector field: new code writes
+    ``jaxflow.solve(jaxflow.Problem(vector_field=vector_field, params0=y0, args=args,
+    modes=modes, targets=targets, clock=time), jaxflow.Flow(solver=solver, rtol=rtol,
+    atol=atol, refine=refine, dt0=dt0, controller=controller),
+    jaxflow.Request(save_times=save_times, fractions=fractions, horizon=t_end,
+    stationary_tol=stationary_tol, max_steps=max_steps, required=required))``, the same
+    computation.
+
     Args:
         vector_field: ``f(y, args) -> dy/dt``, same pytree structure as ``y``. For a model,
-            use :func:`gradient_flow`, which builds ``-grad(loss)``. Declared
+            give a :class:`~jaxflow.engine.problem.Problem` its ``loss`` (or use
+            :func:`gradient_flow`), which builds ``-grad(loss)``. Declared
             :class:`jaxflow.engine.coordinatewise.Coordinatewise`, every coordinate is solved on its own
             clock (module docstring); ``modes`` must then give one mode per coordinate.
         y0: initial state (pytree of float arrays).
@@ -131,27 +151,31 @@ def solve(
             (for example with PI coefficients).
 
     Returns:
-        A :class:`Trajectory` (:mod:`jaxflow.engine.trajectory`, the contract that gradient descent
-        shares). Its status is ``ok`` when everything asked was answered,
+        A :class:`Trajectory` (:mod:`jaxflow.engine.trajectory`, the answer every method
+        gives). Its status is ``ok`` when everything asked was answered,
         ``unfinished`` when the horizon came first, ``max_steps`` or ``nonfinite`` otherwise.
 
     Raises:
         ValueError: for invalid settings (names the argument and the allowed range).
 
-    Example (the toy model against its exact learning time; ``jax.vmap`` it over lanes):
-        >>> import jax, jax.numpy as jnp
+    Example (the toy model against its exact learning time, by both routes):
+        >>> import jax.numpy as jnp
+        >>> import jaxflow
         >>> from jaxflow.engine import flow
         >>> from jaxflow.oracles import theory
         >>> from jaxflow.models import toy
-        >>> def half_time(scale):
-        ...     args = toy.ToyArgs(depth=2.0, targets=jnp.ones(1))
-        ...     traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(scale, 1), args,
-        ...                       modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,),
-        ...                       time=toy.reduced_speed)
-        ...     return traj.learning_times[0, 0]
-        >>> scales = jnp.array([1e-40, 1e-4])
-        >>> exact = theory.learning_time(2.0, 1.0, scales, 0.5)      # ln(1/sigma0 - 1)
-        >>> bool(jnp.allclose(jax.vmap(half_time)(scales), exact, rtol=1e-7))
+        >>> args = toy.ToyArgs(depth=2.0, targets=jnp.ones(1))
+        >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-40, 1), args,
+        ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,),
+        ...                   time=toy.reduced_speed)
+        >>> exact = theory.learning_time(2.0, 1.0, 1e-40, 0.5)      # ln(1/sigma0 - 1)
+        >>> bool(jnp.allclose(traj.learning_times[0, 0], exact, rtol=1e-7))
+        True
+        >>> problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
+        ...                           params0=toy.reduced_init(1e-40, 1), modes=toy.reduced_modes,
+        ...                           targets=args.targets, clock=toy.reduced_speed)
+        >>> same = jaxflow.solve(problem, jaxflow.Flow(), jaxflow.Request(fractions=(0.5,)))
+        >>> bool(same.learning_times[0, 0] == traj.learning_times[0, 0])
         True
     """
     auto = isinstance(stationary_tol, str) and stationary_tol == "auto"
@@ -278,9 +302,13 @@ def gradient_flow(
 ) -> Trajectory:
     """Gradient flow ``d params/dt = -grad loss(params, args)`` of a model (see :func:`solve`).
 
-    The gradient always comes from ``jax.grad``; keyword arguments are those of :func:`solve`
-    (``modes`` and ``targets`` are required). ``time`` defaults to ``"relative"`` here, since
-    model parameters are not logarithms. A loss declared
+    The engine's classic entry point for a loss, which :class:`jaxflow.Flow` calls for a
+    :class:`~jaxflow.engine.problem.Problem` with a ``loss``: new code writes
+    ``jaxflow.solve(jaxflow.Problem(loss=loss, params0=params0, args=args, modes=...,
+    targets=...), jaxflow.Flow(log_params=log_params, ...), jaxflow.Request(...))``, the same
+    computation. The gradient always comes from ``jax.grad``; keyword arguments are those of
+    :func:`solve` (``modes`` and ``targets`` are required). ``time`` defaults to
+    ``"relative"`` here, since model parameters are not logarithms. A loss declared
     :class:`jaxflow.engine.coordinatewise.Coordinatewise` (a sum of per-coordinate terms, like
     :func:`jaxflow.models.toy.factor_loss`) gives a coordinatewise flow: one clock a coordinate.
 
@@ -292,8 +320,9 @@ def gradient_flow(
     and with the ``"arclength"`` clock (the default here) the steps per mode no longer depend
     on ``sigma0``. ``final_state`` is returned as ``params`` (not their logarithms).
 
-    Example:
+    Example (the factor-level toy model, by both routes; then from 1e-200 in log-parameters):
         >>> import jax.numpy as jnp
+        >>> import jaxflow
         >>> from jaxflow.engine import flow
         >>> from jaxflow.oracles import theory
         >>> from jaxflow.models import toy
@@ -304,9 +333,16 @@ def gradient_flow(
         >>> exact = theory.learning_time(3.0, 1.0, 1e-4, 0.5) / toy.factor_time_scale(3)
         >>> bool(abs(traj.learning_times[0, 0] / exact - 1) < 1e-6)
         True
+        >>> request = jaxflow.Request(fractions=(0.5,))
+        >>> problem = jaxflow.Problem(loss=toy.factor_loss, params0=params, args=targets,
+        ...                           modes=toy.factor_values, targets=targets)
+        >>> same = jaxflow.solve(problem, jaxflow.Flow(), request)
+        >>> bool(same.learning_times[0, 0] == traj.learning_times[0, 0])
+        True
         >>> tiny = toy.factor_init(None, 1e-200, depth=3, num_coords=1)
-        >>> traj = flow.gradient_flow(toy.factor_loss, tiny, targets, log_params=True,
-        ...                           modes=toy.factor_values, targets=targets, fractions=(0.5,))
+        >>> problem = jaxflow.Problem(loss=toy.factor_loss, params0=tiny, args=targets,
+        ...                           modes=toy.factor_values, targets=targets)
+        >>> traj = jaxflow.solve(problem, jaxflow.Flow(log_params=True), request)
         >>> exact = theory.learning_time(3.0, 1.0, 1e-200, 0.5) / toy.factor_time_scale(3)
         >>> bool(abs(traj.learning_times[0, 0] / exact - 1) < 1e-6), int(traj.steps) < 150
         (True, True)

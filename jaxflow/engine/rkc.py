@@ -103,14 +103,16 @@ class RKC(AbstractCountedSolver):
 
     Example (a gradient flow: the toy model's learning time against the closed form):
         >>> import jax.numpy as jnp
-        >>> from jaxflow.engine import flow
+        >>> import jaxflow
         >>> from jaxflow.oracles import theory
         >>> from jaxflow.models import toy
         >>> from jaxflow.engine.rkc import RKC
         >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([1.0]))
-        >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-6, 1), args,
-        ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,),
-        ...                   solver=RKC(), rtol=1e-9, atol=1e-9, max_steps=20_000)
+        >>> problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
+        ...                           params0=toy.reduced_init(1e-6, 1), modes=toy.reduced_modes,
+        ...                           targets=args.targets)
+        >>> traj = jaxflow.solve(problem, jaxflow.Flow(solver=RKC(), rtol=1e-9, atol=1e-9),
+        ...                      jaxflow.Request(fractions=(0.5,), max_steps=20_000))
         >>> exact = theory.learning_time(3.0, 1.0, 1e-6, 0.5)
         >>> bool(abs(traj.learning_times[0, 0] / exact - 1) < 1e-5), int(traj.status)
         (True, 0)

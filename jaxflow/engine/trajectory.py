@@ -1,29 +1,34 @@
-"""The one trajectory contract of both back-ends: what a gradient-flow solve and a gradient-descent
-run return, and the one rule on the fractions at which learning times are recorded.
+"""The one answer of every method: what :func:`jaxflow.solve` returns, and the one rule on the
+fractions at which learning times are recorded.
 
-:func:`jaxflow.engine.flow.solve` (and :func:`~jaxflow.engine.flow.gradient_flow`) return a :class:`Trajectory`;
-:func:`jaxflow.engine.descent.gradient_descent` returns a :class:`DescentTrajectory`, which *is* a
-:class:`Trajectory` (same fields, same meaning, on the same flow-time axis ``t``) plus three
-fields only descent has (``loss``, ``learning_steps``, ``diverged_step``). Code that compares
-the back-ends (``jaxflow.experiments.backends``) reads the shared fields and never asks which
-back-end it holds.
+``jaxflow.solve(problem, jaxflow.Flow(), request)`` returns a :class:`Trajectory`;
+``jaxflow.solve(problem, jaxflow.Descent(learning_rate), request)`` returns a
+:class:`DescentTrajectory`, which *is* a :class:`Trajectory` (same fields, same meaning, on the
+same flow-time axis ``t``, same status codes) plus three fields only descent has (``loss``,
+``learning_steps``, ``diverged_step``). Code that compares the methods reads the shared fields
+and never asks which method it holds. The classic entry points
+(:func:`jaxflow.engine.flow.solve`, :func:`~jaxflow.engine.flow.gradient_flow`,
+:func:`jaxflow.engine.descent.gradient_descent`), thin wrappers of the same engines, return the
+same classes.
 
-``jaxflow.engine.flow.Trajectory`` and ``jaxflow.engine.descent.DescentTrajectory`` are these same classes.
-
-Example (one contract, two back-ends):
+Example (one problem, one request, two methods, one contract):
     >>> import jax.numpy as jnp
-    >>> from jaxflow.engine import descent, flow, trajectory
+    >>> import jaxflow
+    >>> from jaxflow.engine import trajectory
     >>> from jaxflow.models import toy
     >>> targets = jnp.array([1.0])
-    >>> params = toy.factor_init(None, 1e-2, depth=2, num_coords=1)
-    >>> kw = dict(modes=toy.factor_values, targets=targets, fractions=(0.5,))
-    >>> gf = flow.gradient_flow(toy.factor_loss, params, targets, **kw)
-    >>> gd = descent.gradient_descent(toy.factor_loss, params, targets, learning_rate=0.05,
-    ...                               num_steps=400, save_every=100, **kw)
-    >>> isinstance(gf, trajectory.Trajectory), isinstance(gd, trajectory.Trajectory)
+    >>> problem = jaxflow.Problem(loss=toy.factor_loss, args=targets, modes=toy.factor_values,
+    ...                           params0=toy.factor_init(None, 1e-2, depth=2, num_coords=1),
+    ...                           targets=targets)
+    >>> request = jaxflow.Request(save_times=[0.0, 10.0, 20.0], fractions=(0.5,))
+    >>> gf = jaxflow.solve(problem, jaxflow.Flow(), request)
+    >>> gd = jaxflow.solve(problem, jaxflow.Descent(learning_rate=0.05), request)
+    >>> isinstance(gf, trajectory.Trajectory), isinstance(gd, trajectory.DescentTrajectory)
     (True, True)
-    >>> gf.learning_times.shape == gd.learning_times.shape, int(gd.evaluations), int(gd.rejected)
-    (True, 401, 0)
+    >>> gf.modes.shape == gd.modes.shape, gf.learning_times.shape == gd.learning_times.shape
+    (True, True)
+    >>> int(gd.steps), int(gd.evaluations), int(gd.rejected)   # t = 20 at rate 0.05
+    (400, 401, 0)
 """
 
 from collections.abc import Sequence
@@ -38,16 +43,17 @@ __all__ = ["DescentTrajectory", "Trajectory", "check_fractions"]
 
 
 class Trajectory(eqx.Module):
-    """What one run of either back-end returns (add leading axes under ``vmap``).
+    """What one run of any method returns (add leading axes under ``vmap`` or ``batched=True``).
 
     ``K`` saves, ``M`` tracked modes, ``F`` fractions. Times are flow times ``t`` (for descent,
     ``t = time_scale * learning_rate * step``).
 
     Attributes:
         times: the save times ``(K,)``.
-        modes: mode values at those times ``(K, M)``. Flow: NaN where the lane stopped earlier
-            after a failure, the final values where it became stationary. Descent: a lane that
-            failed holds its last good values.
+        modes: mode values at those times ``(K, M)``. A save past the end of a run holds the
+            final values where the run ended ``ok`` (it became stationary before the save) and
+            is NaN otherwise (after ``nonfinite``, ``diverged``, ``max_steps``): nothing looks
+            computed that was not. The same for every method.
         learning_times: ``(M, F)`` first flow time at which ``modes / targets`` reached each
             fraction; ``inf`` if never (or if the target is 0).
         fractions: the fractions ``(F,)``.
@@ -66,11 +72,14 @@ class Trajectory(eqx.Module):
 
     Example (no save times: ``K = 0``; one mode, one fraction):
         >>> import jax.numpy as jnp
-        >>> from jaxflow.engine import flow, status
+        >>> import jaxflow
+        >>> from jaxflow.engine import status
         >>> from jaxflow.models import toy
         >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([1.0]))
-        >>> traj = flow.solve(toy.reduced_vector_field, toy.reduced_init(1e-6, 1), args,
-        ...                   modes=toy.reduced_modes, targets=args.targets, fractions=(0.5,))
+        >>> problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
+        ...                           params0=toy.reduced_init(1e-6, 1), modes=toy.reduced_modes,
+        ...                           targets=args.targets)
+        >>> traj = jaxflow.solve(problem, jaxflow.Flow(), jaxflow.Request(fractions=(0.5,)))
         >>> traj.modes.shape, traj.learning_times.shape, status.name(traj.status)
         ((0, 1), (1, 1), 'ok')
         >>> bool(traj.final_modes[0] >= 0.5), int(traj.steps) < 200
@@ -93,11 +102,12 @@ class Trajectory(eqx.Module):
 class DescentTrajectory(Trajectory):
     """A gradient-descent run: the shared :class:`Trajectory`, plus what only descent has.
 
-    Saves are ``S = K = num_steps // save_every + 1`` (the initial point included), at steps
-    ``0, save_every, ..., num_steps``.
+    Each save time ``t`` is taken at the nearest step ``round(t / (time_scale * learning_rate))``,
+    and ``times`` reports that step's own time.
 
     Attributes:
-        loss: ``(S,)`` the loss at each save.
+        loss: ``(K,)`` the loss at each save (NaN, as the modes, at a save the run never reached
+            after a failure).
         learning_steps: ``(M, F)`` int32, the first step (0 = the initial point) at which
             ``modes / targets >= fraction``, checked after every step; -1 if never reached.
         diverged_step: int32, the step at which the run diverged (the first state found with a
@@ -105,17 +115,18 @@ class DescentTrajectory(Trajectory):
 
     ``final_params`` reads ``final_state`` (the parameters after the last accepted step).
 
-    Example:
+    Example (saves every 10 time units, to t = 100 at rate 0.1: 1000 steps):
         >>> import jax.numpy as jnp
-        >>> from jaxflow.engine import descent
+        >>> import jaxflow
         >>> from jaxflow.models import toy
         >>> targets = jnp.array([2.0, 1.0])
-        >>> traj = descent.gradient_descent(
-        ...     toy.factor_loss, toy.factor_init(None, 1e-2, depth=2, num_coords=2), targets,
-        ...     learning_rate=0.1, num_steps=1000, save_every=100, modes=toy.factor_values,
-        ...     targets=targets)
-        >>> traj.times.shape, traj.modes.shape, traj.learning_steps.shape
-        ((11,), (11, 2), (2, 3))
+        >>> problem = jaxflow.Problem(loss=toy.factor_loss, args=targets, modes=toy.factor_values,
+        ...                           params0=toy.factor_init(None, 1e-2, depth=2, num_coords=2),
+        ...                           targets=targets)
+        >>> request = jaxflow.Request(save_times=jnp.linspace(0.0, 100.0, 11), stationary_tol=None)
+        >>> traj = jaxflow.solve(problem, jaxflow.Descent(learning_rate=0.1), request)
+        >>> traj.times.shape, traj.modes.shape, traj.loss.shape, traj.learning_steps.shape
+        ((11,), (11, 2), (11,), (2, 3))
         >>> int(traj.status), int(traj.diverged_step), int(traj.steps), float(traj.final_time)
         (0, -1, 1000, 100.0)
         >>> traj.final_params is traj.final_state
@@ -135,7 +146,7 @@ class DescentTrajectory(Trajectory):
 def check_fractions(fractions: Sequence[float] | Array) -> None:
     """Require strictly increasing fractions in ``(0, 1]``; ``()`` (none asked) is allowed.
 
-    Both back-ends call it before compiling. A traced array is checked for its shape only.
+    Every method calls it before compiling. A traced array is checked for its shape only.
 
     Raises:
         ValueError: naming ``fractions`` and the allowed range.

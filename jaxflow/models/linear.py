@@ -27,12 +27,13 @@ NeurIPS 2024 (arXiv 2406.06158).
 
 Example (two layers, aligned start: the flow follows the logistic):
     >>> import jax.numpy as jnp
-    >>> from jaxflow.engine import flow
+    >>> import jaxflow
     >>> from jaxflow.models import linear
     >>> target = jnp.diag(jnp.array([3.0, 1.0]))
     >>> params = linear.aligned_init(target, 1e-6, depth=2)
-    >>> traj = flow.gradient_flow(linear.loss, params, target, modes=linear.modes,
-    ...                           targets=jnp.array([3.0, 1.0]), fractions=(0.5,))
+    >>> problem = jaxflow.Problem(loss=linear.loss, params0=params, args=target,
+    ...                           modes=linear.modes, targets=jnp.array([3.0, 1.0]))
+    >>> traj = jaxflow.solve(problem, jaxflow.Flow(), jaxflow.Request(fractions=(0.5,)))
     >>> exact = linear.saxe_transition_time(jnp.array([3.0, 1.0]), 1e-6)
     >>> bool(jnp.allclose(traj.learning_times[:, 0], exact, rtol=1e-6))
     True

@@ -143,7 +143,7 @@ reduced_vector_field = Coordinatewise(_reduced_vector_field, args_axes=_COORDINA
 
 
 def reduced_speed(log_sigma: Float[Array, " d"], velocity, args: ToyArgs) -> Float[Array, ""]:
-    """Time reparametrization for :func:`jaxflow.engine.flow.solve` (``time=reduced_speed``).
+    """The reduced flow's clock, given as ``jaxflow.Problem(..., clock=reduced_speed)``.
 
     ``s = max_i c exp((1 - 2/N) x_i) sigma*_i sqrt|1 - sigma_i/sigma*_i|``: the size of the
     vector field with its vanishing factor ``(1 - sigma/sigma*)`` replaced by its square root.

@@ -1,8 +1,9 @@
 """Incremental-learning metrics: margins, incremental pairs, learning order, picks, concurrence.
 
 Every experiment asks the same question of its learning times ``T_i(f)`` (the first time mode
-``i`` reaches the fraction ``f`` of its target, as :mod:`jaxflow.engine.flow` and :mod:`jaxflow.engine.descent`
-record them): are the modes learned one at a time, largest target first? (docs/science/incremental-learning.md.)
+``i`` reaches the fraction ``f`` of its target, as :func:`jaxflow.solve` records them for every
+method): are the modes learned one at a time, largest target first?
+(docs/science/incremental-learning.md.)
 
 * :func:`margin`: ``T_j(start) - T_i(finish)`` of a pair whose target ``i`` is the larger; the
   pair is (start, finish)-incremental iff it is >= 0 (the phase diagram's quantity).
