@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the config's module imports this one
     from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
 
 __all__ = ["FLOAT32_RESOLUTION", "FLOAT32_RTOL", "Float32Runner", "ToyRunner", "needs_float64",
-           "point_function"]
+           "point_function", "shared_runner"]
 
 
 def point_function(config: "PhaseDiagramConfig", *, with_time: bool = False):
@@ -202,3 +202,33 @@ class Float32Runner(sweep.AbstractRunner):
                 out[k][index] = exact[k]
         out["recomputed"] = redo
         return out
+
+
+# The config fields a runner's compiled program depends on (point_function reads the first six);
+# the grid's axes, seed and refinement are inputs or host-side.
+PROGRAM_FIELDS = ("solver", "rtol", "atol", "max_steps", "start", "finish", "chunk_size", "dtype")
+_SHARED: dict = {}
+_SHARED_MAX = 8
+
+
+def shared_runner(config: "PhaseDiagramConfig", devices=None) -> sweep.AbstractRunner:
+    """The runner of ``config`` (a :class:`ToyRunner`, or a :class:`Float32Runner` for
+    ``dtype = "float32"``), shared by every run in this process whose program is the same
+    (:data:`PROGRAM_FIELDS`): a second phase diagram with another grid, a resumed one, or the
+    same cell run again in a notebook, skips the compilation (~5 s). The last 8 are kept.
+
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> a = pd.shared_runner(pd.PhaseDiagramConfig(depths=(2.0,)))
+    >>> a is pd.shared_runner(pd.PhaseDiagramConfig(depths=(3.0,), seed=4))
+    True
+    >>> a is pd.shared_runner(pd.PhaseDiagramConfig(rtol=1e-9))
+    False
+    """
+    key = (tuple(getattr(config, name) for name in PROGRAM_FIELDS),
+           None if devices is None else tuple(devices))
+    if key not in _SHARED:
+        if len(_SHARED) >= _SHARED_MAX:
+            del _SHARED[next(iter(_SHARED))]
+        _SHARED[key] = (Float32Runner(config, devices=devices) if config.dtype == "float32"
+                        else ToyRunner(config, devices=devices))
+    return _SHARED[key]

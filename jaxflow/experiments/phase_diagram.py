@@ -71,6 +71,7 @@ from jaxflow.experiments._toy_runner import (  # noqa: F401 -- public here
     ToyRunner,
     needs_float64,
     point_function,
+    shared_runner,
 )
 from jaxflow.experiments.config import (
     ConfigError,
@@ -98,6 +99,7 @@ __all__ = [
     "report",
     "request_estimate",
     "run",
+    "shared_runner",
     "summary_table",
     "theory_slope",
     "theory_thresholds",
@@ -313,10 +315,7 @@ def run(
     config = config or PhaseDiagramConfig()
     if size_check:  # before any runner, thread or file exists
         check_size(_counts(config), store)
-    if config.dtype == "float32":
-        runner = Float32Runner(config, devices=devices)
-    else:
-        runner = ToyRunner(config, devices=devices)
+    runner = shared_runner(config, devices)
     axes = {"depth": config.depths, "ratio": config.ratios, "log_scale": config.log_scales}
     # The exact thresholds need nothing from the sweep: computed in a second thread, their
     # tracing and XLA compile overlap the sweep's (measured: the default run 10.2 -> 10.0 s cold
