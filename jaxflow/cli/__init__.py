@@ -54,7 +54,8 @@ from jaxflow.cli._parsing import _numbers as _numbers
 from jaxflow.cli._process import CACHE_ENV, cache_dir, enable_compilation_cache
 
 __all__ = [
-    "CACHE_ENV", "EXIT_STATUSES", "CliError", "build_parser", "cache_dir", "cmd_experiment", "cmd_info",
+    "CACHE_ENV", "EXIT_STATUSES", "CliError", "build_parser", "cache_dir", "cmd_experiment",
+    "cmd_info",
     "cmd_plot", "cmd_threshold", "cmd_verify", "enable_compilation_cache", "main",
 ]
 

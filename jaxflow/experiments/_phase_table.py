@@ -63,10 +63,11 @@ def summary_table(ds: xr.Dataset, excesses: Sequence[float] | None = None) -> st
     >>> from jaxflow.experiments import phase_diagram as pd
     >>> ratios = 1 + np.geomspace(1e-3, 1e-2, 3)
     >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios, log=True))[None]
-    >>> ds = xr.Dataset({"log_threshold_measured": (("depth", "ratio"), exact + 1e-7),
-    ...                  "log_threshold_theory": (("depth", "ratio"), exact),
-    ...                  "log_threshold_error_estimate": (("depth", "ratio"), np.full((1, 3), 6e-9)),
-    ...                  "threshold_status": (("depth", "ratio"), np.zeros((1, 3), np.int8))},
+    >>> dims = ("depth", "ratio")
+    >>> ds = xr.Dataset({"log_threshold_measured": (dims, exact + 1e-7),
+    ...                  "log_threshold_theory": (dims, exact),
+    ...                  "log_threshold_error_estimate": (dims, np.full((1, 3), 6e-9)),
+    ...                  "threshold_status": (dims, np.zeros((1, 3), np.int8))},
     ...                 coords={"depth": [4.0], "ratio": ratios})
     >>> print(pd.summary_table(ds, excesses=[1e-3]))
     depth  r - 1  measured ln sigma0_th  theory ln sigma0_th  log error  estimate  status

@@ -7,7 +7,8 @@ root by e^0.5, and nothing in the refinement notices. So each threshold ``x`` is
 posteriori: ``g`` is solved again at ``x`` and at ``x -+ h`` (``h`` = :data:`SLOPE_STEP`
 relative) with the flow's tolerances times :data:`CHECK_TOLERANCE_SCALE`, and
 
-    estimate = |g_tight(x)| / slope / max(1, |x|),    slope = (g_tight(x + h) - g_tight(x - h)) / 2h,
+    estimate = |g_tight(x)| / slope / max(1, |x|),
+    slope = (g_tight(x + h) - g_tight(x - h)) / 2h,
 
 the Newton step a tighter solve would take from ``x``, relative in the log like the threshold's
 error against theory. The threshold stays ``ok`` when the estimate is at most
