@@ -55,8 +55,7 @@ from jaxflow.cli._process import CACHE_ENV, cache_dir, enable_compilation_cache
 
 __all__ = [
     "CACHE_ENV", "EXIT_STATUSES", "CliError", "build_parser", "cache_dir", "cmd_experiment",
-    "cmd_info",
-    "cmd_plot", "cmd_threshold", "cmd_verify", "enable_compilation_cache", "main",
+    "cmd_info", "cmd_plot", "cmd_threshold", "cmd_verify", "enable_compilation_cache", "main",
 ]
 
 # The errors are raised and documented as jaxflow.cli's (tracebacks, doctests, pickles).
