@@ -96,15 +96,18 @@ class ToyRunner(sweep.Runner):
     refinement and the threshold check (``tolerance_scale = 1e-3``) share one compiled program
     (a second one would cost its compilation, ~5 s, for ~1000 lanes that run in 0.1 s).
 
-    >>> import numpy as np
-    >>> from jaxflow.experiments import phase_diagram as pd
-    >>> runner = pd.ToyRunner(pd.PhaseDiagramConfig(), chunk_size=2)
-    >>> pts = {"depth": np.array([3.0, 3.0]), "ratio": np.array([2.0, 2.0]),
-    ...        "log_scale": np.log([1e-3, 1e-3])}
-    >>> loose = runner(pts)["margin_in_unit"]
-    >>> tight = runner({**pts, "tolerance_scale": np.full(2, 1e-3)})["margin_in_unit"]
-    >>> bool(abs(tight[0] - loose[0]) < 1e-6), runner.traces
-    (True, 1)
+    Example (shown, not run: it compiles a flow; tests/test_phase_diagram.py checks the
+    tighter solves through the thresholds' error estimates):
+        ```python
+        import numpy as np
+        from jaxflow.experiments import phase_diagram as pd
+        runner = pd.ToyRunner(pd.PhaseDiagramConfig(), chunk_size=2)
+        pts = {"depth": np.array([3.0, 3.0]), "ratio": np.array([2.0, 2.0]),
+               "log_scale": np.log([1e-3, 1e-3])}
+        loose = runner(pts)["margin_in_unit"]
+        tight = runner({**pts, "tolerance_scale": np.full(2, 1e-3)})["margin_in_unit"]
+        runner.traces  # -> 1: one program for both
+        ```
     """
 
     def __init__(self, config: "PhaseDiagramConfig", *, chunk_size: int | None = None,
