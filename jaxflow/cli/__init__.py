@@ -16,12 +16,18 @@ The experiments (their names, configs, runs, reports and figures) come from the 
 :data:`jaxflow.experiments.EXPERIMENTS`; this module only parses, writes files and prints.
 
 Every command prints where it wrote what, shows a progress bar on long work (on a terminal),
-and ends with one of these exit statuses, a one-line reason on stderr for each failure:
+and ends with one of these exit statuses (:data:`EXIT_STATUSES`, shown by ``jaxflow --help``),
+a one-line reason on stderr for each failure:
 
-    0    done, every output written
-    1    a damaged store or dataset (found by ``jaxflow verify`` or any command reading one)
+    0    done: every output written, every requested answer ok
+    1    a damaged store or dataset (found by `jaxflow verify` or any command reading one)
     2    bad input, refused before any work (nothing created)
-    130  interrupted (SIGINT); finished chunks are kept for ``--resume``
+    3    finished and wrote its outputs, but some requested answer is not ok
+         (jaxflow.engine.status): the last line says how many and which
+    130  interrupted (SIGINT); finished chunks are kept for --resume
+
+An experiment's last line is :func:`jaxflow.engine.status.answer_report` of its dataset: every
+lane's ``status`` and every derived ``*_status`` (the phase diagram's thresholds) counts.
 
 Each exported dataset comes first, sealed with a checksum of its variables; its figures follow
 (a figure that cannot be drawn is skipped with a warning, never the data).
@@ -38,7 +44,7 @@ threshold, verify, info), ``_files`` (the output directory, the store's place, e
 """
 
 from jaxflow.cli._commands import cmd_info, cmd_plot, cmd_threshold, cmd_verify
-from jaxflow.cli._errors import CliError, DamagedError
+from jaxflow.cli._errors import EXIT_STATUSES, CliError, DamagedError
 from jaxflow.cli._experiment import cmd_experiment
 from jaxflow.cli._files import _export as _export  # the private helpers tests reach as cli._NAME
 from jaxflow.cli._main import build_parser, main
@@ -48,8 +54,8 @@ from jaxflow.cli._parsing import _numbers as _numbers
 from jaxflow.cli._process import CACHE_ENV, cache_dir, enable_compilation_cache
 
 __all__ = [
-    "CACHE_ENV", "CliError", "build_parser", "cache_dir", "cmd_experiment", "cmd_info",
-    "cmd_plot", "cmd_threshold", "cmd_verify", "enable_compilation_cache", "main",
+    "CACHE_ENV", "EXIT_STATUSES", "CliError", "build_parser", "cache_dir", "cmd_experiment",
+    "cmd_info", "cmd_plot", "cmd_threshold", "cmd_verify", "enable_compilation_cache", "main",
 ]
 
 # The errors are raised and documented as jaxflow.cli's (tracebacks, doctests, pickles).

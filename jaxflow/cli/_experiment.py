@@ -8,7 +8,7 @@ import os
 
 from jaxflow import provenance
 from jaxflow.cli import _process
-from jaxflow.cli._errors import CliError, DamagedError
+from jaxflow.cli._errors import NOT_ANSWERED, CliError, DamagedError, exit_status_help
 from jaxflow.cli._files import FIGURE_FORMATS, _check_out_dir, _export, _prepare_store
 from jaxflow.cli._options import (
     _add_config_flags,
@@ -21,7 +21,7 @@ from jaxflow.cli._process import _init_distributed
 
 # Private: what the other modules of jaxflow.cli use.
 __all__ = [
-    "_add_experiment", "_check_size", "cmd_experiment", "_cost", "_experiment",
+    "_add_experiment", "_answered", "_check_size", "cmd_experiment", "_cost", "_experiment",
     "_experiment_config", "_header", "_run",
 ]
 
@@ -39,7 +39,8 @@ def _add_experiment(sub, e, help: str) -> None:
     q = sub.add_parser(e.name, help=help, description=f"{e.name}: {e.summary}.\n\n"
                        "Precedence: defaults (smoke sizes with --smoke) < --config < flags.\n"
                        f"The resolved config is stored in {e.file_stem}.nc (attribute "
-                       "'config') and can be\npassed back as --config.")
+                       "'config') and can be\npassed back as --config.",
+                       epilog=exit_status_help())
     q.add_argument("--config", metavar="FILE.toml", help="TOML file setting any option below")
     q.add_argument("--out", metavar="DIR", help=f"output directory (default: {e.default_out})")
     q.add_argument("--smoke", action="store_true", help="reduced sizes (seconds), for tests and CI")
@@ -89,6 +90,10 @@ def cmd_experiment(args) -> int:
     config's ``SMOKE`` sizes, under any ``--config`` file). An experiment that keeps a store
     (its ``run`` takes ``store``) writes ``STEM.zarr`` in ``--out`` as it goes, continued by
     ``--resume``; its size is checked first where it says how (``check_size``).
+
+    Its last line says whether every requested answer is ``ok``
+    (:func:`jaxflow.engine.status.answer_report`: every lane's ``status`` and every derived
+    ``*_status``); the exit status is 3 when one is not, after every output is written.
     """
     experiment = _experiment(args.name)
     options = experiment.run_options
@@ -114,13 +119,22 @@ def cmd_experiment(args) -> int:
     if index != 0:
         print(f"process {index}: its chunks are in {run_options['store']}; process 0 writes "
               "the exports")
-        return 0
+        return _answered(ds)
     provenance.stamp(ds, command=args.command_line, smoke=args.smoke)
     paths = _export(ds, out, experiment.file_stem, lambda: experiment.figures(ds), args.format)
     print(experiment.report(ds))
     print("\n".join(f"wrote {p}" for p in paths)
           + (f"\nstore {run_options['store']}" if "store" in run_options else ""))
-    return 0
+    return _answered(ds)
+
+
+def _answered(ds) -> int:
+    """Print the run's last line, every answer given or how many not and which; return the
+    exit status (0, or 3 when some requested answer is not ok)."""
+    from jaxflow.engine import status
+
+    print(status.answer_report(ds), flush=True)
+    return NOT_ANSWERED if status.not_answered(ds) else 0
 
 
 def _experiment_config(experiment, args):

@@ -8,7 +8,7 @@ import sys
 from jaxflow import __version__
 from jaxflow.cli import _files
 from jaxflow.cli._commands import cmd_info, cmd_plot, cmd_threshold, cmd_verify
-from jaxflow.cli._errors import CliError
+from jaxflow.cli._errors import CliError, exit_status_help
 from jaxflow.cli._experiment import _add_experiment
 from jaxflow.cli._files import FIGURE_FORMATS, _remove_created_dirs
 from jaxflow.cli._parsing import _parse, _Parser
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from jaxflow import experiments
 
-    parser = _Parser(prog="jaxflow", description="The ``jaxflow`` command.")
+    parser = _Parser(prog="jaxflow", description="The ``jaxflow`` command.",
+                     epilog=exit_status_help())
     parser.add_argument("--version", action="version", version=f"jaxflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``jaxflow`` command; returns the exit status (2 on bad input).
+    """Entry point of the ``jaxflow`` command; returns the exit status, one of
+    :data:`jaxflow.cli.EXIT_STATUSES` (2 on bad input, 3 when an answer is not ok).
 
     Args:
         argv: the arguments (default ``sys.argv[1:]``).

@@ -23,8 +23,14 @@ UNFINISHED = 5
 time it was asked for, or a descent run told to stop when stationary spent its step budget
 first: what it computed is right, but it did not answer everything."""
 NOT_FOUND = 6
-"""A search (the phase diagram's threshold) found no answer on the range it searched: the value is
-NaN, and the summary says below which bound it was looked for."""
+"""A search (the phase diagram's threshold) found no answer on the range it searched, every
+simulation it made finishing ``ok``: the value is NaN, and the summary says below which bound it
+was looked for. This is an answer ("there is none above the bound"); a search whose simulations
+did not all finish says so with their code instead."""
+UNCERTAIN = 7
+"""An answer whose error estimate, stored beside it, exceeds its tolerance: the value is kept,
+but it is not to be trusted to the tolerance asked (the phase diagram's thresholds:
+``log_threshold_error_estimate`` above 1e-5 relative in the log)."""
 
 NAMES = {
     OK: "ok",
@@ -34,11 +40,12 @@ NAMES = {
     INVALID: "invalid",
     UNFINISHED: "unfinished",
     NOT_FOUND: "not_found",
+    UNCERTAIN: "uncertain",
 }
 
 __all__ = [
-    "DIVERGED", "INVALID", "MAX_STEPS", "NAMES", "NONFINITE", "NOT_FOUND", "OK", "UNFINISHED",
-    "flag_attributes", "name", "report", "summary",
+    "DIVERGED", "INVALID", "MAX_STEPS", "NAMES", "NONFINITE", "NOT_FOUND", "OK", "UNCERTAIN",
+    "UNFINISHED", "answer_report", "flag_attributes", "name", "not_answered", "report", "summary",
 ]
 
 
@@ -115,3 +122,79 @@ def report(codes, limit: int = 3) -> str:
         more = ", ..." if len(bad) > limit else ""
         line += f"; not ok: {len(bad)} of {values.size} ({'; '.join(where)}{more})"
     return line
+
+
+def _status_variables(ds) -> list[str]:
+    """The status variables of a dataset: ``status`` (its lanes) and every ``*_status``."""
+    return [str(k) for k in ds.data_vars if k == "status" or str(k).endswith("_status")]
+
+
+def _unanswered(obj) -> tuple[dict[str, dict[str, int]], int]:
+    """``({variable: {code name: count}}, requested)``: the codes of ``obj`` that are not an
+    answer, by status variable, and the number of answers it holds (see :func:`not_answered`)."""
+    import numpy as np
+    import xarray as xr
+
+    if not isinstance(obj, xr.Dataset):
+        codes = np.asarray(getattr(obj, "values", obj))
+        bad = codes[codes != OK]
+        return ({"status": summary(bad)} if bad.size else {}), int(codes.size)
+    lanes = obj["status"] if "status" in obj.data_vars else None
+    found, requested = {}, 0
+    for var in _status_variables(obj):
+        codes = obj[var]
+        bad = codes != OK
+        if var != "status" and lanes is not None and set(codes.dims) < set(lanes.dims):
+            # A search that found nothing answered "none", but only if every lane it rests on
+            # finished: a lane that hit its step budget may hide what was looked for.
+            others = [d for d in lanes.dims if d not in codes.dims]
+            every_lane_ok = (lanes == OK).all(dim=others)
+            bad = bad & ~((codes == NOT_FOUND) & every_lane_ok)
+        values = np.asarray(codes.values)[np.asarray(bad.values)]
+        if values.size:
+            found[var] = summary(values)
+        requested += int(codes.size)
+    return found, requested
+
+
+def not_answered(ds_or_codes) -> int:
+    """How many requested answers are not ``ok``: the code that decides a run's exit status.
+
+    ``ds_or_codes`` is an array of codes (every code but ``ok`` counts) or a dataset, whose
+    ``status`` variable (its lanes) and ``*_status`` variables (its derived answers, e.g. the
+    phase diagram's ``threshold_status``) all count. A derived ``not_found`` counts as an answer
+    ("none in the range searched") only where every lane of its coordinates (every scale of that
+    (depth, ratio)) finished ``ok``.
+
+    >>> import numpy as np, xarray as xr
+    >>> from jaxflow.engine import status
+    >>> status.not_answered([status.OK, status.UNCERTAIN, status.NOT_FOUND])
+    2
+    >>> ds = xr.Dataset({"status": (("ratio", "scale"), np.array([[0, 0], [0, 1]], np.int8)),
+    ...                  "threshold_status": ("ratio", np.array([6, 6], np.int8))})
+    >>> status.not_answered(ds)   # the lane at max_steps, and the threshold resting on it
+    2
+    """
+    found, _ = _unanswered(ds_or_codes)
+    return sum(sum(counts.values()) for counts in found.values())
+
+
+def answer_report(ds_or_codes) -> str:
+    """The last line of a run: all requested answers given, or how many were not and which.
+
+    >>> import numpy as np, xarray as xr
+    >>> from jaxflow.engine import status
+    >>> ds = xr.Dataset({"status": (("ratio", "scale"), np.array([[0, 0], [0, 1]], np.int8)),
+    ...                  "threshold_status": ("ratio", np.array([6, 7], np.int8))})
+    >>> print(status.answer_report(ds))
+    not answered: 2 of 6 (status: max_steps 1; threshold_status: uncertain 1)
+    >>> print(status.answer_report(ds["status"][0]))
+    answered: all 2
+    """
+    found, requested = _unanswered(ds_or_codes)
+    count = sum(sum(counts.values()) for counts in found.values())
+    if not count:
+        return f"answered: all {requested}"
+    which = "; ".join(f"{var}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                      for var, counts in found.items())
+    return f"not answered: {count} of {requested} ({which})"

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import xarray as xr
 
+from jaxflow.engine import status
+
 __all__ = ["SLOPE_EXCESS", "depth2_constant", "fitted_slopes", "theory_slope"]
 
 
@@ -47,10 +49,14 @@ def fitted_slopes(ds: xr.Dataset, max_excess: float = SLOPE_EXCESS) -> dict[floa
 
 def _near_one(ds: xr.Dataset, depth: float, max_excess: float) -> tuple[np.ndarray, np.ndarray]:
     """``(r - 1, ln sigma0_th)`` of ``depth``'s measured thresholds with ``r - 1 <= max_excess``
-    (grid ratios up to rounding), where one was found: the window the asymptotic fits use."""
+    (grid ratios up to rounding), where one was found and is ``ok`` (where the dataset has a
+    ``threshold_status``): the window the asymptotic fits use. An uncertain or unfinished
+    threshold never enters a fit."""
     excess = ds["ratio"].values - 1.0
     log_th = ds["log_threshold_measured"].sel(depth=depth).values
     keep = (excess <= max_excess * (1 + 1e-9)) & np.isfinite(log_th)
+    if "threshold_status" in ds:
+        keep &= ds["threshold_status"].sel(depth=depth).values == status.OK
     return excess[keep], log_th[keep]
 
 

@@ -25,11 +25,26 @@ TABLE_EXCESSES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
 def _threshold_text(log_value: float, code: int, floor: float) -> str:
-    if code == status.NOT_FOUND or np.isnan(log_value):
+    if code == status.NOT_FOUND:
         return f"not found (below e^{floor:g})"
+    if np.isnan(log_value):
+        return f"no answer ({status.name(code)})"
     if np.isneginf(log_value):
         return "none"
     return f"e^{log_value:.6g}"
+
+
+def _error_text(error: float, code: int, theory_none: bool) -> str:
+    """The log error cell: a number only for an answer; "match" only for an answered "none"."""
+    if code == status.NOT_FOUND:
+        return "match (no threshold)" if theory_none else "inf"
+    if code in (status.OK, status.UNCERTAIN):
+        return f"{error:.1e}"
+    return "-"
+
+
+def _estimate_text(estimate: float) -> str:
+    return "-" if np.isnan(estimate) else f"{estimate:.1e}"
 
 
 def summary_table(ds: xr.Dataset, excesses: Sequence[float] | None = None) -> str:
@@ -37,8 +52,10 @@ def summary_table(ds: xr.Dataset, excesses: Sequence[float] | None = None) -> st
 
     Rows: every depth at the grid ratios nearest to ``r - 1`` in ``excesses`` (default
     1e-3, 1e-2, 1e-1, 1, 10). Thresholds print as ``e^x`` (x = ln sigma0_th); "none" where
-    theory has no threshold; "not found (below e^X)" where the search found none; a
-    mismatch is never printed as a match (its log error is ``inf``).
+    theory has no threshold; "not found (below e^X)" where the search found none with every
+    lane finished; "no answer (CODE)" where lanes that did not finish left it open. Beside each:
+    its log error against theory (a mismatch is ``inf``, never a match; "-" where nothing was
+    answered), the check's error estimate (``log_threshold_error_estimate``) and its status.
 
     Example:
     >>> import numpy as np, xarray as xr
@@ -46,41 +63,56 @@ def summary_table(ds: xr.Dataset, excesses: Sequence[float] | None = None) -> st
     >>> from jaxflow.experiments import phase_diagram as pd
     >>> ratios = 1 + np.geomspace(1e-3, 1e-2, 3)
     >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios, log=True))[None]
-    >>> ds = xr.Dataset({"log_threshold_measured": (("depth", "ratio"), exact + 1e-7),
-    ...                  "log_threshold_theory": (("depth", "ratio"), exact),
-    ...                  "threshold_status": (("depth", "ratio"), np.zeros((1, 3), np.int8))},
+    >>> dims = ("depth", "ratio")
+    >>> ds = xr.Dataset({"log_threshold_measured": (dims, exact + 1e-7),
+    ...                  "log_threshold_theory": (dims, exact),
+    ...                  "log_threshold_error_estimate": (dims, np.full((1, 3), 6e-9)),
+    ...                  "threshold_status": (dims, np.zeros((1, 3), np.int8))},
     ...                 coords={"depth": [4.0], "ratio": ratios})
     >>> print(pd.summary_table(ds, excesses=[1e-3]))
-    depth  r - 1  measured ln sigma0_th  theory ln sigma0_th  log error
-        4  0.001  e^-16.3783             e^-16.3783             6.1e-09
-    legend: none = theory has no threshold; not found = the search found none above its floor;
-            log error inf = measured and theory disagree
+    depth  r - 1  measured ln sigma0_th  theory ln sigma0_th  log error  estimate  status
+        4  0.001  e^-16.3783             e^-16.3783             6.1e-09   6.0e-09  ok
+    legend: none = theory has no threshold; not found = the search found none above its floor,
+            every lane finished; no answer = lanes that did not finish left it open; log error
+            inf = measured and theory disagree; estimate = the check's error estimate (ok: <=
+            1e-5); - = none
     <BLANKLINE>
     slope of ln sigma0_th against ln(r - 1) for r - 1 <= 0.01 (theory: N/(N-2) as r -> 1)
     depth  fitted  N/(N-2)  rel. diff
         4   1.995    2.000    2.7e-03
     <BLANKLINE>
-    worst log error over all (depth, ratio): 8.49e-09  (tolerance 1e-5); not found: 0
+    worst log error of the ok thresholds: 8.49e-09, worst estimate 6.00e-09 (tolerance 1e-5)
+    thresholds: ok 3
     """
     excess_all = ds["ratio"].values - 1.0
     if excesses is None:
         excesses = TABLE_EXCESSES
     picks = sorted({int(np.argmin(np.abs(np.log(excess_all / x)))) for x in excesses})
-    err = threshold_log_error(ds)
+    err = threshold_log_error(ds).values
     floor = ds.attrs.get("log_scale_floor", LOG_SCALE_FLOOR)
     codes = ds["threshold_status"].values
+    theory_none = np.isneginf(ds["log_threshold_theory"].values)
+    estimate = (ds["log_threshold_error_estimate"].values if "log_threshold_error_estimate" in ds
+                else np.full(codes.shape, np.nan))  # a dataset written before the check
     rows = []
     for i, depth in enumerate(ds["depth"].values):
         for k in picks:
-            m = _threshold_text(ds["log_threshold_measured"].values[i, k], codes[i, k], floor)
-            t = _threshold_text(ds["log_threshold_theory"].values[i, k], status.OK, floor)
-            e = err.values[i, k]
-            e_txt = "match (no threshold)" if (e == 0 and t == "none") else f"{e:.1e}"
-            rows.append([f"{depth:g}", f"{excess_all[k]:.4g}", m, t, e_txt])
-    lines = [table(["depth", "r - 1", "measured ln sigma0_th", "theory ln sigma0_th", "log error"],
+            rows.append([f"{depth:g}", f"{excess_all[k]:.4g}",
+                         _threshold_text(ds["log_threshold_measured"].values[i, k], codes[i, k],
+                                         floor),
+                         _threshold_text(ds["log_threshold_theory"].values[i, k], status.OK,
+                                         floor),
+                         _error_text(err[i, k], codes[i, k], theory_none[i, k]),
+                         _estimate_text(estimate[i, k]), status.name(codes[i, k])])
+    lines = [table(["depth", "r - 1", "measured ln sigma0_th", "theory ln sigma0_th", "log error",
+                    "estimate", "status"],
                    rows, legend=["none = theory has no threshold",
-                                 "not found = the search found none above its floor",
-                                 "log error inf = measured and theory disagree"])]
+                                 "not found = the search found none above its floor, every "
+                                 "lane finished",
+                                 "no answer = lanes that did not finish left it open",
+                                 "log error inf = measured and theory disagree",
+                                 "estimate = the check's error estimate (ok: <= 1e-5)",
+                                 "- = none"])]
     slopes = fitted_slopes(ds)
     if slopes:
         lines += ["", f"slope of ln sigma0_th against ln(r - 1) for r - 1 <= {SLOPE_EXCESS:g} "
@@ -93,7 +125,21 @@ def summary_table(ds: xr.Dataset, excesses: Sequence[float] | None = None) -> st
         lines += ["", f"depth 2: ln(1/sigma0_th) ~ C/(r - 1) for r - 1 <= {SLOPE_EXCESS:g}: fitted "
                   f"C = {c_fit:.4f}, exact limit logit(finish) - logit(start) = {c_exact:.4f} "
                   f"(rel. diff {abs(c_fit / c_exact - 1):.1e})"]
-    not_found = int(np.sum((codes == status.NOT_FOUND) & ~np.isneginf(ds["log_threshold_theory"].values)))
-    lines += ["", f"worst log error over all (depth, ratio): {float(err.max()):.2e}  "
-              f"(tolerance 1e-5); not found: {not_found}"]
+    lines += ["", _worst_line(err, estimate, codes, theory_none)]
     return "\n".join(lines)
+
+
+def _worst_line(err, estimate, codes, theory_none) -> str:
+    """The worst errors of the ok thresholds, and the count of every threshold status."""
+    ok = codes == status.OK
+    worst = f"{float(err[ok].max()):.2e}" if ok.any() else "-"
+    estimates = estimate[ok & np.isfinite(estimate)]
+    line = f"worst log error of the ok thresholds: {worst}"
+    if estimates.size:
+        line += f", worst estimate {float(estimates.max()):.2e}"
+    line += " (tolerance 1e-5)\nthresholds: " + ", ".join(
+        f"{k} {v}" for k, v in status.summary(codes).items())
+    missed = int(np.sum((codes == status.NOT_FOUND) & ~theory_none))
+    if missed:
+        line += f"; not found where theory has one: {missed}"
+    return line

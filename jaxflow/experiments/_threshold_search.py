@@ -59,6 +59,7 @@ def measured_thresholds(
     config: "PhaseDiagramConfig",
     margins: np.ndarray,
     runner: sweep.AbstractRunner,
+    codes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Thresholds from simulations: grid bracket, extension beyond the grid, regula falsi.
 
@@ -66,18 +67,23 @@ def measured_thresholds(
     incrementally); its sign change is bracketed on the grid (or, outside it, by steps that
     double, down to ``LOG_SCALE_FLOOR`` and up to ``ln start``), then located by Illinois regula
     falsi (:mod:`jaxflow.engine.regula_falsi`) in ``ln sigma0``, every pair at once, one runner call per
-    iteration, until the estimate stops moving (1e-11 relative).
+    iteration, until the estimate stops moving (1e-11 relative). Only lanes that finished
+    ``ok`` decide a bracket: a margin cut short by the step budget has no sign to trust.
 
     Args:
         margins: ``(depth, ratio, log_scale)`` simulated margins (any positive multiple per
             point works, e.g. in the plateau's unit) on the grid.
         runner: the sweep's compiled runner (the refinement reuses its program).
+        codes: the grid lanes' status codes, like ``margins`` (default: all ok).
 
     Returns:
         ``(log_threshold, status)`` per (depth, ratio). Where no sign change exists above
-        ``LOG_SCALE_FLOOR`` the threshold is NaN and the status
-        :data:`jaxflow.engine.status.NOT_FOUND`; otherwise the worst status of the refinement's lanes,
-        and :data:`jaxflow.engine.status.MAX_STEPS` where the estimate still moved when the
+        ``LOG_SCALE_FLOOR`` and every lane of the pair (grid and search) finished ok, the
+        threshold is NaN and the status :data:`jaxflow.engine.status.NOT_FOUND`; where lanes
+        that did not finish leave it open, NaN and their worst code (``max_steps``,
+        ``unfinished``, ...). A found threshold has the worst status of its search's lanes
+        (a lane that did not finish stops its pair's search there), and
+        :data:`jaxflow.engine.status.MAX_STEPS` where the estimate still moved when the
         ``refine_iterations`` ran out (its value is then not to be trusted).
 
     Example (with a stand-in margin that changes sign at sigma0 = 0.01;
@@ -95,29 +101,33 @@ def measured_thresholds(
         >>> np.exp(log_threshold).round(12).tolist(), worst.tolist()
         ([[0.01]], [[0]])
     """
-    log_scales, margins, spacing, top = _grid_below_start(config, margins)
+    if codes is None:
+        codes = np.zeros(np.shape(margins), dtype=np.int8)
+    log_scales, margins, codes, spacing, top = _grid_below_start(config, margins, codes)
     search = _Search.start(config, runner)
     if log_scales.size == 0:  # the whole grid above ln(start): search down from ln(start)
         log_scales = np.array([top])
-        g_top = search.simulate(np.arange(search.size), np.full(search.size, top))
-        margins = -g_top.reshape(search.depths.size, search.ratios.size, 1)
-    pending = search.bracket_on_grid(log_scales, margins)
+        g_top, ok = search.simulate(np.arange(search.size), np.full(search.size, top))
+        shape = (search.depths.size, search.ratios.size, 1)
+        margins = -g_top.reshape(shape)
+        codes = np.where(ok, status.OK, search.worst).astype(np.int8).reshape(shape)
+    pending = search.bracket_on_grid(log_scales, margins, codes)
     search.extend(pending, log_scales, spacing, top)
     return search.refine(config.refine_iterations)
 
 
-def _grid_below_start(config, margins):
-    """The grid in ascending ``ln sigma0`` up to ``ln start`` and its margins, the grid's
-    widest spacing (the first step beyond it) and ``ln start``."""
+def _grid_below_start(config, margins, codes):
+    """The grid in ascending ``ln sigma0`` up to ``ln start``, its margins and status codes,
+    the grid's widest spacing (the first step beyond it) and ``ln start``."""
     log_scales = np.asarray(config.log_scales, dtype=float)
     order = np.argsort(log_scales)
-    log_scales, margins = log_scales[order], margins[..., order]
+    log_scales, margins, codes = log_scales[order], margins[..., order], codes[..., order]
     spacing = float(np.max(np.diff(log_scales))) if log_scales.size > 1 else 1.0
     top = math.log(config.start)  # margin <= 0 there: the smaller value already sits at start
     # Above ln(start) the margin is <= 0, and exactly 0 (which reads as incremental) where
     # sigma0 >= finish * r puts both times at 0: such grid points never end a bracket.
     keep = log_scales <= top
-    return log_scales[keep], margins[..., keep], spacing, top
+    return log_scales[keep], margins[..., keep], codes[..., keep], spacing, top
 
 
 @dataclasses.dataclass
@@ -126,7 +136,7 @@ class _Search:
 
     ``g = -margin`` is increasing in ``ln sigma0``: ``lo`` is the incremental end (``g <= 0``),
     ``hi`` the other, ``g_lo``/``g_hi`` the values there (NaN: no end yet); ``worst`` is the
-    worst status of the pair's simulations so far.
+    worst status of the pair's search simulations so far, ``grid_worst`` that of its grid lanes.
     """
 
     depths: np.ndarray
@@ -138,6 +148,7 @@ class _Search:
     g_lo: np.ndarray
     g_hi: np.ndarray
     worst: np.ndarray
+    grid_worst: np.ndarray
 
     @classmethod
     def start(cls, config, runner) -> "_Search":
@@ -145,14 +156,15 @@ class _Search:
         pairs = [(i, j) for i in range(depths.size) for j in range(ratios.size)]
         lo, hi, g_lo, g_hi = (np.full(len(pairs), np.nan) for _ in range(4))
         return cls(depths, ratios, runner, pairs, lo, hi, g_lo, g_hi,
-                   np.zeros(len(pairs), dtype=np.int8))
+                   np.zeros(len(pairs), dtype=np.int8), np.zeros(len(pairs), dtype=np.int8))
 
     @property
     def size(self) -> int:
         return len(self.pairs)
 
-    def simulate(self, index, x) -> np.ndarray:
-        """``g`` of the pairs ``index`` at ``ln sigma0 = x``, one runner call."""
+    def simulate(self, index, x) -> tuple[np.ndarray, np.ndarray]:
+        """``g`` of the pairs ``index`` at ``ln sigma0 = x`` and whether each lane finished
+        ok, one runner call (the codes go into ``worst``)."""
         idx = np.asarray(index, dtype=int)
         pts = {
             "depth": self.depths[[self.pairs[n][0] for n in idx]],
@@ -160,20 +172,25 @@ class _Search:
             "log_scale": np.asarray(x, dtype=float),
         }
         out = self.runner(pts)
-        self.worst[idx] = np.maximum(self.worst[idx], out["status"])
-        return -np.asarray(out["margin_in_unit"], dtype=float)
+        codes = np.asarray(out["status"])
+        self.worst[idx] = np.maximum(self.worst[idx], codes)
+        return -np.asarray(out["margin_in_unit"], dtype=float), codes == status.OK
 
-    def bracket_on_grid(self, log_scales, margins) -> dict:
-        """Each pair's bracket on the grid; returns ``{pair: "below" or "above"}`` for those
-        whose sign change lies beyond it."""
+    def bracket_on_grid(self, log_scales, margins, codes) -> dict:
+        """Each pair's bracket on the grid's ok lanes; returns ``{pair: "below" or "above"}``
+        for those whose sign change lies beyond them (a pair without an ok lane: no search)."""
         pending = {}
         for n, (i, j) in enumerate(self.pairs):
-            row = margins[i, j]
+            ok = codes[i, j] == status.OK
+            self.grid_worst[n] = np.max(codes[i, j], initial=status.OK)
+            if not ok.any():
+                continue
+            x, row = log_scales[ok], margins[i, j][ok]
             a, b, kind = _bracket(row >= 0)
             if a is not None:
-                self.lo[n], self.g_lo[n] = log_scales[a], -row[a]
+                self.lo[n], self.g_lo[n] = x[a], -row[a]
             if b is not None:
-                self.hi[n], self.g_hi[n] = log_scales[b], -row[b]
+                self.hi[n], self.g_hi[n] = x[b], -row[b]
             if kind != "inside":
                 pending[n] = kind
         return pending
@@ -190,9 +207,11 @@ class _Search:
                 np.maximum(log_scales[0] - spacing * step, LOG_SCALE_FLOOR),
                 np.minimum(log_scales[-1] + spacing * step, top),
             )
-            g = self.simulate(idx, x)
-            for n, xn, gn, is_below in zip(idx, x, g, below):
-                if is_below and gn <= 0:
+            g, ok = self.simulate(idx, x)
+            for n, xn, gn, is_below, finished in zip(idx, x, g, below, ok):
+                if not finished:
+                    del pending[n]  # a margin cut short decides nothing: its pair stops here
+                elif is_below and gn <= 0:
                     self.lo[n], self.g_lo[n] = xn, gn
                     del pending[n]
                 elif is_below:
@@ -225,10 +244,13 @@ class _Search:
         for _ in range(iterations):
             if active.size == 0:
                 break
-            a, b, ga, gb, sd = lo[active], hi[active], g_lo[active], g_hi[active], side[active]
+            a, b, ga, gb = lo[active], hi[active], g_lo[active], g_hi[active]
             x = np.asarray(regula_falsi.secant_point(a, b, ga, gb))
             x = np.where(bisect[active], 0.5 * (a + b), x)
-            g = self.simulate(active, x)
+            g, ok = self.simulate(active, x)
+            # A lane that did not finish moves no bracket: its pair stops with its code.
+            active, x, g = active[ok], x[ok], g[ok]
+            a, b, ga, gb, sd = lo[active], hi[active], g_lo[active], g_hi[active], side[active]
             a, b, ga, gb, sd = (np.asarray(v)
                                 for v in regula_falsi.illinois_step(a, b, ga, gb, sd, x, g))
             lo[active], hi[active], g_lo[active], g_hi[active], side[active] = a, b, ga, gb, sd
@@ -242,7 +264,11 @@ class _Search:
         # An estimate still moving when the iterations run out is not a threshold: say so.
         worst = self.worst
         worst[active] = np.maximum(worst[active], status.MAX_STEPS)
-        worst = np.where(found, worst, np.int8(status.NOT_FOUND)).astype(np.int8)
+        # "Not found" is an answer only where every lane of the pair finished: otherwise the
+        # lanes that did not may hide the sign change, and their code says so.
+        unfinished = np.maximum(worst, self.grid_worst)
+        none = np.where(unfinished == status.OK, np.int8(status.NOT_FOUND), unfinished)
+        worst = np.where(found, worst, none).astype(np.int8)
         shape = (self.depths.size, self.ratios.size)
         return root.reshape(shape), worst.reshape(shape)
 
@@ -290,9 +316,6 @@ def threshold_log_error(ds: xr.Dataset) -> xr.DataArray:
     Example (a dataset with the phase diagram's threshold variables):
         >>> import numpy as np, xarray as xr
         >>> from jaxflow.oracles import theory
-
-if TYPE_CHECKING:  # the config's module imports this one
-    from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
         >>> from jaxflow.experiments import phase_diagram as pd
         >>> ratios = np.array([1.01, 1.02, 1.05])
         >>> exact = np.asarray(theory.incremental_threshold(4.0, ratios, log=True))[None]

@@ -24,8 +24,8 @@ from jaxflow.oracles import incremental
 if TYPE_CHECKING:  # the config's module imports this one
     from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
 
-__all__ = ["FLOAT32_RESOLUTION", "FLOAT32_RTOL", "Float32Runner", "needs_float64",
-           "point_function"]
+__all__ = ["FLOAT32_RESOLUTION", "FLOAT32_RTOL", "Float32Runner", "ToyRunner", "needs_float64",
+           "point_function", "shared_runner"]
 
 
 def point_function(config: "PhaseDiagramConfig", *, with_time: bool = False):
@@ -34,7 +34,10 @@ def point_function(config: "PhaseDiagramConfig", *, with_time: bool = False):
     Returns ``margin_in_unit = (T_j(start) - T_i(finish)) / U`` (:func:`jaxflow.oracles.incremental.margin`)
     and ``log_time_unit = ln U``, the worse status of the two coordinates and their total solver
     steps (accepted + rejected); with ``with_time``, also ``time = max(|T_j(start)|,
-    |T_i(finish)|) / U``, the size the margin's rounding scales with.
+    |T_i(finish)|) / U``, the size the margin's rounding scales with. An optional input
+    ``tolerance_scale`` multiplies ``rtol`` and ``atol`` (default 1): a traced value, so that
+    the threshold check's tighter solves run the sweep's own compiled program
+    (:class:`ToyRunner`).
 
     The toy model's coordinates are independent, so the pair is one
     :class:`jaxflow.engine.coordinatewise.Coordinatewise` flow: two scalar flows side by side, each on
@@ -58,11 +61,13 @@ def point_function(config: "PhaseDiagramConfig", *, with_time: bool = False):
     solver = SOLVERS[config.solver]()
     # Coordinate i (target ratio) needs its finish time, coordinate j (target 1) its start time.
     required = jnp.array([[False, True], [True, False]])
-    method = jaxflow.Flow(solver=solver, rtol=config.rtol, atol=config.atol)
     request = jaxflow.Request(fractions=(config.start, config.finish), required=required,
                               max_steps=config.max_steps)
 
     def point(p):
+        tighter = p.get("tolerance_scale", 1.0)
+        method = jaxflow.Flow(solver=solver, rtol=config.rtol * tighter,
+                              atol=config.atol * tighter)
         targets = jnp.stack([p["ratio"], jnp.ones_like(p["ratio"])])
         unit = toy.log_time_unit(p["depth"], p["log_scale"])
         args = toy.ToyArgs(depth=p["depth"], targets=targets, log_time_unit=unit)
@@ -84,6 +89,38 @@ def point_function(config: "PhaseDiagramConfig", *, with_time: bool = False):
         return out
 
     return point
+
+
+class ToyRunner(sweep.Runner):
+    """The :class:`jaxflow.sweep.Runner` of :func:`point_function`: every call carries the
+    input ``tolerance_scale`` (1 where the caller gives none), so the grid, the threshold
+    refinement and the threshold check (``tolerance_scale = 1e-3``) share one compiled program
+    (a second one would cost its compilation, ~5 s, for ~1000 lanes that run in 0.1 s).
+
+    Example (shown, not run: it compiles a flow; tests/test_phase_diagram.py checks the
+    tighter solves through the thresholds' error estimates):
+        ```python
+        import numpy as np
+        from jaxflow.experiments import phase_diagram as pd
+        runner = pd.ToyRunner(pd.PhaseDiagramConfig(), chunk_size=2)
+        pts = {"depth": np.array([3.0, 3.0]), "ratio": np.array([2.0, 2.0]),
+               "log_scale": np.log([1e-3, 1e-3])}
+        loose = runner(pts)["margin_in_unit"]
+        tight = runner({**pts, "tolerance_scale": np.full(2, 1e-3)})["margin_in_unit"]
+        runner.traces  # -> 1: one program for both
+        ```
+    """
+
+    def __init__(self, config: "PhaseDiagramConfig", *, chunk_size: int | None = None,
+                 devices=None, float32: bool = False, with_time: bool = False):
+        super().__init__(point_function(config, with_time=with_time),
+                         chunk_size=chunk_size or config.chunk_size, devices=devices,
+                         float32=float32)
+
+    def chunk(self, points):
+        n = len(next(iter(points.values())))
+        points = {"tolerance_scale": np.ones(n), **points}
+        return super().chunk(points)
 
 
 # The float32 path. float32 holds sigma0 only down to its smallest normal number (1.2e-38), and
@@ -138,12 +175,12 @@ class Float32Runner(sweep.AbstractRunner):
     """
 
     def __init__(self, config: "PhaseDiagramConfig", devices=None):
-        self.exact = sweep.Runner(point_function(config), chunk_size=config.chunk_size, devices=devices)
+        self.exact = ToyRunner(config, devices=devices)
         fast = dataclasses.replace(
             config, rtol=max(config.rtol, FLOAT32_RTOL), atol=max(config.atol, FLOAT32_RTOL)
         )
-        self.fast = sweep.Runner(point_function(fast, with_time=True), chunk_size=self.exact.chunk_size,
-                                 devices=devices, float32=True)
+        self.fast = ToyRunner(fast, chunk_size=self.exact.chunk_size, devices=devices,
+                              float32=True, with_time=True)
         self.chunk_size = self.exact.chunk_size
         self.call_size = self.exact.call_size
         example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "log_scale")}
@@ -169,3 +206,33 @@ class Float32Runner(sweep.AbstractRunner):
                 out[k][index] = exact[k]
         out["recomputed"] = redo
         return out
+
+
+# The config fields a runner's compiled program depends on (point_function reads the first six);
+# the grid's axes, seed and refinement are inputs or host-side.
+PROGRAM_FIELDS = ("solver", "rtol", "atol", "max_steps", "start", "finish", "chunk_size", "dtype")
+_SHARED: dict = {}
+_SHARED_MAX = 8
+
+
+def shared_runner(config: "PhaseDiagramConfig", devices=None) -> sweep.AbstractRunner:
+    """The runner of ``config`` (a :class:`ToyRunner`, or a :class:`Float32Runner` for
+    ``dtype = "float32"``), shared by every run in this process whose program is the same
+    (:data:`PROGRAM_FIELDS`): a second phase diagram with another grid, a resumed one, or the
+    same cell run again in a notebook, skips the compilation (~5 s). The last 8 are kept.
+
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> a = pd.shared_runner(pd.PhaseDiagramConfig(depths=(2.0,)))
+    >>> a is pd.shared_runner(pd.PhaseDiagramConfig(depths=(3.0,), seed=4))
+    True
+    >>> a is pd.shared_runner(pd.PhaseDiagramConfig(rtol=1e-9))
+    False
+    """
+    key = (tuple(getattr(config, name) for name in PROGRAM_FIELDS),
+           None if devices is None else tuple(devices))
+    if key not in _SHARED:
+        if len(_SHARED) >= _SHARED_MAX:
+            del _SHARED[next(iter(_SHARED))]
+        _SHARED[key] = (Float32Runner(config, devices=devices) if config.dtype == "float32"
+                        else ToyRunner(config, devices=devices))
+    return _SHARED[key]

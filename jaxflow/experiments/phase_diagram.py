@@ -8,7 +8,9 @@ choose a time grid). It records the (start, finish) margin ``T_j(start) - T_i(fi
 
 Per (depth, ratio) the **measured threshold** is then found from simulations alone: the grid
 bracket where the sign flips (extended beyond the grid when the flip lies outside it), refined by
-vmapped regula falsi in ``ln sigma0`` on fresh simulations. ``threshold_theory`` comes from
+vmapped regula falsi in ``ln sigma0`` on fresh simulations, and checked by solving again 1e-3 x
+tighter (``_threshold_check``: ``uncertain`` where the estimated error exceeds 1e-5 relative in
+the log). ``threshold_theory`` comes from
 :func:`jaxflow.oracles.theory.incremental_threshold`, and the two are compared in logs.
 
 The module reads as every experiment does (see :mod:`jaxflow.experiments`): the config
@@ -50,6 +52,11 @@ from jaxflow.experiments._asymptotic_fits import (  # noqa: F401 -- public here
 )
 from jaxflow.experiments._phase_table import TABLE_EXCESSES, summary_table  # noqa: F401
 from jaxflow.experiments._solvers import check_solver
+from jaxflow.experiments._threshold_check import (  # noqa: F401 -- public here
+    CHECK_TOLERANCE_SCALE,
+    THRESHOLD_TOLERANCE,
+    check_thresholds,
+)
 from jaxflow.experiments._threshold_search import (  # noqa: F401 -- public here
     LOG_SCALE_FLOOR,
     _bracket,
@@ -62,8 +69,10 @@ from jaxflow.experiments._toy_runner import (  # noqa: F401 -- public here
     FLOAT32_RESOLUTION,
     FLOAT32_RTOL,
     Float32Runner,
+    ToyRunner,
     needs_float64,
     point_function,
+    shared_runner,
 )
 from jaxflow.experiments.config import (
     ConfigError,
@@ -79,7 +88,9 @@ from jaxflow.experiments.config import (
 __all__ = [
     "Float32Runner",
     "PhaseDiagramConfig",
+    "ToyRunner",
     "check_size",
+    "check_thresholds",
     "depth2_constant",
     "figures",
     "fitted_slopes",
@@ -89,6 +100,7 @@ __all__ = [
     "report",
     "request_estimate",
     "run",
+    "shared_runner",
     "summary_table",
     "theory_slope",
     "theory_thresholds",
@@ -286,9 +298,14 @@ def run(
         +-inf where it overflows float64), ``margin_in_unit`` and ``log_time_unit`` (the same
         margin in the plateau's unit, always finite), ``incremental``, ``status``, ``steps``;
         per (depth, ratio) ``log_threshold_measured`` (NaN where not found),
-        ``log_threshold_theory`` (-inf where none), ``threshold_status`` and their plain values
+        ``log_threshold_theory`` (-inf where none), ``log_threshold_error_estimate`` (the
+        check's estimate of the measured one's error, :func:`check_thresholds`),
+        ``threshold_status`` (``ok`` only for a checked threshold whose estimate is at most
+        ``threshold_tolerance``, 1e-5; ``uncertain`` above it; ``not_found`` only where every
+        lane of the pair finished ok) and the plain values
         ``threshold_measured``/``threshold_theory``; attributes ``start, finish, solver, rtol,
-        atol, dtype``, versions, ``config`` (TOML) and ``created``. With ``config.dtype ==
+        atol, dtype, threshold_tolerance, check_tolerance_scale``, versions, ``config`` (TOML)
+        and ``created``. With ``config.dtype ==
         "float32"`` also ``recomputed(depth, ratio, scale)``: the lanes computed again in
         float64 because float32 could not resolve them (see :class:`Float32Runner`).
 
@@ -299,10 +316,7 @@ def run(
     config = config or PhaseDiagramConfig()
     if size_check:  # before any runner, thread or file exists
         check_size(_counts(config), store)
-    if config.dtype == "float32":
-        runner = Float32Runner(config, devices=devices)
-    else:
-        runner = sweep.Runner(point_function(config), chunk_size=config.chunk_size, devices=devices)
+    runner = shared_runner(config, devices)
     axes = {"depth": config.depths, "ratio": config.ratios, "log_scale": config.log_scales}
     # The exact thresholds need nothing from the sweep: computed in a second thread, their
     # tracing and XLA compile overlap the sweep's (measured: the default run 10.2 -> 10.0 s cold
@@ -330,9 +344,13 @@ def _simulate_and_measure(config, runner, axes, theory_future, **sweep_options) 
         desc="phase diagram",
         **sweep_options,
     )
-    log_measured, threshold_status = measured_thresholds(config, ds["margin_in_unit"].values, runner)
+    log_measured, threshold_status = measured_thresholds(
+        config, ds["margin_in_unit"].values, runner, ds["status"].values)
+    # Checked in float64 whatever the grid's dtype: the float32 runner's exact half.
+    estimate, threshold_status = check_thresholds(config, log_measured, threshold_status,
+                                                  getattr(runner, "exact", runner))
     log_theory = theory_future.result()
-    return _label(ds, config, log_measured, threshold_status, log_theory)
+    return _label(ds, config, log_measured, threshold_status, log_theory, estimate)
 
 
 # ``{name: (long_name, units)}`` of the phase diagram's own variables (see _layout.label).
@@ -348,6 +366,9 @@ _LABELS = {
     "ratio": ("sigma*_i / sigma*_j", "1"),
     "log_threshold_measured": ("ln sigma0_th from simulations (NaN: not found)", "1"),
     "log_threshold_theory": ("ln sigma0_th of jaxflow.oracles.theory (-inf: none)", "1"),
+    "log_threshold_error_estimate": ("estimated |error of ln sigma0_th| / max(1, |ln "
+                                     "sigma0_th|), from solves 1e-3 x tighter (NaN: none made; "
+                                     "threshold_tolerance: the most an ok threshold has)", "1"),
     "threshold_measured": ("sigma0_th from simulations", "1"),
     "threshold_theory": ("sigma0_th of jaxflow.oracles.theory", "1"),
     "status": ("status of the pair's flow (jaxflow.engine.status code)", None),
@@ -356,7 +377,7 @@ _LABELS = {
 }
 
 
-def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset:
+def _label(ds, config, log_measured, threshold_status, log_theory, estimate) -> xr.Dataset:
     """Derived variables, thresholds, units and attributes of the swept dataset."""
     in_unit, log_unit = ds["margin_in_unit"], ds["log_time_unit"]
     with np.errstate(over="ignore", invalid="ignore"):
@@ -370,6 +391,7 @@ def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset
     dims = ("depth", "ratio")
     ds["log_threshold_measured"] = (dims, log_measured)
     ds["log_threshold_theory"] = (dims, log_theory)
+    ds["log_threshold_error_estimate"] = (dims, np.asarray(estimate, dtype=float))
     ds["threshold_status"] = (dims, threshold_status.astype(np.int8))
     with np.errstate(over="ignore"):
         ds["threshold_measured"] = (dims, np.exp(log_measured))
@@ -386,6 +408,8 @@ def _label(ds, config, log_measured, threshold_status, log_theory) -> xr.Dataset
         # run() refuses to start with x64 off, so the config's dtype is the one computed in.
         dtype=config.dtype,
         log_scale_floor=LOG_SCALE_FLOOR,
+        threshold_tolerance=THRESHOLD_TOLERANCE,
+        check_tolerance_scale=CHECK_TOLERANCE_SCALE,
     )
     ds.attrs["max_log_threshold_error"] = float(
         np.max(threshold_log_error_arrays(log_measured, log_theory), initial=0.0)

@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.patches import Patch
 
+from jaxflow.engine import status
 from jaxflow.oracles import theory
 from jaxflow.plot import style
 
@@ -51,6 +52,15 @@ def _threshold_curves(depths: tuple, lo: float, hi: float, start: float, finish:
     curves = -_theory_log_thresholds(depths, excess, start, finish)
     excess.flags.writeable = curves.flags.writeable = False
     return excess, curves
+
+
+def _measured(ds: xr.Dataset, depth: float) -> np.ndarray:
+    """``ln(1/sigma0_th)`` measured at ``depth``, NaN where the threshold is not ``ok`` (an
+    uncertain or unfinished one is no point to draw against theory)."""
+    meas = -ds["log_threshold_measured"].sel(depth=depth).values
+    if "threshold_status" in ds:
+        meas = np.where(ds["threshold_status"].sel(depth=depth).values == status.OK, meas, np.nan)
+    return meas
 
 
 def _dataset_curves(ds: xr.Dataset):
@@ -101,7 +111,7 @@ def phase_diagram(ds: xr.Dataset, ncols: int = 4) -> plt.Figure:
                       vmin=0, vmax=1, shading="flat", rasterized=True)
         ok = np.isfinite(boundary[k])
         ax.plot(boundary[k][ok], fine[ok], color="black", lw=1.1)
-        meas = -ds["log_threshold_measured"].sel(depth=depth).values
+        meas = _measured(ds, depth)
         okm = np.isfinite(meas)
         ax.plot(meas[okm], ratios[okm] - 1, "o", ms=2.0, mfc="white", mec="black", mew=0.5)
         ax.set_xscale("log")
@@ -165,7 +175,7 @@ def thresholds(ds: xr.Dataset) -> plt.Figure:
     fine, exact = _dataset_curves(ds)
     never = []
     for k, depth in enumerate(depths):
-        meas = -ds["log_threshold_measured"].sel(depth=depth).values
+        meas = _measured(ds, depth)
         ok, okm = np.isfinite(exact[k]) & (exact[k] > 0), np.isfinite(meas) & (meas > 0)
         if not ok.any() and not okm.any():
             never.append(style.depth_label(depth))
