@@ -94,6 +94,10 @@ def test_merged_only_below_the_resolution_and_extra_named():
     # Nothing found for the pair: missed, never merged.
     m = jm.match(oracle, np.array([4.05]), np.full(4, 0.1), res)
     assert [jm.name(c) for c in m.codes] == ["missed", "missed", "missed", "matched"]
+    # Edge cases: no oracle jump (every detection extra), no detection (every jump missed).
+    assert jm.match(np.array([]), np.array([1.0, 2.0]), np.array([]), np.array([])).num_extra == 2
+    m = jm.match(oracle, np.array([np.nan]), np.full(4, 0.1), res)
+    assert (m.codes == jm.MISSED).all() and m.num_extra == 0
 
 
 def _random_problems(count, seed, d=6, m=10):

@@ -13,7 +13,7 @@ from jaxflow._table import table
 from jaxflow.engine import status
 from jaxflow.oracles import jump_matching as jm
 
-__all__ = ["convergence", "report", "scaling_exponent"]
+__all__ = ["convergence", "depth_two_exponents", "report", "scaling_exponent"]
 
 _SMALL = 1e-30  # depth 2 is fitted over alpha <= this: its jumps are resolved there
 
@@ -136,6 +136,8 @@ def _depth_two(ds: xr.Dataset) -> list[str]:
     conv = convergence(ds, "flow", 2)
     oracle = ds["oracle_jump_time"].values
     small = [a for a in ds["scale"].values if a <= _SMALL]
+    if not small:
+        return [f"depth 2 (flow): no scale <= {_SMALL:.0e}, no rate fitted"]
     slopes = depth_two_exponents(ds)
     lines = [
         "depth 2 (flow): fitted exponent of |error| against ln(1/alpha), matched jumps at "

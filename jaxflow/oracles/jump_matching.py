@@ -171,9 +171,9 @@ def groups(times, resolution_) -> np.ndarray:
     >>> groups(np.array([1.0, 1.05, 1.1, 3.0]), np.array([0.1, 0.1, 0.5, np.nan])).tolist()
     [0, 0, 0, 1]
     """
-    gaps = np.diff(np.asarray(times, dtype=float))
-    apart = ~(gaps < np.asarray(resolution_, dtype=float)[:-1])
-    return np.concatenate([[0], np.cumsum(apart)]).astype(int)
+    times = np.asarray(times, dtype=float)
+    apart = ~(np.diff(times) < np.asarray(resolution_, dtype=float)[:-1])
+    return np.concatenate([[0], np.cumsum(apart)])[: times.size].astype(int)
 
 
 def events(staircase) -> np.ndarray:
@@ -212,7 +212,7 @@ class Matching(NamedTuple):
         codes: ``(J,)`` int8, per oracle jump: ``MATCHED``, ``MISSED`` or ``MERGED``.
         times: ``(J,)`` the detected time assigned to each oracle jump (NaN: missed).
         errors: ``(J,)`` detected minus oracle time, for matched jumps only (NaN otherwise).
-        assigned: ``(E,)`` the oracle jump (0-based) each detected jump went to; -1: extra.
+        assigned: ``(E,)`` the oracle jump (0-based) each finite detection went to; -1: extra.
     """
 
     codes: np.ndarray
@@ -234,7 +234,7 @@ def match(oracle, detected, windows_, resolution_) -> Matching:
 
     Args:
         oracle: ``(J,)`` increasing oracle jump times.
-        detected: ``(E,)`` detected jump times (NaN entries are ignored).
+        detected: detected jump times (NaN entries are dropped: ``E`` counts the others).
         windows_: ``(J,)`` half-width of each oracle jump's window (:func:`windows`).
         resolution_: ``(J,)`` resolution of each jump and the next (:func:`resolution`).
     """
@@ -242,10 +242,11 @@ def match(oracle, detected, windows_, resolution_) -> Matching:
 
     oracle = np.asarray(oracle, dtype=float)
     detected = np.asarray(detected, dtype=float)
+    detected = detected[np.isfinite(detected)]
     label = groups(oracle, resolution_)
     span = np.array([np.ptp(oracle[label == g]) for g in label])
     reach = np.asarray(windows_, dtype=float) + span
-    found = np.flatnonzero(np.isfinite(detected))
+    found = np.arange(detected.size if oracle.size else 0)  # no oracle jump: all extra
     distance = np.abs(detected[found, None] - oracle[None, :])
     admissible = distance <= reach[None, :]
     # One inadmissible pair costs more than every admissible pair together: the most pairs first.
