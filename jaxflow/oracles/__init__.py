@@ -9,12 +9,17 @@ One concept a module:
 - ``_theory_thresholds``: the margin and the exact threshold of incremental learning;
 - ``_theory_asymptotic``: the leading-order (sigma0 -> 0) threshold in closed form;
 - :mod:`~jaxflow.oracles.jump_process`: the saddle-to-saddle limit of diagonal networks;
+- :mod:`~jaxflow.oracles.jump_matching`: detected jumps matched to the limit's by time, with the
+  widths, windows and resolution that decide matched, missed, merged and extra;
 - :mod:`~jaxflow.oracles.saddles`: the plateaus and jumps of a simulated trajectory;
 - :mod:`~jaxflow.oracles.incremental`: the incremental-learning metrics of learning times.
 """
 
 from jaxflow.oracles import (
     incremental as incremental,
+)
+from jaxflow.oracles import (
+    jump_matching as jump_matching,
 )
 from jaxflow.oracles import (
     jump_process as jump_process,
@@ -26,4 +31,4 @@ from jaxflow.oracles import (
     theory as theory,
 )
 
-__all__ = ["incremental", "jump_process", "saddles", "theory"]
+__all__ = ["incremental", "jump_matching", "jump_process", "saddles", "theory"]

@@ -45,6 +45,8 @@ Example (orthogonal design: coordinate i jumps at 1/|b_i|, largest first):
     [0.0, 0.5, 1.0, 2.0]
     >>> jp.betas[-1].tolist(), jp.active[2].tolist()
     ([2.0, -0.5, 1.0], [True, False, True])
+    >>> jp.speeds.tolist()  # |ds_i/dt| of the entering coordinate before each jump: |b_i|
+    [nan, 2.0, 1.0, 0.5]
 """
 
 from typing import NamedTuple
@@ -54,6 +56,7 @@ import numpy as np
 __all__ = ["JumpProcess", "constrained_minimizer", "jump_process", "time_scale"]
 
 _TOL = 1e-12  # relative: a coordinate within this of the threshold is on it
+_ZERO = 1e-9  # relative to the plateau's largest |beta_i|: below it, a coordinate is rounding
 
 
 class JumpProcess(NamedTuple):
@@ -68,6 +71,11 @@ class JumpProcess(NamedTuple):
         losses: ``(J + 1,)`` the loss on each plateau.
         entering: ``(J + 1,)`` the coordinate whose threshold crossing started plateau ``k``
             (-1 for the first plateau).
+        velocities: ``(J + 1, d)`` ``ds/dt = -grad L(betas[k])`` on each plateau.
+        speeds: ``(J + 1,)`` the speed ``|ds_i/dt|`` at which the entering coordinate ``i``
+            reached its threshold on the plateau before jump ``k`` (NaN for ``k = 0``): the rate
+            at which it escapes the saddle, which sets how wide the simulated jump is
+            (:func:`jaxflow.oracles.jump_matching.widths`).
     """
 
     times: np.ndarray
@@ -76,6 +84,8 @@ class JumpProcess(NamedTuple):
     active: np.ndarray
     losses: np.ndarray
     entering: np.ndarray
+    velocities: np.ndarray
+    speeds: np.ndarray
 
 
 def time_scale(depth: float, log_scale: float) -> float:
@@ -195,12 +205,16 @@ def jump_process(
         s[entering] = np.sign(velocity[entering])
         signs = np.where(np.abs(np.abs(s) - 1.0) <= 1e-9, np.sign(s), 0.0)
         s = np.where(signs != 0, signs, s)
-        beta = constrained_minimizer(hessian, linear, signs)
+        beta = _clean(constrained_minimizer(hessian, linear, signs))
         record["times"].append(t)
         record["betas"].append(beta)
         record["signs"].append(signs)
         record["entering"].append(entering)
     betas = np.array(record["betas"])
+    velocities = linear - betas @ hessian
+    entering = np.array(record["entering"])
+    speeds = np.full(entering.shape, np.nan)
+    speeds[1:] = np.abs(velocities[np.arange(entering.size - 1), entering[1:]])
     losses = 0.5 * np.einsum("ki,ij,kj->k", betas, hessian, betas) - betas @ linear + offset
     return JumpProcess(
         times=np.array(record["times"]),
@@ -208,5 +222,15 @@ def jump_process(
         signs=np.array(record["signs"]),
         active=betas != 0,
         losses=losses,
-        entering=np.array(record["entering"]),
+        entering=entering,
+        velocities=velocities,
+        speeds=speeds,
     )
+
+
+def _clean(beta: np.ndarray) -> np.ndarray:
+    """``beta`` with the coordinates that are rounding of zero (``|beta_i| <= 1e-9 max |beta|``,
+    e.g. 1e-13 left by a least-squares solve where the minimizer is 0) set to exactly 0: they
+    are inactive, their ``s_i`` moves, and they are not reported active."""
+    scale = np.abs(beta).max(initial=0.0)
+    return np.where(np.abs(beta) > _ZERO * scale, beta, 0.0)

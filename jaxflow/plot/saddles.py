@@ -81,8 +81,9 @@ def saddle_staircase(ds: xr.Dataset) -> plt.Figure:
 def jump_times(ds: xr.Dataset) -> plt.Figure:
     r"""Saddle-to-saddle: the flow's jump times (flow time) against $\alpha$, per depth (left,
     over the scales where the deep networks ran) and for depth 2 against $\ln(1/\alpha)$
-    (right, where the jump process predicts straight lines); markers measured, lines the
-    oracle's ``time_unit(N, alpha) * T_k``. Depths take their colours of
+    (right, where the jump process predicts straight lines); markers the detected jumps matched
+    to the oracle's by time (:mod:`jaxflow.oracles.jump_matching`: missed and merged jumps are
+    not drawn), lines the oracle's ``time_unit(N, alpha) * T_k``. Depths take their colours of
     :func:`jaxflow.plot.style.depth_colour`, jumps those of the modes.
 
     Example (made-up jump times in that layout):
