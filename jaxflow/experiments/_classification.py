@@ -6,7 +6,8 @@ the max-margin SVM (:mod:`jaxflow.baselines.max_margin`). This private module ho
 pieces, so that neither experiment imports the other:
 
 * :func:`check_config`: the options both configs have (sizes, depths, scale, rate, loss);
-* :func:`add_summary`: the SVM baseline and the late-time (asymptotic) check of the flow;
+* :func:`late_cells`: the late-time (asymptotic) check of the flow, one cell per depth;
+* :func:`add_summary`: the SVM baseline and the late-time check, added to the dataset;
 * :func:`report_table`: the table both ``jaxflow experiment`` commands print.
 
 Example:
@@ -21,6 +22,7 @@ Example:
 """
 
 import dataclasses
+import functools
 
 import jax.numpy as jnp
 import numpy as np
@@ -39,9 +41,11 @@ from jaxflow.experiments.config import (
     check_steps,
 )
 from jaxflow.models import diagonal as dn
+from jaxflow.sweep import cells as _cells
 
 __all__ = [
-    "LABELS", "LOSSES", "add_summary", "check_config", "kkt_measure", "late_check", "report_table",
+    "LABELS", "LOSSES", "add_summary", "check_config", "kkt_measure", "late_cells", "late_check",
+    "report_table",
 ]
 
 LOSSES = ("exponential", "logistic")
@@ -109,18 +113,36 @@ def late_check(loss, params0, args, beta_fn, late_times, modes, targets, kkt=Tru
     return correlation, residual
 
 
-def add_summary(ds, config, spec, data, beta_fn, *, late_times=(), kkt=True) -> xr.Dataset:
-    """Add the SVM baseline and the late-time check at ``late_times`` (flow; KKT residual if
-    ``kkt``) to a classification dataset, and the config as attributes."""
+def late_cells(spec, depths, beta_fn, late_times, *, kkt=True) -> list[_cells.Cell]:
+    """The asymptotic check as cells, one per depth (none without ``late_times``): each flows
+    to every late time (:func:`late_check`) and gives ``late_correlation`` and
+    ``late_kkt_residual``, one value per late time."""
+    late = np.asarray(late_times, dtype=float)
+    if not late.size:
+        return []
+    shapes = {name: ((late.size,), np.dtype(np.float64))
+              for name in ("late_correlation", "late_kkt_residual")}
+
+    def compute(depth):
+        args = spec.args if spec.depth_args is None else spec.depth_args(depth)
+        corr, resid = late_check(spec.loss, spec.init(depth), args, beta_fn, late, spec.modes,
+                                 spec.targets, kkt)
+        return {"late_correlation": corr, "late_kkt_residual": resid}
+
+    return [_cells.Cell(f"late depth={int(d)}", shapes, functools.partial(compute, int(d)))
+            for d in depths]
+
+
+def add_summary(ds, config, data, late_results=(), *, late_times=()) -> xr.Dataset:
+    """Add the SVM baseline, the late-time check at ``late_times`` (the outputs of
+    :func:`late_cells`, depth by depth) and the config as attributes to a classification
+    dataset."""
     svm = max_margin.max_margin(data.inputs, data.labels)
     late = np.asarray(late_times, dtype=float)
     corr = np.full((len(config.depths), late.size), np.nan)
     resid = np.full_like(corr, np.nan)
-    for j, depth in enumerate(config.depths):
-        args = spec.args if spec.depth_args is None else spec.depth_args(int(depth))
-        corr[j], resid[j] = late_check(
-            spec.loss, spec.init(int(depth)), args, beta_fn, late, spec.modes, spec.targets, kkt
-        )
+    for j, result in enumerate(late_results):
+        corr[j], resid[j] = result["late_correlation"], result["late_kkt_residual"]
     ds = ds.assign_coords(late=np.arange(late.size))
     ds["late_time"] = ("late", late)
     ds["late_correlation"] = (("depth", "late"), corr)

@@ -44,6 +44,7 @@ __all__ = [
     "ExperimentConfig",
     "as_axis",
     "check_depths",
+    "check_dtype",
     "check_fractions",
     "check_known_fields",
     "check_positive",
@@ -238,6 +239,23 @@ def check_depths(depths) -> None:
     """
     if not depths or any(not is_integer(n) or n < 1 for n in depths):
         raise ConfigError(f"depths must be integers >= 1, got {depths}")
+
+
+DTYPES = ("float64", "float32")
+
+
+def check_dtype(dtype) -> None:
+    """Require ``dtype`` to be ``"float64"`` (the default) or ``"float32"`` (the experiments
+    whose numerics allow it: their config has a ``dtype`` option).
+
+    >>> from jaxflow.experiments.config import check_dtype
+    >>> check_dtype("float16")
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: dtype must be one of float64, float32, got 'float16'
+    """
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
 def suggest(unknown, known) -> str:

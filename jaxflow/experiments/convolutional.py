@@ -56,7 +56,7 @@ from jaxflow.experiments import _classification, _layout, backends
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int, option
 from jaxflow.models import convolutional as cn
 from jaxflow.models import diagonal as dn
-from jaxflow.sweep import progress as _progress
+from jaxflow.sweep import cells as _cells
 
 __all__ = [
     "ConvolutionalConfig",
@@ -208,36 +208,45 @@ def _spec(config: ConvolutionalConfig, seed: int):
 
 
 @_x64.needs_x64
-def run(config: ConvolutionalConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
+def run(config: ConvolutionalConfig | None = None, *, quiet: bool = False, store=None,
+        resume: bool = False, process_index: int | None = None,
+        process_count: int | None = None, size_check: bool = True) -> xr.Dataset:
     """Both back-ends at every depth, in the shared layout, plus the SVM baseline and the
     flow-only repeats.
+
+    Each (back-end, depth) run and each repeat's flow at each depth is a cell of
+    :func:`jaxflow.sweep.cells.run`: ``store``, ``resume``, ``process_index``,
+    ``process_count`` and ``size_check`` are its options. float32 is not offered: the
+    losses are flagged below 1e-300.
 
     Example: see the module docstring (smoke size).
     """
     config = config or ConvolutionalConfig()
     prob, spec = _spec(config, config.seed)
-    grid = dict(
-        depths=config.depths,
-        learning_rate=config.learning_rate,
-        num_steps=config.num_steps,
-        save_every=config.save_every,
-    )
-    ds = backends.run(spec, quiet=quiet, **grid)
-    # The late-time KKT check of E3 is coordinate-wise: not run here (no late times).
-    ds = _classification.add_summary(ds, config, spec, prob.data, _beta, kkt=False)
+    settings = backends.Settings(depths=config.depths, learning_rate=config.learning_rate,
+                                 num_steps=config.num_steps, save_every=config.save_every)
+    flow_only = dataclasses.replace(settings, backends=("flow",))
     seeds = config.seed + np.arange(config.num_seeds)
+    repeats = [_spec(config, int(seed)) for seed in seeds[1:]]  # same shapes: no recompile
+    plan = [backends.cells(spec, settings)] + [
+        backends.cells(spec_r, flow_only, prefix=f"repeat {r} ")
+        for r, (_, spec_r) in enumerate(repeats, start=1)]
+    results = _cells.run([c for part in plan for c in part], store=store, resume=resume,
+                         config=config.to_toml(), quiet=quiet, desc="convolutional",
+                         process_index=process_index, process_count=process_count,
+                         size_check=size_check)
+    parts = np.cumsum([0] + [len(part) for part in plan])
+    ds = backends.dataset(spec, settings, results[:parts[1]])
+    # The late-time KKT check of E3 is coordinate-wise: not run here (no late times).
+    ds = _classification.add_summary(ds, config, prob.data)
     corr = np.full((seeds.size, len(config.depths)), np.nan)
     svm = np.full(seeds.size, np.nan)
     corr[0], svm[0] = ds["correlation"].sel(backend="flow").values, float(ds["svm_correlation"])
-    repeats = _progress.bar(seeds.size - 1, desc="repeats", quiet=quiet)
-    for r, seed in _progress.counted(enumerate(seeds[1:], start=1), repeats):
-        prob_r, spec_r = _spec(config, int(seed))
-        # same shapes: no recompile
-        run_r = backends.run(spec_r, backends=("flow",), quiet=True, **grid)
+    for r, (prob_r, spec_r) in enumerate(repeats, start=1):
+        run_r = backends.dataset(spec_r, flow_only, results[parts[r]:parts[r + 1]])
         corr[r] = run_r["correlation"].sel(backend="flow").values
         direction = max_margin.max_margin(prob_r.data.inputs, prob_r.data.labels).direction
         svm[r] = float(dn.cosine(direction, prob_r.data.target))
-    repeats.close()
     ds = ds.assign_coords(repeat=np.arange(seeds.size))
     ds["repeat_seed"] = ("repeat", seeds)
     ds["repeat_correlation"] = (("repeat", "depth"), corr)

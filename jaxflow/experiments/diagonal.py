@@ -51,6 +51,7 @@ from jaxflow import _x64
 from jaxflow.experiments import _classification, _layout, backends
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, option
 from jaxflow.models import diagonal as dn
+from jaxflow.sweep import cells as _cells
 
 __all__ = ["DiagonalConfig", "figures", "problem", "report", "run"]
 
@@ -114,8 +115,15 @@ def _beta(params, args):
 
 
 @_x64.needs_x64
-def run(config: DiagonalConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
+def run(config: DiagonalConfig | None = None, *, quiet: bool = False, store=None,
+        resume: bool = False, process_index: int | None = None,
+        process_count: int | None = None, size_check: bool = True) -> xr.Dataset:
     """Both back-ends at every depth, in the shared layout, plus the SVM and the late check.
+
+    Each (back-end, depth) run and each depth's late check is a cell of
+    :func:`jaxflow.sweep.cells.run`: ``store``, ``resume``, ``process_index``,
+    ``process_count`` and ``size_check`` are its options. float32 is not offered: the
+    losses are flagged below 1e-300 and the late check flows to t = 1e24.
 
     Example: see the module docstring (smoke size).
     """
@@ -136,15 +144,15 @@ def run(config: DiagonalConfig | None = None, *, quiet: bool = False) -> xr.Data
             "loss_underflow": dn.loss_underflow,
         },
     )
-    ds = backends.run(
-        spec,
-        depths=config.depths,
-        learning_rate=config.learning_rate,
-        num_steps=config.num_steps,
-        save_every=config.save_every,
-        quiet=quiet,
-    )
-    ds = _classification.add_summary(ds, config, spec, prob.data, _beta,
+    settings = backends.Settings(depths=config.depths, learning_rate=config.learning_rate,
+                                 num_steps=config.num_steps, save_every=config.save_every)
+    main = backends.cells(spec, settings)
+    late = _classification.late_cells(spec, config.depths, _beta, config.late_times)
+    results = _cells.run(main + late, store=store, resume=resume, config=config.to_toml(),
+                         quiet=quiet, desc="diagonal", process_index=process_index,
+                         process_count=process_count, size_check=size_check)
+    ds = backends.dataset(spec, settings, results[:len(main)])
+    ds = _classification.add_summary(ds, config, prob.data, results[len(main):],
                                      late_times=config.late_times)
     ds.attrs.update(experiment="diagonal", time_scale="1 (the descent's rate; no 1/2 in the loss)")
     return _layout.label(ds, config, {

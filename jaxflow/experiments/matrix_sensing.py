@@ -31,6 +31,7 @@ from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
     check_depths,
+    check_dtype,
     check_positive,
     check_positive_int,
     check_seed,
@@ -38,8 +39,9 @@ from jaxflow.experiments.config import (
     option,
 )
 from jaxflow.models import matrix_sensing as ms
+from jaxflow.sweep import cells as _cells
 
-__all__ = ["MatrixSensingConfig", "figures", "problem", "report", "run", "spec"]
+__all__ = ["MatrixSensingConfig", "figures", "problem", "report", "run", "settings", "spec"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +81,12 @@ class MatrixSensingConfig(ExperimentConfig):
     seed: int = option(0, "seed of the problem and of W(0)")
     completion: bool = option(False,
         "matrix completion (observed entries) instead of Gaussian sensing")
+    dtype: str = option("float64",
+        "float64 (exact) or float32 (the problem drawn in float64, rounded once, then solved "
+        "in float32)")
 
     def check(self):
+        check_dtype(self.dtype)
         check_depths(self.depths)
         check_steps(self)
         if self.d < len(self.targets):
@@ -135,30 +141,42 @@ def spec(config: MatrixSensingConfig) -> backends.Spec:
     )
 
 
+def settings(config: MatrixSensingConfig) -> backends.Settings:
+    """How the back-ends run ``config``: its depths, descent grid and dtype."""
+    return backends.Settings(depths=config.depths, learning_rate=config.learning_rate,
+                             num_steps=config.num_steps, save_every=config.save_every,
+                             dtype=config.dtype)
+
+
 @_x64.needs_x64
-def run(config: MatrixSensingConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
+def run(config: MatrixSensingConfig | None = None, *, quiet: bool = False, store=None,
+        resume: bool = False, process_index: int | None = None,
+        process_count: int | None = None, size_check: bool = True) -> xr.Dataset:
     """Both back-ends at every depth, in the shared experiment layout (see ``backends``).
+
+    Each (back-end, depth) run is a cell of :func:`jaxflow.sweep.cells.run`: ``store``,
+    ``resume``, ``process_index``, ``process_count`` and ``size_check`` are its options.
 
     Returns the layout of :mod:`jaxflow.experiments.backends` with the measures
     ``reconstruction_error``, ``effective_rank`` and ``train_loss``. Example: see the module
     docstring; :func:`figures` draws the result.
     """
     config = config or MatrixSensingConfig()
-    ds = backends.run(
-        spec(config),
-        depths=config.depths,
-        learning_rate=config.learning_rate,
-        num_steps=config.num_steps,
-        save_every=config.save_every,
-        quiet=quiet,
-    )
+    the_spec, the_settings = spec(config), settings(config)
+    results = _cells.run(backends.cells(the_spec, the_settings), store=store, resume=resume,
+                         config=config.to_toml(), quiet=quiet, desc="matrix sensing",
+                         process_index=process_index, process_count=process_count,
+                         size_check=size_check)
+    ds = backends.dataset(the_spec, the_settings, results)
     ds.attrs.update(experiment="matrix-sensing", d=config.d, m=config.m, scale=config.scale,
                     init_kind=config.init_kind, completion=int(config.completion),
                     time_scale="c = 2N (mean squared error, see jaxflow.models.matrix_sensing)")
-    return _layout.label(ds, config, {
+    _layout.label(ds, config, {
         "modes": ("top singular values of the end-to-end matrix W", "1"),
         "targets": ("singular values of the target W*", "1"),
     })
+    ds.attrs["dtype"] = config.dtype  # what the cells computed in (label says the session's)
+    return ds
 
 
 def report(ds: xr.Dataset) -> str:

@@ -50,6 +50,7 @@ from jaxflow.experiments import _layout, backends
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
+    check_dtype,
     check_positive,
     check_positive_int,
     check_seed,
@@ -57,8 +58,9 @@ from jaxflow.experiments.config import (
     option,
 )
 from jaxflow.models import quadratic as qn
+from jaxflow.sweep import cells as _cells
 
-__all__ = ["QuadraticConfig", "figures", "problem", "report", "run"]
+__all__ = ["QuadraticConfig", "figures", "problem", "report", "run", "specs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +108,12 @@ class QuadraticConfig(ExperimentConfig):
     max_steps: int = option(200_000, "step budget of the flow")
     seed: int = option(0,
         "seed of the samples and of the orthogonal W(0), shared by both bias variants")
+    dtype: str = option("float64",
+        "float64 (exact) or float32 (the samples and W(0) drawn in float64, rounded once, then "
+        "solved in float32)")
 
     def check(self):
+        check_dtype(self.dtype)
         for name in ("d", "m", "num_modes", "max_steps"):
             check_positive_int(name, getattr(self, name))
         check_steps(self)
@@ -136,25 +142,14 @@ def problem(config: QuadraticConfig) -> tuple[qn.Data, jax.Array]:
     return qn.gaussian_data(key_data, target, config.m, config.noise), key_init
 
 
-@_x64.needs_x64
-def run(config: QuadraticConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
-    """Gradient flow and gradient descent without and with a bias (module docstring).
-
-    Args:
-        config: a :class:`QuadraticConfig` (default: the paper's settings (docs/science/experiments.md)).
-
-    Returns:
-        The :mod:`~jaxflow.experiments.backends` layout with an extra leading ``bias``
-        dimension; attrs add the config, ``time_scale = 16`` and ``ok`` over both variants.
-
-    Example: see the module docstring (smoke size); :func:`figures` draws the result.
-    """
-    config = QuadraticConfig() if config is None else config
+def specs(config: QuadraticConfig) -> dict[bool, backends.Spec]:
+    """The experiment as two :class:`~jaxflow.experiments.backends.Spec` s, without and with
+    the bias (``{bias: spec}``), sharing the samples and ``W(0)``."""
     data, key_init = problem(config)
     targets = qn.targets(data, config.num_modes)
     modes = backends.TopModes(qn.modes, config.num_modes)
     measures = {"reconstruction_error": qn.reconstruction_error, "train_loss": qn.loss}
-    parts = []
+    out = {}
     for bias in (False, True):
         params0 = qn.init(key_init, config.scale, data, bias=bias)
 
@@ -163,13 +158,45 @@ def run(config: QuadraticConfig | None = None, *, quiet: bool = False) -> xr.Dat
                 raise ValueError(f"the quadratic network has depth 2, got {depth}")
             return params0
 
-        spec = backends.Spec(loss=qn.loss, modes=modes, targets=targets, init=init, args=data,
-                             measures=measures)
-        parts.append(backends.run(
-            spec, depths=(QuadraticConfig.depth,), learning_rate=config.learning_rate,
-            num_steps=config.num_steps, save_every=config.save_every, fractions=config.fractions,
-            rtol=config.rtol, atol=config.atol, max_steps=config.max_steps, quiet=quiet,
-        ))
+        out[bias] = backends.Spec(loss=qn.loss, modes=modes, targets=targets, init=init,
+                                  args=data, measures=measures)
+    return out
+
+
+@_x64.needs_x64
+def run(config: QuadraticConfig | None = None, *, quiet: bool = False, store=None,
+        resume: bool = False, process_index: int | None = None,
+        process_count: int | None = None, size_check: bool = True) -> xr.Dataset:
+    """Gradient flow and gradient descent without and with a bias (module docstring).
+
+    Args:
+        config: a :class:`QuadraticConfig` (default: the paper's settings (docs/science/experiments.md)).
+        quiet: no progress bar.
+        store, resume, process_index, process_count, size_check: as for
+            :func:`jaxflow.sweep.cells.run`; each (bias, back-end) run is one cell.
+
+    Returns:
+        The :mod:`~jaxflow.experiments.backends` layout with an extra leading ``bias``
+        dimension; attrs add the config, ``time_scale = 16`` and ``ok`` over both variants.
+
+    Example: see the module docstring (smoke size); :func:`figures` draws the result.
+    """
+    config = QuadraticConfig() if config is None else config
+    settings = backends.Settings(
+        depths=(QuadraticConfig.depth,), learning_rate=config.learning_rate,
+        num_steps=config.num_steps, save_every=config.save_every, fractions=config.fractions,
+        rtol=config.rtol, atol=config.atol, max_steps=config.max_steps, dtype=config.dtype)
+    variants = specs(config)
+    plan = [backends.cells(spec, settings, prefix=f"bias={int(bias)} ")
+            for bias, spec in variants.items()]
+    results = _cells.run([c for part in plan for c in part], store=store, resume=resume,
+                         config=config.to_toml(), quiet=quiet, desc="bias x back-end",
+                         process_index=process_index, process_count=process_count,
+                         size_check=size_check)
+    parts, start = [], 0
+    for spec, part in zip(variants.values(), plan):
+        parts.append(backends.dataset(spec, settings, results[start:start + len(part)]))
+        start += len(part)
     per_variant = [name for name in parts[0].data_vars if name != "targets"]
     ds = xr.concat(
         parts, dim=xr.DataArray([False, True], dims="bias", name="bias"),
@@ -179,12 +206,14 @@ def run(config: QuadraticConfig | None = None, *, quiet: bool = False) -> xr.Dat
     ds.attrs.update(experiment="quadratic", depth=QuadraticConfig.depth,
                     time_scale=qn.time_scale())
     ds.attrs["ok"] = int((ds["status"].values == status.OK).all())
-    return _layout.label(ds, config, {
+    _layout.label(ds, config, {
         "bias": ("bias term b, initialized to mean(y) (1: with it)", "1"),
         "depth": ("depth N (2: f(x) = ||W x||^2 + b)", "1"),
         "modes": ("top eigenvalues of W^T W", "1"),
         "targets": ("eigenvalues of the target M*", "1"),
     })
+    ds.attrs["dtype"] = config.dtype  # what the cells computed in (label says the session's)
+    return ds
 
 
 def report(ds: xr.Dataset) -> str:
