@@ -53,6 +53,7 @@ Example (smoke size):
 """
 
 import dataclasses
+import functools
 from typing import ClassVar
 
 import jax
@@ -77,9 +78,9 @@ from jaxflow.experiments.config import (
 )
 from jaxflow.models import diagonal as dn
 from jaxflow.oracles import incremental
-from jaxflow.sweep import progress as _progress
+from jaxflow.sweep import cells as _cells
 
-__all__ = ["OMPConfig", "figures", "problem", "report", "run"]
+__all__ = ["OMPConfig", "cells", "figures", "problem", "report", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,72 +177,104 @@ def _all_coordinates(params, args):
     return jnp.abs(dn.beta(params, args.depth))
 
 
-@_x64.needs_x64
-def run(config: OMPConfig | None = None, *, quiet: bool = False) -> xr.Dataset:
-    """Both back-ends on every seed (vmapped), OMP, and their concurrence.
+BACKENDS = ("flow", "descent")
 
-    Example: see the module docstring (smoke size).
-    """
-    config = config or OMPConfig()
-    problems = [problem(config, s) for s in range(config.num_seeds)]
-    batch = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *problems)
-    params0 = dn.init(config.scale, config.depth, config.d)
-    level = jnp.full((config.d,), config.threshold)  # fraction 1 of this target = the threshold
-    k = config.sparsity
-    seeds = np.arange(config.num_seeds)
+
+def _times(config: OMPConfig) -> np.ndarray:
+    """The save grid, spaced ``learning_rate * save_every``, to the flow's horizon."""
     spacing = config.learning_rate * config.save_every
-    times = spacing * np.arange(round(config.horizon / spacing) + 1)
+    return spacing * np.arange(round(config.horizon / spacing) + 1)
 
-    # One request for both methods: saves on one grid, fraction 1 of each level = the pick, run
-    # to the horizon (off-support coordinates never reach their level). Only the horizon differs:
-    # descent costs a gradient per step, so it stops at learning_rate * num_steps.
+
+def _methods(config: OMPConfig) -> dict:
+    """``{backend: (method, request)}``: one request for both methods, saving on one grid,
+    fraction 1 of each level being the pick, run to the horizon (off-support coordinates never
+    reach their level). Only the horizon differs: descent costs a gradient per step, so it
+    stops at ``learning_rate * num_steps``."""
+    times = _times(config)
     flow_request = jaxflow.Request(
         save_times=times, fractions=(0.5, 1.0), max_steps=400_000,
-        required=np.zeros((level.shape[0], 2), dtype=bool),
+        required=np.zeros((config.d, 2), dtype=bool),
     )
     descent_end = config.learning_rate * config.num_steps
     descent_request = dataclasses.replace(
         flow_request, save_times=times[times <= descent_end * (1 + 1e-12)], horizon=descent_end,
         max_steps=config.num_steps,
     )
-    methods = {
+    return {
         "flow": (jaxflow.Flow(solver=RKC(), clock="plain", rtol=config.rtol, atol=1e-9,
                               refine=False), flow_request),
         "descent": (jaxflow.Descent(learning_rate=config.learning_rate,
                                     check_every=config.save_every), descent_request),
     }
 
-    def solver(name):
-        method, request = methods[name]
-        return lambda args: jaxflow.solve(
-            jaxflow.Problem(loss=dn.loss, params0=params0, args=args, modes=_all_coordinates,
-                            targets=level), method, request)
 
-    backends = ("flow", "descent")
-    runs = {}
-    with _progress.bar(2, desc="back-ends, all seeds", quiet=quiet) as bar:
-        for name in _progress.counted(backends, bar):
-            runs[name] = jax.block_until_ready(jax.vmap(solver(name))(batch))
+def _support(prob: dn.Problem, k: int) -> np.ndarray:
+    """The ``k`` coordinates of largest ``w*_i``, largest first (the dataset's modes)."""
+    return np.argsort(-np.asarray(prob.data.target), kind="stable")[:k]
+
+
+def _solve_cell(config: OMPConfig, backend: str, seed: int) -> dict:
+    """One back-end on one seed: when each coordinate first reaches the threshold, the saved
+    ``|beta_i|`` on the support (NaN past the back-end's horizon), the status."""
+    prob = problem(config, seed)
+    method, request = _methods(config)[backend]
+    level = jnp.full((config.d,), config.threshold)  # fraction 1 of this target = threshold
+    traj = jaxflow.solve(
+        jaxflow.Problem(loss=dn.loss, params0=dn.init(config.scale, config.depth, config.d),
+                        args=prob, modes=_all_coordinates, targets=level), method, request)
+    saved = np.asarray(traj.modes)[:, _support(prob, config.sparsity)]
+    modes = np.full((_times(config).size, config.sparsity), np.nan)
+    modes[: saved.shape[0]] = saved
+    return {"crossing": np.asarray(traj.learning_times)[:, -1], "modes": modes,
+            "status": int(traj.status)}
+
+
+def cells(config: OMPConfig) -> list[_cells.Cell]:
+    """The run as cells of :func:`jaxflow.sweep.cells.run`: one back-end on one seed each."""
+    shapes = {"crossing": ((config.d,), np.dtype(np.float64)),
+              "modes": ((_times(config).size, config.sparsity), np.dtype(np.float64)),
+              "status": ((), np.dtype(np.int8))}
+    return [_cells.Cell(f"{name} seed={seed}", shapes,
+                        functools.partial(_solve_cell, config, name, seed))
+            for name in BACKENDS for seed in range(config.num_seeds)]
+
+
+@_x64.needs_x64
+def run(config: OMPConfig | None = None, *, quiet: bool = False, store=None,
+        resume: bool = False, process_index: int | None = None,
+        process_count: int | None = None, size_check: bool = True) -> xr.Dataset:
+    """Both back-ends on every seed, OMP, and their concurrence.
+
+    Each (back-end, seed) run is a cell of :func:`jaxflow.sweep.cells.run` (one compiled
+    program per back-end, reused by every seed): ``store``, ``resume``, ``process_index``,
+    ``process_count`` and ``size_check`` are its options. float32 is not offered: the flow
+    starts from ``|beta_i| = 1e-4`` and follows picks to t = 2000 under a stiff RKC step.
+
+    Example: see the module docstring (smoke size).
+    """
+    config = config or OMPConfig()
+    results = _cells.run(cells(config), store=store, resume=resume, config=config.to_toml(),
+                         quiet=quiet, desc="back-end x seed", process_index=process_index,
+                         process_count=process_count, size_check=size_check)
+    problems = [problem(config, s) for s in range(config.num_seeds)]
+    k = config.sparsity
+    seeds = np.arange(config.num_seeds)
+    times = _times(config)
+    backends = BACKENDS
+    runs = {name: results[b * seeds.size:(b + 1) * seeds.size]
+            for b, name in enumerate(backends)}
     order = np.full((2, config.num_seeds, k), -1)
     pick_time = np.full((2, config.num_seeds, k), np.inf)
     omp_order = np.stack(
         [np.asarray(omp.omp(p.data.inputs, p.data.labels, k).order) for p in problems]
     )
-    support = np.stack(
-        [np.argsort(-np.asarray(p.data.target), kind="stable")[:k] for p in problems]
-    )
-    modes = np.full((2, config.num_seeds, times.size, k), np.nan)
-    codes = np.zeros((2, config.num_seeds), dtype=np.int8)
+    support = np.stack([_support(p, k) for p in problems])
+    modes = np.stack([[r["modes"] for r in runs[name]] for name in backends])
+    codes = np.stack([[r["status"] for r in runs[name]] for name in backends]).astype(np.int8)
     for b, name in enumerate(backends):
-        traj = runs[name]
-        crossing = np.asarray(traj.learning_times)[
-            :, :, -1
-        ]  # (seed, d): first |beta_i| >= threshold
-        saved = np.asarray(traj.modes)
-        for s in range(config.num_seeds):
-            order[b, s], pick_time[b, s] = incremental.pick_order(crossing[s], k)
-            modes[b, s, : saved.shape[1]] = saved[s][:, support[s]]
-        codes[b] = np.asarray(traj.status)
+        for s in seeds:  # (d,): first |beta_i| >= threshold
+            order[b, s], pick_time[b, s] = incremental.pick_order(runs[name][s]["crossing"], k)
     conc = np.array(
         [
             [incremental.concurrence(omp_order[s], order[b, s]) for s in seeds]
