@@ -9,7 +9,7 @@
     jaxflow plot FILE.nc [--out DIR | --out FIGURE.png|.pdf|.svg] [--format png|pdf|svg]
                          [--salvage]
     jaxflow threshold --depth N --ratio R [--start S --finish F]
-    jaxflow verify DIR | STORE.zarr | FILE.nc
+    jaxflow verify DIR | STORE.zarr | STORE.cells | FILE.nc
     jaxflow info
 
 The experiments (their names, configs, runs, reports and figures) come from the registry

@@ -97,36 +97,39 @@ def cmd_threshold(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    """``jaxflow verify PATH``: check every store (``*.zarr``) and dataset (``*.nc``) in the
-    directory PATH, or the store or dataset PATH; exit 1 on a problem.
+    """``jaxflow verify PATH``: check every store (``*.zarr``, ``*.cells``) and dataset
+    (``*.nc``) in the directory PATH, or the store or dataset PATH; exit 1 on a problem.
 
-    Prints one line per problem (a damaged layout, each corrupt chunk, the chunks not computed
-    yet, a dataset that does not match its checksum or cannot be read), or one line per intact
-    store or dataset. Reads only; safe while a run writes the store.
+    Prints one line per problem (a damaged layout or manifest, each corrupt chunk or cell, the
+    chunks or cells not computed yet, a dataset that does not match its checksum or cannot be
+    read), or one line per intact store or dataset. Reads only; safe while a run writes the
+    store.
 
     >>> import tempfile
     >>> from jaxflow import cli
     >>> cli.main(["verify", tempfile.mkdtemp()])   # nothing there: one line on stderr
     2
     """
+    from jaxflow.sweep import cell_store, store
     from jaxflow.sweep import checksum as _checksum
-    from jaxflow.sweep import store
 
-    stores = store.find_stores(args.dir)
+    stores = [(path, store) for path in store.find_stores(args.dir)]
+    stores += [(path, cell_store) for path in cell_store.find_cell_stores(args.dir)]
     if args.dir.endswith(".nc"):
         datasets = [args.dir]
-    elif os.path.isdir(args.dir) and not stores[:1] == [args.dir]:
+    elif os.path.isdir(args.dir) and args.dir not in [path for path, _ in stores]:
         datasets = sorted(os.path.join(args.dir, e) for e in os.listdir(args.dir)
                           if e.endswith(".nc"))
     else:
         datasets = []
     if not stores and not datasets:
-        raise CliError(f"verify: no jaxflow store (*.zarr) or dataset (*.nc) at {args.dir}")
+        raise CliError(f"verify: no jaxflow store (*.zarr, *.cells) or dataset (*.nc) at "
+                       f"{args.dir}")
     problems = 0
-    for path in stores:
-        found = store.verify(path)
+    for path, kind in stores:
+        found = kind.verify(path)
         problems += len(found)
-        print("\n".join(found) if found else store.describe(path))
+        print("\n".join(found) if found else kind.describe(path))
     for path in datasets:
         try:
             _, warning = _checksum.read(path)

@@ -31,9 +31,9 @@ def _add_experiment(sub, e, help: str) -> None:
     parser again as ``jaxflow phase-diagram`` (one route, whatever the name it is reached by).
 
     Every experiment takes --config, --out, --smoke, --quiet, --format and one flag per config
-    field; one that keeps a store (its ``run`` takes ``store``) also --resume, one that checks
-    its size --no-size-check, one that runs on several processes --distributed and its three
-    flags.
+    field (``--dtype`` where its config has a ``dtype``); one that keeps a store (its ``run``
+    takes ``store``: every registered one) also --resume, one that checks its size
+    --no-size-check, one that runs on several processes --distributed and its three flags.
     """
     options = e.run_options
     q = sub.add_parser(e.name, help=help, description=f"{e.name}: {e.summary}.\n\n"
@@ -48,8 +48,8 @@ def _add_experiment(sub, e, help: str) -> None:
     q.add_argument("--format", choices=FIGURE_FORMATS, default="png", help="figure files' format")
     if "store" in options:
         q.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run in --out (finished chunks are verified; "
-                            "missing or corrupt ones are recomputed)")
+                       help=f"continue an interrupted run from its store {e.store_name} in --out "
+                            "(finished parts are verified, missing or corrupt ones recomputed)")
     if "size_check" in options or hasattr(e.module, "check_size"):
         q.add_argument("--no-size-check", action="store_false", dest="size_check",
                        help="run even if the estimated memory or disk exceeds the machine's")
@@ -88,8 +88,9 @@ def cmd_experiment(args) -> int:
 
     Called by :func:`main` with the parsed arguments (``--smoke`` for seconds-long runs: the
     config's ``SMOKE`` sizes, under any ``--config`` file). An experiment that keeps a store
-    (its ``run`` takes ``store``) writes ``STEM.zarr`` in ``--out`` as it goes, continued by
-    ``--resume``; its size is checked first where it says how (``check_size``).
+    (its ``run`` takes ``store``) writes ``STEM.zarr`` or ``STEM.cells`` in ``--out`` as it
+    goes, continued by ``--resume``; its size is checked first where it says how
+    (``check_size``), else by its ``run`` before it starts.
 
     Its last line says whether every requested answer is ``ok``
     (:func:`jaxflow.engine.status.answer_report`: every lane's ``status`` and every derived
@@ -104,8 +105,7 @@ def cmd_experiment(args) -> int:
     out = args.out or experiment.default_out
     run_options = {}
     if "store" in options:
-        store = _prepare_store(out, f"{experiment.file_stem}.zarr", args.resume,
-                               primary=index == 0)
+        store = _prepare_store(out, experiment.store_name, args.resume, primary=index == 0)
         run_options.update(store=store, resume=args.resume)
     else:
         _check_out_dir(out)
@@ -155,7 +155,7 @@ def _check_size(experiment, args):
     if check is None or not args.size_check:
         return None
     counts = _list_counts(experiment.config, args)
-    store = os.path.join(args.out or experiment.default_out, f"{experiment.file_stem}.zarr")
+    store = os.path.join(args.out or experiment.default_out, experiment.store_name)
     try:
         return check(counts, store)
     except sweep.SweepError as err:

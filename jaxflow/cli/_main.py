@@ -63,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finish", type=float, default=0.9, help="the finish fraction")
     p.set_defaults(func=cmd_threshold)
 
-    p = sub.add_parser("verify", help="check stores' chunks and datasets against their checksums")
-    p.add_argument("dir", help="a store (*.zarr), a dataset (*.nc) or a directory holding them "
-                               "(an --out)")
+    p = sub.add_parser("verify",
+                       help="check stores' chunks and cells and datasets against their checksums")
+    p.add_argument("dir", help="a store (*.zarr, *.cells), a dataset (*.nc) or a directory "
+                               "holding them (an --out)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("info", help="versions, devices, float64, cache")

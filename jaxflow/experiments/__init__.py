@@ -62,6 +62,9 @@ class Experiment:
         stem: the file stem of its dataset and store (``STEM.nc``, ``STEM.zarr``; default: the
             name); an experiment with a stem of its own has its own default output directory,
             ``results/STEM``, where the others share ``results/experiments``.
+        store_suffix: its store's kind: ``.zarr`` for a grid of points
+            (:func:`jaxflow.sweep.run`), ``.cells`` for a list of independent cells
+            (:func:`jaxflow.sweep.cells.run`).
     """
 
     name: str
@@ -69,11 +72,18 @@ class Experiment:
     config_name: str
     summary: str
     stem: str = ""
+    store_suffix: str = ".cells"
 
     @property
     def file_stem(self) -> str:
         """``STEM`` of ``STEM.nc`` (and ``STEM.zarr`` for an experiment that keeps a store)."""
         return self.stem or self.name
+
+    @property
+    def store_name(self) -> str:
+        """``STEM.zarr`` or ``STEM.cells``: the store ``jaxflow experiment NAME`` keeps in
+        ``--out`` as it runs, continued by ``--resume``."""
+        return self.file_stem + self.store_suffix
 
     @property
     def default_out(self) -> str:
@@ -82,9 +92,9 @@ class Experiment:
 
     @property
     def run_options(self) -> frozenset[str]:
-        """The keyword options of its ``run`` beyond ``quiet``: ``store`` and ``resume`` for an
-        experiment that keeps a resumable store, ``process_index``/``process_count`` for one
-        that runs on several processes, ``size_check`` for one that checks its size."""
+        """The keyword options of its ``run`` beyond ``quiet``: ``store`` and ``resume`` (its
+        resumable store), ``process_index``/``process_count`` (several processes) and
+        ``size_check`` (the size check); every registered experiment takes all five."""
         parameters = inspect.signature(self.module.run).parameters
         return frozenset(parameters) - {"config", "quiet", "devices"}
 
@@ -114,14 +124,15 @@ class Experiment:
 EXPERIMENTS = (
     Experiment("phase-diagram", "phase_diagram", "PhaseDiagramConfig",
                "toy model: incremental region over depth x ratio x scale, thresholds vs theory",
-               stem="phase_diagram"),
+               stem="phase_diagram", store_suffix=".zarr"),
     Experiment("factor-diagram", "factor_diagram", "FactorDiagramConfig",
                "toy model from random unbalanced factors, k-mode spectra (theory is silent)",
-               stem="factor_diagram"),
+               stem="factor_diagram", store_suffix=".zarr"),
     Experiment("matrix-sensing", "matrix_sensing", "MatrixSensingConfig",
                "E1: deep matrix sensing, singular values learned one at a time"),
     Experiment("matrix-sensing-generalization", "generalization", "GeneralizationConfig",
-               "E1 sweep: reconstruction error and effective rank over depth x scale x seed"),
+               "E1 sweep: reconstruction error and effective rank over depth x scale x seed",
+               store_suffix=".zarr"),
     Experiment("quadratic", "quadratic", "QuadraticConfig",
                "E2: quadratic network, eigenvalues of W^T W with and without a bias"),
     Experiment("diagonal", "diagonal", "DiagonalConfig",

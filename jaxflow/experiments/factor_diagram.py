@@ -198,13 +198,16 @@ def run(
     resume: bool = False,
     quiet: bool = False,
     devices=None,
+    process_index: int | None = None,
+    process_count: int | None = None,
     size_check: bool = True,
 ) -> xr.Dataset:
     """Simulate the factor-level phase diagram; dims ``(depth, scale, seed)``.
 
     Args:
         config: the options (default: :class:`FactorDiagramConfig`'s defaults).
-        store, resume, quiet, devices, size_check: as for :func:`jaxflow.sweep.run`.
+        store, resume, quiet, devices, process_index, process_count, size_check: as for
+            :func:`jaxflow.sweep.run`.
 
     Returns:
         ``xarray.Dataset`` with ``incremental_fraction``, ``rank_correlation``, ``status``,
@@ -228,6 +231,8 @@ def run(
         quiet=quiet,
         desc="factor phase diagram",
         devices=devices,
+        process_index=process_index,
+        process_count=process_count,
         size_check=size_check,
     )
     ds = _layout.integer_coords(ds, "depth", "seed")

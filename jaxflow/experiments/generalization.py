@@ -196,12 +196,15 @@ def effective_rank(products: xr.DataArray, threshold: float = 0.01) -> xr.DataAr
 
 @_x64.needs_x64
 def run(config: GeneralizationConfig | None = None, *, store=None, resume=False, quiet=False,
-        devices=None) -> xr.Dataset:
+        devices=None, process_index: int | None = None, process_count: int | None = None,
+        size_check: bool = True) -> xr.Dataset:
     """The sweep; dims ``(depth, scale, seed)``.
 
     Args:
         config: the options (default: :class:`GeneralizationConfig`'s defaults).
-        store, resume, quiet, devices: as for :func:`jaxflow.sweep.run`.
+        store, resume, quiet, devices, process_index, process_count, size_check: as for
+            :func:`jaxflow.sweep.run`. float32 is not offered: each lane draws its start
+            inside the sweep, and a float32 draw would be another problem.
 
     Returns:
         ``xarray.Dataset`` with ``reconstruction_error``, ``effective_rank``, ``train_loss``,
@@ -223,6 +226,9 @@ def run(config: GeneralizationConfig | None = None, *, store=None, resume=False,
         quiet=quiet,
         desc="generalization",
         devices=devices,
+        process_index=process_index,
+        process_count=process_count,
+        size_check=size_check,
     )
     ds["status"] = ds["status"].astype(np.int8)
     ds["effective_rank"] = effective_rank(ds["product"])
