@@ -24,7 +24,7 @@ a one-line reason on stderr for each failure:
     2    bad input, refused before any work (nothing created)
     3    finished and wrote its outputs, but some requested answer is not ok
          (jaxflow.engine.status): the last line says how many and which
-    130  interrupted (SIGINT); finished chunks are kept for --resume
+    130  interrupted (SIGINT); finished chunks and cells are kept for --resume
 
 An experiment's last line is :func:`jaxflow.engine.status.answer_report` of its dataset: every
 lane's ``status`` and every derived ``*_status`` (the phase diagram's thresholds) counts.

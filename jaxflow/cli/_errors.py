@@ -15,7 +15,7 @@ EXIT_STATUSES = {
     2: "bad input, refused before any work (nothing created)",
     NOT_ANSWERED: "finished and wrote its outputs, but some requested answer is not ok "
                   "(jaxflow.engine.status): the last line says how many and which",
-    130: "interrupted (SIGINT); finished chunks are kept for --resume",
+    130: "interrupted (SIGINT); finished chunks and cells are kept for --resume",
 }
 """Every exit status of every ``jaxflow`` command and what it means: one table, shown by
 ``jaxflow --help`` and in the guide."""

@@ -6,7 +6,10 @@ Every experiment is one module that reads top to bottom:
    :class:`~jaxflow.experiments.config.ExperimentConfig` (TOML in and out, every bad option a
    one-line :class:`~jaxflow.experiments.config.ConfigError` naming it, reduced sizes in
    ``Config.smoke()``);
-2. ``run(config) -> xarray.Dataset``: the simulation; every dataset carries a ``status``
+2. ``run(config, *, quiet, store, resume, process_index, process_count, size_check) ->
+   xarray.Dataset``: the simulation, resumable from its store (a grid of points through
+   :func:`jaxflow.sweep.run`, or a list of cells through :func:`jaxflow.sweep.cells.run`),
+   shared by processes and size-checked before it starts; every dataset carries a ``status``
    variable (:mod:`jaxflow.engine.status` codes) and the attributes ``experiment`` (its name below),
    ``config`` (the resolved TOML) and the provenance of :func:`jaxflow.provenance.run_metadata`;
 3. ``report(ds) -> str``: the text table ``jaxflow`` prints;

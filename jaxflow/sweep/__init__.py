@@ -6,6 +6,10 @@ One concept a module:
   face: it re-exports the public names of the modules below);
 - :mod:`~jaxflow.sweep.grid`: named axes -> shuffled flat points, flat outputs -> a dataset;
 - :mod:`~jaxflow.sweep.device_runner`: :class:`Runner`, one call of points over every device;
+- :mod:`~jaxflow.sweep.cells`: an experiment run as a list of independent cells (resumable,
+  shared by processes, size-checked), for the experiments that are not one grid;
+- :mod:`~jaxflow.sweep.cell_store`: the store of such a run: a manifest and one checked file
+  per finished cell;
 - :mod:`~jaxflow.sweep.store_access`: a sweep's side of its store: open it under the writer
   lock, verify it, write chunks, read it back verified;
 - :mod:`~jaxflow.sweep.store`: the zarr store of finished chunks, each with its checksum;
