@@ -202,3 +202,19 @@ def test_size_check_refuses_naming_the_override(tmp_path, monkeypatch, cli_refus
     cli_refuses([*SENSING, "--out", str(out)], "memory", "--no-size-check")
     assert not out.exists()
     assert cli.main([*SENSING, "--out", str(out), "--no-size-check"]) == 0
+
+
+def test_every_experiment_offers_the_store_options(capsys):
+    """--resume, --distributed and --no-size-check for every experiment, --dtype exactly where
+    the numerics allow float32; each with its own help sentence."""
+    float32 = {"phase-diagram", "matrix-sensing", "quadratic"}
+    for e in experiments.EXPERIMENTS:
+        with pytest.raises(SystemExit):
+            cli.main(["experiment", e.name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for said in ["--resume continue an interrupted run from its store",
+                     "--distributed one process per host via jax.distributed",
+                     "--no-size-check run even if the estimated memory"]:
+            assert said in text, (e.name, said)
+        assert f"{e.store_suffix} in --out" in text, e.name
+        assert ("--dtype TEXT float64 (exact) or float32" in text) == (e.name in float32), e.name

@@ -5,7 +5,7 @@
   import itself no longer raises). ``JAXFLOW_ENABLE_X64=0`` (read at import up to 0.1) and a
   float64 run with x64 off are refused too: tests/test_x64.py.
 * ``--model factor`` (removed: the factor diagram is ``jaxflow experiment factor-diagram``),
-  flags of the phase diagram given to the factor diagram (``--dtype``, ``--num-processes``,
+  flags of the phase diagram given to the factor diagram (``--dtype``,
   ``--ratios``), the factor model's ``num_modes`` in a toy config: one line each.
 * Experiment configs refuse ``learning_rate=inf``, ``targets=(nan,)``, reversed ``fractions``,
   a negative ``horizon``.
@@ -49,9 +49,7 @@ def test_bad_cpu_device_count_is_one_line(subprocess_env):
 @pytest.mark.parametrize("argv, words", [
     (["phase-diagram", "--model", "factor"], ["--model", "experiment factor-diagram"]),
     (["phase-diagram", "--model", "toy"], ["--model", "experiment factor-diagram"]),
-    (["experiment", "factor-diagram", "--num-processes", "2"], ["--num-processes"]),
     (["experiment", "factor-diagram", "--dtype", "float32"], ["--dtype"]),
-    (["experiment", "factor-diagram", "--process-id", "0"], ["--process-id"]),
     (["experiment", "factor-diagram", "--ratios", "1.5,4"], ["--ratios", "did you mean --ratio"]),
 ])
 def test_flags_of_the_other_diagram(tmp_path, cli_refuses, argv, words):

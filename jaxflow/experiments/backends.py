@@ -131,7 +131,7 @@ class Settings:
 
     >>> from jaxflow.experiments import backends
     >>> s = backends.Settings(depths=(2, 3), learning_rate=1e-2, num_steps=100, save_every=10)
-    >>> s.times()[-1], s.backends
+    >>> float(s.times()[-1]), s.backends
     (1.0, ('flow', 'descent'))
     """
 

@@ -27,7 +27,8 @@ Example:
     >>> import os, tempfile
     >>> import numpy as np
     >>> from jaxflow.sweep import cell_store
-    >>> cells = [("a", {"y": ((2,), np.dtype("float64"))}), ("b", {"y": ((2,), np.dtype("float64"))})]
+    >>> outputs = {"y": ((2,), np.dtype("float64"))}
+    >>> cells = [("a", outputs), ("b", outputs)]
     >>> path = os.path.join(tempfile.mkdtemp(), "demo.cells")
     >>> s = cell_store.CellStore.open(path, cells=cells, config="x = 1\\n", resume=False)
     >>> s.write(0, {"y": np.array([1.0, 2.0])})
