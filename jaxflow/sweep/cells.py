@@ -47,7 +47,7 @@ from jaxflow.sweep import resources as _resources
 from jaxflow.sweep.errors import StoreDamagedError, SweepError
 from jaxflow.sweep.grid import process_share
 
-__all__ = ["DEFAULT_WAIT_TIMEOUT", "Cell", "estimate", "run"]
+__all__ = ["DEFAULT_WAIT_TIMEOUT", "Cell", "check_size", "estimate", "run"]
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 _FILE_BLOCK = 4096  # a file system block per cell file and the manifest
