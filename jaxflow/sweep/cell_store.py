@@ -152,6 +152,7 @@ class CellStore:
                              "continue it, or choose another output directory")
         store = cls.read(path)
         store._check_same_run(cells, config)
+        _atomic.remove_stale_temporaries(path)  # cells a killed writer left half-written
         return store
 
     @classmethod
