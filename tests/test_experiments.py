@@ -24,6 +24,10 @@ from jaxflow import experiments
 from jaxflow.engine import status
 from jaxflow.experiments.config import ExperimentConfig
 
+# The smoke runs (conftest's smoke_run) are shared in-process: under pytest-xdist these files
+# go to one worker together (--dist loadgroup), so none is computed twice.
+pytestmark = pytest.mark.xdist_group("smoke_runs")
+
 NAMES = experiments.names()
 
 
