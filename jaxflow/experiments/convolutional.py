@@ -1,4 +1,4 @@
-"""Experiment E4: classification with circular-convolutional linear networks (docs/science/experiments.md).
+"""Experiment E4: classification with circular-convolutional linear networks.
 
 ``N - 1`` full-width circular convolution layers and a dense layer
 (:mod:`jaxflow.models.convolutional`), ``d = 100``, ``m = 200`` Gaussian samples labelled
@@ -69,13 +69,13 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array
 
-from jaxflow import _table, _x64
+from jaxflow import _x64
 from jaxflow.baselines import max_margin
 from jaxflow.experiments import _classification, _layout, backends
+from jaxflow.experiments._fourier_bins_report import bin_table, bin_theory, theory_variables
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int, option
 from jaxflow.models import convolutional as cn
 from jaxflow.models import diagonal as dn
-from jaxflow.oracles import fourier_bins
 from jaxflow.sweep import progress as _progress
 
 __all__ = [
@@ -219,58 +219,6 @@ def _init_key(seed: int):
     return jax.random.fold_in(jax.random.key(seed), 1)
 
 
-def bin_theory(prob: dn.Problem, params, k: int, fractions) -> dict:
-    """Each tracked bin's learning times predicted from its own start, under the drive at
-    ``beta = 0`` (:mod:`jaxflow.oracles.fourier_bins`): exact while ``beta`` is small.
-
-    Args:
-        prob: the data; params: the network's initial parameters (unpadded, depth ``N``);
-        k: the number of tracked bins (:func:`jaxflow.models.convolutional.modes`);
-        fractions: learning-time fractions of the modes' targets.
-
-    Returns:
-        ``{"bin", "drive", "initial_amplitude", "initial_phase"}`` (``(k,)`` each: the rfft bin,
-        ``|C|``, ``|u_0|``, the angle of ``u_0`` from ``C`` in ``(-pi, pi]``) and
-        ``"learning_time"`` ``(k, F)`` (``inf`` for a zero target).
-
-    >>> from jaxflow.experiments import convolutional as e4
-    >>> config = e4.ConvolutionalConfig(d=8, m=16, targets=(1.0, 2.0))
-    >>> prob = e4.problem(config)
-    >>> th = e4.bin_theory(prob, cn.init(jax.random.key(1), 1e-2, 2, 8), 3, (0.5,))
-    >>> th["bin"].tolist(), bool(np.isinf(th["learning_time"][2, 0]))
-    ([1, 0, 2], True)
-    """
-    bins = np.asarray(cn.bins(prob, k))
-    d = prob.data.inputs.shape[1]
-    grad0 = jax.grad(lambda b: dn.linear_loss(b, prob.data, prob.loss))(jnp.zeros(d))
-    drive = np.fft.rfft(-np.asarray(grad0))[bins]
-    layers = np.asarray(cn.layer_spectra(params))[:, bins]
-    targets = np.asarray(cn.targets(prob, k))
-    times = fourier_bins.learning_times(layers[:, targets > 0], drive[targets > 0],
-                                        np.asarray(fractions, dtype=float))
-    learning_time = np.full((bins.size, len(fractions)), np.inf)
-    # a target of 1 on every learned bin (classification): the levels are the fractions
-    learning_time[targets > 0] = times
-    u0 = np.prod(layers, axis=0)
-    return {"bin": bins, "drive": np.abs(drive), "initial_amplitude": np.abs(u0),
-            "initial_phase": np.angle(u0 * np.conj(drive)), "learning_time": learning_time}
-
-
-def _theory_variables(config: ConvolutionalConfig, prob, seed: int, fractions) -> dict:
-    """:func:`bin_theory` at every depth, as dataset variables."""
-    per_depth = [bin_theory(prob, cn.init(_init_key(seed), config.scale, int(n), config.d),
-                            config.num_modes, fractions) for n in config.depths]
-    first = per_depth[0]
-    stack = {key: np.stack([t[key] for t in per_depth]) for key in first}
-    return {
-        "bin": ("mode", first["bin"]),
-        "drive": ("mode", first["drive"]),
-        "initial_amplitude": (("depth", "mode"), stack["initial_amplitude"]),
-        "initial_phase": (("depth", "mode"), stack["initial_phase"]),
-        "predicted_learning_time": (("depth", "mode", "fraction"), stack["learning_time"]),
-    }
-
-
 def _spec(config: ConvolutionalConfig, seed: int):
     prob = problem(config, seed)
     init_key = _init_key(seed)
@@ -303,7 +251,7 @@ def run(config: ConvolutionalConfig | None = None, *, quiet: bool = False) -> xr
         require_targets=True,
     )
     ds = backends.run(spec, quiet=quiet, **grid)
-    ds = ds.assign(_theory_variables(config, prob, config.seed, ds["fraction"].values))
+    ds = ds.assign(theory_variables(config, prob, _init_key(config.seed), ds["fraction"].values))
     # The late-time KKT check of E3 is coordinate-wise: not run here (no late times).
     ds = _classification.add_summary(ds, config, spec, prob.data, _beta, kkt=False)
     seeds = config.seed + np.arange(config.num_seeds)
@@ -383,31 +331,6 @@ def report(ds: xr.Dataset) -> str:
         f"correlation {cells}; SVM {svm.mean():.4f} ± {svm.std():.4f}"
     )
     return "\n".join([_classification.report_table(ds), "", bin_table(ds), repeats])
-
-
-def bin_table(ds: xr.Dataset) -> str:
-    """Each bin's half-target learning time predicted from its start (:func:`bin_theory`)
-    against the flow's, by depth, with the drive, initial amplitude and phase that set it."""
-    half = ds["learning_time"].sel(backend="flow", fraction=0.5)
-    predicted = ds["predicted_learning_time"].sel(fraction=0.5)
-    rows = []
-    for depth in ds["depth"].values:
-        for mode in ds["mode"].values:
-            if ds["targets"].values[mode] == 0:
-                continue
-            p = float(predicted.sel(depth=depth, mode=mode))
-            o = float(half.sel(depth=depth, mode=mode))
-            rows.append([int(depth), int(ds["bin"].values[mode]), f"{ds['drive'].values[mode]:.3f}",
-                         f"{float(ds['initial_amplitude'].sel(depth=depth, mode=mode)):.2e}",
-                         f"{float(ds['initial_phase'].sel(depth=depth, mode=mode)):+.2f}",
-                         f"{p:.3g}", f"{o:.3g}",
-                         f"{o / p - 1:+.1%}" if np.isfinite(o) and p > 0 else "-"])
-    return _table.table(
-        ["depth", "bin", "|C|", "|u0|", "phase", "t_half predicted", "t_half flow", "flow/pred-1"],
-        rows, legend=["predicted = each bin alone under the drive C at beta = 0 (exact while "
-                      "beta is small; later bins feel the learned ones)",
-                      "|C| = drive, |u0| = initial amplitude, phase = angle of u0 from C (rad)",
-                      "inf = not reached by the horizon (the run is then unfinished)"])
 
 
 def figures(ds: xr.Dataset) -> dict:
