@@ -66,29 +66,31 @@ def _check_unsigned(params) -> Array:
     return jnp.asarray(params["plus"])
 
 
-def _offset(squares: Float[Array, " N"], target) -> Float[Array, ""]:
+def _offset(squares: Float[Array, " N"], target, mask) -> Float[Array, ""]:
     """The ``x >= 0`` with ``prod_j (a_j + x) = target^2``, ``a_j = squares_j - min squares``.
 
     Newton on ``h(y) = sum_j log(a_j + e^y) - 2 log|target|`` in ``y = ln x``: ``h`` is increasing
     and convex, so Newton started at a point above the root (``y0 = 2 log|target| / N``, where
     ``h >= 0`` since every ``a_j >= 0``) decreases monotonically to it."""
-    a = squares - jnp.min(squares)
+    a = jnp.where(mask, squares - jnp.min(jnp.where(mask, squares, jnp.inf)), 1.0)
     goal = 2.0 * jnp.log(jnp.abs(target))
 
     def newton(_, y):
         e = jnp.exp(y)
-        h = jnp.sum(jnp.log(a + e)) - goal
-        slope = jnp.sum(e / (a + e))
+        h = jnp.sum(jnp.where(mask, jnp.log(a + e), 0.0)) - goal
+        slope = jnp.sum(jnp.where(mask, e / (a + e), 0.0))
         return y - h / slope
 
-    y = lax.fori_loop(0, _NEWTON_STEPS, newton, goal / squares.shape[0])
+    y = lax.fori_loop(0, _NEWTON_STEPS, newton, goal / jnp.sum(mask).astype(goal.dtype))
     return jnp.exp(y)
 
 
-def flow_solution(params: dict, targets: Float[ArrayLike, " d"]) -> dict:
+def flow_solution(params: dict, targets: Float[ArrayLike, " d"], mask=None) -> dict:
     """The minimum that gradient flow reaches from ``params`` (unsigned toy model): factors
     ``sign(w_ij) sqrt(a_ij + x_i)`` (module docstring); NaN on coordinates whose product has
-    the wrong sign (the flow ends at a saddle there) or whose target is 0.
+    the wrong sign (the flow ends at a saddle there) or whose target is 0. ``mask`` ((N,) or
+    (d, N) bools, default all): the factors that take part (the others are held at 1, as
+    where one array carries several depths); masked factors come back as 1.
 
     >>> import jax.numpy as jnp
     >>> from jaxflow.oracles.minimum_sharpness import flow_solution
@@ -98,25 +100,31 @@ def flow_solution(params: dict, targets: Float[ArrayLike, " d"]) -> dict:
     """
     w = _check_unsigned(params)
     targets = jnp.asarray(targets, dtype=w.dtype)
+    mask = jnp.broadcast_to(jnp.ones(w.shape, bool) if mask is None else mask, w.shape)
+    w = jnp.where(mask, w, 1.0)
     squares = w**2
-    offsets = jax.vmap(_offset)(squares, targets)
-    ends = jnp.sign(w) * jnp.sqrt(squares - jnp.min(squares, axis=-1, keepdims=True)
-                                  + offsets[:, None])
+    offsets = jax.vmap(_offset)(squares, targets, mask)
+    smallest = jnp.min(jnp.where(mask, squares, jnp.inf), axis=-1, keepdims=True)
+    ends = jnp.sign(w) * jnp.sqrt(squares - smallest + offsets[:, None])
     reachable = (jnp.sign(jnp.prod(w, axis=-1)) == jnp.sign(targets)) & (targets != 0)
-    return {"plus": jnp.where(reachable[:, None], ends, jnp.nan)}
+    return {"plus": jnp.where(mask, jnp.where(reachable[:, None], ends, jnp.nan), 1.0)}
 
 
-def flow_solution_sharpness(params: dict, targets: Float[ArrayLike, " d"]) -> Float[Array, ""]:
+def flow_solution_sharpness(params: dict, targets: Float[ArrayLike, " d"], mask=None,
+                            depth=None) -> Float[Array, ""]:
     """The sharpness of the gradient-flow solution reached from ``params``:
     ``max_i (s_i^2 / N^2) sum_j 1 / w_ij(inf)^2`` (NaN where the flow ends at a saddle).
+    ``mask`` as in :func:`flow_solution`; ``depth``: the ``N`` of the loss's ``1/N^2`` (default:
+    the number of factors).
 
     >>> import jax.numpy as jnp
     >>> from jaxflow.oracles.minimum_sharpness import flow_solution_sharpness
     >>> round(float(flow_solution_sharpness({"plus": jnp.array([[3.0, 1.0]])}, jnp.array([12.0]))), 12)
     6.324555320337
     """
-    ends = flow_solution(params, targets)["plus"]
-    depth = ends.shape[-1]
+    ends = flow_solution(params, targets, mask)["plus"]
+    depth = ends.shape[-1] if depth is None else depth
+    active = jnp.ones(ends.shape, bool) if mask is None else jnp.broadcast_to(mask, ends.shape)
     targets = jnp.asarray(targets, dtype=ends.dtype)
-    per_coordinate = targets**2 / depth**2 * jnp.sum(1.0 / ends**2, axis=-1)
+    per_coordinate = targets**2 / depth**2 * jnp.sum(jnp.where(active, 1.0 / ends**2, 0.0), axis=-1)
     return jnp.max(per_coordinate)
