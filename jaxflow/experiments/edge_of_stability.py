@@ -13,7 +13,7 @@ sharpness of the balanced minimum, the flattest one (:mod:`jaxflow.oracles.minim
   and ``flow_distance``, ``|P_descent - P_flow|`` at the same time ``t = eta x step`` (the flow
   integrated by :class:`jaxflow.Flow`);
 * ``two_over_eta`` and ``lambda_balanced``; ``status``: ``ok`` where the regime was decided
-  (a diverged lane has its answer), the descent's own status where not (``descent_status``).
+  (a diverged lane has its answer), the descent's own status where not (``descent_code``).
 
 Inits: ``0`` balanced (every factor ``scale^(1/N)``, so ``P(0) = scale``), ``1`` random
 positive (factor ``j`` is ``scale^(1/N) exp(z_j / 2)``, ``z`` standard normal, seeded per
@@ -58,14 +58,14 @@ class EdgeOfStabilityConfig(ExperimentConfig):
         >>> from jaxflow.experiments.edge_of_stability import EdgeOfStabilityConfig
         >>> cfg = EdgeOfStabilityConfig.smoke()
         >>> cfg.depths, cfg.steps // cfg.stride
-        ((2.0, 3.0), 100)
+        ((2.0, 3.0), 50)
     """
 
     AXES: ClassVar[tuple[str, ...]] = ("depths", "scales", "eta_factors", "inits")
     MODEL: ClassVar[str] = "factor"
-    SMOKE: ClassVar[dict] = dict(depths=(2.0, 3.0), scales=(0.05, 3.0),
+    SMOKE: ClassVar[dict] = dict(depths=(2.0, 3.0), scales=(0.05, 0.5),
                                  eta_factors=(0.5, 0.9, 1.1, 2.5), inits=(0.0, 1.0),
-                                 steps=800, stride=8, chunk_size=64)
+                                 steps=400, stride=8, chunk_size=64)
 
     depths: tuple[float, ...] = option((2.0, 3.0, 4.0), "integer depths N >= 2")
     scales: tuple[float, ...] = option(tuple(float(s) for s in np.geomspace(1e-3, 8.0, 13)),
@@ -151,7 +151,7 @@ def point_function(config: EdgeOfStabilityConfig):
         return {
             "regime": code, "regime_step": decided,
             "status": jnp.where(decided_ok, status.OK, gd.status).astype(jnp.int8),
-            "descent_status": gd.status, "flow_status": gf.status,
+            "descent_code": gd.status, "flow_status": gf.status,
             "final_loss": jnp.where(code == regime.DIVERGED, jnp.inf, regime._final(gd.loss)),
             "peak_loss": gd.peak_loss, "stable_at_end": regime.stable_at_end(gd, eta),
             "loss_trace": gd.loss, "sharpness": gd.sharpness, "flow_sharpness": gd.observed[:, 0],
@@ -184,7 +184,7 @@ def run(config: EdgeOfStabilityConfig | None = None, *, store: str | os.PathLike
                    desc="edge of stability", devices=devices, size_check=size_check)
     ds = _layout.integer_coords(ds, "depth", "init")
     ds = ds.assign_coords(save=config.save_steps)
-    for name in ("status", "descent_status", "flow_status", "regime"):
+    for name in ("status", "descent_code", "flow_status", "regime"):
         ds[name] = ds[name].astype(np.int8)
     ds["regime_step"] = ds["regime_step"].astype(np.int32)
     ds["stable_at_end"] = ds["stable_at_end"].astype(bool)
@@ -203,7 +203,7 @@ def run(config: EdgeOfStabilityConfig | None = None, *, store: str | os.PathLike
         "regime": (f"regime code ({', '.join(f'{i} {n}' for i, n in enumerate(regime.NAMES))}; "
                    "jaxflow.engine.regime)", "1"),
         "regime_step": ("step at which the regime was decided", "1"),
-        "descent_status": ("status of the descent run (jaxflow.engine.status code)", None),
+        "descent_code": ("how the descent run ended (jaxflow.engine.status code; diverged is a regime here, not a missing answer)", "1"),
         "flow_status": ("status of the reference gradient flow (jaxflow.engine.status code)",
                         None),
         "final_loss": ("loss at the last step (inf: diverged)", "1"),

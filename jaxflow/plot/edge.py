@@ -53,11 +53,15 @@ def regime_map(ds: xr.Dataset) -> plt.Figure:
 
 @style.styled
 def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
-    r"""Sharpness against the step for the deepest depth, random init, the middle scale: one
+    r"""Sharpness against the step for the deepest depth, random init, at the scale with the
+    most lanes that did not diverge: one
     line per step size, with its $2/\eta$ dashed in the same colour; and the flow solution's
     sharpness (thin)."""
     init = ds["init"].values[-1]
-    sub = ds.sel(depth=ds["depth"].values[-1], init=init).isel(scale=ds.sizes["scale"] // 2)
+    deepest = ds.sel(depth=ds["depth"].values[-1], init=init)
+    # the scale with the most lanes measured to the end (diverged lanes stop early)
+    measured = np.isfinite(deepest["sharpness"].isel(save=-1)).sum("eta_factor").values
+    sub = deepest.isel(scale=int(np.argmax(measured)))
     fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 2.6), layout="constrained")
     for i, factor in enumerate(sub["eta_factor"].values):
         lane = sub.sel(eta_factor=factor)
