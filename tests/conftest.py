@@ -66,3 +66,14 @@ def smoke_run():
         return cache[name]
 
     return get
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n 2 --dist loadgroup`` (README's test command) every file's tests go to
+    one worker, so module fixtures run once; files that share conftest's ``smoke_run`` name one
+    group (``xdist_group("smoke_runs")``) and go to one worker together. Without xdist the
+    marks change nothing."""
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

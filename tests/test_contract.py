@@ -165,13 +165,20 @@ def test_batched_equals_separate_solves(method):
                             args=jnp.broadcast_to(targets, (3, 1)),
                             targets=jnp.broadcast_to(targets, (3, 1)),
                             time_scale=toy.factor_time_scale(2))
-    request = jaxflow.Request(fractions=(0.5,))
+    request = jaxflow.Request(fractions=(0.5,), save_times=(0.0, 1.0, 2.5))
     batched = jaxflow.solve(batch, METHODS[method], request, batched=True)
     assert batched.learning_times.shape == (3, 1, 1)
     for i, s in enumerate(scales):
         single = jaxflow.solve(one(s), METHODS[method], request)
-        np.testing.assert_allclose(batched.learning_times[i], single.learning_times, rtol=1e-12)
-        assert int(batched.status[i]) == int(single.status)
+        # The answers are equal up to rounding (vectorized code may round differently). The
+        # flow's step sequence moves with that rounding (its last step, which may pass the
+        # horizon, by up to 1e-8 measured), so its steps and final state are left out.
+        for name in ("learning_times", "times", "modes"):
+            np.testing.assert_allclose(getattr(batched, name)[i], getattr(single, name),
+                                       rtol=1e-12, atol=1e-300, err_msg=name)
+        exact = ("status",) + (("steps", "evaluations", "final_time") if method == "descent" else ())
+        for name in exact:
+            np.testing.assert_array_equal(getattr(batched, name)[i], getattr(single, name))
 
 
 # ---------------------------------------------------------------------------------------------

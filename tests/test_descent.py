@@ -11,7 +11,6 @@ the 1/(2 N^2) loss; the shared-weight model w^N has c = 1). So GD is compared wi
 flow with ``time_scale = 1/N``: reduced time = learning_rate * step / N.
 """
 
-import doctest
 import math
 
 import equinox as eqx
@@ -260,25 +259,6 @@ def test_nonfinite_params():
 # Compilation, jit and vmap
 
 
-def test_no_retrace_under_jit():
-    traces = 0
-    sstar = jnp.asarray(SSTAR)
-
-    @jax.jit
-    def run(lr, w0):
-        nonlocal traces
-        traces += 1
-        return gradient_descent(factor_loss, w0, learning_rate=lr, num_steps=100, save_every=10,
-                                args=sstar, modes=factor_modes, targets=sstar, time_scale=0.5)
-
-    results = [
-        run(jnp.asarray(lr), balanced_init(2, s0))
-        for lr, s0 in [(0.01, 0.01), (0.02, 0.01), (0.05, 0.1), (0.3, 1e-4)]
-    ]
-    assert traces == 1
-    assert len({float(r.loss[-1]) for r in results}) == 4
-
-
 def test_no_recompile_eager_calls():
     """Python floats given eagerly are turned into arrays: new values reuse the program."""
     calls = 0
@@ -360,29 +340,6 @@ def test_shared_trajectory_contract():
     np.testing.assert_array_equal(traj.evaluations, [401, 1 + div])
 
 
-def test_vmap_equals_separate_runs():
-    lrs = np.geomspace(0.005, 0.2, 8)
-    sigma0s = np.geomspace(1e-3, 0.3, 8)
-    sstar = jnp.asarray(SSTAR)
-
-    def one(lr, s0):
-        return gradient_descent(factor_loss, balanced_init(2, s0), learning_rate=lr, num_steps=400,
-                                save_every=50, args=sstar, modes=factor_modes, targets=sstar,
-                                time_scale=0.5)
-
-    batched = jax.vmap(one)(jnp.asarray(lrs), jnp.asarray(sigma0s))
-    assert isinstance(batched, DescentTrajectory)
-    assert batched.modes.shape == (8, 9, 2) and batched.learning_steps.shape == (8, 2, 3)
-    for i in range(8):
-        single = one(jnp.asarray(lrs[i]), jnp.asarray(sigma0s[i]))
-        for name in ("times", "modes", "loss", "learning_times", "final_params", "final_time"):
-            # equal up to rounding (vectorized code may round differently)
-            np.testing.assert_allclose(getattr(batched, name)[i], getattr(single, name),
-                                       rtol=1e-10, atol=1e-20, err_msg=name)
-        for name in ("learning_steps", "status", "diverged_step", "steps", "evaluations"):
-            np.testing.assert_array_equal(getattr(batched, name)[i], getattr(single, name))
-
-
 def test_optimizer_factories():
     sstar = jnp.asarray(SSTAR)
     w0 = balanced_init(2, 0.01)
@@ -403,11 +360,6 @@ def test_float32_params():
                             args=sstar, modes=factor_modes, targets=sstar)
     assert traj.final_params.dtype == jnp.float32 and traj.loss.dtype == jnp.float32
     assert traj.times.dtype == jnp.float32
-
-
-def test_docstring_example():
-    result = doctest.testmod(jaxflow.engine.descent, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -224,23 +224,6 @@ def _reduced(depth, scale, targets, **kwargs):
     )
 
 
-def test_horizon_before_learning_is_unfinished():
-    """A horizon reached before the asked learning times: ``unfinished``, never ``ok``."""
-    targets = (2.0, 1.0)
-    t_small = float(theory.learning_time(3.0, 1.0, 1e-6, 0.9))  # the later mode, at 0.9
-    early = _reduced(3.0, 1e-6, targets, t_end=0.5 * t_small)
-    assert status.name(early.status) == "unfinished"
-    assert np.isinf(early.learning_times[1, 2])  # not found, and not pretended
-    late = _reduced(3.0, 1e-6, targets, t_end=2.0 * t_small)
-    assert status.name(late.status) == "ok"
-    np.testing.assert_allclose(late.learning_times[1, 2], t_small, rtol=RTOL)
-    # Asking only for what the horizon covers is answered: ok.
-    asked = jnp.array([[True, True, True], [False, False, False]])
-    t_large = float(theory.learning_time(3.0, 2.0, 1e-6, 1.8))
-    partial = _reduced(3.0, 1e-6, targets, t_end=1.01 * t_large, required=asked)
-    assert status.name(partial.status) == "ok"
-
-
 def test_no_question_runs_to_stationarity():
     """No learning time asked and no horizon: the flow runs until it is stationary."""
     targets = (3.0, 2.0, 1.0)

@@ -25,6 +25,10 @@ import xarray as xr
 from jaxflow import cli, experiments
 from jaxflow.engine import status
 
+# The smoke runs (conftest's smoke_run) are shared in-process: under pytest-xdist these files
+# go to one worker together (--dist loadgroup), so none is computed twice.
+pytestmark = pytest.mark.xdist_group("smoke_runs")
+
 NAMES = experiments.names()
 INTEGER_COORDS = {"depth", "seed", "mode", "rank", "jump", "plateau", "late", "repeat"}
 REAL_DEPTH = {"phase-diagram"}  # the reduced toy flow takes any real N >= 1, and inf

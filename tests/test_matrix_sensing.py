@@ -11,6 +11,10 @@ from jaxflow.experiments import matrix_sensing as e1
 from jaxflow.models import matrix_sensing as ms
 from jaxflow.oracles import theory
 
+# The smoke runs (conftest's smoke_run) are shared in-process: under pytest-xdist these files
+# go to one worker together (--dist loadgroup), so none is computed twice.
+pytestmark = pytest.mark.xdist_group("smoke_runs")
+
 
 def _diagonal_problem(values, d):
     """Observe exactly the diagonal entries: measurements commute with a diagonal W."""

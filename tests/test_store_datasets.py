@@ -7,8 +7,8 @@
 * A dataset written before checksums existed plots with a one-line warning.
 * Temporary files left by an export killed mid-write are removed by the next export there.
 * ``--log-scales=-1e300`` (a value the figure code cannot draw): the dataset is written, the
-  figures are skipped with a warning, exit 0 (the figure used to crash before the ``.nc`` was
-  written, losing the computed data).
+  figures are skipped with a warning, exit 3 since that lane has no answer (the figure used to
+  crash before the ``.nc`` was written, losing the computed data).
 """
 
 import os
@@ -94,8 +94,9 @@ def test_extreme_scales_keep_the_dataset_and_skip_the_figures(tmp_path, capsys):
     out = tmp_path / "out"
     captured = _one_line_status(capsys, [
         "phase-diagram", "--depths", "2", "--ratios", "2", "--log-scales=-1e300,-1",
-        "--chunk-size", "2", "--quiet", "--out", str(out)], 0)
+        "--chunk-size", "2", "--quiet", "--out", str(out)], 3)
     assert "warning: skipped the figures" in captured.err
+    assert captured.out.strip().splitlines()[-1].startswith("not answered:"), captured.out
     ds, warning = checksum.read(out / "phase_diagram.nc")
     assert warning == "" and ds["margin"].shape == (1, 1, 2)
     assert not [p for p in os.listdir(out) if ".partial" in p]

@@ -30,7 +30,10 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+import jax.flatten_util
+
 from jaxflow.engine.request import required_mask
+from jaxflow.engine.sharpness import top_eigenpair
 from jaxflow.engine.stationarity import is_stationary
 from jaxflow.engine.status import DIVERGED, MAX_STEPS, NONFINITE, OK, UNFINISHED
 from jaxflow.engine.trajectory import DescentTrajectory
@@ -116,10 +119,14 @@ class _Rules(eqx.Module):
 def descent_loop(
     params0, learning_rate, args, targets, fractions, required, save_times, horizon, loss_bound,
     time_scale, stationary_tol, *, loss_fn, modes_fn, optimizer, max_steps, check_every,
+    sharpness_iterations=0, observe=None,
 ):
     """The run (traced; :class:`jaxflow.Descent` checks its inputs and calls it compiled).
 
     ``horizon`` is ``inf`` for none; ``stationary_tol`` is ``None`` (static) for no check.
+    ``sharpness_iterations > 0`` measures the sharpness at every save (Lanczos,
+    :mod:`jaxflow.engine.sharpness`, warm-started from the previous save's vector);
+    ``observe(params, args) -> (O,)`` is recorded at every save.
     Returns a :class:`~jaxflow.engine.trajectory.DescentTrajectory`.
     """
     dt = learning_rate * time_scale
@@ -136,7 +143,9 @@ def descent_loop(
                    save_steps=_steps_of(save_times, dt, max_steps + 1),
                    stop_step=_horizon_step(horizon, dt, max_steps + 1),
                    loss_bound=loss_bound.astype(loss0.dtype), max_steps=max_steps)
-    carry0 = _initial_carry(rules, params0, optim.init(params0), loss0, grads0, modes0)
+    probe = _Probe(loss=loss_fn, observe=observe, iterations=sharpness_iterations)
+    carry0 = _initial_carry(rules, params0, optim.init(params0), loss0, grads0, modes0,
+                            probe.init(params0, args), args, probe)
 
     def step(carry):
         updates, opt_state = optim.update(carry["grads"], carry["opt_state"], carry["params"])
@@ -153,15 +162,47 @@ def descent_loop(
     def segment(carry):
         boundary = _next_boundary(rules, carry, check_every)
         carry = lax.while_loop(lambda c: (c["step"] < boundary) & ~c["done"], step, carry)
-        carry = _save_at(rules, carry)
+        carry = _save_at(rules, carry, args, probe)
         at_check = (carry["step"] % check_every == 0) & ~carry["done"]
         return lax.cond(at_check, check, lambda c: c, carry)
 
     final = lax.while_loop(lambda c: ~c["done"], segment, check(carry0))
-    return _trajectory(rules, final)
+    return _trajectory(rules, final, probe.measure(final, args))
 
 
-def _initial_carry(rules: _Rules, params0, opt_state0, loss0, grads0, modes0) -> dict:
+class _Probe(eqx.Module):
+    """What is measured at the saves besides modes and loss: the sharpness (Lanczos, warm
+    started from the vector carried in ``carry["eigvec"]``) and an ``observe`` function."""
+
+    loss: Callable = eqx.field(static=True)
+    observe: Callable | None = eqx.field(static=True)
+    iterations: int = eqx.field(static=True)
+
+    def init(self, params0, args) -> dict:
+        """The carry's extra entries (save buffers are sized by :func:`_initial_carry`)."""
+        extra = {}
+        if self.iterations:
+            flat = jax.flatten_util.ravel_pytree(params0)[0]
+            extra["eigvec"] = jnp.ones_like(flat) / jnp.sqrt(flat.shape[0])
+            extra["saved_sharpness"] = jnp.asarray(jnp.nan, flat.dtype)
+        if self.observe is not None:
+            extra["saved_observed"] = jnp.asarray(self.observe(params0, args)) * jnp.nan
+        return extra
+
+    def measure(self, carry, args) -> dict:
+        """The measurements at the current state (only those asked for)."""
+        out = {}
+        if self.iterations:
+            value, vector = top_eigenpair(self.loss, carry["params"], args,
+                                          iterations=self.iterations, start=carry["eigvec"])
+            out["saved_sharpness"], out["eigvec"] = value, vector
+        if self.observe is not None:
+            out["saved_observed"] = jnp.asarray(self.observe(carry["params"], args))
+        return out
+
+
+def _initial_carry(rules: _Rules, params0, opt_state0, loss0, grads0, modes0, extra, args,
+                   probe) -> dict:
     """The loop's state at step 0: the initial point judged and saved where asked."""
     params_ok = _all_finite(params0)
     status0 = jnp.where(params_ok, jnp.where(rules.loss_ok(loss0), OK, DIVERGED), NONFINITE)
@@ -176,9 +217,12 @@ def _initial_carry(rules: _Rules, params0, opt_state0, loss0, grads0, modes0) ->
         step=zero, next_save=zero, stationary=jnp.asarray(False),
         saved_modes=jnp.full((num_saves,) + modes0.shape, jnp.nan, modes0.dtype),
         saved_loss=jnp.full((num_saves,), jnp.nan, loss0.dtype),
+        peak_loss=loss0, peak_step=zero,
         done=rules.ends(zero, first0, status0),
     )
-    return _save_at(rules, carry)
+    for name, value in extra.items():  # save buffers (K, ...) of what the probe measures
+        carry[name] = value if name == "eigvec" else jnp.full((num_saves,) + value.shape, value)
+    return _save_at(rules, carry, args, probe)
 
 
 def _after_step(rules: _Rules, carry, params, opt_state, value, grads, modes) -> dict:
@@ -189,6 +233,7 @@ def _after_step(rules: _Rules, carry, params, opt_state, value, grads, modes) ->
     failed = jnp.where(params_ok, DIVERGED, NONFINITE).astype(jnp.int8)
     status = jnp.where(accept, carry["status"], failed)
     hit = rules.reached(modes) & (carry["first"] < 0) & accept
+    higher = accept & (value > carry["peak_loss"])
     first = jnp.where(hit, new_step, carry["first"])
     crossed = lax.cond(jnp.any(hit), lambda: rules.crossing(carry["modes"], modes, carry["step"]),
                        lambda: carry["crossed"])
@@ -203,6 +248,8 @@ def _after_step(rules: _Rules, carry, params, opt_state, value, grads, modes) ->
         diverged_step=jnp.where(accept, carry["diverged_step"], new_step),
         first=first,
         crossed=jnp.where(hit, crossed, carry["crossed"]),
+        peak_loss=jnp.where(higher, value, carry["peak_loss"]),
+        peak_step=jnp.where(higher, new_step, carry["peak_step"]),
         step=new_step,
         done=rules.ends(new_step, first, status),
     )
@@ -219,15 +266,29 @@ def _next_boundary(rules: _Rules, carry, check_every: int):
     return jnp.minimum(next_check, next_save)
 
 
-def _save_at(rules: _Rules, carry) -> dict:
+def _save_at(rules: _Rules, carry, args, probe: _Probe) -> dict:
     """Write every save that maps to the current step (if the current state is good)."""
     num = rules.save_steps.shape[0]
     if num == 0:
         return carry
     here = (rules.save_steps == carry["step"]) & (carry["status"] == OK)
     later = jnp.sum(rules.save_steps <= carry["step"]).astype(jnp.int32)
+    extra = {}
+    if probe.iterations or probe.observe is not None:
+        # measured only at a boundary that is a save (the probe costs Hessian-vector products)
+        def skip(c):  # shapes of one measurement; unused, as no save is here
+            return {k: c[k] if k == "eigvec" else c[k][0] for k in probe.init(c["params"], args)}
+
+        current = lax.cond(jnp.any(here), lambda c: probe.measure(c, args), skip, carry)
+        for name, value in current.items():
+            if name == "eigvec":
+                extra[name] = value
+            else:
+                mask = here.reshape((num,) + (1,) * value.ndim)
+                extra[name] = jnp.where(mask, value[None], carry[name])
     return dict(
         carry,
+        **extra,
         saved_modes=jnp.where(here[:, None], carry["modes"], carry["saved_modes"]),
         saved_loss=jnp.where(here, carry["loss"], carry["saved_loss"]),
         next_save=later,
@@ -249,7 +310,7 @@ def _targets_and_mask(targets, required, modes0, loss0, fractions):
     return targets, required_mask(required, targets, fractions.shape[0])
 
 
-def _trajectory(rules: _Rules, final) -> DescentTrajectory:
+def _trajectory(rules: _Rules, final, at_end: dict) -> DescentTrajectory:
     """The run's :class:`DescentTrajectory`: status decided (:mod:`jaxflow.engine.request`
     states the rules), saves past the end filled."""
     step, first, dt = final["step"], final["first"], rules.dt
@@ -281,7 +342,21 @@ def _trajectory(rules: _Rules, final) -> DescentTrajectory:
         loss=jnp.where(fill, final["loss"], final["saved_loss"]),
         learning_steps=first,
         diverged_step=failed_at,
+        peak_loss=final["peak_loss"],
+        peak_step=final["peak_step"],
+        sharpness=_filled(final, "saved_sharpness", fill, at_end),
+        observed=_filled(final, "saved_observed", fill, at_end),
     )
+
+
+def _filled(final, name, fill, at_end):
+    """A probe's saves, past the end filled as the modes are, with the probe's value at the
+    final state (None where not measured)."""
+    if name not in final:
+        return None
+    values = final[name]
+    mask = fill.reshape(fill.shape + (1,) * (values.ndim - 1))
+    return jnp.where(mask, at_end[name][None], values)
 
 
 descent_loop_jit = eqx.filter_jit(descent_loop)

@@ -196,6 +196,12 @@ class Descent(eqx.Module):
             in ``(0, inf]``.
         check_every: steps between stationarity checks (each costs one Hessian-vector product;
             a run may take up to ``check_every - 1`` masked steps past its stop, not counted).
+        sharpness: Lanczos steps ``k`` for the top Hessian eigenvalue at every save
+            (``trajectory.sharpness``; :mod:`jaxflow.engine.sharpness`, warm-started from the
+            previous save); 0 (default) measures nothing. Each save then costs ``k``
+            Hessian-vector products: the request's save times are the stride.
+        observe: ``f(params, args) -> (O,)`` recorded at every save (``trajectory.observed``),
+            e.g. a closed form of the model; None: nothing.
 
     Example:
         >>> import jax.numpy as jnp
@@ -211,6 +217,8 @@ class Descent(eqx.Module):
     optimizer: Callable | optax.GradientTransformation | None = eqx.field(static=True, default=None)
     loss_bound: Any = 1e12
     check_every: int = eqx.field(static=True, default=100)
+    sharpness: int = eqx.field(static=True, default=0)
+    observe: Callable | None = eqx.field(static=True, default=None)
 
     default_max_steps = 100_000
 
@@ -220,6 +228,9 @@ class Descent(eqx.Module):
         every = self.check_every
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
             raise ValueError(f"check_every must be an integer >= 1, got {every!r}")
+        k = self.sharpness
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ValueError(f"sharpness (Lanczos steps) must be an integer >= 0, got {k!r}")
 
     def optimizer_factory(self) -> Callable:
         if self.optimizer is None:
@@ -250,5 +261,6 @@ class Descent(eqx.Module):
             None if tol is None else as_array(tol),
             loss_fn=problem.loss, modes_fn=problem.modes_fn,
             optimizer=self.optimizer_factory(), max_steps=request.max_steps or self.default_max_steps,
-            check_every=self.check_every,
+            check_every=self.check_every, sharpness_iterations=int(self.sharpness),
+            observe=self.observe,
         )

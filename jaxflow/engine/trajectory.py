@@ -112,6 +112,12 @@ class DescentTrajectory(Trajectory):
             ``modes / targets >= fraction``, checked after every step; -1 if never reached.
         diverged_step: int32, the step at which the run diverged (the first state found with a
             non-finite or too large loss, or non-finite parameters); -1 if it never did.
+        peak_loss, peak_step: the largest loss over the accepted states (the initial one
+            included) and the step where it was first reached.
+        sharpness: ``(K,)`` the top Hessian eigenvalue at each save (``Descent(sharpness=k)``,
+            :mod:`jaxflow.engine.sharpness`); None when not asked.
+        observed: ``(K, O)`` ``Descent(observe=f)``'s ``f(params, args)`` at each save; None
+            when not asked. Both follow the rule of ``modes`` past the end of a run.
 
     ``final_params`` reads ``final_state`` (the parameters after the last accepted step).
 
@@ -136,6 +142,10 @@ class DescentTrajectory(Trajectory):
     loss: Float[Array, " K"]
     learning_steps: Int[Array, "M F"]
     diverged_step: Int[Array, ""]
+    peak_loss: Float[Array, ""] | None = None
+    peak_step: Int[Array, ""] | None = None
+    sharpness: Float[Array, " K"] | None = None
+    observed: Float[Array, "K O"] | None = None
 
     @property
     def final_params(self) -> Any:

@@ -146,6 +146,9 @@ EXPERIMENTS = (
                "E5: order of learned coordinates of a deep diagonal network against OMP"),
     Experiment("saddle-to-saddle", "saddle_to_saddle", "SaddleToSaddleConfig",
                "jump times of diagonal networks of depth 2-5 against the jump process"),
+    Experiment("edge-of-stability", "edge_of_stability", "EdgeOfStabilityConfig",
+               "large-step descent on scalar networks: regimes over depth x scale x eta",
+               stem="edge_of_stability", store_suffix=".zarr"),
 )
 
 
@@ -161,7 +164,7 @@ def get(name: str) -> Experiment:
     >>> experiments.get("nope")
     Traceback (most recent call last):
     ...
-    KeyError: "unknown experiment 'nope'; known: phase-diagram, factor-diagram, matrix-sensing, matrix-sensing-generalization, quadratic, diagonal, convolutional, omp, saddle-to-saddle"
+    KeyError: "unknown experiment 'nope'; known: phase-diagram, factor-diagram, matrix-sensing, matrix-sensing-generalization, quadratic, diagonal, convolutional, omp, saddle-to-saddle, edge-of-stability"
     """
     for e in EXPERIMENTS:
         if e.name == name:

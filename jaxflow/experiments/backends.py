@@ -143,6 +143,7 @@ class Settings:
     rtol: float = 1e-6
     atol: float = 1e-9
     max_steps: int = 200_000
+    require_targets: bool = False
     backends: Sequence[str] = BACKENDS
     dtype: str = "float64"
 
@@ -185,11 +186,13 @@ def _solve_cell(spec: Spec, settings: Settings, backend: str, depth: int) -> dic
     with jax.enable_x64(False) if float32 else contextlib.nullcontext():
         # One request for both: save on the descent's grid, run to its end (the learning times
         # passed on the way are recorded; inf: not reached by the horizon). The budget covers
-        # either method (descent: num_steps steps; flow: solver steps).
+        # either method (descent: num_steps steps; flow: solver steps). Required learning
+        # times (the engine keeps only those of nonzero targets) make a run that misses one
+        # unfinished.
         request = jaxflow.Request(
             save_times=times, fractions=fractions,
             max_steps=max(settings.max_steps, settings.num_steps),
-            required=np.zeros((targets.size, len(fractions)), dtype=bool),
+            required=np.full((targets.size, len(fractions)), bool(settings.require_targets)),
         )
         method = _methods(settings.learning_rate, settings.rtol, settings.atol)[backend]
         problem = jaxflow.Problem(loss=spec.loss, params0=params0, args=args,
@@ -297,6 +300,7 @@ def run(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     max_steps: int = 200_000,
+    require_targets: bool = False,
     backends: Sequence[str] = BACKENDS,
     dtype: str = "float64",
     quiet: bool = False,
@@ -314,6 +318,9 @@ def run(
         num_steps, save_every: descent length and save interval (the time grid).
         fractions: fractions of each target at which learning times are recorded.
         rtol, atol, max_steps: gradient-flow solver settings.
+        require_targets: every learning time of a nonzero target must be found by the horizon:
+            a run that reaches it first is ``unfinished`` (default: only the horizon is asked,
+            and a learning time not reached is ``inf`` in an ``ok`` run).
         backends: which back-ends to run (default both).
         dtype: ``"float64"``, or ``"float32"`` (inputs rounded once, every cell traced and run
             in float32, outputs stored as float32).
@@ -327,6 +334,7 @@ def run(
     """
     settings = Settings(depths=tuple(depths), learning_rate=learning_rate, num_steps=num_steps,
                         save_every=save_every, fractions=tuple(fractions), rtol=rtol,
-                        atol=atol, max_steps=max_steps, backends=tuple(backends), dtype=dtype)
+                        atol=atol, max_steps=max_steps, require_targets=require_targets,
+                        backends=tuple(backends), dtype=dtype)
     results = _cells.run(cells(spec, settings), quiet=quiet, desc="depth x back-end")
     return dataset(spec, settings, results)

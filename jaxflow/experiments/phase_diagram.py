@@ -50,6 +50,14 @@ from jaxflow.experiments._asymptotic_fits import (  # noqa: F401 -- public here
     fitted_slopes,
     theory_slope,
 )
+from jaxflow.experiments._phase_size import (  # noqa: F401 -- public here
+    BYTES_PER_POINT,
+    BYTES_PER_ROW,
+    DERIVED_BYTES_PER_POINT,
+    SECONDS_PER_POINT,
+    check_counts,
+    request_estimate,
+)
 from jaxflow.experiments._phase_table import TABLE_EXCESSES, summary_table  # noqa: F401
 from jaxflow.experiments._solvers import check_solver
 from jaxflow.experiments._threshold_check import (  # noqa: F401 -- public here
@@ -205,33 +213,6 @@ class PhaseDiagramConfig(ExperimentConfig):
             object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 
 
-# Outputs per point (margin_in_unit, log_time_unit: float64; status, steps: 4 bytes at most),
-# the variables derived from them (margin, incremental, the grid copies of the labelling), and
-# per (depth, ratio) row the exact threshold's and the refinement's working arrays.
-BYTES_PER_POINT = 24
-DERIVED_BYTES_PER_POINT = 40
-BYTES_PER_ROW = 4096
-SECONDS_PER_POINT = 2e-5  # measured: 12-20 us per trajectory per CPU device
-
-
-def request_estimate(counts, *, chunk_size: int, store: bool):
-    """The cost of a phase diagram of ``counts = (depths, ratios, scales)`` values, from the
-    counts alone (:func:`jaxflow.sweep.estimate.request`; nothing is built).
-
-    >>> from jaxflow.experiments import phase_diagram as pd
-    >>> e = pd.request_estimate((1000, 1000, 1000), chunk_size=2048, store=True)
-    >>> e.points, e.memory > 10**11
-    (1000000000, True)
-    """
-    from jaxflow.sweep import estimate
-
-    n_depths, n_ratios, _ = (int(c) for c in counts)
-    e = estimate.request(counts, bytes_per_point=BYTES_PER_POINT, chunk_size=chunk_size,
-                         store=store, extra_per_point=DERIVED_BYTES_PER_POINT,
-                         seconds_per_point=SECONDS_PER_POINT)
-    return dataclasses.replace(e, memory=e.memory + n_depths * n_ratios * BYTES_PER_ROW)
-
-
 def check_size(counts, store=None):
     """The :class:`~jaxflow.sweep.estimate.Estimate` of a grid (memory, disk, time) from its
     counts alone, ``{"depths": n, "ratios": n, "log_scales": n, "chunk_size": n}`` (a count of
@@ -243,21 +224,9 @@ def check_size(counts, store=None):
     >>> pd.check_size({"depths": 2, "ratios": 2, "log_scales": 13}).points
     52
     """
-    from jaxflow.sweep import resources
-
     counts = {"chunk_size": PhaseDiagramConfig.chunk_size, **counts}
     scales = counts.get("scales") or counts["log_scales"]
-    chunk_size = counts["chunk_size"]
-    counts = (counts["depths"], counts["ratios"], scales)
-    new_store = store is not None and not os.path.exists(store)
-    e = request_estimate(counts, chunk_size=chunk_size, store=new_store)
-    try:
-        resources.check(memory=e.memory, disk=e.disk, where=store)
-    except resources.SizeError as err:
-        raise sweep.SweepError(f"{e.points} points ({counts[0]} depths x {counts[1]} ratios x "
-                               f"{counts[2]} scales) in chunks of {chunk_size}: "
-                               f"{err}") from None
-    return e
+    return check_counts((counts["depths"], counts["ratios"], scales), counts["chunk_size"], store)
 
 
 def _counts(config: PhaseDiagramConfig) -> dict[str, int]:

@@ -42,8 +42,9 @@ from jaxflow._integers import check_integer
 from jaxflow.models import diagonal as dn
 
 __all__ = [
-    "amplitude_correlation", "beta", "canonical", "correlation", "forward", "fourier_target",
-    "init", "log_loss", "loss", "loss_underflow", "modes", "targets",
+    "amplitude_correlation", "beta", "bins", "canonical", "correlation", "forward",
+    "fourier_target", "init", "layer_spectra", "log_loss", "loss", "loss_underflow", "modes",
+    "targets",
 ]
 
 
@@ -86,6 +87,18 @@ def canonical(params) -> Complex[Array, " f"]:
     bins."""
     _check(params)
     return jnp.fft.rfft(params["dense"]) * jnp.prod(jnp.fft.rfft(_kernels(params), axis=-1), axis=0)
+
+
+def layer_spectra(params) -> Complex[Array, "N f"]:
+    """The layers' ``rfft`` values, dense layer first then the kernels: ``(N, d//2 + 1)``; their
+    product over the first axis is :func:`canonical`.
+
+    >>> p = init(jax.random.key(0), 1e-2, depth=3, d=8)
+    >>> bool(jnp.allclose(jnp.prod(layer_spectra(p), axis=0), canonical(p), rtol=1e-14))
+    True
+    """
+    _check(params)
+    return jnp.fft.rfft(jnp.concatenate([params["dense"][None, :], _kernels(params)]), axis=-1)
 
 
 def beta(params) -> Float[Array, " d"]:
@@ -143,6 +156,16 @@ def _order(target, k: int):
     amplitude = jnp.abs(jnp.fft.rfft(target))
     check_integer("k (at most d // 2 + 1 bins)", k, high=amplitude.shape[0])
     return jnp.argsort(-jnp.round(amplitude, 12), stable=True)[: int(k)], amplitude
+
+
+def bins(problem: dn.Problem, k: int = 5):
+    """The ``rfft`` bins of :func:`modes`: the ``k`` of largest target amplitude, largest first.
+
+    >>> data = dn.classification_data(jax.random.key(0), fourier_target(8, (1.0, 3.0, 2.0)), 4)
+    >>> bins(dn.Problem(data), k=3).tolist()
+    [1, 2, 0]
+    """
+    return _order(problem.data.target, k)[0]
 
 
 def modes(params, problem: dn.Problem, k: int = 5) -> Float[Array, " k"]:

@@ -8,6 +8,8 @@ One concept a module:
 - ``_theory_times``: learning times and the trajectory sigma(t) of one coordinate;
 - ``_theory_thresholds``: the margin and the exact threshold of incremental learning;
 - ``_theory_asymptotic``: the leading-order (sigma0 -> 0) threshold in closed form;
+- :mod:`~jaxflow.oracles.fourier_bins`: learning times of a convolutional net's Fourier bins
+  under the drive at beta = 0 (initial amplitude and phase);
 - :mod:`~jaxflow.oracles.jump_process`: the saddle-to-saddle limit of diagonal networks;
 - :mod:`~jaxflow.oracles.jump_matching`: detected jumps matched to the limit's by time, with the
   widths, windows and resolution that decide matched, missed, merged and extra;
@@ -15,6 +17,9 @@ One concept a module:
 - :mod:`~jaxflow.oracles.incremental`: the incremental-learning metrics of learning times.
 """
 
+from jaxflow.oracles import (
+    fourier_bins as fourier_bins,
+)
 from jaxflow.oracles import (
     incremental as incremental,
 )
@@ -31,4 +36,4 @@ from jaxflow.oracles import (
     theory as theory,
 )
 
-__all__ = ["incremental", "jump_matching", "jump_process", "saddles", "theory"]
+__all__ = ["fourier_bins", "incremental", "jump_matching", "jump_process", "saddles", "theory"]

@@ -1,0 +1,80 @@
+"""Edge-of-stability figures: the regime map and the sharpness traces.
+
+Both take the dataset of :func:`jaxflow.experiments.edge_of_stability.run` (dims depth, scale,
+eta_factor, init; traces along save).
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+
+from jaxflow.plot import style
+
+__all__ = ["regime_map", "sharpness_traces"]
+
+_NAMES = ("converged", "catapult", "oscillating", "diverged")
+_COLOURS = (style.OKABE_ITO[2], style.OKABE_ITO[4], style.OKABE_ITO[1], style.OKABE_ITO[5])
+_INITS = ("balanced", "random")
+
+
+@style.styled
+def regime_map(ds: xr.Dataset) -> plt.Figure:
+    r"""Regimes in the (eta, scale) plane: one panel per (init, depth), the stability limit of
+    the balanced minimum, $\eta = 2 / \lambda_{bal}$, drawn from theory as a dashed line."""
+    depths, inits = ds["depth"].values, ds["init"].values
+    fig, axes = plt.subplots(len(inits), len(depths), squeeze=False, sharey=True,
+                             figsize=(style.PAGE_WIDTH, 1.0 + 1.8 * len(inits)),
+                             layout="constrained")
+    for row, init in enumerate(inits):
+        for col, depth in enumerate(depths):
+            ax = axes[row, col]
+            sub = ds.sel(depth=depth, init=init)
+            dims = sub["regime"].dims
+            codes = sub["regime"].values
+            etas = (sub["eta_factor"] * 2.0 / sub["lambda_balanced"]).broadcast_like(
+                sub["regime"]).transpose(*dims).values
+            scales = sub["scale"].broadcast_like(sub["regime"]).transpose(*dims).values
+            for code, (name, colour) in enumerate(zip(_NAMES, _COLOURS)):
+                here = codes == code
+                ax.scatter(etas[here], scales[here], s=14, marker="s", color=colour,
+                           label=name if (row, col) == (0, 0) else None)
+            limit = float(2.0 / sub["lambda_balanced"].max())
+            ax.axvline(limit, color="k", ls="--", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{style.depth_label(float(depth))}, {_INITS[int(init)]}", fontsize=8)
+            if row == len(inits) - 1:
+                ax.set_xlabel(r"step size $\eta$ (dashed: $2/\lambda_{bal}$)")
+            if col == 0:
+                ax.set_ylabel("initial scale")
+    fig.legend(loc="outside upper center", ncol=4, fontsize=7)
+    return fig
+
+
+@style.styled
+def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
+    r"""Sharpness against the step for the deepest depth, random init, at the scale with the
+    most lanes that did not diverge: one
+    line per step size, with its $2/\eta$ dashed in the same colour; and the flow solution's
+    sharpness (thin)."""
+    init = ds["init"].values[-1]
+    deepest = ds.sel(depth=ds["depth"].values[-1], init=init)
+    # the scale with the most lanes measured to the end (diverged lanes stop early)
+    measured = np.isfinite(deepest["sharpness"].isel(save=-1)).sum("eta_factor").values
+    sub = deepest.isel(scale=int(np.argmax(measured)))
+    fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 2.6), layout="constrained")
+    for i, factor in enumerate(sub["eta_factor"].values):
+        lane = sub.sel(eta_factor=factor)
+        colour = style.mode_colour(i)
+        steps = lane["save"].values
+        ax.plot(steps, lane["sharpness"].values, color=colour, lw=1.0,
+                label=rf"$\eta\lambda_{{bal}}/2 = {factor:g}$")
+        ax.plot(steps, lane["flow_sharpness"].values, color=colour, lw=0.6, alpha=0.6)
+        ax.axhline(float(lane["two_over_eta"]), color=colour, ls="--", lw=0.7)
+    ax.set_xlabel("descent step")
+    ax.set_ylabel(r"sharpness (dashed: $2/\eta$)")
+    ax.set_yscale("log")
+    ax.set_title(f"{style.depth_label(float(sub['depth']))}, {_INITS[int(init)]}, "
+                 f"scale {float(sub['scale']):.3g}", fontsize=8)
+    ax.legend(fontsize=6)
+    return fig
