@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from jaxflow.sweep import atomic as _atomic
 from jaxflow.sweep import cell_store as _cell_store
 from jaxflow.sweep import lock as _lock
 from jaxflow.sweep import progress as _progress
@@ -125,7 +126,7 @@ def _write(backing, index: int, outputs) -> None:
     try:
         backing.write(index, outputs)
     except OSError as err:  # ExportError's message already says what to do
-        raise SweepError(str(err) if isinstance(err, _cell_store._atomic.ExportError) else
+        raise SweepError(str(err) if isinstance(err, _atomic.ExportError) else
                          f"cannot write cell {index} to the store at {backing.path}: "
                          f"{err.strerror or err}; finished cells are kept: rerun with "
                          "--resume") from None
