@@ -129,8 +129,8 @@ def _initial_state(problem: _Problem, y0, dt0) -> _LoopState:
         rejected=jnp.asarray(0),
         evaluations=jnp.asarray(init_evaluations(solver, solver_state), dtype=jnp.int32),
         nonfinite_tries=jnp.asarray(0),
-        status=jnp.asarray(_status.OK, dtype=jnp.int8),
-        done=reached | stationary,
+        status=jnp.where(problem.valid, _status.OK, _status.INVALID).astype(jnp.int8),
+        done=reached | stationary | ~problem.valid,
     )
 
 
