@@ -102,7 +102,18 @@ def benchmarks_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def learning_time_accuracy() -> str:
+    r = _load("learning_time_accuracy")
+    d, pd = r["settings"]["default (1e-10)"], r["settings"]["phase diagram (1e-8)"]
+    return (f"Learning times against theory on a toy grid (depths 1.5 to inf, sigma0 down to "
+            f"{min(r['grid']['sigma0']):g}, learning times from {d['shortest_time']:.1e}): worst "
+            f"relative error {d['worst_relative_error']:.1e} at the flow's default "
+            f"rtol = atol = {d['rtol']:g}, {pd['worst_relative_error']:.1e} at the phase "
+            f"diagram's {pd['rtol']:g} (`{r['command']}`; {_source('learning_time_accuracy')}).\n")
+
+
 BLOCKS = {
+    "learning-time-accuracy": learning_time_accuracy,
     "phase-diagram-run": phase_diagram_run,
     "phase-diagram-accuracy": phase_diagram_accuracy,
     "benchmarks": benchmarks_table,

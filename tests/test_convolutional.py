@@ -121,3 +121,8 @@ def test_bin_learning_times_refuse_bad_shapes_and_levels():
     # a bin that starts above the level: 0; no drive: never
     assert fourier_bins.learning_times(np.ones((1, 2)), [1.0, 0.0], [0.5, 2.0]).tolist() == [
         [0.0, 1.0], [0.0, np.inf]]
+
+
+def test_init_refuses_an_infinite_scale():
+    with pytest.raises(ValueError, match=r"scale \(init\) must be > 0 and finite, got inf"):
+        cn.init(jax.random.key(0), float("inf"), depth=2, d=4)

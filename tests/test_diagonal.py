@@ -192,3 +192,13 @@ def test_top_modes_reuse_the_compiled_program(backend):
         assert int(traj.status) == status.OK
         counts.append(len(_TRACES))
     assert counts[0] > 0 and counts[1] == counts[0], counts
+
+
+def test_init_and_problem_refuse_an_infinite_scale_or_depth():
+    """scale = inf and depth = inf used to give w = inf and w = 1 (beta(0) = 0 forever)."""
+    data = dn.Data(jnp.eye(2), jnp.ones(2), jnp.ones(2))
+    for call, match in [(lambda: dn.init(float("inf"), 2.0, 2), "scale"),
+                        (lambda: dn.init(1e-2, float("inf"), 2), "depth"),
+                        (lambda: dn.Problem(data, depth=float("inf")), "depth")]:
+        with pytest.raises(ValueError, match=f"{match}.* finite"):
+            call()

@@ -105,3 +105,13 @@ def test_depth_two_converges_to_the_oracle_like_one_over_log_scale():
     assert np.abs(late[-1]).max() < 4e-3
     # a + b is conserved exactly by this vector field: rounding of |a| ~ 1000 only.
     assert (drift / -log_scales < 1e-13).all()
+
+
+def test_log_diagonal_refuses_depth_below_two_and_infinite_log_scale():
+    """Below depth 2 a weight reaches 0 in finite time: ln w has no flow to follow."""
+    with pytest.raises(ValueError, match="depth must be >= 2 and finite, got 1.5"):
+        ld.Problem(LEAVING_H, LEAVING_B, depth=1.5)
+    with pytest.raises(ValueError, match="depth must be >= 2"):
+        ld.Problem(LEAVING_H, LEAVING_B, depth=np.array([2.0, 1.0]))  # batched lanes
+    with pytest.raises(ValueError, match="log_scale"):
+        ld.init(float("-inf"), 2.0, 2)

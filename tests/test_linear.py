@@ -115,3 +115,17 @@ def test_init_rejects_bad_balance():
         linear.init(jax.random.key(0), 1e-2, (3, 2, 4), balance=-1.0)
     with pytest.raises(ValueError, match="output width"):
         linear.init(jax.random.key(0), 1e-2, (3, 4, 2), balance=0.0)
+
+
+def test_inits_refuse_bad_scale_depth_and_target():
+    """A negative scale made aligned_init's factors complex; depth 1 gave two layers."""
+    target = jnp.diag(jnp.array([2.0, 1.0]))
+    for call, match in [
+        (lambda: linear.init(jax.random.key(0), 0.0, (3, 2)), "scale"),
+        (lambda: linear.aligned_init(target, -1e-4, 2), "scale"),
+        (lambda: linear.aligned_init(target, 1e-4, 1),
+         r"depth \(aligned_init\) must be an integer >= 2"),
+        (lambda: linear.aligned_init(jnp.zeros((2, 2)), 1e-4, 2), "non-zero"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            call()

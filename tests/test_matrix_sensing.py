@@ -110,6 +110,9 @@ def test_gaussian_init_scale():
         (lambda: ms.init(None, 1e-3, 2, (3, 3), kind="nope"), "kind"),
         (lambda: ms.init(None, 1e-3, 2, (3, 3)), "key"),
         (lambda: ms.init(None, 1e-3, 3, (3, 3), kind="identity", pad_to=2), "pad_to"),
+        (lambda: ms.init(None, 2.5, 2.5, (3, 3), kind="identity"), "depth"),  # was cut to 2
+        (lambda: ms.init(None, -1e-3, 2, (3, 3), kind="identity"), r"scale \(init\) must be > 0"),
+        (lambda: ms.init(None, float("inf"), 2, (3, 3), kind="identity"), "finite"),
         (lambda: ms.diagonal_target(2, (1.0, 2.0, 3.0)), "values"),
         (lambda: ms.gaussian_problem(jax.random.key(0), jnp.ones(3), 4), "matrix"),
         (lambda: ms.gaussian_problem(jax.random.key(0), jnp.eye(3), 0), "m"),

@@ -256,3 +256,9 @@ def test_figure(smoke, tmp_path):
     assert "eigenvalues" in fig.axes[0].get_ylabel()
     fig.savefig(tmp_path / "quadratic.png", dpi=60)
     assert (tmp_path / "quadratic.png").stat().st_size > 0
+
+
+def test_init_refuses_an_infinite_scale():
+    data = qn.gaussian_data(jax.random.key(0), jnp.eye(2), 3)
+    with pytest.raises(ValueError, match=r"scale \(init\) must be > 0 and finite, got inf"):
+        qn.init(jax.random.key(1), float("inf"), data)

@@ -65,3 +65,9 @@ def test_bad_arguments_raise():
         tensor.init(jax.random.key(0), 1e-2, order=1, rank=2, d=3)
     with pytest.raises(ValueError, match="weights"):
         tensor.orthogonal_target(jax.random.key(0), 2, (3.0, 2.0, 1.0), order=3)
+
+
+def test_init_refuses_a_non_positive_or_infinite_scale():
+    for scale in (0.0, -1e-2, float("inf")):
+        with pytest.raises(ValueError, match=r"scale \(init\) must be > 0 and finite"):
+            tensor.init(jax.random.key(0), scale, order=3, rank=2, d=3)

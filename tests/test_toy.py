@@ -98,3 +98,56 @@ def test_initial_scale_outside_the_model_is_refused(scale, log):
     if not log:
         with pytest.raises(ValueError, match=r"scale \(sigma0\) must be in \(0, 1\)"):
             toy.factor_init(None, scale, depth=3, num_coords=2)
+
+
+# The reduced model's domain at the flow's boundary (~2 s: one compile for the traced case).
+def _reduced_problem(depth, targets, scale=1e-3):
+    import jaxflow
+
+    args = toy.ToyArgs(depth=depth, targets=jnp.asarray(targets))
+    return jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
+                           params0=toy.reduced_init(scale, len(targets)),
+                           modes=toy.reduced_modes, targets=args.targets,
+                           clock=toy.reduced_speed)
+
+
+@pytest.mark.parametrize("depth, targets, message", [
+    (0.5, [1.0], "depth must be >= 1 (inf allowed), got 0.5"),
+    (-3.0, [1.0], "depth must be >= 1 (inf allowed), got -3.0"),
+    (float("nan"), [1.0], "depth must be >= 1"),
+    (2.0, [1.0, 0.0], "targets must be > 0 and finite, got 0.0"),
+    (2.0, [-1.0], "targets must be > 0 and finite, got -1.0"),
+])
+def test_reduced_model_refuses_arguments_outside_its_domain(depth, targets, message):
+    import jaxflow
+
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        jaxflow.solve(_reduced_problem(depth, targets), jaxflow.Flow(), jaxflow.Request())
+
+
+def test_reduced_model_outside_its_domain_is_invalid_under_jit():
+    import jaxflow
+    from jaxflow.engine import status
+
+    def lane_status(depth):
+        problem = _reduced_problem(depth, [2.0, 1.0])
+        return jaxflow.solve(problem, jaxflow.Flow(), jaxflow.Request(fractions=(0.5,))).status
+
+    codes = jax.jit(jax.vmap(lane_status))(jnp.array([0.5, 1.0, 3.0, jnp.inf]))
+    assert [int(c) for c in codes] == [status.INVALID, status.OK, status.OK, status.OK]
+
+
+def test_short_learning_times_keep_the_relative_tolerance():
+    # Target 1e6 from sigma0 = 0.1: learning times ~1e-5 time units, where the flow time's
+    # absolute tolerance used to dominate (1.6e-4 off at rtol = atol = 1e-8; now 3.7e-8).
+    import jaxflow
+    from jaxflow.oracles import theory
+
+    targets = jnp.array([1e6, 1e4])
+    for depth in (1.5, jnp.inf):
+        problem = _reduced_problem(depth, targets, scale=0.1)
+        traj = jaxflow.solve(problem, jaxflow.Flow(rtol=1e-8, atol=1e-8),
+                             jaxflow.Request(fractions=(0.2, 0.9)))
+        exact = theory.learning_time(float(depth), np.array([[1e6], [1e4]]), 0.1,
+                                     np.array([[1e6], [1e4]]) * np.array([0.2, 0.9]))
+        np.testing.assert_allclose(traj.learning_times, exact, rtol=1e-7)

@@ -43,6 +43,7 @@ class _Problem(eqx.Module):
     stationary_tol: Any  # None: never check (static), else the tolerance
     asked: Array  # (M, F) learning times the lane must find
     max_steps: int = eqx.field(static=True)
+    valid: Array  # the arguments lie in the model's declared domain (else the lane is INVALID)
 
     @property
     def term(self):
@@ -118,7 +119,7 @@ def _check_targets(y0, args, modes, targets, vector_field):
 
 def _build_problem(
     vector_field, args, *, modes, targets, fractions, save_times, t_end, time, solver, rtol,
-    atol, max_steps, refine, stationary_tol, required, controller,
+    atol, max_steps, refine, stationary_tol, required, controller, domain=None,
 ) -> _Problem:
     """The :class:`_Problem` of one lane, defaults filled in (traced; see :func:`solve`)."""
     solver = diffrax.Tsit5() if solver is None else solver
@@ -147,4 +148,5 @@ def _build_problem(
         stationary_tol=stationary_tol,
         asked=asked,
         max_steps=max_steps,
+        valid=jnp.asarray(True) if domain is None else jnp.all(domain(args)),
     )

@@ -48,6 +48,10 @@ class Coordinatewise(eqx.Module):
             a :class:`jaxflow.Problem`'s ``loss``, a loss that is a sum of per-coordinate terms.
         args_axes: a prefix of ``args``' structure, ``0`` for leaves split along their leading
             (coordinate) axis and ``None`` for leaves shared by every coordinate.
+        domain: optional ``domain(args) -> bool array``: whether ``args`` lie in the model's
+            domain; it raises a ``ValueError`` naming the argument and its range when they are
+            concrete and do not. The flow calls it before any work; under ``jit`` (traced
+            arguments) a lane outside the domain ends with status ``invalid``.
 
     Calling it calls ``fn``: a declared model stays an ordinary function for every other use
     (gradient descent, plotting, the user's own code).
@@ -55,6 +59,7 @@ class Coordinatewise(eqx.Module):
 
     fn: Callable = eqx.field(static=True)
     args_axes: Any = eqx.field(static=True, default=None)
+    domain: Callable | None = eqx.field(static=True, default=None)
 
     def __call__(self, y, args):
         return self.fn(y, args)

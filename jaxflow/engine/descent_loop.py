@@ -174,8 +174,8 @@ class _Probe(eqx.Module):
     """What is measured at the saves besides modes and loss: the sharpness (Lanczos, warm
     started from the vector carried in ``carry["eigvec"]``) and an ``observe`` function."""
 
-    loss: Callable = eqx.field(static=True)
-    observe: Callable | None = eqx.field(static=True)
+    loss: Callable  # functions or modules: their arrays stay traced, never static
+    observe: Callable | None
     iterations: int = eqx.field(static=True)
 
     def init(self, params0, args) -> dict:

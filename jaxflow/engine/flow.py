@@ -186,6 +186,11 @@ def solve(
         stationary_tol = _STATIONARY_TOL if runs_to_horizon or not len(fractions) else None
     if not isinstance(targets, jax.core.Tracer):
         _check_targets(y0, args, modes, targets, vector_field)
+    # A model that declares its domain (Coordinatewise(domain=...)) refuses concrete arguments
+    # outside it here, naming them; traced ones make the lane INVALID (see _initial_state).
+    domain = getattr(vector_field, "domain", None)
+    if domain is not None:
+        domain(args)
     # One compiled program per call signature: the setup (controller, first step, records)
     # would otherwise run op by op, each op compiled on its own (seconds of overhead per call).
     # Callables and Python numbers are static (equinox's filter), arrays are traced.
@@ -194,20 +199,20 @@ def solve(
         vector_field, y0, args, modes=modes, targets=targets, fractions=tuple(fractions),
         save_times=save_times, t_end=t_end, time=time, solver=solver, rtol=rtol, atol=atol,
         max_steps=max_steps, refine=refine, stationary_tol=stationary_tol, required=required,
-        dt0=dt0, controller=controller,
+        dt0=dt0, controller=controller, domain=domain,
     )
 
 
 def _solve_one(
     vector_field, y0, args, *, modes, targets, fractions, save_times, t_end, time, solver, rtol,
-    atol, max_steps, refine, stationary_tol, required, dt0, controller,
+    atol, max_steps, refine, stationary_tol, required, dt0, controller, domain=None,
 ) -> Trajectory:
     """Build the problem, run the loop, finish the trajectory (traced; see :func:`solve`)."""
     problem = _build_problem(
         vector_field, args, modes=modes, targets=targets, fractions=fractions,
         save_times=save_times, t_end=t_end, time=time, solver=solver, rtol=rtol, atol=atol,
         max_steps=max_steps, refine=refine, stationary_tol=stationary_tol, required=required,
-        controller=controller,
+        controller=controller, domain=domain,
     )
     if dt0 is None and time != "plain":
         dt0 = DEFAULT_DT0

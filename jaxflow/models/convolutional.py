@@ -22,6 +22,12 @@ Initialization: Gaussian kernels and dense layer with standard deviation ``init^
 sqrt(d)``, so every layer's Fourier amplitudes have RMS ``init^(1/N)`` and those of the canonical
 model RMS about ``init``.
 
+**Domain.** :func:`init` needs an integer depth ``>= 1`` (the number of layers), ``d >= 1``
+and ``0 < scale < inf`` (a ``ValueError`` names the argument). Targets and labels are those
+of :mod:`~jaxflow.models.diagonal`: any non-zero real ``w*`` (its Fourier amplitudes are the
+mode targets; a negative amplitude in :func:`fourier_target` is a phase of pi), labels -1 or
++1 for classification; ``k`` at most ``d // 2 + 1`` bins.
+
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from jaxflow.models import convolutional as cn
@@ -55,8 +61,8 @@ def init(key: jax.Array, scale: float, depth: int, d: int) -> dict[str, Array]:
     >>> sorted(init(jax.random.key(0), 1e-2, depth=1, d=4))
     ['dense']
     """
-    if not float(scale) > 0.0:
-        raise ValueError(f"scale (init) must be > 0, got {scale}")
+    if not 0.0 < float(scale) < np.inf:
+        raise ValueError(f"scale (init) must be > 0 and finite, got {scale}")
     check_integer("depth (the number of layers)", depth)
     check_integer("d", d)
     depth, d = int(depth), int(d)

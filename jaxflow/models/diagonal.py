@@ -23,6 +23,13 @@ losses are evaluated through ``logsumexp`` so that :func:`log_loss` stays finite
 ``exp(-margin)`` underflows; :func:`loss_underflow` reports that state, in which the gradient
 is exactly zero and both back-ends stop moving (no NaN).
 
+**Domain.** Depth ``1 <= N < inf`` and init scale ``0 < scale < inf`` (:class:`Problem`,
+:func:`init`: a ``ValueError`` naming the argument; a traced depth is not checked). Targets
+``w*``: any real vector, signed (``w_+^N - w_-^N`` takes either sign) with zero coordinates
+allowed; the data constructors refuse an all-zero one. Labels -1 or +1 for classification
+(:func:`check_labels`, concrete arrays only), any real for regression; shapes (m, d), (m,),
+(d,) with m >= 1 (:class:`Data`).
+
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from jaxflow.models import diagonal as dn
@@ -119,8 +126,8 @@ class Problem(eqx.Module):
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if loss != "squared":
             check_labels(data.labels)
-        if not isinstance(depth, jax.core.Tracer) and not float(np.asarray(depth)) >= 1.0:
-            raise ValueError(f"depth must be >= 1, got {depth}")
+        if not isinstance(depth, jax.core.Tracer) and not 1.0 <= float(np.asarray(depth)) < np.inf:
+            raise ValueError(f"depth must be >= 1 and finite, got {depth}")
         self.data = data
         self.depth = jnp.asarray(depth, dtype=float)
         self.loss = loss
@@ -197,10 +204,10 @@ def init(scale: float, depth: float, d: int) -> dict[str, Array]:
     >>> [round(float(v), 12) for v in p["w_plus"]]
     [0.1, 0.1, 0.1]
     """
-    if not float(scale) > 0.0:
-        raise ValueError(f"scale (init) must be > 0, got {scale}")
-    if not float(depth) >= 1.0:
-        raise ValueError(f"depth must be >= 1, got {depth}")
+    if not 0.0 < float(scale) < np.inf:
+        raise ValueError(f"scale (init) must be > 0 and finite, got {scale}")
+    if not 1.0 <= float(depth) < np.inf:
+        raise ValueError(f"depth must be >= 1 and finite, got {depth}")
     check_integer("d", d)
     w = jnp.full((int(d),), float(scale) ** (1.0 / float(depth)))
     return {"w_plus": w, "w_minus": w}

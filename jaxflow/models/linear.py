@@ -25,6 +25,12 @@ learning in deep linear neural networks", ICLR 2014 (arXiv 1312.6120); D. Kunin 
 quick: exact solutions reveal how unbalanced initializations promote rapid feature learning",
 NeurIPS 2024 (arXiv 2406.06158).
 
+**Domain.** ``T``: any real ``(k, d)`` matrix (signed entries; the modes are its singular
+values). :func:`init` needs ``0 < scale < inf`` and at least two positive widths;
+:func:`aligned_init` also an integer depth ``>= 2`` and a non-zero ``T``: a ``ValueError``
+names the argument. :func:`loss` does not check shapes; the Saxe closed forms need
+``0 < a0 < s`` (else NaN).
+
 Example (two layers, aligned start: the flow follows the logistic):
     >>> import jax.numpy as jnp
     >>> import jaxflow
@@ -46,6 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxflow._integers import check_integer
+
 __all__ = [
     "aligned_init",
     "balancedness",
@@ -56,6 +64,11 @@ __all__ = [
     "saxe_strength",
     "saxe_transition_time",
 ]
+
+
+def _check_scale(scale) -> None:
+    if not 0.0 < float(scale) < np.inf:
+        raise ValueError(f"scale (init) must be > 0 and finite, got {scale}")
 
 
 def product(params: Sequence[Array]) -> Float[Array, "k d"]:
@@ -116,6 +129,7 @@ def init(
     widths = [int(w) for w in widths]
     if len(widths) < 2 or min(widths) < 1:
         raise ValueError(f"widths must list at least two positive widths, got {widths}")
+    _check_scale(scale)
     keys = jax.random.split(key, len(widths))
     layers = [
         scale * jax.random.normal(k, (w_out, w_in))
@@ -146,6 +160,11 @@ def aligned_init(target: Float[ArrayLike, "k d"], scale: float, depth: int) -> l
     [0.0001, 0.0001]
     """
     target = np.asarray(target, dtype=float)
+    _check_scale(scale)
+    # Depth 1 has no hidden layer: the first and last factors below would be two layers.
+    depth = check_integer("depth (aligned_init)", depth, low=2)
+    if target.ndim != 2 or not np.any(target):
+        raise ValueError(f"target T must be a non-zero (k, d) matrix, got shape {target.shape}")
     u, s, vt = np.linalg.svd(target, full_matrices=False)
     r = int(np.sum(s > 1e-12 * s.max()))
     factor = float(scale) ** (1.0 / depth)

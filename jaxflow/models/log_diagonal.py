@@ -23,6 +23,12 @@ The loss is a quadratic in ``beta``, ``L = 1/2 beta^T H beta - b^T beta + c``
 by its initial value ``w_0^(2-N)``): both are exact invariants of the flow, so their drift
 measures the solver's error.
 
+**Domain.** Depth ``2 <= N < inf`` (below 2 a weight reaches 0 in finite time, where ``ln w``
+is undefined) and a finite ``log_scale``, any sign: :class:`Problem` and :func:`init` raise a
+``ValueError`` naming the argument (traced values are not checked). The loss is not checked:
+``H`` should be symmetric positive semi-definite (as :func:`least_squares` builds it), shapes
+``(d, d)``, ``(d,)``; the minimizer's coordinates may have any sign or be 0 (signed targets).
+
 Example:
     >>> import jax.numpy as jnp
     >>> from jaxflow.models import log_diagonal as ld
@@ -35,6 +41,7 @@ Example:
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 __all__ = ["Problem", "beta", "init", "invariant", "least_squares", "loss", "modes", "vector_field"]
@@ -58,6 +65,12 @@ class Problem(eqx.Module):
     depth: Float[Array, ""]
 
     def __init__(self, hessian, linear, offset=0.0, depth=2.0):
+        # Below depth 2 a weight can reach 0 in finite time, where ln w is undefined; a traced
+        # depth (under vmap) cannot be checked here.
+        if not isinstance(depth, jax.core.Tracer):
+            values = np.asarray(depth, dtype=float)
+            if not np.all((values >= 2.0) & (values < np.inf)):
+                raise ValueError(f"depth must be >= 2 and finite, got {depth}")
         self.hessian = jnp.asarray(hessian, dtype=float)
         self.linear = jnp.asarray(linear, dtype=float)
         self.offset = jnp.asarray(offset, dtype=float)
@@ -84,6 +97,8 @@ def init(log_scale: Float[ArrayLike, ""], depth: float, d: int) -> dict[str, Arr
     >>> [float(v) for v in init(-10.0, 2.0, 2)["a"]]
     [-5.0, -5.0]
     """
+    if not isinstance(log_scale, jax.core.Tracer) and not np.all(np.isfinite(log_scale)):
+        raise ValueError(f"log_scale (ln of the init scale) must be finite, got {log_scale}")
     a = jnp.full((int(d),), jnp.asarray(log_scale, dtype=float) / depth)
     return {"a": a, "b": a}
 

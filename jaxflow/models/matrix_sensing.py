@@ -16,6 +16,12 @@ the lane's depth are replaced by the identity in the product (hence out of the g
 compiled program serves every depth. Otherwise the factors are a tuple of ``N`` matrices
 (rectangular allowed) and each depth compiles its own program.
 
+**Domain.** :func:`init` needs an integer depth ``>= 1``, ``0 < scale < inf`` (not checked
+when traced), square shapes for identity/orthogonal starts and ``pad_to >= depth``; a
+``ValueError`` names the argument. ``W*``: any real matrix, signed, of any rank (the modes
+are singular values); an all-zero ``W*`` is accepted but makes :func:`reconstruction_error`
+NaN (0/0). ``m >= 1`` measurements; completion needs ``m <= d1 d2``.
+
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from jaxflow.models import matrix_sensing as ms
@@ -32,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
+
+from jaxflow._integers import check_integer
 
 __all__ = [
     "Init", "Problem", "completion_problem", "diagonal_target", "effective_rank",
@@ -181,9 +189,10 @@ def init(
         (4, 5, 5)
     """
     d1, d2 = shape
-    depth = int(depth)
-    if depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got {depth}")
+    depth = check_integer("depth", depth)
+    # A traced scale (scale as data under vmap) cannot be checked here.
+    if not isinstance(scale, jax.core.Tracer) and not 0.0 < float(scale) < np.inf:
+        raise ValueError(f"scale (init) must be > 0 and finite, got {scale}")
     if kind not in ("gaussian", "identity", "orthogonal"):
         raise ValueError(f"kind must be 'gaussian', 'identity' or 'orthogonal', got {kind!r}")
     if (kind != "gaussian" or pad_to is not None) and d1 != d2:

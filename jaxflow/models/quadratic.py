@@ -42,6 +42,13 @@ eigenvalue follows the depth-2 toy flow of docs/science/toy-model.md with ``c = 
 With finitely many samples (E2: ``m = 100 < d(d+1)/2 = 210``) the empirical loss is
 underdetermined and only approximates this; small initialization picks the low-rank solution.
 
+**Domain.** ``M*`` must be square and symmetric (:class:`Data`, concrete arrays); it should
+be positive semi-definite: ``W^T W`` cannot reach a negative eigenvalue, which is accepted but
+reported as a target of 0 (:func:`targets`). :func:`init` needs ``0 < scale < inf``,
+:func:`gaussian_data` an integer ``m >= 1`` and ``noise >= 0``: a ``ValueError`` names the
+argument. Observations may be any real numbers; an all-zero ``M*`` makes
+:func:`reconstruction_error` NaN.
+
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from jaxflow.models import quadratic as qn
@@ -198,8 +205,8 @@ def init(key: jax.Array, scale: float, data: Data, *, bias: bool = False) -> dic
     >>> sorted(p), bool(jnp.allclose(p["w"].T @ p["w"], 1e-2 * jnp.eye(4)))
     (['w'], True)
     """
-    if not float(scale) > 0.0:
-        raise ValueError(f"scale (init) must be > 0, got {scale}")
+    if not 0.0 < float(scale) < np.inf:
+        raise ValueError(f"scale (init) must be > 0 and finite, got {scale}")
     w = jnp.sqrt(jnp.asarray(scale, dtype=float)) * jax.random.orthogonal(key, data.dim)
     params = {"w": w}
     if bias:

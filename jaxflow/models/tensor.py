@@ -22,6 +22,11 @@ sees the same ``d/dt ||a_(n,r)||^2 = -2 <grad_X L, component r>``).
 Reference: N. Razin, A. Maman, N. Cohen, "Implicit regularization in tensor factorization",
 ICML 2021 (arXiv 2102.09972).
 
+**Domain.** :func:`init` needs an integer order ``>= 2``, rank and ``d >= 1`` and
+``0 < scale < inf`` (a ``ValueError`` names the argument). The target is any real tensor of
+shape ``(d,) * N``, not checked (a wrong shape broadcasts or fails in :func:`loss`);
+:func:`orthogonal_target`'s weights may be signed (a sign flip: component norm ``|w_r|``).
+
 Example:
     >>> import jax
     >>> from jaxflow.models import tensor
@@ -96,6 +101,8 @@ def init(key: jax.Array, scale: float, *, order: int, rank: int, d: int) -> Floa
     (3, 2, 4)
     """
     order, rank, d = _check("order", order, 2), _check("rank", rank, 1), _check("d", d, 1)
+    if not 0.0 < float(scale) < float("inf"):
+        raise ValueError(f"scale (init) must be > 0 and finite, got {scale}")
     return scale * jax.random.normal(key, (order, rank, d))
 
 

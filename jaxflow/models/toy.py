@@ -42,7 +42,7 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxflow.engine.coordinatewise import Coordinatewise
 
 __all__ = [
-    "ToyArgs", "factor_init", "factor_loss", "factor_time_scale", "factor_values",
+    "ToyArgs", "args_domain", "factor_init", "factor_loss", "factor_time_scale", "factor_values",
     "log_time_unit", "reduced_init", "reduced_modes", "reduced_speed", "reduced_vector_field",
 ]
 
@@ -139,7 +139,43 @@ def _reduced_vector_field(log_sigma: Float[Array, " d"], args: ToyArgs) -> Float
     return jnp.exp(exponent) * (targets - jnp.exp(log_sigma))
 
 
-reduced_vector_field = Coordinatewise(_reduced_vector_field, args_axes=_COORDINATE_AXES)
+def args_domain(args: ToyArgs) -> Array:
+    """Whether ``args`` lie in the reduced model's domain: depth ``N >= 1`` (``inf`` allowed),
+    targets ``sigma* > 0`` finite, time scale ``c > 0`` finite.
+
+    Concrete values outside it raise a ``ValueError`` naming the argument and its range;
+    traced ones cannot raise, and :func:`jaxflow.solve` gives their lane status ``invalid``.
+    The flow calls it on every solve of :data:`reduced_vector_field`.
+
+    >>> import jax.numpy as jnp
+    >>> from jaxflow.models import toy
+    >>> bool(toy.args_domain(toy.ToyArgs(depth=jnp.inf, targets=jnp.array([2.0, 1.0]))))
+    True
+    >>> toy.args_domain(toy.ToyArgs(depth=0.5, targets=jnp.array([1.0])))
+    Traceback (most recent call last):
+    ...
+    ValueError: depth must be >= 1 (inf allowed), got 0.5
+    """
+    checks = (
+        ("depth", "must be >= 1 (inf allowed)", args.depth, lambda v: v >= 1.0),
+        ("targets", "must be > 0 and finite", args.targets,
+         lambda v: (v > 0.0) & (v < jnp.inf)),
+        ("time_scale", "must be > 0 and finite", args.time_scale,
+         lambda v: (v > 0.0) & (v < jnp.inf)),
+    )
+    valid = jnp.asarray(True)
+    for name, allowed, value, ok in checks:
+        if not isinstance(value, jax.core.Tracer):
+            good = ok(np.asarray(value, dtype=float))  # NaN fails every comparison
+            if not np.all(good):
+                bad = np.asarray(value, dtype=float)[~good] if np.ndim(good) else value
+                raise ValueError(f"{name} {allowed}, got {float(np.ravel(bad)[0])}")
+        valid = valid & jnp.all(ok(jnp.asarray(value, dtype=float)))
+    return valid
+
+
+reduced_vector_field = Coordinatewise(_reduced_vector_field, args_axes=_COORDINATE_AXES,
+                                      domain=args_domain)
 
 
 def reduced_speed(log_sigma: Float[Array, " d"], velocity, args: ToyArgs) -> Float[Array, ""]:
