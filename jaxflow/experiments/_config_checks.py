@@ -13,6 +13,12 @@ from typing import Any
 
 from jaxflow._integers import INT_MAX, check_integer, is_integer
 
+__all__ = [
+    "DTYPES", "MAX_CONFIG_BYTES", "SEED_MAX", "ConfigError", "as_axis", "check_depths",
+    "check_dtype", "check_fractions", "check_known_fields", "check_positive",
+    "check_positive_int", "check_seed", "check_steps", "check_type", "read_toml", "suggest",
+]
+
 
 class ConfigError(ValueError):
     """An option is outside its allowed range (the message names it).
