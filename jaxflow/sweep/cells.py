@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -47,6 +46,7 @@ from jaxflow.sweep import progress as _progress
 from jaxflow.sweep import resources as _resources
 from jaxflow.sweep.errors import StoreDamagedError, SweepError
 from jaxflow.sweep.grid import process_share
+from jaxflow.sweep.store_access import wait_until_finished
 
 __all__ = ["DEFAULT_WAIT_TIMEOUT", "Cell", "check_size", "estimate", "run"]
 
@@ -233,20 +233,8 @@ def _verified_on_start(backing) -> np.ndarray:
 
 def _wait_all(backing, wait_timeout: float) -> None:
     """Wait for the other processes' cells; fail if none appears for ``wait_timeout`` s."""
-    count, last = -1, time.monotonic()
-    while True:
-        present = backing.present()
-        if present.all():
-            return
-        if present.sum() > count:
-            count, last = int(present.sum()), time.monotonic()
-        elif time.monotonic() - last > wait_timeout:
-            missing = np.flatnonzero(~present)
-            raise SweepError(
-                f"store {backing.path}: no cell finished for wait_timeout={wait_timeout:g} s; "
-                f"{missing.size} cells missing (e.g. {missing[:5].tolist()}); did a process "
-                "die? rerun every process with --resume")
-        time.sleep(0.1)
+    wait_until_finished(backing.present, backing.path, wait_timeout, unit="cell",
+                        rerun="--resume")
 
 
 def _read_all(backing, cells) -> list[dict[str, np.ndarray]]:

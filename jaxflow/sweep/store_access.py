@@ -21,7 +21,7 @@ from jaxflow.sweep.errors import StoreDamagedError, SweepError
 
 __all__ = [
     "open_store", "read_verified", "store_error", "verified_on_start", "wait_all_done",
-    "write_chunk",
+    "wait_until_finished", "write_chunk",
 ]
 
 
@@ -96,9 +96,17 @@ def write_chunk(backing, index: int, outputs) -> None:
 
 def wait_all_done(backing, wait_timeout: float) -> None:
     """Wait for the other processes' chunks; fail if none finishes for ``wait_timeout`` s."""
+    wait_until_finished(backing.flags, backing.path, wait_timeout, unit="chunk",
+                        rerun="resume=True (--resume)")
+
+
+def wait_until_finished(finished, path, wait_timeout: float, *, unit: str, rerun: str) -> None:
+    """Poll ``finished() -> bool array`` until all are true; a SweepError naming the missing
+    ``unit``s when none finished for ``wait_timeout`` s (a process died), saying to rerun with
+    ``rerun``. Shared by the chunked store and the cell store."""
     count, last = -1, time.monotonic()
     while True:
-        done = backing.flags()
+        done = finished()
         if done.all():
             return
         if done.sum() > count:
@@ -106,9 +114,9 @@ def wait_all_done(backing, wait_timeout: float) -> None:
         elif time.monotonic() - last > wait_timeout:
             missing = np.flatnonzero(~done)
             raise SweepError(
-                f"store {backing.path}: no chunk finished for wait_timeout={wait_timeout:g} s; "
-                f"{missing.size} chunks missing (e.g. {missing[:5].tolist()}); did a process "
-                "die? rerun every process with resume=True (--resume)"
+                f"store {path}: no {unit} finished for wait_timeout={wait_timeout:g} s; "
+                f"{missing.size} {unit}s missing (e.g. {missing[:5].tolist()}); did a process "
+                f"die? rerun every process with {rerun}"
             )
         time.sleep(0.1)
 
