@@ -19,7 +19,6 @@ import math
 import os
 import pathlib
 import platform
-import subprocess
 import time
 
 import jax
@@ -30,6 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxflow  # noqa: E402
+from jaxflow import provenance  # noqa: E402
 from jaxflow.models import toy  # noqa: E402
 from jaxflow.oracles import theory  # noqa: E402
 
@@ -39,15 +39,6 @@ SCALES = (1e-1, 1e-3, 1e-10, 1e-30)
 TARGETS = (1.0, 1e2, 1e4, 1e6)
 FRACTIONS = (0.2, 0.5, 0.9)
 SETTINGS = {"default (1e-10)": 1e-10, "phase diagram (1e-8)": 1e-8}
-
-
-def _commit() -> str:
-    def git(*args):
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                              text=True).stdout.strip()
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def solve_grid(tol: float):
@@ -116,7 +107,7 @@ def main(argv=None) -> None:
         "benchmark": "learning_time_accuracy",
         "command": "python benchmarks/learning_time_accuracy.py",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": _commit(),
+        "commit": provenance.git_commit(),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
         "grid": {"depths": [str(d) for d in DEPTHS], "sigma0": list(SCALES),
                  "targets": list(TARGETS), "fractions": list(FRACTIONS)},

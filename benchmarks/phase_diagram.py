@@ -25,16 +25,6 @@ import xarray as xr
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _commit() -> str:
-    """The checkout's commit, ``-dirty`` appended when tracked files differ from it."""
-    def git(*args):
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                              text=True).stdout.strip()
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "results" / "phase_diagram"))
@@ -42,6 +32,7 @@ def main(argv=None) -> None:
                         default=str(ROOT / "benchmarks" / "results" / "phase_diagram.json"))
     args = parser.parse_args(argv)
 
+    from jaxflow import provenance
     from jaxflow.experiments import phase_diagram as pd
 
     load = list(os.getloadavg())  # before the run: what else was using the cores
@@ -60,7 +51,7 @@ def main(argv=None) -> None:
         "benchmark": "phase_diagram",
         "command": "jaxflow phase-diagram (defaults, empty XLA cache)",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": _commit(),
+        "commit": provenance.git_commit(),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "load_average": load},
         "wall_s": wall,

@@ -21,7 +21,6 @@ import math
 import os
 import pathlib
 import platform
-import subprocess
 import time
 
 import jax
@@ -30,6 +29,7 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 
+from jaxflow import provenance  # noqa: E402
 from jaxflow.engine import status  # noqa: E402
 from jaxflow.experiments import phase_diagram as pd  # noqa: E402
 from jaxflow.oracles import theory  # noqa: E402
@@ -37,15 +37,6 @@ from jaxflow.oracles import theory  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NEAR_DEPTHS = (1.5, 1.75, 1.9)
 NEAR_EXCESSES = tuple(float(e) for e in np.geomspace(1e-8, 1.0, 17))
-
-
-def _commit() -> str:
-    def git(*args):
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                              text=True).stdout.strip()
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def critical_ratio(depth: float) -> float:
@@ -117,7 +108,7 @@ def main(argv=None) -> None:
         "benchmark": "threshold_check",
         "command": "python benchmarks/threshold_check.py",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": _commit(),
+        "commit": provenance.git_commit(),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "load_average": load},
         "tolerance": pd.THRESHOLD_TOLERANCE,
