@@ -76,5 +76,8 @@ def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
     ax.set_yscale("log")
     ax.set_title(f"{style.depth_label(float(sub['depth']))}, {_INITS[int(init)]}, "
                  f"scale {float(sub['scale']):.3g}", fontsize=8)
-    ax.legend(fontsize=6)
+    # outside the axis: one entry per step size (19 on the default grid) would cover the traces
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=6,
+               ncol=1 if len(labels) <= 10 else 2)
     return fig
