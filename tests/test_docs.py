@@ -1,6 +1,7 @@
 """The documentation site builds with ``mkdocs build --strict``: a broken reference, a module that
 fails to render or a missing page fails this test (and so CI, which installs the docs extra)."""
 
+import json
 import os
 import pathlib
 import re
@@ -49,6 +50,21 @@ def test_api_reference_documents_the_public_functions(site):
 def test_science_pages_never_point_outside_the_repository():
     for page in (ROOT / "docs").rglob("*.md"):
         assert "PAPER" not in page.read_text(), page
+
+
+def test_the_first_ten_minutes_name_every_experiment_and_notebook():
+    from jaxflow import experiments
+
+    page = (ROOT / "docs" / "first-ten-minutes.md").read_text()
+    next_steps = page[page.index("## Where to go next"):]
+    for name in experiments.names():
+        # the main job (jaxflow phase-diagram) is run on the page, the others are next steps
+        assert f"jaxflow {name}" in page or f"`{name}`" in next_steps, name
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"(notebooks/{notebook.name})" in next_steps, notebook.name
+    for part in ("Install", "Read the table", "Read the figures", "Change one thing",
+                 "jaxflow plot", "xarray"):
+        assert part in page, part
 
 
 def _public_modules() -> list[str]:
@@ -100,9 +116,9 @@ def test_private_names_have_no_entries(site):
 
 
 def test_every_notebook_is_in_the_nav_with_its_math_and_figures(site):
-    nav = (ROOT / "mkdocs.yml").read_text()
+    home = (site / "index.html").read_text()  # the navigation, as built
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        assert f"notebooks/{notebook.name}" in nav, notebook.name
+        assert re.search(rf'href="notebooks/{notebook.stem}/"', home), notebook.name
         html = (site / "notebooks" / notebook.stem / "index.html").read_text()
         assert "data:image/png;base64" in html, notebook.name  # the stored figures
         # one MathJax: the site's version 3 with its configuration, not the renderer's own
@@ -111,6 +127,30 @@ def test_every_notebook_is_in_the_nav_with_its_math_and_figures(site):
         assert config < html.index("mathjax@3"), notebook.name
     config = (ROOT / "docs" / "javascripts" / "mathjax.js").read_text()
     assert '["$", "$"]' in config
+
+
+def _hook(name: str):
+    """A module of docs/hooks/, loaded from its file (``notebooks`` is also a folder here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"docs_hook_{name}",
+                                                  ROOT / "docs" / "hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_notebook_missing_from_the_nav_is_added_with_its_title(tmp_path, monkeypatch):
+    notebooks = _hook("notebooks")
+    (tmp_path / "notebooks").mkdir()
+    for stem, heading in (("01_a", "# 01 · Listed"), ("08_new", "# 08 · A new notebook")):
+        cells = [{"cell_type": "markdown", "source": [heading + "\n", "text\n"], "metadata": {}}]
+        (tmp_path / "notebooks" / f"{stem}.ipynb").write_text(json.dumps({"cells": cells}))
+    monkeypatch.setattr(notebooks, "ROOT", tmp_path)
+    nav = [{"Home": "index.md"}, {"Notebooks": [{"Listed": "notebooks/01_a.ipynb"}]}]
+    notebooks._add_missing_notebooks(nav)
+    assert nav[1]["Notebooks"] == [{"Listed": "notebooks/01_a.ipynb"},
+                                   {"A new notebook": "notebooks/08_new.ipynb"}]
 
 
 def test_an_unresolved_reference_is_left_to_fail_the_strict_build():

@@ -18,11 +18,12 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import xarray as xr
 from matplotlib.colors import to_hex
 from matplotlib.testing.compare import compare_images
 
 from jaxflow import plot
-from jaxflow.plot import style
+from jaxflow.plot import edge, style
 
 BASELINES = pathlib.Path(__file__).parent / "baseline_images"
 BASELINE_DPI = 50
@@ -31,6 +32,31 @@ BASELINE_DPI = 50
 TOLERANCE = 2.0
 
 ex = plot.example_dataset
+
+
+def _edge_of_stability():
+    """A made-up dataset in the layout of jaxflow.plot.edge: depths 2 and 3, two inits, four
+    step sizes (converged below the limit, then catapult, oscillating, diverged), sharpness
+    settling towards min(its flow value, 2/eta)."""
+    depths, scales = np.array([2, 3]), np.array([0.1, 1.0])
+    factors, inits, save = np.array([0.5, 0.9, 1.1, 2.5]), np.array([0, 1]), np.arange(0, 50, 5)
+    shape = (depths.size, scales.size, factors.size, inits.size)
+    regime = np.broadcast_to(np.array([0, 0, 1, 2])[:, None], shape[2:])
+    regime = np.broadcast_to(regime, shape).copy()
+    regime[:, 0, 3, :] = 3
+    lam = np.broadcast_to((2.0 * depths)[:, None, None, None], shape).astype(float)
+    two_over_eta = lam / factors[:, None]
+    flow = lam[..., None] * (1 - 0.5 * np.exp(-save / 10.0))
+    sharpness = np.minimum(flow, two_over_eta[..., None] * (1 + 0.02 * np.sin(save)))
+    dims = ("depth", "scale", "eta_factor", "init")
+    return xr.Dataset(
+        {"regime": (dims, regime), "lambda_balanced": (dims, lam),
+         "two_over_eta": (dims, two_over_eta),
+         "sharpness": (dims + ("save",), sharpness), "flow_sharpness": (dims + ("save",), flow)},
+        coords={"depth": depths, "scale": scales, "eta_factor": factors, "init": inits,
+                "save": save})
+
+
 FIGURES = {
     "phase_diagram": lambda: plot.phase_diagram(ex("phase_diagram")),
     "thresholds": lambda: plot.thresholds(ex("phase_diagram")),
@@ -43,6 +69,8 @@ FIGURES = {
     "factor_diagram": lambda: plot.factor_diagram(ex("factor_diagram")),
     "saddle_staircase": lambda: plot.saddle_staircase(ex("saddles")),
     "jump_times": lambda: plot.jump_times(ex("saddles")),
+    "edge_regime_map": lambda: edge.regime_map(_edge_of_stability()),
+    "edge_sharpness_traces": lambda: edge.sharpness_traces(_edge_of_stability()),
 }
 
 

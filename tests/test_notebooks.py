@@ -8,14 +8,20 @@
   time (``JAXFLOW_NOTEBOOK_WORKERS`` overrides it): on 2 cores that halves the wall time. Only
   the notebooks whose smoke test is selected run (``-k 01_toy_model`` executes that one).
 * The expected set of notebooks exists, so a missing one fails rather than being skipped.
+* The notebooks' figures follow jaxflow's figure style (read from their code, no run): a
+  curve labelled with a depth takes that depth's colour (``plot.depth_colour``), labels write
+  symbols in mathtext, never as ASCII (``sigma0``, ``beta_0``, ``r - 1``), and figures are
+  drawn at 150 dpi or more.
 * The stored files read well without running: every code cell has run, in order, without an
   error, the outputs come from a full-size run (the first cell prints its size), and each file
   stays small enough to browse.
 """
 
+import ast
 import concurrent.futures
 import os
 import pathlib
+import re
 
 import pytest
 
@@ -60,6 +66,81 @@ def test_stored_outputs_are_a_full_run(path):
         assert not errors, errors[0].get("ename")
     first = _first_code_output(notebook)
     assert "full size" in first, f"stored outputs are not from a full-size run: {first!r}"
+
+
+# ASCII spellings of symbols that belong in mathtext (tests/test_figures.py checks jaxflow.plot)
+_ASCII_MATH = re.compile(r"sigma0|sigma_|alpha|beta_|lambda_|\binf\b|\br ?- ?1\b|ratio ?- ?1|\^")
+_TEXT_CALLS = {"set_xlabel", "set_ylabel", "set_title", "suptitle", "text", "annotate"}
+_TEXT_KEYWORDS = {"label", "title", "value_label", "xlabel", "ylabel"}
+
+
+def _literal_text(node) -> list[str]:
+    """The literal text of a string expression (an f-string's fields as ``{}``)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        return ["".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)]
+    if isinstance(node, ast.BinOp):
+        return _literal_text(node.left) + _literal_text(node.right)
+    return []
+
+
+def style_violations(source: str) -> list[str]:
+    """What in one code cell breaks the figure style: ASCII math in a label, a depth named in
+    a legend label other than by ``plot.depth_label``, a depth label without a colour."""
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+        texts = [t for a in node.args for t in _literal_text(a)] if name in _TEXT_CALLS else []
+        keywords = {kw.arg: kw.value for kw in node.keywords}
+        texts += [t for k, v in keywords.items() if k in _TEXT_KEYWORDS for t in _literal_text(v)]
+        found += [f"line {node.lineno}: ASCII math in {t!r}" for t in texts
+                  if _ASCII_MATH.search(re.sub(r"\$[^$]*\$", "", t))]
+        label = keywords.get("label")
+        if label is not None and any(re.search(r"\bdepth \{", t) for t in _literal_text(label)):
+            found.append(f"line {node.lineno}: a depth in a legend label; use plot.depth_label")
+        if label is not None and "depth_label" in ast.unparse(label):
+            if "color" not in keywords and "c" not in keywords:
+                found.append(f"line {node.lineno}: a depth's curve without plot.depth_colour")
+    return found
+
+
+@pytest.mark.parametrize("path", FOUND, ids=IDS)
+def test_figures_follow_the_style(path):
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+    found = [f"cell {i}: {v}" for i, source in enumerate(code) for v in style_violations(source)]
+    assert not found, found
+    dpi = re.search(r'"figure\.dpi":\s*(\d+)', code[0])
+    assert dpi and int(dpi.group(1)) >= 150, "the first cell sets figure.dpi >= 150"
+    # a curve labelled by depth takes the depth's colour: plot.depth_colour in that cell
+    for source in code:
+        if "depth_label(" in source and re.search(r"\blabel=", source):
+            labelled = [line for line in source.splitlines() if "label=plot.depth_label" in line
+                        or "label=f\"{plot.depth_label" in line]
+            if labelled:
+                assert "depth_colour(" in source, labelled
+
+
+@pytest.mark.parametrize("source, problem", [
+    ('ax.plot(x, y, label=plot.depth_label(3))', "without plot.depth_colour"),
+    ('ax.plot(x, y, color=c, label=f"depth {n}")', "use plot.depth_label"),
+    ('ax.set_xlabel("ratio - 1")', "ASCII math"),
+    ('ax.set_ylabel("beta_0")', "ASCII math"),
+    ('ax.plot(x, y, label=f"ln alpha = {a:.0f}")', "ASCII math"),
+])
+def test_the_style_check_sees_each_violation(source, problem):
+    assert any(problem in v for v in style_violations(source)), source
+
+
+def test_the_style_check_passes_styled_code():
+    source = ('%matplotlib inline\n'
+              'ax.plot(x, y, color=plot.depth_colour(d), label=plot.depth_label(d))\n'
+              'ax.set_xlabel(r"$r - 1$"); ax.set_title(rf"$\\sigma_0 = {s:g}$")')
+    assert style_violations(source) == []
 
 
 def _smoke_env() -> dict[str, str]:
