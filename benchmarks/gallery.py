@@ -139,6 +139,7 @@ def main(argv=None) -> int:
     parser.add_argument("--extra", default="", help="extra arguments for the (one) entry named, "
                         "e.g. '--num-seeds 8' where the full size does not fit the time")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per entry")
+    parser.add_argument("--json", default=str(RESULTS), help="the record to update")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(ENTRIES))
     if unknown:
@@ -146,9 +147,7 @@ def main(argv=None) -> int:
     if args.extra and len(args.names) != 1:
         parser.error("--extra applies to one named entry")
     commit = _committed_code()
-    record = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"entries": {}}
-    record["order"] = list(ENTRIES)  # the gallery's order
-    record["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
+    path = pathlib.Path(args.json)
     for name in args.names or list(ENTRIES):
         cli_args, figures = ENTRIES[name]
         entry = run_entry(name, cli_args, figures, args.extra.split(), args.timeout)
@@ -157,8 +156,12 @@ def main(argv=None) -> int:
         if not entry["figures"]:
             print("\n".join(entry["last_lines"]), flush=True)
         if entry["figures"]:  # a failed run keeps the previous record and images
+            # read afresh: another run of this script may have recorded other entries since
+            record = json.loads(path.read_text()) if path.exists() else {"entries": {}}
+            record["order"] = list(ENTRIES)  # the gallery's order
+            record["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
             record["entries"][name] = entry
-            RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+            path.write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 
