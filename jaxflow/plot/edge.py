@@ -10,11 +10,13 @@ import xarray as xr
 
 from jaxflow.plot import style
 
-__all__ = ["regime_map", "sharpness_traces"]
+__all__ = ["MAX_TRACES", "regime_map", "sharpness_traces"]
 
 _NAMES = ("converged", "catapult", "oscillating", "diverged")
 _COLOURS = (style.OKABE_ITO[2], style.OKABE_ITO[4], style.OKABE_ITO[1], style.OKABE_ITO[5])
 _INITS = ("balanced", "random")
+# step sizes drawn by sharpness_traces
+MAX_TRACES = 5
 
 
 @style.styled
@@ -42,6 +44,8 @@ def regime_map(ds: xr.Dataset) -> plt.Figure:
             ax.axvline(limit, color="k", ls="--", lw=0.8)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            # decades only: the default minor labels (2x10^0, 3x10^0, ...) overlap on a panel
+            style.decade_ticks(ax)
             ax.set_title(f"{style.depth_label(float(depth))}, {_INITS[int(init)]}", fontsize=8)
             if row == len(inits) - 1:
                 ax.set_xlabel(r"step size $\eta$ (dashed: $2/\lambda_{bal}$)")
@@ -54,18 +58,23 @@ def regime_map(ds: xr.Dataset) -> plt.Figure:
 @style.styled
 def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
     r"""Sharpness against the step for the deepest depth, random init, at the scale with the
-    most lanes that did not diverge: one
-    line per step size, with its $2/\eta$ dashed in the same colour; and the flow solution's
-    sharpness (thin)."""
+    most lanes that did not diverge: one line per step size (at most :data:`MAX_TRACES`, spread
+    over the grid from the smallest to the largest), with its $2/\eta$ dashed in the same
+    colour; and the flow solution's sharpness (thin). Step sizes are ordered values: their
+    colours run along a sequential map (cividis), smaller steps darker."""
     init = ds["init"].values[-1]
     deepest = ds.sel(depth=ds["depth"].values[-1], init=init)
     # the scale with the most lanes measured to the end (diverged lanes stop early)
     measured = np.isfinite(deepest["sharpness"].isel(save=-1)).sum("eta_factor").values
     sub = deepest.isel(scale=int(np.argmax(measured)))
     fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 2.6), layout="constrained")
-    for i, factor in enumerate(sub["eta_factor"].values):
+    factors = sub["eta_factor"].values
+    # a few step sizes read at a glance; the default grid's 19 overlapping traces do not
+    shown = np.unique(np.round(np.linspace(0, factors.size - 1,
+                                           min(factors.size, MAX_TRACES))).astype(int))
+    shades = plt.get_cmap("cividis")(np.linspace(0.0, 0.9, shown.size))
+    for factor, colour in zip(factors[shown], shades):
         lane = sub.sel(eta_factor=factor)
-        colour = style.mode_colour(i)
         steps = lane["save"].values
         ax.plot(steps, lane["sharpness"].values, color=colour, lw=1.0,
                 label=rf"$\eta\lambda_{{bal}}/2 = {factor:g}$")
@@ -76,8 +85,7 @@ def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
     ax.set_yscale("log")
     ax.set_title(f"{style.depth_label(float(sub['depth']))}, {_INITS[int(init)]}, "
                  f"scale {float(sub['scale']):.3g}", fontsize=8)
-    # outside the axis: one entry per step size (19 on the default grid) would cover the traces
+    # outside the axis: inside, the legend would cover the traces
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right center", fontsize=6,
-               ncol=1 if len(labels) <= 10 else 2)
+    fig.legend(handles, labels, loc="outside right center", fontsize=6)
     return fig
