@@ -112,7 +112,46 @@ def learning_time_accuracy() -> str:
             f"diagram's {pd['rtol']:g} (`{r['command']}`; {_source('learning_time_accuracy')}).\n")
 
 
+def _gallery_entries() -> list[tuple[str, dict]]:
+    r = _load("gallery")
+    return [(name, r["entries"][name]) for name in r["order"] if name in r["entries"]]
+
+
+def _made_by(entry: dict) -> str:
+    """How an image was made: the command, the commit of its code, the run's wall time and,
+    when some requested answer was not ok (exit status 3), the run's own last line."""
+    text = (f"`{entry['command']}` at commit `{entry['commit']}`, {entry['wall_s']:.0f} s on "
+            f"{_load('gallery')['machine']['cpu_count']} shared CPU cores (load "
+            f"{entry['load_average'][0]:.1f} at the start)")
+    if entry["exit_status"] != 0:
+        text += f" (exit status {entry['exit_status']}: {entry['last_lines'][-1]})"
+    return text
+
+
+def gallery_table() -> str:
+    """README's gallery: a table of links to the images, with the command and commit."""
+    rows = ["| figure | made by |", "|---|---|"]
+    for _, entry in _gallery_entries():
+        for figure in entry["figures"]:
+            rows.append(f"| [{figure['caption']}](docs/{figure['file']}) | {_made_by(entry)} |")
+    return "\n".join(rows) + f"\n\n({_source('gallery')}: `python benchmarks/gallery.py`)\n"
+
+
+def gallery_page() -> str:
+    """docs/gallery.md: each image shown, captioned with its command and commit."""
+    parts = []
+    for name, entry in _gallery_entries():
+        parts.append(f"## {name}\n")
+        for figure in entry["figures"]:
+            parts.append(f"![{figure['caption']}]({figure['file']})\n\n"
+                         f"*{figure['caption'][0].upper() + figure['caption'][1:]}.* "
+                         f"Made by {_made_by(entry)}.\n")
+    return "\n".join(parts)
+
+
 BLOCKS = {
+    "gallery": gallery_page,
+    "gallery-table": gallery_table,
     "learning-time-accuracy": learning_time_accuracy,
     "phase-diagram-run": phase_diagram_run,
     "phase-diagram-accuracy": phase_diagram_accuracy,

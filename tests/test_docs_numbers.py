@@ -2,6 +2,10 @@
 a generated block filled from benchmarks/results/*.json by benchmarks/fill_numbers.py.
 
 After rerunning a benchmark: ``python benchmarks/fill_numbers.py`` rewrites the blocks.
+
+docs/changelog.md only includes CHANGELOG.md, a dated record whose entries keep the numbers
+measured when they were written; that file is not scanned. Neither are the docstrings that the
+API pages render: their examples are doctests, checked by running them.
 """
 
 import importlib.util
@@ -59,6 +63,20 @@ def test_no_number_with_a_unit_stands_outside_a_generated_block():
     assert not found, "\n".join(found)
 
 
+def test_every_gallery_image_is_captioned_and_shown():
+    """Each image of docs/ is a gallery image, with its record (command, commit) in
+    benchmarks/results/gallery.json, shown on the gallery page; each recorded image exists."""
+    record = numbers._load("gallery")
+    recorded = {f["file"] for e in record["entries"].values() for f in e["figures"]}
+    assert recorded == {p.name for p in (ROOT / "docs").glob("*.png")}
+    page = (ROOT / "docs" / "gallery.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for entry in record["entries"].values():
+        assert len(entry["commit"]) >= 7 and entry["command"].startswith("jaxflow ")
+        for figure in entry["figures"]:
+            assert f"]({figure['file']})" in page and f"](docs/{figure['file']})" in readme
+
+
 @pytest.mark.parametrize("text", ["took 40 s", "3.1x faster", "within 0.5%", "error 1.2e-7",
                                   "2.95x", "12 minutes", "10.5 us per trajectory"])
 def test_the_scan_sees_numbers_with_units(text):
@@ -80,9 +98,16 @@ def test_each_block_follows_its_json(monkeypatch):
             data["wall_s"], data["max_slope_deviation"] = 987.6, 0.0123
         if name == "toy_throughput":
             data["us_per_trajectory"] = 43.21
+        if name == "gallery":
+            entry = data["entries"][data["order"][0]]
+            entry.update(command="jaxflow phase-diagram --depths 2,3", commit="abc1234",
+                         exit_status=3, last_lines=["answered: 5 of 6"])
         return data
 
     monkeypatch.setattr(numbers, "_load", changed)
+    made_by = ("`jaxflow phase-diagram --depths 2,3` at commit `abc1234`", "answered: 5 of 6")
+    for block in (numbers.gallery_page(), numbers.gallery_table()):
+        assert all(part in block for part in made_by)
     assert "987.6 s" in numbers.phase_diagram_run()
     assert "1.23%" in numbers.phase_diagram_accuracy()
     assert "43.21 us per trajectory" in numbers.benchmarks_table()
