@@ -95,7 +95,7 @@ def test_every_public_module_has_an_api_page(site):
         assert f'id="{name}' in page.read_text(), name
 
 
-_RAW_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc):")
+_RAW_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc|const):")
 
 
 def test_the_site_has_no_raw_roles_and_links_its_references(site):
