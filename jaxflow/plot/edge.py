@@ -1,7 +1,7 @@
-"""Edge-of-stability figures: the regime map and the sharpness traces.
-
-Both take the dataset of :func:`jaxflow.experiments.edge_of_stability.run` (dims depth, scale,
-eta_factor, init; traces along save).
+"""Large-step figures: the regime map and the sharpness traces (the dataset of
+:func:`jaxflow.experiments.edge_of_stability.run`: dims depth, scale, eta_factor, init; traces
+along save), and the incremental thresholds under large steps
+(:func:`jaxflow.experiments.large_step_thresholds.run`).
 """
 
 import matplotlib.pyplot as plt
@@ -10,7 +10,7 @@ import xarray as xr
 
 from jaxflow.plot import style
 
-__all__ = ["regime_map", "sharpness_traces"]
+__all__ = ["regime_map", "sharpness_traces", "threshold_ratios"]
 
 _NAMES = ("converged", "catapult", "oscillating", "diverged")
 _COLOURS = (style.OKABE_ITO[2], style.OKABE_ITO[4], style.OKABE_ITO[1], style.OKABE_ITO[5])
@@ -77,4 +77,30 @@ def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
     ax.set_title(f"{style.depth_label(float(sub['depth']))}, {_INITS[int(init)]}, "
                  f"scale {float(sub['scale']):.3g}", fontsize=8)
     ax.legend(fontsize=6)
+    return fig
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+@style.styled
+def threshold_ratios(ds: xr.Dataset) -> plt.Figure:
+    r"""$\sigma_{th}(\eta) / \sigma_{th}(\mathrm{flow})$ against $\eta\lambda/2$: one colour per
+    depth (the shared depth colours), one marker per ratio; lanes without an answer are left
+    out. Dashed: the flow's threshold (1) and the stability limit of the larger target."""
+    fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 2.6), layout="constrained")
+    factors = ds["eta_factor"].values
+    for depth in ds["depth"].values:
+        for k, ratio in enumerate(ds["ratio"].values):
+            q = ds["threshold_ratio"].sel(depth=depth, ratio=ratio).values
+            ok = np.isfinite(q)
+            ax.plot(factors[ok], q[ok], color=style.depth_colour(float(depth)), lw=0.8,
+                    marker=_MARKERS[k % len(_MARKERS)], ms=3.5,
+                    label=f"{style.depth_label(float(depth))}, $r = {ratio:g}$")
+    ax.axhline(1.0, color="k", ls="--", lw=0.7)
+    ax.axvline(1.0, color="0.5", ls=":", lw=0.7)
+    ax.set_yscale("log")
+    ax.set_xlabel(r"step size $\eta\lambda/2$ (dotted: stability limit)")
+    ax.set_ylabel(r"$\sigma_{th}(\eta) / \sigma_{th}(\mathrm{flow})$")
+    ax.legend(fontsize=5, ncol=2)
     return fig
