@@ -25,7 +25,7 @@ import jaxflow
 from jaxflow.engine import status
 from jaxflow.oracles import incremental
 
-__all__ = ["check", "decide", "search"]
+__all__ = ["decide", "search"]
 
 
 def _pair_problem(max_depth, depth, ratio, log_scale):
@@ -72,60 +72,75 @@ def _next_point(lo, hi, d, floor, top):
     return jnp.where(both, 0.5 * (lo + hi), outward), jnp.where(both, d, 2.0 * d)
 
 
-def search(config, depth, ratio, eta, log_start):
-    """The lane's search from ``ln sigma0 = log_start`` (module docstring).
+def _search_update(config, s, x, inc, decided, code, steps, floor, top):
+    """One round of the search with the run at ``x`` answered ``inc`` (module docstring)."""
+    live = s["live"]
+    take = live & decided
+    lo = jnp.where(take & inc, x, s["lo"])
+    hi = jnp.where(take & ~inc, x, s["hi"])
+    closed = (jnp.isfinite(lo) & jnp.isfinite(hi)
+              & (hi - lo <= config.tolerance * jnp.maximum(1.0, jnp.abs(lo))))
+    none = take & ((~jnp.isfinite(lo) & (hi <= floor)) | (~jnp.isfinite(hi) & (lo >= top)))
+    code = jnp.where(live & ~decided, code, jnp.where(none, status.NOT_FOUND, s["code"]))
+    x_next, d = _next_point(lo, hi, s["d"], floor, top)
+    return {**s, "x": x_next, "d": d, "lo": lo, "hi": hi, "code": code.astype(jnp.int8),
+            "live": take & ~closed & ~none, "closed": s["closed"] | (take & closed),
+            "rounds": s["rounds"] + live.astype(jnp.int32),
+            "steps": s["steps"] + jnp.where(live, steps, 0).astype(jnp.int32)}
 
-    Returns ``{log_threshold, log_lo, log_hi, status, rounds, descent_steps}``: the bracket's
-    midpoint (NaN unless it closed to the tolerance), its ends (``lo``: incremental, ``hi``:
-    not; +-inf where never found), the status (``ok``; ``not_found`` where no ``sigma0`` in
-    ``[min_scale, start]`` is incremental or every one is; a descent's code where a run left
-    the answer open; ``max_steps`` where the rounds ran out), the rounds used and the descent
-    steps they took.
+
+def _check_point(config, s, k, floor, top):
+    """The ``k``-th start of the check around the search's answer (:func:`search`)."""
+    x0 = jnp.where(s["closed"], 0.5 * (s["lo"] + s["hi"]), top)
+    width = config.check_width * jnp.maximum(1.0, jnp.abs(x0))
+    spread = jnp.linspace(-1.0, 1.0, config.check_points)[jnp.clip(k, 0, config.check_points - 1)]
+    return jnp.clip(x0 + width * spread, floor, top)
+
+
+def _check_update(s, x, inc, decided):
+    """Whether the check's run at ``x`` agrees with one sign change at the bracket."""
+    wrong = ~decided | ((x <= s["lo"]) & ~inc) | ((x >= s["hi"]) & inc)
+    largest = jnp.where(inc & decided, jnp.maximum(s["largest"], x), s["largest"])
+    return {**s, "wrong": s["wrong"] | (s["closed"] & wrong), "largest": largest}
+
+
+def search(config, depth, ratio, eta, log_start):
+    """The lane's search from ``ln sigma0 = log_start``, then its check (module docstring):
+    ``config.rounds`` search runs, then ``config.check_points`` runs on starts spread over the
+    answer ``+- check_width x max(1, |ln sigma0_th|)``, all in one ``lax.fori_loop`` (one
+    compiled program; a finished search idles on a cheap point, ``sigma0 = start``).
+
+    Returns ``{log_threshold, log_lo, log_hi, status, rounds, descent_steps, monotone,
+    log_largest_incremental}``: the bracket's midpoint (NaN unless it closed to the tolerance),
+    its ends (``lo``: incremental, ``hi``: not; +-inf where never found), the status (``ok``;
+    ``not_found`` where no ``sigma0`` in ``[min_scale, start]`` is incremental or every one is;
+    a descent's code where a run left the answer open; ``max_steps`` where the rounds ran out),
+    the search's rounds and descent steps; whether every check start below the bracket was
+    incremental and every one above it not (each run decided), and the largest incremental
+    ``ln sigma0`` the check saw (a lower bound on the largest incremental start; NaN: none).
     """
     floor, top = jnp.log(config.min_scale), jnp.log(config.start)
     inf = jnp.asarray(jnp.inf)
 
-    def body(_, s):
-        x = jnp.where(s["live"], s["x"], top)  # a finished lane idles on a cheap point
+    def body(i, s):
+        searching = i < config.rounds
+        x = jnp.where(searching, jnp.where(s["live"], s["x"], top),
+                      _check_point(config, s, i - config.rounds, floor, top))
         inc, decided, code, steps = decide(config, depth, ratio, eta, x)
-        live = s["live"]
-        take = live & decided
-        lo = jnp.where(take & inc, x, s["lo"])
-        hi = jnp.where(take & ~inc, x, s["hi"])
-        closed = (jnp.isfinite(lo) & jnp.isfinite(hi)
-                  & (hi - lo <= config.tolerance * jnp.maximum(1.0, jnp.abs(lo))))
-        none = take & ((~jnp.isfinite(lo) & (hi <= floor)) | (~jnp.isfinite(hi) & (lo >= top)))
-        code = jnp.where(live & ~decided, code, jnp.where(none, status.NOT_FOUND, s["code"]))
-        x_next, d = _next_point(lo, hi, s["d"], floor, top)
-        return {"x": x_next, "d": d, "lo": lo, "hi": hi, "code": code.astype(jnp.int8),
-                "live": take & ~closed & ~none, "closed": s["closed"] | (take & closed),
-                "rounds": s["rounds"] + live, "steps": s["steps"] + jnp.where(live, steps, 0)}
+        after_search = _search_update(config, s, x, inc, decided, code, steps, floor, top)
+        after_check = _check_update(s, x, inc, decided)
+        return jax.tree.map(lambda a, b: jnp.where(searching, a, b), after_search, after_check)
 
     x0 = jnp.clip(log_start, floor, top)
     state = {"x": x0, "d": jnp.asarray(config.first_step, x0.dtype), "lo": -inf, "hi": inf,
              "code": jnp.int8(status.OK), "live": jnp.asarray(True), "closed": jnp.asarray(False),
-             "rounds": jnp.int32(0), "steps": jnp.int32(0)}
-    s = lax.fori_loop(0, config.rounds, body, state)
+             "rounds": jnp.int32(0), "steps": jnp.int32(0), "wrong": jnp.asarray(False),
+             "largest": -inf}
+    s = lax.fori_loop(0, config.rounds + config.check_points, body, state)
     code = jnp.where(s["live"], jnp.int8(status.MAX_STEPS), s["code"])
+    largest = s["largest"]
     return {"log_threshold": jnp.where(s["closed"], 0.5 * (s["lo"] + s["hi"]), jnp.nan),
             "log_lo": s["lo"], "log_hi": s["hi"], "status": code.astype(jnp.int8),
-            "rounds": s["rounds"], "descent_steps": s["steps"]}
-
-
-def check(config, depth, ratio, eta, found):
-    """Re-ask ``config.check_points`` starts spread over ``found["log_threshold"] +- width``
-    (``width = check_width x max(1, |ln sigma0_th|)``), all at once.
-
-    Returns ``(monotone, log_largest)``: whether every start below the bracket was incremental
-    and every one above it not (and each run decided), and the largest incremental
-    ``ln sigma0`` seen (a lower bound on the largest incremental start; NaN: none)."""
-    x0 = jnp.where(jnp.isfinite(found["log_threshold"]), found["log_threshold"],
-                   jnp.log(config.start))
-    width = config.check_width * jnp.maximum(1.0, jnp.abs(x0))
-    xs = x0 + width * jnp.linspace(-1.0, 1.0, config.check_points)
-    xs = jnp.clip(xs, jnp.log(config.min_scale), jnp.log(config.start))
-    inc, decided, _, _ = jax.vmap(lambda x: decide(config, depth, ratio, eta, x))(xs)
-    wrong = ((xs <= found["log_lo"]) & ~inc) | ((xs >= found["log_hi"]) & inc)
-    monotone = jnp.all(decided) & ~jnp.any(wrong)
-    log_largest = jnp.max(jnp.where(inc & decided, xs, -jnp.inf))
-    return monotone, jnp.where(jnp.isfinite(log_largest), log_largest, jnp.nan)
+            "rounds": s["rounds"], "descent_steps": s["steps"],
+            "monotone": s["closed"] & ~s["wrong"],
+            "log_largest_incremental": jnp.where(jnp.isfinite(largest), largest, jnp.nan)}

@@ -47,7 +47,7 @@ from jaxflow import _x64, sweep
 from jaxflow._table import table
 from jaxflow.engine import status
 from jaxflow.experiments import _layout
-from jaxflow.experiments._step_threshold_search import check, search
+from jaxflow.experiments._step_threshold_search import search
 from jaxflow.experiments.config import (ConfigError, ExperimentConfig, check_fractions,
                                         check_positive_int, option)
 from jaxflow.oracles import minimum_sharpness, theory
@@ -115,12 +115,10 @@ def point_function(config: LargeStepThresholdsConfig):
         log_flow = theory.incremental_threshold(depth, ratio, start=config.start,
                                                 finish=config.finish, log=True)
         out = search(config, depth, ratio, eta, log_flow)
-        monotone, log_largest = check(config, depth, ratio, eta, out)
         # a threshold with incremental starts above it (or not below) is not the largest one
-        flipped = (out["status"] == status.OK) & ~monotone
+        flipped = (out["status"] == status.OK) & ~out["monotone"]
         out["status"] = jnp.where(flipped, status.UNCERTAIN, out["status"]).astype(jnp.int8)
-        return {**out, "monotone": monotone, "log_largest_incremental": log_largest,
-                "log_threshold_flow": log_flow, "eta": eta, "lambda_larger": lam}
+        return {**out, "log_threshold_flow": log_flow, "eta": eta, "lambda_larger": lam}
 
     return point
 
