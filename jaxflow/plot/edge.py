@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from jaxflow.engine import status
 from jaxflow.plot import style
 
 __all__ = ["regime_map", "sharpness_traces", "threshold_ratios"]
@@ -86,21 +87,27 @@ _MARKERS = ("o", "s", "^", "D", "v", "P")
 @style.styled
 def threshold_ratios(ds: xr.Dataset) -> plt.Figure:
     r"""$\sigma_{th}(\eta) / \sigma_{th}(\mathrm{flow})$ against $\eta\lambda/2$: one colour per
-    depth (the shared depth colours), one marker per ratio; lanes without an answer are left
-    out. Dashed: the flow's threshold (1) and the stability limit of the larger target."""
-    fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 2.6), layout="constrained")
+    depth (the shared depth colours), one marker per ratio; an open marker is ``uncertain`` (the
+    answer flips again near it), lanes without an answer are left out. Dashed: the flow's
+    threshold (1); dotted: the stability limit of the larger target."""
+    fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 3.2), layout="constrained")
     factors = ds["eta_factor"].values
     for depth in ds["depth"].values:
+        colour = style.depth_colour(float(depth))
         for k, ratio in enumerate(ds["ratio"].values):
-            q = ds["threshold_ratio"].sel(depth=depth, ratio=ratio).values
+            lane = ds.sel(depth=depth, ratio=ratio)
+            q = lane["threshold_ratio"].values
             ok = np.isfinite(q)
-            ax.plot(factors[ok], q[ok], color=style.depth_colour(float(depth)), lw=0.8,
-                    marker=_MARKERS[k % len(_MARKERS)], ms=3.5,
+            marker = _MARKERS[k % len(_MARKERS)]
+            ax.plot(factors[ok], q[ok], color=colour, lw=0.8, marker=marker, ms=3.5,
                     label=f"{style.depth_label(float(depth))}, $r = {ratio:g}$")
+            shaky = ok & (lane["status"].values == status.UNCERTAIN)
+            ax.plot(factors[shaky], q[shaky], ls="none", marker=marker, ms=3.5, color="white",
+                    markeredgecolor=colour)
     ax.axhline(1.0, color="k", ls="--", lw=0.7)
     ax.axvline(1.0, color="0.5", ls=":", lw=0.7)
     ax.set_yscale("log")
     ax.set_xlabel(r"step size $\eta\lambda/2$ (dotted: stability limit)")
     ax.set_ylabel(r"$\sigma_{th}(\eta) / \sigma_{th}(\mathrm{flow})$")
-    ax.legend(fontsize=5, ncol=2)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=5)
     return fig
