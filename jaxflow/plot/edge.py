@@ -1,7 +1,8 @@
 """Large-step figures: the regime map and the sharpness traces (the dataset of
 :func:`jaxflow.experiments.edge_of_stability.run`: dims depth, scale, eta_factor, init; traces
 along save), and the incremental thresholds under large steps
-(:func:`jaxflow.experiments.large_step_thresholds.run`).
+(:func:`jaxflow.experiments.large_step_thresholds.run`), and the interpolator that descent
+finds on diagonal networks (:func:`jaxflow.experiments.large_step_diagonal.run`).
 """
 
 import matplotlib.pyplot as plt
@@ -11,7 +12,7 @@ import xarray as xr
 from jaxflow.engine import status
 from jaxflow.plot import style
 
-__all__ = ["regime_map", "sharpness_traces", "threshold_ratios"]
+__all__ = ["diagonal_sparsity", "regime_map", "sharpness_traces", "threshold_ratios"]
 
 _NAMES = ("converged", "catapult", "oscillating", "diverged")
 _COLOURS = (style.OKABE_ITO[2], style.OKABE_ITO[4], style.OKABE_ITO[1], style.OKABE_ITO[5])
@@ -110,4 +111,31 @@ def threshold_ratios(ds: xr.Dataset) -> plt.Figure:
     ax.set_xlabel(r"step size $\eta\lambda/2$ (dotted: stability limit)")
     ax.set_ylabel(r"$\sigma_{th}(\eta) / \sigma_{th}(\mathrm{flow})$")
     fig.legend(loc="outside lower center", ncol=3, fontsize=5)
+    return fig
+
+
+@style.styled
+def diagonal_sparsity(ds: xr.Dataset) -> plt.Figure:
+    r"""Two panels against $\eta\lambda_{flow}/2$, one line per depth (median over the seeds
+    whose descent converged, the band from their min to max): $\|\beta\|_1$ relative to the
+    flow's solution, and the distance to the flow's solution."""
+    fig, axes = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH, 2.4), layout="constrained")
+    factors = ds["eta_factor"].values
+    for depth in ds["depth"].values:
+        sub = ds.sel(depth=depth)
+        good = sub["status"] == status.OK
+        colour = style.depth_colour(float(depth))
+        for ax, value in zip(axes, (sub["l1"] / sub["l1_flow"], sub["distance"])):
+            kept = value.where(good)
+            ax.plot(factors, kept.median("seed").values, color=colour, marker="o", ms=3,
+                    lw=0.9, label=style.depth_label(float(depth)))
+            ax.fill_between(factors, kept.min("seed").values, kept.max("seed").values,
+                            color=colour, alpha=0.2, lw=0)
+    for ax in axes:
+        ax.axvline(1.0, color="0.5", ls=":", lw=0.7)
+        ax.set_xlabel(r"step size $\eta\lambda_{flow}/2$ (dotted: stability limit)")
+    axes[0].set_ylabel(r"$\|\beta\|_1 / \|\beta_{flow}\|_1$")
+    axes[1].set_ylabel(r"$\|\beta - \beta_{flow}\| / \|\beta_{flow}\|$")
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=6)
     return fig
