@@ -28,7 +28,7 @@ def test_every_run_interpolates_and_converged_descent_is_linearly_stable(ds):
 
 def test_small_steps_follow_the_flow_at_first_order(ds):
     """The distance to the flow's solution is first order in eta: it doubles from
-    eta lambda / 2 = 0.25 to 0.5 (measured ratio 1.95 on seed 0) and stays below 5%."""
+    eta lambda / 2 = 0.25 to 0.5 (measured ratio 1.94 on seed 0) and stays below 5%."""
     d = ds["distance"].sel(eta_factor=[0.25, 0.5]).values
     assert d[1] < 0.05
     assert d[1] / d[0] == pytest.approx(2.0, rel=0.1)
