@@ -127,7 +127,7 @@ def large_step_thresholds() -> str:
             f"sigma_th(descent) / sigma_th(flow) against eta lambda / 2 (columns); `?`: uncertain "
             f"(the answer flips again within the check window). Range over the answered lanes: "
             f"{min(ok):.3f} to {max(ok):.3f}. `{r['command']}` took {r['wall_s']:.0f} s on "
-            f"{_load('large_steps')['cpu_count']} CPU cores ({_source('large_steps')}).\n")
+            f"{_load('large_steps')['cpu_count']} CPU cores (`benchmarks/results/large_steps.json`).\n")
 
 
 def large_step_diagonal() -> str:
@@ -140,14 +140,16 @@ def large_step_diagonal() -> str:
                      + " | ".join(f"{v:.3f}" for v in row["l1_ratio"]) + " |")
         lines.append(f"| {row['depth']:g} | distance to flow | "
                      + " | ".join(f"{v:.3g}" for v in row["distance"]) + " |")
-        lines.append(f"| {row['depth']:g} | seeds converged | "
-                     + " | ".join(f"{v}/{r['seeds']}" for v in row["converged"]) + " |")
+        lines.append(f"| {row['depth']:g} | seeds converged (oscillating) | "
+                     + " | ".join(f"{v}/{r['seeds']} ({o})" for v, o in
+                                  zip(row["converged"], row["oscillating"])) + " |")
     stable = all(row["stable_at_end"] for row in r["rows"])
     return ("\n".join(lines) + "\n\n"
-            f"Medians over the seeds whose descent converged (d = {r['d']}, m = {r['m']}, "
+            f"Medians over the seeds whose descent converged to an interpolator (loss at most "
+            f"1e-12; oscillating: still at the edge of stability at the horizon; d = {r['d']}, m = {r['m']}, "
             f"{r['seeds']} seeds); every converged run ended with sharpness at most 2 / eta: "
             f"{'yes' if stable else 'no'}. `{r['command']}` took {r['wall_s']:.0f} s "
-            f"({_source('large_steps')}).\n")
+            f"(`benchmarks/results/large_steps.json`).\n")
 
 
 BLOCKS = {

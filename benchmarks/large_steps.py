@@ -36,6 +36,10 @@ def thresholds(out_dir: pathlib.Path) -> dict:
     ds = lst.run(lst.LargeStepThresholdsConfig(), quiet=True)
     wall = time.perf_counter() - start
     ds.to_netcdf(out_dir / "large_step_thresholds.nc")
+    return thresholds_summary(ds, wall)
+
+
+def thresholds_summary(ds, wall: float) -> dict:
     rows = []
     for depth in ds["depth"].values:
         for ratio in ds["ratio"].values:
@@ -53,10 +57,14 @@ def diagonal(out_dir: pathlib.Path) -> dict:
     ds = lsd.run(lsd.LargeStepDiagonalConfig(), quiet=True)
     wall = time.perf_counter() - start
     ds.to_netcdf(out_dir / "large_step_diagonal.nc")
+    return diagonal_summary(ds, wall)
+
+
+def diagonal_summary(ds, wall: float) -> dict:
     rows = []
     for depth in ds["depth"].values:
         sub = ds.sel(depth=depth)
-        good = sub["status"] == status.OK
+        good = sub["converged"]
         med = lambda v: [float(x) for x in v.where(good).median("seed").values]  # noqa: E731
         rows.append({"depth": float(depth), "l1_ratio": med(sub["l1"] / sub["l1_flow"]),
                      "distance": med(sub["distance"]), "support": med(sub["support"]),
@@ -64,6 +72,8 @@ def diagonal(out_dir: pathlib.Path) -> dict:
                      "recovery_error_flow": float(sub["recovery_error_flow"].median()),
                      "recovery_error": med(sub["recovery_error"]),
                      "converged": [int(v) for v in good.sum("seed").values],
+                     "oscillating": [int(v) for v in ((sub["status"] == status.OK)
+                                                      & ~good).sum("seed").values],
                      "stable_at_end": bool(((sub["final_sharpness"] <= sub["two_over_eta"]
                                              * (1 + 1e-6)) | ~good).all())})
     return {"eta_factors": [float(f) for f in ds["eta_factor"].values], "rows": rows,

@@ -18,7 +18,7 @@ def test_every_run_interpolates_and_converged_descent_is_linearly_stable(ds):
     """Each run ends at an interpolator; a converged descent ends where the sharpness is at most
     2 / eta (a minimum sharper than that repels descent: linear stability, not assumed)."""
     assert int(ds["flow_status"]) == status.OK
-    assert (ds["status"] == status.OK).all()
+    assert (ds["status"] == status.OK).all() and ds["converged"].all()
     assert float(ds["final_loss"].max()) < 1e-12
     assert (ds["final_sharpness"] <= ds["two_over_eta"] * (1 + 1e-6)).all()
     # below the limit descent may end at the flow's minimum, whose sharpness is lambda_flow

@@ -13,9 +13,11 @@ Per (depth, seed, eta factor):
 * ``l1`` (``||beta||_1``), ``support`` (entries above ``support_level x max|beta|``),
   ``distance`` (``||beta - beta_flow|| / ||beta_flow||``), ``recovery_error``
   (``||beta - w*|| / ||w*||``), ``final_loss``, ``final_sharpness`` (against ``2 / eta``);
-* ``status``: the descent's (``ok``: stationary to ``stationary_tol``; ``diverged``;
-  ``max_steps``: still moving, e.g. oscillating at the edge of stability); the flow's
-  ``l1_flow``, ``support_flow``, ``lambda_flow`` and ``flow_status`` per (depth, seed).
+* ``status``: the descent's (``ok``: stationary to ``stationary_tol`` or at the horizon;
+  ``diverged``; ``max_steps``: the budget ran out first), and ``converged``: ``ok`` with a
+  final loss at most :data:`jaxflow.engine.regime.LOSS_TOL` (a run that oscillates at the edge
+  of stability until the horizon is ``ok`` but not converged); the flow's ``l1_flow``,
+  ``support_flow``, ``lambda_flow`` and ``flow_status`` per (depth, seed).
 
 Example:
     ```python
@@ -39,7 +41,7 @@ import xarray as xr
 import jaxflow
 from jaxflow import _x64, sweep
 from jaxflow._table import table
-from jaxflow.engine import status
+from jaxflow.engine import regime, status
 from jaxflow.experiments import _layout
 from jaxflow.experiments.config import (ConfigError, ExperimentConfig, check_positive_int,
                                         check_seed, option)
@@ -184,6 +186,7 @@ def run(config: LargeStepDiagonalConfig | None = None, *,
         ds[name] = ds[name].astype(np.int8)
     for name in ("support", "support_flow", "steps"):
         ds[name] = ds[name].astype(np.int32)
+    ds["converged"] = (ds["status"] == status.OK) & (ds["final_loss"] <= regime.LOSS_TOL)
     ds.attrs.update(model="diagonal", experiment="large-step-diagonal", d=config.d, m=config.m,
                     sparsity=config.sparsity)
     return _layout.label(ds, config, {
@@ -196,6 +199,7 @@ def run(config: LargeStepDiagonalConfig | None = None, *,
         "final_sharpness": ("top Hessian eigenvalue at the descent's end", "1 / learning rate"),
         "two_over_eta": ("2 / eta, the stability limit of the sharpness", "1 / learning rate"),
         "steps": ("descent steps", "1"),
+        "converged": ("descent ok with final loss <= 1e-12 (an interpolator)", "1"),
         "l1_flow": ("||beta||_1 of the flow's solution", "1"),
         "support_flow": ("entries of the flow's beta above support_level x max|beta|", "1"),
         "recovery_error_flow": ("||beta_flow - w*|| / ||w*||", "1"),
@@ -206,12 +210,13 @@ def run(config: LargeStepDiagonalConfig | None = None, *,
 
 
 def report(ds: xr.Dataset) -> str:
-    """Per depth and eta factor, medians over the seeds of the converged lanes: l1 / l1_flow,
+    """Per depth and eta factor, medians over the seeds whose descent converged (``converged``):
+    l1 / l1_flow,
     support size, distance to the flow's solution, recovery error; then the statuses."""
     rows = []
     for depth in ds["depth"].values:
         sub = ds.sel(depth=depth)
-        ok = sub["status"] == status.OK
+        ok = sub["converged"]
         rows.append([f"{depth:g}", "flow", f"{float(sub['l1_flow'].median()):.4g}", "1",
                      f"{float(sub['support_flow'].median()):g}", "0",
                      f"{float(sub['recovery_error_flow'].median()):.3g}",
@@ -223,7 +228,7 @@ def report(ds: xr.Dataset) -> str:
                          f"{med(lane['l1'] / sub['l1_flow']):.4g}", f"{med(lane['support']):g}",
                          f"{med(lane['distance']):.3g}", f"{med(lane['recovery_error']):.3g}",
                          f"{int(good.sum())}/{sub.sizes['seed']}"])
-    legend = ["medians over the seeds whose descent converged (ok); eta in units of "
+    legend = ["medians over the seeds whose descent converged (ok, loss <= 1e-12); eta in units of "
               "2 / lambda_flow; support: entries above support_level x max|beta|"]
     return "\n".join([table(["depth", "eta", "l1", "l1/flow", "support", "dist. flow",
                              "error w*", "ok"], rows, legend=legend),

@@ -123,7 +123,7 @@ def diagonal_sparsity(ds: xr.Dataset) -> plt.Figure:
     factors = ds["eta_factor"].values
     for depth in ds["depth"].values:
         sub = ds.sel(depth=depth)
-        good = sub["status"] == status.OK
+        good = sub["converged"]
         colour = style.depth_colour(float(depth))
         for ax, value in zip(axes, (sub["l1"] / sub["l1_flow"], sub["distance"])):
             kept = value.where(good)
