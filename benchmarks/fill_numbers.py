@@ -122,12 +122,14 @@ def large_step_thresholds() -> str:
                  for q, code in zip(row["threshold_ratio"], row["status"])]
         lines.append(f"| {row['depth']} | {row['ratio']:g} | {row['sigma_th_flow']:.3g} | "
                      + " | ".join(cells) + " |")
-    ok = [q for row in r["rows"] for q, c in zip(row["threshold_ratio"], row["status"]) if c == "ok"]
+    ok = [q for row in r["rows"]
+          for q, c in zip(row["threshold_ratio"], row["status"]) if c == "ok"]
     return ("\n".join(lines) + "\n\n"
             f"sigma_th(descent) / sigma_th(flow) against eta lambda / 2 (columns); `?`: uncertain "
             f"(the answer flips again within the check window). Range over the answered lanes: "
             f"{min(ok):.3f} to {max(ok):.3f}. `{r['command']}` took {r['wall_s']:.0f} s on "
-            f"{_load('large_steps')['cpu_count']} CPU cores (`benchmarks/results/large_steps.json`).\n")
+            f"{_load('large_steps')['cpu_count']} CPU cores "
+            "(`benchmarks/results/large_steps.json`).\n")
 
 
 def large_step_diagonal() -> str:
@@ -146,7 +148,8 @@ def large_step_diagonal() -> str:
     stable = all(row["stable_at_end"] for row in r["rows"])
     return ("\n".join(lines) + "\n\n"
             f"Medians over the seeds whose descent converged to an interpolator (loss at most "
-            f"1e-12; oscillating: still at the edge of stability at the horizon; d = {r['d']}, m = {r['m']}, "
+            f"1e-12; oscillating: still at the edge of stability at the horizon; "
+            f"d = {r['d']}, m = {r['m']}, "
             f"{r['seeds']} seeds); every converged run ended with sharpness at most 2 / eta: "
             f"{'yes' if stable else 'no'}. `{r['command']}` took {r['wall_s']:.0f} s "
             f"(`benchmarks/results/large_steps.json`).\n")

@@ -4,7 +4,6 @@ independent NumPy descent of the balanced toy pair. About 1 s beyond the shared 
 
 import math
 
-import numpy as np
 import pytest
 from scipy.optimize import brentq
 

@@ -43,8 +43,13 @@ from jaxflow import _x64, sweep
 from jaxflow._table import table
 from jaxflow.engine import regime, status
 from jaxflow.experiments import _layout
-from jaxflow.experiments.config import (ConfigError, ExperimentConfig, check_positive_int,
-                                        check_seed, option)
+from jaxflow.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_positive_int,
+    check_seed,
+    option,
+)
 from jaxflow.models import diagonal as dn
 
 __all__ = ["LargeStepDiagonalConfig", "figures", "point_function", "report", "run"]
@@ -141,8 +146,8 @@ def point_function(config: LargeStepDiagonalConfig):
 
         def descend(f):
             eta = 2.0 * f / lam
-            gd = jaxflow.solve(base, jaxflow.Descent(learning_rate=eta, loss_bound=config.loss_bound),
-                               request)
+            method = jaxflow.Descent(learning_rate=eta, loss_bound=config.loss_bound)
+            gd = jaxflow.solve(base, method, request)
             beta = dn.beta(gd.final_params, p["depth"])
             l1, support, error = _summary(config, beta, problem.data.target)
             return {"l1": l1, "support": support, "recovery_error": error,

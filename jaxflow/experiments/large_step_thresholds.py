@@ -48,8 +48,13 @@ from jaxflow._table import table
 from jaxflow.engine import status
 from jaxflow.experiments import _layout
 from jaxflow.experiments._step_threshold_search import search
-from jaxflow.experiments.config import (ConfigError, ExperimentConfig, check_fractions,
-                                        check_positive_int, option)
+from jaxflow.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_fractions,
+    check_positive_int,
+    option,
+)
 from jaxflow.oracles import minimum_sharpness, theory
 
 __all__ = ["LargeStepThresholdsConfig", "figures", "point_function", "report", "run", "verdicts"]
@@ -78,7 +83,8 @@ class LargeStepThresholdsConfig(ExperimentConfig):
     start: float = option(0.1, "fraction of a target at which a mode starts being learned")
     finish: float = option(0.9, "fraction of a target at which a mode is learned")
     min_scale: float = option(1e-30, "smallest sigma0 searched (0 < min_scale < start)")
-    tolerance: float = option(1e-3, "bracket width at which the search stops, relative in ln sigma0")
+    tolerance: float = option(1e-3,
+        "bracket width at which the search stops, relative in ln sigma0")
     first_step: float = option(0.05, "first outward step from the flow's threshold, in ln sigma0")
     rounds: int = option(28, "descent runs per lane (fixed: one compiled program)")
     max_steps: int = option(20000, "descent steps per run (the budget)")
@@ -97,7 +103,8 @@ class LargeStepThresholdsConfig(ExperimentConfig):
             raise ConfigError("eta_factors must be finite and > 0")
         check_fractions(self.start, self.finish)
         if not (0 < self.min_scale < self.start):
-            raise ConfigError(f"min_scale must lie in (0, start = {self.start}), got {self.min_scale}")
+            raise ConfigError(f"min_scale must lie in (0, start = {self.start}), "
+                              f"got {self.min_scale}")
         for name in ("tolerance", "first_step", "loss_bound", "check_width"):
             if not (0 < getattr(self, name) < math.inf):
                 raise ConfigError(f"{name} must be finite and > 0, got {getattr(self, name)}")
