@@ -82,3 +82,27 @@ def test_descent_threshold_converges_to_the_flow_at_first_order():
     gaps = [_threshold(depth, ratio, 2 * f / lam, lo=flow - 1.0, hi=flow + 1.0) - flow
             for f in (0.1, 0.05)]
     assert gaps[0] / gaps[1] == pytest.approx(2.0, rel=0.1)
+
+
+def test_search_steps_out_then_bisects_and_flags_a_second_sign_change():
+    """The search's pure parts, without descent: outward steps double until a bracket exists,
+    then bisect; the check flags a start above the bracket that is incremental again."""
+    import jax.numpy as jnp
+
+    from jaxflow.experiments._step_threshold_search import _check_update, _next_point
+
+    inf = jnp.inf
+    x, d = _next_point(jnp.asarray(-inf), jnp.asarray(-4.0), jnp.asarray(0.5), -69.0, -2.3)
+    assert (float(x), float(d)) == (-4.5, 1.0)  # only "not incremental" known: step down
+    x, d = _next_point(jnp.asarray(-5.0), jnp.asarray(inf), jnp.asarray(4.0), -69.0, -2.3)
+    assert (float(x), float(d)) == (-2.3, 8.0)  # step up, clipped at ln(start)
+    x, d = _next_point(jnp.asarray(-5.0), jnp.asarray(-4.0), jnp.asarray(8.0), -69.0, -2.3)
+    assert (float(x), float(d)) == (-4.5, 8.0)  # bracket: bisect
+    state = {"lo": jnp.asarray(-5.0), "hi": jnp.asarray(-4.99), "closed": jnp.asarray(True),
+             "wrong": jnp.asarray(False), "largest": jnp.asarray(-inf)}
+    ok = _check_update(state, jnp.asarray(-6.0), jnp.asarray(True), jnp.asarray(True))
+    assert not bool(ok["wrong"]) and float(ok["largest"]) == -6.0
+    flipped = _check_update(ok, jnp.asarray(-4.5), jnp.asarray(True), jnp.asarray(True))
+    assert bool(flipped["wrong"]) and float(flipped["largest"]) == -4.5
+    undecided = _check_update(ok, jnp.asarray(-7.0), jnp.asarray(True), jnp.asarray(False))
+    assert bool(undecided["wrong"])
