@@ -3,8 +3,8 @@
 A subprocess starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must be
 set before jax is imported), checks ``jax.device_count() == 4``, runs ``pd.run`` on a tiny grid
 once with ``devices=jax.devices()`` (4 devices: each runs the same program on a quarter of
-every chunk) and once with ``devices=[jax.devices()[0]]``, and prints both as JSON. The same for a tiny
-edge-of-stability map (regimes, deciding steps, sharpness traces). Checked:
+every chunk) and once with ``devices=[jax.devices()[0]]``, and prints both as JSON; the same
+for a tiny edge-of-stability map (regimes, deciding steps, sharpness traces). Checked:
 every variable is bitwise identical (sweep.Runner keeps one program and one vmapped batch width
 whatever the device count), and the thresholds agree with theory in both.
 """

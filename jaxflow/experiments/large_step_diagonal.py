@@ -71,7 +71,7 @@ class LargeStepDiagonalConfig(ExperimentConfig):
     SMOKE: ClassVar[dict] = dict(depths=(2.0,), seeds=(0.0,), eta_factors=(0.25, 0.5, 1.5),
                                  max_steps=16000, chunk_size=1)
 
-    depths: tuple[float, ...] = option((2.0, 3.0, 4.0), "depths N >= 2")
+    depths: tuple[float, ...] = option((2.0, 3.0, 4.0), "integer depths N >= 2")
     seeds: tuple[float, ...] = option(tuple(float(s) for s in range(4)), "data seeds")
     eta_factors: tuple[float, ...] = option((0.25, 0.5, 0.75, 0.9, 1.05, 1.2, 1.5),
         "eta x lambda_flow / 2 (lambda_flow: sharpness of the flow's solution)")
@@ -87,8 +87,8 @@ class LargeStepDiagonalConfig(ExperimentConfig):
     chunk_size: int = option(8, "lanes per compiled call (each stored: --resume)")
 
     def check(self):
-        if any(not (2 <= d < math.inf) for d in self.depths):
-            raise ConfigError("depths must be finite and >= 2")
+        if any(not (2 <= d < math.inf) or d != int(d) for d in self.depths):
+            raise ConfigError("depths must be integers >= 2")
         for s in self.seeds:
             check_seed(s)
         if any(not (0 < f < math.inf) for f in self.eta_factors):
@@ -186,7 +186,7 @@ def run(config: LargeStepDiagonalConfig | None = None, *,
                    process_index=process_index, process_count=process_count,
                    size_check=size_check)
     ds = ds.assign_coords(eta_factor=np.asarray(config.eta_factors))
-    ds = _layout.integer_coords(ds, "seed")
+    ds = _layout.integer_coords(ds, "depth", "seed")
     for name in ("status", "flow_status"):
         ds[name] = ds[name].astype(np.int8)
     for name in ("support", "support_flow", "steps"):
