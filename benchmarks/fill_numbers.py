@@ -149,9 +149,54 @@ def gallery_page() -> str:
     return "\n".join(parts)
 
 
+def large_step_thresholds() -> str:
+    r = _load("large_steps")["thresholds"]
+    factors = r["eta_factors"]
+    head = "| depth | r | sigma_th(flow) | " + " | ".join(f"{f:g}" for f in factors) + " |"
+    lines = [head, "|" + "---|" * (3 + len(factors))]
+    for row in r["rows"]:
+        cells = [f"{q:.3f}" if code == "ok" else (f"{q:.3f}?" if code == "uncertain" else code)
+                 for q, code in zip(row["threshold_ratio"], row["status"])]
+        lines.append(f"| {row['depth']} | {row['ratio']:g} | {row['sigma_th_flow']:.3g} | "
+                     + " | ".join(cells) + " |")
+    ok = [q for row in r["rows"]
+          for q, c in zip(row["threshold_ratio"], row["status"]) if c == "ok"]
+    return ("\n".join(lines) + "\n\n"
+            f"sigma_th(descent) / sigma_th(flow) against eta lambda / 2 (columns); `?`: uncertain "
+            f"(the answer flips again within the check window). Range over the answered lanes: "
+            f"{min(ok):.3f} to {max(ok):.3f}. `{r['command']}` took {r['wall_s']:.0f} s on "
+            f"{_load('large_steps')['cpu_count']} CPU cores "
+            "(`benchmarks/results/large_steps.json`).\n")
+
+
+def large_step_diagonal() -> str:
+    r = _load("large_steps")["diagonal"]
+    factors = r["eta_factors"]
+    head = "| depth | quantity | " + " | ".join(f"{f:g}" for f in factors) + " |"
+    lines = [head, "|" + "---|" * (2 + len(factors))]
+    for row in r["rows"]:
+        lines.append(f"| {row['depth']:g} | l1 / l1 flow | "
+                     + " | ".join(f"{v:.3f}" for v in row["l1_ratio"]) + " |")
+        lines.append(f"| {row['depth']:g} | distance to flow | "
+                     + " | ".join(f"{v:.3g}" for v in row["distance"]) + " |")
+        lines.append(f"| {row['depth']:g} | seeds converged (oscillating) | "
+                     + " | ".join(f"{v}/{r['seeds']} ({o})" for v, o in
+                                  zip(row["converged"], row["oscillating"])) + " |")
+    stable = all(row["stable_at_end"] for row in r["rows"])
+    return ("\n".join(lines) + "\n\n"
+            f"Medians over the seeds whose descent converged to an interpolator (loss at most "
+            f"1e-12; oscillating: still at the edge of stability at the horizon; "
+            f"d = {r['d']}, m = {r['m']}, "
+            f"{r['seeds']} seeds); every converged run ended with sharpness at most 2 / eta: "
+            f"{'yes' if stable else 'no'}. `{r['command']}` took {r['wall_s']:.0f} s "
+            f"(`benchmarks/results/large_steps.json`).\n")
+
+
 BLOCKS = {
     "gallery": gallery_page,
     "gallery-table": gallery_table,
+    "large-step-thresholds": large_step_thresholds,
+    "large-step-diagonal": large_step_diagonal,
     "learning-time-accuracy": learning_time_accuracy,
     "phase-diagram-run": phase_diagram_run,
     "phase-diagram-accuracy": phase_diagram_accuracy,

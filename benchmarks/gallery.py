@@ -84,6 +84,16 @@ ENTRIES = {
         "sharpness_traces.png": ("edge-of-stability-sharpness.png", "edge of stability: "
                                  "sharpness against the step, one line per step size"),
     }),
+    "large-step-thresholds": (["experiment", "large-step-thresholds"], {
+        "threshold_ratio.png": ("large-step-thresholds.png", "large steps: the incremental "
+                                "threshold measured by descent over the flow's, against "
+                                "the step size, per depth and target ratio"),
+    }),
+    "large-step-diagonal": (["experiment", "large-step-diagonal"], {
+        "diagonal_sparsity.png": ("large-step-diagonal.png", "large steps on a sparse-regression "
+                                  "diagonal network: l1 norm and distance to the flow's "
+                                  "interpolator against the step size"),
+    }),
 }
 
 

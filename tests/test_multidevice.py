@@ -3,7 +3,8 @@
 A subprocess starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must be
 set before jax is imported), checks ``jax.device_count() == 4``, runs ``pd.run`` on a tiny grid
 once with ``devices=jax.devices()`` (4 devices: each runs the same program on a quarter of
-every chunk) and once with ``devices=[jax.devices()[0]]``, and prints both as JSON. Checked:
+every chunk) and once with ``devices=[jax.devices()[0]]``, and prints both as JSON; the same
+for a tiny edge-of-stability map (regimes, deciding steps, sharpness traces). Checked:
 every variable is bitwise identical (sweep.Runner keeps one program and one vmapped batch width
 whatever the device count), and the thresholds agree with theory in both.
 """
@@ -44,6 +45,15 @@ SCRIPT = textwrap.dedent(
             "threshold_measured": ds["threshold_measured"].values.tolist(),
             "log_error": pd.threshold_log_error(ds).values.tolist(),
         }
+    # edge-of-stability regimes: a tiny map across the stability line, 8 lanes in chunks of 4
+    from jaxflow.experiments import edge_of_stability as eos
+    small = eos.EdgeOfStabilityConfig(depths=(2.0, 3.0), scales=(0.5,), eta_factors=(0.9, 1.1),
+                                      inits=(0.0, 1.0), steps=48, stride=8, chunk_size=4)
+    for label, devs in (("all", devices), ("one", devices[:1])):
+        ds = eos.run(small, devices=devs, quiet=True)
+        out[label]["eos"] = {name: ds[name].values.astype(float).tolist() for name in
+                             ("regime", "regime_step", "final_loss", "sharpness",
+                              "flow_sharpness", "flow_distance")}
     print("RESULT " + json.dumps(out))
     """
 )
@@ -84,6 +94,19 @@ def test_sharded_equals_single_device(result, name):
     # Bitwise. (With shard_map over a 4-device mesh, 3 of 48 margins differed by up to 8 ulp:
     # XLA compiles a multi-device program differently; sweep.Runner avoids it.)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["regime", "regime_step", "final_loss", "sharpness",
+                                  "flow_sharpness", "flow_distance"])
+def test_edge_of_stability_regimes_are_bitwise_across_device_counts(result, name):
+    """The edge-of-stability map (8 lanes across eta = 2 / lambda_bal) on 4 devices and on one:
+    regimes, the steps deciding them, losses and the sharpness traces, bit for bit."""
+    a = np.asarray(result["all"]["eos"][name])
+    b = np.asarray(result["one"]["eos"][name])
+    assert a.shape == b.shape and a.size >= 8
+    assert np.array_equal(a, b, equal_nan=True)
+    if name == "regime":  # both sides of the line are in the map: converged and not
+        assert {0, 2} <= set(a.ravel().astype(int).tolist()), a
 
 
 def test_both_agree_with_theory(result):

@@ -38,6 +38,7 @@ EXPECTED = {
     "05_classification",
     "06_beyond_theory",
     "07_saddle_to_saddle",
+    "08_edge_of_stability",
 }
 CELL_TIMEOUT = 300  # seconds per cell; a smoke cell takes well under a minute on 2 cores
 MAX_STORED_BYTES = 1_500_000

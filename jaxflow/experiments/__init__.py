@@ -149,6 +149,12 @@ EXPERIMENTS = (
     Experiment("edge-of-stability", "edge_of_stability", "EdgeOfStabilityConfig",
                "large-step descent on scalar networks: regimes over depth x scale x eta",
                stem="edge_of_stability", store_suffix=".zarr"),
+    Experiment("large-step-thresholds", "large_step_thresholds", "LargeStepThresholdsConfig",
+               "incremental threshold sigma0_th measured by descent against eta, vs the flow's",
+               stem="large_step_thresholds", store_suffix=".zarr"),
+    Experiment("large-step-diagonal", "large_step_diagonal", "LargeStepDiagonalConfig",
+               "diagonal networks, sparse regression: the interpolator descent finds vs eta",
+               stem="large_step_diagonal", store_suffix=".zarr"),
 )
 
 
@@ -164,7 +170,7 @@ def get(name: str) -> Experiment:
     >>> experiments.get("nope")
     Traceback (most recent call last):
     ...
-    KeyError: "unknown experiment 'nope'; known: phase-diagram, factor-diagram, matrix-sensing, matrix-sensing-generalization, quadratic, diagonal, convolutional, omp, saddle-to-saddle, edge-of-stability"
+    KeyError: "unknown experiment 'nope'; known: phase-diagram, factor-diagram, matrix-sensing, matrix-sensing-generalization, quadratic, diagonal, convolutional, omp, saddle-to-saddle, edge-of-stability, large-step-thresholds, large-step-diagonal"
     """
     for e in EXPERIMENTS:
         if e.name == name:

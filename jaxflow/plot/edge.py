@@ -1,16 +1,19 @@
-"""Edge-of-stability figures: the regime map and the sharpness traces.
-
-Both take the dataset of :func:`jaxflow.experiments.edge_of_stability.run` (dims depth, scale,
-eta_factor, init; traces along save).
+"""Large-step figures: the regime map and the sharpness traces (the dataset of
+:func:`jaxflow.experiments.edge_of_stability.run`: dims depth, scale, eta_factor, init; traces
+along save), and the incremental thresholds under large steps
+(:func:`jaxflow.experiments.large_step_thresholds.run`), and the interpolator that descent
+finds on diagonal networks (:func:`jaxflow.experiments.large_step_diagonal.run`).
 """
 
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from jaxflow.engine import status
 from jaxflow.plot import style
 
-__all__ = ["MAX_TRACES", "regime_map", "sharpness_traces"]
+__all__ = ["MAX_TRACES", "diagonal_sparsity", "regime_map", "sharpness_traces",
+           "threshold_ratios"]
 
 _NAMES = ("converged", "catapult", "oscillating", "diverged")
 _COLOURS = (style.OKABE_ITO[2], style.OKABE_ITO[4], style.OKABE_ITO[1], style.OKABE_ITO[5])
@@ -88,4 +91,63 @@ def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
     # outside the axis: inside, the legend would cover the traces
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize=6)
+    return fig
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+@style.styled
+def threshold_ratios(ds: xr.Dataset) -> plt.Figure:
+    r"""$\sigma_{th}(\eta) / \sigma_{th}(\mathrm{flow})$ against $\eta\lambda/2$: one colour per
+    depth (the shared depth colours), one marker per ratio; an open marker is ``uncertain`` (the
+    answer flips again near it), lanes without an answer are left out. Dashed: the flow's
+    threshold (1); dotted: the stability limit of the larger target."""
+    fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 3.2), layout="constrained")
+    factors = ds["eta_factor"].values
+    for depth in ds["depth"].values:
+        colour = style.depth_colour(float(depth))
+        for k, ratio in enumerate(ds["ratio"].values):
+            lane = ds.sel(depth=depth, ratio=ratio)
+            q = lane["threshold_ratio"].values
+            ok = np.isfinite(q)
+            marker = _MARKERS[k % len(_MARKERS)]
+            ax.plot(factors[ok], q[ok], color=colour, lw=0.8, marker=marker, ms=3.5,
+                    label=f"{style.depth_label(float(depth))}, $r = {ratio:g}$")
+            shaky = ok & (lane["status"].values == status.UNCERTAIN)
+            ax.plot(factors[shaky], q[shaky], ls="none", marker=marker, ms=3.5, color="white",
+                    markeredgecolor=colour)
+    ax.axhline(1.0, color="k", ls="--", lw=0.7)
+    ax.axvline(1.0, color="0.5", ls=":", lw=0.7)
+    ax.set_yscale("log")
+    ax.set_xlabel(r"step size $\eta\lambda/2$ (dotted: stability limit)")
+    ax.set_ylabel(r"$\sigma_{th}(\eta) / \sigma_{th}(\mathrm{flow})$")
+    fig.legend(loc="outside lower center", ncol=3, fontsize=5)
+    return fig
+
+
+@style.styled
+def diagonal_sparsity(ds: xr.Dataset) -> plt.Figure:
+    r"""Two panels against $\eta\lambda_{flow}/2$, one line per depth (median over the seeds
+    whose descent converged, the band from their min to max): $\|\beta\|_1$ relative to the
+    flow's solution, and the distance to the flow's solution."""
+    fig, axes = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH, 2.4), layout="constrained")
+    factors = ds["eta_factor"].values
+    for depth in ds["depth"].values:
+        sub = ds.sel(depth=depth)
+        good = sub["converged"]
+        colour = style.depth_colour(float(depth))
+        for ax, value in zip(axes, (sub["l1"] / sub["l1_flow"], sub["distance"])):
+            kept = value.where(good)
+            ax.plot(factors, kept.median("seed").values, color=colour, marker="o", ms=3,
+                    lw=0.9, label=style.depth_label(float(depth)))
+            ax.fill_between(factors, kept.min("seed").values, kept.max("seed").values,
+                            color=colour, alpha=0.2, lw=0)
+    for ax in axes:
+        ax.axvline(1.0, color="0.5", ls=":", lw=0.7)
+        ax.set_xlabel(r"step size $\eta\lambda_{flow}/2$ (dotted: stability limit)")
+    axes[0].set_ylabel(r"$\|\beta\|_1 / \|\beta_{flow}\|_1$")
+    axes[1].set_ylabel(r"$\|\beta - \beta_{flow}\| / \|\beta_{flow}\|$")
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=6)
     return fig
