@@ -68,12 +68,21 @@ def _attempt(fn, args, x64: bool):
 
 def runtime_env() -> dict:
     """Ray's ``runtime_env`` for this driver's workers: the jaxflow this process imported first
-    on their path (a checkout that is not installed is found, and never another version)."""
+    on their path (a checkout that is not installed is found, and never another version), and
+    one CPU device each (a worker is one of the cluster's CPUs; the ``jaxflow`` command asks
+    for a device per core in its own process only).
+
+    >>> env = runtime_env()["env_vars"]
+    >>> "xla_force_host_platform_device_count" in env["XLA_FLAGS"], env["JAX_NUM_CPU_DEVICES"]
+    (False, '1')
+    """
     import jaxflow
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(jaxflow.__file__)))
     path = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
-    return {"env_vars": {"PYTHONPATH": path}}
+    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                     if not f.startswith("--xla_force_host_platform_device_count"))
+    return {"env_vars": {"PYTHONPATH": path, "XLA_FLAGS": flags, "JAX_NUM_CPU_DEVICES": "1"}}
 
 
 def _ray():
