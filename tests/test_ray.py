@@ -13,6 +13,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import ray
 
 from jaxflow import sweep
 from jaxflow.experiments import backends
@@ -20,8 +21,6 @@ from jaxflow.models import toy
 from jaxflow.oracles import theory
 from jaxflow.sweep import cell_store, cells, ray_executor
 from jaxflow.sweep import store as sweep_store
-
-ray = pytest.importorskip("ray")
 
 WORKERS = 2
 
