@@ -2,7 +2,8 @@
 worker that dies; unequal tasks keep both workers busy; a Ray run resumes without Ray.
 
 One local Ray cluster of 2 workers serves the whole file (started once, ~10 s with the workers'
-first JAX import); the runs are tiny. Measured on the 2-core machine: about 35 s for the file.
+first JAX import); the runs are tiny. Measured on the 2-core machine at load 12: 40 s for
+the file (16 s of it the cluster's start and the reference, 11 s the killed worker's replacement).
 """
 
 import functools
@@ -59,8 +60,8 @@ TARGETS = np.array([2.0, 1.0])
 SPEC = backends.Spec(loss=toy.factor_loss, modes=toy.factor_values, targets=TARGETS,
                      init=functools.partial(toy.factor_init, None, 1e-3, num_coords=2),
                      args=jnp.asarray(TARGETS))
-SETTINGS = backends.Settings(depths=(2, 3), learning_rate=2e-2, num_steps=400, save_every=40,
-                             backends=("flow",))
+SETTINGS = backends.Settings(depths=(2, 3), learning_rate=2e-2, num_steps=1000, save_every=100,
+                             backends=("descent",))
 
 
 def _the_cells():
@@ -84,9 +85,10 @@ def _same_bits(got, want):
 
 
 def test_cells_on_ray_are_bitwise_those_of_one_process(executor, reference, tmp_path):
-    # The reference itself is real: the depth-2 flow learns the larger target first.
-    flow2 = reference[0]["learning_time"]
-    assert flow2[0, 1] < flow2[1, 1]
+    # The reference itself is real: at depth 2 the larger target is learned first, both by
+    # the horizon (t = 20).
+    times = reference[0]["learning_time"]
+    assert times[0, 1] < times[1, 1] < 20.0
     got = cells.run(_the_cells(), store=tmp_path / "run.cells", quiet=True, executor=executor)
     _same_bits(got, reference)
     assert cell_store.verify(tmp_path / "run.cells") == []
