@@ -50,6 +50,12 @@ def _add_experiment(sub, e, help: str) -> None:
         q.add_argument("--resume", action="store_true",
                        help=f"continue an interrupted run from its store {e.store_name} in --out "
                             "(finished parts are verified, missing or corrupt ones recomputed)")
+    if "store" in options:
+        q.add_argument("--ray", metavar="ADDRESS",
+                       help="compute every chunk as a Ray task on the cluster at ADDRESS "
+                            "(HOST:PORT, or auto: the running one, else a local one; also the "
+                            "config key ray); workers return arrays, this process writes the "
+                            "store, so --resume works with or without --ray")
     if "size_check" in options or hasattr(e.module, "check_size"):
         q.add_argument("--no-size-check", action="store_false", dest="size_check",
                        help="run even if the estimated memory or disk exceeds the machine's")
@@ -114,6 +120,8 @@ def cmd_experiment(args) -> int:
         run_options.update(process_index=index, process_count=count)
     if "size_check" in options:
         run_options.update(size_check=args.size_check)
+    if "store" in options:
+        run_options.update(_executor(args, count))
     print(_header(args, config, run_options.get("store"), index, count, estimate), flush=True)
     ds = _run(experiment, config, args.quiet, run_options)
     if index != 0:
@@ -126,6 +134,31 @@ def cmd_experiment(args) -> int:
     print("\n".join(f"wrote {p}" for p in paths)
           + (f"\nstore {run_options['store']}" if "store" in run_options else ""))
     return _answered(ds)
+
+
+def _executor(args, count: int) -> dict:
+    """``{"executor": RayExecutor}`` with ``--ray`` (or the config file's ``ray`` key; the
+    flag wins), else ``{}``."""
+    from jaxflow.experiments.config import ConfigError, read_toml
+
+    address = args.ray
+    if address is None and args.config is not None:
+        try:
+            address = read_toml(args.config).get("ray")
+        except ConfigError as err:
+            raise CliError(str(err)) from None
+    if address is None:
+        return {}
+    if count > 1:
+        raise CliError("--ray and --distributed exclude each other: Ray spreads the chunks "
+                       "itself, from one process")
+    from jaxflow import sweep
+    from jaxflow.sweep import ray_executor
+
+    try:
+        return {"executor": ray_executor.RayExecutor(address)}
+    except sweep.SweepError as err:
+        raise CliError(str(err)) from None
 
 
 def _answered(ds) -> int:
@@ -173,6 +206,8 @@ def _header(args, config, store, index: int, count: int, estimate) -> str:
         line += f": {points} trajectories ({grid})"
     if store is not None:
         line += f", store {store}"
+    if getattr(args, "ray", None):
+        line += f", on Ray ({args.ray})"
     if count > 1:
         line += f", process {index} of {count}"
     return line + (_cost(estimate) if estimate is not None else "")

@@ -111,11 +111,22 @@ class Experiment:
         """The experiment's config class."""
         return getattr(self.module, self.config_name)
 
-    def run(self, config=None, *, quiet: bool = False, **options) -> "xr.Dataset":
+    def run(self, config=None, *, quiet: bool = False, executor=None,
+            **options) -> "xr.Dataset":
         """``module.run(config, quiet=quiet, **options)`` (default: the config's defaults;
-        ``quiet``: no progress bar; ``options``: some of :attr:`run_options`)."""
+        ``quiet``: no progress bar; ``options``: some of :attr:`run_options`).
+
+        ``executor``: where its chunks or cells are computed (e.g. a
+        :class:`~jaxflow.sweep.ray_executor.RayExecutor`; :mod:`jaxflow.sweep.executor`); its
+        ``provenance()`` joins the dataset's attributes."""
+        from jaxflow.sweep import executor as _executor
+
         config = config if config is not None else self.config()
-        return self.module.run(config, quiet=quiet, **options)
+        with _executor.using(executor):
+            ds = self.module.run(config, quiet=quiet, **options)
+        if executor is not None and hasattr(executor, "provenance"):
+            ds.attrs.update(executor.provenance())
+        return ds
 
     def report(self, ds: "xr.Dataset") -> str:
         return self.module.report(ds)

@@ -242,9 +242,12 @@ def cells(spec: Spec, settings: Settings, *, prefix: str = "") -> list[_cells.Ce
     outputs stored as float32.
     """
     shapes = outputs(spec, settings)
+    # Cost: a deeper model has more weights and plateaus longer (an executor hands the deepest
+    # cells out first).
     return [
         _cells.Cell(f"{prefix}{backend} depth={int(depth)}", shapes,
-                    functools.partial(_solve_cell, spec, settings, backend, int(depth)))
+                    functools.partial(_solve_cell, spec, settings, backend, int(depth)),
+                    cost=float(depth))
         for depth in settings.depths for backend in settings.backends
     ]
 

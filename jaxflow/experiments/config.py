@@ -55,6 +55,7 @@ from jaxflow.experiments._config_checks import (  # noqa: F401 -- public here
 )
 
 __all__ = [
+    "RUN_KEYS",
     "ConfigError",
     "ExperimentConfig",
     "as_axis",
@@ -71,6 +72,12 @@ __all__ = [
     "read_toml",
     "suggest",
 ]
+
+
+# Keys a TOML file may hold that say how the ``jaxflow`` command runs, not what it computes
+# (``ray = "auto"``: its --ray). They are no part of any config, so not of a store's fingerprint:
+# a run started on Ray resumes without it.
+RUN_KEYS = ("ray",)
 
 
 def option(default, help: str):
@@ -193,10 +200,11 @@ class ExperimentConfig:
     def from_toml(cls, path: str | os.PathLike | None = None, *,
                   defaults: Mapping[str, Any] | None = None, **overrides):
         """Read a TOML file (optional); ``overrides`` that are not None win over it, and it wins
-        over ``defaults`` (e.g. ``cls.SMOKE`` for ``jaxflow experiment NAME --smoke``)."""
+        over ``defaults`` (e.g. ``cls.SMOKE`` for ``jaxflow experiment NAME --smoke``). The
+        file's :data:`RUN_KEYS` are left to the ``jaxflow`` command."""
         table: dict[str, Any] = dict(defaults or {})
         if path is not None:
-            table.update(read_toml(path))
+            table.update({k: v for k, v in read_toml(path).items() if k not in RUN_KEYS})
         table.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(table)
 

@@ -10,6 +10,10 @@ One concept a module:
   shared by processes, size-checked), for the experiments that are not one grid;
 - :mod:`~jaxflow.sweep.cell_store`: the store of such a run: a manifest and one checked file
   per finished cell;
+- :mod:`~jaxflow.sweep.executor`: where chunks and cells are computed (this process, or an
+  executor's workers);
+- :mod:`~jaxflow.sweep.ray_executor`: :class:`~jaxflow.sweep.ray_executor.RayExecutor`, every
+  chunk or cell a Ray task, retried when its worker dies, written here into the store;
 - :mod:`~jaxflow.sweep.store_access`: a sweep's side of its store: open it under the writer
   lock, verify it, write chunks, read it back verified;
 - :mod:`~jaxflow.sweep.store`: the zarr store of finished chunks, each with its checksum;

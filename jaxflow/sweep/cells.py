@@ -41,10 +41,12 @@ import numpy as np
 
 from jaxflow.sweep import atomic as _atomic
 from jaxflow.sweep import cell_store as _cell_store
+from jaxflow.sweep import executor as _executor
 from jaxflow.sweep import lock as _lock
 from jaxflow.sweep import progress as _progress
 from jaxflow.sweep import resources as _resources
 from jaxflow.sweep.errors import StoreDamagedError, SweepError
+from jaxflow.sweep.executor import Task
 from jaxflow.sweep.grid import process_share
 from jaxflow.sweep.store_access import wait_until_finished
 
@@ -64,12 +66,16 @@ class Cell:
         outputs: ``{name: (shape, dtype)}`` of what ``compute`` returns, known before it runs
             (the size check and the store's layout read it).
         compute: ``compute() -> {name: array}``, deterministic: a resumed run recomputes a cell
-            and must get the same bits.
+            and must get the same bits. Picklable (a module-level function or a
+            ``functools.partial`` of one) for a run on an executor such as Ray.
+        cost: its estimated cost relative to the run's other cells (an executor hands the
+            costly ones out first; default 1).
     """
 
     name: str
     outputs: Mapping[str, tuple[tuple[int, ...], np.dtype]]
     compute: Callable[[], Mapping[str, object]]
+    cost: float = 1.0
 
     def layout(self) -> tuple[str, dict]:
         return self.name, {k: (tuple(int(n) for n in s), np.dtype(d))
@@ -122,6 +128,23 @@ def _compute(cell: Cell) -> dict[str, np.ndarray]:
     return _conform(cell, cell.compute())
 
 
+def _call(compute):
+    """A cell's computation, as a task of an executor (a module-level function: picklable)."""
+    return compute()
+
+
+def _computed(cells: Sequence[Cell], indices, executor):
+    """``(i, outputs)`` of the cells ``indices``: here in order, or on ``executor`` (each
+    cell a task, costly first) in the order they finish."""
+    if executor is None:
+        for i in indices:
+            yield i, _compute(cells[i])
+        return
+    tasks = [Task(int(i), float(cells[i].cost), _call, (cells[i].compute,)) for i in indices]
+    for i, out in executor.imap(tasks):
+        yield i, _conform(cells[i], out)
+
+
 def _write(backing, index: int, outputs) -> None:
     try:
         backing.write(index, outputs)
@@ -135,7 +158,7 @@ def _write(backing, index: int, outputs) -> None:
 def run(cells: Sequence[Cell], *, store=None, resume: bool = False, config: str = "",
         quiet: bool = False, desc: str = "cells", process_index: int | None = None,
         process_count: int | None = None, wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
-        size_check: bool = True) -> list[dict[str, np.ndarray]]:
+        size_check: bool = True, executor=None) -> list[dict[str, np.ndarray]]:
     """Compute every cell (this process's share, the rest from the store); return their
     outputs in order, each in its declared shapes and dtypes.
 
@@ -151,6 +174,9 @@ def run(cells: Sequence[Cell], *, store=None, resume: bool = False, config: str 
         wait_timeout: seconds to wait for process 0's layout, or for another process's next
             cell, before giving up with a SweepError.
         size_check: refuse up front a run too big for the machine (:func:`estimate`).
+        executor: where the cells are computed (:mod:`jaxflow.sweep.executor`; default: the
+            one of an enclosing ``executor.using`` block, else this process). This process
+            writes every finished cell into the store, whoever computed it.
 
     Raises:
         SweepError: repeated names; an existing store without ``resume``; a store of another
@@ -167,18 +193,23 @@ def run(cells: Sequence[Cell], *, store=None, resume: bool = False, config: str 
         raise SweepError(f"store is required when process_count > 1 (got {count} processes)")
     if size_check:
         check_size(cells, store)
+    executor = executor if executor is not None else _executor.current()
     if store is None:
+        out = [None] * len(cells)
         with _progress.bar(len(cells), desc=desc, unit="cell", quiet=quiet) as bar:
-            return [_compute(c) for c in _progress.counted(cells, bar)]
+            for i, outputs in _computed(cells, range(len(cells)), executor):
+                out[i] = outputs
+                bar.update(1)
+        return out
     layout = [c.layout() for c in cells]
     with _opened(os.fspath(store), layout, config, resume, index, wait_timeout) as backing:
         done = _verified_on_start(backing)
         mine = [i for i in range(len(cells)) if not done[i] and i % count == index]
         with _progress.bar(len(cells), desc=desc, unit="cell", quiet=quiet) as bar:
             bar.update(int(done.sum()))
-            for i in mine:
+            for i, outputs in _computed(cells, mine, executor):
                 bar.set_postfix_str(cells[i].name)
-                _write(backing, i, _compute(cells[i]))
+                _write(backing, i, outputs)
                 bar.update(1)
         if count > 1:
             _wait_all(backing, wait_timeout)

@@ -10,7 +10,9 @@ runner (the phase diagram's float32-first runner derives it too).
 import abc
 import concurrent.futures
 import contextlib
+import inspect
 import math
+import uuid
 from collections.abc import Callable, Mapping
 
 import jax
@@ -47,6 +49,21 @@ class AbstractRunner(abc.ABC):
     chunk_size: int
     call_size: int
 
+    def __new__(cls, *args, **kwargs):
+        # The constructor's arguments but the devices: what a pickled runner carries.
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs).arguments
+        self = super().__new__(cls)
+        self._recipe = {k: v for k, v in list(bound.items())[1:] if k != "devices"}
+        self._token = uuid.uuid4().hex
+        return self
+
+    def __reduce__(self):
+        """A runner travels to another process (an executor's worker) as its recipe: its
+        class and constructor arguments, without its devices or compiled programs. It is
+        built there on that process's own devices, once per process however many chunks
+        bring it (its results do not depend on the device count)."""
+        return _rebuilt, (type(self), self._token, self._recipe)
+
     @abc.abstractmethod
     def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one call on 1 to ``call_size`` points."""
@@ -59,6 +76,19 @@ class AbstractRunner(abc.ABC):
             outputs.append(self.chunk({k: np.asarray(v)[start:start + self.call_size]
                                        for k, v in points.items()}))
         return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+
+
+_REBUILT: dict = {}  # token -> runner: the runners this process unpickled (a worker's)
+_REBUILT_MAX = 8
+
+
+def _rebuilt(cls, token: str, recipe: dict) -> AbstractRunner:
+    """The runner pickled with ``token``, built once in this process (see ``__reduce__``)."""
+    if token not in _REBUILT:
+        if len(_REBUILT) >= _REBUILT_MAX:
+            del _REBUILT[next(iter(_REBUILT))]
+        _REBUILT[token] = cls(**recipe)
+    return _REBUILT[token]
 
 
 class Runner(AbstractRunner):

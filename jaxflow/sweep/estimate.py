@@ -24,7 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["AXIS_VALUE_BYTES", "Estimate", "estimate_size", "request", "sweep_memory"]
+__all__ = ["AXIS_VALUE_BYTES", "Estimate", "estimate_size", "point_cost", "request",
+           "sweep_memory"]
 
 # One axis value as Python objects: a float in a list, a tuple, a set, its JSON text (measured
 # ~130 bytes for 1e6 values of a geomspace axis).
@@ -101,3 +102,31 @@ def request(counts: Sequence[int], *, bytes_per_point: int, chunk_size: int,
     disk = (n_chunks * int(chunk_size) * bytes_per_point + n_chunks * 4 * 4096) if store else 0
     return Estimate(points=n, memory=int(memory), disk=int(disk),
                     seconds=float(n * seconds_per_point))
+
+
+def point_cost(points) -> np.ndarray:
+    """A relative cost per point, from its axes' names: ``depth x -ln(scale)`` where a sweep has
+    them (a deep model started small plateaus longest: its learning time grows like
+    ``scale^-(1 - 2/depth)``, the time the solver has to cross), 1 per point otherwise.
+    An executor hands the costly chunks out first by it; only the order depends on it.
+
+    Axes read: ``depth`` (an infinite depth counts as 100), ``log_scale`` (``ln scale``) or
+    ``scale``; each factor at least 1.
+
+    >>> point_cost({"depth": np.array([2.0, 4.0]), "log_scale": np.array([-1.0, -20.0])})
+    array([ 2., 80.])
+    >>> point_cost({"x": np.zeros(2)})
+    array([1., 1.])
+    """
+    n = len(next(iter(points.values())))
+    cost = np.ones(n)
+    if "depth" in points:
+        depth = np.nan_to_num(np.asarray(points["depth"], dtype=float), posinf=100.0)
+        cost *= np.maximum(depth, 1.0)
+    if "log_scale" in points:
+        cost *= np.maximum(-np.asarray(points["log_scale"], dtype=float), 1.0)
+    elif "scale" in points:
+        with np.errstate(divide="ignore"):
+            log_scale = np.log(np.abs(np.asarray(points["scale"], dtype=float)))
+        cost *= np.clip(-log_scale, 1.0, 1e3)
+    return cost

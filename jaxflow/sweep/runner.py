@@ -67,6 +67,7 @@ import numpy as np
 import xarray as xr
 
 from jaxflow import _x64
+from jaxflow.sweep import executor as _executor
 from jaxflow.sweep import progress as _progress
 from jaxflow.sweep import resources as _resources
 from jaxflow.sweep import store as _store
@@ -78,6 +79,8 @@ from jaxflow.sweep.errors import StoreDamagedError as StoreDamagedError
 from jaxflow.sweep.errors import SweepError as SweepError
 from jaxflow.sweep.errors import check_count
 from jaxflow.sweep.estimate import estimate_size as estimate_size
+from jaxflow.sweep.estimate import point_cost
+from jaxflow.sweep.executor import Task
 from jaxflow.sweep.grid import (
     fingerprint,
     process_share,
@@ -123,6 +126,7 @@ def run(
     process_count: int | None = None,
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     size_check: bool = True,
+    executor=None,
 ) -> xr.Dataset:
     """Run ``fn`` over the Cartesian grid of ``axes``; return an ``xarray.Dataset``.
 
@@ -157,6 +161,12 @@ def run(
             chunk of another process, before giving up with a SweepError.
         size_check: refuse up front a sweep whose estimated memory or store size exceeds the
             machine's (:func:`estimate_size`); False runs it anyway.
+        executor: where the chunks are computed (:mod:`jaxflow.sweep.executor`, e.g. a
+            :class:`~jaxflow.sweep.ray_executor.RayExecutor`: one task per chunk, the costly
+            ones first; default: the one of an enclosing ``executor.using`` block, else this
+            process's devices). This process writes every chunk into the store; the runner
+            travels to the workers as its recipe and compiles there once per worker. Its
+            :meth:`provenance` joins the dataset's attributes.
 
     Returns:
         ``xarray.Dataset`` with one variable per output, dims ``(*axes, *output_dims)``; every
@@ -199,7 +209,12 @@ def run(
         _check_size(n, len(axes), chunk, call_size, shapes, store)
 
     order, points = shuffled_points(axes, seed, n_chunks * chunk)
-    compute = functools.partial(_compute, runner, points, chunk, call_size, process_index)
+    executor = executor if executor is not None else _executor.current()
+    if executor is None:
+        compute = functools.partial(_compute, runner, points, chunk, call_size, process_index)
+    else:
+        compute = functools.partial(_compute_remote, executor, runner, points, chunk,
+                                    process_index)
     layout = _store.Layout(chunk_size=chunk, n_chunks=n_chunks, outputs=shapes)
     with open_store(store, layout, fingerprint(axes, chunk, seed, config, shapes), resume,
                     process_index, process_count, wait_timeout) as backing:
@@ -209,6 +224,8 @@ def run(
     ds = to_dataset(results, order, axes, shapes, output_dims)
     ds.attrs.update(run_metadata())
     ds.attrs.update(seed=seed, chunk_size=chunk, config=config)
+    if executor is not None and hasattr(executor, "provenance"):
+        ds.attrs.update(executor.provenance())
     ds.attrs.update(dict(attrs or {}))
     return ds
 
@@ -270,6 +287,22 @@ def _compute(runner, points, chunk, call_size, process_index, indices):
         out = runner.chunk({name: v[rows] for name, v in points.items()})
         for j, i in enumerate(group):
             yield i, {name: v[j * chunk:(j + 1) * chunk] for name, v in out.items()}
+
+
+def _chunk_task(runner, points):
+    """One chunk on an executor's worker (a module-level function: picklable)."""
+    return runner.chunk(points)
+
+
+def _compute_remote(executor, runner, points, chunk, process_index, indices):
+    """The chunks ``indices`` as tasks of ``executor`` (one call each, costly first: the cost
+    of :func:`~jaxflow.sweep.estimate.point_cost`); yield each as it finishes."""
+    tasks = []
+    for i in indices:
+        _log_chunk(process_index, int(i))
+        part = {name: v[int(i) * chunk:(int(i) + 1) * chunk] for name, v in points.items()}
+        tasks.append(Task(int(i), float(point_cost(part).sum()), _chunk_task, (runner, part)))
+    yield from executor.imap(tasks)
 
 
 def _run_chunks(backing, compute, layout, n, share, wait_timeout, *, quiet, desc):
