@@ -110,16 +110,18 @@ def _load(field, problems: Problems, start: Start, lanes: Lanes, take, pid, init
 
 
 def start(field, problems: Problems, start_: Start, slots: int, initial_dt):
-    """The first ``slots`` problems in the slots, and empty outputs."""
+    """The first ``slots`` problems in the slots (slots past the batch stay idle), and empty
+    outputs."""
     num, d = problems.y0.shape
     dtype = problems.y0.dtype
-    pid = jnp.arange(slots, dtype=jnp.int32)
+    pid = jnp.minimum(jnp.arange(slots, dtype=jnp.int32), num)
     empty = jnp.zeros((d, slots), dtype)
     blank = Lanes(y=empty, f0=empty, t=jnp.zeros(slots, dtype), dt=jnp.zeros(slots, dtype),
                   inverse=jnp.ones(slots, dtype), attempts=jnp.zeros(slots, jnp.int32),
                   steps=jnp.zeros(slots, jnp.int32), pid=pid, k=jnp.zeros(slots, jnp.int32),
-                  target=jnp.zeros(slots, dtype), args=_rows(problems.args, pid),
-                  next=jnp.int32(slots))
+                  target=jnp.zeros(slots, dtype),
+                  args=_rows(problems.args, jnp.minimum(pid, num - 1)),
+                  next=jnp.int32(min(slots, num)))
     lanes = _load(field, problems, start_, blank, jnp.ones(slots, bool), pid, initial_dt)
     out = Outputs(ys=start_.ys, final_state=jnp.full((num, d), jnp.nan, dtype),
                   final_time=jnp.full((num,), jnp.nan, dtype),
