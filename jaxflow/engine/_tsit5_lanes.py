@@ -26,7 +26,7 @@ Example (one step of ``y' = -y`` on two lanes, against ``exp(-h)``):
 
 from collections.abc import Callable
 
-__all__ = ["A", "B", "C", "E", "ERROR_ORDER", "step"]
+__all__ = ["A", "B", "C", "E", "ERROR_ORDER", "error", "stages", "step"]
 
 # Nodes c_i (Tsitouras 2011, table 1).
 C = (0.0, 0.161, 0.327, 0.9, 0.9800255409045097, 1.0, 1.0)
@@ -66,8 +66,8 @@ def _combine(weights, ks):
     return total
 
 
-def step(f: Callable, t, y, f0, h, args):
-    """One Tsit5 step of every lane: ``(y1, error, f(t + h, y1))``.
+def stages(f: Callable, t, y, f0, h, args):
+    """The first six stages of a step and its 5th-order increment ``sum_i b_i k_i``.
 
     Args:
         f: the batched vector field ``f(t, y, args)`` with ``t`` of shape ``(S,)`` and ``y`` of
@@ -77,15 +77,24 @@ def step(f: Callable, t, y, f0, h, args):
         args: the lanes' arguments, passed through to ``f``.
 
     Returns:
-        The 5th-order solution, the local error estimate (5th minus 4th order, times ``h``) and
-        the vector field at the solution (the next step's first stage).
+        ``(ks, increment)``: the stages ``k_1..k_6`` and the increment, so that the step's
+        solution is ``y + h * increment``.
     """
     ks = [f0]
     for i in range(1, 6):
-        increment = _combine(A[i], ks)
-        ks.append(f(t + C[i] * h, y + h * increment, args))
-    y1 = y + h * _combine(B, ks)
+        ks.append(f(t + C[i] * h, y + h * _combine(A[i], ks), args))
+    return ks, _combine(B, ks)
+
+
+def error(h, ks, f1):
+    """The local error estimate (5th minus embedded 4th order) from the six stages and the
+    vector field ``f1`` at the step's solution (the seventh stage)."""
+    return h * _combine(E, list(ks) + [f1])
+
+
+def step(f: Callable, t, y, f0, h, args):
+    """One Tsit5 step of every lane: ``(y1, error, f(t + h, y1))`` (see :func:`stages`)."""
+    ks, increment = stages(f, t, y, f0, h, args)
+    y1 = y + h * increment
     f1 = f(t + h, y1, args)
-    ks.append(f1)
-    error = h * _combine(E, ks)
-    return y1, error, f1
+    return y1, error(h, ks, f1), f1
