@@ -18,7 +18,8 @@ operations of one lane-step come from ``compiled.cost_analysis()`` of one fused 
 achieved rate is set against an FMA microbenchmark (multiply-add chains on a cache-resident block, no memory
 traffic) run in the same process: the fraction of the rate XLA's fused code reaches here.
 
-    python benchmarks/lorenz_ensemble.py --n 16384                 # one size, about a minute
+    python benchmarks/lorenz_ensemble.py --n 16384                 # one size (diffrax's runs
+                                                                    # dominate: a few minutes)
     python benchmarks/lorenz_ensemble.py --n 1024,4096,16384        # the CPU table
     python benchmarks/lorenz_ensemble.py --dtype float32 --n 1048576 --scipy-lanes 8   # GPU
 
@@ -96,6 +97,17 @@ def jaxflow_fn(mode, y0, rho, slots):
     else:
         flow = jaxflow.Flow(solver=jaxflow.Ensemble(slots=slots), rtol=TOL, atol=TOL, dt0=DT)
     return lambda: jaxflow.solve(problem, flow, request, batched=True)
+
+
+def wasted_share(mode, y0, rho, slots):
+    """The engine's own account of the same run: slots and the share of idle slot iterations."""
+    import jax.numpy as jnp
+
+    from jaxflow.engine import ensemble
+
+    kwargs = dict(dt=DT) if mode == "fixed" else dict(rtol=TOL, atol=TOL, dt0=DT)
+    return ensemble.solve_ensemble(lorenz_t, y0, rho, jnp.array([T1], y0.dtype), slots=slots,
+                                   max_steps=100_000, **kwargs)
 
 
 def diffrax_fn(mode, y0, rho):
@@ -192,6 +204,7 @@ def measure(args, dtype_name: str) -> list[dict]:
             jf_s, jf_first, traj = best_of(jaxflow_fn(mode, y0, rho, args.slots), args.repeats)
             dx_s, dx_first, (dx_y, dx_steps) = best_of(diffrax_fn(mode, y0, rho), args.repeats)
             sp_s, sp_y = scipy_run(mode, np.asarray(rho, np.float64)[scipy_pick])
+            queue = wasted_share(mode, y0, rho, args.slots)
             jf_y = np.asarray(traj.final_state, np.float64)
             scipy_exact = exact[np.searchsorted(pick, scipy_pick)]
             steps = np.asarray(traj.steps + traj.rejected)
@@ -212,6 +225,8 @@ def measure(args, dtype_name: str) -> list[dict]:
                 "status": {str(k): int(v) for k, v in zip(*np.unique(np.asarray(traj.status),
                                                                      return_counts=True))},
                 "steps_min_max": [int(steps.min()), int(steps.max())],
+                "slots": queue.slots,
+                "wasted_lane_steps": queue.wasted,
                 "diffrax_steps_min_max": [int(np.min(dx_steps)), int(np.max(dx_steps))],
                 "scipy_lanes": len(scipy_pick),
                 "flops_per_lane_step": flops,
@@ -230,7 +245,7 @@ def _line(row) -> str:
             f"diffrax {us['diffrax_vmap']:8.2f} us ({ratio['diffrax_vmap_over_jaxflow']:5.1f}x), "
             f"scipy {us['scipy']:8.0f} us ({ratio['scipy_over_jaxflow']:6.0f}x); deviation "
             f"{dev['jaxflow']:.1e} / {dev['diffrax_vmap']:.1e} / {dev['scipy']:.1e}; "
-            f"{row['flops_per_lane_step']:.0f} flop/lane-step, {row['achieved_gflops']:.1f} "
+            f"wasted {row['wasted_lane_steps']:.3f}; {row['flops_per_lane_step']:.0f} flop/lane-step, {row['achieved_gflops']:.1f} "
             f"GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of {row['fma_peak_gflops']:.1f}")
 
 
