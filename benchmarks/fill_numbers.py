@@ -119,7 +119,7 @@ def lorenz_ensemble() -> str:
             f"{machine['load_average'][0]:.1f}), commit `{r['commit'][:7]}`, best of "
             f"{r['repeats']} runs, compilation excluded ({_source('lorenz_ensemble')}):\n\n")
     rows = [("mode", "dtype", "n", "jaxflow", "diffrax vmap", "scipy loop",
-             "max deviation jaxflow / diffrax", "steps", "of FMA peak")]
+             "max deviation jaxflow / diffrax", "steps; idle slot share", "of FMA peak")]
     for row in r["rows"]:
         us, ratio, dev = row["us_per_trajectory"], row["ratio"], row["max_abs_deviation"]
         rows.append((
@@ -127,7 +127,7 @@ def lorenz_ensemble() -> str:
             f"{us['diffrax_vmap']:.2f} us ({ratio['diffrax_vmap_over_jaxflow']:.1f}x)",
             f"{us['scipy']:.0f} us ({ratio['scipy_over_jaxflow']:.0f}x)",
             f"{dev['jaxflow']:.1e} / {dev['diffrax_vmap']:.1e}",
-            "{}-{}".format(*row["steps_min_max"]),
+            "{}-{}; {:.0f}%".format(*row["steps_min_max"], 100 * row["wasted_lane_steps"]),
             f"{100 * row['fraction_of_peak']:.0f}% ({row['flops_per_lane_step']:.0f} flop a "
             f"lane-step)"))
     lines = ["| " + " | ".join(x) + " |" for x in rows]

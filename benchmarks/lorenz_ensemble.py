@@ -15,8 +15,9 @@ Times exclude compilation and are the best of ``--repeats`` runs; the ratios com
 of one process, side by side. Every result is checked against DOP853 at rtol = atol = 1e-13 on
 a subsample of rhos (max absolute deviation of the state at t = 1). The floating-point
 operations of one lane-step come from ``compiled.cost_analysis()`` of one fused step, and the
-achieved rate is set against an FMA microbenchmark (multiply-add chains on a cache-resident block, no memory
-traffic) run in the same process: the fraction of the rate XLA's fused code reaches here.
+achieved rate is set against an FMA microbenchmark (multiply-add chains on a cache-resident
+block, no memory traffic) run in the same process: the fraction of the rate XLA's fused code
+reaches here.
 
     python benchmarks/lorenz_ensemble.py --n 16384                 # one size (diffrax's runs
                                                                     # dominate: a few minutes)
@@ -187,7 +188,6 @@ def fma_peak(dtype, rows=8, size=4096, depth=64, iterations=200):
 
 def measure(args, dtype_name: str) -> list[dict]:
     """Every (mode, n) row of one dtype (this process has the matching x64 setting)."""
-    import jax
     import jax.numpy as jnp
 
     dtype = jnp.float32 if dtype_name == "float32" else jnp.float64
@@ -245,8 +245,9 @@ def _line(row) -> str:
             f"diffrax {us['diffrax_vmap']:8.2f} us ({ratio['diffrax_vmap_over_jaxflow']:5.1f}x), "
             f"scipy {us['scipy']:8.0f} us ({ratio['scipy_over_jaxflow']:6.0f}x); deviation "
             f"{dev['jaxflow']:.1e} / {dev['diffrax_vmap']:.1e} / {dev['scipy']:.1e}; "
-            f"wasted {row['wasted_lane_steps']:.3f}; {row['flops_per_lane_step']:.0f} flop/lane-step, {row['achieved_gflops']:.1f} "
-            f"GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of {row['fma_peak_gflops']:.1f}")
+            f"wasted {row['wasted_lane_steps']:.3f}; {row['flops_per_lane_step']:.0f} "
+            f"flop/lane-step, {row['achieved_gflops']:.1f} GFLOP/s = "
+            f"{100 * row['fraction_of_peak']:.0f}% of {row['fma_peak_gflops']:.1f}")
 
 
 def _parse(argv=None):
@@ -258,8 +259,10 @@ def _parse(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scipy-lanes", type=int, default=16)
     parser.add_argument("--reference-lanes", type=int, default=64)
-    parser.add_argument("--slots", type=int, default=None, help="Ensemble slots (default: engine's)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lorenz_ensemble.json"))
+    parser.add_argument("--slots", type=int, default=None,
+                        help="Ensemble slots (default: the engine's)")
+    parser.add_argument("--out",
+                        default=str(ROOT / "benchmarks" / "results" / "lorenz_ensemble.json"))
     parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

@@ -80,9 +80,12 @@ def test_each_block_follows_its_json(monkeypatch):
             data["wall_s"], data["max_slope_deviation"] = 987.6, 0.0123
         if name == "toy_throughput":
             data["us_per_trajectory"] = 43.21
+        if name == "lorenz_ensemble":
+            data["rows"][0]["us_per_trajectory"]["jaxflow"] = 12.34
         return data
 
     monkeypatch.setattr(numbers, "_load", changed)
     assert "987.6 s" in numbers.phase_diagram_run()
     assert "1.23%" in numbers.phase_diagram_accuracy()
     assert "43.21 us per trajectory" in numbers.benchmarks_table()
+    assert "| 12.34 us |" in numbers.lorenz_ensemble()

@@ -104,8 +104,9 @@ def _load(field, problems: Problems, start: Start, lanes: Lanes, take, pid, init
     zero = jnp.zeros_like(lanes.attempts)
     return Lanes(
         y=y, f0=f0, t=t, dt=pick(dt, lanes.dt), inverse=pick(jnp.ones_like(t), lanes.inverse),
-        attempts=pick(zero, lanes.attempts), steps=pick(zero, lanes.steps), pid=pick(pid, lanes.pid),
-        k=k, target=pick(_target(problems, pid, k, t), lanes.target), args=args, next=lanes.next,
+        attempts=pick(zero, lanes.attempts), steps=pick(zero, lanes.steps),
+        pid=pick(pid, lanes.pid), k=k, target=pick(_target(problems, pid, k, t), lanes.target),
+        args=args, next=lanes.next,
     )
 
 

@@ -78,8 +78,8 @@ class Ensemble(eqx.Module):
                 raise ValueError(f"Ensemble's dt must be a number > 0 (or None: adaptive steps), "
                                  f"got {dt!r}")
         slots = self.slots
-        if slots is not None and (isinstance(slots, bool) or not isinstance(slots, (int, np.integer))
-                                  or slots < 1):
+        integer = isinstance(slots, (int, np.integer)) and not isinstance(slots, bool)
+        if slots is not None and not (integer and slots >= 1):
             raise ValueError(f"Ensemble's slots must be an integer >= 1 (or None), got {slots!r}")
 
 
