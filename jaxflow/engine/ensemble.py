@@ -2,7 +2,7 @@
 
 ``solve_ensemble(f, y0, args, save_times)`` integrates ``y' = f(t, y, args)`` for a batch of
 ``B`` problems (rows of ``y0`` and of every leaf of ``args``) by Tsit5
-(:mod:`jaxflow.engine._tsit5_lanes`), adaptive (per-lane step size, accept/reject, I or PI
+(``jaxflow.engine._tsit5_lanes``), adaptive (per-lane step size, accept/reject, I or PI
 controller) or with a fixed step.
 
 How it runs:
