@@ -192,11 +192,35 @@ def large_step_diagonal() -> str:
             f"(`benchmarks/results/large_steps.json`).\n")
 
 
+def lorenz_ensemble() -> str:
+    r = _load("lorenz_ensemble")
+    machine = r["machine"]
+    head = (f"Measured {r['date']} on {machine['cpu_count']} cores ({machine['processor']}, load "
+            f"{machine['load_average'][0]:.1f}), commit `{r['commit'][:7]}`, best of "
+            f"{r['repeats']} runs, compilation excluded ({_source('lorenz_ensemble')}):\n\n")
+    rows = [("mode", "dtype", "n", "jaxflow", "diffrax vmap", "scipy loop",
+             "max deviation jaxflow / diffrax", "steps; idle slot share", "of FMA peak")]
+    for row in r["rows"]:
+        us, ratio, dev = row["us_per_trajectory"], row["ratio"], row["max_abs_deviation"]
+        rows.append((
+            row["mode"], row["dtype"], f"{row['n']:,}", f"{us['jaxflow']:.2f} us",
+            f"{us['diffrax_vmap']:.2f} us ({ratio['diffrax_vmap_over_jaxflow']:.1f}x)",
+            f"{us['scipy']:.0f} us ({ratio['scipy_over_jaxflow']:.0f}x)",
+            f"{dev['jaxflow']:.1e} / {dev['diffrax_vmap']:.1e}",
+            "{}-{}; {:.0f}%".format(*row["steps_min_max"], 100 * row["wasted_lane_steps"]),
+            f"{100 * row['fraction_of_peak']:.0f}% ({row['flops_per_lane_step']:.0f} flop a "
+            f"lane-step)"))
+    lines = ["| " + " | ".join(x) + " |" for x in rows]
+    lines.insert(1, "|" + "---|" * len(rows[0]))
+    return head + "\n".join(lines) + "\n"
+
+
 BLOCKS = {
     "gallery": gallery_page,
     "gallery-table": gallery_table,
     "large-step-thresholds": large_step_thresholds,
     "large-step-diagonal": large_step_diagonal,
+    "lorenz-ensemble": lorenz_ensemble,
     "learning-time-accuracy": learning_time_accuracy,
     "phase-diagram-run": phase_diagram_run,
     "phase-diagram-accuracy": phase_diagram_accuracy,

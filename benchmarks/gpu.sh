@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run of jaxflow's benchmarks on a GPU (or TPU) machine, float64 then float32.
 #
-#   benchmarks/gpu.sh                 # GPU sizes, writes benchmarks/results/gpu/*.json (< 8 min)
+#   benchmarks/gpu.sh                 # GPU sizes, writes benchmarks/results/gpu/*.json (< 12 min)
 #   benchmarks/gpu.sh --smoke [DIR]   # tiny sizes on any machine (CPU dry run, a few minutes)
 #
 # Runs, for each dtype:
@@ -9,7 +9,10 @@
 #   sweep_scaling.py   the phase-diagram sweep at 1e3, 1e4, 1e5 points on the one device
 #                      (float32: pd.Float32Runner, float64 where float32 cannot resolve a lane)
 #   matrix_sensing.py  E1 deep matrix sensing, depth 3, init 1e-4, GD and GF (no PyTorch part)
-# Each benchmark has its own time limit (the sum stays under 8 minutes); one that fails or runs
+#   lorenz_ensemble.py the GPU ODE-ensemble benchmark's Lorenz problem (fixed dt and adaptive
+#                      Tsit5) at 2^14 .. 2^20 trajectories: jaxflow's ensemble engine against
+#                      diffrax vmap(diffeqsolve), comparable with the published GPU numbers
+# Each benchmark has its own time limit (the sum stays under 12 minutes); one that fails or runs
 # out of time is recorded in timings.json and the script goes on. Exit status: the number of
 # benchmarks that did not finish.
 set -uo pipefail
@@ -29,13 +32,15 @@ if [[ $smoke == 1 ]]; then
     scaling=(--sizes 1e2,4e2 --devices 1 --chunk-size 128)
     sensing=(--depths 3 --inits 1e-3 --skip-torch --times relative --alternative none
              --diag-rtol-factor 0 --chunk 500 --gd-max-steps 20000 --gf-max-steps 20000)
-    limits=(240 240 240)
+    lorenz=(--n 1024 --repeats 2 --scipy-lanes 2 --reference-lanes 8)
+    limits=(240 240 240 240)
 else
     toy=(--lanes 65536 --scipy-lanes 32 --chunk 16384 --batch 4096)
     scaling=(--sizes 1e3,1e4,1e5 --devices 1 --chunk-size 16384)
     sensing=(--depths 3 --inits 1e-4 --skip-torch --times relative --alternative none
              --diag-rtol-factor 0 --gd-max-steps 200000 --gf-max-steps 200000)
-    limits=(50 85 90)  # seconds each; x 2 dtypes = 450 s
+    lorenz=(--n 16384,262144,1048576 --scipy-lanes 8 --reference-lanes 32)
+    limits=(50 85 90 120)  # seconds each; x 2 dtypes = 690 s
 fi
 
 failed=0
@@ -57,6 +62,7 @@ for dtype in float64 float32; do
     run toy_throughput "${limits[0]}" "$dtype" "${toy[@]}"
     run sweep_scaling "${limits[1]}" "$dtype" "${scaling[@]}"
     run matrix_sensing "${limits[2]}" "$dtype" "${sensing[@]}"
+    run lorenz_ensemble "${limits[3]}" "$dtype" "${lorenz[@]}"
 done
 
 {

@@ -35,6 +35,7 @@ from jaxflow.engine import flow as flow
 from jaxflow.engine import status as status
 from jaxflow.engine import trajectory as trajectory
 from jaxflow.engine.contract import solve as solve
+from jaxflow.engine.ensemble_method import Ensemble as Ensemble
 from jaxflow.engine.methods import Descent as Descent
 from jaxflow.engine.methods import Flow as Flow
 from jaxflow.engine.problem import Problem as Problem
@@ -52,7 +53,7 @@ for _module in (descent, flow, status, trajectory, incremental, jump_process, sa
 del _module
 
 __all__ = [
-    "Descent", "Flow", "Problem", "Request", "Trajectory", "solve",
+    "Descent", "Ensemble", "Flow", "Problem", "Request", "Trajectory", "solve",
     "baselines", "descent", "flow", "incremental", "jump_process", "models", "saddles", "status",
     "sweep", "theory",
 ]

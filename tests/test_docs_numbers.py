@@ -102,6 +102,8 @@ def test_each_block_follows_its_json(monkeypatch):
             entry = data["entries"][data["order"][0]]
             entry.update(command="jaxflow phase-diagram --depths 2,3", commit="abc1234",
                          exit_status=3, last_lines=["answered: 5 of 6"])
+        if name == "lorenz_ensemble":
+            data["rows"][0]["us_per_trajectory"]["jaxflow"] = 12.34
         return data
 
     monkeypatch.setattr(numbers, "_load", changed)
@@ -111,3 +113,4 @@ def test_each_block_follows_its_json(monkeypatch):
     assert "987.6 s" in numbers.phase_diagram_run()
     assert "1.23%" in numbers.phase_diagram_accuracy()
     assert "43.21 us per trajectory" in numbers.benchmarks_table()
+    assert "| 12.34 us |" in numbers.lorenz_ensemble()

@@ -22,6 +22,11 @@ trajectory. One concept a module:
 - :mod:`~jaxflow.engine.solvers`: the solvers a flow steps with, and their root-finder
   tolerances;
 - :mod:`~jaxflow.engine.evaluations`: the vector-field evaluations a solver's step costs;
+- :mod:`~jaxflow.engine.ensemble`: many problems of any vector field in one compiled loop
+  (Tsit5 on a lanes-last block, ``_tsit5_lanes``; a work queue instead of lockstep,
+  ``_ensemble_queue``);
+- :mod:`~jaxflow.engine.ensemble_method`: ``Ensemble``, the value that puts a batched
+  ``jaxflow.solve`` on that engine;
 - :mod:`~jaxflow.engine.rkc`: Runge-Kutta-Chebyshev, a stabilized explicit solver;
 - :mod:`~jaxflow.engine.regula_falsi`: the bracketing root finder of event location;
 - :mod:`~jaxflow.engine.coordinatewise`: separable models solved one coordinate per lane;
@@ -45,6 +50,12 @@ from jaxflow.engine import (
 )
 from jaxflow.engine import (
     descent_loop as descent_loop,
+)
+from jaxflow.engine import (
+    ensemble as ensemble,
+)
+from jaxflow.engine import (
+    ensemble_method as ensemble_method,
 )
 from jaxflow.engine import (
     evaluations as evaluations,
@@ -81,7 +92,8 @@ from jaxflow.engine import (
 )
 
 __all__ = [
-    "clock", "contract", "coordinatewise", "descent", "descent_loop", "evaluations", "flow",
+    "clock", "contract", "coordinatewise", "descent", "descent_loop", "ensemble",
+    "ensemble_method", "evaluations", "flow",
     "methods", "problem", "regula_falsi", "request", "rkc", "solvers", "stationarity", "status",
     "trajectory",
 ]

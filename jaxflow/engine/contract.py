@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from jaxflow import _x64
+from jaxflow.engine.ensemble_method import Ensemble, run_batch
 from jaxflow.engine.methods import Descent, Flow
 from jaxflow.engine.problem import Problem
 from jaxflow.engine.request import Request
@@ -75,7 +76,10 @@ def solve(problem: Problem, method: Flow | Descent, request: Request | None = No
             ``Request()``: learning times at fractions 0.1, 0.5, 0.9 of every nonzero target).
         batched: ``problem`` holds a batch: a leading axis of one size ``B`` on every array leaf
             of ``params0``, ``args`` and ``targets``. The answer gets the same leading axis.
-            One compiled program serves the batch (today ``jax.vmap`` of the single solve).
+            One compiled program serves the batch: ``jax.vmap`` of the single solve, or, with
+            ``Flow(solver=jaxflow.Ensemble(...))``, the ensemble engine
+            (:mod:`jaxflow.engine.ensemble_method`: per-lane steps without lockstep; saves
+            and final states, no learning times).
 
     Returns:
         A :class:`jaxflow.Trajectory` (descent: a :class:`~jaxflow.engine.trajectory.DescentTrajectory`,
@@ -101,10 +105,16 @@ def solve(problem: Problem, method: Flow | Descent, request: Request | None = No
         raise ValueError(f"request must be a jaxflow.Request, got {type(request).__name__}")
     _x64.require_x64_for("jaxflow.solve", problem.params0, problem.args, problem.targets)
     _check_stop_rule(problem, request)
+    ensemble = isinstance(method, Flow) and isinstance(method.solver, Ensemble)
     if not batched:
+        if ensemble:
+            raise ValueError("Flow(solver=Ensemble()) solves batches: call jaxflow.solve(..., "
+                             "batched=True) with a leading batch axis on params0 and args")
         return method.run(problem, request)
 
     _check_batch(problem)
+    if ensemble:
+        return run_batch(problem, method, request)
 
     def one(params0, args, targets):
         if targets is not None and np.ndim(targets) != 1:

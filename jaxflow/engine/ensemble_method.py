@@ -1,0 +1,207 @@
+"""The ensemble engine behind ``jaxflow.solve(..., batched=True)``: ``Flow(solver=Ensemble())``.
+
+``jaxflow.Flow(solver=jaxflow.Ensemble(...))`` asks :func:`jaxflow.solve` to integrate a batch
+of problems with :func:`jaxflow.engine.ensemble.solve_ensemble` (Tsit5 on a lanes-last block,
+per-lane adaptive or fixed steps, a work queue instead of lockstep) rather than ``jax.vmap`` of
+the single solve. The problem may be given by a vector field or a loss (its flow is ``-grad
+loss``), with any pytree of parameters. It answers the request's saves, the final state and
+the per-lane status; it does not look for learning times or stationarity (ask the default
+engine for those). Steps are taken in the flow's plain time (no clock): the answers are the
+same trajectory.
+
+Example (three decay rates, fixed steps; saves land exactly on the requested times):
+    >>> import jax
+    >>> jax.config.update("jax_enable_x64", True)
+    >>> import jax.numpy as jnp
+    >>> import jaxflow
+    >>> def decay(y, rate):
+    ...     return -rate * y
+    >>> rates = jnp.array([0.5, 1.0, 2.0])
+    >>> problem = jaxflow.Problem(vector_field=decay, args=rates, params0=jnp.ones((3, 1)),
+    ...                           modes=jaxflow.engine.ensemble_method.first_coordinate)
+    >>> request = jaxflow.Request(save_times=[0.5, 1.0], fractions=())
+    >>> traj = jaxflow.solve(problem, jaxflow.Flow(solver=jaxflow.Ensemble(dt=1e-3)), request,
+    ...                      batched=True)
+    >>> traj.modes.shape, traj.steps.tolist(), traj.status.tolist()
+    ((3, 2, 1), [1000, 1000, 1000], [0, 0, 0])
+    >>> bool(jnp.allclose(traj.modes[:, 1, 0], jnp.exp(-rates), rtol=1e-12))
+    True
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxflow.engine import ensemble
+from jaxflow.engine.problem import Problem
+from jaxflow.engine.request import Request, as_fraction_array
+from jaxflow.engine.trajectory import Trajectory
+
+__all__ = ["Ensemble", "first_coordinate", "run_batch"]
+
+
+class Ensemble(eqx.Module):
+    """Choose the ensemble engine: ``jaxflow.Flow(solver=jaxflow.Ensemble(), rtol=..., atol=...)``.
+
+    Attributes:
+        dt: a fixed step on the problem's time axis; ``None`` (default): adaptive steps under
+            the ``Flow``'s ``rtol``/``atol`` (its ``dt0``, if given, is the first step).
+        slots: problems advanced together (default ``min(B, 1024)``); the rest wait in the
+            queue and take the slots that free up.
+        pcoeff, icoeff: the step controller (diffrax's ``PIDController`` conventions; the
+            default is its I controller, ``pcoeff=0.4, icoeff=0.3`` a common PI one).
+        batched_field: the problem's ``vector_field(y, args)`` is written for a block: ``y`` of
+            shape ``(d, S)``, the lanes on the last axis of every leaf of ``args``.
+
+    Example:
+        >>> import jaxflow
+        >>> jaxflow.Ensemble(dt=-1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Ensemble's dt must be a number > 0 (or None: adaptive steps), got -1.0
+    """
+
+    dt: float | None = None
+    slots: int | None = eqx.field(static=True, default=None)
+    pcoeff: float = eqx.field(static=True, default=0.0)
+    icoeff: float = eqx.field(static=True, default=1.0)
+    batched_field: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        dt = self.dt
+        if dt is not None and not isinstance(dt, jax.core.Tracer):
+            value = float(dt) if np.ndim(dt) == 0 else np.nan
+            if not 0 < value < np.inf:
+                raise ValueError(f"Ensemble's dt must be a number > 0 (or None: adaptive steps), "
+                                 f"got {dt!r}")
+        slots = self.slots
+        integer = isinstance(slots, (int, np.integer)) and not isinstance(slots, bool)
+        if slots is not None and not (integer and slots >= 1):
+            raise ValueError(f"Ensemble's slots must be an integer >= 1 (or None), got {slots!r}")
+
+
+def first_coordinate(y, args):
+    """The first coordinate of the state as the one mode: ``y[:1]``."""
+    return jnp.ravel(y)[:1]
+
+
+class _Flat(eqx.Module):
+    """A problem's flow on the flat state of one lane, ``f(t, y (d,), args) -> (d,)``: the
+    vector field (or ``-grad loss``) of the parameter pytree, raveled and unraveled."""
+
+    field: Callable = eqx.field(static=True)
+    is_loss: bool = eqx.field(static=True)
+    treedef: object = eqx.field(static=True)
+    shapes: tuple = eqx.field(static=True)
+
+    def unravel(self, y):
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        parts = jnp.split(y, np.cumsum(sizes)[:-1]) if len(sizes) > 1 else [y]
+        leaves = [p.reshape(s) for p, s in zip(parts, self.shapes)]
+        return jax.tree.unflatten(self.treedef, leaves)
+
+    def __call__(self, t, y, args):
+        params = self.unravel(y)
+        if self.is_loss:
+            velocity = jax.tree.map(jnp.negative, jax.grad(self.field)(params, args))
+        else:
+            velocity = self.field(params, args)
+        return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(velocity)])
+
+
+class _Block(eqx.Module):
+    """A vector field written for a block, called without the time: ``f(y (d, S), args)``."""
+
+    field: Callable = eqx.field(static=True)
+
+    def __call__(self, t, y, args):
+        return self.field(y, args)
+
+
+def _save_times(request: Request, scale, dtype):
+    """The times the engine lands on (flow time) and how many of them were asked for: the
+    request's saves, then its horizon where it lies beyond them."""
+    saves = [] if request.save_times is None else list(np.asarray(request.save_times, float))
+    horizon = request.stop_horizon()
+    if horizon is None or not np.isfinite(float(horizon)):
+        raise ValueError("the ensemble engine needs a finite horizon or save times in the request")
+    asked = len(saves)
+    if not saves or float(horizon) > saves[-1]:
+        saves.append(float(horizon))
+    return jnp.asarray(saves, dtype) / scale, asked
+
+
+def _check_request(problem: Problem, request: Request) -> None:
+    fractions = np.shape(request.fractions)[0] if np.ndim(request.fractions) else 0
+    if fractions and problem.targets is not None:
+        raise ValueError("the ensemble engine (Flow(solver=Ensemble())) answers saves, not "
+                         "learning times: pass Request(fractions=()) or use the default engine")
+    tol = request.stationary_tol
+    if tol is not None and not isinstance(tol, str):
+        raise ValueError("the ensemble engine does not check stationarity: pass "
+                         "Request(stationary_tol=None) or use the default engine")
+
+
+def run_batch(problem: Problem, flow, request: Request) -> Trajectory:
+    """Solve the batch ``problem`` (leading axis ``B`` on its leaves) with the ensemble engine
+    chosen by ``flow.solver`` (an :class:`Ensemble`); see :func:`jaxflow.solve`."""
+    method: Ensemble = flow.solver
+    _check_request(problem, request)
+    if flow.clock not in (None, "plain"):
+        raise ValueError("the ensemble engine steps in plain time: leave Flow's clock unset")
+    leaves, treedef = jax.tree.flatten(problem.params0)
+    num = np.shape(leaves[0])[0]
+    if method.batched_field:
+        if len(leaves) != 1 or np.ndim(leaves[0]) != 2 or problem.has_loss:
+            raise ValueError("Ensemble(batched_field=True) needs a vector_field and params0 of "
+                             f"shape (B, d); got leaves of shapes {[np.shape(x) for x in leaves]}")
+        field = _Block(problem.vector_field)
+    else:
+        field = _Flat(problem.loss if problem.has_loss else problem.vector_field,
+                      problem.has_loss, treedef, tuple(np.shape(x)[1:] for x in leaves))
+    y0 = jnp.concatenate([jnp.reshape(x, (num, -1)) for x in leaves], axis=1)
+    scale = problem.time_scale
+    times, asked = _save_times(request, scale, y0.dtype)
+    dt = None if method.dt is None else method.dt / scale
+    dt0 = None if flow.dt0 is None else flow.dt0 / scale
+    out = ensemble.solve_ensemble(
+        field, y0, problem.args, times, dt=dt, dt0=dt0, rtol=flow.rtol, atol=flow.atol,
+        pcoeff=method.pcoeff, icoeff=method.icoeff, slots=method.slots,
+        max_steps=request.max_steps or flow.default_max_steps,
+        batched_field=method.batched_field)
+    return _trajectory(problem, request, out, times[:asked] * scale, field, treedef, leaves)
+
+
+def _trajectory(problem, request, out, times, field, treedef, leaves) -> Trajectory:
+    """The engine's answer as a :class:`Trajectory` with the batch axis in front."""
+    num, dtype = out.ys.shape[0], out.ys.dtype
+    if isinstance(field, _Flat):
+        unravel = field.unravel
+    else:
+        unravel = lambda y: jax.tree.unflatten(treedef, [y])  # noqa: E731
+    saves = out.ys[:, : times.shape[0]]
+    lane_modes = lambda ys, args: jax.vmap(  # noqa: E731
+        lambda y: problem.modes_fn(unravel(y), args))(ys)
+    modes = jax.vmap(lane_modes)(saves, problem.args)
+    final_state = jax.vmap(unravel)(out.final_state)
+    final_modes = jax.vmap(problem.modes_fn)(final_state, problem.args)
+    fractions = as_fraction_array(request.fractions, dtype)
+    m = final_modes.shape[1]
+    return Trajectory(
+        times=jnp.broadcast_to(times, (num, times.shape[0])),
+        modes=modes.astype(dtype),
+        learning_times=jnp.full((num, m, fractions.shape[0]), jnp.inf, dtype),
+        fractions=jnp.broadcast_to(fractions, (num, fractions.shape[0])),
+        final_time=out.final_time * problem.time_scale,
+        final_modes=final_modes.astype(dtype),
+        final_state=final_state,
+        steps=out.steps,
+        rejected=out.rejected,
+        # one evaluation at the start, six per attempt (Tsit5: the first stage is the last one
+        # of the step before)
+        evaluations=1 + 6 * (out.steps + out.rejected),
+        status=out.status,
+    )
