@@ -4,9 +4,11 @@
   ``JAXFLOW_SMOKE=1`` (the notebooks cut their sizes) and ``JAXFLOW_CPU_DEVICES=1``; any error
   in any cell fails that notebook's test. The kernel imports jaxflow from this checkout (its
   root goes first on ``PYTHONPATH``), whatever copy is installed.
-* A smoke run is mostly XLA compilation, one core per kernel, so the notebooks run two at a
-  time (``JAXFLOW_NOTEBOOK_WORKERS`` overrides it): on 2 cores that halves the wall time. Only
-  the notebooks whose smoke test is selected run (``-k 01_toy_model`` executes that one).
+* A smoke run is mostly imports and XLA compilation, so the notebooks share one kernel, one
+  after the other: each starts from an empty namespace (``%reset -f``, figures closed), but
+  the modules stay imported and the programs compiled by an earlier notebook stay compiled.
+  A kernel that dies is replaced before the next notebook. Only the notebooks whose smoke
+  test is selected run (``-k 01_toy_model`` executes that one).
 * The expected set of notebooks exists, so a missing one fails rather than being skipped.
 * The notebooks' figures follow jaxflow's figure style (read from their code, no run): a
   curve labelled with a depth takes that depth's colour (``plot.depth_colour``), labels write
@@ -18,7 +20,6 @@
 """
 
 import ast
-import concurrent.futures
 import os
 import pathlib
 import re
@@ -152,15 +153,26 @@ def _smoke_env() -> dict[str, str]:
     return env
 
 
-def _execute(path: pathlib.Path, env: dict[str, str]):
+# The first cell of every smoke run after the first: the namespace of the notebook before is
+# gone, so a notebook that leans on another's variables fails here as it would alone.
+_FRESH_NAMESPACE = "%reset -f\nimport matplotlib.pyplot as _plt\n_plt.close('all')\ndel _plt"
+
+
+def _execute(path: pathlib.Path, env: dict[str, str], kernel):
+    """Run ``path`` in ``kernel`` (a started kernel manager) from an empty namespace."""
     notebook = nbformat.read(path, as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(_FRESH_NAMESPACE))
     client = nbclient.NotebookClient(
         notebook,
+        km=kernel,
         timeout=CELL_TIMEOUT,
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
-    client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
+    try:
+        client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
+    finally:
+        notebook.cells.pop(0)
     return notebook
 
 
@@ -173,15 +185,27 @@ def _selected_smoke_runs(session) -> list[pathlib.Path]:
 
 @pytest.fixture(scope="module")
 def smoke_runs(request):
-    """Execute every selected notebook once, a few at a time; ``{stem: notebook or exception}``."""
-    # Under pytest-xdist another worker already has the other core: one kernel at a time.
-    default = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1)
-    workers = int(os.environ.get("JAXFLOW_NOTEBOOK_WORKERS", default))
+    """Execute every selected notebook once, in one kernel; ``{stem: notebook or exception}``."""
+    from jupyter_client.manager import KernelManager
+
     env = _smoke_env()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {path.stem: pool.submit(_execute, path, env)
-                   for path in _selected_smoke_runs(request.session)}
-    return {stem: (f.exception() or f.result()) for stem, f in futures.items()}
+    results = {}
+    kernel = None
+    try:
+        for path in _selected_smoke_runs(request.session):
+            if kernel is None or not kernel.is_alive():
+                if kernel is not None:
+                    kernel.shutdown_kernel(now=True)
+                kernel = KernelManager(kernel_name="python3")
+                kernel.start_kernel(env=env, cwd=str(NOTEBOOKS))
+            try:
+                results[path.stem] = _execute(path, env, kernel)
+            except Exception as error:  # one notebook's failure fails its own test only
+                results[path.stem] = error
+    finally:
+        if kernel is not None:
+            kernel.shutdown_kernel(now=True)
+    return results
 
 
 @pytest.mark.parametrize("path", FOUND, ids=IDS)
