@@ -15,7 +15,7 @@ from jaxflow._integers import INT_MAX, check_integer, is_integer
 
 __all__ = [
     "DTYPES", "MAX_CONFIG_BYTES", "SEED_MAX", "ConfigError", "as_axis", "check_depths",
-    "check_dtype", "check_fractions", "check_known_fields", "check_positive",
+    "check_dtype", "check_finite_positive", "check_fractions", "check_known_fields", "check_positive",
     "check_positive_int", "check_seed", "check_steps", "check_type", "read_toml", "suggest",
 ]
 
@@ -80,14 +80,14 @@ def check_fractions(start: float, finish: float) -> None:
 # Fields the experiment configs share, by name, and what each must be.
 POSITIVE_FINITE = ("learning_rate", "scale", "horizon")
 FINITE_LISTS = ("targets",)
-POSITIVE_FINITE_LISTS = ("late_times",)
+POSITIVE_FINITE_LISTS = ("late_times", "scales", "eta_factors")
 
 
 def check_known_fields(config) -> None:
     """Range checks of the fields experiment configs share, found by name.
 
     ``learning_rate``, ``scale``, ``horizon``: finite and > 0; ``targets``: finite numbers;
-    ``late_times``: finite and > 0; ``fractions``: increasing, in (0, 1). ``ExperimentConfig``
+    ``late_times``, ``scales``, ``eta_factors``: finite and > 0; ``fractions``: increasing, in (0, 1). ``ExperimentConfig``
     calls it after converting the fields, before ``check``.
 
     >>> import dataclasses
@@ -178,8 +178,9 @@ def check_steps(config) -> None:
         raise ConfigError(f"num_steps must be a multiple of save_every = {config.save_every}")
 
 
-def check_depths(depths) -> None:
-    """Require a non-empty list of integer depths >= 1 (the models whose weights are matrices).
+def check_depths(depths, minimum: int = 1) -> None:
+    """Require a non-empty list of finite integer depths >= ``minimum`` (1: the models whose
+    weights are matrices; 2: the product models, whose depth-1 dynamics are not incremental).
 
     >>> from jaxflow.experiments.config import check_depths
     >>> check_depths((0, 2))
@@ -187,8 +188,24 @@ def check_depths(depths) -> None:
     ...
     jaxflow.experiments.config.ConfigError: depths must be integers >= 1, got (0, 2)
     """
-    if not depths or any(not is_integer(n) or n < 1 for n in depths):
-        raise ConfigError(f"depths must be integers >= 1, got {depths}")
+    if not depths or any(not is_integer(n) or n < minimum for n in depths):
+        raise ConfigError(f"depths must be integers >= {minimum}, got {tuple(depths)}")
+
+
+def check_finite_positive(config, *names: str) -> None:
+    """Require each named option of ``config`` to be finite and > 0.
+
+    >>> import types
+    >>> from jaxflow.experiments.config import check_finite_positive
+    >>> check_finite_positive(types.SimpleNamespace(tolerance=float("inf")), "tolerance")
+    Traceback (most recent call last):
+    ...
+    jaxflow.experiments.config.ConfigError: tolerance must be finite and > 0, got inf
+    """
+    for name in names:
+        value = getattr(config, name)
+        if not (_is_real(value) and 0 < value < math.inf):
+            raise ConfigError(f"{name} must be finite and > 0, got {value!r}")
 
 
 DTYPES = ("float64", "float32")

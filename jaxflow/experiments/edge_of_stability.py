@@ -43,7 +43,14 @@ from jaxflow import _x64, sweep
 from jaxflow._table import table
 from jaxflow.engine import regime, status
 from jaxflow.experiments import _layout
-from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int, option
+from jaxflow.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_depths,
+    check_finite_positive,
+    check_positive_int,
+    option,
+)
 from jaxflow.oracles import minimum_sharpness
 
 __all__ = ["EdgeOfStabilityConfig", "figures", "kreisler_worst_increase", "point_function",
@@ -83,16 +90,10 @@ class EdgeOfStabilityConfig(ExperimentConfig):
     chunk_size: int = option(256, "lanes per compiled call (each stored: --resume)")
 
     def check(self):
-        if any(not (2 <= d < math.inf) or d != int(d) for d in self.depths):
-            raise ConfigError("depths must be integers >= 2")
-        if any(not (0 < s < math.inf) for s in self.scales):
-            raise ConfigError("scales must be finite and > 0")
-        if any(not (0 < f < math.inf) for f in self.eta_factors):
-            raise ConfigError("eta_factors must be finite and > 0")
+        check_depths(self.depths, minimum=2)
         if any(i not in (0.0, 1.0) for i in self.inits):
             raise ConfigError("inits must be 0 (balanced) or 1 (random positive)")
-        if not (0 < self.target < math.inf):
-            raise ConfigError(f"target must be finite and > 0, got {self.target}")
+        check_finite_positive(self, "target")
         if not (0 < self.loss_bound <= math.inf):
             raise ConfigError(f"loss_bound must be > 0, got {self.loss_bound}")
         for name in ("steps", "stride", "lanczos", "chunk_size"):

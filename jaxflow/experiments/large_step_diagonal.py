@@ -28,7 +28,6 @@ Example:
 """
 
 import dataclasses
-import math
 import os
 from typing import ClassVar
 
@@ -46,6 +45,8 @@ from jaxflow.experiments import _layout
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
+    check_depths,
+    check_finite_positive,
     check_positive_int,
     check_seed,
     option,
@@ -87,20 +88,15 @@ class LargeStepDiagonalConfig(ExperimentConfig):
     chunk_size: int = option(8, "lanes per compiled call (each stored: --resume)")
 
     def check(self):
-        if any(not (2 <= d < math.inf) or d != int(d) for d in self.depths):
-            raise ConfigError("depths must be integers >= 2")
+        check_depths(self.depths, minimum=2)
         for s in self.seeds:
             check_seed(s)
-        if any(not (0 < f < math.inf) for f in self.eta_factors):
-            raise ConfigError("eta_factors must be finite and > 0")
         for name in ("d", "m", "sparsity", "max_steps", "chunk_size"):
             object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
         if not self.sparsity <= self.m < self.d:
             raise ConfigError(f"need sparsity <= m < d (underdetermined), got sparsity = "
                               f"{self.sparsity}, m = {self.m}, d = {self.d}")
-        for name in ("scale", "horizon", "stationary_tol", "support_level", "loss_bound"):
-            if not (0 < getattr(self, name) < math.inf):
-                raise ConfigError(f"{name} must be finite and > 0, got {getattr(self, name)}")
+        check_finite_positive(self, *("scale", "horizon", "stationary_tol", "support_level", "loss_bound"))
 
 
 def _data(config, seed) -> dn.Data:

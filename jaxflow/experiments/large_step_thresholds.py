@@ -51,6 +51,8 @@ from jaxflow.experiments._step_threshold_search import search
 from jaxflow.experiments.config import (
     ConfigError,
     ExperimentConfig,
+    check_depths,
+    check_finite_positive,
     check_fractions,
     check_positive_int,
     option,
@@ -95,19 +97,14 @@ class LargeStepThresholdsConfig(ExperimentConfig):
     chunk_size: int = option(64, "lanes per compiled call (each stored: --resume)")
 
     def check(self):
-        if any(not (2 <= d < math.inf) or d != int(d) for d in self.depths):
-            raise ConfigError("depths must be integers >= 2")
+        check_depths(self.depths, minimum=2)
         if any(not (1 < r < math.inf) for r in self.ratios):
             raise ConfigError("ratios must be finite and > 1")
-        if any(not (0 < f < math.inf) for f in self.eta_factors):
-            raise ConfigError("eta_factors must be finite and > 0")
         check_fractions(self.start, self.finish)
         if not (0 < self.min_scale < self.start):
             raise ConfigError(f"min_scale must lie in (0, start = {self.start}), "
                               f"got {self.min_scale}")
-        for name in ("tolerance", "first_step", "loss_bound", "check_width"):
-            if not (0 < getattr(self, name) < math.inf):
-                raise ConfigError(f"{name} must be finite and > 0, got {getattr(self, name)}")
+        check_finite_positive(self, *("tolerance", "first_step", "loss_bound", "check_width"))
         for name in ("rounds", "max_steps", "chunk_size", "check_points"):
             object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
 
