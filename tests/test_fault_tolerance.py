@@ -328,3 +328,57 @@ def test_a_process_without_process_zero_gives_up_clearly(tmp_path):
     assert not store.exists()  # process 1 never creates the store
     with pytest.raises(sweep.SweepError, match="store is required when process_count > 1"):
         sweep.run(_poly, POLY_AXES, chunk_size=3, quiet=True, process_index=0, process_count=2)
+
+
+# A registered experiment other than the phase diagram on the same chunked store: the
+# edge-of-stability map (16 lanes in 8 chunks of 2). Each done flag is followed by a pause, so
+# that the kill lands between chunks whatever the machine's speed.
+EOS_ARGS = ["experiment", "edge-of-stability", "--depths", "2,3", "--scales", "0.5,1",
+            "--eta-factors", "0.9,1.1", "--inits", "0,1", "--steps", "48", "--stride", "8",
+            "--chunk-size", "2", "--quiet"]
+SLOW_FLAGS = textwrap.dedent(
+    """
+    import sys, time
+    from zarr.core.array import Array
+
+    original = Array.__setitem__
+
+    def setitem(self, key, value):
+        original(self, key, value)
+        if self.basename == "done":
+            time.sleep(0.5)
+
+    Array.__setitem__ = setitem
+    from jaxflow.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_edge_of_stability_killed_then_resumed_is_bitwise_the_uninterrupted_map(env, tmp_path):
+    """kill -9 after 2 of 8 chunks of an edge-of-stability map, then ``--resume``: the regimes,
+    deciding steps and traces equal an uninterrupted run's bitwise."""
+    def run(out, *flags, code=None):
+        head = ["-c", code] if code else ["-m", "jaxflow.cli"]
+        return subprocess.Popen([sys.executable, *head, *EOS_ARGS, "--out", str(out), *flags],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    flags = tmp_path / "killed" / "edge_of_stability.zarr" / "done" / "c"
+
+    def done() -> int:
+        return len([n for n in os.listdir(flags) if n.isdigit()]) if flags.exists() else 0
+
+    assert kill_when(run(tmp_path / "killed", code=SLOW_FLAGS), lambda: done() >= 2) == -9
+    assert 2 <= done() < 8
+    rc, _, err = finish(run(tmp_path / "killed", "--resume"))
+    assert rc == 0, err[-3000:]
+    rc, _, err = finish(run(tmp_path / "whole"))
+    assert rc == 0, err[-3000:]
+    resumed = load(tmp_path / "killed" / "edge_of_stability.nc")
+    whole = load(tmp_path / "whole" / "edge_of_stability.nc")
+    assert {"regime", "regime_step", "sharpness", "flow_sharpness"} <= set(whole.data_vars)
+    assert set(resumed.data_vars) == set(whole.data_vars)
+    for name in whole.data_vars:
+        if name != "wall_time":  # a clock reading, not a result
+            assert np.array_equal(resumed[name].values, whole[name].values, equal_nan=True), name

@@ -4,8 +4,8 @@ Two nested ``lax.while_loop``: the inner one takes steps up to the next *boundar
 save, the next stationarity check every ``check_every`` steps, or a stop), the outer one records
 the save there and checks stationarity (:mod:`jaxflow.engine.stationarity`, one Hessian-vector
 product, so ``1/check_every`` of a gradient per step). Saves are written once per boundary, never
-per step (a carried save buffer written inside the step loop is copied at every step: measured
-4x slower on the toy model). A failed step freezes its lane (``jnp.where``); under ``vmap`` the
+per step (a carried save buffer written inside the step loop is copied at every step, which
+made the toy model's descent several times slower). A failed step freezes its lane (``jnp.where``); under ``vmap`` the
 loops run until the last lane stops, the others held where they stopped, so no lane poisons
 another.
 

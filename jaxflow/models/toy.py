@@ -192,9 +192,10 @@ def reduced_speed(log_sigma: Float[Array, " d"], velocity, args: ToyArgs) -> Flo
       the square root makes the approach quadratic in ``tau``, which an explicit Runge-Kutta
       method integrates in a few steps.
 
-    Measured on 8192 depth-6 lanes to 0.99 sigma* at rtol 8e-8: 33-54 steps, lockstep efficiency
-    0.82, learning-time error 4.9e-8, against 31-68 steps, 0.70 and 1.3e-7 for log-arclength at
-    rtol 2e-8. Uses the vector field's form only, never its solution.
+    Measured when it was chosen, on deep lanes run to 0.99 sigma*: about as many steps as
+    log-arclength, with a narrower spread of steps across lanes (better lockstep) and a smaller
+    learning-time error at a looser rtol (``benchmarks/learning_time_accuracy.py`` measures the
+    error of today's flow). Uses the vector field's form only, never its solution.
 
     Example (on the plateau it is the speed of ``ln sigma``, here ``sigma0^(1/3) * 2``):
         >>> import jax.numpy as jnp
