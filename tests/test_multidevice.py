@@ -4,7 +4,8 @@ A subprocess starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` 
 set before jax is imported), checks ``jax.device_count() == 4``, runs ``pd.run`` on a tiny grid
 once with ``devices=jax.devices()`` (4 devices: each runs the same program on a quarter of
 every chunk) and once with ``devices=[jax.devices()[0]]``, and prints both as JSON; the same
-for a tiny edge-of-stability map (regimes, deciding steps, sharpness traces). Checked:
+for a tiny edge-of-stability map (regimes, deciding steps, sharpness traces) and for an
+ensemble of 301 Lorenz problems (``jaxflow.engine.ensemble``, one work queue per device). Checked:
 every variable is bitwise identical (sweep.Runner keeps one program and one vmapped batch width
 whatever the device count), and the thresholds agree with theory in both.
 """
@@ -54,6 +55,21 @@ SCRIPT = textwrap.dedent(
         out[label]["eos"] = {name: ds[name].values.astype(float).tolist() for name in
                              ("regime", "regime_step", "final_loss", "sharpness",
                               "flow_sharpness", "flow_distance")}
+    # the ensemble engine: 301 Lorenz problems (rho in [0, 21]), one work queue per device
+    import jax.numpy as jnp
+    from jaxflow.engine import ensemble
+
+    def lorenz(t, y, rho):
+        return jnp.stack([10.0 * (y[1] - y[0]), y[0] * (rho - y[2]) - y[1],
+                          y[0] * y[1] - 8.0 / 3.0 * y[2]])
+
+    rho = jnp.linspace(0.0, 21.0, 301)
+    y0 = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (301, 3))
+    for label, devs in (("all", devices), ("one", devices[:1])):
+        ens = ensemble.solve_ensemble(lorenz, y0, rho, jnp.linspace(0.25, 1.0, 4), rtol=1e-8,
+                                      atol=1e-8, devices=devs)
+        out[label]["ensemble"] = {name: np.asarray(getattr(ens, name)).tolist() for name in
+                                  ("ys", "steps", "rejected", "status")}
     print("RESULT " + json.dumps(out))
     """
 )
@@ -115,3 +131,17 @@ def test_both_agree_with_theory(result):
         assert err.shape == (3, 2)
         assert err.max() <= 1e-5, (label, err)
         assert (np.asarray(result[label]["status"]) == 0).all()
+
+
+@pytest.mark.parametrize("name", ["ys", "steps", "rejected", "status"])
+def test_ensemble_is_bitwise_across_device_counts(result, name):
+    """301 Lorenz problems split over 4 devices (shares of 76, the last padded) and on one
+    device (one queue of 301): every problem's saves, steps and status, bit for bit."""
+    a = np.asarray(result["all"]["ensemble"][name])
+    b = np.asarray(result["one"]["ensemble"][name])
+    assert a.shape == b.shape and a.shape[0] == 301
+    assert np.array_equal(a, b)
+    if name == "status":
+        assert (a == 0).all()
+    if name == "steps":  # rho spans the adaptive step counts: not one lockstep count
+        assert a.min() < a.max()

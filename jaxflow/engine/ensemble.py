@@ -38,6 +38,7 @@ Example (``y' = -k y`` for three rates, two slots: the third problem waits for a
     (True, [0, 0, 0])
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -70,8 +71,9 @@ class EnsembleResult(eqx.Module):
         status: ``(B,)`` int8 :mod:`jaxflow.engine.status` codes: ``ok`` (reached its last save
             time), ``max_steps`` (its step budget ran out), ``nonfinite`` (a non-finite state
             that no smaller step avoided).
-        iterations: the loop's iterations (each is one step attempt in every busy slot).
-        slots: ``S``, the lanes advanced together.
+        iterations: the loop's iterations (each is one step attempt in every busy slot),
+            summed over the devices.
+        slots: ``S``, the lanes advanced together (on each device).
     """
 
     ys: Float[Array, "B K d"]
@@ -216,7 +218,7 @@ def _first_step(controller, y, fy):
 def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=None,
                    rtol=1e-8, atol=1e-8, pcoeff: float = 0.0, icoeff: float = 1.0,
                    slots: int | None = None, max_steps: int = 100_000,
-                   batched_field: bool = False) -> EnsembleResult:
+                   batched_field: bool = False, devices=None) -> EnsembleResult:
     """Integrate ``B`` problems ``y' = f(t, y, args)`` by Tsit5, one compiled loop for all.
 
     Args:
@@ -235,6 +237,10 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
         slots: lanes advanced together (default ``min(B, 1024)``, rounded up to a multiple of
             :data:`SLOT_MULTIPLE`).
         max_steps: step attempts per lane before it stops with ``max_steps``.
+        devices: run on these devices (default: the first device): the problems are split in
+            contiguous shares, one per device, each with its own slots and work queue (no
+            communication between them); a problem's answer is the same bits on any number of
+            devices.
 
     Returns:
         An :class:`EnsembleResult` in problem order.
@@ -271,6 +277,52 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
     first = dt if fixed else (jnp.nan if dt0 is None else dt0)
     controller = _Controller(rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype),
                              pcoeff=float(pcoeff), icoeff=float(icoeff))
-    return _loop_jit(f, y0, args, save_times, per_lane(t0), per_lane(first), controller,
-                     fixed=fixed, slots=int(slots), max_steps=int(max_steps),
-                     batched_field=bool(batched_field))
+    devices = list(devices) if devices is not None else jax.devices()[:1]
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    share = -(-num // len(devices))
+    if len(devices) > 1:  # each device's slots are for its own share of the problems
+        slots = min(slots, -(-share // SLOT_MULTIPLE) * SLOT_MULTIPLE)
+    operands = (y0, args, save_times, per_lane(t0), per_lane(first))
+    static = dict(fixed=fixed, slots=int(slots), max_steps=int(max_steps),
+                  batched_field=bool(batched_field))
+    if len(devices) == 1:
+        with jax.default_device(devices[0]):
+            return _loop_jit(f, *operands, controller, **static)
+    return _sharded(f, operands, controller, devices, share, static)
+
+
+@functools.lru_cache(maxsize=32)
+def _sharded_program(f, devices, static):
+    """The compiled program of :func:`_sharded`, one per field, device set and static options
+    (cached: a second batch of the same shapes neither retraces nor recompiles)."""
+    mesh = jax.sharding.Mesh(np.array(devices), ("problems",))
+    lanes, whole = jax.sharding.PartitionSpec("problems"), jax.sharding.PartitionSpec()
+
+    def local(controller, y0, args, save_times, t0, first):
+        out = _loop(f, y0, args, save_times, t0, first, controller, **dict(static))
+        return (out.ys, out.final_state, out.final_time, out.steps, out.rejected, out.status,
+                out.iterations[None])
+
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(whole, *[lanes] * 5),
+                                 out_specs=lanes, check_vma=False))
+
+
+def _sharded(f, operands, controller, devices, share, static) -> EnsembleResult:
+    """One work queue per device over a contiguous share of the problems (``share`` each, the
+    last share padded with copies of problem 0, whose answers are dropped)."""
+    num = operands[0].shape[0]
+    padded = share * len(devices)
+
+    def pad(x):
+        if padded == num:
+            return x
+        return jnp.concatenate([x, jnp.broadcast_to(x[:1], (padded - num, *x.shape[1:]))])
+
+    operands = jax.tree.map(pad, operands)
+    program = _sharded_program(f, tuple(devices), tuple(sorted(static.items())))
+    *fields, iterations = program(controller, *operands)
+    ys, final_state, final_time, steps, rejected, code = (x[:num] for x in fields)
+    return EnsembleResult(ys=ys, final_state=final_state, final_time=final_time, steps=steps,
+                          rejected=rejected, status=code, iterations=jnp.sum(iterations),
+                          slots=static["slots"])
