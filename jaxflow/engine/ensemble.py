@@ -52,7 +52,7 @@ from jaxflow.engine import _ensemble_queue as queue
 from jaxflow.engine import _tsit5_lanes as tsit5
 from jaxflow.engine import status
 
-__all__ = ["SLOT_MULTIPLE", "EnsembleResult", "solve_ensemble"]
+__all__ = ["SLOT_MULTIPLE", "EnsembleResult", "default_slots", "solve_ensemble"]
 
 SLOT_MULTIPLE = 128
 """Slots are padded (idle) to a multiple of this. Why: the compiler runs the lanes of a block
@@ -204,6 +204,20 @@ def _loop(f, y0, args, save_times, t0, dt0, controller, *, fixed, slots, max_ste
 _loop_jit = jax.jit(_loop, static_argnames=("f", "fixed", "slots", "max_steps", "batched_field"))
 
 
+def default_slots(devices) -> int:
+    """Slots per device when none are asked for: 256 on CPUs, where the stages of 256 lanes
+    stay in the core's cache (on the Lorenz benchmark a lane-step was markedly cheaper with 256
+    slots than with 1024; ``benchmarks/lorenz_ensemble.py --slots N`` measures it), and 65,536
+    on accelerators, which need many lanes in flight to fill their cores.
+
+    >>> import jax
+    >>> from jaxflow.engine.ensemble import default_slots
+    >>> default_slots(jax.devices("cpu")[:1])
+    256
+    """
+    return 256 if all(d.platform == "cpu" for d in devices) else 65_536
+
+
 def _first_step(controller, y, fy):
     """A first step per lane where none is given: ``0.01 |y| / |f|`` in the tolerances' norm
     (the first half of Hairer, Norsett & Wanner's starting-step rule, II.4), 1e-6 where
@@ -234,8 +248,8 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
             adaptive steps, controlled by ``rtol``, ``atol``, ``pcoeff``, ``icoeff`` (diffrax's
             ``PIDController`` conventions: the defaults are its I controller).
         dt0: the first adaptive step (number or ``(B,)``); ``None``: chosen per lane.
-        slots: lanes advanced together (default ``min(B, 1024)``, rounded up to a multiple of
-            :data:`SLOT_MULTIPLE`).
+        slots: lanes advanced together (default ``min(B, default_slots(devices))``, rounded
+            up to a multiple of :data:`SLOT_MULTIPLE`).
         max_steps: step attempts per lane before it stops with ``max_steps``.
         devices: run on these devices (default: the first device): the problems are split in
             contiguous shares, one per device, each with its own slots and work queue (no
@@ -264,7 +278,11 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
     if save_times.ndim != 2 or save_times.shape[0] != num or save_times.shape[1] < 1:
         raise ValueError(f"save_times must have shape (K,) or (B, K) with K >= 1 and B = {num}, "
                          f"got {save_times.shape}")
-    slots = min(num, 1024) if slots is None else slots
+    devices = list(devices) if devices is not None else jax.devices()[:1]
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    if slots is None:
+        slots = min(num, default_slots(devices))
     if isinstance(slots, bool) or not isinstance(slots, (int, np.integer)) or slots < 1:
         raise ValueError(f"slots must be an integer >= 1, got {slots!r}")
     slots = -(-min(slots, num) // SLOT_MULTIPLE) * SLOT_MULTIPLE
@@ -277,9 +295,6 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
     first = dt if fixed else (jnp.nan if dt0 is None else dt0)
     controller = _Controller(rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype),
                              pcoeff=float(pcoeff), icoeff=float(icoeff))
-    devices = list(devices) if devices is not None else jax.devices()[:1]
-    if not devices:
-        raise ValueError("devices must name at least one device")
     share = -(-num // len(devices))
     if len(devices) > 1:  # each device's slots are for its own share of the problems
         slots = min(slots, -(-share // SLOT_MULTIPLE) * SLOT_MULTIPLE)

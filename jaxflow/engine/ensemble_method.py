@@ -49,7 +49,8 @@ class Ensemble(eqx.Module):
     Attributes:
         dt: a fixed step on the problem's time axis; ``None`` (default): adaptive steps under
             the ``Flow``'s ``rtol``/``atol`` (its ``dt0``, if given, is the first step).
-        slots: problems advanced together (default ``min(B, 1024)``); the rest wait in the
+        slots: problems advanced together (default ``min(B, 256)`` on CPUs, see
+            :func:`jaxflow.engine.ensemble.default_slots`); the rest wait in the
             queue and take the slots that free up.
         pcoeff, icoeff: the step controller (diffrax's ``PIDController`` conventions; the
             default is its I controller, ``pcoeff=0.4, icoeff=0.3`` a common PI one).
