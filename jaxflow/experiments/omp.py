@@ -38,7 +38,7 @@ seed (the fifth at t = 225 median, 733 at most); its concurrence with OMP is 0.9
 on 18 seeds, 0.8 on seeds 10 and 17, where its fourth or fifth pick is an off-support
 coordinate (766, 675) while OMP recovered the support exactly. Its pick order equals OMP's on
 13 of 20 seeds. The descent (t = 100) made 2-5 picks per seed, all among OMP's
-(concurrence 1.0 ± 0.0 over its picks). The full run takes tens of CPU-minutes;
+(concurrence 1.0 ± 0.0 over its picks). The full run takes a few minutes on two cores;
 ``--num-seeds`` trades seeds for time.
 
 The module reads config (:class:`OMPConfig`) -> :func:`run` -> :func:`report` ->
