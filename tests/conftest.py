@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import jax
 
@@ -17,13 +18,35 @@ import jaxflow  # noqa: E402,F401
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _run_compilation_cache() -> str:
+    """One persistent XLA compilation cache for the whole test run, shared by both pytest-xdist
+    workers, the notebook kernel and every ``jaxflow`` subprocess: a program one of them
+    compiled (a smoke run's, a phase diagram's) is loaded by the others instead of compiled
+    again. A fresh directory per run (keyed by xdist's run id), so a run never reads an earlier
+    run's programs. The cache stores compiled code only: results are the same bits."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+    path = os.path.join(tempfile.gettempdir(), f"jaxflow-tests-xla-{run}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+XLA_CACHE = _run_compilation_cache()
+# the CLI (in-process and in subprocesses) and notebook kernels read these; the workers
+# themselves use the cache from here on
+os.environ["JAXFLOW_CACHE_DIR"] = XLA_CACHE
+os.environ["JAX_COMPILATION_CACHE_DIR"] = XLA_CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 @pytest.fixture(scope="session")
 def subprocess_env(tmp_path_factory):
     """Environment for ``python -m jaxflow.cli`` subprocesses: this checkout first on the path,
-    one CPU device, no forced device count, one XLA compilation cache for the session."""
+    one CPU device, no forced device count, the run's XLA compilation cache."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([REPO, *filter(None, [env.get("PYTHONPATH")])])
-    env["JAXFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
+    env["JAXFLOW_CACHE_DIR"] = XLA_CACHE
     env["JAXFLOW_CPU_DEVICES"] = "1"
     env.pop("XLA_FLAGS", None)
     env.pop("JAX_NUM_CPU_DEVICES", None)

@@ -43,9 +43,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env():
     env = dict(os.environ)
-    env["JAXFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
+    env["JAXFLOW_CACHE_DIR"] = os.environ["JAXFLOW_CACHE_DIR"]  # the run's (conftest)
     env.pop("XLA_FLAGS", None)
     return env
 

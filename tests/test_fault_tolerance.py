@@ -48,10 +48,10 @@ N_CHUNKS = 24  # 96 trajectories in chunks of 4 (one CPU device, batch 4)
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    env["JAXFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
+    env["JAXFLOW_CACHE_DIR"] = os.environ["JAXFLOW_CACHE_DIR"]  # the run's (conftest)
     env["JAXFLOW_CPU_DEVICES"] = "1"
     env.pop("XLA_FLAGS", None)
     env.pop("JAX_NUM_CPU_DEVICES", None)

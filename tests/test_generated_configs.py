@@ -89,8 +89,8 @@ GENERATED = settings(max_examples=4, deadline=None, derandomize=True, database=N
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("xla-cache"))
+def cache_dir():
+    return os.environ["JAXFLOW_CACHE_DIR"]  # the run's XLA cache (conftest)
 
 
 @GENERATED

@@ -26,7 +26,10 @@ def _log_edges(centres: np.ndarray) -> np.ndarray:
     if logs.size == 1:
         return np.exp(logs + np.array([-0.5, 0.5]))
     mid = 0.5 * (logs[1:] + logs[:-1])
-    return np.exp(np.concatenate([[2 * logs[0] - mid[0]], mid, [2 * logs[-1] - mid[-1]]]))
+    # an outer edge beyond float range becomes inf (figures of such grids are skipped by the
+    # caller, which names them): no overflow warning for it
+    with np.errstate(over="ignore"):
+        return np.exp(np.concatenate([[2 * logs[0] - mid[0]], mid, [2 * logs[-1] - mid[-1]]]))
 
 
 def _theory_log_thresholds(depths, excess, start, finish):
