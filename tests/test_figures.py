@@ -57,7 +57,38 @@ def _edge_of_stability():
                 "save": save})
 
 
+def _large_step_thresholds():
+    """Made-up threshold ratios: depths 2-4, two target ratios, five step sizes; one lane
+    uncertain, one not answered (NaN)."""
+    depths, ratios, factors = np.array([2, 3, 4]), np.array([1.5, 4.0]), np.array(
+        [0.1, 0.5, 0.9, 1.1, 1.5])
+    q = 1.0 + 0.1 * np.sin(depths[:, None, None] + ratios[None, :, None] * factors)
+    code = np.zeros(q.shape, dtype=np.int8)
+    code[0, 0, 2] = 7  # uncertain
+    q[1, 1, 4] = np.nan
+    dims = ("depth", "ratio", "eta_factor")
+    return xr.Dataset({"threshold_ratio": (dims, q), "status": (dims, code)},
+                      coords={"depth": depths, "ratio": ratios, "eta_factor": factors})
+
+
+def _large_step_diagonal():
+    """Made-up l1 norms and distances to the flow's interpolator: depths 2-4, three seeds (one
+    not converged at the largest step), four step sizes."""
+    depths, seeds, factors = np.array([2, 3, 4]), np.arange(3), np.array([0.25, 0.5, 0.9, 1.5])
+    grid = depths[:, None, None] + 0.1 * seeds[None, :, None]
+    l1 = 3.0 * (1 + 0.1 * factors[None, None, :] ** 2 / grid)
+    distance = 0.02 * factors[None, None, :] / grid
+    converged = np.ones(l1.shape, dtype=bool)
+    converged[0, 2, 3] = False
+    dims = ("depth", "seed", "eta_factor")
+    return xr.Dataset({"l1": (dims, l1), "l1_flow": (dims[:2], np.full(grid.shape[:2], 3.0)),
+                       "distance": (dims, distance), "converged": (dims, converged)},
+                      coords={"depth": depths, "seed": seeds, "eta_factor": factors})
+
+
 FIGURES = {
+    "large_step_thresholds": lambda: edge.threshold_ratios(_large_step_thresholds()),
+    "large_step_diagonal": lambda: edge.diagonal_sparsity(_large_step_diagonal()),
     "phase_diagram": lambda: plot.phase_diagram(ex("phase_diagram")),
     "thresholds": lambda: plot.thresholds(ex("phase_diagram")),
     "staircase": lambda: plot.staircase(ex("staircase"), title="staircase"),

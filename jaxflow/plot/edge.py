@@ -7,6 +7,7 @@ finds on diagonal networks (:func:`jaxflow.experiments.large_step_diagonal.run`)
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 import xarray as xr
 
 from jaxflow.engine import status
@@ -95,6 +96,7 @@ def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
 
 
 _MARKERS = ("o", "s", "^", "D", "v", "P")
+_RATIO_TICKS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 3.0, 4.0)
 
 
 @style.styled
@@ -120,6 +122,10 @@ def threshold_ratios(ds: xr.Dataset) -> plt.Figure:
     ax.axhline(1.0, color="k", ls="--", lw=0.7)
     ax.axvline(1.0, color="0.5", ls=":", lw=0.7)
     ax.set_yscale("log")
+    # ratios near 1 on a log axis: plain numbers at round ratios, not powers of ten
+    ax.yaxis.set_major_locator(FixedLocator(_RATIO_TICKS))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(r"step size $\eta\lambda/2$ (dotted: stability limit)")
     ax.set_ylabel(r"$\sigma_{th}(\eta) / \sigma_{th}(\mathrm{flow})$")
     fig.legend(loc="outside lower center", ncol=3, fontsize=5)
@@ -149,5 +155,7 @@ def diagonal_sparsity(ds: xr.Dataset) -> plt.Figure:
     axes[0].set_ylabel(r"$\|\beta\|_1 / \|\beta_{flow}\|_1$")
     axes[1].set_ylabel(r"$\|\beta - \beta_{flow}\| / \|\beta_{flow}\|$")
     axes[1].set_yscale("log")
-    axes[0].legend(fontsize=6)
+    # below the panels: inside, the legend would cover the curves
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=6)
     return fig
