@@ -31,7 +31,6 @@ Example:
     [1.0, 4.0, 9.0]
 """
 
-import contextlib
 import dataclasses
 import os
 import sys
@@ -42,13 +41,12 @@ import numpy as np
 from jaxflow.sweep import atomic as _atomic
 from jaxflow.sweep import cell_store as _cell_store
 from jaxflow.sweep import executor as _executor
-from jaxflow.sweep import lock as _lock
 from jaxflow.sweep import progress as _progress
 from jaxflow.sweep import resources as _resources
 from jaxflow.sweep.errors import StoreDamagedError, SweepError
 from jaxflow.sweep.executor import Task
 from jaxflow.sweep.grid import process_share
-from jaxflow.sweep.store_access import wait_until_finished
+from jaxflow.sweep.store_access import locked, wait_until_finished
 
 __all__ = ["DEFAULT_WAIT_TIMEOUT", "Cell", "check_size", "estimate", "run"]
 
@@ -216,34 +214,20 @@ def run(cells: Sequence[Cell], *, store=None, resume: bool = False, config: str 
         return _read_all(backing, cells)
 
 
-@contextlib.contextmanager
 def _opened(path, layout, config, resume, index, wait_timeout):
-    """The cell store under this process's writer lock (:mod:`jaxflow.sweep.lock`)."""
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        lock = _lock.WriterLock(path, index).acquire()
-    except _lock.StoreBusyError as err:
-        raise SweepError(str(err)) from None
-    except OSError as err:
-        raise SweepError(f"cannot lock the store at {path}: {err.strerror or err}") from None
-    try:
-        try:
-            if index == 0:
-                backing = _cell_store.CellStore.open(path, cells=layout, config=config,
-                                                     resume=resume)
-            else:
-                backing = _cell_store.CellStore.attach(path, cells=layout, config=config,
-                                                       wait_timeout=wait_timeout)
-        except _cell_store.StoreDamagedError as err:
-            raise StoreDamagedError(str(err)) from None
-        except _cell_store.StoreError as err:
-            raise SweepError(str(err)) from None
-        except OSError as err:
-            raise SweepError(f"cannot lay out the store at {path}: {err.strerror or err}; "
-                             "free space or fix permissions, then rerun") from None
-        yield backing
-    finally:
-        lock.release()
+    """The cell store under this process's writer lock (:func:`store_access.locked`)."""
+
+    def open_backing():
+        if index == 0:
+            return _cell_store.CellStore.open(path, cells=layout, config=config, resume=resume)
+        return _cell_store.CellStore.attach(path, cells=layout, config=config,
+                                            wait_timeout=wait_timeout)
+
+    def error(what, err):
+        advice = "; free space or fix permissions, then rerun" if what == "lay out" else ""
+        return SweepError(f"cannot {what} the store at {path}: {err.strerror or err}{advice}")
+
+    return locked(path, index, open_backing, error)
 
 
 def _verified_on_start(backing) -> np.ndarray:

@@ -20,7 +20,7 @@ from jaxflow.sweep import store as _store
 from jaxflow.sweep.errors import StoreDamagedError, SweepError
 
 __all__ = [
-    "open_store", "read_verified", "store_error", "verified_on_start", "wait_all_done",
+    "locked", "open_store", "read_verified", "store_error", "verified_on_start", "wait_all_done",
     "wait_until_finished", "write_chunk",
 ]
 
@@ -34,38 +34,53 @@ def store_error(path, what: str, err: OSError) -> SweepError:
 
 
 @contextlib.contextmanager
-def open_store(path, layout, fingerprint, resume, process_index, process_count, wait_timeout):
-    """The store, opened under this process's writer lock (None without a store path)."""
-    if path is None:
-        yield None
-        return
-    path = os.fspath(path)
+def locked(path: str, process_index: int, open_backing, error):
+    """``open_backing()`` under this process's writer lock on ``path``, its failures as one-line
+    errors: a held lock as the lock's own message, a store that is not this sweep's as a
+    SweepError, a damaged one as a StoreDamagedError, a file system failure as
+    ``error(what, err)`` (``what``: "lock" or "lay out"). Shared by the chunked store and the
+    cell store (:mod:`jaxflow.sweep.cells`); the lock is released when the block ends."""
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         lock = _store_lock.WriterLock(path, process_index).acquire()
     except _store_lock.StoreBusyError as err:
         raise SweepError(str(err)) from None
     except OSError as err:
-        raise store_error(path, "lock", err) from None
+        raise error("lock", err) from None
     try:
         try:
-            if process_index == 0:
-                backing = _store.Store.open(path, layout=layout, fingerprint=fingerprint,
-                                            resume=resume)
-            else:
-                backing = _store.Store.attach(path, layout=layout, fingerprint=fingerprint,
-                                              wait_timeout=wait_timeout)
+            backing = open_backing()
         except _store.StoreDamagedError as err:
             raise StoreDamagedError(str(err)) from None
         except _store.StoreError as err:
             raise SweepError(str(err)) from None
         except OSError as err:
-            raise store_error(path, "lay out", err) from None
-        if process_count == 1:  # no cooperating writer: zarr's leftovers of a killed run
-            _store.remove_partial_files(path)
+            raise error("lay out", err) from None
         yield backing
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def open_store(path, layout, fingerprint, resume, process_index, process_count, wait_timeout):
+    """The store, opened under this process's writer lock (None without a store path)."""
+    if path is None:
+        yield None
+        return
+    path = os.fspath(path)
+
+    def open_backing():
+        if process_index == 0:
+            return _store.Store.open(path, layout=layout, fingerprint=fingerprint,
+                                     resume=resume)
+        return _store.Store.attach(path, layout=layout, fingerprint=fingerprint,
+                                   wait_timeout=wait_timeout)
+
+    with locked(path, process_index, open_backing,
+                lambda what, err: store_error(path, what, err)) as backing:
+        if process_count == 1:  # no cooperating writer: zarr's leftovers of a killed run
+            _store.remove_partial_files(path)
+        yield backing
 
 
 def verified_on_start(backing) -> np.ndarray:
