@@ -31,12 +31,14 @@ from jaxflow.experiments import large_step_diagonal as lsd  # noqa: E402
 from jaxflow.experiments import large_step_thresholds as lst  # noqa: E402
 
 
-def thresholds(out_dir: pathlib.Path) -> dict:
+def timed_run(module, config, out_dir: pathlib.Path, summary) -> dict:
+    """``module.run(config)`` at its full size, timed, saved as ``out_dir/<module>.nc`` and
+    summarized by ``summary(ds, wall)``."""
     start = time.perf_counter()
-    ds = lst.run(lst.LargeStepThresholdsConfig(), quiet=True)
+    ds = module.run(config, quiet=True)
     wall = time.perf_counter() - start
-    ds.to_netcdf(out_dir / "large_step_thresholds.nc")
-    return thresholds_summary(ds, wall)
+    ds.to_netcdf(out_dir / f"{module.__name__.rsplit('.', 1)[-1]}.nc")
+    return summary(ds, wall)
 
 
 def thresholds_summary(ds, wall: float) -> dict:
@@ -50,14 +52,6 @@ def thresholds_summary(ds, wall: float) -> dict:
                          "status": [status.name(c) for c in lane["status"].values]})
     return {"eta_factors": [float(f) for f in ds["eta_factor"].values], "rows": rows,
             "wall_s": wall, "command": "jaxflow experiment large-step-thresholds"}
-
-
-def diagonal(out_dir: pathlib.Path) -> dict:
-    start = time.perf_counter()
-    ds = lsd.run(lsd.LargeStepDiagonalConfig(), quiet=True)
-    wall = time.perf_counter() - start
-    ds.to_netcdf(out_dir / "large_step_diagonal.nc")
-    return diagonal_summary(ds, wall)
 
 
 def diagonal_summary(ds, wall: float) -> dict:
@@ -87,7 +81,10 @@ def main():
     args = parser.parse_args()
     out_dir = pathlib.Path("results")
     out_dir.mkdir(exist_ok=True)
-    result = {"thresholds": thresholds(out_dir), "diagonal": diagonal(out_dir),
+    result = {"thresholds": timed_run(lst, lst.LargeStepThresholdsConfig(), out_dir,
+                                      thresholds_summary),
+              "diagonal": timed_run(lsd, lsd.LargeStepDiagonalConfig(), out_dir,
+                                    diagonal_summary),
               "commit": provenance.git_commit(), "cpu_count": os.cpu_count(),
               "load_average": os.getloadavg()[0]}
     with open(args.out, "w") as f:
