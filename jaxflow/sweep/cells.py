@@ -46,7 +46,7 @@ from jaxflow.sweep import resources as _resources
 from jaxflow.sweep.errors import StoreDamagedError, SweepError
 from jaxflow.sweep.executor import Task
 from jaxflow.sweep.grid import process_share
-from jaxflow.sweep.store_access import locked, wait_until_finished
+from jaxflow.sweep.store_access import clear_corrupt, locked, wait_until_finished
 
 __all__ = ["DEFAULT_WAIT_TIMEOUT", "Cell", "check_size", "estimate", "run"]
 
@@ -232,13 +232,7 @@ def _opened(path, layout, config, resume, index, wait_timeout):
 
 def _verified_on_start(backing) -> np.ndarray:
     """Cells finished and intact; corrupt ones (a file that fails its check) are removed."""
-    present = backing.present()
-    if not present.any():
-        return present  # a fresh store: nothing to verify
-    done = backing.verified()
-    corrupt = np.flatnonzero(present & ~done)
-    for i in corrupt:
-        backing.clear(int(i))
+    done, corrupt = clear_corrupt(backing, backing.present())
     if corrupt.size:  # not a progress message: said even when quiet
         print(f"store {backing.path}: recomputing {corrupt.size} corrupt cell(s) "
               f"{[backing.names[i] for i in corrupt[:10]]} (unreadable or damaged data)",

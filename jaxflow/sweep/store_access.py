@@ -20,7 +20,7 @@ from jaxflow.sweep import store as _store
 from jaxflow.sweep.errors import StoreDamagedError, SweepError
 
 __all__ = [
-    "locked", "open_store", "read_verified", "store_error", "verified_on_start", "wait_all_done",
+    "clear_corrupt", "locked", "open_store", "read_verified", "store_error", "verified_on_start", "wait_all_done",
     "wait_until_finished", "write_chunk",
 ]
 
@@ -83,16 +83,23 @@ def open_store(path, layout, fingerprint, resume, process_index, process_count, 
         yield backing
 
 
+def clear_corrupt(backing, finished: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(done, corrupt)``: of the ``finished`` entries of ``backing`` (chunks or cells), those
+    whose data passes its check, and the indices of the others, which are cleared here so that
+    the run computes them again. Shared by the chunked store and the cell store."""
+    if not finished.any():
+        return finished, np.flatnonzero(finished)  # a fresh store: nothing to verify
+    done = backing.verified()
+    corrupt = np.flatnonzero(finished & ~done)
+    for i in corrupt:
+        backing.clear(int(i))
+    return done, corrupt
+
+
 def verified_on_start(backing) -> np.ndarray:
     """Chunks finished and intact; corrupt ones (flag set, checksum wrong) are cleared."""
     try:
-        flags = backing.flags()
-        if not flags.any():
-            return flags  # a fresh store: nothing to verify
-        done = backing.verified()
-        corrupt = np.flatnonzero(flags & ~done)
-        for i in corrupt:
-            backing.clear(int(i))
+        done, corrupt = clear_corrupt(backing, backing.flags())
     except OSError as err:
         raise store_error(backing.path, "read", err) from None
     if corrupt.size:  # not a progress message: said even when quiet
