@@ -8,6 +8,9 @@ import pytest
 
 from jaxflow.engine import status
 
+# shares conftest's smoke_run with tests/test_experiments.py: one worker computes it once
+pytestmark = pytest.mark.xdist_group("smoke_runs")
+
 
 @pytest.fixture(scope="module")
 def ds(smoke_run):

@@ -9,6 +9,9 @@ from scipy.optimize import brentq
 
 from jaxflow.engine import status
 
+# shares conftest's smoke_run with tests/test_experiments.py: one worker computes it once
+pytestmark = pytest.mark.xdist_group("smoke_runs")
+
 
 def _learning_time(depth, target, log_scale, eta, fraction, steps=20000):
     """The flow time ``eta x step`` at which balanced descent on one coordinate first reaches

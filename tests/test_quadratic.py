@@ -10,6 +10,9 @@ from jaxflow.experiments import quadratic as qe
 from jaxflow.experiments.config import ConfigError
 from jaxflow.models import quadratic as qn
 
+# shares conftest's smoke_run with tests/test_experiments.py: one worker computes it once
+pytestmark = pytest.mark.xdist_group("smoke_runs")
+
 # ---------------------------------------------------------------------------------------------
 # The Gaussian fourth-moment identity behind the time scale
 
