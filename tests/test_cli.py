@@ -19,7 +19,9 @@ Checked here:
   a misspelt flag or TOML key is one line with "did you mean".
 
 In-process runs share the session's compiled programs (a subprocess costs an import of jax and
-a compilation); the persistent compilation cache goes to a temporary directory of this module.
+a compilation) and the run's persistent compilation cache (tests/conftest.py); the commands that
+simulate run two programs in all: one tiny phase diagram (also the file ``jaxflow plot`` redraws)
+and one matrix-sensing experiment (also the one its stored config reruns).
 """
 
 import contextlib
@@ -334,25 +336,41 @@ def test_threshold(quick):
     assert math.isclose(float(log_match.group(1)), math.log(expected), rel_tol=1e-11)
 
 
-def test_experiment_command_writes_dataset_and_figure(tmp_path, monkeypatch, capsys):
-    """`jaxflow experiment quadratic --smoke` in-process: both files, named on stdout."""
+@pytest.fixture(scope="module")
+def experiment_run(env, tmp_path_factory):
+    """``jaxflow experiment matrix-sensing --smoke --config ms.toml --depths 2 --learning-rate
+    2e-3``, once for the module: smoke sizes < the file < flags. Its programs (and the persistent
+    cache) are the run's, shared by the tests below, which check the command's files, the
+    stored config and its rerun."""
+    tmp = tmp_path_factory.mktemp("experiment")
+    config = tmp / "ms.toml"
+    config.write_text("depths = [3]\nnum_steps = 400\nsave_every = 100\nseed = 5\n")
+    out = tmp / "first"
+    result = jaxflow(env, "experiment", "matrix-sensing", "--smoke", "--config", str(config),
+                     "--depths", "2", "--learning-rate", "2e-3", "--quiet", "--out", str(out))
+    return result, out
+
+
+def test_experiment_command_writes_dataset_and_figure(experiment_run, env, tmp_path, capsys):
+    """`jaxflow experiment NAME`: the dataset and the figure, both named on stdout; `jaxflow
+    plot FILE.nc` redraws the figure from the file alone; an unknown NAME or --config key is
+    refused."""
     import xarray as xr
 
     from jaxflow import cli
 
-    monkeypatch.setenv("JAXFLOW_CACHE_DIR", str(tmp_path / "cache"))
-    assert cli.main(["experiment", "quadratic", "--smoke", "--out", str(tmp_path)]) == 0
-    printed = capsys.readouterr().out
-    assert "quadratic.nc" in printed and "quadratic.png" in printed
-    ds = xr.open_dataset(tmp_path / "quadratic.nc", engine="h5netcdf")
-    assert set(ds["backend"].values) == {"flow", "descent"} and ds.sizes["bias"] == 2
-    assert (tmp_path / "quadratic.png").stat().st_size > 10_000
-    assert ds.attrs["experiment"] == "quadratic"
-    ds.close()
+    result, out = experiment_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "matrix-sensing.nc" in result.stdout and "matrix-sensing.png" in result.stdout
+    assert (out / "matrix-sensing.png").read_bytes()[:8] == PNG_MAGIC
+    assert (out / "matrix-sensing.png").stat().st_size > 10_000
+    with xr.open_dataset(out / "matrix-sensing.nc", engine="h5netcdf") as ds:
+        assert ds.attrs["experiment"] == "matrix-sensing"
+        assert set(ds["backend"].values) == {"flow", "descent"} and ds.sizes["depth"] == 1
     # `jaxflow plot FILE.nc` redraws the figures from the file alone (no simulation).
     replot = tmp_path / "replot"
-    assert cli.main(["plot", str(tmp_path / "quadratic.nc"), "--out", str(replot)]) == 0
-    assert (tmp_path / "replot" / "quadratic.png").stat().st_size > 10_000
+    assert cli.main(["plot", str(out / "matrix-sensing.nc"), "--out", str(replot)]) == 0
+    assert (replot / "matrix-sensing.png").stat().st_size > 10_000
     assert cli.main(["experiment", "nope", "--out", str(tmp_path)]) == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
     # --config is checked like every config: an unknown key is one line naming it.
@@ -362,20 +380,13 @@ def test_experiment_command_writes_dataset_and_figure(tmp_path, monkeypatch, cap
     assert "unknown option(s) nope" in capsys.readouterr().err
 
 
-def test_experiment_overrides_are_stored_and_reproduce(tmp_path, monkeypatch, capsys):
+def test_experiment_overrides_are_stored_and_reproduce(experiment_run, env, tmp_path):
     """Smoke sizes < --config < flags; the stored config, fed back, reruns the same experiment."""
-    from jaxflow import cli
     from jaxflow.experiments.matrix_sensing import MatrixSensingConfig
 
-    monkeypatch.setenv("JAXFLOW_CACHE_DIR", str(tmp_path / "cache"))
-    config = tmp_path / "ms.toml"
-    config.write_text("depths = [3]\nnum_steps = 400\nsave_every = 100\nseed = 5\n")
-    first = tmp_path / "first"
-    argv = ["experiment", "matrix-sensing", "--smoke", "--config", str(config), "--depths", "2",
-            "--learning-rate", "2e-3", "--quiet", "--out", str(first)]
-    assert cli.main(argv) == 0, capsys.readouterr().err
-    printed = capsys.readouterr().out
-    assert "reconstruction_error" in printed and "legend:" in printed
+    result, first = experiment_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reconstruction_error" in result.stdout and "legend:" in result.stdout
     with xr.open_dataset(first / "matrix-sensing.nc", engine="h5netcdf") as ds:
         ds = ds.load()
     stored = tomllib.loads(ds.attrs["config"])
@@ -387,9 +398,9 @@ def test_experiment_overrides_are_stored_and_reproduce(tmp_path, monkeypatch, ca
 
     again = tmp_path / "again"
     (tmp_path / "stored.toml").write_text(ds.attrs["config"])
-    argv = ["experiment", "matrix-sensing", "--config", str(tmp_path / "stored.toml"), "--quiet",
-            "--out", str(again)]
-    assert cli.main(argv) == 0, capsys.readouterr().err
+    rerun = jaxflow(env, "experiment", "matrix-sensing", "--config", str(tmp_path / "stored.toml"),
+                    "--quiet", "--out", str(again))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
     with xr.open_dataset(again / "matrix-sensing.nc", engine="h5netcdf") as rerun:
         rerun = rerun.load()
     assert rerun.attrs["config"] == ds.attrs["config"]
@@ -435,13 +446,13 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
         assert ("depth x back-end: 100%" in stream.getvalue()) == drawn, stream.getvalue()
 
 
-def test_plot_writes_png_pdf_svg_and_refuses_other_suffixes(smoke_run, tmp_path, capsys):
+def test_plot_writes_png_pdf_svg_and_refuses_other_suffixes(tiny_run, tmp_path, capsys):
     """`jaxflow plot FILE.nc --out`: a directory (--format png|pdf|svg) or a figure file whose
-    suffix gives the format; its stem picks one of several figures, else each is F-NAME."""
+    suffix gives the format; its stem picks one of several figures, else each is F-NAME. The
+    file: the tiny phase diagram's (two figures)."""
     from jaxflow import cli
 
-    path = tmp_path / "pd.nc"
-    smoke_run("phase-diagram").to_netcdf(path, engine="h5netcdf")
+    path = tiny_run[1] / "phase_diagram.nc"
     assert cli.main(["plot", str(path), "--out", str(tmp_path / "a" / "thresholds.svg")]) == 0
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["thresholds.svg"]
     assert cli.main(["plot", str(path), "--out", str(tmp_path / "b" / "paper.pdf")]) == 0

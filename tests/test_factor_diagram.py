@@ -1,18 +1,47 @@
-"""The factor-level phase diagram (random unbalanced factors, where theory is silent)."""
+"""The factor-level phase diagram (random unbalanced factors, where theory is silent), run
+once through ``jaxflow experiment factor-diagram``: its layout, the experiment's claim (depth
+makes learning incremental and ordered), and the command's files and stored flags."""
+
+import io
+import sys
+import tomllib
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from jaxflow.engine import status
 from jaxflow.experiments import factor_diagram as fd
 
 
+FLAGS = ["--depths", "1,2,3", "--scales", "1e-8,1e-4,1e-2", "--seeds", "0,1,2,3",
+         "--num-modes", "3", "--ratio", "2", "--chunk-size", "16"]
+
+
 @pytest.fixture(scope="module")
-def grid():
-    """Three modes of ratio 2 on depths 1-3, a small, a middle and a large scale, four seeds."""
-    cfg = fd.FactorDiagramConfig(depths=(1.0, 2.0, 3.0), scales=(1e-8, 1e-4, 1e-2),
-                                 seeds=(0.0, 1.0, 2.0, 3.0), num_modes=3, chunk_size=16)
-    return fd.run(cfg, quiet=True)
+def command(tmp_path_factory):
+    """``jaxflow experiment factor-diagram FLAGS`` in-process, once for the module: three modes
+    of ratio 2 on depths 1-3, a small, a middle and a large scale, four seeds. The tests below
+    check its dataset (read back from the .nc it wrote) and what the command printed: one
+    simulation, one compiled program, for the science and the command."""
+    import jax
+
+    from jaxflow import cli
+
+    out = tmp_path_factory.mktemp("fd") / "fd"
+    saved = jax.config.jax_compilation_cache_dir  # the command sets the run's cache (conftest)
+    with pytest.MonkeyPatch.context() as mp:
+        capture = io.StringIO()
+        mp.setattr(sys, "stdout", capture)
+        code = cli.main(["experiment", "factor-diagram", *FLAGS, "--out", str(out), "--quiet"])
+    jax.config.update("jax_compilation_cache_dir", saved)
+    return code, capture.getvalue(), out
+
+
+@pytest.fixture(scope="module")
+def grid(command):
+    _, _, out = command
+    return xr.load_dataset(out / "factor_diagram.nc", engine="h5netcdf")
 
 
 def test_layout(grid):
@@ -45,18 +74,16 @@ def test_depth_helps(grid):
     assert np.all(np.diff(mean) < 0), mean  # incrementality fades with the scale
 
 
-def test_cli_factor_diagram(tmp_path, monkeypatch, capsys):
-    import xarray as xr
-
-    from jaxflow import cli
-
-    monkeypatch.setenv("JAXFLOW_CACHE_DIR", str(tmp_path / "cache"))
-    out = tmp_path / "fd"
-    code = cli.main(["experiment", "factor-diagram", "--depths", "2,3", "--scales", "1e-6,1e-2",
-                     "--ratio", "3", "--chunk-size", "8", "--out", str(out), "--quiet"])
+def test_cli_factor_diagram(command):
+    """The command's files, named on stdout; the flags stored in the dataset."""
+    code, printed, out = command
     assert code == 0
-    printed = capsys.readouterr().out
     assert "factor_diagram.nc" in printed and "factor_diagram.png" in printed
-    ds = xr.open_dataset(out / "factor_diagram.nc", engine="h5netcdf")
-    assert ds.attrs["ratio"] == 3.0 and list(ds["depth"].values) == [2.0, 3.0]
+    with xr.open_dataset(out / "factor_diagram.nc", engine="h5netcdf") as ds:
+        assert ds.attrs["ratio"] == 2.0 and ds.attrs["num_modes"] == 3
+        assert list(ds["depth"].values) == [1.0, 2.0, 3.0]
+        assert list(ds["seed"].values) == [0, 1, 2, 3]
+        assert fd.FactorDiagramConfig.from_mapping(tomllib.loads(ds.attrs["config"])) == (
+            fd.FactorDiagramConfig(depths=(1.0, 2.0, 3.0), scales=(1e-8, 1e-4, 1e-2),
+                                   seeds=(0.0, 1.0, 2.0, 3.0), num_modes=3, chunk_size=16))
     assert (out / "factor_diagram.png").stat().st_size > 10_000

@@ -2,7 +2,7 @@
 
 * Importing every module of jaxflow (a fresh process, x64 off, a notebook's inline backend, with
   and without ``DISPLAY``) leaves ``jax_enable_x64``, the CPU device count and matplotlib's
-  backend as they were.
+  backend as they were (jaxflow.plot among them: tests/test_figures.py relies on this).
 * With x64 off, the theory functions, the experiments' ``run`` and ``sweep.run`` raise one
   ``X64Error`` naming the fix (why an error and not a local scope: ``jaxflow._x64``); a float32
   sweep still runs; inside a ``jax.enable_x64(True)`` block a sweep computes in float64 in every
