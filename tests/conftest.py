@@ -100,6 +100,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        if "smoke_run" in getattr(item, "fixturenames", ()) and _group(item) != "smoke_runs":
+            # on another worker the shared smoke run would be computed a second time
+            raise pytest.UsageError(f"{item.nodeid} uses smoke_run: mark its file "
+                                    'pytestmark = pytest.mark.xdist_group("smoke_runs")')
     # The longest groups first: xdist hands out groups in collection order, so a long group
     # collected last would run alone at the end while the other worker sits idle.
     rank = {group: k for k, group in enumerate(LONGEST_GROUPS)}

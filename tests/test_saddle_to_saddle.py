@@ -15,6 +15,9 @@ from jaxflow.experiments import saddle_to_saddle as s2s
 from jaxflow.experiments.config import ConfigError
 from jaxflow.oracles import jump_matching as jm
 
+# shares conftest's smoke_run with tests/test_experiments.py: one worker computes it once
+pytestmark = pytest.mark.xdist_group("smoke_runs")
+
 
 @pytest.fixture(scope="module")
 def ds(smoke_run):
