@@ -111,8 +111,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 # The groups that take longest (measured with --durations=0), longest first.
-LONGEST_GROUPS = ("tests/test_notebooks.py", "smoke_runs", "tests/test_fault_tolerance.py",
-                  "tests/test_engine.py", "tests/test_multidevice.py")
+LONGEST_GROUPS = ("smoke_runs", "tests/test_fault_tolerance.py", "tests/test_multidevice.py",
+                  "tests/test_engine.py", "tests/test_contract.py")
 
 
 def _group(item) -> str:

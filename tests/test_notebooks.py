@@ -7,6 +7,10 @@
 * A smoke run is mostly imports and XLA compilation, so the notebooks share one kernel, one
   after the other: each starts from an empty namespace (``%reset -f``, figures closed), but
   the modules stay imported and the programs compiled by an earlier notebook stay compiled.
+  The notebooks run the experiments at their registered smoke sizes (``Config.smoke()``), and
+  this file runs on the worker of tests/test_experiments.py, after it (xdist group
+  ``smoke_runs``): the kernel loads those programs from the run's persistent compilation cache
+  instead of compiling them again.
   A kernel that dies is replaced before the next notebook. Only the notebooks whose smoke
   test is selected run (``-k 01_toy_model`` executes that one).
 * The expected set of notebooks exists, so a missing one fails rather than being skipped.
@@ -25,6 +29,9 @@ import pathlib
 import re
 
 import pytest
+
+# after tests/test_experiments.py on one worker: its smoke runs fill the compilation cache
+pytestmark = pytest.mark.xdist_group("smoke_runs")
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
