@@ -1,4 +1,5 @@
-"""Fault tolerance and scale-out of ``jaxflow phase-diagram``, run as subprocesses.
+"""Fault tolerance and scale-out of ``jaxflow phase-diagram``, run as subprocesses (those that
+are killed, fill the disk or cooperate; the references in-process).
 
 Checked here:
 
@@ -9,9 +10,10 @@ Checked here:
   delay (up to 1.5 s) after the run printed its first line: it lands in tracing, the sweep, the
   threshold refinement or the export. A last ``--resume`` (in-process, ``jaxflow.cli.main``)
   finishes it. The final netCDF file equals an uninterrupted run's (in-process too), every
-  variable bitwise (``np.array_equal``). ``JAXFLOW_CHUNK_LOG`` (sweep.py's audit hook) records every chunk a run
-  starts: a run never starts a chunk whose done flag was set before it began, done flags only
-  ever get set, and the final run computes exactly the chunks still missing.
+  variable bitwise (``np.array_equal``). ``JAXFLOW_CHUNK_LOG`` (sweep.py's audit hook) records
+  every chunk a run starts: a run never starts a chunk whose done flag was set before it
+  began, done flags only ever get set, and the final run computes exactly the chunks still
+  missing.
 * **Two processes.** ``--coordinator 127.0.0.1:PORT --num-processes 2 --process-id I`` (two CPU
   processes on loopback through ``jax.distributed``) write one shared store, each its own chunks
   (i % 2 == I, from the chunk log); only process 0 exports; the netCDF file is bitwise the
