@@ -1,7 +1,10 @@
 """Exports that cannot crash, and writes that never escape ``--out``.
 
-Checked here (``jaxflow phase-diagram`` as subprocesses on one tiny grid, resumed from one
-finished store, so only the threshold refinement and the export run again):
+Checked here (``jaxflow phase-diagram`` on one tiny grid, the one of
+tests/test_fault_tolerance.py, resumed from one finished store, so only the threshold refinement
+and the export run again; in-process through ``jaxflow.cli.main``, except the real ENOSPC
+during the write, run as a subprocess so that a segfault there would fail the test, not the
+test run):
 
 * **A real full disk**: the finished ``--out`` is copied onto a small **tmpfs** and the tmpfs is
   filled up; ``--resume`` then refuses up front (free space checked against the netCDF file's
@@ -20,7 +23,9 @@ finished store, so only the threshold refinement and the export run again):
   file is created.
 """
 
+import contextlib
 import errno
+import io
 import os
 import shutil
 import signal
@@ -37,7 +42,7 @@ from jaxflow import cli
 from jaxflow.sweep import atomic as _atomic_write
 
 GRID = ["--depths", "2,3,inf", "--ratios", "1.5,4", "--scales", "1e-12:1e-2:8",
-        "--chunk-size", "8", "--quiet"]
+        "--chunk-size", "4", "--quiet"]
 EXPORTS = ("phase_diagram.nc", "phase_diagram.png", "thresholds.png")
 
 
@@ -54,10 +59,18 @@ def run(env, out, *flags, code=None, timeout=300):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def run_here(out, *flags):
+    """``jaxflow phase-diagram`` on GRID in this process; returns (exit code, stdout, stderr)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main(["phase-diagram", *GRID, "--out", str(out), *flags])
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
 @pytest.fixture(scope="module")
-def finished(env, tmp_path_factory):
+def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished")
-    rc, stdout, stderr = run(env, out)
+    rc, stdout, stderr = run_here(out)
     assert rc == 0, stderr[-3000:]
     return out
 
@@ -121,7 +134,7 @@ def test_disk_full_on_a_real_tmpfs(env, finished, small_tmpfs):
     fill(small_tmpfs, leave=nc_size // 2)
 
     # 1. The free space is checked before writing: one line naming the file and the sizes.
-    rc, stdout, stderr = run(env, out, "--resume")
+    rc, stdout, stderr = run_here(out, "--resume")
     assert rc == 2, stderr[-3000:]
     assert_one_line(stderr)
     assert "phase_diagram.nc" in stderr and "free" in stderr and "--resume" in stderr
@@ -179,17 +192,17 @@ def test_export_refused_up_front_when_space_is_short(tmp_path, monkeypatch):
 # SIGINT during the export
 
 
-def test_sigint_while_writing_the_export(env, finished, tmp_path):
+def test_sigint_while_writing_the_export(finished, tmp_path, monkeypatch):
     out = resumable_copy(finished, tmp_path / "out")
-    rc, stdout, stderr = run(env, out, "--resume", code="""
-        import os, signal, sys
-        from jaxflow.sweep import atomic as _atomic_write
-        real_write = os.write
-        def write(fd, data):
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the export
-            return real_write(fd, data)
-        _atomic_write.os.write = write
-    """)
+    real_write = os.write
+
+    def write(fd, data):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the export
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_atomic_write.os, "write", write)
+    rc, stdout, stderr = run_here(out, "--resume")
+    monkeypatch.undo()
     assert rc == 130, (rc, stderr[-3000:])
     assert_one_line(stderr, start="jaxflow: interrupted")
     assert no_partial_files(out) == [] and not (out / "phase_diagram.nc").exists()
@@ -215,7 +228,7 @@ def test_sigint_inside_the_netcdf_serialization(monkeypatch, tmp_path):
 # Writes never escape --out
 
 
-def test_planted_symlinks_are_never_followed(env, finished, tmp_path):
+def test_planted_symlinks_are_never_followed(finished, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     out = resumable_copy(finished, tmp_path / "out")
@@ -225,7 +238,7 @@ def test_planted_symlinks_are_never_followed(env, finished, tmp_path):
         target = outside / f"{name}.target"
         target.write_text("must stay untouched")
         os.symlink(target, out / name)
-    rc, stdout, stderr = run(env, out, "--resume")
+    rc, stdout, stderr = run_here(out, "--resume")
     assert rc == 0, stderr[-3000:]
     for name in names:
         assert (outside / f"{name}.target").read_text() == "must stay untouched"

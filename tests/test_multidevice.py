@@ -1,13 +1,30 @@
-"""The phase diagram sharded over 4 (forced) CPU devices equals the single-device result.
+"""Runs sharded over 4 (forced) CPU devices equal the single-device ones, and a store started
+on 2 devices resumes on 1 or on 4, bitwise.
 
-A subprocess starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must be
-set before jax is imported), checks ``jax.device_count() == 4``, runs ``pd.run`` on a tiny grid
-once with ``devices=jax.devices()`` (4 devices: each runs the same program on a quarter of
-every chunk) and once with ``devices=[jax.devices()[0]]``, and prints both as JSON; the same
-for a tiny edge-of-stability map (regimes, deciding steps, sharpness traces) and for an
-ensemble of 301 Lorenz problems (``jaxflow.engine.ensemble``, one work queue per device). Checked:
-every variable is bitwise identical (sweep.Runner keeps one program and one vmapped batch width
-whatever the device count), and the thresholds agree with theory in both.
+One subprocess starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must
+be set before jax is imported) and checks ``jax.device_count() == 4``. Every run below passes
+its devices explicitly (``devices=`` of ``pd.run``, ``eos.run``, ``solve_ensemble``), so one
+process serves every device count, and each device compiles each program once for all of them
+(a device's program is the same whatever the device count: same lanes per device). It runs
+and prints as JSON:
+
+* **Sharded = one device.** The phase diagram on a tiny grid (48 points, chunks of 4) on 4
+  devices (each runs the same program on a quarter of every call of 16 lanes) and on 1; a tiny
+  edge-of-stability map (8 lanes across the stability line, the grid of
+  tests/test_fault_tolerance.py's kill test) on 2 devices and on 1 (regimes, deciding steps,
+  sharpness traces; 2 not 4 devices: its program is the suite's costliest compile, ~6 s per
+  device); an ensemble of 61 Lorenz problems (``jaxflow.engine.ensemble``, one work queue per
+  device) on 4 devices and on 1. Checked: every variable is bitwise identical (sweep.Runner
+  keeps one program and one vmapped batch width whatever the device count), and the
+  thresholds agree with theory.
+* **Portable resume.** Chunk boundaries are the config's ``chunk_size`` exactly, whatever the
+  device count (``sweep.Runner.chunk_size``; only ``call_size``, the lanes of one compiled call,
+  depends on the devices; the store records nothing of the devices). The phase diagram runs on
+  2 devices into a store (12 chunks of 4); four of its chunks are then "lost" (flag cleared,
+  data garbled, as a kill mid-write leaves them); copies of that store are resumed on 1 device
+  and on 4 (2 or 4 chunks packed in one call of 8 or 16 lanes). Each resume computes exactly
+  the lost chunks (``JAXFLOW_CHUNK_LOG``), and every variable of both resumed datasets equals
+  the 2-device run's bitwise (and the 4- and 1-device fresh runs').
 """
 
 import json
@@ -19,43 +36,64 @@ import textwrap
 import numpy as np
 import pytest
 
+LOST = [1, 5, 6, 11]
+PD_VARIABLES = ("margin", "status", "steps", "incremental", "threshold_measured")
+
 SCRIPT = textwrap.dedent(
     """
-    import json, math
+    import json, math, os, shutil, sys
     import numpy as np
     import jax
+    import zarr
     from jaxflow.experiments import phase_diagram as pd
 
     jax.config.update("jax_enable_x64", True)  # jaxflow's runs are float64
+    tmp, lost = sys.argv[1], json.loads(sys.argv[2])
+    devices = jax.devices()
+    out = {"device_count": jax.device_count(), "local_device_count": len(jax.local_devices())}
+
+    def chunks(name):  # the chunks a run computed, from the JAXFLOW_CHUNK_LOG audit hook
+        with open(os.path.join(tmp, name + ".log")) as fh:
+            return sorted(int(line.split()[1]) for line in fh if line.strip())
+
+    def phase_diagram(name, devs, store=None, resume=False):
+        os.environ["JAXFLOW_CHUNK_LOG"] = os.path.join(tmp, name + ".log")
+        ds = pd.run(cfg, devices=devs, store=store, resume=resume, quiet=True)
+        out[name] = {v: ds[v].values.tolist() for v in %(variables)r}
+        out[name]["log_error"] = pd.threshold_log_error(ds).values.tolist()
+        out[name]["chunks"] = chunks(name)
 
     cfg = pd.PhaseDiagramConfig(
         depths=(2.0, 3.0, math.inf),
         ratios=(1.5, 4.0),
         scales=tuple(float(s) for s in np.geomspace(1e-10, 1e-2, 8)),
-        chunk_size=16,
+        chunk_size=4,
     )
-    devices = jax.devices()
-    out = {"device_count": jax.device_count(), "local_device_count": len(jax.local_devices())}
-    for label, devs in (("all", devices), ("one", devices[:1])):
-        ds = pd.run(cfg, devices=devs, quiet=True)
-        out[label] = {
-            "device_count_attr": int(ds.attrs["device_count"]),
-            "margin": ds["margin"].values.tolist(),
-            "status": ds["status"].values.tolist(),
-            "steps": ds["steps"].values.tolist(),
-            "threshold_measured": ds["threshold_measured"].values.tolist(),
-            "log_error": pd.threshold_log_error(ds).values.tolist(),
-        }
-    # edge-of-stability regimes: a tiny map across the stability line, 8 lanes in chunks of 4
+    phase_diagram("all", devices)
+    phase_diagram("one", devices[:1])
+    # portable resume: a store from 2 devices, 4 chunks lost, resumed on 1 and on 4 devices
+    first = os.path.join(tmp, "two.zarr")
+    phase_diagram("two", devices[:2], store=first)
+    group = zarr.open_group(first, mode="r+")
+    for i in lost:
+        group["done"][i] = False
+        group["out_margin_in_unit"][4 * i:4 * i + 4] = np.full(4, 123.0)
+    for n in (1, 4):
+        copy = os.path.join(tmp, f"resumed-on-{n}.zarr")
+        shutil.copytree(first, copy)
+        phase_diagram(f"resumed-on-{n}", devices[:n], store=copy, resume=True)
+    os.environ.pop("JAXFLOW_CHUNK_LOG")
+
+    # edge-of-stability regimes: 8 lanes across the stability line, chunks of 2
     from jaxflow.experiments import edge_of_stability as eos
     small = eos.EdgeOfStabilityConfig(depths=(2.0, 3.0), scales=(0.5,), eta_factors=(0.9, 1.1),
-                                      inits=(0.0, 1.0), steps=48, stride=8, chunk_size=4)
-    for label, devs in (("all", devices), ("one", devices[:1])):
+                                      inits=(0.0, 1.0), steps=48, stride=8, chunk_size=2)
+    for label, devs in (("all", devices[:2]), ("one", devices[:1])):
         ds = eos.run(small, devices=devs, quiet=True)
         out[label]["eos"] = {name: ds[name].values.astype(float).tolist() for name in
                              ("regime", "regime_step", "final_loss", "sharpness",
                               "flow_sharpness", "flow_distance")}
-    # the ensemble engine: 301 Lorenz problems (rho in [0, 21]), one work queue per device
+    # the ensemble engine: 61 Lorenz problems (rho in [0, 21]), one work queue per device
     import jax.numpy as jnp
     from jaxflow.engine import ensemble
 
@@ -63,8 +101,8 @@ SCRIPT = textwrap.dedent(
         return jnp.stack([10.0 * (y[1] - y[0]), y[0] * (rho - y[2]) - y[1],
                           y[0] * y[1] - 8.0 / 3.0 * y[2]])
 
-    rho = jnp.linspace(0.0, 21.0, 301)
-    y0 = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (301, 3))
+    rho = jnp.linspace(0.0, 21.0, 61)
+    y0 = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (61, 3))
     for label, devs in (("all", devices), ("one", devices[:1])):
         ens = ensemble.solve_ensemble(lorenz, y0, rho, jnp.linspace(0.25, 1.0, 4), rtol=1e-8,
                                       atol=1e-8, devices=devs)
@@ -72,15 +110,19 @@ SCRIPT = textwrap.dedent(
                                   ("ys", "steps", "rejected", "status")}
     print("RESULT " + json.dumps(out))
     """
-)
+) % {"variables": PD_VARIABLES}
 
 
 @pytest.fixture(scope="module")
-def result():
+def result(tmp_path_factory):
     env = dict(os.environ)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env.pop("JAXFLOW_CPU_DEVICES", None)
+    env.pop("JAXFLOW_CHUNK_LOG", None)
+    tmp = tmp_path_factory.mktemp("multidevice")
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=400
+        [sys.executable, "-c", SCRIPT, str(tmp), json.dumps(LOST)], env=env,
+        capture_output=True, text=True, timeout=400
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -112,10 +154,23 @@ def test_sharded_equals_single_device(result, name):
     assert np.array_equal(a, b)
 
 
+def test_store_from_two_devices_resumes_on_one_and_four(result):
+    assert result["two"]["chunks"] == list(range(12))
+    reference = result["two"]
+    for devices in (1, 4):
+        resumed = result[f"resumed-on-{devices}"]
+        assert resumed["chunks"] == LOST, devices  # exactly the lost chunks, nothing else
+        for name in PD_VARIABLES:
+            assert np.array_equal(np.asarray(resumed[name]), np.asarray(reference[name])), \
+                (devices, name)
+    for name in PD_VARIABLES:  # and the fresh runs on 4 and 1 devices give the same bits
+        assert np.array_equal(np.asarray(result["all"][name]), np.asarray(reference[name])), name
+
+
 @pytest.mark.parametrize("name", ["regime", "regime_step", "final_loss", "sharpness",
                                   "flow_sharpness", "flow_distance"])
 def test_edge_of_stability_regimes_are_bitwise_across_device_counts(result, name):
-    """The edge-of-stability map (8 lanes across eta = 2 / lambda_bal) on 4 devices and on one:
+    """The edge-of-stability map (8 lanes across eta = 2 / lambda_bal) on 2 devices and on one:
     regimes, the steps deciding them, losses and the sharpness traces, bit for bit."""
     a = np.asarray(result["all"]["eos"][name])
     b = np.asarray(result["one"]["eos"][name])
@@ -126,7 +181,7 @@ def test_edge_of_stability_regimes_are_bitwise_across_device_counts(result, name
 
 
 def test_both_agree_with_theory(result):
-    for label in ("all", "one"):
+    for label in ("all", "one", "two", "resumed-on-1", "resumed-on-4"):
         err = np.asarray(result[label]["log_error"])
         assert err.shape == (3, 2)
         assert err.max() <= 1e-5, (label, err)
@@ -135,11 +190,11 @@ def test_both_agree_with_theory(result):
 
 @pytest.mark.parametrize("name", ["ys", "steps", "rejected", "status"])
 def test_ensemble_is_bitwise_across_device_counts(result, name):
-    """301 Lorenz problems split over 4 devices (shares of 76, the last padded) and on one
-    device (one queue of 301): every problem's saves, steps and status, bit for bit."""
+    """61 Lorenz problems split over 4 devices (shares of 16, the last padded) and on one
+    device (one queue of 61): every problem's saves, steps and status, bit for bit."""
     a = np.asarray(result["all"]["ensemble"][name])
     b = np.asarray(result["one"]["ensemble"][name])
-    assert a.shape == b.shape and a.shape[0] == 301
+    assert a.shape == b.shape and a.shape[0] == 61
     assert np.array_equal(a, b)
     if name == "status":
         assert (a == 0).all()

@@ -9,7 +9,8 @@ Checked here, with real processes:
 * Two ``sweep.run`` calls starting together in one process (threads) on one store: one
   finishes, the other finishes after it or is refused with the lock's line (they used to fail
   with a zarr ContainsArrayError).
-* **Two racing processes** start the same sweep on one store at the same moment: each either
+* **Two racing processes** start the same sweep (100 chunks) on one store at the same moment
+  (each reports ready once imported; both are released together): each either
   finishes or is refused with the lock's line (never a zarr ContainsArrayError or a "No such
   file" traceback), at least one finishes, and the store verifies clean.
 * Cooperating processes of one distributed run are not refused: the lock is per process index
@@ -23,7 +24,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -39,11 +39,15 @@ def _poly(p):
     return {"value": p["x"] ** 3 - 2.0 * p["x"]}
 
 
+# The holder loads jaxflow/sweep/lock.py from its file alone (it imports only the standard
+# library and filelock): the same WriterLock, without the ~2 s of importing jaxflow and JAX.
 HOLD = textwrap.dedent(
     """
-    import sys, time
-    from jaxflow.sweep.lock import WriterLock
-    with WriterLock(sys.argv[1], process_index=0):
+    import importlib.util, sys, time
+    spec = importlib.util.spec_from_file_location("jaxflow_sweep_lock", sys.argv[2])
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    with lock.WriterLock(sys.argv[1], process_index=0):
         print("held", flush=True)
         time.sleep(120)
     """
@@ -51,8 +55,8 @@ HOLD = textwrap.dedent(
 
 
 def _hold(path, env):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), _store_lock.__file__],
+                            env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -92,8 +96,10 @@ RACE = textwrap.dedent(
     def poly(p):
         return {"value": p["x"] ** 3 - 2.0 * p["x"]}
 
+    print("ready", flush=True)
+    sys.stdin.readline()  # the go: both processes start their sweep together
     try:
-        ds = sweep.run(poly, {"x": np.linspace(-2.0, 3.0, 400).tolist()}, chunk_size=1,
+        ds = sweep.run(poly, {"x": np.linspace(-2.0, 3.0, 100).tolist()}, chunk_size=1,
                        store=sys.argv[1], resume=True, quiet=True)
     except sweep.SweepError as err:
         print("refused:", err)
@@ -105,11 +111,15 @@ RACE = textwrap.dedent(
 
 def test_two_racing_processes(tmp_path, subprocess_env):
     path = tmp_path / "race.zarr"
-    go = time.time() + 3.0  # both start their sweep together, after importing jax
-    code = f"import time; time.sleep(max(0.0, {go} - time.time()))\n" + RACE
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], env=subprocess_env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(path)], env=subprocess_env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
+    for p in procs:  # both have imported jax and jaxflow: release them together
+        assert p.stdout.readline() == "ready\n"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
     finished = 0
     for out, err, rc in results:
