@@ -226,7 +226,9 @@ def test_disk_full_then_killed_at_random_moments_then_resumed(env, tmp_path, ref
         started = {c for _, c in logged_chunks(log)}
         assert not (started & before), (k, sorted(started & before))  # nothing computed twice
         assert after - before <= started  # every new flag comes from a chunk this run computed
-    assert killed == 2 and mid_sweep >= 1, (killed, mid_sweep)
+    # the flags kill always lands mid-sweep; the random one lands wherever the run still is
+    # (on a machine fast enough to finish first it exits 0, and the checks above still hold)
+    assert killed >= 1 and mid_sweep >= 1, (killed, mid_sweep)
 
     # 3. The last --resume computes exactly what is missing; the dataset is the reference's.
     before = done_flags(out)
