@@ -32,8 +32,10 @@ METHODS = {
 # Relative accuracy of learning times and saved modes against the flow's closed forms.
 ACCURACY = {"flow": 1e-6, "descent": 10 * LR}
 # One request for the tests that save modes (depth-2 factor model, one target): each method
-# then compiles one program for all of them (fractions and save-time shapes are static).
-SAVE_REQUEST = jaxflow.Request(save_times=np.array([0.0, 1.2345, 4.0, 10.0]), fractions=(0.5,))
+# then compiles one program for all of them (fractions and save-time shapes are static). The
+# explicit ``required`` mask (the default's value) keeps that argument's path exercised.
+SAVE_REQUEST = jaxflow.Request(save_times=np.array([0.0, 1.2345, 4.0, 10.0]), fractions=(0.5,),
+                               required=np.array([[True]]))
 
 
 def factor_problem(depth=3, scale=1e-4, targets=TARGETS, **kw):
