@@ -421,6 +421,20 @@ def test_budget_spent_first_is_max_steps_and_lanes_are_independent(quadratic_lan
                                rtol=1e-12)
 
 
+def test_stationary_tol_none_is_the_fixed_step_run():
+    """A tolerance never met runs the same steps as no tolerance: the same numbers, bitwise,
+    and only the status differs (max_steps: the budget ran out before it was stationary)."""
+    # the settings of test_divergence_freezes_one_lane_only's single runs: the same program
+    w0, kw = balanced_init(2, 0.01), dict(args=jnp.asarray(SSTAR), learning_rate=0.05,
+                                          num_steps=400, save_every=50, modes=factor_modes,
+                                          targets=jnp.asarray(SSTAR), time_scale=0.5)
+    fixed = gradient_descent(factor_loss, w0, **kw)
+    budget = gradient_descent(factor_loss, w0, stationary_tol=1e-300, **kw)
+    assert int(fixed.status) == OK and int(budget.status) == MAX_STEPS
+    for name in ("times", "modes", "loss", "learning_steps", "final_params", "steps"):
+        np.testing.assert_array_equal(getattr(budget, name), getattr(fixed, name), err_msg=name)
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad input: one test per rule
 
