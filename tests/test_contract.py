@@ -31,6 +31,11 @@ METHODS = {
 }
 # Relative accuracy of learning times and saved modes against the flow's closed forms.
 ACCURACY = {"flow": 1e-6, "descent": 10 * LR}
+# One request for the tests that save modes (depth-2 factor model, one target): each method
+# then compiles one program for all of them (fractions and save-time shapes are static). The
+# explicit ``required`` mask (the default's value) keeps that argument's path exercised.
+SAVE_REQUEST = jaxflow.Request(save_times=np.array([0.0, 1.2345, 4.0, 10.0]), fractions=(0.5,),
+                               required=np.array([[True]]))
 
 
 def factor_problem(depth=3, scale=1e-4, targets=TARGETS, **kw):
@@ -66,7 +71,7 @@ def test_learning_times_against_theory(method):
 def test_descent_is_first_order_in_the_learning_rate():
     """Halving the rate halves the error of a learning time (explicit Euler)."""
     problem = factor_problem(depth=2, scale=1e-2, targets=jnp.array([1.0]))
-    request = jaxflow.Request(fractions=(0.5,))
+    request = SAVE_REQUEST  # test_save_times_on_one_axis's program (the rate is traced)
     exact = float(jnp.log(99.0))  # the logistic flow sigma (1 - sigma): t_half = ln(1/sigma0 - 1)
     errors = [float(jaxflow.solve(problem, jaxflow.Descent(learning_rate=lr), request)
                     .learning_times[0, 0]) - exact for lr in (4e-3, 2e-3, 1e-3)]
@@ -78,8 +83,8 @@ def test_save_times_on_one_axis(method):
     """Modes at save times match the logistic closed form; descent saves at the nearest step
     and reports that step's own time."""
     problem = factor_problem(depth=2, scale=1e-2, targets=jnp.array([1.0]))
-    save_times = np.array([0.0, 1.2345, 4.0, 7.5])
-    traj = jaxflow.solve(problem, METHODS[method], jaxflow.Request(save_times=save_times))
+    save_times = np.asarray(SAVE_REQUEST.save_times)
+    traj = jaxflow.solve(problem, METHODS[method], SAVE_REQUEST)
     times = np.asarray(traj.times)
     if method == "flow":
         np.testing.assert_array_equal(times, save_times)
@@ -100,22 +105,28 @@ def test_save_times_on_one_axis(method):
     ("non-finite start", "nonfinite"),
 ])
 def test_status_parity(method, case, expected):
-    """The same problem and request give the same status whatever the method."""
-    problem = factor_problem(depth=3, scale=1e-2, targets=jnp.array([1.0]))
+    """The same problem and request give the same status whatever the method.
+
+    The problem and fractions are those of test_learning_times_against_theory (depth 3 from
+    1e-4, two targets), so that "everything answered" and, for descent, the horizon cases run
+    the programs compiled there."""
+    problem = factor_problem()
     request = {
         "horizon before learning": jaxflow.Request(horizon=0.5),
         "budget before learning": jaxflow.Request(max_steps=50),
-        "everything answered": jaxflow.Request(fractions=(0.5,)),
+        "everything answered": jaxflow.Request(),
         "non-finite start": jaxflow.Request(horizon=1.0),
     }[case]
-    if case == "non-finite start":
+    if case == "non-finite start":  # every coordinate (a lane that is fine would run on)
         problem = eqx.tree_at(lambda p: p.params0, problem,
-                              jax.tree.map(lambda w: w.at[0].set(jnp.nan), problem.params0))
+                              jax.tree.map(lambda w: w.at[:, 0].set(jnp.nan), problem.params0))
     method_value = jaxflow.Descent(learning_rate=0.01) if method == "descent" else METHODS[method]
     traj = jaxflow.solve(problem, method_value, request)
     assert st.name(traj.status) == expected
     if expected in ("unfinished", "max_steps"):
-        assert np.all(np.isinf(traj.learning_times[0, 1:]))
+        assert np.all(np.isinf(traj.learning_times))
+    if expected == "ok":
+        assert np.all(np.isfinite(traj.learning_times))
 
 
 def test_stationarity_has_one_meaning(method):
@@ -165,7 +176,7 @@ def test_batched_equals_separate_solves(method):
                             args=jnp.broadcast_to(targets, (3, 1)),
                             targets=jnp.broadcast_to(targets, (3, 1)),
                             time_scale=toy.factor_time_scale(2))
-    request = jaxflow.Request(fractions=(0.5,), save_times=(0.0, 1.0, 2.5))
+    request = SAVE_REQUEST  # the singles below reuse test_save_times_on_one_axis's program
     batched = jaxflow.solve(batch, METHODS[method], request, batched=True)
     assert batched.learning_times.shape == (3, 1, 1)
     for i, s in enumerate(scales):
@@ -188,9 +199,15 @@ def test_batched_equals_separate_solves(method):
 def test_descent_extras_and_divergence():
     """Descent adds its loss trace and learning steps; a huge rate diverges (flow cannot)."""
     problem = factor_problem(depth=2, scale=1e-2, targets=jnp.array([1.0]))
-    request = jaxflow.Request(save_times=[0.0, 1.0], fractions=(0.5,), required=[[False]])
+    request = SAVE_REQUEST  # test_save_times_on_one_axis's program (the rate is traced)
     traj = jaxflow.solve(problem, jaxflow.Descent(learning_rate=0.01), request)
-    assert traj.loss.shape == (2,) and traj.learning_steps.shape == (1, 1)
+    assert traj.loss.shape == (4,) and traj.learning_steps.shape == (1, 1)
+    # the loss trace is the factor model's loss at the saved modes: (1 - sigma)^2 / (2 N^2)
+    np.testing.assert_allclose(traj.loss, (1.0 - traj.modes[:, 0]) ** 2 / 8.0, rtol=1e-12)
+    # the learning time lies within the step before the learning step (t = N^-1 rate step)
+    step = 0.5 * 0.01
+    lag = step * float(traj.learning_steps[0, 0]) - float(traj.learning_times[0, 0])
+    assert 0.0 <= lag <= step, lag
     far = jaxflow.solve(problem, jaxflow.Descent(learning_rate=1e6), request)
     assert st.name(far.status) == "diverged" and int(far.diverged_step) >= 1
 

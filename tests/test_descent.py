@@ -203,9 +203,18 @@ def test_zero_target_and_initial_point():
 # Divergence and status
 
 
-def test_divergence_freezes_one_lane_only():
-    lrs = jnp.array([0.01, 0.02, 1e3, 1e6])
-    traj = run_lanes(2, 0.01, lrs, 400, 50)
+DIVERGENCE_RATES = jnp.array([0.01, 0.02, 1e3, 1e6])
+
+
+@pytest.fixture(scope="module")
+def divergence_lanes():
+    """Two good and two diverging rates in one vmapped run (400 steps, saved every 50), read by
+    the divergence and trajectory-contract tests (one compile, one run)."""
+    return DIVERGENCE_RATES, run_lanes(2, 0.01, DIVERGENCE_RATES, 400, 50)
+
+
+def test_divergence_freezes_one_lane_only(divergence_lanes):
+    lrs, traj = divergence_lanes
     assert traj.status.dtype == jnp.int8 and traj.diverged_step.dtype == jnp.int32
     np.testing.assert_array_equal(traj.status, [OK, OK, DIVERGED, DIVERGED])
     div = np.asarray(traj.diverged_step)
@@ -321,30 +330,30 @@ def test_args_positional_or_keyword():
         np.testing.assert_array_equal(getattr(positional, name), getattr(keyword, name))
 
 
-def test_shared_trajectory_contract():
+def test_shared_trajectory_contract(divergence_lanes):
     """The fields of jaxflow.engine.trajectory.Trajectory mean what they mean for the flow."""
-    lrs = jnp.array([0.01, 1e3])
-    traj = run_lanes(2, 0.01, lrs, 400, 50)
+    lrs, traj = divergence_lanes
     assert isinstance(traj, Trajectory) and isinstance(traj, jaxflow.engine.flow.Trajectory)
-    np.testing.assert_array_equal(traj.rejected, [0, 0])
+    np.testing.assert_array_equal(traj.rejected, [0, 0, 0, 0])
     np.testing.assert_array_equal(traj.fractions[0], [0.1, 0.5, 0.9])
     # Flow time reached: that of the last accepted step (time_scale 1/2).
     np.testing.assert_allclose(traj.final_time, np.asarray(lrs) * np.asarray(traj.steps) / 2,
                                rtol=1e-15)
     np.testing.assert_allclose(traj.final_time[0], traj.times[0, -1], rtol=1e-15)
     np.testing.assert_array_equal(traj.final_modes[0], traj.modes[0, -1])
-    assert np.all(np.isnan(traj.modes[1, -1]))  # failed before the last save: not computed
+    assert np.all(np.isnan(traj.modes[2:, -1]))  # failed before the last save: not computed
     np.testing.assert_array_equal(traj.final_params, traj.final_state)
     # Gradients: one at the initial point, one per step until the run ended or failed.
-    div = int(traj.diverged_step[1])
-    np.testing.assert_array_equal(traj.evaluations, [401, 1 + div])
+    div = np.asarray(traj.diverged_step[2:])
+    np.testing.assert_array_equal(traj.evaluations, [401, 401, *(1 + div)])
 
 
 def test_optimizer_factories():
     sstar = jnp.asarray(SSTAR)
     w0 = balanced_init(2, 0.01)
     kw = dict(learning_rate=0.03, num_steps=100, save_every=10, args=sstar)
-    plain = gradient_descent(factor_loss, w0, **kw)
+    # with modes and targets, as test_zero_target_and_initial_point: the same program
+    plain = gradient_descent(factor_loss, w0, modes=factor_modes, targets=sstar, **kw)
     injected = gradient_descent(factor_loss, w0, optimizer=optax.inject_hyperparams(optax.sgd),
                                 **kw)
     np.testing.assert_allclose(injected.loss, plain.loss, rtol=1e-14)
@@ -370,37 +379,42 @@ def quadratic_loss(w, curvature):
     return 0.5 * jnp.sum(curvature * w**2)
 
 
-def test_stationary_stop_on_a_quadratic():
+@pytest.fixture(scope="module")
+def quadratic_lanes():
+    """A vmap of a fast (lam = 1) and a slow (lam = 0.1) curvature: w0 = 1, eta = 0.1, a budget
+    of 200 steps saved every 10, stationary_tol = 1e-6 (one compile for the two tests below)."""
+    run = jax.vmap(lambda lam: gradient_descent(
+        quadratic_loss, jnp.array([1.0]), args=lam, learning_rate=0.1, num_steps=200,
+        save_every=10, stationary_tol=1e-6))
+    return run(jnp.array([1.0, 0.1]))
+
+
+def test_stationary_stop_on_a_quadratic(quadratic_lanes):
     """L = lam w^2 / 2 from w0 = 1: GD gives w_k = (1 - eta lam)^k, so the gradient
     lam (1 - eta lam)^k first drops to tol at k* = ceil(ln(tol / lam) / ln(1 - eta lam)); the run
     stops at the first check (a multiple of save_every) at or after k*. (Its flow time eta * k is
-    the flow's ln(lam / tol) / lam up to O(eta).)"""
+    the flow's ln(lam / tol) / lam up to O(eta).) The fast lane of ``quadratic_lanes``."""
     lam, eta, tol, every = 1.0, 0.1, 1e-6, 10
     k_star = math.ceil(math.log(tol / lam) / math.log(1.0 - eta * lam))  # 132
     expected = every * math.ceil(k_star / every)  # 140
-    traj = gradient_descent(quadratic_loss, jnp.array([1.0]), args=jnp.array(lam),
-                            learning_rate=eta, num_steps=1000, save_every=every,
-                            stationary_tol=tol)
+    traj = jax.tree.map(lambda leaf: leaf[0], quadratic_lanes)
     assert int(traj.status) == OK and int(traj.steps) == expected
     assert abs(eta * expected - math.log(lam / tol) / lam) < 0.5
     np.testing.assert_allclose(float(traj.final_params[0]), (1.0 - eta * lam) ** expected,
                                rtol=1e-12)
     # Saves past the stop repeat the final state.
     stop = expected // every
+    assert traj.loss.shape[0] > stop + 1  # there are saves past the stop
     np.testing.assert_array_equal(traj.loss[stop:], np.full(traj.loss.shape[0] - stop,
                                                             float(traj.loss[stop])))
     assert abs(lam * float(traj.final_params[0])) <= tol
 
 
-def test_budget_spent_first_is_max_steps_and_lanes_are_independent():
-    """A vmap of a fast and a slow curvature: the fast lane stops stationary (ok: on this
-    quadratic the remaining travel |g|^3/(g.Hg) is |w| exactly, below 1e-6 from 0.9^132 on,
-    checked every 10 steps), the slow one spends its 200-step budget first (max_steps: 0.99^200
-    = 0.13 is far from stationary)."""
-    run = jax.vmap(lambda lam: gradient_descent(
-        quadratic_loss, jnp.array([1.0]), args=lam, learning_rate=0.1, num_steps=200,
-        save_every=10, stationary_tol=1e-6))
-    traj = run(jnp.array([1.0, 0.1]))
+def test_budget_spent_first_is_max_steps_and_lanes_are_independent(quadratic_lanes):
+    """The fast lane stops stationary (ok: on this quadratic the remaining travel |g|^3/(g.Hg)
+    is |w| exactly, below 1e-6 from 0.9^132 on, checked every 10 steps), the slow one spends its
+    200-step budget first (max_steps: 0.99^200 = 0.13 is far from stationary)."""
+    traj = quadratic_lanes
     assert traj.status.tolist() == [OK, MAX_STEPS]
     assert traj.steps.tolist() == [140, 200]
     np.testing.assert_allclose(np.asarray(traj.final_params[:, 0]), [0.9**140, 0.99**200],
@@ -410,9 +424,10 @@ def test_budget_spent_first_is_max_steps_and_lanes_are_independent():
 def test_stationary_tol_none_is_the_fixed_step_run():
     """A tolerance never met runs the same steps as no tolerance: the same numbers, bitwise,
     and only the status differs (max_steps: the budget ran out before it was stationary)."""
+    # the settings of test_divergence_freezes_one_lane_only's single runs: the same program
     w0, kw = balanced_init(2, 0.01), dict(args=jnp.asarray(SSTAR), learning_rate=0.05,
-                                          num_steps=400, save_every=20, modes=factor_modes,
-                                          targets=jnp.asarray(SSTAR))
+                                          num_steps=400, save_every=50, modes=factor_modes,
+                                          targets=jnp.asarray(SSTAR), time_scale=0.5)
     fixed = gradient_descent(factor_loss, w0, **kw)
     budget = gradient_descent(factor_loss, w0, stationary_tol=1e-300, **kw)
     assert int(fixed.status) == OK and int(budget.status) == MAX_STEPS

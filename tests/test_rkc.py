@@ -17,21 +17,27 @@ from jaxflow.models import toy
 from jaxflow.oracles import theory
 
 
-def _constant_step_solve(field, y0, t1, num_steps, solver=None):
-    term = diffrax.ODETerm(lambda t, y, args: field(t, y))
+def _constant_step_solve(term, y0, t1, num_steps, solver=None):
+    """``num_steps`` constant steps to ``t1``. diffeqsolve's filter_jit keeps Python floats and
+    callables static: with one ``term`` object, the step as an array and a fixed step budget,
+    every ``num_steps`` runs the same compiled program."""
     sol = diffrax.diffeqsolve(
-        term, solver or RKC(), 0.0, t1, t1 / num_steps, y0,
-        stepsize_controller=diffrax.ConstantStepSize(), max_steps=num_steps + 1,
+        term, solver or RKC(), 0.0, t1, jnp.asarray(t1 / num_steps), y0,
+        stepsize_controller=diffrax.ConstantStepSize(), max_steps=_MAX_CONSTANT_STEPS,
     )
+    assert int(sol.stats["num_steps"]) == num_steps
     return sol.ys[-1]
+
+
+_MAX_CONSTANT_STEPS = 81  # the most steps asked below, plus one
 
 
 def test_second_order_convergence():
     # Harmonic oscillator: exact (cos t, -sin t). Halving h divides the error by 4.
-    field = lambda t, y: jnp.stack([y[1], -y[0]])
+    term = diffrax.ODETerm(lambda t, y, args: jnp.stack([y[1], -y[0]]))
     errors = []
     for n in (10, 20, 40, 80):
-        y = _constant_step_solve(field, jnp.array([1.0, 0.0]), 1.0, n)
+        y = _constant_step_solve(term, jnp.array([1.0, 0.0]), 1.0, n)
         errors.append(float(jnp.hypot(y[0] - jnp.cos(1.0), y[1] + jnp.sin(1.0))))
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert np.all(np.abs(orders - 2.0) < 0.1), orders
@@ -39,9 +45,10 @@ def test_second_order_convergence():
 
 def test_time_dependent_stages_are_second_order():
     # y' = cos(t) y: exact exp(sin t); checks the stage times c_j of the recurrence.
+    term = diffrax.ODETerm(lambda t, y, args: jnp.cos(t) * y)
     errors = []
     for n in (10, 20, 40):
-        y = _constant_step_solve(lambda t, y: jnp.cos(t) * y, jnp.array(1.0), 2.0, n)
+        y = _constant_step_solve(term, jnp.array(1.0), 2.0, n)
         errors.append(abs(float(y) - np.exp(np.sin(2.0))))
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert np.all(np.abs(orders - 2.0) < 0.15), orders
@@ -76,7 +83,8 @@ def test_one_step_never_amplifies_a_decaying_mode():
         y1, err, _, new_state, _ = solver.step(term, 0.0, 1.0, jnp.array(1.0), None, state, False)
         return y1, solver.evaluations(new_state)
 
-    amp, evals = jax.vmap(amplification)(jnp.asarray(h_lambda))
+    # jit: one compiled program (an eager vmap compiles every operation on its own)
+    amp, evals = jax.jit(jax.vmap(amplification))(jnp.asarray(h_lambda))
     assert np.all(np.abs(np.asarray(amp)) <= 1.0), np.max(np.abs(amp))
     # Cost grows like sqrt(h lam), not like h lam: 2e4 costs well under 300 evaluations.
     assert int(evals[-1]) < 300

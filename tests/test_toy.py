@@ -125,29 +125,41 @@ def test_reduced_model_refuses_arguments_outside_its_domain(depth, targets, mess
         jaxflow.solve(_reduced_problem(depth, targets), jaxflow.Flow(), jaxflow.Request())
 
 
-def test_reduced_model_outside_its_domain_is_invalid_under_jit():
+# One traced run serves the two tests below: depths below, inside and at the ends of the
+# domain, targets 1e6 and 1e4 from sigma0 = 0.1 (one compile instead of three).
+DOMAIN_DEPTHS = (0.5, 1.0, 1.5, 3.0, np.inf)
+SHORT_FRACTIONS = (0.2, 0.9)
+
+
+@pytest.fixture(scope="module")
+def short_runs():
     import jaxflow
+
+    def lane(depth):
+        problem = _reduced_problem(depth, jnp.array([1e6, 1e4]), scale=0.1)
+        return jaxflow.solve(problem, jaxflow.Flow(rtol=1e-8, atol=1e-8),
+                             jaxflow.Request(fractions=SHORT_FRACTIONS))
+
+    return jax.jit(jax.vmap(lane))(jnp.array(DOMAIN_DEPTHS))
+
+
+def test_reduced_model_outside_its_domain_is_invalid_under_jit(short_runs):
     from jaxflow.engine import status
 
-    def lane_status(depth):
-        problem = _reduced_problem(depth, [2.0, 1.0])
-        return jaxflow.solve(problem, jaxflow.Flow(), jaxflow.Request(fractions=(0.5,))).status
-
-    codes = jax.jit(jax.vmap(lane_status))(jnp.array([0.5, 1.0, 3.0, jnp.inf]))
-    assert [int(c) for c in codes] == [status.INVALID, status.OK, status.OK, status.OK]
+    expected = [status.INVALID] + [status.OK] * (len(DOMAIN_DEPTHS) - 1)
+    assert [int(c) for c in short_runs.status] == expected
 
 
-def test_short_learning_times_keep_the_relative_tolerance():
+def test_short_learning_times_keep_the_relative_tolerance(short_runs):
     # Target 1e6 from sigma0 = 0.1: learning times ~1e-5 time units, where the flow time's
     # absolute tolerance used to dominate (1.6e-4 off at rtol = atol = 1e-8; now 3.7e-8).
-    import jaxflow
     from jaxflow.oracles import theory
 
-    targets = jnp.array([1e6, 1e4])
-    for depth in (1.5, jnp.inf):
-        problem = _reduced_problem(depth, targets, scale=0.1)
-        traj = jaxflow.solve(problem, jaxflow.Flow(rtol=1e-8, atol=1e-8),
-                             jaxflow.Request(fractions=(0.2, 0.9)))
-        exact = theory.learning_time(float(depth), np.array([[1e6], [1e4]]), 0.1,
-                                     np.array([[1e6], [1e4]]) * np.array([0.2, 0.9]))
-        np.testing.assert_allclose(traj.learning_times, exact, rtol=1e-7)
+    targets = np.array([[1e6], [1e4]])
+    for i, depth in enumerate(DOMAIN_DEPTHS):
+        if depth < 1.0:
+            continue  # outside the domain (the test above)
+        exact = theory.learning_time(float(depth), targets, 0.1,
+                                     targets * np.array(SHORT_FRACTIONS))
+        np.testing.assert_allclose(short_runs.learning_times[i], exact, rtol=1e-7,
+                                   err_msg=str(depth))
