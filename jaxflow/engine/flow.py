@@ -69,6 +69,7 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PyTree
 
+from jaxflow.engine import status as _status
 from jaxflow.engine._flow_loop import _integrate
 from jaxflow.engine._flow_problem import _build_problem, _check_eager, _check_targets
 from jaxflow.engine.clock import DEFAULT_DT0, Speed
@@ -253,7 +254,7 @@ def _solve_coordinatewise_jit(vector_field: Coordinatewise, y0, args, *, targets
         steps=total(lanes.steps),
         rejected=total(lanes.rejected),
         evaluations=jnp.where(jnp.all(lanes.evaluations >= 0), total(lanes.evaluations), -1),
-        status=jnp.max(lanes.status),
+        status=_status.worst(lanes.status),  # a failed coordinate outranks an unfinished one
     )
 
 

@@ -43,10 +43,38 @@ NAMES = {
     UNCERTAIN: "uncertain",
 }
 
+# Least to most severe: what several lanes report together is the most severe of their codes
+# (a failure over "did not answer everything" over "answered"), not the largest number.
+SEVERITY = (OK, NOT_FOUND, UNCERTAIN, UNFINISHED, MAX_STEPS, DIVERGED, NONFINITE, INVALID)
+
 __all__ = [
-    "DIVERGED", "INVALID", "MAX_STEPS", "NAMES", "NONFINITE", "NOT_FOUND", "OK", "UNCERTAIN",
-    "UNFINISHED", "answer_report", "flag_attributes", "name", "not_answered", "report", "summary",
+    "DIVERGED", "INVALID", "MAX_STEPS", "NAMES", "NONFINITE", "NOT_FOUND", "OK", "SEVERITY",
+    "UNCERTAIN", "UNFINISHED", "answer_report", "flag_attributes", "name", "not_answered",
+    "report", "summary", "worst",
 ]
+
+
+def worst(codes, axis=None):
+    """The most severe code of ``codes`` (along ``axis``; all of them by default), in the order
+    of :data:`SEVERITY`; ``ok`` for none. NumPy in, NumPy out; a JAX array (traced too) in, a
+    JAX array out.
+
+    >>> import numpy as np
+    >>> from jaxflow.engine import status
+    >>> status.name(status.worst(np.array([status.UNFINISHED, status.NONFINITE, status.OK])))
+    'nonfinite'
+    >>> status.worst(np.array([[0, 5], [1, 0]], dtype=np.int8), axis=1).tolist()
+    [5, 1]
+    """
+    import numpy as np
+
+    xp = np
+    if not isinstance(codes, (np.ndarray, np.generic, int, list, tuple)):
+        import jax.numpy as xp
+    rank = np.zeros(max(SEVERITY) + 1, dtype=np.int8)
+    rank[list(SEVERITY)] = np.arange(len(SEVERITY))
+    ranks = xp.asarray(rank)[xp.asarray(codes)]
+    return xp.asarray(SEVERITY, dtype=np.int8)[xp.max(ranks, axis=axis, initial=0)]
 
 
 def name(code: int) -> str:

@@ -98,7 +98,7 @@ def check_thresholds(
         "tolerance_scale": np.full(3 * x.size, CHECK_TOLERANCE_SCALE),
     })
     g = -np.asarray(out["margin_in_unit"], dtype=float).reshape(3, -1)
-    worst = np.max(np.asarray(out["status"]).reshape(3, -1), axis=0)
+    worst = status.worst(np.asarray(out["status"]).reshape(3, -1), axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = (g[2] - g[0]) / (above - below)
         step = np.abs(g[1]) / slope / np.maximum(1.0, np.abs(x))

@@ -182,7 +182,7 @@ class _Search:
         pending = {}
         for n, (i, j) in enumerate(self.pairs):
             ok = codes[i, j] == status.OK
-            self.grid_worst[n] = np.max(codes[i, j], initial=status.OK)
+            self.grid_worst[n] = status.worst(codes[i, j])
             if not ok.any():
                 continue
             x, row = log_scales[ok], margins[i, j][ok]
@@ -263,10 +263,10 @@ class _Search:
         root = np.where(found, root, np.nan)
         # An estimate still moving when the iterations run out is not a threshold: say so.
         worst = self.worst
-        worst[active] = np.maximum(worst[active], status.MAX_STEPS)
+        worst[active] = status.worst(np.stack([worst[active], np.full(active.size, status.MAX_STEPS)]), axis=0)
         # "Not found" is an answer only where every lane of the pair finished: otherwise the
         # lanes that did not may hide the sign change, and their code says so.
-        unfinished = np.maximum(worst, self.grid_worst)
+        unfinished = status.worst(np.stack([worst, self.grid_worst]), axis=0)
         none = np.where(unfinished == status.OK, np.int8(status.NOT_FOUND), unfinished)
         worst = np.where(found, worst, none).astype(np.int8)
         shape = (self.depths.size, self.ratios.size)
