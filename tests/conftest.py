@@ -1,4 +1,6 @@
+import gc
 import os
+import signal
 import tempfile
 
 import jax
@@ -71,6 +73,26 @@ def cli_refuses(capsys):
         return lines[0]
 
     return refuses
+
+
+@pytest.fixture
+def ctrl_c():
+    """``ctrl_c()``: Ctrl-C in the middle of whatever calls it (SIGINT sent to this process),
+    its handler run right there. The garbage collector is paused meanwhile: a collection could
+    otherwise run a gc callback (hypothesis installs one) just when the signal is handled, and
+    the KeyboardInterrupt raised inside that callback would be swallowed as an unraisable
+    exception instead of reaching the code under test."""
+
+    def interrupt():
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return interrupt
 
 
 @pytest.fixture(scope="session")

@@ -192,12 +192,12 @@ def test_export_refused_up_front_when_space_is_short(tmp_path, monkeypatch):
 # SIGINT during the export
 
 
-def test_sigint_while_writing_the_export(finished, tmp_path, monkeypatch):
+def test_sigint_while_writing_the_export(finished, tmp_path, monkeypatch, ctrl_c):
     out = resumable_copy(finished, tmp_path / "out")
     real_write = os.write
 
     def write(fd, data):
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the export
+        ctrl_c()  # in the middle of the export
         return real_write(fd, data)
 
     monkeypatch.setattr(_atomic_write.os, "write", write)
@@ -208,12 +208,12 @@ def test_sigint_while_writing_the_export(finished, tmp_path, monkeypatch):
     assert no_partial_files(out) == [] and not (out / "phase_diagram.nc").exists()
 
 
-def test_sigint_inside_the_netcdf_serialization(monkeypatch, tmp_path):
+def test_sigint_inside_the_netcdf_serialization(monkeypatch, tmp_path, ctrl_c):
     ds = xr.Dataset({"margin": ("scale", np.arange(4.0))})
     real = xr.Dataset.to_netcdf
 
     def interrupted(self, *args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)  # arrives while HDF5 serializes
+        ctrl_c()  # arrives while HDF5 serializes
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", interrupted)

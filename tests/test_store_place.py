@@ -21,7 +21,6 @@ file in the store, and leftovers of a killed run are removed on resume.
 import json
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -182,7 +181,7 @@ def test_a_lock_file_left_by_a_dead_run_is_taken_over(finished):
         assert _store_lock.holder(held.path) == f"pid {os.getpid()} host {os.uname().nodename}"
 
 
-def test_an_interrupt_during_a_chunk_write_leaves_no_partial_file(tmp_path, monkeypatch):
+def test_an_interrupt_during_a_chunk_write_leaves_no_partial_file(tmp_path, monkeypatch, ctrl_c):
     from zarr.storage import _local
 
     original = _local._put
@@ -192,7 +191,7 @@ def test_an_interrupt_during_a_chunk_write_leaves_no_partial_file(tmp_path, monk
         if "out_value" in str(path) and "/c/" in str(path):
             calls.append(path)
         if len(calls) == 2:  # inside the second chunk's write
-            os.kill(os.getpid(), signal.SIGINT)
+            ctrl_c()
         return original(path, value, exclusive)
 
     monkeypatch.setattr(_local, "_put", interrupted_put)
