@@ -21,6 +21,7 @@ SAXE_GRID = jnp.linspace(0.0, 60.0, SAMPLES)
 SAXE_TOLERANCES = dict(rtol=1e-10, atol=1e-40)
 
 
+@jax.jit  # one program (op by op, every QR and product would compile on its own)
 def _target():
     # A non-diagonal target: the singular directions are rotated.
     q1, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(1), (4, 4)))
