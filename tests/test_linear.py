@@ -119,10 +119,12 @@ def test_balancedness_is_conserved(balance):
 
 
 def test_init_rejects_bad_balance():
+    # Widths of test_balancedness_is_conserved's layers where possible (the Gaussian draws of a
+    # new shape compile on their own).
     with pytest.raises(ValueError, match="indefinite"):
-        linear.init(jax.random.key(0), 1e-2, (3, 2, 4), balance=-1.0)
+        linear.init(jax.random.key(0), 1e-2, (3, 3, 4), balance=-1.0)
     with pytest.raises(ValueError, match="output width"):
-        linear.init(jax.random.key(0), 1e-2, (3, 4, 2), balance=0.0)
+        linear.init(jax.random.key(0), 1e-2, (3, 4, 3), balance=0.0)
 
 
 def test_inits_refuse_bad_scale_depth_and_target():
