@@ -25,10 +25,13 @@ def test_fft_canonical_model_equals_explicit_circulant_product(depth, d):
     for k in kernels:
         product = _correlation_matrix(k) @ product
     beta = product.T @ v
-    np.testing.assert_allclose(cn.beta(params), beta, rtol=0, atol=1e-14)
-    np.testing.assert_allclose(cn.canonical(params), np.fft.rfft(beta), rtol=0, atol=1e-13)
     x = np.random.default_rng(0).standard_normal((4, d))
-    np.testing.assert_allclose(cn.forward(params, jnp.asarray(x)), x @ product.T @ v, atol=1e-13)
+    # one compiled program per shape (op by op, every FFT and product compiles on its own)
+    model = jax.jit(lambda p, x: (cn.beta(p), cn.canonical(p), cn.forward(p, x)))
+    got_beta, got_canonical, got_forward = model(params, jnp.asarray(x))
+    np.testing.assert_allclose(got_beta, beta, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(got_canonical, np.fft.rfft(beta), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(got_forward, x @ product.T @ v, atol=1e-13)
 
 
 def test_one_layer_conv_net_is_a_linear_model():
@@ -59,12 +62,9 @@ def test_fourier_target_modes_and_targets():
         modes, np.abs(np.asarray(cn.canonical(params)))[[3, 2, 1, 0, 4]], rtol=1e-14
     )
     assert cn.targets(problem, k=5).tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
-    init_rms = [
-        float(
-            jnp.sqrt(jnp.mean(jnp.abs(cn.canonical(cn.init(jax.random.key(s), 1e-2, 3, 400))) ** 2))
-        )
-        for s in range(4)
-    ]
+    rms = jax.jit(lambda key: jnp.sqrt(jnp.mean(jnp.abs(cn.canonical(cn.init(key, 1e-2, 3, 400)))
+                                                 ** 2)))
+    init_rms = [float(rms(jax.random.key(s))) for s in range(4)]
     assert 0.3e-2 < np.mean(init_rms) < 3e-2  # about init (a product of 3 random amplitudes)
 
 

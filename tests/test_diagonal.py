@@ -30,6 +30,14 @@ def _brute_force_svm(z):
     return best / np.linalg.norm(best), 1.0 / np.linalg.norm(best)
 
 
+_TRACES = []
+
+
+def _counting_loss(params, problem):
+    _TRACES.append(1)  # runs only while tracing
+    return dn.loss(params, problem)
+
+
 def test_max_margin_matches_brute_force():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((8, 3))
@@ -44,37 +52,49 @@ def test_max_margin_matches_brute_force():
 def test_depth1_exponential_direction_converges_to_svm():
     # Soudry et al.: the flow's direction tends to the SVM's (slowly, ~1/ln t); relative time
     # reaches t = 1e12 in a few hundred steps. Cosine >= 0.99 on a small separable problem.
-    data = dn.classification_data(jax.random.key(3), jnp.array([1.0, 0.5, 0.0, 0.0]), 20)
-    svm = max_margin.max_margin(data.inputs, data.labels)
-    problem = dn.Problem(data, depth=1.0, loss="exponential")
-    traj = flow.gradient_flow(
-        dn.loss,
-        dn.init(1e-2, 1, 4),
-        problem,
-        modes=backends.TopModes(dn.modes, 2),
-        targets=jnp.ones(2),
-        t_end=jnp.asarray(1e12),
-        rtol=1e-8,
-        atol=1e-12,
-        max_steps=20_000,
-        refine=False,
-    )
-    assert int(traj.status) == status.OK
-    b = dn.beta(traj.final_state, 1.0)
-    assert float(dn.cosine(b, svm.direction)) >= 0.99
-    assert not bool(jnp.any(jnp.isnan(b)))
+    # Then the compiled program is reused: a fresh but equal ``backends.TopModes`` and new values
+    # of the same shapes (data, scale, depth 2) trace nothing (eqx.filter_jit).
+    _TRACES.clear()
+    counts = []
+    for seed, scale, depth in [(3, 1e-2, 1.0), (4, 1e-3, 2.0)]:
+        data = dn.classification_data(jax.random.key(seed), jnp.array([1.0, 0.5, 0.0, 0.0]), 20)
+        problem = dn.Problem(data, depth=depth, loss="exponential")
+        traj = flow.gradient_flow(
+            _counting_loss,
+            dn.init(scale, 1, 4),
+            problem,
+            modes=backends.TopModes(dn.modes, 2),
+            targets=jnp.ones(2),
+            t_end=jnp.asarray(1e12),
+            rtol=1e-8,
+            atol=1e-12,
+            max_steps=20_000,
+            refine=False,
+        )
+        assert int(traj.status) == status.OK
+        counts.append(len(_TRACES))
+        if depth == 1.0:
+            svm = max_margin.max_margin(data.inputs, data.labels)
+            b = dn.beta(traj.final_state, 1.0)
+            assert float(dn.cosine(b, svm.direction)) >= 0.99
+            assert not bool(jnp.any(jnp.isnan(b)))
+    assert counts[0] > 0 and counts[1] == counts[0], counts
 
 
 def test_modes_learned_in_target_order_at_depth_3():
     # Well-sampled data (m >> d): the coordinates reach |beta_i| = 0.5 largest |w*_i| first and
-    # well separated in time (incremental learning); depth 1 has no such separation.
+    # well separated in time (incremental learning); depth 1 has no such separation. The depth-3
+    # run reuses the depth-1 run's compiled program: a fresh but equal ``backends.TopModes`` and
+    # new values of the same shapes (init, depth) trace nothing (eqx.filter_jit).
     target = dn.sparse_target(6, (8.0, 4.0, 2.0))
     data = dn.classification_data(jax.random.key(0), target, 400)
     times = {}
+    _TRACES.clear()
+    counts = []
     for depth in (1, 3):
         problem = dn.Problem(data, depth=float(depth), loss="exponential")
         traj = descent.gradient_descent(
-            dn.loss,
+            _counting_loss,
             dn.init(1e-3, depth, 6),
             args=problem,
             learning_rate=0.05,
@@ -85,6 +105,8 @@ def test_modes_learned_in_target_order_at_depth_3():
             fractions=(0.5,),
         )
         times[depth] = np.asarray(traj.learning_times[:, 0])
+        counts.append(len(_TRACES))
+    assert counts[0] > 0 and counts[1] == counts[0], counts
     assert np.all(np.isfinite(times[3])) and np.all(np.diff(times[3]) > 0), times[3]
     # Depth 3 spreads the jumps out (measured 4.55, 9.15, 13.55); depth 1 learns the three
     # coordinates to 0.5 at 1.85, 3.55, 7.05 (all in proportion to the gradient).
@@ -160,38 +182,6 @@ def test_kkt_residual_of_l1_stationary_point_is_zero():
             jnp.array([1.0, 0.0]), jnp.array([[1.0, 2.0]]), jnp.ones(1), depth=2
         )
     ) == pytest.approx(1.0, rel=1e-9)
-
-
-_TRACES = []
-
-
-def _counting_loss(params, problem):
-    _TRACES.append(1)  # runs only while tracing
-    return dn.loss(params, problem)
-
-
-@pytest.mark.parametrize("backend", ["descent", "flow"])
-def test_top_modes_reuse_the_compiled_program(backend):
-    """A fresh but equal ``backends.TopModes`` and new values of the same shapes (scale, depth,
-    data): the second run traces nothing, on either back-end (both use ``eqx.filter_jit``)."""
-    target = dn.sparse_target(6, (8.0, 4.0))
-    _TRACES.clear()
-    counts = []
-    for seed, scale, depth in [(0, 1e-3, 2.0), (1, 1e-2, 3.0)]:
-        data = dn.classification_data(jax.random.key(seed), target, 40)
-        problem = dn.Problem(data, depth=depth, loss="exponential")
-        modes = backends.TopModes(dn.modes, 2)
-        if backend == "descent":
-            traj = descent.gradient_descent(_counting_loss, dn.init(scale, 2, 6), problem,
-                                            learning_rate=0.05, num_steps=200, save_every=50,
-                                            modes=modes, targets=jnp.ones(2))
-        else:
-            traj = flow.gradient_flow(_counting_loss, dn.init(scale, 2, 6), problem, modes=modes,
-                                      targets=jnp.ones(2), t_end=jnp.asarray(10.0),
-                                      max_steps=2000, refine=False)
-        assert int(traj.status) == status.OK
-        counts.append(len(_TRACES))
-    assert counts[0] > 0 and counts[1] == counts[0], counts
 
 
 def test_init_and_problem_refuse_an_infinite_scale_or_depth():

@@ -12,8 +12,16 @@ from jaxflow.models import linear, toy
 from jaxflow.oracles import saddles, theory
 
 SINGULAR_VALUES = jnp.array([3.0, 1.5, 0.75])
+# Every staircase below is detected on 25,001 samples of 3 values: one compiled detection for
+# the file (saddles.detect compiles once per shape).
+SAMPLES = 25_001
+# The depth-2 flows (Saxe's transitions, balancedness) share one compiled solve: the same
+# parameter shapes ((3, 3) and (4, 3)), save times and tolerances.
+SAXE_GRID = jnp.linspace(0.0, 60.0, SAMPLES)
+SAXE_TOLERANCES = dict(rtol=1e-10, atol=1e-40)
 
 
+@jax.jit  # one program (op by op, every QR and product would compile on its own)
 def _target():
     # A non-diagonal target: the singular directions are rotated.
     q1, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(1), (4, 4)))
@@ -27,7 +35,7 @@ def _aligned_flow(a0, depth, grid, **solver):
     target = _target()
     traj = flow.gradient_flow(
         linear.loss, linear.aligned_init(target, a0, depth), target, modes=linear.modes,
-        targets=jnp.zeros(3), save_times=grid, rtol=1e-10, **solver,
+        targets=jnp.zeros(3), save_times=grid, **solver,
     )  # fmt: skip
     assert int(traj.status) == 0
     return traj, saddles.detect(grid, traj.modes, tol=1e-5, max_plateaus=5)
@@ -35,8 +43,8 @@ def _aligned_flow(a0, depth, grid, **solver):
 
 def test_saxe_transitions_against_the_closed_form():
     # a0 = 1e-30: the plateaus between transitions are long (t = 11.7, 23.2, 46.1).
-    a0, grid = 1e-30, jnp.linspace(0.0, 60.0, 6001)
-    traj, st = _aligned_flow(a0, 2, grid, atol=1e-40)
+    a0, grid = 1e-30, SAXE_GRID
+    traj, st = _aligned_flow(a0, 2, grid, **SAXE_TOLERANCES)
     exact = linear.saxe_strength(SINGULAR_VALUES, a0, grid[:, None])
     # The SVD resolves a small singular value next to a large one to ~1e-16 * ||W|| only.
     np.testing.assert_allclose(traj.modes, exact, rtol=1e-6, atol=1e-14)
@@ -47,10 +55,11 @@ def test_saxe_transitions_against_the_closed_form():
 
 def test_deep_factorization_jump_times_against_theory():
     # Depth 3, aligned balanced start: each singular value is the toy model with c = N.
-    a0, depth, grid = 1e-9, 3, jnp.linspace(0.0, 2000.0, 4001)
+    a0, depth, grid = 1e-9, 3, jnp.linspace(0.0, 2000.0, SAMPLES)
     # Plain time: in relative time a learned mode (rate ~ N s^(2-2/N)) makes the plateau that
     # follows stiff (out of steps); Tsit5 at its stability limit takes ~6600 steps.
-    _, st = _aligned_flow(a0, depth, grid, atol=1e-14, max_steps=20_000, time="plain")
+    _, st = _aligned_flow(a0, depth, grid, rtol=1e-10, atol=1e-14, max_steps=20_000,
+                          time="plain")
     exact = theory.learning_time(float(depth), SINGULAR_VALUES, a0, 0.5 * SINGULAR_VALUES) / depth
     np.testing.assert_allclose(st.jump_times[:3], exact, rtol=2e-4)
 
@@ -62,7 +71,7 @@ def test_toy_model_jump_times_against_theory():
     # few hundred steps; together, a learned coordinate would make the others' plateau stiff).
     depth, sigma0 = 4.0, 1e-8
     targets = jnp.array([4.0, 2.0, 1.0])
-    grid = jnp.linspace(0.0, 25_000.0, 25_001)
+    grid = jnp.linspace(0.0, 25_000.0, SAMPLES)
     columns = []
     for target in targets:
         args = toy.ToyArgs(depth=depth, targets=target[None])
@@ -90,7 +99,8 @@ def test_toy_model_jump_times_against_theory():
 @pytest.mark.parametrize("balance", [None, 0.0, 0.3])
 def test_balancedness_is_conserved(balance):
     # Unbalanced Gaussian and lambda-balanced starts: W2^T W2 - W1 W1^T stays at its start to
-    # the solver's tolerance through every transition.
+    # the solver's tolerance through every transition (every mode is learned by t = 30; the
+    # flow runs to t = 60 on Saxe's grid and tolerances, reusing that test's program).
     target = _target()
     params = linear.init(jax.random.key(3), 1e-3, (3, 3, 4), balance=balance)
     traj = flow.gradient_flow(
@@ -99,10 +109,8 @@ def test_balancedness_is_conserved(balance):
         target,
         modes=linear.modes,
         targets=jnp.zeros(3),
-        t_end=jnp.asarray(30.0),
-        rtol=1e-10,
-        atol=1e-14,
-        max_steps=20_000,
+        save_times=SAXE_GRID,
+        **SAXE_TOLERANCES,
     )
     assert int(traj.status) == 0
     assert float(linear.loss(traj.final_state, target)) < 1e-6  # every mode learned
@@ -111,10 +119,12 @@ def test_balancedness_is_conserved(balance):
 
 
 def test_init_rejects_bad_balance():
+    # Widths of test_balancedness_is_conserved's layers where possible (the Gaussian draws of a
+    # new shape compile on their own).
     with pytest.raises(ValueError, match="indefinite"):
-        linear.init(jax.random.key(0), 1e-2, (3, 2, 4), balance=-1.0)
+        linear.init(jax.random.key(0), 1e-2, (3, 3, 4), balance=-1.0)
     with pytest.raises(ValueError, match="output width"):
-        linear.init(jax.random.key(0), 1e-2, (3, 4, 2), balance=0.0)
+        linear.init(jax.random.key(0), 1e-2, (3, 4, 3), balance=0.0)
 
 
 def test_inits_refuse_bad_scale_depth_and_target():

@@ -70,18 +70,20 @@ class Trajectory(eqx.Module):
             or failed.
         status: :mod:`jaxflow.engine.status` code (flow: the worst coordinate's).
 
-    Example (no save times: ``K = 0``; one mode, one fraction):
+    Example (three saves, one mode, one fraction; the module example's problem and request,
+    so its compiled program; without save times ``K = 0``):
         >>> import jax.numpy as jnp
         >>> import jaxflow
         >>> from jaxflow.engine import status
         >>> from jaxflow.models import toy
-        >>> args = toy.ToyArgs(depth=3.0, targets=jnp.array([1.0]))
-        >>> problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
-        ...                           params0=toy.reduced_init(1e-6, 1), modes=toy.reduced_modes,
-        ...                           targets=args.targets)
-        >>> traj = jaxflow.solve(problem, jaxflow.Flow(), jaxflow.Request(fractions=(0.5,)))
+        >>> targets = jnp.array([1.0])
+        >>> problem = jaxflow.Problem(loss=toy.factor_loss, args=targets, modes=toy.factor_values,
+        ...                           params0=toy.factor_init(None, 1e-2, depth=2, num_coords=1),
+        ...                           targets=targets)
+        >>> request = jaxflow.Request(save_times=[0.0, 10.0, 20.0], fractions=(0.5,))
+        >>> traj = jaxflow.solve(problem, jaxflow.Flow(), request)
         >>> traj.modes.shape, traj.learning_times.shape, status.name(traj.status)
-        ((0, 1), (1, 1), 'ok')
+        ((3, 1), (1, 1), 'ok')
         >>> bool(traj.final_modes[0] >= 0.5), int(traj.steps) < 200
         (True, True)
     """
@@ -121,20 +123,21 @@ class DescentTrajectory(Trajectory):
 
     ``final_params`` reads ``final_state`` (the parameters after the last accepted step).
 
-    Example (saves every 10 time units, to t = 100 at rate 0.1: 1000 steps):
+    Example (saves every 10 time units, to t = 20 at rate 0.05: 400 steps; the module
+    example's problem and request, so its compiled program):
         >>> import jax.numpy as jnp
         >>> import jaxflow
         >>> from jaxflow.models import toy
-        >>> targets = jnp.array([2.0, 1.0])
+        >>> targets = jnp.array([1.0])
         >>> problem = jaxflow.Problem(loss=toy.factor_loss, args=targets, modes=toy.factor_values,
-        ...                           params0=toy.factor_init(None, 1e-2, depth=2, num_coords=2),
+        ...                           params0=toy.factor_init(None, 1e-2, depth=2, num_coords=1),
         ...                           targets=targets)
-        >>> request = jaxflow.Request(save_times=jnp.linspace(0.0, 100.0, 11), stationary_tol=None)
-        >>> traj = jaxflow.solve(problem, jaxflow.Descent(learning_rate=0.1), request)
+        >>> request = jaxflow.Request(save_times=[0.0, 10.0, 20.0], fractions=(0.5,))
+        >>> traj = jaxflow.solve(problem, jaxflow.Descent(learning_rate=0.05), request)
         >>> traj.times.shape, traj.modes.shape, traj.loss.shape, traj.learning_steps.shape
-        ((11,), (11, 2), (11,), (2, 3))
+        ((3,), (3, 1), (3,), (1, 1))
         >>> int(traj.status), int(traj.diverged_step), int(traj.steps), float(traj.final_time)
-        (0, -1, 1000, 100.0)
+        (0, -1, 400, 20.0)
         >>> traj.final_params is traj.final_state
         True
     """
