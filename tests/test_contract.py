@@ -168,6 +168,32 @@ def test_no_retrace_for_new_values(method):
     assert counts[0] > 0 and counts[1] == counts[0] == counts[2]
 
 
+def test_python_numbers_in_args_are_traced(method):
+    """A Python number in ``args`` (here the curvature c of 0.5 c |w|^2) is traced by both
+    methods: a new value reuses the program, and the run follows it (flow: w(t) = w0 e^-ct at
+    its final time, which may pass the horizon; descent, rate 0.1: w(1) = w0 (1 - 0.1 c)^10)."""
+    traces = 0
+
+    def counting_loss(w, curvature):
+        nonlocal traces
+        traces += 1  # runs only while tracing
+        return quadratic_loss(w, curvature)
+
+    w0 = np.array([0.6, 0.8])
+    method_value = jaxflow.Descent(learning_rate=0.1) if method == "descent" else METHODS[method]
+    request = jaxflow.Request(horizon=1.0, fractions=(), stationary_tol=None)
+    counts = []
+    for curvature in (0.5, 0.7):
+        problem = jaxflow.Problem(loss=counting_loss, params0=jnp.asarray(w0), args=curvature)
+        traj = jaxflow.solve(problem, method_value, request)
+        final, t = np.asarray(traj.final_state), float(traj.final_time)
+        counts.append(traces)
+        decay = np.exp(-curvature * t) if method == "flow" else (1 - 0.1 * curvature) ** 10
+        expected = w0 * decay
+        np.testing.assert_allclose(final, expected, rtol=ACCURACY[method])
+    assert counts[0] > 0 and counts[1] == counts[0]
+
+
 def test_batched_equals_separate_solves(method):
     scales = jnp.array([1e-4, 1e-3, 1e-2])
     targets = jnp.array([1.0])

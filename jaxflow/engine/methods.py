@@ -148,16 +148,18 @@ class Flow(eqx.Module):
             dt0=self.dt0, controller=self.controller,
         )
         clock = self.clock if self.clock is not None else problem.clock
+        # Python numbers in args traced, as Descent does: a new depth is not a new program
+        args = _numbers_as_arrays(problem.args)
         if problem.has_loss:
             if clock is None:
                 clock = "arclength" if self.log_params else "relative"
-            traj = _flow.gradient_flow(problem.loss, problem.params0, problem.args,
+            traj = _flow.gradient_flow(problem.loss, problem.params0, args,
                                        log_params=self.log_params, time=clock, **kwargs)
         else:
             if self.log_params:
                 raise ValueError("Flow(log_params=True) needs a Problem with a loss; this one "
                                  "has a vector_field (give its state in logarithms yourself)")
-            traj = _flow.solve(problem.vector_field, problem.params0, problem.args,
+            traj = _flow.solve(problem.vector_field, problem.params0, args,
                                time="arclength" if clock is None else clock, **kwargs)
         return _rescale_times(traj, scale)
 
