@@ -46,11 +46,12 @@ NAMES = {
 # Least to most severe: what several lanes report together is the most severe of their codes
 # (a failure over "did not answer everything" over "answered"), not the largest number.
 SEVERITY = (OK, NOT_FOUND, UNCERTAIN, UNFINISHED, MAX_STEPS, DIVERGED, NONFINITE, INVALID)
+_RANK = tuple(SEVERITY.index(code) for code in range(len(SEVERITY)))  # code -> its place
 
 __all__ = [
     "DIVERGED", "INVALID", "MAX_STEPS", "NAMES", "NONFINITE", "NOT_FOUND", "OK", "SEVERITY",
     "UNCERTAIN", "UNFINISHED", "answer_report", "flag_attributes", "name", "not_answered",
-    "report", "summary", "worst",
+    "report", "summary", "worse", "worst",
 ]
 
 
@@ -71,10 +72,20 @@ def worst(codes, axis=None):
     xp = np
     if not isinstance(codes, (np.ndarray, np.generic, int, list, tuple)):
         import jax.numpy as xp
-    rank = np.zeros(max(SEVERITY) + 1, dtype=np.int8)
-    rank[list(SEVERITY)] = np.arange(len(SEVERITY))
-    ranks = xp.asarray(rank)[xp.asarray(codes)]
+    ranks = xp.asarray(_RANK, dtype=np.int8)[xp.asarray(codes)]
     return xp.asarray(SEVERITY, dtype=np.int8)[xp.max(ranks, axis=axis, initial=0)]
+
+
+def worse(a, b):
+    """The more severe of two codes, element by element (NumPy arrays or numbers, broadcast).
+
+    >>> from jaxflow.engine import status
+    >>> status.worse([status.OK, status.UNFINISHED], status.MAX_STEPS).tolist()
+    [1, 1]
+    """
+    import numpy as np
+
+    return worst(np.stack(np.broadcast_arrays(a, b)), axis=0)
 
 
 def name(code: int) -> str:

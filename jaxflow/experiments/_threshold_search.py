@@ -263,10 +263,10 @@ class _Search:
         root = np.where(found, root, np.nan)
         # An estimate still moving when the iterations run out is not a threshold: say so.
         worst = self.worst
-        worst[active] = status.worst(np.stack([worst[active], np.full(active.size, status.MAX_STEPS)]), axis=0)
+        worst[active] = status.worse(worst[active], status.MAX_STEPS)
         # "Not found" is an answer only where every lane of the pair finished: otherwise the
         # lanes that did not may hide the sign change, and their code says so.
-        unfinished = status.worst(np.stack([worst, self.grid_worst]), axis=0)
+        unfinished = status.worse(worst, self.grid_worst)
         none = np.where(unfinished == status.OK, np.int8(status.NOT_FOUND), unfinished)
         worst = np.where(found, worst, none).astype(np.int8)
         shape = (self.depths.size, self.ratios.size)
