@@ -1,4 +1,6 @@
+import contextlib
 import gc
+import io
 import os
 import signal
 import tempfile
@@ -53,6 +55,35 @@ def subprocess_env(tmp_path_factory):
     env.pop("XLA_FLAGS", None)
     env.pop("JAX_NUM_CPU_DEVICES", None)
     return env
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """``run_cli(argv, **environ) -> (exit code, stdout, stderr)``: ``jaxflow ARGV`` in this
+    process through ``jaxflow.cli.main``, its output captured (a subprocess would add an import
+    of jax and a compilation each). ``environ`` sets variables for the call (``None`` unsets
+    one); they, and JAX's compilation-cache directory, which the commands set, are put back
+    afterwards. Session-scoped, so module fixtures can run commands too."""
+    from jaxflow import cli
+
+    def run(argv, **environ):
+        saved = jax.config.jax_compilation_cache_dir
+        out, err = io.StringIO(), io.StringIO()
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in environ.items():
+                if value is None:
+                    mp.delenv(name, raising=False)
+                else:
+                    mp.setenv(name, str(value))
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = cli.main([str(a) for a in argv])
+                except SystemExit as exit_:  # --version and --help leave through argparse
+                    code = exit_.code
+        jax.config.update("jax_compilation_cache_dir", saved)
+        return code, out.getvalue(), err.getvalue()
+
+    return run
 
 
 @pytest.fixture

@@ -24,9 +24,7 @@ simulate run two programs in all: one tiny phase diagram (also the file ``jaxflo
 and one matrix-sensing experiment (also the one its stored config reruns).
 """
 
-import contextlib
 import dataclasses
-import io
 import math
 import os
 import re
@@ -44,34 +42,10 @@ TINY = ["--depths", "2,3", "--ratios", "1.5,4", "--scales", "1e-10:1e-2:6", "--c
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def env():
-    env = dict(os.environ)
-    env["JAXFLOW_CACHE_DIR"] = os.environ["JAXFLOW_CACHE_DIR"]  # the run's (conftest)
-    env.pop("XLA_FLAGS", None)
-    return env
-
-
-def jaxflow(env, *args):
-    """``jaxflow ARGS`` run in-process through ``cli.main``, its output captured (a subprocess
-    would add an import of jax and a compilation each; tests/test_input_edges.py runs
-    ``python -m jaxflow.cli`` itself). JAX's compilation-cache directory, which the commands
-    set, is put back afterwards."""
-    import jax
-
-    from jaxflow import cli
-
-    saved = jax.config.jax_compilation_cache_dir
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JAXFLOW_CACHE_DIR", env["JAXFLOW_CACHE_DIR"])
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = cli.main(list(args))
-            except SystemExit as exit_:  # --version and --help leave through argparse
-                code = exit_.code
-    jax.config.update("jax_compilation_cache_dir", saved)
-    return _Result(code, out.getvalue(), err.getvalue())
+def jaxflow(run_cli, *args):
+    """``jaxflow ARGS`` in this process (conftest's ``run_cli``: ``cli.main``, its output
+    captured; tests/test_input_edges.py runs ``python -m jaxflow.cli`` itself)."""
+    return _Result(*run_cli(args))
 
 
 class _Result:
@@ -95,9 +69,9 @@ def assert_usage_error(result, *names):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(env, tmp_path_factory):
+def tiny_run(run_cli, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "out"
-    result = jaxflow(env, "phase-diagram", *TINY, "--out", str(out))
+    result = jaxflow(run_cli, "phase-diagram", *TINY, "--out", str(out))
     return result, out
 
 
@@ -134,13 +108,13 @@ def test_phase_diagram_netcdf_contents(tiny_run):
     assert int(ds.attrs["smoke"]) == 0
 
 
-def test_existing_store_without_resume(env, tiny_run):
+def test_existing_store_without_resume(run_cli, tiny_run):
     _, out = tiny_run
-    result = jaxflow(env, "phase-diagram", *TINY, "--out", str(out))
+    result = jaxflow(run_cli, "phase-diagram", *TINY, "--out", str(out))
     assert_usage_error(result, "--resume", "already exists")
 
 
-def test_config_file_and_overriding_flags(env, tmp_path):
+def test_config_file_and_overriding_flags(run_cli, tmp_path):
     config = tmp_path / "pd.toml"
     # Flags below override depths, ratios, scales, chunk_size, rtol and atol; the file alone
     # sets seed and refine_iterations. The compiled program equals tiny_run's.
@@ -151,7 +125,7 @@ def test_config_file_and_overriding_flags(env, tmp_path):
     rtol = pd.PhaseDiagramConfig().rtol  # the default, as in tiny_run: same compiled program
     atol = pd.PhaseDiagramConfig().atol
     out = tmp_path / "out"
-    result = jaxflow(env, "phase-diagram", "--config", str(config), *TINY, "--rtol", repr(rtol),
+    result = jaxflow(run_cli, "phase-diagram", "--config", str(config), *TINY, "--rtol", repr(rtol),
                      "--atol", repr(atol), "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     with xr.open_dataset(out / "phase_diagram.nc", engine="h5netcdf") as ds:
@@ -206,9 +180,9 @@ def _quick_commands(tmp):
 
 
 @pytest.fixture(scope="module")
-def quick(env, tmp_path_factory):
+def quick(run_cli, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("quick")
-    return {name: jaxflow(env, *args) for name, args in _quick_commands(tmp).items()}, tmp
+    return {name: jaxflow(run_cli, *args) for name, args in _quick_commands(tmp).items()}, tmp
 
 
 @pytest.mark.parametrize(
@@ -313,14 +287,14 @@ def test_phase_diagram_is_short_for_the_experiment(capsys):
     assert {"--resume", "--no-size-check", "--ratio"} <= set(factor)
 
 
-def test_info(quick, env):
+def test_info(quick):
     import jax
 
     result = quick[0]["info"]
     assert result.returncode == 0, result.stderr
     assert re.search(r"^float64\s+on\b", result.stdout, re.M), result.stdout
     assert re.search(rf"^jax\s+{re.escape(jax.__version__)}$", result.stdout, re.M), result.stdout
-    assert env["JAXFLOW_CACHE_DIR"] in result.stdout
+    assert os.environ["JAXFLOW_CACHE_DIR"] in result.stdout
 
 
 def test_threshold(quick):
@@ -337,7 +311,7 @@ def test_threshold(quick):
 
 
 @pytest.fixture(scope="module")
-def experiment_run(env, tmp_path_factory):
+def experiment_run(run_cli, tmp_path_factory):
     """``jaxflow experiment matrix-sensing --smoke --config ms.toml --depths 2 --learning-rate
     2e-3``, once for the module: smoke sizes < the file < flags. Its programs (and the persistent
     cache) are the run's, shared by the tests below, which check the command's files, the
@@ -346,12 +320,12 @@ def experiment_run(env, tmp_path_factory):
     config = tmp / "ms.toml"
     config.write_text("depths = [3]\nnum_steps = 400\nsave_every = 100\nseed = 5\n")
     out = tmp / "first"
-    result = jaxflow(env, "experiment", "matrix-sensing", "--smoke", "--config", str(config),
+    result = jaxflow(run_cli, "experiment", "matrix-sensing", "--smoke", "--config", str(config),
                      "--depths", "2", "--learning-rate", "2e-3", "--quiet", "--out", str(out))
     return result, out
 
 
-def test_experiment_command_writes_dataset_and_figure(experiment_run, env, tmp_path, capsys):
+def test_experiment_command_writes_dataset_and_figure(experiment_run, tmp_path, capsys):
     """`jaxflow experiment NAME`: the dataset and the figure, both named on stdout; `jaxflow
     plot FILE.nc` redraws the figure from the file alone; an unknown NAME or --config key is
     refused."""
@@ -380,7 +354,7 @@ def test_experiment_command_writes_dataset_and_figure(experiment_run, env, tmp_p
     assert "unknown option(s) nope" in capsys.readouterr().err
 
 
-def test_experiment_overrides_are_stored_and_reproduce(experiment_run, env, tmp_path):
+def test_experiment_overrides_are_stored_and_reproduce(experiment_run, run_cli, tmp_path):
     """Smoke sizes < --config < flags; the stored config, fed back, reruns the same experiment."""
     from jaxflow.experiments.matrix_sensing import MatrixSensingConfig
 
@@ -398,8 +372,8 @@ def test_experiment_overrides_are_stored_and_reproduce(experiment_run, env, tmp_
 
     again = tmp_path / "again"
     (tmp_path / "stored.toml").write_text(ds.attrs["config"])
-    rerun = jaxflow(env, "experiment", "matrix-sensing", "--config", str(tmp_path / "stored.toml"),
-                    "--quiet", "--out", str(again))
+    rerun = jaxflow(run_cli, "experiment", "matrix-sensing", "--config",
+                    str(tmp_path / "stored.toml"), "--quiet", "--out", str(again))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     with xr.open_dataset(again / "matrix-sensing.nc", engine="h5netcdf") as rerun:
         rerun = rerun.load()

@@ -23,9 +23,7 @@ test run):
   file is created.
 """
 
-import contextlib
 import errno
-import io
 import os
 import shutil
 import signal
@@ -59,18 +57,15 @@ def run(env, out, *flags, code=None, timeout=300):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def run_here(out, *flags):
-    """``jaxflow phase-diagram`` on GRID in this process; returns (exit code, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = cli.main(["phase-diagram", *GRID, "--out", str(out), *flags])
-    return code, stdout.getvalue(), stderr.getvalue()
+def phase_diagram(run_cli, out, *flags):
+    """``jaxflow phase-diagram`` on GRID in this process: (exit code, stdout, stderr)."""
+    return run_cli(["phase-diagram", *GRID, "--out", out, *flags])
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, run_cli):
     out = tmp_path_factory.mktemp("finished")
-    rc, stdout, stderr = run_here(out)
+    rc, stdout, stderr = phase_diagram(run_cli, out)
     assert rc == 0, stderr[-3000:]
     return out
 
@@ -127,14 +122,14 @@ def fill(mount, leave: int):
         fh.write(b"\0" * max(0, free - leave))
 
 
-def test_disk_full_on_a_real_tmpfs(env, finished, small_tmpfs):
+def test_disk_full_on_a_real_tmpfs(env, finished, small_tmpfs, run_cli):
     out = resumable_copy(finished, small_tmpfs / "out")
     before = store_files(out)
     nc_size = (Path(finished) / "phase_diagram.nc").stat().st_size
     fill(small_tmpfs, leave=nc_size // 2)
 
     # 1. The free space is checked before writing: one line naming the file and the sizes.
-    rc, stdout, stderr = run_here(out, "--resume")
+    rc, stdout, stderr = phase_diagram(run_cli, out, "--resume")
     assert rc == 2, stderr[-3000:]
     assert_one_line(stderr)
     assert "phase_diagram.nc" in stderr and "free" in stderr and "--resume" in stderr
@@ -192,7 +187,7 @@ def test_export_refused_up_front_when_space_is_short(tmp_path, monkeypatch):
 # SIGINT during the export
 
 
-def test_sigint_while_writing_the_export(finished, tmp_path, monkeypatch, ctrl_c):
+def test_sigint_while_writing_the_export(finished, tmp_path, monkeypatch, ctrl_c, run_cli):
     out = resumable_copy(finished, tmp_path / "out")
     real_write = os.write
 
@@ -201,7 +196,7 @@ def test_sigint_while_writing_the_export(finished, tmp_path, monkeypatch, ctrl_c
         return real_write(fd, data)
 
     monkeypatch.setattr(_atomic_write.os, "write", write)
-    rc, stdout, stderr = run_here(out, "--resume")
+    rc, stdout, stderr = phase_diagram(run_cli, out, "--resume")
     monkeypatch.undo()
     assert rc == 130, (rc, stderr[-3000:])
     assert_one_line(stderr, start="jaxflow: interrupted")
@@ -228,7 +223,7 @@ def test_sigint_inside_the_netcdf_serialization(monkeypatch, tmp_path, ctrl_c):
 # Writes never escape --out
 
 
-def test_planted_symlinks_are_never_followed(finished, tmp_path):
+def test_planted_symlinks_are_never_followed(finished, tmp_path, run_cli):
     outside = tmp_path / "outside"
     outside.mkdir()
     out = resumable_copy(finished, tmp_path / "out")
@@ -238,7 +233,7 @@ def test_planted_symlinks_are_never_followed(finished, tmp_path):
         target = outside / f"{name}.target"
         target.write_text("must stay untouched")
         os.symlink(target, out / name)
-    rc, stdout, stderr = run_here(out, "--resume")
+    rc, stdout, stderr = phase_diagram(run_cli, out, "--resume")
     assert rc == 0, stderr[-3000:]
     for name in names:
         assert (outside / f"{name}.target").read_text() == "must stay untouched"

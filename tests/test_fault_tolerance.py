@@ -34,9 +34,7 @@ persistent compilation cache serves them. Runs whose process is not what is chec
 references, the last resumes) run in-process, through ``jaxflow.cli.main``.
 """
 
-import contextlib
 import errno
-import io
 import os
 import random
 import signal
@@ -54,7 +52,6 @@ import xarray as xr
 REPO = Path(__file__).resolve().parents[1]
 GRID = ["--depths", "2,3,inf", "--ratios", "1.5,4", "--scales", "1e-12:1e-2:8",
         "--chunk-size", "4", "--quiet"]
-CHUNK_LOG = "JAXFLOW_CHUNK_LOG"
 N_CHUNKS = 12  # 48 trajectories in chunks of 4 (one CPU device, batch 4)
 
 
@@ -78,25 +75,6 @@ def start(env, out, *flags, log=None, code=None, stdout=subprocess.PIPE):
     head = ["-c", code] if code else ["-m", "jaxflow.cli"]
     return subprocess.Popen([sys.executable, *head, *argv], env=env, stdout=stdout,
                             stderr=subprocess.PIPE, text=True)
-
-
-def run_here(argv, log=None):
-    """``jaxflow ARGV`` in this process (``jaxflow.cli.main``), with ``JAXFLOW_CHUNK_LOG=log``;
-    returns (exit code, stdout, stderr)."""
-    from jaxflow import cli
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    before = os.environ.pop(CHUNK_LOG, None)
-    try:
-        if log is not None:
-            os.environ[CHUNK_LOG] = str(log)
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = cli.main([str(a) for a in argv])
-    finally:
-        os.environ.pop(CHUNK_LOG, None)
-        if before is not None:
-            os.environ[CHUNK_LOG] = before
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def finish(proc, timeout=300):
@@ -136,11 +114,11 @@ def assert_bitwise_equal(a: xr.Dataset, b: xr.Dataset):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, run_cli):
     """The uninterrupted run, in this process: the bits every run in a subprocess must give."""
     out = tmp_path_factory.mktemp("reference")
     log = out / "chunks.log"
-    rc, stdout, stderr = run_here(["phase-diagram", *GRID, "--out", out], log=log)
+    rc, stdout, stderr = run_cli(["phase-diagram", *GRID, "--out", out], JAXFLOW_CHUNK_LOG=log)
     assert rc == 0, stderr[-3000:]
     assert sorted(c for _, c in logged_chunks(log)) == list(range(N_CHUNKS))
     assert "trajectory status: ok 48" in stdout
@@ -177,13 +155,13 @@ def fill_disk_after_two_chunks(monkeypatch):
 
 
 def test_disk_full_then_killed_at_random_moments_then_resumed(env, tmp_path, reference,
-                                                              monkeypatch):
+                                                              monkeypatch, run_cli):
     out = tmp_path / "out"
     # 1. The disk fills up after 2 chunks (in this process: the store's writes fail from the
     # 3rd chunk on): one clear line, the 2 chunks kept, no export.
     with monkeypatch.context() as patch:
         fill_disk_after_two_chunks(patch)
-        rc, stdout, stderr = run_here(["phase-diagram", *GRID, "--out", out])
+        rc, stdout, stderr = run_cli(["phase-diagram", *GRID, "--out", out], JAXFLOW_CHUNK_LOG=None)
     assert rc == 2, (stdout[-2000:], stderr[-3000:])
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
@@ -233,7 +211,8 @@ def test_disk_full_then_killed_at_random_moments_then_resumed(env, tmp_path, ref
     # 3. The last --resume computes exactly what is missing; the dataset is the reference's.
     before = done_flags(out)
     log = tmp_path / "chunks-final.log"
-    rc, stdout, stderr = run_here(["phase-diagram", *GRID, "--out", out, "--resume"], log=log)
+    rc, stdout, stderr = run_cli(["phase-diagram", *GRID, "--out", out, "--resume"],
+                                 JAXFLOW_CHUNK_LOG=log)
     assert rc == 0, stderr[-3000:]
     assert sorted(c for _, c in logged_chunks(log)) == sorted(set(range(N_CHUNKS)) - before)
     assert done_flags(out) == set(range(N_CHUNKS))
@@ -387,7 +366,8 @@ SLOW_FLAGS = textwrap.dedent(
 )
 
 
-def test_edge_of_stability_killed_then_resumed_is_bitwise_the_uninterrupted_map(env, tmp_path):
+def test_edge_of_stability_killed_then_resumed_is_bitwise_the_uninterrupted_map(
+        env, tmp_path, run_cli):
     """kill -9 after 2 of 4 chunks of an edge-of-stability map, then ``--resume``: the regimes,
     deciding steps and traces equal an uninterrupted run's bitwise."""
     def run(out, *flags, code=None):
@@ -406,10 +386,11 @@ def test_edge_of_stability_killed_then_resumed_is_bitwise_the_uninterrupted_map(
     assert 2 <= len(finished) < 4
     # the resume and the uninterrupted run in this process: only the killed one must be real
     log = tmp_path / "chunks.log"
-    rc, _, err = run_here([*EOS_ARGS, "--out", tmp_path / "killed", "--resume"], log=log)
+    rc, _, err = run_cli([*EOS_ARGS, "--out", tmp_path / "killed", "--resume"],
+                         JAXFLOW_CHUNK_LOG=log)
     assert rc == 0, err[-3000:]
     assert sorted(c for _, c in logged_chunks(log)) == sorted(set(range(4)) - finished)
-    rc, _, err = run_here([*EOS_ARGS, "--out", tmp_path / "whole"])
+    rc, _, err = run_cli([*EOS_ARGS, "--out", tmp_path / "whole"], JAXFLOW_CHUNK_LOG=None)
     assert rc == 0, err[-3000:]
     resumed = load(tmp_path / "killed" / "edge_of_stability.nc")
     whole = load(tmp_path / "whole" / "edge_of_stability.nc")
