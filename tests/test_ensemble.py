@@ -199,6 +199,12 @@ def test_solve_with_ensemble_on_a_loss_with_pytree_params():
     np.testing.assert_allclose(traj.final_state["b"], params0["b"] * decayed, rtol=1e-8)
     np.testing.assert_array_equal(traj.final_time, [2.0, 2.0])
     assert traj.times.shape == (2, 2) and traj.status.tolist() == [0, 0]
+    # the queue's account reaches the contract's answer: its iterations are the queue model's,
+    # its wasted share what the idle slots leave (2 lanes in 128 slots)
+    attempts = np.asarray(traj.steps + traj.rejected)
+    assert traj.slots == 128
+    assert traj.iterations.tolist() == [_queue_model(attempts, 128)] * 2
+    assert traj.wasted == pytest.approx(1 - attempts.sum() / (attempts.max() * 128), abs=1e-12)
     with pytest.raises(ValueError, match="batched=True"):
         jaxflow.solve(problem, flow, request)
     with pytest.raises(ValueError, match="learning times"):

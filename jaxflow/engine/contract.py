@@ -83,7 +83,9 @@ def solve(problem: Problem, method: Flow | Descent, request: Request | None = No
 
     Returns:
         A :class:`jaxflow.Trajectory` (descent: a :class:`~jaxflow.engine.trajectory.DescentTrajectory`,
-        the same fields plus ``loss``, ``learning_steps`` and ``diverged_step``): saves on
+        the same fields plus ``loss``, ``learning_steps`` and ``diverged_step``; the ensemble
+        engine: an :class:`~jaxflow.engine.ensemble_method.EnsembleTrajectory`, plus the work
+        queue's ``iterations``, ``slots`` and ``wasted`` share of slot iterations): saves on
         ``times``, ``learning_times`` ``(M, F)``, the final state, step counts and a
         :mod:`jaxflow.engine.status` code with one meaning for every method: ``ok`` (answered
         everything asked), ``unfinished`` (the horizon came first), ``max_steps`` (the budget

@@ -52,7 +52,8 @@ from jaxflow.engine import _ensemble_queue as queue
 from jaxflow.engine import _tsit5_lanes as tsit5
 from jaxflow.engine import status
 
-__all__ = ["SLOT_MULTIPLE", "EnsembleResult", "default_slots", "solve_ensemble"]
+__all__ = ["SLOT_MULTIPLE", "EnsembleResult", "default_slots", "solve_ensemble",
+           "wasted_share"]
 
 SLOT_MULTIPLE = 128
 """Slots are padded (idle) to a multiple of this. Why: the compiler runs the lanes of a block
@@ -89,9 +90,21 @@ class EnsembleResult(eqx.Module):
     def wasted(self) -> float:
         """``(slot iterations - step attempts) / slot iterations``: the share of the loop's lane
         work that advanced no problem (slots idle while the queue drains)."""
-        total = float(self.iterations) * self.slots
-        attempts = float(np.sum(np.asarray(self.steps)) + np.sum(np.asarray(self.rejected)))
-        return 0.0 if total == 0 else (total - attempts) / total
+        return wasted_share(self.iterations, self.slots, self.steps, self.rejected)
+
+
+def wasted_share(iterations, slots: int, steps, rejected) -> float:
+    """``(slot iterations - step attempts) / slot iterations`` of one run of the work queue:
+    ``iterations`` loop iterations (summed over the devices) of ``slots`` lanes each, against
+    the step attempts (``steps + rejected``, summed over the batch) that did work.
+
+    >>> from jaxflow.engine.ensemble import wasted_share
+    >>> wasted_share(6, 128, [2, 4, 6], [0, 0, 0])   # 12 of 768 slot iterations did work
+    0.984375
+    """
+    total = float(iterations) * slots
+    attempts = float(np.sum(np.asarray(steps)) + np.sum(np.asarray(rejected)))
+    return 0.0 if total == 0 else (total - attempts) / total
 
 
 class _Controller(eqx.Module):
