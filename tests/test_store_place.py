@@ -190,8 +190,8 @@ def test_an_interrupt_during_a_chunk_write_leaves_no_partial_file(tmp_path, monk
     def interrupted_put(path, value, exclusive=False):
         if "out_value" in str(path) and "/c/" in str(path):
             calls.append(path)
-        if len(calls) == 2:  # inside the second chunk's write
-            ctrl_c()
+            if len(calls) == 2:  # inside the second chunk's write, once
+                ctrl_c()
         return original(path, value, exclusive)
 
     monkeypatch.setattr(_local, "_put", interrupted_put)
