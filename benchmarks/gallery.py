@@ -82,7 +82,8 @@ ENTRIES = {
         "regime_map.png": ("edge-of-stability.png", "edge of stability: regimes of large-step "
                            "descent over step size and initial scale, per depth and init"),
         "sharpness_traces.png": ("edge-of-stability-sharpness.png", "edge of stability: "
-                                 "sharpness against the step, one line per step size"),
+                                 "sharpness over 2/eta against the step, one colour per step "
+                                 "size, the edge at 1"),
     }),
     "large-step-thresholds": (["experiment", "large-step-thresholds"], {
         "threshold_ratio.png": ("large-step-thresholds.png", "large steps: the incremental "

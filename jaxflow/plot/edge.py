@@ -61,11 +61,16 @@ def regime_map(ds: xr.Dataset) -> plt.Figure:
 
 @style.styled
 def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
-    r"""Sharpness against the step for the deepest depth, random init, at the scale with the
-    most lanes that did not diverge: one line per step size (at most :data:`MAX_TRACES`, spread
-    over the grid from the smallest to the largest), with its $2/\eta$ dashed in the same
-    colour; and the flow solution's sharpness (thin). Step sizes are ordered values: their
-    colours run along a sequential map (cividis), smaller steps darker."""
+    r"""Sharpness over the step's own stability limit, $\eta\,S/2$, against the step, for the
+    deepest depth, random init, at the scale with the most lanes that did not diverge: one
+    colour per step size (at most :data:`MAX_TRACES`, spread over the grid from the smallest to
+    the largest), descent as dots, the flow solution's sharpness on the same scale as a thin
+    line, and the edge of stability, $S = 2/\eta$, as one dashed line at 1 for every step size.
+
+    Dots, not lines: at the edge the iterates alternate between two states whose sharpness
+    differs by orders of magnitude, and saves of alternating parity drawn as a line fill the
+    band between them; dots show the two branches. Step sizes are ordered values: their colours
+    run along a sequential map (cividis), smaller steps darker."""
     init = ds["init"].values[-1]
     deepest = ds.sel(depth=ds["depth"].values[-1], init=init)
     # the scale with the most lanes measured to the end (diverged lanes stop early)
@@ -80,18 +85,20 @@ def sharpness_traces(ds: xr.Dataset) -> plt.Figure:
     for factor, colour in zip(factors[shown], shades):
         lane = sub.sel(eta_factor=factor)
         steps = lane["save"].values
-        ax.plot(steps, lane["sharpness"].values, color=colour, lw=1.0,
+        half_eta = 1.0 / float(lane["two_over_eta"])
+        ax.plot(steps, half_eta * lane["sharpness"].values, ".", color=colour, ms=1.5,
                 label=rf"$\eta\lambda_{{bal}}/2 = {factor:g}$")
-        ax.plot(steps, lane["flow_sharpness"].values, color=colour, lw=0.6, alpha=0.6)
-        ax.axhline(float(lane["two_over_eta"]), color=colour, ls="--", lw=0.7)
+        ax.plot(steps, half_eta * lane["flow_sharpness"].values, color=colour, lw=0.6,
+                alpha=0.6)
+    ax.axhline(1.0, color="k", ls="--", lw=0.7)
     ax.set_xlabel("descent step")
-    ax.set_ylabel(r"sharpness (dashed: $2/\eta$)")
+    ax.set_ylabel(r"$\eta\,S/2$ (dashed: the edge, $S = 2/\eta$)")
     ax.set_yscale("log")
     ax.set_title(f"{style.depth_label(float(sub['depth']))}, {_INITS[int(init)]}, "
                  f"scale {float(sub['scale']):.3g}", fontsize=8)
-    # outside the axis: inside, the legend would cover the traces
+    # outside the axis: inside, the legend would cover the traces; large markers in the legend
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right center", fontsize=6)
+    fig.legend(handles, labels, loc="outside right center", fontsize=6, markerscale=4)
     return fig
 
 
