@@ -114,17 +114,22 @@ def ctrl_c():
     the KeyboardInterrupt raised inside that callback would be swallowed as an unraisable
     exception instead of reaching the code under test.
 
-    Call it once per test. Python runs signal handlers in the main thread: called from another
-    thread (zarr writes chunks from its I/O threads), the handler runs wherever the main thread
-    is, and a second Ctrl-C after the code under test has stopped deferring them would raise
-    KeyboardInterrupt at a random point.
+    Only the first call of a test sends it; later ones do nothing. Python runs signal handlers
+    in the main thread: a hook called from another thread (zarr writes chunks from its I/O
+    threads) on every later write sent more, and a second Ctrl-C after the code under test had
+    stopped deferring them would raise KeyboardInterrupt at a random point.
 
     (The PytestUnraisableExceptionWarning, a KeyboardInterrupt in hypothesis's gc callback, that
     a full ``-n 2`` run prints at its very end comes from elsewhere: execnet sends each xdist
     worker a SIGINT when the worker is still finishing 5 s after it was asked to stop, and the
     worker is then busy in the final garbage collection of its heap.)"""
 
+    sent = []
+
     def interrupt():
+        if sent:
+            return
+        sent.append(True)
         enabled = gc.isenabled()
         gc.disable()
         try:
