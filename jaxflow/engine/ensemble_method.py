@@ -113,10 +113,9 @@ class EnsembleTrajectory(Trajectory):
     @property
     def wasted(self) -> float:
         """The share of the batch's slot iterations that advanced no problem."""
-        iterations = np.asarray(self.iterations).reshape(-1)
-        if iterations.size == 0:
-            return 0.0
-        return ensemble.wasted_share(iterations[0], self.slots, self.steps, self.rejected)
+        # the same count on every lane (one lane of the batch is 0-d)
+        iterations = np.asarray(self.iterations).reshape(-1)[0]
+        return ensemble.wasted_share(iterations, self.slots, self.steps, self.rejected)
 
 
 def first_coordinate(y, args):
