@@ -207,6 +207,10 @@ def test_solve_with_ensemble_on_a_loss_with_pytree_params():
     assert traj.wasted == pytest.approx(1 - attempts.sum() / (attempts.max() * 128), abs=1e-12)
     with pytest.raises(ValueError, match="batched=True"):
         jaxflow.solve(problem, flow, request)
+    with pytest.raises(ValueError, match=r"at least one problem \(B >= 1\)"):
+        empty = jaxflow.Problem(vector_field=lambda y, a: -a * y, args=jnp.zeros(0),
+                                params0=jnp.ones((0, 1)))
+        jaxflow.solve(empty, flow, request, batched=True)
     with pytest.raises(ValueError, match="learning times"):
         targeted = jaxflow.Problem(loss=quadratic, args=scale, params0=params0,
                                    modes=lambda p, a: p["b"][None], targets=jnp.ones((2, 1)))

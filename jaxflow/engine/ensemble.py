@@ -279,6 +279,8 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
     if y0.ndim != 2:
         raise ValueError(f"y0 must have shape (B, d), got {y0.shape}")
     num, dtype = y0.shape[0], y0.dtype
+    if num == 0:
+        raise ValueError(f"y0 must hold at least one problem (B >= 1), got shape {y0.shape}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"y0 must be a floating array, got dtype {dtype}")
     for leaf in jax.tree.leaves(args):

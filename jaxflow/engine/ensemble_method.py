@@ -189,6 +189,8 @@ def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
         raise ValueError("the ensemble engine steps in plain time: leave Flow's clock unset")
     leaves, treedef = jax.tree.flatten(problem.params0)
     num = np.shape(leaves[0])[0]
+    if num == 0:
+        raise ValueError("params0 must hold at least one problem (B >= 1): its leading axis is 0")
     if method.batched_field:
         if len(leaves) != 1 or np.ndim(leaves[0]) != 2 or problem.has_loss:
             raise ValueError("Ensemble(batched_field=True) needs a vector_field and params0 of "
