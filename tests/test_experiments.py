@@ -15,6 +15,7 @@ import ast
 import pathlib
 import tomllib
 
+import jax
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -106,6 +107,40 @@ def test_figures_redraw_from_saved_dataset(name, smoke_run, tmp_path, capsys):
     magic = {"png": b"\x89PNG", "pdf": b"%PDF", "svg": b"<?xml"}[fmt]
     for stem in stems:
         assert (tmp_path / f"{stem}.{fmt}").read_bytes().startswith(magic)
+
+
+# Every program lowered in this process while `_LOWERING` is on: each new compilation, and
+# each load from the persistent compilation cache, lowers first (the cache key is the lowered
+# program). jax.monitoring listeners cannot be removed, so one is registered and switched.
+_LOWERING: list[int] = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, duration, **kw: _LOWERING
+    and event == "/jax/core/compile/jaxpr_to_mlir_module_duration" and _LOWERING.append(1))
+
+# The experiments that run as one grid through jaxflow.sweep.run (each run builds a new
+# per-point closure); the others run cells of module-level functions.
+GRIDS = ("phase-diagram", "factor-diagram", "matrix-sensing-generalization", "edge-of-stability",
+         "large-step-diagonal", "large-step-thresholds")
+
+
+@pytest.mark.parametrize("name", GRIDS)
+def test_the_same_run_again_compiles_nothing(name, smoke_run):
+    """A grid run again with the same config (a notebook cell rerun, a resume in the process
+    that was interrupted) reuses the compiled programs of the first
+    (jaxflow.sweep.kept_runners): not one program is lowered, and the results are the same
+    bits."""
+    experiment = experiments.get(name)
+    first = smoke_run(name)
+    experiment.run(experiment.config.smoke())  # its runner kept again, had later runs evicted it
+    _LOWERING.append(0)
+    try:
+        again = experiment.run(experiment.config.smoke())
+    finally:
+        lowered = len(_LOWERING) - 1
+        _LOWERING.clear()
+    assert lowered == 0
+    for key in set(first.data_vars) - {"wall_time"}:
+        assert first[key].values.tobytes() == again[key].values.tobytes(), key
 
 
 # --------------------------------------------------------------------------------------------

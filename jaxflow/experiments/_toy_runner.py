@@ -20,6 +20,7 @@ from jaxflow.engine import status
 from jaxflow.experiments._solvers import SOLVERS
 from jaxflow.models import toy
 from jaxflow.oracles import incremental
+from jaxflow.sweep.kept_runners import kept_runner
 
 if TYPE_CHECKING:  # the config's module imports this one
     from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
@@ -211,15 +212,14 @@ class Float32Runner(sweep.AbstractRunner):
 # The config fields a runner's compiled program depends on (point_function reads the first six);
 # the grid's axes, seed and refinement are inputs or host-side.
 PROGRAM_FIELDS = ("solver", "rtol", "atol", "max_steps", "start", "finish", "chunk_size", "dtype")
-_SHARED: dict = {}
-_SHARED_MAX = 8
 
 
 def shared_runner(config: "PhaseDiagramConfig", devices=None) -> sweep.AbstractRunner:
     """The runner of ``config`` (a :class:`ToyRunner`, or a :class:`Float32Runner` for
     ``dtype = "float32"``), shared by every run in this process whose program is the same
     (:data:`PROGRAM_FIELDS`): a second phase diagram with another grid, a resumed one, or the
-    same cell run again in a notebook, skips the compilation (~5 s). The last 8 are kept.
+    same cell run again in a notebook, skips the compilation (~5 s). Kept with the other
+    sweeps' runners (:mod:`jaxflow.sweep.kept_runners`).
 
     >>> from jaxflow.experiments import phase_diagram as pd
     >>> a = pd.shared_runner(pd.PhaseDiagramConfig(depths=(2.0,)))
@@ -228,11 +228,8 @@ def shared_runner(config: "PhaseDiagramConfig", devices=None) -> sweep.AbstractR
     >>> a is pd.shared_runner(pd.PhaseDiagramConfig(rtol=1e-9))
     False
     """
-    key = (tuple(getattr(config, name) for name in PROGRAM_FIELDS),
+    key = ("phase-diagram", tuple(getattr(config, name) for name in PROGRAM_FIELDS),
            None if devices is None else tuple(devices))
-    if key not in _SHARED:
-        if len(_SHARED) >= _SHARED_MAX:
-            del _SHARED[next(iter(_SHARED))]
-        _SHARED[key] = (Float32Runner(config, devices=devices) if config.dtype == "float32"
-                        else ToyRunner(config, devices=devices))
-    return _SHARED[key]
+    return kept_runner(key, lambda: (Float32Runner(config, devices=devices)
+                                     if config.dtype == "float32"
+                                     else ToyRunner(config, devices=devices)))

@@ -226,7 +226,7 @@ def run(
         store=store,
         resume=resume,
         seed=config.seed,
-        config=config.to_toml(),
+        config=config.to_toml(), program=(__name__, config.to_toml()),
         output_dims={"learning_time": ("mode", "fraction")},
         quiet=quiet,
         desc="factor phase diagram",

@@ -177,7 +177,7 @@ def run(config: LargeStepDiagonalConfig | None = None, *,
                "two_over_eta", "status", "steps")
     ds = sweep.run(point_function(config), {"depth": config.depths, "seed": config.seeds},
                    chunk_size=config.chunk_size, store=store, resume=resume,
-                   config=config.to_toml(), output_dims={k: ("eta_factor",) for k in per_eta},
+                   config=config.to_toml(), program=(__name__, config.to_toml()), output_dims={k: ("eta_factor",) for k in per_eta},
                    quiet=quiet, desc="large-step diagonal", devices=devices,
                    process_index=process_index, process_count=process_count,
                    size_check=size_check)

@@ -6,6 +6,8 @@ One concept a module:
   face: it re-exports the public names of the modules below);
 - :mod:`~jaxflow.sweep.grid`: named axes -> shuffled flat points, flat outputs -> a dataset;
 - :mod:`~jaxflow.sweep.device_runner`: :class:`Runner`, one call of points over every device;
+- :mod:`~jaxflow.sweep.kept_runners`: runners kept between sweeps, so a sweep run again
+  compiles nothing;
 - :mod:`~jaxflow.sweep.cells`: an experiment run as a list of independent cells (resumable,
   shared by processes, size-checked), for the experiments that are not one grid;
 - :mod:`~jaxflow.sweep.cell_store`: the store of such a run: a manifest and one checked file

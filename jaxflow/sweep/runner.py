@@ -58,7 +58,7 @@ Example:
 import functools
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -88,6 +88,7 @@ from jaxflow.sweep.grid import (
     to_dataset,
     validate_axes,
 )
+from jaxflow.sweep.kept_runners import kept_runner
 from jaxflow.provenance import git_commit as git_commit
 from jaxflow.provenance import package_versions as package_versions
 from jaxflow.provenance import run_metadata as run_metadata
@@ -127,6 +128,7 @@ def run(
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     size_check: bool = True,
     executor=None,
+    program: Hashable | None = None,
 ) -> xr.Dataset:
     """Run ``fn`` over the Cartesian grid of ``axes``; return an ``xarray.Dataset``.
 
@@ -167,6 +169,10 @@ def run(
             process's devices). This process writes every chunk into the store; the runner
             travels to the workers as its recipe and compiles there once per worker. Its
             :meth:`provenance` joins the dataset's attributes.
+        program: a hashable that names what ``fn`` computes (an experiment passes its name and
+            config): a later run with an equal ``program``, ``chunk_size`` and ``devices``
+            reuses this run's compiled runner instead of compiling ``fn`` again
+            (:mod:`jaxflow.sweep.kept_runners`). Leave it None unless it determines ``fn``.
 
     Returns:
         ``xarray.Dataset`` with one variable per output, dims ``(*axes, *output_dims)``; every
@@ -199,7 +205,7 @@ def run(
         raise SweepError(
             f"store is required when process_count > 1 (got {process_count} processes)"
         )
-    runner = _the_runner(fn, runner, chunk_size, devices)
+    runner = _the_runner(fn, runner, chunk_size, devices, program)
     chunk = runner.chunk_size
     call_size = getattr(runner, "call_size", chunk)
     n = math.prod(v.size for v in axes.values())
@@ -240,12 +246,18 @@ def _check_options(seed, wait_timeout) -> int:
     return seed
 
 
-def _the_runner(fn, runner, chunk_size, devices) -> AbstractRunner:
-    """The runner that runs ``fn``: the one given (with ``fn`` None or its own) or a new one."""
+def _the_runner(fn, runner, chunk_size, devices, program) -> AbstractRunner:
+    """The runner that runs ``fn``: the one given (with ``fn`` None or its own), the one kept
+    for ``program``, or a new one."""
     if runner is None:
         if fn is None:
             raise SweepError("pass the per-point function fn, or a runner")
-        runner = Runner(fn, chunk_size=chunk_size, devices=devices)
+        build = lambda: Runner(fn, chunk_size=chunk_size, devices=devices)  # noqa: E731
+        if program is None:
+            runner = build()
+        else:
+            where = None if devices is None else tuple(devices)
+            runner = kept_runner(("sweep.run", program, chunk_size, where), build)
     elif fn is not None and fn is not runner.fn:
         raise SweepError(
             "fn is not the runner's function: pass fn=None (or runner.fn) with a runner")
