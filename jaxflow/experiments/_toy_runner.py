@@ -123,6 +123,11 @@ class ToyRunner(sweep.Runner):
         points = {"tolerance_scale": np.ones(n), **points}
         return super().chunk(points)
 
+    def output_shapes(self, example):
+        # the points of every call carry tolerance_scale (see chunk)
+        scalar = next(iter(example.values()))
+        return super().output_shapes({"tolerance_scale": scalar, **example})
+
 
 # The float32 path. float32 holds sigma0 only down to its smallest normal number (1.2e-38), and
 # its learning times carry a relative error of order FLOAT32_RESOLUTION: eps32 = 1.2e-7 per

@@ -68,6 +68,11 @@ class AbstractRunner(abc.ABC):
     def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one call on 1 to ``call_size`` points."""
 
+    def output_shapes(self, example: Mapping[str, jax.ShapeDtypeStruct]) -> dict:
+        """``{name: jax.ShapeDtypeStruct}``: the outputs of one point like ``example`` (the
+        point's names, scalars), traced abstractly (what the sweep lays its store out from)."""
+        return jax.eval_shape(self.fn, dict(example))
+
     def __call__(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run any number of points (``call_size`` at a time)."""
         n = len(next(iter(points.values())))
@@ -150,6 +155,29 @@ class Runner(AbstractRunner):
 
         self._call = jax.jit(lanes)
         self._serial = None  # decided on the first call (see jaxflow.sweep.concurrency)
+
+    def output_shapes(self, example: Mapping[str, jax.ShapeDtypeStruct]) -> dict:
+        """As :meth:`AbstractRunner.output_shapes`, read from the trace of the compiled call
+        itself, which its first call then reuses: the per-point function is traced once, not
+        once for the shapes and again for the program (measured: 1.9 s each on the default
+        phase diagram, a fifth of its run with the compilation cache filled).
+
+        >>> runner = Runner(lambda p: {"y": p["x"] * np.ones(3)}, chunk_size=4, batch=2)
+        >>> runner.output_shapes({"x": jax.ShapeDtypeStruct((), np.float32)})["y"].shape
+        (3,)
+        >>> runner({"x": np.arange(4.0)})["y"].shape, runner.traces
+        ((4, 3), 1)
+        """
+        if self.float32:  # points cast to float32, outputs as the caller's precision says
+            return super().output_shapes(example)
+        # as chunk() calls it: one device's share of the points, in the caller's precision
+        share = self.call_size // len(self.devices)
+        x64 = _x64.x64_enabled()
+        dtype = np.float64 if x64 else np.float32
+        points = {name: jax.ShapeDtypeStruct((share,), dtype) for name in example}
+        with jax.enable_x64(x64):
+            traced = self._call.trace(points).out_info
+        return {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in traced.items()}
 
     def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one compiled call on up to ``call_size`` points (padded with a real point).

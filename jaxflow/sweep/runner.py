@@ -270,10 +270,11 @@ def _the_runner(fn, runner, chunk_size, devices, program) -> AbstractRunner:
 
 
 def _output_shapes(runner, axes) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """``{name: (per-point shape, dtype)}`` of the runner's outputs, traced abstractly."""
+    """``{name: (per-point shape, dtype)}`` of the runner's outputs, traced abstractly (by
+    ``runner.output_shapes``: a Runner reads them from the trace its first call reuses)."""
     scalar = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
     example = {k: jax.ShapeDtypeStruct((), scalar) for k in axes}
-    out_shapes = jax.eval_shape(runner.fn, example)
+    out_shapes = runner.output_shapes(example)
     return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in out_shapes.items()}
 
 
