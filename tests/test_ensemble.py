@@ -13,6 +13,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import jaxflow
+from jaxflow import sweep
 from jaxflow.engine import ensemble, status
 
 
@@ -215,3 +216,87 @@ def test_solve_with_ensemble_on_a_loss_with_pytree_params():
         targeted = jaxflow.Problem(loss=quadratic, args=scale, params0=params0,
                                    modes=lambda p, a: p["b"][None], targets=jnp.ones((2, 1)))
         jaxflow.solve(targeted, flow, jaxflow.Request(horizon=1.0), batched=True)
+
+
+# ---------------------------------------------------------------- sweeps of ensembles (stores)
+
+SWEPT_RHOS = np.linspace(0.0, 21.0, 10)  # three chunks of 4, the last one padded by the sweep
+STEP, STEPS = 1e-3, 1000  # fixed steps to t = 1: every lane takes 1000 (the queue's cost is exact)
+
+
+def lorenz_field(y, rho):
+    return lorenz(0.0, y, rho)
+
+
+def every_coordinate(y, rho):
+    return y
+
+
+def lorenz_problems(points):
+    """The published ensemble benchmark's problems, one per grid point (rho). Module-level
+    functions: a new lambda per chunk would compile the engine's loop anew."""
+    rho = jnp.asarray(points["rho"])
+    return jaxflow.Problem(vector_field=lorenz_field, args=rho, modes=every_coordinate,
+                           params0=jnp.tile(jnp.array([1.0, 0.0, 0.0]), (rho.size, 1)))
+
+
+FIXED = jaxflow.Flow(solver=jaxflow.Ensemble(dt=STEP))
+SAVED = jaxflow.Request(save_times=[0.5, 1.0], fractions=())
+DIMS = {"modes": ("save", "coordinate"), "final_modes": ("coordinate",)}
+
+
+def lorenz_sweep(chunk_size, **kw):
+    runner = sweep.EnsembleRunner(lorenz_problems, FIXED, SAVED, chunk_size=chunk_size)
+    return sweep.run(None, {"rho": SWEPT_RHOS}, runner=runner, output_dims=DIMS, quiet=True,
+                     **kw)
+
+
+@pytest.fixture(scope="module")
+def swept():
+    return lorenz_sweep(4)
+
+
+def test_a_sweep_of_ensembles_is_the_direct_solve_bitwise_whatever_its_chunks(swept):
+    """A grid point's answer does not depend on which chunk (queue) it ran in or with whom:
+    chunks of 4 and one chunk of all 10 give the bits of one jaxflow.solve of the batch."""
+    direct = jaxflow.solve(lorenz_problems({"rho": SWEPT_RHOS}), FIXED, SAVED, batched=True)
+    whole = lorenz_sweep(len(SWEPT_RHOS))
+    for ds in (swept, whole):
+        assert ds["modes"].values.tobytes() == np.asarray(direct.modes).tobytes()
+        assert ds["final_time"].values.tolist() == [1.0] * len(SWEPT_RHOS)
+        assert ds["steps"].values.tolist() == [STEPS] * len(SWEPT_RHOS)
+        assert ds["status"].values.tolist() == [status.OK] * len(SWEPT_RHOS)
+    # The wasted share, read from the dataset: each chunk's queue runs STEPS iterations of 128
+    # slots for its 4 points (1 - 4/128), the one chunk of 10 for its 10 (1 - 10/128).
+    assert sweep.ensemble_runner.wasted_share(swept) == pytest.approx(1 - 4 / 128, abs=1e-12)
+    assert sweep.ensemble_runner.wasted_share(whole) == pytest.approx(1 - 10 / 128, abs=1e-12)
+
+
+def test_a_killed_sweep_of_ensembles_resumes_bitwise(swept, tmp_path, monkeypatch):
+    """A chunk is one queue, written when it is empty: killed after one chunk, the store keeps
+    it; --resume computes the two others only and gives the uninterrupted dataset's bits."""
+    path = tmp_path / "lorenz.zarr"
+    real_write, written = sweep.runner._write, []
+
+    def interrupting(backing, index, outputs):
+        if written:
+            raise KeyboardInterrupt
+        real_write(backing, index, outputs)
+        written.append(index)
+
+    monkeypatch.setattr(sweep.runner, "_write", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        lorenz_sweep(4, store=path)
+    monkeypatch.setattr(sweep.runner, "_write", real_write)
+    log = tmp_path / "chunks.log"
+    monkeypatch.setenv(sweep.CHUNK_LOG_ENV, str(log))
+    resumed = lorenz_sweep(4, store=path, resume=True)
+    computed = sorted(int(line.split()[1]) for line in log.read_text().splitlines())
+    assert computed == sorted({0, 1, 2} - set(written))
+    for name in swept.data_vars:
+        assert resumed[name].values.tobytes() == swept[name].values.tobytes(), name
+
+
+def test_an_ensemble_runner_needs_the_ensemble_engine():
+    with pytest.raises(sweep.SweepError, match=r"Flow\(solver=jaxflow.Ensemble"):
+        sweep.EnsembleRunner(lorenz_problems, jaxflow.Flow(), SAVED)

@@ -6,6 +6,8 @@ One concept a module:
   face: it re-exports the public names of the modules below);
 - :mod:`~jaxflow.sweep.grid`: named axes -> shuffled flat points, flat outputs -> a dataset;
 - :mod:`~jaxflow.sweep.device_runner`: :class:`Runner`, one call of points over every device;
+- :mod:`~jaxflow.sweep.ensemble_runner`: :class:`EnsembleRunner`, each chunk one work queue
+  of the ensemble engine (any vector field, no lockstep);
 - :mod:`~jaxflow.sweep.kept_runners`: runners kept between sweeps, so a sweep run again
   compiles nothing;
 - :mod:`~jaxflow.sweep.cells`: an experiment run as a list of independent cells (resumable,
@@ -44,6 +46,9 @@ from jaxflow.provenance import (
 from jaxflow.provenance import (
     run_metadata as run_metadata,
 )
+from jaxflow.sweep.ensemble_runner import (
+    EnsembleRunner as EnsembleRunner,
+)
 from jaxflow.sweep.runner import (
     CHUNK_LOG_ENV as CHUNK_LOG_ENV,
 )
@@ -77,6 +82,6 @@ from jaxflow.sweep.runner import (
 
 __all__ = [
     "AbstractRunner", "CHUNK_LOG_ENV", "DEFAULT_BATCH", "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_WAIT_TIMEOUT", "Runner", "StoreDamagedError", "SweepError", "estimate_size",
-    "git_commit", "package_versions", "run", "run_metadata",
+    "DEFAULT_WAIT_TIMEOUT", "EnsembleRunner", "Runner", "StoreDamagedError", "SweepError",
+    "estimate_size", "git_commit", "package_versions", "run", "run_metadata",
 ]
