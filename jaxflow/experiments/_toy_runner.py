@@ -190,7 +190,7 @@ class Float32Runner(sweep.AbstractRunner):
         self.chunk_size = self.exact.chunk_size
         self.call_size = self.exact.call_size
         example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "log_scale")}
-        self._dtypes = {k: v.dtype for k, v in jax.eval_shape(self.exact.fn, example).items()}
+        self._dtypes = {k: v.dtype for k, v in self.exact.output_shapes(example).items()}
 
     @property
     def traces(self) -> int:
@@ -200,6 +200,11 @@ class Float32Runner(sweep.AbstractRunner):
     def fn(self, point):
         """The outputs' structure (what the store lays out): float64 results plus ``recomputed``."""
         return {**self.exact.fn(point), "recomputed": jnp.zeros((), dtype=bool)}
+
+    def output_shapes(self, example):
+        # those of fn, read from the float64 program's trace (which its first call reuses)
+        return {**self.exact.output_shapes(example),
+                "recomputed": jax.ShapeDtypeStruct((), np.dtype(bool))}
 
     def chunk(self, points):
         fast = self.fast.chunk(points)
