@@ -131,13 +131,17 @@ def test_the_same_run_again_compiles_nothing(name, smoke_run):
     bits."""
     experiment = experiments.get(name)
     first = smoke_run(name)
-    experiment.run(experiment.config.smoke())  # its runner kept again, had later runs evicted it
-    _LOWERING.append(0)
-    try:
-        again = experiment.run(experiment.config.smoke())
-    finally:
-        lowered = len(_LOWERING) - 1
-        _LOWERING.clear()
+    # A second try only if the first compiled: later runs may have evicted the smoke run's
+    # runner (the last 8 are kept); a run that always compiles fails both.
+    for _ in range(2):
+        _LOWERING.append(0)
+        try:
+            again = experiment.run(experiment.config.smoke())
+        finally:
+            lowered = len(_LOWERING) - 1
+            _LOWERING.clear()
+        if lowered == 0:
+            break
     assert lowered == 0
     for key in set(first.data_vars) - {"wall_time"}:
         assert first[key].values.tobytes() == again[key].values.tobytes(), key
