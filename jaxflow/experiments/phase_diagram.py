@@ -79,6 +79,7 @@ from jaxflow.experiments._toy_runner import (  # noqa: F401 -- public here
     Float32Runner,
     ToyRunner,
     needs_float64,
+    outside_float32,
     point_function,
     shared_runner,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "fitted_slopes",
     "measured_thresholds",
     "needs_float64",
+    "outside_float32",
     "point_function",
     "report",
     "request_estimate",
