@@ -153,6 +153,21 @@ def test_shuffle_does_not_change_results():
     np.testing.assert_allclose(results[1]["value"].values, value, rtol=1e-15, atol=0)
 
 
+def test_group_by_puts_alike_points_together_and_changes_no_result():
+    """Grouped by ``a``, the chunks hold one value of ``a`` each (6 points per value, chunks
+    of 6), shuffled within it; the results are the ungrouped sweep's bits."""
+    runner = sweep.Runner(_affine, chunk_size=6)
+    calls = _counting(runner)
+    grouped = sweep.run(_affine, AXES, runner=runner, group_by=("a",), quiet=True)
+    assert [np.unique(c["a"]).size for c in calls] == [1, 1, 1, 1]
+    assert sorted(c["a"][0] for c in calls) == sorted(AXES["a"])
+    plain = sweep.run(_affine, AXES, chunk_size=6, quiet=True)
+    for name in ("value", "positive"):
+        assert grouped[name].values.tobytes() == plain[name].values.tobytes()
+    with pytest.raises(sweep.SweepError, match=r"group_by must name axes of the sweep \(z, a, m\)"):
+        sweep.run(_affine, AXES, chunk_size=6, group_by=("depth",), quiet=True)
+
+
 def test_no_retrace_across_chunks_and_calls():
     runner = sweep.Runner(_affine, chunk_size=4)
     calls = _counting(runner)
@@ -301,12 +316,13 @@ def test_resume_recomputes_only_missing_chunks(tmp_path, reference):
         {"seed": 1},
         {"chunk_size": 8},
         {"config": "k = 2\n"},
+        {"group_by": ("a",)},
     ],
-    ids=["axis-values", "axis-order", "seed", "chunk-size", "config"],
+    ids=["axis-values", "axis-order", "seed", "chunk-size", "config", "grouping"],
 )
 def test_resume_with_a_different_sweep_is_refused(tmp_path, change):
     path = tmp_path / "sweep.zarr"
-    base = dict(axes=STORE_AXES, chunk_size=STORE_CHUNK, seed=0, config="k = 1\n")
+    base = dict(axes=STORE_AXES, chunk_size=STORE_CHUNK, seed=0, config="k = 1\n", group_by=())
     sweep.run(_affine, base["axes"], chunk_size=STORE_CHUNK, store=path, config=base["config"], quiet=True)
     kw = {**base, **change}
     with pytest.raises(sweep.SweepError, match="different sweep"):
@@ -316,6 +332,7 @@ def test_resume_with_a_different_sweep_is_refused(tmp_path, change):
             chunk_size=kw["chunk_size"],
             seed=kw["seed"],
             config=kw["config"],
+            group_by=kw["group_by"],
             store=path,
             resume=True,
             quiet=True,

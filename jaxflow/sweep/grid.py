@@ -1,8 +1,9 @@
 """The grid of a sweep: named axes -> shuffled flat points, and flat outputs -> a labelled dataset.
 
 A sweep's points are the Cartesian product of its axes, flattened and shuffled with a fixed seed
-(so that every chunk gets a mix of cheap and expensive points) and padded to whole chunks with a
-real point. The :func:`fingerprint` names everything that decides where a stored value belongs;
+(so that every chunk gets a mix of cheap and expensive points), optionally grouped along the axes
+that decide a point's cost (so that a vmapped batch holds points that cost alike), and padded to
+whole chunks with a real point. The :func:`fingerprint` names everything that decides where a stored value belongs;
 :func:`process_share` says which chunks a process computes; :func:`to_dataset` puts the flat
 outputs back on the grid, as an ``xarray.Dataset`` whose dims are the axes.
 """
@@ -52,13 +53,31 @@ def validate_axes(axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
     return out
 
 
-def shuffled_points(axes: dict[str, np.ndarray], seed: int, padded: int):
+def shuffled_points(axes: dict[str, np.ndarray], seed: int, padded: int,
+                    group_by: Sequence[str] = ()):
     """``(order, points)``: the flat grid indices in shuffled order, padded to ``padded`` with
     the first (a real point, so padding lanes compute valid input), and each axis's values at
-    them."""
+    them.
+
+    ``group_by`` names axes along which the cost of a point changes most: the shuffled indices
+    are then sorted by those axes' values (stably, so they stay shuffled within a group), and a
+    chunk, and each vmapped batch of it, holds points of one group where it can. A vmapped
+    batch runs in lockstep, as long as its slowest lane (the phase diagram groups by depth).
+
+    >>> import numpy as np
+    >>> axes = {"depth": np.array([2.0, 3.0]), "x": np.arange(4.0)}
+    >>> order, points = shuffled_points(axes, 0, 8, group_by=("depth",))
+    >>> points["depth"].tolist()
+    [2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0]
+    """
     shape = tuple(v.size for v in axes.values())
     n = math.prod(shape)
     order = np.random.default_rng(seed).permutation(n)
+    if group_by:
+        names = list(axes)
+        at = np.unravel_index(order, shape)
+        keys = [axes[name][at[names.index(name)]] for name in reversed(tuple(group_by))]
+        order = order[np.lexsort(keys)]  # lexsort is stable; its last key sorts first
     order = np.concatenate([order, np.full(padded - n, order[0])])  # pad: real point
     grid_index = np.unravel_index(order, shape)
     points = {name: axes[name][idx] for name, idx in zip(axes, grid_index)}
@@ -66,22 +85,22 @@ def shuffled_points(axes: dict[str, np.ndarray], seed: int, padded: int):
 
 
 def fingerprint(axes: dict[str, np.ndarray], chunk_size: int, seed: int, config: str,
-                shapes) -> str:
+                shapes, group_by: Sequence[str] = ()) -> str:
     """The SHA-256 by which a store knows its sweep: resuming another sweep's store is refused."""
     # Everything that decides where a stored value belongs: the axes *in order* (the flat
-    # layout follows the grid shape), chunking, shuffle, config, the outputs' shapes and the
-    # jaxflow version that computes them.
-    blob = json.dumps(
-        {
-            "axes": [[k, v.tolist()] for k, v in axes.items()],
-            "chunk_size": chunk_size,
-            "seed": seed,
-            "config": config,
-            "outputs": [[k, list(s), str(d)] for k, (s, d) in sorted(shapes.items())],
-            "jaxflow": _store._version(),
-        },
-        sort_keys=True,
-    )
+    # layout follows the grid shape), chunking, shuffle and grouping, config, the outputs'
+    # shapes and the jaxflow version that computes them.
+    decided = {
+        "axes": [[k, v.tolist()] for k, v in axes.items()],
+        "chunk_size": chunk_size,
+        "seed": seed,
+        "config": config,
+        "outputs": [[k, list(s), str(d)] for k, (s, d) in sorted(shapes.items())],
+        "jaxflow": _store._version(),
+    }
+    if group_by:  # (absent otherwise: an ungrouped sweep keeps the fingerprint it had)
+        decided["group_by"] = list(group_by)
+    blob = json.dumps(decided, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

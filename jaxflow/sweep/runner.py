@@ -7,8 +7,10 @@ into an ``xarray.Dataset`` whose dims are the axes.
 How it runs:
 
 * The grid is flattened and **shuffled** with a fixed seed, so that every chunk, and every
-  device inside a chunk, gets a mix of cheap and expensive points (a vmapped solver loop runs
-  until its slowest lane ends).
+  device inside a chunk, gets a mix of cheap and expensive points (an even load). With
+  ``group_by``, the shuffled points are then sorted by the axes that decide a point's cost, so
+  that a vmapped batch, a solver loop that runs until its slowest lane ends, holds points that
+  cost alike.
 * It is cut into chunks of one **fixed size**, exactly as asked (the last chunk padded): the
   unit of work and of the store, the same on any machine, so a store started on 2 devices
   resumes on 1 or 4. Chunks are packed into calls of one fixed number of lanes, so the whole
@@ -129,6 +131,7 @@ def run(
     size_check: bool = True,
     executor=None,
     program: Hashable | None = None,
+    group_by: Sequence[str] = (),
 ) -> xr.Dataset:
     """Run ``fn`` over the Cartesian grid of ``axes``; return an ``xarray.Dataset``.
 
@@ -173,6 +176,11 @@ def run(
             config): a later run with an equal ``program``, ``chunk_size`` and ``devices``
             reuses this run's compiled runner instead of compiling ``fn`` again
             (:mod:`jaxflow.sweep.kept_runners`). Leave it None unless it determines ``fn``.
+        group_by: axes along which a point's cost changes most (e.g. ``("depth",)``): the
+            shuffled points are sorted by them, so that a chunk, and each vmapped batch of it,
+            holds points that cost alike (a batch runs as long as its slowest lane). The
+            results are the same bits; the chunks hold other points, so the store's
+            fingerprint records it.
 
     Returns:
         ``xarray.Dataset`` with one variable per output, dims ``(*axes, *output_dims)``; every
@@ -214,7 +222,11 @@ def run(
     if size_check:
         _check_size(n, len(axes), chunk, call_size, shapes, store)
 
-    order, points = shuffled_points(axes, seed, n_chunks * chunk)
+    group_by = tuple(group_by)
+    if not set(group_by) <= set(axes):
+        raise SweepError(f"group_by must name axes of the sweep ({', '.join(axes)}), "
+                         f"got {group_by!r}")
+    order, points = shuffled_points(axes, seed, n_chunks * chunk, group_by)
     executor = executor if executor is not None else _executor.current()
     if executor is None:
         compute = functools.partial(_compute, runner, points, chunk, call_size, process_index)
@@ -222,7 +234,8 @@ def run(
         compute = functools.partial(_compute_remote, executor, runner, points, chunk,
                                     process_index)
     layout = _store.Layout(chunk_size=chunk, n_chunks=n_chunks, outputs=shapes)
-    with open_store(store, layout, fingerprint(axes, chunk, seed, config, shapes), resume,
+    sweep_id = fingerprint(axes, chunk, seed, config, shapes, group_by)
+    with open_store(store, layout, sweep_id, resume,
                     process_index, process_count, wait_timeout) as backing:
         results = _run_chunks(backing, compute, layout, n, (process_index, process_count),
                               wait_timeout, quiet=quiet, desc=desc)
