@@ -181,7 +181,7 @@ def run(config: EdgeOfStabilityConfig | None = None, *, store: str | os.PathLike
             "init": config.inits}
     traces = ("loss_trace", "sharpness", "flow_sharpness", "flow_distance")
     ds = sweep.run(point_function(config), axes, chunk_size=config.chunk_size, store=store,
-                   resume=resume, seed=config.seed, config=config.to_toml(), program=(__name__, config.to_toml()),
+                   resume=resume, seed=config.seed, config=config.to_toml(), program=__name__,
                    output_dims={name: ("save",) for name in traces}, quiet=quiet,
                    desc="edge of stability", devices=devices, process_index=process_index,
                    process_count=process_count, size_check=size_check)

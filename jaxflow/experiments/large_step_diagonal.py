@@ -177,8 +177,9 @@ def run(config: LargeStepDiagonalConfig | None = None, *,
                "two_over_eta", "status", "steps")
     ds = sweep.run(point_function(config), {"depth": config.depths, "seed": config.seeds},
                    chunk_size=config.chunk_size, store=store, resume=resume,
-                   config=config.to_toml(), program=(__name__, config.to_toml()), output_dims={k: ("eta_factor",) for k in per_eta},
-                   quiet=quiet, desc="large-step diagonal", devices=devices,
+                   config=config.to_toml(), program=__name__,
+                   output_dims={k: ("eta_factor",) for k in per_eta}, quiet=quiet,
+                   desc="large-step diagonal", devices=devices,
                    process_index=process_index, process_count=process_count,
                    size_check=size_check)
     ds = ds.assign_coords(eta_factor=np.asarray(config.eta_factors))

@@ -142,9 +142,10 @@ def run(config: LargeStepThresholdsConfig | None = None, *,
     config = config or LargeStepThresholdsConfig()
     axes = {"depth": config.depths, "ratio": config.ratios, "eta_factor": config.eta_factors}
     ds = sweep.run(point_function(config), axes, chunk_size=config.chunk_size, store=store,
-                   resume=resume, seed=config.seed, config=config.to_toml(), program=(__name__, config.to_toml()), quiet=quiet,
-                   desc="large-step thresholds", devices=devices, process_index=process_index,
-                   process_count=process_count, size_check=size_check)
+                   resume=resume, seed=config.seed, config=config.to_toml(), program=__name__,
+                   quiet=quiet, desc="large-step thresholds", devices=devices,
+                   process_index=process_index, process_count=process_count,
+                   size_check=size_check)
     ds = _layout.integer_coords(ds, "depth")
     ds["status"] = ds["status"].astype(np.int8)
     ds["monotone"] = ds["monotone"].astype(bool)

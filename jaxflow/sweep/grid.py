@@ -3,9 +3,10 @@
 A sweep's points are the Cartesian product of its axes, flattened and shuffled with a fixed seed
 (so that every chunk gets a mix of cheap and expensive points), optionally grouped along the axes
 that decide a point's cost (so that a vmapped batch holds points that cost alike), and padded to
-whole chunks with a real point. The :func:`fingerprint` names everything that decides where a stored value belongs;
-:func:`process_share` says which chunks a process computes; :func:`to_dataset` puts the flat
-outputs back on the grid, as an ``xarray.Dataset`` whose dims are the axes.
+whole chunks with a real point. The :func:`fingerprint` names everything that decides where a
+stored value belongs; :func:`process_share` says which chunks a process computes;
+:func:`to_dataset` puts the flat outputs back on the grid, as an ``xarray.Dataset`` whose dims
+are the axes.
 """
 
 import hashlib

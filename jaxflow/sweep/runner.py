@@ -172,10 +172,11 @@ def run(
             process's devices). This process writes every chunk into the store; the runner
             travels to the workers as its recipe and compiles there once per worker. Its
             :meth:`provenance` joins the dataset's attributes.
-        program: a hashable that names what ``fn`` computes (an experiment passes its name and
-            config): a later run with an equal ``program``, ``chunk_size`` and ``devices``
-            reuses this run's compiled runner instead of compiling ``fn`` again
-            (:mod:`jaxflow.sweep.kept_runners`). Leave it None unless it determines ``fn``.
+        program: a hashable that names what ``fn`` computes from ``config`` (an experiment
+            passes its module's name): a later run with an equal ``program``, ``config``,
+            ``chunk_size`` and ``devices`` reuses this run's compiled runner instead of
+            compiling ``fn`` again (:mod:`jaxflow.sweep.kept_runners`). Leave it None unless
+            it and ``config`` determine ``fn``.
         group_by: axes along which a point's cost changes most (e.g. ``("depth",)``): the
             shuffled points are sorted by them, so that a chunk, and each vmapped batch of it,
             holds points that cost alike (a batch runs as long as its slowest lane). The
@@ -213,7 +214,7 @@ def run(
         raise SweepError(
             f"store is required when process_count > 1 (got {process_count} processes)"
         )
-    runner = _the_runner(fn, runner, chunk_size, devices, program)
+    runner = _the_runner(fn, runner, chunk_size, devices, program, config)
     chunk = runner.chunk_size
     call_size = getattr(runner, "call_size", chunk)
     n = math.prod(v.size for v in axes.values())
@@ -259,9 +260,9 @@ def _check_options(seed, wait_timeout) -> int:
     return seed
 
 
-def _the_runner(fn, runner, chunk_size, devices, program) -> AbstractRunner:
+def _the_runner(fn, runner, chunk_size, devices, program, config) -> AbstractRunner:
     """The runner that runs ``fn``: the one given (with ``fn`` None or its own), the one kept
-    for ``program``, or a new one."""
+    for ``program`` and ``config``, or a new one."""
     if runner is None:
         if fn is None:
             raise SweepError("pass the per-point function fn, or a runner")
@@ -270,7 +271,7 @@ def _the_runner(fn, runner, chunk_size, devices, program) -> AbstractRunner:
             runner = build()
         else:
             where = None if devices is None else tuple(devices)
-            runner = kept_runner(("sweep.run", program, chunk_size, where), build)
+            runner = kept_runner(("sweep.run", program, config, chunk_size, where), build)
     elif fn is not None and fn is not runner.fn:
         raise SweepError(
             "fn is not the runner's function: pass fn=None (or runner.fn) with a runner")
