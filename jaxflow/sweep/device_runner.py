@@ -73,6 +73,16 @@ class AbstractRunner(abc.ABC):
         point's names, scalars), traced abstractly (what the sweep lays its store out from)."""
         return jax.eval_shape(self.fn, dict(example))
 
+    def _padding(self, points: Mapping[str, np.ndarray]) -> tuple[int, np.ndarray]:
+        """``(n, rows)`` of one call: its ``n`` points (1 to ``call_size``, else a SweepError)
+        and the rows that fill ``call_size`` lanes with them, the last point repeated (a real
+        point: padding lanes compute valid input, and every call has one compiled shape)."""
+        n = len(next(iter(points.values())))
+        if not 1 <= n <= self.call_size:
+            raise SweepError(f"{type(self).__name__}.chunk takes 1 to {self.call_size} points, "
+                             f"got {n}")
+        return n, np.minimum(np.arange(self.call_size), n - 1)
+
     def __call__(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run any number of points (``call_size`` at a time)."""
         n = len(next(iter(points.values())))
@@ -189,10 +199,7 @@ class Runner(AbstractRunner):
         >>> out["y"].tolist()
         [0.0, 1.0, 4.0]
         """
-        n = len(next(iter(points.values())))
-        if not 1 <= n <= self.call_size:
-            raise SweepError(f"Runner.chunk takes 1 to {self.call_size} points, got {n}")
-        index = np.minimum(np.arange(self.call_size), n - 1)  # pad: always valid input
+        n, index = self._padding(points)
         share = self.call_size // len(self.devices)
 
         dtype = np.float32 if self.float32 else float

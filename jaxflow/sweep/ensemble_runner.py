@@ -108,10 +108,7 @@ class EnsembleRunner(AbstractRunner):
         return {**shapes, "slot_iterations": jax.ShapeDtypeStruct((), np.float64)}
 
     def chunk(self, points: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(next(iter(points.values())))
-        if not 1 <= n <= self.call_size:
-            raise SweepError(f"EnsembleRunner.chunk takes 1 to {self.call_size} points, got {n}")
-        index = np.minimum(np.arange(self.call_size), n - 1)  # pad: one compiled shape
+        n, index = self._padding(points)
         batch = {name: np.asarray(v, dtype=np.float64)[index] for name, v in points.items()}
         with jax.enable_x64(True):
             out, traj = self._solve(batch)
