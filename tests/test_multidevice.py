@@ -4,17 +4,16 @@ on 2 devices resumes on 1 or on 4, bitwise.
 One subprocess starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must
 be set before jax is imported) and checks ``jax.device_count() == 4``. Every run below passes
 its devices explicitly (``devices=`` of ``pd.run``, ``eos.run``, ``solve_ensemble``), so one
-process serves every device count, and each device compiles each program once for all of them
-(a device's program is the same whatever the device count: same lanes per device). It runs
-and prints as JSON:
+process serves every device count; a sweep's program is the same whatever the device count
+(same lanes per share), and on CPU it is compiled once (every share runs it on the first
+device, ``sweep.Runner``), which is checked too. It runs and prints as JSON:
 
 * **Sharded = one device.** The phase diagram on a tiny grid (48 points, chunks of 4) on 4
   devices (each runs the same program on a quarter of every call of 16 lanes) and on 1; a tiny
   edge-of-stability map (8 lanes across the stability line, the grid of
-  tests/test_fault_tolerance.py's kill test) on 2 devices and on 1 (regimes, deciding steps,
-  sharpness traces; 2 not 4 devices: its program is the suite's costliest compile, ~6 s per
-  device); an ensemble of 61 Lorenz problems (``jaxflow.engine.ensemble``, one work queue per
-  device) on 4 devices and on 1. Checked: every variable is bitwise identical (sweep.Runner
+  tests/test_fault_tolerance.py's kill test) on 4 devices and on 1 (regimes, deciding steps,
+  sharpness traces); an ensemble of 61 Lorenz problems (``jaxflow.engine.ensemble``, one work
+  queue per device) on 4 devices and on 1. Checked: every variable is bitwise identical (sweep.Runner
   keeps one program and one vmapped batch width whatever the device count), and the
   thresholds agree with theory.
 * **Portable resume.** Chunk boundaries are the config's ``chunk_size`` exactly, whatever the
@@ -49,6 +48,10 @@ SCRIPT = textwrap.dedent(
 
     jax.config.update("jax_enable_x64", True)  # jaxflow's runs are float64
     tmp, lost = sys.argv[1], json.loads(sys.argv[2])
+    compiled = []  # the names of the programs XLA compiled (not those read from the cache)
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, **kw: compiled.append(kw.get("fun_name"))
+        if event.endswith("backend_compile_duration") else None)
     devices = jax.devices()
     out = {"device_count": jax.device_count(), "local_device_count": len(jax.local_devices())}
 
@@ -58,8 +61,10 @@ SCRIPT = textwrap.dedent(
 
     def phase_diagram(name, devs, store=None, resume=False):
         os.environ["JAXFLOW_CHUNK_LOG"] = os.path.join(tmp, name + ".log")
+        before = len(compiled)
         ds = pd.run(cfg, devices=devs, store=store, resume=resume, quiet=True)
         out[name] = {v: ds[v].values.tolist() for v in %(variables)r}
+        out[name]["lanes_compiled"] = compiled[before:].count("jit(lanes)")
         out[name]["log_error"] = pd.threshold_log_error(ds).values.tolist()
         out[name]["chunks"] = chunks(name)
 
@@ -88,8 +93,10 @@ SCRIPT = textwrap.dedent(
     from jaxflow.experiments import edge_of_stability as eos
     small = eos.EdgeOfStabilityConfig(depths=(2.0, 3.0), scales=(0.5,), eta_factors=(0.9, 1.1),
                                       inits=(0.0, 1.0), steps=48, stride=8, chunk_size=2)
-    for label, devs in (("all", devices[:2]), ("one", devices[:1])):
+    for label, devs in (("all", devices), ("one", devices[:1])):
+        before = len(compiled)
         ds = eos.run(small, devices=devs, quiet=True)
+        out[label]["eos_lanes_compiled"] = compiled[before:].count("jit(lanes)")
         out[label]["eos"] = {name: ds[name].values.astype(float).tolist() for name in
                              ("regime", "regime_step", "final_loss", "sharpness",
                               "flow_sharpness", "flow_distance")}
@@ -135,6 +142,14 @@ def test_four_devices_visible(result):
     assert result["local_device_count"] == 4
 
 
+def test_a_runner_compiles_once_whatever_the_cpu_device_count(result):
+    """On CPU every share of a sweep.Runner's call runs the one program on the first device
+    (from its own thread); jax.jit would compile it once per device, 4 times here. At most
+    once: the run's compilation cache may already hold the program."""
+    assert result["all"]["lanes_compiled"] <= 1  # the phase diagram on 4 devices
+    assert result["all"]["eos_lanes_compiled"] <= 1  # edge of stability on 4
+
+
 @pytest.mark.parametrize("name", ["status", "steps"])
 def test_sharded_equals_single_device_exactly(result, name):
     a = np.asarray(result["all"][name])
@@ -170,7 +185,7 @@ def test_store_from_two_devices_resumes_on_one_and_four(result):
 @pytest.mark.parametrize("name", ["regime", "regime_step", "final_loss", "sharpness",
                                   "flow_sharpness", "flow_distance"])
 def test_edge_of_stability_regimes_are_bitwise_across_device_counts(result, name):
-    """The edge-of-stability map (8 lanes across eta = 2 / lambda_bal) on 2 devices and on one:
+    """The edge-of-stability map (8 lanes across eta = 2 / lambda_bal) on 4 devices and on one:
     regimes, the steps deciding them, losses and the sharpness traces, bit for bit."""
     a = np.asarray(result["all"]["eos"][name])
     b = np.asarray(result["one"]["eos"][name])

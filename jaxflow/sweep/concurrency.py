@@ -1,7 +1,8 @@
 """Which compiled programs may run on several XLA CPU devices at once.
 
-A :class:`~jaxflow.sweep.Runner` launches one program per device and lets them run
-concurrently. On XLA's CPU backend that deadlocks for programs holding a **batched LAPACK call**
+A :class:`~jaxflow.sweep.Runner` launches one share of every call per device and lets them run
+concurrently (on CPU, concurrent executions of one program on the first device). On XLA's CPU
+backend that deadlocks for programs holding a **batched LAPACK call**
 (``jnp.linalg.svd``, ``eigh``, ``qr``, ``solve``, ``inv`` ... under ``vmap``): jaxlib runs such a
 call as a custom call whose kernel splits its batch into tasks on XLA's intra-op thread pool
 (``tf_XLAEigen``, one thread per core) and then *blocks the pool thread it runs on* until the

@@ -1,8 +1,8 @@
-"""How one call of points runs: fixed-width vmapped batches, one compiled program per device.
+"""How one call of points runs: fixed-width vmapped batches, one share per device.
 
-A :class:`Runner` compiles its per-point function once per device and splits every call evenly
-across the devices, each in its own thread; results are bitwise identical whatever the device
-count. ``float32=True`` traces and runs it in float32, whatever ``jax_enable_x64`` says (the
+A :class:`Runner` compiles its per-point function and splits every call evenly across the
+devices, each share launched from its own thread; results are bitwise identical whatever the
+device count. ``float32=True`` traces and runs it in float32, whatever ``jax_enable_x64`` says (the
 fast path on GPU and TPU). :class:`AbstractRunner` is what :func:`jaxflow.sweep.run` needs of any
 runner (the phase diagram's float32-first runner derives it too).
 """
@@ -33,7 +33,7 @@ class AbstractRunner(abc.ABC):
     ``chunk(points)``.
 
     A subclass says how one call of up to ``call_size`` points is computed (:class:`Runner`:
-    one compiled program per device; the phase diagram's ``Float32Runner``: float32 first,
+    one share of every call per device; the phase diagram's ``Float32Runner``: float32 first,
     float64 where float32 cannot resolve a lane); calling a runner on any number of points
     is written once, here.
 
@@ -109,9 +109,9 @@ def _rebuilt(cls, token: str, recipe: dict) -> AbstractRunner:
 class Runner(AbstractRunner):
     """Runs a per-point function on any number of points, in fixed-size calls over devices.
 
-    One ``Runner`` compiles its function once per device (for its call size and the points'
-    structure) and reuses the programs for every call; :func:`run` and the phase diagram's
-    threshold refinement share one.
+    One ``Runner`` compiles its function once (for its call size and the points' structure;
+    once per device on accelerators) and reuses the program for every call; :func:`run` and
+    the phase diagram's threshold refinement share one.
 
     Each call is split evenly across the devices; every device runs the same single-device
     program on its share, ``lax.map`` over **fixed-width vmapped batches** of ``batch`` lanes.
@@ -122,6 +122,17 @@ class Runner(AbstractRunner):
     changes the vectorized code, hence the last bits too. With one program and one batch width
     whatever the device count, a lane's result is **bitwise identical** on 1, 2, 4 ... devices.
     Small batches also keep a vmapped while loop's lanes in lockstep with similar lanes.
+
+    **CPU devices share one program.** ``jax.jit`` compiles a program once per device it runs
+    on, and on CPU the persistent compilation cache is keyed on the device too, so ``N`` CPU
+    devices (the ``jaxflow`` command asks for one per core) compiled and cached the same program
+    ``N`` times. On CPU every share therefore runs on the first device, each launched from its
+    own thread: XLA's CPU client runs concurrent executions of one program in parallel, one core
+    each, as it runs separate devices' programs (measured on the 2-core machine, the default
+    phase diagram: 2.6-3.3 s computing on one device from two threads, 2.6-2.7 s on two
+    devices, 4.7 s from one thread), and the program is compiled and cached once (its two
+    compilations took 4.8 s of CPU in ``jaxflow phase-diagram`` before, 1.4 s now). Accelerators
+    (GPU, TPU) keep their own devices.
 
     Two sizes: ``chunk_size`` is the sweep's unit of work and of storage, exactly as asked, so a
     store's chunk boundaries do not depend on the machine (a run started on 2 devices resumes on
@@ -164,6 +175,9 @@ class Runner(AbstractRunner):
             return jax.lax.map(fn, points, batch_size=self.batch)
 
         self._call = jax.jit(lanes)
+        # where each share runs: on CPU all on the first device (one program, see above)
+        cpu = all(d.platform == "cpu" for d in self.devices)
+        self._placement = [self.devices[0]] * ndev if cpu else self.devices
         self._serial = None  # decided on the first call (see jaxflow.sweep.concurrency)
 
     def output_shapes(self, example: Mapping[str, jax.ShapeDtypeStruct]) -> dict:
@@ -211,7 +225,7 @@ class Runner(AbstractRunner):
         def inputs(k):
             rows = index[k * share:(k + 1) * share]
             return {name: jax.device_put(np.asarray(np.asarray(v)[rows], dtype=dtype),
-                                         self.devices[k]) for name, v in points.items()}
+                                         self._placement[k]) for name, v in points.items()}
 
         def launch(k):
             with jax.enable_x64(x64):
@@ -227,8 +241,9 @@ class Runner(AbstractRunner):
             for k in range(len(self.devices)):
                 futures.append(jax.block_until_ready(launch(k)))
         else:
-            # Threads only matter on the first call, where each device compiles its program:
-            # the compilations overlap instead of running one after another.
+            # One thread per share: on CPU they run concurrently on the first device (see the
+            # class docstring); on accelerators each device's first call also compiles there,
+            # and the compilations overlap instead of running one after another.
             with concurrent.futures.ThreadPoolExecutor(len(self.devices)) as pool:
                 futures = list(pool.map(launch, range(len(self.devices))))
         return {name: np.concatenate([np.asarray(f[name]) for f in futures])[:n]

@@ -15,10 +15,10 @@ How it runs:
   unit of work and of the store, the same on any machine, so a store started on 2 devices
   resumes on 1 or 4. Chunks are packed into calls of one fixed number of lanes, so the whole
   sweep, and any later call with new values of the same shapes, uses **one compiled program**.
-* Each call is split across all local devices, each running one compiled program
-  (``lax.map`` over fixed-width ``vmap`` batches): one solver loop per device, no per-step
-  cross-device reduction, and results bitwise identical whatever the device count
-  (:class:`Runner`).
+* Each call is split across all local devices, each share running the one compiled program
+  (``lax.map`` over fixed-width ``vmap`` batches): one solver loop per share, no per-step
+  cross-device reduction, results bitwise identical whatever the device count, and on CPU one
+  compilation whatever the device count (:class:`Runner`).
 * With a ``store`` path, each finished chunk is written to a **zarr** store at once
   (:mod:`jaxflow.sweep.store`): its data, then its checksum, then its completion flag. An
   interrupted sweep (Ctrl-C, kill -9) rerun with ``resume=True`` verifies every finished chunk,
