@@ -13,9 +13,9 @@ device, ``sweep.Runner``), which is checked too. It runs and prints as JSON:
   edge-of-stability map (8 lanes across the stability line, the grid of
   tests/test_fault_tolerance.py's kill test) on 4 devices and on 1 (regimes, deciding steps,
   sharpness traces); an ensemble of 61 Lorenz problems (``jaxflow.engine.ensemble``, one work
-  queue per device) on 4 devices and on 1. Checked: every variable is bitwise identical (sweep.Runner
-  keeps one program and one vmapped batch width whatever the device count), and the
-  thresholds agree with theory.
+  queue per device) on 4 devices and on 1. Checked: every variable is bitwise identical
+  (sweep.Runner keeps one program and one vmapped batch width whatever the device count), and
+  the thresholds agree with theory.
 * **Portable resume.** Chunk boundaries are the config's ``chunk_size`` exactly, whatever the
   device count (``sweep.Runner.chunk_size``; only ``call_size``, the lanes of one compiled call,
   depends on the devices; the store records nothing of the devices). The phase diagram runs on
