@@ -23,11 +23,11 @@ def _interpolate(interp, theta, tau_a, tau_b):
 
 def _crossing_time(problem: _Problem, record: _Record, mode_index, level):
     """Flow time at which mode ``mode_index`` reached ``level`` inside the recorded step."""
-    term, solver = problem.term, problem.solver
+    solver = problem.solver
     tau_a, tau_b, z_a, sstate = record.tau_a, record.tau_b, record.z_a, record.solver_state
     # Re-take the recorded step: deterministic, so it reproduces the dense output exactly,
     # and it is cheaper than carrying that output through every iteration.
-    z_b, _, dense, _, _ = solver.step(term, tau_a, tau_b, z_a, problem.args, sstate, False)
+    z_b, _, dense, _, _ = problem.step(tau_a, tau_b, z_a, sstate, False)
     p_a, p_b = problem.progress(z_a[0])[1], problem.progress(z_b[0])[1]
     interp = solver.interpolation_cls(t0=tau_a, t1=tau_b, **dense)
 
@@ -42,7 +42,7 @@ def _crossing_time(problem: _Problem, record: _Record, mode_index, level):
     # Polish: an exact solver step from the step start to the located point, then one Newton
     # step on the exact state: the learning time gets the solver's accuracy, not the
     # interpolant's.
-    z_star, _, _, _, _ = solver.step(term, tau_a, tau_star, z_a, problem.args, sstate, False)
+    z_star, _, _, _, _ = problem.step(tau_a, tau_star, z_a, sstate, False)
     y_star, t_star = z_star
     dy_dtau, dt_dtau = problem.tau_field(tau_star, z_star, None)
     p_star, dp_dtau = jax.jvp(lambda y: problem.progress(y)[1], (y_star,), (dy_dtau,))

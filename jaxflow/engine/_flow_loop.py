@@ -174,8 +174,8 @@ def _attempt(problem: _Problem, c: _LoopState) -> _Attempt:
     term, solver, controller = problem.term, problem.solver, problem.controller
     error_order = solver.error_order(term)
     tau_a, tau_b, z_a = c.tau0, c.tau1, c.z
-    z_b, z_err, dense, sstate, result = solver.step(
-        term, tau_a, tau_b, z_a, problem.args, c.solver_state, c.made_jump
+    z_b, z_err, dense, sstate, result = problem.step(
+        tau_a, tau_b, z_a, c.solver_state, c.made_jump
     )
     # A trial step that overflows (a stage wandered where exp() overflows, say) is rejected
     # and retried smaller, as diffrax does: an infinite error makes the controller shrink the
