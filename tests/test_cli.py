@@ -310,6 +310,27 @@ def test_threshold(quick):
     assert math.isclose(float(log_match.group(1)), math.log(expected), rel_tol=1e-11)
 
 
+def test_the_executable_is_main_then_a_frozen_exit(subprocess_env):
+    """The ``jaxflow`` script (pyproject) and ``python -m jaxflow.cli`` run ``cli.command``:
+    ``main``'s exit status, then the collector frozen and off for the exit (in a process, not
+    here: it would freeze the test worker's heap)."""
+    import subprocess
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "pyproject.toml"),
+              "rb") as fh:
+        assert tomllib.load(fh)["project"]["scripts"]["jaxflow"] == "jaxflow.cli:command"
+    code = ("import gc, sys\n"
+            "from jaxflow import cli\n"
+            "sys.argv = ['jaxflow', 'threshold', '--depth', '0', '--ratio', '2']\n"
+            "status = cli.command()\n"
+            "print('RESULT', status, gc.isenabled(), gc.get_freeze_count() > 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "RESULT 2 False True" in proc.stdout, proc.stdout  # bad input: status 2
+    assert "depth" in proc.stderr
+
+
 @pytest.fixture(scope="module")
 def experiment_run(run_cli, tmp_path_factory):
     """``jaxflow experiment matrix-sensing --smoke --config ms.toml --depths 2 --learning-rate

@@ -47,7 +47,7 @@ from jaxflow.cli._commands import cmd_info, cmd_plot, cmd_threshold, cmd_verify
 from jaxflow.cli._errors import EXIT_STATUSES, CliError, DamagedError
 from jaxflow.cli._experiment import cmd_experiment
 from jaxflow.cli._files import _export as _export  # the private helpers tests reach as cli._NAME
-from jaxflow.cli._main import build_parser, main
+from jaxflow.cli._main import build_parser, command, main
 from jaxflow.cli._parsing import _items as _items
 from jaxflow.cli._parsing import _log_numbers as _log_numbers
 from jaxflow.cli._parsing import _numbers as _numbers
@@ -55,7 +55,8 @@ from jaxflow.cli._process import CACHE_ENV, cache_dir, enable_compilation_cache
 
 __all__ = [
     "CACHE_ENV", "EXIT_STATUSES", "CliError", "build_parser", "cache_dir", "cmd_experiment",
-    "cmd_info", "cmd_plot", "cmd_threshold", "cmd_verify", "enable_compilation_cache", "main",
+    "cmd_info", "cmd_plot", "cmd_threshold", "cmd_verify", "command", "enable_compilation_cache",
+    "main",
 ]
 
 # The errors are raised and documented as jaxflow.cli's (tracebacks, doctests, pickles).

@@ -1,10 +1,10 @@
-"""``python -m jaxflow.cli ARGS``: the ``jaxflow`` command (:func:`jaxflow.cli.main`)."""
+"""``python -m jaxflow.cli ARGS``: the ``jaxflow`` command (:func:`jaxflow.cli.command`)."""
 
 import sys
 
-from jaxflow.cli import main
+from jaxflow.cli import command
 
 __all__: list[str] = []
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

@@ -2,6 +2,7 @@
 """
 
 import argparse
+import gc
 import shlex
 import sys
 
@@ -72,6 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, devices, float64, cache")
     p.set_defaults(func=cmd_info)
     return parser
+
+
+def command() -> int:
+    """The ``jaxflow`` executable (and ``python -m jaxflow.cli``): :func:`main` on
+    ``sys.argv``, then a quick exit.
+
+    At exit Python's garbage collector walks every object still alive, the traced programs of
+    the run among them: 0.6 s of the default phase diagram's 8-9 s (measured 0.80-0.84 s from
+    the command's return to the process's end, 0.20 s with the objects frozen). Nothing left
+    needs collecting once the command has returned (its files are written and closed), so they
+    are frozen out of the collector's reach (``gc.freeze``); exit handlers still run.
+    :func:`main` itself, called in a longer-lived process (a notebook, a test), changes
+    nothing of the collector.
+    """
+    status = main()
+    gc.freeze()
+    gc.disable()
+    return status
 
 
 def main(argv=None) -> int:
