@@ -186,3 +186,14 @@ LONGEST_GROUPS = ("smoke_runs", "tests/test_fault_tolerance.py", "tests/test_mul
 def _group(item) -> str:
     mark = item.get_closest_marker("xdist_group")
     return mark.args[0] if mark.args else mark.kwargs.get("name", "")
+
+
+def pytest_unconfigure(config):
+    """The end of a test process (each pytest-xdist worker, or a plain run): the garbage
+    collector is frozen and switched off. At exit it would walk the whole heap the tests built
+    (thousands of traced programs), seconds on a worker: execnet interrupts a worker still
+    finishing 5 s after it was asked to stop, and the run's wall time waited for it. Nothing
+    left needs collecting; exit handlers still run. (``jaxflow.cli.command`` does the same for
+    the ``jaxflow`` executable.)"""
+    gc.freeze()
+    gc.disable()
