@@ -179,8 +179,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 # The groups that take longest (measured with --durations=0), longest first.
-LONGEST_GROUPS = ("smoke_runs", "tests/test_fault_tolerance.py", "tests/test_multidevice.py",
-                  "tests/test_engine.py", "tests/test_contract.py")
+LONGEST_GROUPS = ("smoke_runs", "tests/test_fault_tolerance.py", "tests/test_ray.py",
+                  "tests/test_engine.py", "tests/test_rkc.py", "tests/test_contract.py")
 
 
 def _group(item) -> str:
