@@ -113,10 +113,10 @@ class Runner(AbstractRunner):
     once per device on accelerators) and reuses the program for every call; :func:`run` and
     the phase diagram's threshold refinement share one.
 
-    Each call is split evenly across the devices; every device runs the same single-device
-    program on its share, ``lax.map`` over **fixed-width vmapped batches** of ``batch`` lanes.
-    Dispatch is asynchronous, so the devices run concurrently, each with its own solver loop
-    (no per-step cross-device reduction). Why not ``shard_map``: XLA compiles a multi-device
+    Each call is split evenly into one share per device; every share runs the same
+    single-device program, ``lax.map`` over **fixed-width vmapped batches** of ``batch`` lanes.
+    Each share is launched from its own thread, so the shares run concurrently, each with its
+    own solver loop (no per-step cross-device reduction). Why not ``shard_map``: XLA compiles a multi-device
     program differently, and its results differ from the one-device run in the last bits
     (measured: 8 ulp on 3 of 48 margins with 4 CPU devices); and a vmapped batch's width
     changes the vectorized code, hence the last bits too. With one program and one batch width
@@ -130,9 +130,9 @@ class Runner(AbstractRunner):
     own thread: XLA's CPU client runs concurrent executions of one program in parallel, one core
     each, as it runs separate devices' programs (measured on the 2-core machine, the default
     phase diagram: 2.6-3.3 s computing on one device from two threads, 2.6-2.7 s on two
-    devices, 4.7 s from one thread), and the program is compiled and cached once (its two
-    compilations took 4.8 s of CPU in ``jaxflow phase-diagram`` before, 1.4 s now). Accelerators
-    (GPU, TPU) keep their own devices.
+    devices, 4.7 s from one thread), and the program is compiled and cached once
+    (``jaxflow phase-diagram`` on 2 CPU devices: 4.8 s of CPU compiling per device, 1.4 s
+    once). Accelerators (GPU, TPU) keep their own devices.
 
     Two sizes: ``chunk_size`` is the sweep's unit of work and of storage, exactly as asked, so a
     store's chunk boundaries do not depend on the machine (a run started on 2 devices resumes on
