@@ -116,9 +116,9 @@ class Runner(AbstractRunner):
     Each call is split evenly into one share per device; every share runs the same
     single-device program, ``lax.map`` over **fixed-width vmapped batches** of ``batch`` lanes.
     Each share is launched from its own thread, so the shares run concurrently, each with its
-    own solver loop (no per-step cross-device reduction). Why not ``shard_map``: XLA compiles a multi-device
-    program differently, and its results differ from the one-device run in the last bits
-    (measured: 8 ulp on 3 of 48 margins with 4 CPU devices); and a vmapped batch's width
+    own solver loop (no per-step cross-device reduction). Why not ``shard_map``: XLA compiles
+    a multi-device program differently, and its results differ from the one-device run in the
+    last bits (measured: 8 ulp on 3 of 48 margins with 4 CPU devices); and a vmapped batch's width
     changes the vectorized code, hence the last bits too. With one program and one batch width
     whatever the device count, a lane's result is **bitwise identical** on 1, 2, 4 ... devices.
     Small batches also keep a vmapped while loop's lanes in lockstep with similar lanes.
