@@ -125,13 +125,13 @@ class Runner(AbstractRunner):
 
     **CPU devices share one program.** ``jax.jit`` compiles a program once per device it runs
     on, and on CPU the persistent compilation cache is keyed on the device too, so ``N`` CPU
-    devices (the ``jaxflow`` command asks for one per core) compiled and cached the same program
-    ``N`` times. On CPU every share therefore runs on the first device, each launched from its
-    own thread: XLA's CPU client runs concurrent executions of one program in parallel, one core
-    each, as it runs separate devices' programs (measured on the 2-core machine, the default
-    phase diagram: 2.6-3.3 s computing on one device from two threads, 2.6-2.7 s on two
-    devices, 4.7 s from one thread), and the program is compiled and cached once
-    (``jaxflow phase-diagram`` on 2 CPU devices: 4.8 s of CPU compiling per device, 1.4 s
+    devices (the ``jaxflow`` command asks for one per core) would compile and cache the same
+    program ``N`` times. On CPU every share therefore runs on the first device, each launched
+    from its own thread: XLA's CPU client runs concurrent executions of one program in
+    parallel, one core each, as it runs separate devices' programs (measured on the 2-core
+    machine, the default phase diagram: 2.6-3.3 s computing on one device from two threads,
+    2.6-2.7 s on two devices, 4.7 s from one thread), and the program is compiled and cached
+    once (``jaxflow phase-diagram`` on 2 CPU devices: 4.8 s of CPU compiling per device, 1.4 s
     once). Accelerators (GPU, TPU) keep their own devices.
 
     Two sizes: ``chunk_size`` is the sweep's unit of work and of storage, exactly as asked, so a
