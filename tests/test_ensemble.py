@@ -15,6 +15,8 @@ from scipy.integrate import solve_ivp
 import jaxflow
 from jaxflow import sweep
 from jaxflow.engine import ensemble, status
+from jaxflow.models import toy
+from jaxflow.oracles import theory
 
 
 def lorenz(t, y, rho):
@@ -212,10 +214,76 @@ def test_solve_with_ensemble_on_a_loss_with_pytree_params():
         empty = jaxflow.Problem(vector_field=lambda y, a: -a * y, args=jnp.zeros(0),
                                 params0=jnp.ones((0, 1)))
         jaxflow.solve(empty, flow, request, batched=True)
-    with pytest.raises(ValueError, match="learning times"):
-        targeted = jaxflow.Problem(loss=quadratic, args=scale, params0=params0,
-                                   modes=lambda p, a: p["b"][None], targets=jnp.ones((2, 1)))
-        jaxflow.solve(targeted, flow, jaxflow.Request(horizon=1.0), batched=True)
+    targeted = jaxflow.Problem(loss=quadratic, args=scale, params0=params0,
+                               modes=lambda p, a: p["b"][None], targets=jnp.ones((2, 1)))
+    with pytest.raises(ValueError, match="learning times .* need adaptive steps"):
+        jaxflow.solve(targeted, jaxflow.Flow(solver=jaxflow.Ensemble(dt=0.1)),
+                      jaxflow.Request(horizon=1.0), batched=True)
+    with pytest.raises(ValueError, match="does not check stationarity"):
+        jaxflow.solve(targeted, flow, jaxflow.Request(horizon=1.0, stationary_tol=1e-6),
+                      batched=True)
+
+
+# ---------------------------------------------------------------- learning times
+
+FRACTIONS = (0.1, 0.5, 0.9)
+LEARNING = jaxflow.Flow(solver=jaxflow.Ensemble(), rtol=1e-10, atol=1e-12)
+
+
+def factor_batch(scales, targets, depth=3):
+    """The depth-3 factor model (two coordinates) from each scale, on its reference time axis
+    (theory.learning_time's), one problem per row of ``targets``."""
+    scales, targets = jnp.asarray(scales), jnp.asarray(targets)
+    params0 = jax.vmap(lambda s: toy.factor_init(None, s, depth=depth, num_coords=2))(scales)
+    return jaxflow.Problem(loss=toy.factor_loss, params0=params0, args=targets,
+                           modes=toy.factor_values, targets=targets,
+                           time_scale=toy.factor_time_scale(depth))
+
+
+def exact_learning_times(scales, targets, depth=3):
+    return np.array([[[theory.learning_time(float(depth), float(t), float(s), f * float(t))
+                       for f in FRACTIONS] for t in row] for s, row in zip(scales, targets)])
+
+
+def test_learning_times_against_theory_in_any_slot():
+    """Without a horizon a lane runs until it has its learning times: each one lands on the
+    crossing and is polished there, so it matches the closed form to 1e-9 at rtol = 1e-10
+    (scales 1e-1 .. 1e-6, one target below the 0.1 level at the start: learned at t = 0).
+    The batch reversed (other slots, other neighbours, another refill order) gives the same
+    bits."""
+    scales = np.geomspace(1e-1, 1e-6, 6)
+    targets = np.tile([2.0, 1.0], (6, 1))
+    traj = jaxflow.solve(factor_batch(scales, targets), LEARNING,
+                         jaxflow.Request(fractions=FRACTIONS), batched=True)
+    assert traj.status.tolist() == [status.OK] * 6
+    np.testing.assert_allclose(traj.learning_times, exact_learning_times(scales, targets),
+                               rtol=1e-9, atol=1e-12)
+    # the lane stops where it landed on its last crossing (the learning time is polished
+    # from there)
+    np.testing.assert_allclose(traj.final_time, np.max(traj.learning_times, axis=(1, 2)),
+                               rtol=1e-7)
+    flipped = jaxflow.solve(factor_batch(scales[::-1], targets), LEARNING,
+                            jaxflow.Request(fractions=FRACTIONS), batched=True)
+    for name in ("learning_times", "final_time", "steps", "rejected", "final_modes"):
+        assert (np.asarray(getattr(flipped, name))[::-1].tobytes()
+                == np.asarray(getattr(traj, name)).tobytes()), name
+
+
+def test_learning_time_statuses_per_lane():
+    """A horizon at t = 8 and 200 step attempts, three lanes: from 0.1 every learning time
+    comes by t = 6.03 (ok, having run on to the horizon); from 0.01 the second mode's 0.5 and
+    0.9 come after 8 (unfinished, those inf); targets 100x larger learn at once but relax so
+    stiffly that 200 explicit steps do not reach t = 8 (max_steps). Every learning time found
+    matches the closed form; the statuses are the default engine's (test_contract.py)."""
+    scales, targets = np.array([1e-1, 1e-2, 1e-2]), np.array([[2.0, 1.0]] * 2 + [[200.0, 100.0]])
+    request = jaxflow.Request(fractions=FRACTIONS, horizon=8.0, max_steps=200)
+    traj = jaxflow.solve(factor_batch(scales, targets), LEARNING, request, batched=True)
+    assert [status.name(c) for c in traj.status.tolist()] == ["ok", "unfinished", "max_steps"]
+    exact = exact_learning_times(scales, targets)
+    found = np.isfinite(np.asarray(traj.learning_times))
+    assert found[0].all() and found[1].sum() == 4 and not found[1, 1, 1:].any()
+    np.testing.assert_allclose(traj.learning_times[found], exact[found], rtol=1e-9, atol=1e-12)
+    assert float(traj.final_time[0]) == 8.0 and float(traj.final_time[2]) < 8.0
 
 
 # ---------------------------------------------------------------- sweeps of ensembles (stores)

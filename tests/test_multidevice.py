@@ -115,6 +115,16 @@ SCRIPT = textwrap.dedent(
                                       atol=1e-8, devices=devs)
         out[label]["ensemble"] = {name: np.asarray(getattr(ens, name)).tolist() for name in
                                   ("ys", "steps", "rejected", "status")}
+        # learning times on the same queues: when x first reaches 2.5 and 5 (none required,
+        # so every lane runs to t = 1; inf where x never gets there)
+        from jaxflow.engine._ensemble_events import Events
+        events = Events(progress=lambda y, r: y[:1] / 5.0, levels=jnp.array([0.5, 1.0]),
+                        ends_when_answered=False)
+        learned = ensemble.solve_ensemble(lorenz, y0, rho, jnp.array([1.0]), rtol=1e-8,
+                                          atol=1e-8, devices=devs, events=events,
+                                          required=jnp.zeros((61, 1, 2), bool))
+        out[label]["ensemble"]["learning_times"] = np.asarray(
+            learned.learning_times).tolist()
     print("RESULT " + json.dumps(out))
     """
 ) % {"variables": PD_VARIABLES}
@@ -203,15 +213,18 @@ def test_both_agree_with_theory(result):
         assert (np.asarray(result[label]["status"]) == 0).all()
 
 
-@pytest.mark.parametrize("name", ["ys", "steps", "rejected", "status"])
+@pytest.mark.parametrize("name", ["ys", "steps", "rejected", "status", "learning_times"])
 def test_ensemble_is_bitwise_across_device_counts(result, name):
     """61 Lorenz problems split over 4 devices (shares of 16, the last padded) and on one
-    device (one queue of 61): every problem's saves, steps and status, bit for bit."""
+    device (one queue of 61): every problem's saves, steps, status and learning times (the
+    first times x reaches 2.5 and 5), bit for bit."""
     a = np.asarray(result["all"]["ensemble"][name])
     b = np.asarray(result["one"]["ensemble"][name])
     assert a.shape == b.shape and a.shape[0] == 61
     assert np.array_equal(a, b)
     if name == "status":
         assert (a == 0).all()
+    if name == "learning_times":  # some lanes reach both levels, the slowest reach neither
+        assert np.isfinite(a).all(axis=(1, 2)).any() and np.isinf(a).all(axis=(1, 2)).any()
     if name == "steps":  # rho spans the adaptive step counts: not one lockstep count
         assert a.min() < a.max()

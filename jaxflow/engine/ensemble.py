@@ -22,6 +22,9 @@ How it runs:
 * **saves by landing on them.** A step that would pass a lane's next save time is clipped to
   end on it (or stretched by at most 1% of the step to reach it); the state there is saved.
   The last save time ends the lane.
+* **learning times by landing on them** (``events``, :mod:`jaxflow.engine._ensemble_events`):
+  a step that carries a mode past a fraction of its target is turned down, the lane steps to
+  the crossing placed on a cubic Hermite interpolant, and a Newton step there gives the time.
 
 Example (``y' = -k y`` for three rates, two slots: the third problem waits for a free slot):
     >>> import jax
@@ -48,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from jaxflow.engine import _ensemble_events as events_
 from jaxflow.engine import _ensemble_queue as queue
 from jaxflow.engine import _tsit5_lanes as tsit5
 from jaxflow.engine import status
@@ -70,11 +74,15 @@ class EnsembleResult(eqx.Module):
         final_state, final_time: ``(B, d)``, ``(B,)`` the last accepted step's state and time.
         steps, rejected: ``(B,)`` accepted and rejected step attempts.
         status: ``(B,)`` int8 :mod:`jaxflow.engine.status` codes: ``ok`` (reached its last save
-            time), ``max_steps`` (its step budget ran out), ``nonfinite`` (a non-finite state
-            that no smaller step avoided).
+            time, or, with ``events`` that end when answered, found every learning time it
+            asks for), ``unfinished`` (reached its last save time without finding them),
+            ``max_steps`` (its step budget ran out), ``nonfinite`` (a non-finite state that no
+            smaller step avoided).
         iterations: the loop's iterations (each is one step attempt in every busy slot),
             summed over the devices.
         slots: ``S``, the lanes advanced together (on each device).
+        learning_times: ``(B, M, F)`` with ``events``: the first time each mode reached each
+            level (``inf``: never reached); ``None`` without.
     """
 
     ys: Float[Array, "B K d"]
@@ -85,6 +93,7 @@ class EnsembleResult(eqx.Module):
     status: Int[Array, " B"]
     iterations: Int[Array, ""]
     slots: int = eqx.field(static=True)
+    learning_times: Float[Array, "B M F"] | None = None
 
     @property
     def wasted(self) -> float:
@@ -138,16 +147,30 @@ class _Controller(eqx.Module):
         return jnp.clip(factor, low, high), inverse
 
 
-def _attempt(field, controller, fixed, lanes, save_times, max_steps):
+def _answered(ev) -> Array:
+    """Per lane: every learning time it asks for is found."""
+    return jnp.all(ev.found | ~ev.required, axis=(0, 1))
+
+
+def _attempt(field, controller, fixed, lanes, save_times, max_steps, events=None):
     """One step attempt in every busy slot: the new lane state and what happened in it."""
     live = lanes.pid < save_times.shape[0]
+    ev = lanes.events
+    # A lane that stops once answered and already is (every level it needs was reached at its
+    # start) ends without a step.
+    stop_now = live & _answered(ev) if events is not None and events.ends_when_answered \
+        else jnp.zeros_like(live)
+    stepping = live & ~stop_now
+    pending = jnp.zeros_like(live) if ev is None else jnp.isfinite(ev.t_aim)
     remaining = lanes.target - lanes.t
     # Land on the save time; stretch a step by <= 1% rather than leave a sliver behind.
-    landing = remaining <= lanes.dt * 1.01
+    landing = (remaining <= lanes.dt * 1.01) & ~pending
     # The step is the difference of two representable times, so that the steps of a lane sum
     # to its final time exactly (in float32, 1000 steps of 0.001 otherwise drift by 1e-5).
     t_next = jnp.where(landing, lanes.target, lanes.t + lanes.dt)
-    h = jnp.where(live, t_next - lanes.t, 0.0)
+    if ev is not None:  # land on a crossing (module _ensemble_events)
+        t_next = jnp.where(pending, ev.t_aim, t_next)
+    h = jnp.where(stepping, t_next - lanes.t, 0.0)
     ks, increment = tsit5.stages(field, lanes.t, lanes.y, lanes.f0, h, lanes.args)
     y1 = lanes.y + h * increment
     finite = jnp.all(jnp.isfinite(y1), axis=0)
@@ -160,10 +183,12 @@ def _attempt(field, controller, fixed, lanes, save_times, max_steps):
         accept = ratio <= 1.0
         factor, inverse = controller.factor(ratio, lanes.inverse, accept)
         proposed = h * factor
-        # A step shortened to land on a save time does not shrink the next one.
-        dt = jnp.where(accept & landing, jnp.maximum(proposed, lanes.dt), proposed)
+        # A step shortened to land on a save time (or a crossing) does not shrink the next one.
+        dt = jnp.where(accept & (landing | pending), jnp.maximum(proposed, lanes.dt), proposed)
         inverse = jnp.where(accept, jnp.minimum(inverse, 1e10), lanes.inverse)
-    accepted = live & accept
+    accepted = stepping & accept
+    if ev is not None:
+        accepted, ev = _learning_times(events, ev, accepted, pending, lanes, y1, f1, t_next, h)
     t = jnp.where(accepted, t_next, lanes.t)
     # The increment is masked rather than the state selected: XLA then keeps one fused chain
     # (a select between the new and the old state doubled the cost of a fixed step, measured).
@@ -172,46 +197,94 @@ def _attempt(field, controller, fixed, lanes, save_times, max_steps):
     # Fixed steps evaluate the next first stage at the new state (the same count as the
     # seventh stage, which they do not need); adaptive ones reuse the seventh stage.
     f0 = field(t, y, lanes.args) if fixed else jnp.where(accepted, f1, lanes.f0)
-    attempts = lanes.attempts + live.astype(jnp.int32)
+    attempts = lanes.attempts + stepping.astype(jnp.int32)
     # Adaptive: a non-finite candidate shrinks the step until it no longer moves the time
     # (or at once, from a state that is itself not finite).
     hopeless = (lanes.t + dt == lanes.t) | ~jnp.all(jnp.isfinite(lanes.y), axis=0)
     stuck = ~finite if fixed else (~finite & hopeless)
     lanes = eqx.tree_at(
-        lambda s: (s.y, s.f0, s.t, s.dt, s.inverse, s.attempts, s.steps),
+        lambda s: (s.y, s.f0, s.t, s.dt, s.inverse, s.attempts, s.steps, s.events),
         lanes,
-        (y, f0, t, dt, inverse, attempts, lanes.steps + accepted.astype(jnp.int32)),
+        (y, f0, t, dt, inverse, attempts, lanes.steps + accepted.astype(jnp.int32), ev),
+        is_leaf=lambda x: x is None,
     )
     saved = accepted & landing
+    done, code = _ending(events, lanes, live, stop_now, accepted, saved, stuck, save_times,
+                         max_steps)
+    return lanes, saved, done, code
+
+
+def _ending(events, lanes, live, stop_now, accepted, saved, stuck, save_times, max_steps):
+    """``(done, status code)`` per lane after an attempt (``lanes`` already updated)."""
     last = saved & (lanes.k + 1 >= save_times.shape[1])
-    failed = live & ~last & (stuck | (attempts >= max_steps))
-    code = jnp.where(last, status.OK, jnp.where(live & stuck, status.NONFINITE,
-                                                    status.MAX_STEPS)).astype(jnp.int8)
-    return lanes, saved, last | failed, code
+    answered = jnp.ones_like(live) if events is None else _answered(lanes.events)
+    ended = last
+    if events is not None and events.ends_when_answered:
+        ended = last | stop_now | (accepted & answered)
+    failed = live & ~ended & (stuck | (lanes.attempts >= max_steps))
+    # At its horizon without every required learning time: unfinished (as the flow's loop).
+    good = jnp.where(answered, status.OK, status.UNFINISHED)
+    code = jnp.where(ended, good, jnp.where(live & stuck, status.NONFINITE,
+                                            status.MAX_STEPS)).astype(jnp.int8)
+    return ended | failed, code
 
 
-def _loop(f, y0, args, save_times, t0, dt0, controller, *, fixed, slots, max_steps,
-          batched_field):
+def _learning_times(events, ev, accepted, pending, lanes, y1, f1, t_next, h):
+    """Detect, aim at and polish the crossings of this attempt (:mod:`_ensemble_events`):
+    ``(accepted, events' lane state)``; a step that crossed a level is turned down."""
+    p1 = events.lanes(y1, lanes.args)
+    # every level is located (as the flow's loop does); `required` only decides when a lane
+    # has answered
+    newly = accepted[None, None, :] & ~ev.found & events.reached(p1)
+    crossing = accepted & ~pending & jnp.any(newly, axis=(0, 1))
+    landed = accepted & pending
+    accepted = accepted & ~crossing
+    inf = jnp.full_like(lanes.t, jnp.inf)
+
+    def aim(_):
+        return events_.aim(events, newly & crossing[None, None, :], lanes.y, lanes.f0, ev.p,
+                           y1, f1, p1, lanes.t, h, lanes.args)
+
+    t_aim, aimed = jax.lax.cond(jnp.any(crossing), aim,
+                                lambda _: (inf, jnp.zeros_like(newly)), None)
+    resolve = landed[None, None, :] & (ev.aimed | newly)
+
+    def polish(_):
+        return events_.polish(events, resolve, y1, f1, p1, t_next, lanes.t, ev.high, lanes.args)
+
+    located = jax.lax.cond(jnp.any(landed), polish, lambda _: jnp.full_like(ev.learning, jnp.inf),
+                           None)
+    return accepted, eqx.tree_at(
+        lambda e: (e.p, e.found, e.learning, e.t_aim, e.aimed, e.high), ev,
+        (jnp.where(accepted, p1, ev.p), ev.found | resolve,
+         jnp.where(resolve, located, ev.learning), jnp.where(crossing, t_aim, jnp.inf),
+         aimed & crossing[None, None, :], jnp.where(crossing, t_next, ev.high)))
+
+
+def _loop(f, y0, args, save_times, t0, dt0, controller, events=None, required=None, *, fixed,
+          slots, max_steps, batched_field):
     field = f if batched_field else jax.vmap(f, in_axes=(0, -1, -1), out_axes=-1)
-    problems = queue.Problems(y0=y0, args=args, save_times=save_times, t0=t0, dt0=dt0)
+    problems = queue.Problems(y0=y0, args=args, save_times=save_times, t0=t0, dt0=dt0,
+                              required=required)
     start = queue.first_saves(problems)
     initial_dt = None if fixed else (lambda y, fy: _first_step(controller, y, fy))
-    lanes, out = queue.start(field, problems, start, slots, initial_dt)
+    lanes, out = queue.start(field, problems, start, slots, initial_dt, events)
 
     def body(carry):
         lanes, out, iterations = carry
         lanes, saved, done, code = _attempt(field, controller, fixed, lanes, save_times,
-                                            max_steps)
+                                            max_steps, events)
         lanes, out = queue.record_saves(lanes, out, saved, problems)
         lanes, out = queue.finish_and_refill(field, lanes, out, done, code, problems, start,
-                                             initial_dt)
+                                             initial_dt, events)
         return lanes, out, iterations + 1
 
     busy = lambda carry: jnp.any(carry[0].pid < save_times.shape[0])  # noqa: E731
     lanes, out, iterations = jax.lax.while_loop(busy, body, (lanes, out, jnp.int32(0)))
     return EnsembleResult(ys=out.ys, final_state=out.final_state, final_time=out.final_time,
                           steps=out.steps, rejected=out.attempts - out.steps,
-                          status=out.status, iterations=iterations, slots=slots)
+                          status=out.status, iterations=iterations, slots=slots,
+                          learning_times=out.learning)
 
 
 _loop_jit = jax.jit(_loop, static_argnames=("f", "fixed", "slots", "max_steps", "batched_field"))
@@ -245,7 +318,8 @@ def _first_step(controller, y, fy):
 def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=None,
                    rtol=1e-8, atol=1e-8, pcoeff: float = 0.0, icoeff: float = 1.0,
                    slots: int | None = None, max_steps: int = 100_000,
-                   batched_field: bool = False, devices=None) -> EnsembleResult:
+                   batched_field: bool = False, devices=None,
+                   events: "events_.Events | None" = None, required=None) -> EnsembleResult:
     """Integrate ``B`` problems ``y' = f(t, y, args)`` by Tsit5, one compiled loop for all.
 
     Args:
@@ -268,6 +342,11 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
             contiguous shares, one per device, each with its own slots and work queue (no
             communication between them); a problem's answer is the same bits on any number of
             devices.
+        events: learning times to locate (:class:`jaxflow.engine._ensemble_events.Events`: a
+            lane's progress ``(M,)``, the levels ``(F,)``, whether a lane stops once it has found
+            them; then a last save time of ``inf`` means no horizon). Adaptive steps only.
+        required: ``(B, M, F)`` bool, the learning times a problem must find to be answered
+            (default all); every level a mode reaches is located either way.
 
     Returns:
         An :class:`EnsembleResult` in problem order.
@@ -310,6 +389,7 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
     first = dt if fixed else (jnp.nan if dt0 is None else dt0)
     controller = _Controller(rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype),
                              pcoeff=float(pcoeff), icoeff=float(icoeff))
+    required = _check_events(events, required, y0, args, fixed)
     share = -(-num // len(devices))
     if len(devices) > 1:  # each device's slots are for its own share of the problems
         slots = min(slots, -(-share // SLOT_MULTIPLE) * SLOT_MULTIPLE)
@@ -318,8 +398,29 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
                   batched_field=bool(batched_field))
     if len(devices) == 1:
         with jax.default_device(devices[0]):
-            return _loop_jit(f, *operands, controller, **static)
-    return _sharded(f, operands, controller, devices, share, static)
+            return _loop_jit(f, *operands, controller, events, required, **static)
+    return _sharded(f, operands, controller, devices, share, static, events, required)
+
+
+def _check_events(events, required, y0, args, fixed):
+    """``required`` as a ``(B, M, F)`` bool array (``None`` without events); a clear error for
+    learning times with fixed steps or a ``required`` of the wrong shape."""
+    if events is None:
+        if required is not None:
+            raise ValueError("required needs events (the learning times it selects)")
+        return None
+    if fixed:
+        raise ValueError("learning times (events) need adaptive steps: leave dt unset")
+    num = y0.shape[0]
+    one = jax.tree.map(lambda leaf: leaf[0], args)
+    modes = jax.eval_shape(events.progress, y0[0], one).shape
+    shape = (num, *modes, np.shape(events.levels)[0])
+    if required is None:
+        return jnp.ones(shape, bool)
+    if np.shape(required) != shape:
+        raise ValueError(f"required must have shape (B, M, F) = {shape}, "
+                         f"got {np.shape(required)}")
+    return jnp.asarray(required, bool)
 
 
 @functools.lru_cache(maxsize=32)
@@ -329,16 +430,18 @@ def _sharded_program(f, devices, static):
     mesh = jax.sharding.Mesh(np.array(devices), ("problems",))
     lanes, whole = jax.sharding.PartitionSpec("problems"), jax.sharding.PartitionSpec()
 
-    def local(controller, y0, args, save_times, t0, first):
-        out = _loop(f, y0, args, save_times, t0, first, controller, **dict(static))
+    def local(controller, events, y0, args, save_times, t0, first, required):
+        out = _loop(f, y0, args, save_times, t0, first, controller, events, required,
+                    **dict(static))
         return (out.ys, out.final_state, out.final_time, out.steps, out.rejected, out.status,
-                out.iterations[None])
+                out.learning_times, out.iterations[None])
 
-    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(whole, *[lanes] * 5),
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(whole, whole, *[lanes] * 6),
                                  out_specs=lanes, check_vma=False))
 
 
-def _sharded(f, operands, controller, devices, share, static) -> EnsembleResult:
+def _sharded(f, operands, controller, devices, share, static, events=None,
+             required=None) -> EnsembleResult:
     """One work queue per device over a contiguous share of the problems (``share`` each, the
     last share padded with copies of problem 0, whose answers are dropped)."""
     num = operands[0].shape[0]
@@ -349,10 +452,11 @@ def _sharded(f, operands, controller, devices, share, static) -> EnsembleResult:
             return x
         return jnp.concatenate([x, jnp.broadcast_to(x[:1], (padded - num, *x.shape[1:]))])
 
-    operands = jax.tree.map(pad, operands)
+    operands = jax.tree.map(pad, (*operands, required))
     program = _sharded_program(f, tuple(devices), tuple(sorted(static.items())))
-    *fields, iterations = program(controller, *operands)
+    *fields, learning, iterations = program(controller, events, *operands)
     ys, final_state, final_time, steps, rejected, code = (x[:num] for x in fields)
     return EnsembleResult(ys=ys, final_state=final_state, final_time=final_time, steps=steps,
                           rejected=rejected, status=code, iterations=jnp.sum(iterations),
-                          slots=static["slots"])
+                          slots=static["slots"],
+                          learning_times=None if learning is None else learning[:num])

@@ -4,10 +4,11 @@
 of problems with :func:`jaxflow.engine.ensemble.solve_ensemble` (Tsit5 on a lanes-last block,
 per-lane adaptive or fixed steps, a work queue instead of lockstep) rather than ``jax.vmap`` of
 the single solve. The problem may be given by a vector field or a loss (its flow is ``-grad
-loss``), with any pytree of parameters. It answers the request's saves, the final state and
-the per-lane status; it does not look for learning times or stationarity (ask the default
-engine for those). Steps are taken in the flow's plain time (no clock): the answers are the
-same trajectory.
+loss``), with any pytree of parameters. It answers the request's saves, its learning times
+(landed on and polished, :mod:`jaxflow.engine._ensemble_events`; adaptive steps only), the
+final state and the per-lane status, with the default engine's status meanings; it does not
+check stationarity (ask the default engine for that). Steps are taken in the flow's plain
+time (no clock): the answers are the same trajectory.
 
 Example (three decay rates, fixed steps; saves land exactly on the requested times):
     >>> import jax
@@ -41,9 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int
 
+from jaxflow.engine import _ensemble_events as events_
 from jaxflow.engine import ensemble
 from jaxflow.engine.problem import Problem
-from jaxflow.engine.request import Request, as_fraction_array
+from jaxflow.engine.request import Request, as_fraction_array, required_mask
 from jaxflow.engine.trajectory import Trajectory
 
 __all__ = ["Ensemble", "EnsembleTrajectory", "first_coordinate", "run_batch"]
@@ -156,35 +158,82 @@ class _Block(eqx.Module):
         return self.field(y, args)
 
 
-def _save_times(request: Request, scale, dtype):
+def _save_times(request: Request, scale, dtype, learns: bool):
     """The times the engine lands on (flow time) and how many of them were asked for: the
-    request's saves, then its horizon where it lies beyond them."""
+    request's saves, then its horizon where it lies beyond them; without a horizon, a run
+    that looks for learning times ends once it has them (a last "save" at ``inf``)."""
     saves = [] if request.save_times is None else list(np.asarray(request.save_times, float))
     horizon = request.stop_horizon()
-    if horizon is None or not np.isfinite(float(horizon)):
-        raise ValueError("the ensemble engine needs a finite horizon or save times in the request")
+    if horizon is None and learns:
+        horizon = np.inf
+    if horizon is None or np.isnan(float(horizon)) or (not learns
+                                                       and not np.isfinite(float(horizon))):
+        raise ValueError("the ensemble engine needs a finite horizon or save times in the "
+                         "request, or learning times to find (fractions and targets)")
     asked = len(saves)
     if not saves or float(horizon) > saves[-1]:
         saves.append(float(horizon))
     return jnp.asarray(saves, dtype) / scale, asked
 
 
-def _check_request(problem: Problem, request: Request) -> None:
-    fractions = np.shape(request.fractions)[0] if np.ndim(request.fractions) else 0
-    if fractions and problem.targets is not None:
-        raise ValueError("the ensemble engine (Flow(solver=Ensemble())) answers saves, not "
-                         "learning times: pass Request(fractions=()) or use the default engine")
+def _check_request(request: Request) -> None:
     tol = request.stationary_tol
     if tol is not None and not isinstance(tol, str):
         raise ValueError("the ensemble engine does not check stationarity: pass "
                          "Request(stationary_tol=None) or use the default engine")
 
 
+class _Progress(eqx.Module):
+    """One lane's progress for the engine's learning times: each mode of the raveled state
+    over its target (``-inf`` where the target is 0, which no level reaches). The engine's
+    ``args`` are the problem's args and the lane's targets."""
+
+    modes: Callable = eqx.field(static=True)
+    unravel: Callable = eqx.field(static=True)
+
+    def __call__(self, y, args):
+        problem_args, targets = args
+        m = self.modes(self.unravel(y), problem_args)
+        safe = jnp.where(targets != 0, targets, 1.0)
+        return jnp.where(targets != 0, m / safe, -jnp.inf)
+
+
+class _WithTargets(eqx.Module):
+    """The flow of a lane whose ``args`` carry its targets too: ``field(t, y, args[0])``."""
+
+    field: Callable = eqx.field(static=True)
+
+    def __call__(self, t, y, args):
+        return self.field(t, y, args[0])
+
+
+def _events(problem: Problem, request: Request, field, unravel, dtype):
+    """``(events, required, engine field, engine args)``: the learning times the request asks
+    the ensemble to locate, or ``(None, None, field, args)`` when it asks for none."""
+    fractions = as_fraction_array(request.fractions, dtype)
+    if problem.targets is None or fractions.shape[0] == 0:
+        return None, None, field, problem.args
+    if isinstance(field, _Block):
+        raise ValueError("Ensemble(batched_field=True) answers saves, not learning times: pass "
+                         "Request(fractions=()) or a vector field of one problem")
+    targets = jnp.asarray(problem.targets, dtype)
+    required = jax.vmap(lambda t: required_mask(request.required, t, fractions.shape[0]))(
+        targets)
+    no_horizon = request.stop_horizon() is None
+    if no_horizon and not isinstance(required, jax.core.Tracer) and not np.all(
+            np.any(np.asarray(required), axis=(1, 2))):
+        raise ValueError("without a horizon, every problem must require a learning time (a "
+                         "nonzero target): the ensemble engine does not stop at stationarity")
+    events = events_.Events(progress=_Progress(problem.modes_fn, unravel), levels=fractions,
+                            ends_when_answered=no_horizon)
+    return events, required, _WithTargets(field), (problem.args, targets)
+
+
 def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
     """Solve the batch ``problem`` (leading axis ``B`` on its leaves) with the ensemble engine
     chosen by ``flow.solver`` (an :class:`Ensemble`); see :func:`jaxflow.solve`."""
     method: Ensemble = flow.solver
-    _check_request(problem, request)
+    _check_request(request)
     if flow.clock not in (None, "plain"):
         raise ValueError("the ensemble engine steps in plain time: leave Flow's clock unset")
     leaves, treedef = jax.tree.flatten(problem.params0)
@@ -200,25 +249,31 @@ def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
         field = _Flat(problem.loss if problem.has_loss else problem.vector_field,
                       problem.has_loss, treedef, tuple(np.shape(x)[1:] for x in leaves))
     y0 = jnp.concatenate([jnp.reshape(x, (num, -1)) for x in leaves], axis=1)
+    unravel = _unravel(field, treedef)
+    events, required, engine_field, engine_args = _events(problem, request, field, unravel,
+                                                          y0.dtype)
     scale = problem.time_scale
-    times, asked = _save_times(request, scale, y0.dtype)
+    times, asked = _save_times(request, scale, y0.dtype, events is not None)
     dt = None if method.dt is None else method.dt / scale
     dt0 = None if flow.dt0 is None else flow.dt0 / scale
     out = ensemble.solve_ensemble(
-        field, y0, problem.args, times, dt=dt, dt0=dt0, rtol=flow.rtol, atol=flow.atol,
+        engine_field, y0, engine_args, times, dt=dt, dt0=dt0, rtol=flow.rtol, atol=flow.atol,
         pcoeff=method.pcoeff, icoeff=method.icoeff, slots=method.slots,
         max_steps=request.max_steps or flow.default_max_steps,
-        batched_field=method.batched_field)
-    return _trajectory(problem, request, out, times[:asked] * scale, field, treedef, leaves)
+        batched_field=method.batched_field, events=events, required=required)
+    return _trajectory(problem, request, out, times[:asked] * scale, unravel)
 
 
-def _trajectory(problem, request, out, times, field, treedef, leaves) -> EnsembleTrajectory:
+def _unravel(field, treedef):
+    """One lane's flat state back to the problem's parameter pytree."""
+    if isinstance(field, _Flat):
+        return field.unravel
+    return lambda y: jax.tree.unflatten(treedef, [y])  # noqa: E731
+
+
+def _trajectory(problem, request, out, times, unravel) -> EnsembleTrajectory:
     """The engine's answer as an :class:`EnsembleTrajectory` with the batch axis in front."""
     num, dtype = out.ys.shape[0], out.ys.dtype
-    if isinstance(field, _Flat):
-        unravel = field.unravel
-    else:
-        unravel = lambda y: jax.tree.unflatten(treedef, [y])  # noqa: E731
     saves = out.ys[:, : times.shape[0]]
     lane_modes = lambda ys, args: jax.vmap(  # noqa: E731
         lambda y: problem.modes_fn(unravel(y), args))(ys)
@@ -227,10 +282,13 @@ def _trajectory(problem, request, out, times, field, treedef, leaves) -> Ensembl
     final_modes = jax.vmap(problem.modes_fn)(final_state, problem.args)
     fractions = as_fraction_array(request.fractions, dtype)
     m = final_modes.shape[1]
+    learning = jnp.full((num, m, fractions.shape[0]), jnp.inf, dtype)
+    if out.learning_times is not None:
+        learning = out.learning_times * problem.time_scale
     return EnsembleTrajectory(
         times=jnp.broadcast_to(times, (num, times.shape[0])),
         modes=modes.astype(dtype),
-        learning_times=jnp.full((num, m, fractions.shape[0]), jnp.inf, dtype),
+        learning_times=learning,
         fractions=jnp.broadcast_to(fractions, (num, fractions.shape[0])),
         final_time=out.final_time * problem.time_scale,
         final_modes=final_modes.astype(dtype),

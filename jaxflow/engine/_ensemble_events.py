@@ -1,0 +1,133 @@
+"""Learning times in the ensemble engine: crossings found at step ends, landed on, polished.
+
+Part of :mod:`jaxflow.engine.ensemble`. A lane's learning time for (mode ``i``, fraction ``f``)
+is the first flow time at which ``progress_i = mode_i / target_i`` reaches ``f``. The work
+queue has no dense output to search afterwards, so a lane *lands* on each crossing instead:
+
+1. **detect.** An accepted step ``[t, t + h]`` whose end reaches a level not found yet is
+   turned down (counted as a rejected attempt): the lane stays at ``t``.
+2. **aim.** The crossing is placed on the cubic Hermite interpolant of the progress over the
+   step (its values and its rates ``d progress/dt = J_progress f`` at both ends, each a
+   Jacobian-vector product), by regula falsi; the earliest crossing of the step is the
+   target ``t_aim``.
+3. **land.** The next attempt is a step from ``t`` that ends exactly at ``t_aim`` (the same
+   landing as on a save time). Its end state is the solver's own, not an interpolant's.
+4. **polish.** There one Newton step on the exact state, ``t_aim + (f - progress) / rate``,
+   gives the learning time: the interpolant's error ``delta`` (fourth order in ``h``) becomes
+   ``O(delta^2)``, below the solver's tolerance.
+
+A lane lands once per crossing step (crossings of several levels placed at the same point are
+resolved together), so it pays one rejected and one short step per learning time. Every
+operation is elementwise across lanes: a lane's learning times do not depend on its slot or its
+neighbours. The rates are computed only in loop iterations in which some lane crossed or
+landed (``lax.cond``).
+
+Example (the logistic flow ``y' = y (1 - y)`` from three starts: its learning time of level
+``f`` is ``logit(f) - logit(y0)``; tests/test_ensemble.py checks the toy model's against the
+closed form, through ``jaxflow.solve``):
+    ```python
+    import jax.numpy as jnp
+    from jaxflow.engine import ensemble
+    from jaxflow.engine._ensemble_events import Events
+
+    def logistic(t, y, args):
+        return y * (1 - y)
+
+    events = Events(progress=lambda y, args: y[:1], levels=jnp.array([0.5, 0.9]),
+                    ends_when_answered=True)           # no horizon: stop once answered
+    out = ensemble.solve_ensemble(logistic, jnp.array([[1e-2], [1e-4], [0.3]]), None,
+                                  jnp.array([jnp.inf]), rtol=1e-10, atol=1e-20, events=events)
+    out.learning_times[:, 0]   # (3, 2): logit(0.5) - logit(y0), logit(0.9) - logit(y0)
+    ```
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from jaxflow.engine.regula_falsi import illinois
+
+__all__ = ["Events", "aim", "found_at_start", "polish"]
+
+
+class Events(eqx.Module):
+    """The learning times a batch asks for (see the module docstring).
+
+    Attributes:
+        progress: ``progress(y (d,), args) -> (M,)`` of one lane: each mode over its target
+            (``-inf`` where the target is 0); the engine maps it over the lanes.
+        levels: ``(F,)`` the fractions of the targets.
+        ends_when_answered: a lane stops once it has found every learning time it asks for
+            (a run without a horizon); otherwise it runs on to its last save time.
+    """
+
+    progress: Callable = eqx.field(static=True)
+    levels: Array
+    ends_when_answered: bool = eqx.field(static=True)
+
+    def lanes(self, y, args):
+        """The progress of every lane of a block: ``y (d, S)`` -> ``(M, S)``."""
+        return jax.vmap(self.progress, in_axes=(-1, -1), out_axes=-1)(y, args)
+
+    def rates(self, y, velocity, args):
+        """``d progress / dt`` of every lane along ``velocity`` (``(d, S)``): ``(M, S)``."""
+        return jax.jvp(lambda x: self.lanes(x, args), (y,), (velocity,))[1]
+
+    def reached(self, p):
+        """Which levels the progress ``p (M, S)`` has reached: ``(M, F, S)``."""
+        return p[:, None, :] >= self.levels[None, :, None]
+
+
+def found_at_start(events: Events, p, t):
+    """``(found, learning)`` of freshly loaded lanes: a level already reached at the start
+    time was learned then (as the flow's loop says)."""
+    found = events.reached(p)
+    return found, jnp.where(found, t[None, None, :], jnp.inf)
+
+
+def _hermite(theta, p_a, p_b, slope_a, slope_b):
+    """The cubic Hermite interpolant on ``[0, 1]`` with values ``p_a, p_b`` and slopes (per unit
+    ``theta``) ``slope_a, slope_b``."""
+    t2, t3 = theta * theta, theta * theta * theta
+    return ((2 * t3 - 3 * t2 + 1) * p_a + (t3 - 2 * t2 + theta) * slope_a
+            + (3 * t2 - 2 * t3) * p_b + (t3 - t2) * slope_b)
+
+
+def aim(events: Events, crossed, y, f0, p_a, y1, f1, p_b, t, h, args):
+    """Where to land for the lanes whose step ``[t, t + h]`` crossed the levels ``crossed``
+    ``(M, F, S)``: ``(t_aim (S,), aimed (M, F, S))``, the earliest crossing of each lane and the
+    levels placed there (``t_aim = inf`` where nothing crossed)."""
+    slope_a = h * events.rates(y, f0, args)
+    slope_b = h * events.rates(y1, f1, args)
+    expand = lambda x: jnp.broadcast_to(x[:, None, :], crossed.shape)  # noqa: E731
+    level = jnp.broadcast_to(events.levels[None, :, None], crossed.shape)
+    a, b, sa, sb = expand(p_a), expand(p_b), expand(slope_a), expand(slope_b)
+    below, above = a - level, b - level
+    # Only crossed levels have a bracket (below < 0 <= above); the others get a dummy one.
+    below = jnp.where(crossed, below, -1.0)
+    above = jnp.where(crossed, above, 1.0)
+
+    def root(a, b, sa, sb, level, below, above):  # one level of one lane
+        g = lambda theta: _hermite(theta, a, b, sa, sb) - level  # noqa: E731
+        return illinois(g, jnp.zeros_like(a), jnp.ones_like(a), below, above)
+
+    flat = [x.reshape(-1) for x in (a, b, sa, sb, level, below, above)]
+    theta = jax.vmap(root)(*flat).reshape(crossed.shape)
+    theta = jnp.where(crossed, theta, jnp.inf)
+    first = jnp.min(theta, axis=(0, 1))
+    t_aim = jnp.where(jnp.isfinite(first), t + first * h, jnp.inf)
+    return t_aim, crossed & (theta <= first[None, None, :])
+
+
+def polish(events: Events, resolve, y, velocity, p, t, low, high, args):
+    """The learning times of the levels ``resolve`` ``(M, F, S)`` from the exact state ``y`` at
+    time ``t`` (the landing point): one Newton step on ``progress(t) = level``, clipped to the
+    crossing step ``[low, high]``."""
+    rate = events.rates(y, velocity, args)[:, None, :]
+    gap = events.levels[None, :, None] - p[:, None, :]
+    safe = jnp.where(rate > 0, rate, 1.0)
+    newton = t[None, None, :] + jnp.where(rate > 0, gap / safe, 0.0)
+    return jnp.where(resolve, jnp.clip(newton, low[None, None, :], high[None, None, :]), jnp.inf)
