@@ -51,6 +51,7 @@ from jaxflow.experiments.config import (
     check_positive_int,
     option,
 )
+from jaxflow.models import _gaussian
 from jaxflow.oracles import minimum_sharpness
 
 __all__ = ["EdgeOfStabilityConfig", "figures", "kreisler_worst_increase", "point_function",
@@ -111,7 +112,7 @@ def _lane_problem(config, depth, scale, init, key):
     max_depth = int(max(config.depths))
     mask = jnp.arange(max_depth, dtype=depth.dtype) < depth
     target = jnp.asarray([config.target])
-    noise = jnp.where(init > 0.5, jax.random.normal(key, (1, max_depth)), 0.0)
+    noise = jnp.where(init > 0.5, _gaussian.normal(key, (1, max_depth)), 0.0)
     w0 = jnp.where(mask, scale ** (1.0 / depth) * jnp.exp(0.5 * noise), 1.0)
 
     def product(params, _=None):

@@ -62,6 +62,7 @@ from jaxflow.experiments.config import (
     check_seed,
     option,
 )
+from jaxflow.models import _gaussian
 from jaxflow.oracles import incremental
 
 __all__ = ["FactorDiagramConfig", "figures", "point_function", "report", "run"]
@@ -176,7 +177,7 @@ def point_function(config: FactorDiagramConfig):
         depth = p["depth"]
         key = jax.random.key(p["seed"].astype(jnp.uint32))
         factor = p["scale"] ** (1.0 / depth)
-        weights = factor * jax.random.normal(key, (config.num_modes, max_depth))
+        weights = factor * _gaussian.normal(key, (config.num_modes, max_depth))
         times, codes, steps = jax.vmap(coordinate, in_axes=(0, None, 0))(weights, depth, targets)
         pairs = incremental.incremental_pairs(times)
         return {

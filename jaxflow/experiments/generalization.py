@@ -46,6 +46,7 @@ from jaxflow._table import table
 from jaxflow.engine import status
 from jaxflow.experiments import _layout
 from jaxflow.experiments.config import ConfigError, ExperimentConfig, check_positive_int, option
+from jaxflow.models import _gaussian
 from jaxflow.models import matrix_sensing as ms
 
 __all__ = ["GeneralizationConfig", "effective_rank", "figures", "point_function", "report", "run"]
@@ -156,7 +157,7 @@ def point_function(config: GeneralizationConfig):
         depth = p["depth"]
         key = jax.random.key(p["seed"].astype(jnp.uint32))
         std = p["scale"] ** (1.0 / depth) / jnp.sqrt(float(config.d))
-        factors = std * jax.random.normal(key, (max_depth, config.d, config.d))
+        factors = std * _gaussian.normal(key, (max_depth, config.d, config.d))
         # no tracked modes (an SVD per step would cost more than the step itself), no horizon:
         # the run goes until it is stationary, or spends its step budget (max_steps)
         traj = jaxflow.solve(jaxflow.Problem(loss=loss, params0=factors, args=(depth, problem)),

@@ -51,6 +51,7 @@ from jaxflow.experiments.config import (
     check_seed,
     option,
 )
+from jaxflow.models import _gaussian
 from jaxflow.models import diagonal as dn
 
 __all__ = ["LargeStepDiagonalConfig", "figures", "point_function", "report", "run"]
@@ -106,7 +107,7 @@ def _data(config, seed) -> dn.Data:
     sizes = jax.random.uniform(keys[1], (config.sparsity,), minval=0.5, maxval=1.5)
     signs = jnp.where(jax.random.bernoulli(keys[2], 0.5, (config.sparsity,)), 1.0, -1.0)
     target = jnp.zeros(config.d).at[support].set(signs * sizes)
-    inputs = jax.random.normal(keys[3], (config.m, config.d))
+    inputs = _gaussian.normal(keys[3], (config.m, config.d))
     inputs = inputs / jnp.linalg.norm(inputs, axis=0, keepdims=True)
     return dn.Data(inputs, inputs @ target, target)
 

@@ -76,6 +76,7 @@ from jaxflow.experiments.config import (
     check_steps,
     option,
 )
+from jaxflow.models import _gaussian
 from jaxflow.models import diagonal as dn
 from jaxflow.oracles import incremental
 from jaxflow.sweep import cells as _cells
@@ -169,7 +170,7 @@ def _draw(key, d, m, sparsity, scale):
     support = jax.random.choice(k_support, d, (sparsity,), replace=False)
     values = scale * jax.random.exponential(k_values, (sparsity,)) + 1.0
     target = jnp.zeros(d).at[support].set(values)
-    inputs = jax.random.normal(k_data, (m, d))
+    inputs = _gaussian.normal(k_data, (m, d))
     return target, inputs / jnp.linalg.norm(inputs, axis=0, keepdims=True)
 
 

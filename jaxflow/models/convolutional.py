@@ -45,6 +45,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
 from jaxflow._integers import check_integer
+from jaxflow.models import _gaussian
 from jaxflow.models import diagonal as dn
 
 __all__ = [
@@ -68,9 +69,9 @@ def init(key: jax.Array, scale: float, depth: int, d: int) -> dict[str, Array]:
     depth, d = int(depth), int(d)
     std = float(scale) ** (1.0 / depth) / np.sqrt(d)
     key_k, key_v = jax.random.split(key)
-    params = {"dense": std * jax.random.normal(key_v, (d,))}
+    params = {"dense": std * _gaussian.normal(key_v, (d,))}
     if depth > 1:
-        params["kernels"] = std * jax.random.normal(key_k, (depth - 1, d))
+        params["kernels"] = std * _gaussian.normal(key_k, (depth - 1, d))
     return params
 
 

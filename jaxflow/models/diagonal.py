@@ -51,6 +51,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxflow._integers import check_integer
+from jaxflow.models import _gaussian
 
 __all__ = [
     "Data", "LOSSES", "Loss", "Problem", "TINY_LOSS", "beta", "check_labels",
@@ -172,7 +173,7 @@ def classification_data(key: jax.Array, target: Float[ArrayLike, " d"], m: int) 
     """
     target = _check_target(target)
     check_integer("m (number of samples)", m)
-    inputs = jax.random.normal(key, (int(m), target.size))
+    inputs = _gaussian.normal(key, (int(m), target.size))
     labels = jnp.where(inputs @ target >= 0, 1.0, -1.0)
     return Data(inputs, labels, target)
 
@@ -191,7 +192,7 @@ def regression_data(
     """
     target = _check_target(target)
     check_integer("m (number of samples)", m)
-    inputs = jax.random.normal(key, (int(m), target.size))
+    inputs = _gaussian.normal(key, (int(m), target.size))
     if unit_columns:
         inputs = inputs / jnp.linalg.norm(inputs, axis=0, keepdims=True)
     return Data(inputs, inputs @ target, target)

@@ -53,6 +53,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxflow._integers import check_integer
+from jaxflow.models import _gaussian
 
 __all__ = [
     "aligned_init",
@@ -132,7 +133,7 @@ def init(
     _check_scale(scale)
     keys = jax.random.split(key, len(widths))
     layers = [
-        scale * jax.random.normal(k, (w_out, w_in))
+        scale * _gaussian.normal(k, (w_out, w_in))
         for k, w_in, w_out in zip(keys, widths[:-1], widths[1:])
     ]
     if balance is None:
@@ -147,7 +148,7 @@ def init(
     if float(values.min()) < -1e-12 * max(1.0, float(jnp.abs(values).max())):
         raise ValueError(f"balance = {balance} makes lambda I + W1 W1^T indefinite")
     root = (vectors * jnp.sqrt(jnp.maximum(values, 0.0))) @ vectors.T
-    orthonormal, _ = jnp.linalg.qr(jax.random.normal(keys[-1], (widths[2], widths[1])))
+    orthonormal, _ = jnp.linalg.qr(_gaussian.normal(keys[-1], (widths[2], widths[1])))
     return [w1, orthonormal @ root]
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxflow._integers import check_integer
+from jaxflow.models import _gaussian
 
 __all__ = [
     "Init", "Problem", "completion_problem", "diagonal_target", "effective_rank",
@@ -122,7 +123,7 @@ def gaussian_problem(key: jax.Array, target: Float[ArrayLike, "d1 d2"], m: int) 
         raise ValueError(f"target must be a matrix, got shape {target.shape}")
     if m < 1:
         raise ValueError(f"m (number of measurements) must be >= 1, got {m}")
-    operator = jax.random.normal(key, (m, target.size))
+    operator = _gaussian.normal(key, (m, target.size))
     return Problem(operator, operator @ target.reshape(-1), target)
 
 
@@ -210,7 +211,7 @@ def init(
         keys = jax.random.split(key, count)
         if kind == "gaussian":
             mats = [
-                factor / jnp.sqrt(d1) * jax.random.normal(k, (dims[j], dims[j + 1]))
+                factor / jnp.sqrt(d1) * _gaussian.normal(k, (dims[j], dims[j + 1]))
                 for j, k in enumerate(keys)
             ]
         else:

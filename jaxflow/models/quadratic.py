@@ -69,6 +69,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxflow._integers import check_integer
+from jaxflow.models import _gaussian
 
 __all__ = [
     "Data", "diagonal_target", "eigenvalues", "gaussian_data", "gram", "init", "loss", "modes",
@@ -180,10 +181,10 @@ def gaussian_data(
     if not float(noise) >= 0.0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     key_x, key_noise = jax.random.split(key)
-    inputs = jax.random.normal(key_x, (int(m), target.shape[0]))
+    inputs = _gaussian.normal(key_x, (int(m), target.shape[0]))
     observations = jnp.einsum("ki,ij,kj->k", inputs, target, inputs)
     if noise:
-        observations = observations + noise * jax.random.normal(key_noise, (int(m),))
+        observations = observations + noise * _gaussian.normal(key_noise, (int(m),))
     return Data(inputs, observations, target)
 
 

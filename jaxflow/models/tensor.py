@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxflow.models import _gaussian
+
 __all__ = ["init", "invariants", "loss", "modes", "orthogonal_target", "reconstruct"]
 
 
@@ -103,7 +105,7 @@ def init(key: jax.Array, scale: float, *, order: int, rank: int, d: int) -> Floa
     order, rank, d = _check("order", order, 2), _check("rank", rank, 1), _check("d", d, 1)
     if not 0.0 < float(scale) < float("inf"):
         raise ValueError(f"scale (init) must be > 0 and finite, got {scale}")
-    return scale * jax.random.normal(key, (order, rank, d))
+    return scale * _gaussian.normal(key, (order, rank, d))
 
 
 def orthogonal_target(key: jax.Array, d: int, weights, *, order: int) -> Float[Array, "..."]:
@@ -121,6 +123,6 @@ def orthogonal_target(key: jax.Array, d: int, weights, *, order: int) -> Float[A
         raise ValueError(f"weights: {weights.size} components do not fit d = {d}")
     keys = jax.random.split(key, order)
     factors = jnp.stack(
-        [jnp.linalg.qr(jax.random.normal(k, (d, d)))[0].T[: weights.size] for k in keys]
+        [jnp.linalg.qr(_gaussian.normal(k, (d, d)))[0].T[: weights.size] for k in keys]
     )
     return reconstruct(factors.at[0].multiply(weights[:, None]))

@@ -40,6 +40,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxflow.engine.coordinatewise import Coordinatewise
+from jaxflow.models import _gaussian
 
 __all__ = [
     "ToyArgs", "args_domain", "factor_init", "factor_loss", "factor_time_scale", "factor_values",
@@ -312,7 +313,7 @@ def factor_init(
     if key is None:
         raise ValueError("key is required for the unbalanced (random Gaussian) initialization")
     keys = jax.random.split(key, len(names))
-    return {n: factor * jax.random.normal(k, (num_coords, depth)) for n, k in zip(names, keys)}
+    return {n: factor * _gaussian.normal(k, (num_coords, depth)) for n, k in zip(names, keys)}
 
 
 def factor_values(params: dict[str, Float[Array, "d N"]], args=None) -> Float[Array, " d"]:
