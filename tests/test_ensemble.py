@@ -286,6 +286,32 @@ def test_learning_time_statuses_per_lane():
     assert float(traj.final_time[0]) == 8.0 and float(traj.final_time[2]) < 8.0
 
 
+def test_learning_times_on_a_clock_after_plateaus_of_1e30():
+    """On the toy model's clock (Flow(clock=toy.reduced_speed), the state ln sigma) the lanes
+    cross plateaus of up to 1e30 time units (depth inf from 1e-30) in at most a few hundred
+    attempts, and the learning times, read from the clock's flow time, match the closed form
+    to 1e-9 at rtol 1e-10. A clock answers learning times only: saves are refused."""
+    depths, scales = np.repeat([3.0, 4.0, np.inf], 3), np.tile([1e-30, 1e-12, 1e-3], 3)
+    n = depths.size
+    args = toy.ToyArgs(depth=jnp.asarray(depths), targets=jnp.ones((n, 1)),
+                       time_scale=jnp.ones(n), log_time_unit=jnp.zeros(n))
+    problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
+                              params0=jnp.log(jnp.asarray(scales))[:, None],
+                              modes=toy.reduced_modes, targets=args.targets)
+    clocked = jaxflow.Flow(solver=jaxflow.Ensemble(), rtol=1e-10, atol=1e-10,
+                           clock=toy.reduced_speed)
+    traj = jaxflow.solve(problem, clocked, jaxflow.Request(fractions=FRACTIONS), batched=True)
+    exact = np.array([[theory.learning_time(d, 1.0, s, f) for f in FRACTIONS]
+                      for d, s in zip(depths, scales)])
+    assert traj.status.tolist() == [status.OK] * n
+    np.testing.assert_allclose(traj.learning_times[:, 0], exact, rtol=1e-9)
+    np.testing.assert_allclose(traj.final_time, exact[:, -1], rtol=1e-9)  # the clock's t
+    assert traj.final_state.shape == (n, 1) and int(np.max(traj.steps + traj.rejected)) < 400
+    with pytest.raises(ValueError, match="on a clock .* learning times only"):
+        jaxflow.solve(problem, clocked, jaxflow.Request(fractions=FRACTIONS, save_times=[1.0]),
+                      batched=True)
+
+
 # ---------------------------------------------------------------- sweeps of ensembles (stores)
 
 SWEPT_RHOS = np.linspace(0.0, 21.0, 10)  # three chunks of 4, the last one padded by the sweep

@@ -62,11 +62,19 @@ class Events(eqx.Module):
         levels: ``(F,)`` the fractions of the targets.
         ends_when_answered: a lane stops once it has found every learning time it asks for
             (a run without a horizon); otherwise it runs on to its last save time.
+        clock: the lanes integrate on a clock ``tau``: the state's last component is the flow
+            time ``t`` (``dt/dtau`` its velocity), and learning times are read from it.
     """
 
     progress: Callable = eqx.field(static=True)
     levels: Array
     ends_when_answered: bool = eqx.field(static=True)
+    clock: bool = eqx.field(static=True, default=False)
+
+    def flow_time(self, y, tau):
+        """The flow time of the lanes at ``tau``: ``tau`` itself, or the clock's ``t`` (the
+        state's last component)."""
+        return y[-1] if self.clock else tau
 
     def lanes(self, y, args):
         """The progress of every lane of a block: ``y (d, S)`` -> ``(M, S)``."""
@@ -81,11 +89,11 @@ class Events(eqx.Module):
         return p[:, None, :] >= self.levels[None, :, None]
 
 
-def found_at_start(events: Events, p, t):
+def found_at_start(events: Events, p, y, t):
     """``(found, learning)`` of freshly loaded lanes: a level already reached at the start
     time was learned then (as the flow's loop says)."""
     found = events.reached(p)
-    return found, jnp.where(found, t[None, None, :], jnp.inf)
+    return found, jnp.where(found, events.flow_time(y, t)[None, None, :], jnp.inf)
 
 
 def _hermite(theta, p_a, p_b, slope_a, slope_b):
@@ -125,9 +133,13 @@ def aim(events: Events, crossed, y, f0, p_a, y1, f1, p_b, t, h, args):
 def polish(events: Events, resolve, y, velocity, p, t, low, high, args):
     """The learning times of the levels ``resolve`` ``(M, F, S)`` from the exact state ``y`` at
     time ``t`` (the landing point): one Newton step on ``progress(t) = level``, clipped to the
-    crossing step ``[low, high]``."""
+    crossing step ``[low, high]``; on a clock the step is taken in ``tau`` and carried to the
+    flow time by ``dt/dtau``."""
     rate = events.rates(y, velocity, args)[:, None, :]
     gap = events.levels[None, :, None] - p[:, None, :]
     safe = jnp.where(rate > 0, rate, 1.0)
     newton = t[None, None, :] + jnp.where(rate > 0, gap / safe, 0.0)
-    return jnp.where(resolve, jnp.clip(newton, low[None, None, :], high[None, None, :]), jnp.inf)
+    newton = jnp.clip(newton, low[None, None, :], high[None, None, :])
+    if events.clock:
+        newton = y[-1][None, None, :] + (newton - t[None, None, :]) * velocity[-1][None, None, :]
+    return jnp.where(resolve, newton, jnp.inf)

@@ -119,7 +119,7 @@ def _load_events(events, problems: Problems, lanes: Lanes, take, row, y, t, args
     pick = lambda new, old: jnp.where(take, new, old)  # noqa: E731
     p = pick(events.lanes(y, args), lanes.events.p)
     required = pick(jnp.moveaxis(problems.required[row], 0, -1), lanes.events.required)
-    found, learning = events_.found_at_start(events, p, t)
+    found, learning = events_.found_at_start(events, p, y, t)
     old = lanes.events
     return EventLanes(p=p, required=required, found=pick(found, old.found),
                       learning=pick(learning, old.learning),

@@ -78,8 +78,8 @@ def solve(problem: Problem, method: Flow | Descent, request: Request | None = No
             of ``params0``, ``args`` and ``targets``. The answer gets the same leading axis.
             One compiled program serves the batch: ``jax.vmap`` of the single solve, or, with
             ``Flow(solver=jaxflow.Ensemble(...))``, the ensemble engine
-            (:mod:`jaxflow.engine.ensemble_method`: per-lane steps without lockstep; saves
-            and final states, no learning times).
+            (:mod:`jaxflow.engine.ensemble_method`: per-lane steps without lockstep; saves,
+            learning times and final states; no stationarity check).
 
     Returns:
         A :class:`jaxflow.Trajectory` (descent: a :class:`~jaxflow.engine.trajectory.DescentTrajectory`,

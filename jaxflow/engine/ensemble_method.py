@@ -8,7 +8,8 @@ loss``), with any pytree of parameters. It answers the request's saves, its lear
 (landed on and polished, :mod:`jaxflow.engine._ensemble_events`; adaptive steps only), the
 final state and the per-lane status, with the default engine's status meanings; it does not
 check stationarity (ask the default engine for that). Steps are taken in the flow's plain
-time (no clock): the answers are the same trajectory.
+time, unless the ``Flow`` names a clock (``Flow(clock=...)``, :mod:`jaxflow.engine.clock`):
+then the lanes integrate ``(params, t)`` on it and answer learning times only.
 
 Example (three decay rates, fixed steps; saves land exactly on the requested times):
     >>> import jax
@@ -35,6 +36,7 @@ idle throughout, so a wasted share of 1 - 3/128:
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -44,6 +46,7 @@ from jaxtyping import Array, Int
 
 from jaxflow.engine import _ensemble_events as events_
 from jaxflow.engine import ensemble
+from jaxflow.engine.clock import clock_speed
 from jaxflow.engine.problem import Problem
 from jaxflow.engine.request import Request, as_fraction_array, required_mask
 from jaxflow.engine.trajectory import Trajectory
@@ -190,12 +193,28 @@ class _Progress(eqx.Module):
 
     modes: Callable = eqx.field(static=True)
     unravel: Callable = eqx.field(static=True)
+    clocked: bool = eqx.field(static=True, default=False)  # the state ends with the flow time
 
     def __call__(self, y, args):
         problem_args, targets = args
-        m = self.modes(self.unravel(y), problem_args)
+        m = self.modes(self.unravel(y[:-1] if self.clocked else y), problem_args)
         safe = jnp.where(targets != 0, targets, 1.0)
         return jnp.where(targets != 0, m / safe, -jnp.inf)
+
+
+class _Clocked(eqx.Module):
+    """The flow on a clock ``tau`` (:mod:`jaxflow.engine.clock`): the lane's state is the
+    raveled parameters and then the flow time ``t``; ``d(y, t)/dtau = (f, 1) / s(y)``."""
+
+    field: Callable = eqx.field(static=True)
+    clock: Any = eqx.field(static=True)
+    unravel: Callable = eqx.field(static=True)
+
+    def __call__(self, tau, z, args):
+        y = z[:-1]
+        velocity = self.field(tau, y, args)
+        speed = clock_speed(self.clock, self.unravel(y), self.unravel(velocity), args)
+        return jnp.concatenate([velocity / speed, jnp.reshape(1.0 / speed, (1,))])
 
 
 class _WithTargets(eqx.Module):
@@ -207,9 +226,10 @@ class _WithTargets(eqx.Module):
         return self.field(t, y, args[0])
 
 
-def _events(problem: Problem, request: Request, field, unravel, dtype):
+def _events(problem: Problem, request: Request, field, unravel, dtype, clock=None):
     """``(events, required, engine field, engine args)``: the learning times the request asks
-    the ensemble to locate, or ``(None, None, field, args)`` when it asks for none."""
+    the ensemble to locate, or ``(None, None, field, args)`` when it asks for none. With a
+    ``clock``, the engine integrates the flow on it (:class:`_Clocked`)."""
     fractions = as_fraction_array(request.fractions, dtype)
     if problem.targets is None or fractions.shape[0] == 0:
         return None, None, field, problem.args
@@ -224,9 +244,24 @@ def _events(problem: Problem, request: Request, field, unravel, dtype):
             np.any(np.asarray(required), axis=(1, 2))):
         raise ValueError("without a horizon, every problem must require a learning time (a "
                          "nonzero target): the ensemble engine does not stop at stationarity")
-    events = events_.Events(progress=_Progress(problem.modes_fn, unravel), levels=fractions,
-                            ends_when_answered=no_horizon)
+    clocked = clock is not None
+    if clocked:
+        field = _Clocked(field, clock, unravel)
+    events = events_.Events(progress=_Progress(problem.modes_fn, unravel, clocked),
+                            levels=fractions, ends_when_answered=no_horizon, clock=clocked)
     return events, required, _WithTargets(field), (problem.args, targets)
+
+
+def _check_clock(flow, request: Request):
+    """The clock the ensemble integrates on (``None``: plain time). A clock is for learning
+    times alone: the engine lands on save times and horizons in its own variable, ``tau``."""
+    if flow.clock in (None, "plain"):
+        return None
+    if request.save_times is not None or request.horizon is not None:
+        raise ValueError("the ensemble engine on a clock (Flow(clock=...)) answers learning "
+                         "times only: leave the request's save_times and horizon unset, or "
+                         "leave the clock unset")
+    return flow.clock
 
 
 def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
@@ -234,8 +269,7 @@ def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
     chosen by ``flow.solver`` (an :class:`Ensemble`); see :func:`jaxflow.solve`."""
     method: Ensemble = flow.solver
     _check_request(request)
-    if flow.clock not in (None, "plain"):
-        raise ValueError("the ensemble engine steps in plain time: leave Flow's clock unset")
+    clock = _check_clock(flow, request)
     leaves, treedef = jax.tree.flatten(problem.params0)
     num = np.shape(leaves[0])[0]
     if num == 0:
@@ -250,8 +284,16 @@ def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
                       problem.has_loss, treedef, tuple(np.shape(x)[1:] for x in leaves))
     y0 = jnp.concatenate([jnp.reshape(x, (num, -1)) for x in leaves], axis=1)
     unravel = _unravel(field, treedef)
+    if clock is not None:
+        if isinstance(field, _Block):
+            raise ValueError("Ensemble(batched_field=True) steps in plain time: leave Flow's "
+                             "clock unset")
+        y0 = jnp.concatenate([y0, jnp.zeros((num, 1), y0.dtype)], axis=1)  # t = 0
     events, required, engine_field, engine_args = _events(problem, request, field, unravel,
-                                                          y0.dtype)
+                                                          y0.dtype, clock)
+    if clock is not None and events is None:
+        raise ValueError("the ensemble engine on a clock (Flow(clock=...)) answers learning "
+                         "times only: ask for fractions of nonzero targets")
     scale = problem.time_scale
     times, asked = _save_times(request, scale, y0.dtype, events is not None)
     dt = None if method.dt is None else method.dt / scale
@@ -261,7 +303,7 @@ def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
         pcoeff=method.pcoeff, icoeff=method.icoeff, slots=method.slots,
         max_steps=request.max_steps or flow.default_max_steps,
         batched_field=method.batched_field, events=events, required=required)
-    return _trajectory(problem, request, out, times[:asked] * scale, unravel)
+    return _trajectory(problem, request, out, times[:asked] * scale, unravel, clock is not None)
 
 
 def _unravel(field, treedef):
@@ -271,9 +313,15 @@ def _unravel(field, treedef):
     return lambda y: jax.tree.unflatten(treedef, [y])  # noqa: E731
 
 
-def _trajectory(problem, request, out, times, unravel) -> EnsembleTrajectory:
-    """The engine's answer as an :class:`EnsembleTrajectory` with the batch axis in front."""
+def _trajectory(problem, request, out, times, unravel, clocked=False) -> EnsembleTrajectory:
+    """The engine's answer as an :class:`EnsembleTrajectory` with the batch axis in front (on
+    a clock, the state's last component is the flow time)."""
     num, dtype = out.ys.shape[0], out.ys.dtype
+    final_time = out.final_time
+    if clocked:
+        final_time = out.final_state[:, -1]
+        out = eqx.tree_at(lambda o: (o.final_state, o.ys), out,
+                          (out.final_state[:, :-1], out.ys[..., :-1]))
     saves = out.ys[:, : times.shape[0]]
     lane_modes = lambda ys, args: jax.vmap(  # noqa: E731
         lambda y: problem.modes_fn(unravel(y), args))(ys)
@@ -290,7 +338,7 @@ def _trajectory(problem, request, out, times, unravel) -> EnsembleTrajectory:
         modes=modes.astype(dtype),
         learning_times=learning,
         fractions=jnp.broadcast_to(fractions, (num, fractions.shape[0])),
-        final_time=out.final_time * problem.time_scale,
+        final_time=final_time * problem.time_scale,
         final_modes=final_modes.astype(dtype),
         final_state=final_state,
         steps=out.steps,

@@ -75,8 +75,7 @@ class EnsembleRunner(AbstractRunner):
             to an ``(n,)`` float64 array, the problem's ``params0`` and ``args`` have the leading
             axis ``n``.
         flow: a ``jaxflow.Flow`` whose solver is a ``jaxflow.Ensemble``.
-        request: what every lane answers (saves, horizon; the ensemble engine answers no
-            learning times).
+        request: what every lane answers (saves, horizon, learning times; no stationarity).
         outputs: ``outputs(trajectory) -> {name: (n, ...) array}`` (default
             :func:`default_outputs`); ``slot_iterations`` is added to it (module docstring).
         chunk_size: problems per chunk: one queue, one compiled call, one unit of the store.
