@@ -51,6 +51,17 @@ def phase_diagram_accuracy() -> str:
             f"{r['max_log_threshold_error']:.1e} (solver rtol {r['rtol']:.0e}).\n")
 
 
+def _one_device_engines(engines) -> str:
+    """The toy benchmark's one-device comparison of the two engines, if it was measured."""
+    if not engines:
+        return ""
+    vmap, queue = engines["vmap"], engines["ensemble"]
+    return (f"; on one device ({engines['lanes']:,} lanes) the ensemble engine "
+            f"{queue['us_per_trajectory']:.2f} us against vmap's {vmap['us_per_trajectory']:.2f} "
+            f"us ({engines['ensemble_speedup']:.2f}x; lane work wasted "
+            f"{queue['wasted_share']:.1%} against {vmap['wasted_share']:.0%} in lockstep)")
+
+
 def benchmarks_table() -> str:
     toy = _load("toy_throughput")
     engines = _load("flow_engines")
@@ -65,7 +76,8 @@ def benchmarks_table() -> str:
         f"{toy['us_per_trajectory']:.2f} us per trajectory against scipy's "
         f"{toy['scipy_us_per_trajectory'] / 1000:.2f} ms ({toy['speedup_vs_scipy']:.0f}x); "
         f"steps {toy['steps_min_median_max'][0]}-{toy['steps_min_median_max'][2]}; "
-        f"max learning-time error {toy['max_rel_learning_time_error']:.1e}",
+        f"max learning-time error {toy['max_rel_learning_time_error']:.1e}"
+        + _one_device_engines(toy.get("one_device_engines")),
         _source("toy_throughput")))
     by_engine = {}
     for row in engines["rows"]:

@@ -6,6 +6,8 @@ jaxflow.solve and jaxflow.Flow (float64). The simulation uses only the vector fi
 precomputed time, not even for its grid; jaxflow.oracles.theory is only the reference it is checked
 against. scipy.integrate.solve_ivp (RK45, same rtol, atol 1e-20 in sigma, an event at 0.99) runs
 on a 256-lane subsample in a Python loop, and the table reports the per-trajectory speed ratio.
+Then, on one device, the same problem as one batched ``jaxflow.solve`` by each engine on the same
+clock: the default (``jax.vmap``, in lockstep) and the ensemble engine (a work queue), float64.
 
     python benchmarks/toy_throughput.py            # full size
     python benchmarks/toy_throughput.py --lanes 4096 --scipy-lanes 64   # quick
@@ -84,6 +86,50 @@ def jaxflow_run(lanes: int, rtol: float, chunk: int, batch: int):
     )
 
 
+def engines_run(lanes: int, rtol: float):
+    """The same problem as one ``jaxflow.solve(..., batched=True)`` on one device, by each
+    engine: the default (``jax.vmap`` of the single solve, in lockstep) and the ensemble
+    engine on the same clock (a work queue, no lockstep). Best of 3, compile excluded."""
+    scales = np.geomspace(1e-12, 1e-1, lanes)
+    args = toy.ToyArgs(depth=jnp.full(lanes, DEPTH), targets=jnp.ones((lanes, 1)),
+                       time_scale=jnp.ones(lanes), log_time_unit=jnp.zeros(lanes))
+    problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
+                              params0=jnp.log(jnp.asarray(scales))[:, None],
+                              modes=toy.reduced_modes, targets=args.targets)
+    request = jaxflow.Request(fractions=(TARGET_FRACTION,))
+    with jax.enable_x64(True):
+        exact = np.asarray(theory.learning_time(DEPTH, 1.0, scales, TARGET_FRACTION))
+    engines = {
+        "vmap": jaxflow.Flow(rtol=rtol, atol=rtol, clock=toy.reduced_speed),
+        "ensemble": jaxflow.Flow(solver=jaxflow.Ensemble(), rtol=rtol, atol=rtol,
+                                 clock=toy.reduced_speed),
+    }
+    out = {}
+    with jax.default_device(jax.devices()[0]):
+        for name, flow in engines.items():
+            traj = jax.block_until_ready(jaxflow.solve(problem, flow, request, batched=True))
+            runs = []
+            for _ in range(3):
+                t = time.perf_counter()
+                traj = jax.block_until_ready(jaxflow.solve(problem, flow, request, batched=True))
+                runs.append(time.perf_counter() - t)
+            attempts = np.asarray(traj.steps + traj.rejected)
+            out[name] = {
+                "us_per_trajectory": min(runs) / lanes * 1e6,
+                "attempts_mean_max": [float(attempts.mean()), int(attempts.max())],
+                "max_rel_learning_time_error": float(np.max(np.abs(
+                    np.asarray(traj.learning_times[:, 0, 0]) / exact - 1))),
+                "lanes_ok": int(np.sum(np.asarray(traj.status) == 0)),
+                # lockstep: every lane pays the longest lane's attempts; the queue: its own
+                "wasted_share": float(getattr(traj, "wasted",
+                                              1 - attempts.mean() / attempts.max())),
+            }
+    out["lanes"] = lanes
+    times = {name: out[name]["us_per_trajectory"] for name in engines}
+    out["ensemble_speedup"] = times["vmap"] / times["ensemble"]
+    return out
+
+
 def scipy_run(scales: np.ndarray, rtol: float):
     from scipy.integrate import solve_ivp
 
@@ -114,6 +160,8 @@ def main():
     parser.add_argument("--rtol", type=float, default=8e-8)
     parser.add_argument("--chunk", type=int, default=4096, help="lanes per compiled call")
     parser.add_argument("--batch", type=int, default=1024, help="lanes per vmapped batch")
+    parser.add_argument("--engine-lanes", type=int, default=16384,
+                        help="lanes of the one-device comparison of the two engines")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                         help="float32: the whole jaxflow run in float32 (GPU/TPU speed)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "toy_throughput.json"))
@@ -125,6 +173,8 @@ def main():
     per_traj = jf["run_s"] / args.lanes
     steps = jf["steps"]
     efficiency = steps.sum() / (steps.max() * steps.size)
+
+    engines = None if FLOAT32 else engines_run(args.engine_lanes, args.rtol)
 
     idx = np.linspace(0, args.lanes - 1, args.scipy_lanes).round().astype(int)
     sp_times, sp_nfev, sp_elapsed = scipy_run(jf["scales"][idx], args.rtol)
@@ -155,6 +205,7 @@ def main():
         "scipy_max_rel_error": float(sp_err.max()),
         "scipy_nfev_median": float(np.median(sp_nfev)),
         "speedup_vs_scipy": sp_per_traj / per_traj,
+        "one_device_engines": engines,
     }
     rows = [
         ("lanes (depth 6, sigma0 1e-12..1e-1, to 0.99)", f"{args.lanes}"),
@@ -169,6 +220,16 @@ def main():
         ("scipy max rel error", f"{sp_err.max():.2e}"),
         ("speed-up per trajectory vs scipy", f"{result['speedup_vs_scipy']:.0f}x"),
     ]
+    for name in ("vmap", "ensemble") if engines else ():
+        e = engines[name]
+        rows.append((f"one device, {engines['lanes']} lanes, {name} engine",
+                     f"{e['us_per_trajectory']:.2f} us, attempts mean/max "
+                     f"{e['attempts_mean_max'][0]:.1f}/{e['attempts_mean_max'][1]}, wasted "
+                     f"{e['wasted_share']:.3f}, "
+                     f"max rel error {e['max_rel_learning_time_error']:.1e}"))
+    if engines:
+        rows.append(("ensemble engine speed-up (one device)",
+                     f"{engines['ensemble_speedup']:.2f}x"))
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
