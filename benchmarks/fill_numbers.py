@@ -56,10 +56,13 @@ def _one_device_engines(engines) -> str:
     if not engines:
         return ""
     vmap, queue = engines["vmap"], engines["ensemble"]
+    every = engines["ensemble_all_devices"]
     return (f"; on one device ({engines['lanes']:,} lanes) the ensemble engine "
             f"{queue['us_per_trajectory']:.2f} us against vmap's {vmap['us_per_trajectory']:.2f} "
             f"us ({engines['ensemble_speedup']:.2f}x; lane work wasted "
-            f"{queue['wasted_share']:.1%} against {vmap['wasted_share']:.0%} in lockstep)")
+            f"{queue['wasted_share']:.1%} against {vmap['wasted_share']:.0%} in lockstep); the "
+            f"ensemble engine on all {every['devices']} devices, {every['lanes']:,} lanes: "
+            f"{every['us_per_trajectory']:.2f} us")
 
 
 def benchmarks_table() -> str:

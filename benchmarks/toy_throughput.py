@@ -86,19 +86,37 @@ def jaxflow_run(lanes: int, rtol: float, chunk: int, batch: int):
     )
 
 
-def engines_run(lanes: int, rtol: float):
-    """The same problem as one ``jaxflow.solve(..., batched=True)`` on one device, by each
-    engine: the default (``jax.vmap`` of the single solve, in lockstep) and the ensemble
-    engine on the same clock (a work queue, no lockstep). Best of 3, compile excluded."""
+def _toy_batch(lanes: int):
+    """The benchmark's problem as one batch (``lanes`` scales, depth 6, target 1)."""
     scales = np.geomspace(1e-12, 1e-1, lanes)
     args = toy.ToyArgs(depth=jnp.full(lanes, DEPTH), targets=jnp.ones((lanes, 1)),
                        time_scale=jnp.ones(lanes), log_time_unit=jnp.zeros(lanes))
     problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
                               params0=jnp.log(jnp.asarray(scales))[:, None],
                               modes=toy.reduced_modes, targets=args.targets)
-    request = jaxflow.Request(fractions=(TARGET_FRACTION,))
     with jax.enable_x64(True):
         exact = np.asarray(theory.learning_time(DEPTH, 1.0, scales, TARGET_FRACTION))
+    return problem, exact
+
+
+def _best_of_3(problem, flow, lanes):
+    """``(seconds per trajectory, the last trajectory)``: best of 3 after a warm-up."""
+    request = jaxflow.Request(fractions=(TARGET_FRACTION,))
+    traj = jax.block_until_ready(jaxflow.solve(problem, flow, request, batched=True))
+    runs = []
+    for _ in range(3):
+        t = time.perf_counter()
+        traj = jax.block_until_ready(jaxflow.solve(problem, flow, request, batched=True))
+        runs.append(time.perf_counter() - t)
+    return min(runs) / lanes, traj
+
+
+def engines_run(lanes: int, rtol: float, all_lanes: int):
+    """The same problem as one ``jaxflow.solve(..., batched=True)`` on one device, by each
+    engine: the default (``jax.vmap`` of the single solve, in lockstep) and the ensemble
+    engine on the same clock (a work queue, no lockstep); then the ensemble engine on every
+    device over ``all_lanes`` (the main run's size). Best of 3, compile excluded."""
+    problem, exact = _toy_batch(lanes)
     engines = {
         "vmap": jaxflow.Flow(rtol=rtol, atol=rtol, clock=toy.reduced_speed),
         "ensemble": jaxflow.Flow(solver=jaxflow.Ensemble(), rtol=rtol, atol=rtol,
@@ -107,15 +125,10 @@ def engines_run(lanes: int, rtol: float):
     out = {}
     with jax.default_device(jax.devices()[0]):
         for name, flow in engines.items():
-            traj = jax.block_until_ready(jaxflow.solve(problem, flow, request, batched=True))
-            runs = []
-            for _ in range(3):
-                t = time.perf_counter()
-                traj = jax.block_until_ready(jaxflow.solve(problem, flow, request, batched=True))
-                runs.append(time.perf_counter() - t)
+            seconds, traj = _best_of_3(problem, flow, lanes)
             attempts = np.asarray(traj.steps + traj.rejected)
             out[name] = {
-                "us_per_trajectory": min(runs) / lanes * 1e6,
+                "us_per_trajectory": seconds * 1e6,
                 "attempts_mean_max": [float(attempts.mean()), int(attempts.max())],
                 "max_rel_learning_time_error": float(np.max(np.abs(
                     np.asarray(traj.learning_times[:, 0, 0]) / exact - 1))),
@@ -125,6 +138,15 @@ def engines_run(lanes: int, rtol: float):
                                               1 - attempts.mean() / attempts.max())),
             }
     out["lanes"] = lanes
+    problem, exact = _toy_batch(all_lanes)
+    flow = jaxflow.Flow(solver=jaxflow.Ensemble(devices=jax.devices()), rtol=rtol, atol=rtol,
+                        clock=toy.reduced_speed)
+    seconds, traj = _best_of_3(problem, flow, all_lanes)
+    out["ensemble_all_devices"] = {
+        "lanes": all_lanes, "devices": len(jax.devices()), "us_per_trajectory": seconds * 1e6,
+        "max_rel_learning_time_error": float(np.max(np.abs(
+            np.asarray(traj.learning_times[:, 0, 0]) / exact - 1))),
+        "lanes_ok": int(np.sum(np.asarray(traj.status) == 0)), "wasted_share": traj.wasted}
     times = {name: out[name]["us_per_trajectory"] for name in engines}
     out["ensemble_speedup"] = times["vmap"] / times["ensemble"]
     return out
@@ -174,7 +196,7 @@ def main():
     steps = jf["steps"]
     efficiency = steps.sum() / (steps.max() * steps.size)
 
-    engines = None if FLOAT32 else engines_run(args.engine_lanes, args.rtol)
+    engines = None if FLOAT32 else engines_run(args.engine_lanes, args.rtol, args.lanes)
 
     idx = np.linspace(0, args.lanes - 1, args.scipy_lanes).round().astype(int)
     sp_times, sp_nfev, sp_elapsed = scipy_run(jf["scales"][idx], args.rtol)
@@ -230,6 +252,12 @@ def main():
     if engines:
         rows.append(("ensemble engine speed-up (one device)",
                      f"{engines['ensemble_speedup']:.2f}x"))
+        every = engines["ensemble_all_devices"]
+        rows.append((f"ensemble engine, {every['lanes']} lanes on {every['devices']} devices",
+                     f"{every['us_per_trajectory']:.2f} us per trajectory, "
+                     f"{every['lanes_ok']} ok, max rel error "
+                     f"{every['max_rel_learning_time_error']:.1e}, "
+                     f"wasted {every['wasted_share']:.3f}"))
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

@@ -219,6 +219,8 @@ def test_solve_with_ensemble_on_a_loss_with_pytree_params():
     with pytest.raises(ValueError, match="learning times .* need adaptive steps"):
         jaxflow.solve(targeted, jaxflow.Flow(solver=jaxflow.Ensemble(dt=0.1)),
                       jaxflow.Request(horizon=1.0), batched=True)
+    with pytest.raises(ValueError, match="devices must be a non-empty sequence of jax devices"):
+        jaxflow.Ensemble(devices=[])
     with pytest.raises(ValueError, match="does not check stationarity"):
         jaxflow.solve(targeted, flow, jaxflow.Request(horizon=1.0, stationary_tol=1e-6),
                       batched=True)

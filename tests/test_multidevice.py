@@ -13,7 +13,8 @@ device, ``sweep.Runner``), which is checked too. It runs and prints as JSON:
   edge-of-stability map (8 lanes across the stability line, the grid of
   tests/test_fault_tolerance.py's kill test) on 4 devices and on 1 (regimes, deciding steps,
   sharpness traces); an ensemble of 61 Lorenz problems (``jaxflow.engine.ensemble``, one work
-  queue per device) on 4 devices and on 1. Checked: every variable is bitwise identical
+  queue per device) on 4 devices and on 1, its saves and, through ``jaxflow.solve`` with
+  ``Ensemble(devices=...)``, its learning times. Checked: every variable is bitwise identical
   (sweep.Runner keeps one program and one vmapped batch width whatever the device count), and
   the thresholds agree with theory.
 * **Portable resume.** Chunk boundaries are the config's ``chunk_size`` exactly, whatever the
@@ -115,14 +116,16 @@ SCRIPT = textwrap.dedent(
                                       atol=1e-8, devices=devs)
         out[label]["ensemble"] = {name: np.asarray(getattr(ens, name)).tolist() for name in
                                   ("ys", "steps", "rejected", "status")}
-        # learning times on the same queues: when x first reaches 2.5 and 5 (none required,
-        # so every lane runs to t = 1; inf where x never gets there)
-        from jaxflow.engine._ensemble_events import Events
-        events = Events(progress=lambda y, r: y[:1] / 5.0, levels=jnp.array([0.5, 1.0]),
-                        ends_when_answered=False)
-        learned = ensemble.solve_ensemble(lorenz, y0, rho, jnp.array([1.0]), rtol=1e-8,
-                                          atol=1e-8, devices=devs, events=events,
-                                          required=jnp.zeros((61, 1, 2), bool))
+        # learning times through the contract, Ensemble(devices=...): when x first reaches
+        # 2.5 and 5 (none required, so every lane runs to t = 1; inf where x never gets there)
+        import jaxflow
+        problem = jaxflow.Problem(vector_field=lambda y, r: lorenz(0.0, y, r), args=rho,
+                                  params0=y0, modes=lambda y, r: y[:1],
+                                  targets=jnp.full((61, 1), 5.0))
+        flow = jaxflow.Flow(solver=jaxflow.Ensemble(devices=devs), rtol=1e-8, atol=1e-8)
+        request = jaxflow.Request(fractions=(0.5, 1.0), horizon=1.0,
+                                  required=np.zeros((1, 2), bool))
+        learned = jaxflow.solve(problem, flow, request, batched=True)
         out[label]["ensemble"]["learning_times"] = np.asarray(
             learned.learning_times).tolist()
     print("RESULT " + json.dumps(out))

@@ -67,6 +67,10 @@ class Ensemble(eqx.Module):
             default is its I controller, ``pcoeff=0.4, icoeff=0.3`` a common PI one).
         batched_field: the problem's ``vector_field(y, args)`` is written for a block: ``y`` of
             shape ``(d, S)``, the lanes on the last axis of every leaf of ``args``.
+        devices: run on these devices (default: the first device): the batch is split in
+            contiguous shares, one work queue per device (see
+            :func:`jaxflow.engine.ensemble.solve_ensemble`); a problem's answer is the same bits
+            on any number of devices.
 
     Example:
         >>> import jaxflow
@@ -81,6 +85,8 @@ class Ensemble(eqx.Module):
     pcoeff: float = eqx.field(static=True, default=0.0)
     icoeff: float = eqx.field(static=True, default=1.0)
     batched_field: bool = eqx.field(static=True, default=False)
+    devices: tuple | None = eqx.field(static=True, default=None, converter=lambda d: (
+        None if d is None else tuple(d)))
 
     def __check_init__(self):
         dt = self.dt
@@ -93,6 +99,10 @@ class Ensemble(eqx.Module):
         integer = isinstance(slots, (int, np.integer)) and not isinstance(slots, bool)
         if slots is not None and not (integer and slots >= 1):
             raise ValueError(f"Ensemble's slots must be an integer >= 1 (or None), got {slots!r}")
+        if self.devices is not None and (not self.devices or not all(
+                isinstance(d, jax.Device) for d in self.devices)):
+            raise ValueError(f"Ensemble's devices must be a non-empty sequence of jax devices "
+                             f"(or None: the first device), got {self.devices!r}")
 
 
 class EnsembleTrajectory(Trajectory):
@@ -302,7 +312,8 @@ def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
         engine_field, y0, engine_args, times, dt=dt, dt0=dt0, rtol=flow.rtol, atol=flow.atol,
         pcoeff=method.pcoeff, icoeff=method.icoeff, slots=method.slots,
         max_steps=request.max_steps or flow.default_max_steps,
-        batched_field=method.batched_field, events=events, required=required)
+        batched_field=method.batched_field, events=events, required=required,
+        devices=method.devices)
     return _trajectory(problem, request, out, times[:asked] * scale, unravel, clock is not None)
 
 
