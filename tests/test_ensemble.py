@@ -252,7 +252,7 @@ def test_learning_times_against_theory_in_any_slot():
     crossing and is polished there, so it matches the closed form to 1e-9 at rtol = 1e-10
     (scales 1e-1 .. 1e-6, one target below the 0.1 level at the start: learned at t = 0).
     The batch reversed (other slots, other neighbours, another refill order) gives the same
-    bits."""
+    bits, from the same compiled loop."""
     scales = np.geomspace(1e-1, 1e-6, 6)
     targets = np.tile([2.0, 1.0], (6, 1))
     traj = jaxflow.solve(factor_batch(scales, targets), LEARNING,
@@ -264,8 +264,10 @@ def test_learning_times_against_theory_in_any_slot():
     # from there)
     np.testing.assert_allclose(traj.final_time, np.max(traj.learning_times, axis=(1, 2)),
                                rtol=1e-7)
+    programs = ensemble._loop_jit._cache_size()
     flipped = jaxflow.solve(factor_batch(scales[::-1], targets), LEARNING,
                             jaxflow.Request(fractions=FRACTIONS), batched=True)
+    assert ensemble._loop_jit._cache_size() == programs  # same shapes: no new trace
     for name in ("learning_times", "final_time", "steps", "rejected", "final_modes"):
         assert (np.asarray(getattr(flipped, name))[::-1].tobytes()
                 == np.asarray(getattr(traj, name)).tobytes()), name
