@@ -55,13 +55,17 @@ def _one_device_engines(engines) -> str:
     """The toy benchmark's one-device comparison of the two engines, if it was measured."""
     if not engines:
         return ""
-    vmap, queue = engines["vmap"], engines["ensemble"]
+    def versus(run):
+        vmap, queue = run["vmap"], run["ensemble"]
+        return (f"the ensemble engine {queue['us_per_trajectory']:.2f} us against vmap's "
+                f"{vmap['us_per_trajectory']:.2f} us ({run['ensemble_speedup']:.2f}x; lane work "
+                f"wasted {queue['wasted_share']:.1%} against {vmap['wasted_share']:.0%} in "
+                "lockstep)")
+
     every = engines["ensemble_all_devices"]
-    return (f"; on one device ({engines['lanes']:,} lanes) the ensemble engine "
-            f"{queue['us_per_trajectory']:.2f} us against vmap's {vmap['us_per_trajectory']:.2f} "
-            f"us ({engines['ensemble_speedup']:.2f}x; lane work wasted "
-            f"{queue['wasted_share']:.1%} against {vmap['wasted_share']:.0%} in lockstep); the "
-            f"ensemble engine on all {every['devices']} devices, {every['lanes']:,} lanes: "
+    return (f"; on one device ({engines['lanes']:,} lanes) {versus(engines)}, and with depths "
+            f"2..inf mixed {versus(engines['mixed_depths'])}; the ensemble engine on all "
+            f"{every['devices']} devices, {every['lanes']:,} lanes: "
             f"{every['us_per_trajectory']:.2f} us")
 
 

@@ -86,16 +86,21 @@ def jaxflow_run(lanes: int, rtol: float, chunk: int, batch: int):
     )
 
 
-def _toy_batch(lanes: int):
-    """The benchmark's problem as one batch (``lanes`` scales, depth 6, target 1)."""
+MIXED_DEPTHS = (2.0, 2.5, 3.0, 4.0, 6.0, 10.0, np.inf)
+
+
+def _toy_batch(lanes: int, mixed: bool = False):
+    """The benchmark's problem as one batch: ``lanes`` scales, depth 6 (or, ``mixed``, the
+    depths 2..inf of MIXED_DEPTHS in turn), target 1."""
     scales = np.geomspace(1e-12, 1e-1, lanes)
-    args = toy.ToyArgs(depth=jnp.full(lanes, DEPTH), targets=jnp.ones((lanes, 1)),
+    depths = np.resize(MIXED_DEPTHS, lanes) if mixed else np.full(lanes, DEPTH)
+    args = toy.ToyArgs(depth=jnp.asarray(depths), targets=jnp.ones((lanes, 1)),
                        time_scale=jnp.ones(lanes), log_time_unit=jnp.zeros(lanes))
     problem = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
                               params0=jnp.log(jnp.asarray(scales))[:, None],
                               modes=toy.reduced_modes, targets=args.targets)
     with jax.enable_x64(True):
-        exact = np.asarray(theory.learning_time(DEPTH, 1.0, scales, TARGET_FRACTION))
+        exact = np.asarray(theory.learning_time(depths, 1.0, scales, TARGET_FRACTION))
     return problem, exact
 
 
@@ -111,44 +116,50 @@ def _best_of_3(problem, flow, lanes):
     return min(runs) / lanes, traj
 
 
-def engines_run(lanes: int, rtol: float, all_lanes: int):
-    """The same problem as one ``jaxflow.solve(..., batched=True)`` on one device, by each
-    engine: the default (``jax.vmap`` of the single solve, in lockstep) and the ensemble
-    engine on the same clock (a work queue, no lockstep); then the ensemble engine on every
-    device over ``all_lanes`` (the main run's size). Best of 3, compile excluded."""
-    problem, exact = _toy_batch(lanes)
+def _measured(seconds, traj, exact):
+    """What one engine's run of a batch gave, against the closed form."""
+    attempts = np.asarray(traj.steps + traj.rejected)
+    return {
+        "us_per_trajectory": seconds * 1e6,
+        "attempts_mean_max": [float(attempts.mean()), int(attempts.max())],
+        "max_rel_learning_time_error": float(np.max(np.abs(
+            np.asarray(traj.learning_times[:, 0, 0]) / exact - 1))),
+        "lanes_ok": int(np.sum(np.asarray(traj.status) == 0)),
+        # lockstep: every lane pays the longest lane's attempts; the queue: its own
+        "wasted_share": float(getattr(traj, "wasted", 1 - attempts.mean() / attempts.max())),
+    }
+
+
+def _two_engines(lanes: int, rtol: float, mixed: bool):
+    """One batch, on one device, by each engine on the same clock: the default (``jax.vmap``
+    of the single solve, in lockstep) and the ensemble engine (a work queue)."""
+    problem, exact = _toy_batch(lanes, mixed)
     engines = {
         "vmap": jaxflow.Flow(rtol=rtol, atol=rtol, clock=toy.reduced_speed),
         "ensemble": jaxflow.Flow(solver=jaxflow.Ensemble(), rtol=rtol, atol=rtol,
                                  clock=toy.reduced_speed),
     }
-    out = {}
     with jax.default_device(jax.devices()[0]):
-        for name, flow in engines.items():
-            seconds, traj = _best_of_3(problem, flow, lanes)
-            attempts = np.asarray(traj.steps + traj.rejected)
-            out[name] = {
-                "us_per_trajectory": seconds * 1e6,
-                "attempts_mean_max": [float(attempts.mean()), int(attempts.max())],
-                "max_rel_learning_time_error": float(np.max(np.abs(
-                    np.asarray(traj.learning_times[:, 0, 0]) / exact - 1))),
-                "lanes_ok": int(np.sum(np.asarray(traj.status) == 0)),
-                # lockstep: every lane pays the longest lane's attempts; the queue: its own
-                "wasted_share": float(getattr(traj, "wasted",
-                                              1 - attempts.mean() / attempts.max())),
-            }
-    out["lanes"] = lanes
+        out = {name: _measured(*_best_of_3(problem, flow, lanes), exact)
+               for name, flow in engines.items()}
+    out["ensemble_speedup"] = (out["vmap"]["us_per_trajectory"]
+                               / out["ensemble"]["us_per_trajectory"])
+    return out
+
+
+def engines_run(lanes: int, rtol: float, all_lanes: int):
+    """The problem as one ``jaxflow.solve(..., batched=True)`` by each engine on one device
+    (:func:`_two_engines`), the same on a batch mixing depths 2..inf, and the ensemble engine
+    on every device over ``all_lanes`` (the main run's size). Best of 3, compile excluded."""
+    out = {**_two_engines(lanes, rtol, mixed=False), "lanes": lanes,
+           "mixed_depths": {**_two_engines(lanes, rtol, mixed=True),
+                            "depths": [float(d) for d in MIXED_DEPTHS]}}
     problem, exact = _toy_batch(all_lanes)
     flow = jaxflow.Flow(solver=jaxflow.Ensemble(devices=jax.devices()), rtol=rtol, atol=rtol,
                         clock=toy.reduced_speed)
-    seconds, traj = _best_of_3(problem, flow, all_lanes)
     out["ensemble_all_devices"] = {
-        "lanes": all_lanes, "devices": len(jax.devices()), "us_per_trajectory": seconds * 1e6,
-        "max_rel_learning_time_error": float(np.max(np.abs(
-            np.asarray(traj.learning_times[:, 0, 0]) / exact - 1))),
-        "lanes_ok": int(np.sum(np.asarray(traj.status) == 0)), "wasted_share": traj.wasted}
-    times = {name: out[name]["us_per_trajectory"] for name in engines}
-    out["ensemble_speedup"] = times["vmap"] / times["ensemble"]
+        **_measured(*_best_of_3(problem, flow, all_lanes), exact),
+        "lanes": all_lanes, "devices": len(jax.devices())}
     return out
 
 
@@ -252,6 +263,12 @@ def main():
     if engines:
         rows.append(("ensemble engine speed-up (one device)",
                      f"{engines['ensemble_speedup']:.2f}x"))
+        mixed = engines["mixed_depths"]
+        for name in ("vmap", "ensemble"):
+            rows.append((f"one device, depths 2..inf mixed, {name} engine",
+                         f"{mixed[name]['us_per_trajectory']:.2f} us, wasted "
+                         f"{mixed[name]['wasted_share']:.3f}, max rel error "
+                         f"{mixed[name]['max_rel_learning_time_error']:.1e}"))
         every = engines["ensemble_all_devices"]
         rows.append((f"ensemble engine, {every['lanes']} lanes on {every['devices']} devices",
                      f"{every['us_per_trajectory']:.2f} us per trajectory, "
