@@ -38,10 +38,9 @@ class Problems(eqx.Module):
 
 class EventLanes(eqx.Module):
     """A lane's learning times in the making (:mod:`jaxflow.engine._ensemble_events`), lane axis
-    last: the progress at its state ``(M, S)``, the levels it must find, those found and their
-    times
-    ``(M, F, S)``, and a pending landing: its time ``t_aim`` (inf: none), the levels ``aimed``
-    there, the end ``high`` of the step that crossed them."""
+    last: the progress at its state ``(M, S)``; the levels it must find, those found and their
+    times ``(M, F, S)``; a pending landing: its time ``t_aim`` (inf: none), the levels
+    ``aimed`` there, the end ``high`` of the step that crossed them."""
 
     p: Array
     required: Array
