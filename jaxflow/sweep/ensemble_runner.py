@@ -78,6 +78,9 @@ class EnsembleRunner(AbstractRunner):
         request: what every lane answers (saves, horizon, learning times; no stationarity).
         outputs: ``outputs(trajectory) -> {name: (n, ...) array}`` (default
             :func:`default_outputs`); ``slot_iterations`` is added to it (module docstring).
+            To store learning times, return ``trajectory.learning_times`` too and give its
+            dimensions to ``sweep.run`` (``output_dims={"learning_times": ("mode",
+            "fraction")}``).
         chunk_size: problems per chunk: one queue, one compiled call, one unit of the store.
     """
 
