@@ -46,9 +46,11 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
-__all__ = ["Events", "aim", "found_at_start", "polish"]
+__all__ = ["Events", "after_attempt", "aim", "answered", "check_required", "found_at_start",
+           "polish"]
 
 
 class Events(eqx.Module):
@@ -154,3 +156,62 @@ def polish(events: Events, resolve, y, velocity, p, t, low, high, args):
     if events.clock:
         newton = y[-1][None, None, :] + (newton - t[None, None, :]) * velocity[-1][None, None, :]
     return jnp.where(resolve, newton, jnp.inf)
+
+
+def answered(ev) -> Array:
+    """Per lane: every learning time it asks for is found."""
+    return jnp.all(ev.found | ~ev.required, axis=(0, 1))
+
+
+def after_attempt(events: Events, ev, accepted, pending, lanes, y1, f1, t_next, h):
+    """Detect, aim at and polish the crossings of one step attempt of the lanes (steps 1-4 of
+    the module docstring): ``(accepted, the lanes' learning-time state)``; a step that crossed
+    a level is turned down."""
+    p1 = events.lanes(y1, lanes.args)
+    # every level is located (as the flow's loop does); `required` only decides when a lane
+    # has answered
+    newly = accepted[None, None, :] & ~ev.found & events.reached(p1)
+    crossing = accepted & ~pending & jnp.any(newly, axis=(0, 1))
+    landed = accepted & pending
+    accepted = accepted & ~crossing
+    inf = jnp.full_like(lanes.t, jnp.inf)
+
+    def aim_crossed(_):
+        return aim(events, newly & crossing[None, None, :], lanes.y, lanes.f0, ev.p, y1, f1, p1,
+                   lanes.t, h, lanes.args)
+
+    t_aim, aimed = jax.lax.cond(jnp.any(crossing), aim_crossed,
+                                lambda _: (inf, jnp.zeros_like(newly)), None)
+    resolve = landed[None, None, :] & (ev.aimed | newly)
+
+    def polish_landed(_):
+        return polish(events, resolve, y1, f1, p1, t_next, lanes.t, ev.high, lanes.args)
+
+    located = jax.lax.cond(jnp.any(landed), polish_landed,
+                           lambda _: jnp.full_like(ev.learning, jnp.inf), None)
+    return accepted, eqx.tree_at(
+        lambda e: (e.p, e.found, e.learning, e.t_aim, e.aimed, e.high), ev,
+        (jnp.where(accepted, p1, ev.p), ev.found | resolve,
+         jnp.where(resolve, located, ev.learning), jnp.where(crossing, t_aim, jnp.inf),
+         aimed & crossing[None, None, :], jnp.where(crossing, t_next, ev.high)))
+
+
+def check_required(events, required, y0, args, fixed):
+    """``required`` as a ``(B, M, F)`` bool array (``None`` without events); a clear error for
+    learning times with fixed steps or a ``required`` of the wrong shape."""
+    if events is None:
+        if required is not None:
+            raise ValueError("required needs events (the learning times it selects)")
+        return None
+    if fixed:
+        raise ValueError("learning times (events) need adaptive steps: leave dt unset")
+    num = y0.shape[0]
+    one = jax.tree.map(lambda leaf: leaf[0], args)
+    modes = jax.eval_shape(events.progress, y0[0], one).shape
+    shape = (num, *modes, np.shape(events.levels)[0])
+    if required is None:
+        return jnp.ones(shape, bool)
+    if np.shape(required) != shape:
+        raise ValueError(f"required must have shape (B, M, F) = {shape}, "
+                         f"got {np.shape(required)}")
+    return jnp.asarray(required, bool)

@@ -147,18 +147,13 @@ class _Controller(eqx.Module):
         return jnp.clip(factor, low, high), inverse
 
 
-def _answered(ev) -> Array:
-    """Per lane: every learning time it asks for is found."""
-    return jnp.all(ev.found | ~ev.required, axis=(0, 1))
-
-
 def _attempt(field, controller, fixed, lanes, save_times, max_steps, events=None):
     """One step attempt in every busy slot: the new lane state and what happened in it."""
     live = lanes.pid < save_times.shape[0]
     ev = lanes.events
     # A lane that stops once answered and already is (every level it needs was reached at its
     # start) ends without a step.
-    stop_now = live & _answered(ev) if events is not None and events.ends_when_answered \
+    stop_now = live & events_.answered(ev) if events is not None and events.ends_when_answered \
         else jnp.zeros_like(live)
     stepping = live & ~stop_now
     pending = jnp.zeros_like(live) if ev is None else jnp.isfinite(ev.t_aim)
@@ -188,7 +183,8 @@ def _attempt(field, controller, fixed, lanes, save_times, max_steps, events=None
         inverse = jnp.where(accept, jnp.minimum(inverse, 1e10), lanes.inverse)
     accepted = stepping & accept
     if ev is not None:
-        accepted, ev = _learning_times(events, ev, accepted, pending, lanes, y1, f1, t_next, h)
+        accepted, ev = events_.after_attempt(events, ev, accepted, pending, lanes, y1, f1,
+                                             t_next, h)
     t = jnp.where(accepted, t_next, lanes.t)
     # The increment is masked rather than the state selected: XLA then keeps one fused chain
     # (a select between the new and the old state doubled the cost of a fixed step, measured).
@@ -217,7 +213,7 @@ def _attempt(field, controller, fixed, lanes, save_times, max_steps, events=None
 def _ending(events, lanes, live, stop_now, accepted, saved, stuck, save_times, max_steps):
     """``(done, status code)`` per lane after an attempt (``lanes`` already updated)."""
     last = saved & (lanes.k + 1 >= save_times.shape[1])
-    answered = jnp.ones_like(live) if events is None else _answered(lanes.events)
+    answered = jnp.ones_like(live) if events is None else events_.answered(lanes.events)
     ended = last
     if events is not None and events.ends_when_answered:
         ended = last | stop_now | (accepted & answered)
@@ -227,38 +223,6 @@ def _ending(events, lanes, live, stop_now, accepted, saved, stuck, save_times, m
     code = jnp.where(ended, good, jnp.where(live & stuck, status.NONFINITE,
                                             status.MAX_STEPS)).astype(jnp.int8)
     return ended | failed, code
-
-
-def _learning_times(events, ev, accepted, pending, lanes, y1, f1, t_next, h):
-    """Detect, aim at and polish the crossings of this attempt (:mod:`_ensemble_events`):
-    ``(accepted, events' lane state)``; a step that crossed a level is turned down."""
-    p1 = events.lanes(y1, lanes.args)
-    # every level is located (as the flow's loop does); `required` only decides when a lane
-    # has answered
-    newly = accepted[None, None, :] & ~ev.found & events.reached(p1)
-    crossing = accepted & ~pending & jnp.any(newly, axis=(0, 1))
-    landed = accepted & pending
-    accepted = accepted & ~crossing
-    inf = jnp.full_like(lanes.t, jnp.inf)
-
-    def aim(_):
-        return events_.aim(events, newly & crossing[None, None, :], lanes.y, lanes.f0, ev.p,
-                           y1, f1, p1, lanes.t, h, lanes.args)
-
-    t_aim, aimed = jax.lax.cond(jnp.any(crossing), aim,
-                                lambda _: (inf, jnp.zeros_like(newly)), None)
-    resolve = landed[None, None, :] & (ev.aimed | newly)
-
-    def polish(_):
-        return events_.polish(events, resolve, y1, f1, p1, t_next, lanes.t, ev.high, lanes.args)
-
-    located = jax.lax.cond(jnp.any(landed), polish, lambda _: jnp.full_like(ev.learning, jnp.inf),
-                           None)
-    return accepted, eqx.tree_at(
-        lambda e: (e.p, e.found, e.learning, e.t_aim, e.aimed, e.high), ev,
-        (jnp.where(accepted, p1, ev.p), ev.found | resolve,
-         jnp.where(resolve, located, ev.learning), jnp.where(crossing, t_aim, jnp.inf),
-         aimed & crossing[None, None, :], jnp.where(crossing, t_next, ev.high)))
 
 
 def _loop(f, y0, args, save_times, t0, dt0, controller, events=None, required=None, *, fixed,
@@ -389,7 +353,7 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
     first = dt if fixed else (jnp.nan if dt0 is None else dt0)
     controller = _Controller(rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype),
                              pcoeff=float(pcoeff), icoeff=float(icoeff))
-    required = _check_events(events, required, y0, args, fixed)
+    required = events_.check_required(events, required, y0, args, fixed)
     share = -(-num // len(devices))
     if len(devices) > 1:  # each device's slots are for its own share of the problems
         slots = min(slots, -(-share // SLOT_MULTIPLE) * SLOT_MULTIPLE)
@@ -400,27 +364,6 @@ def solve_ensemble(f: Callable, y0, args, save_times, *, t0=0.0, dt=None, dt0=No
         with jax.default_device(devices[0]):
             return _loop_jit(f, *operands, controller, events, required, **static)
     return _sharded(f, operands, controller, devices, share, static, events, required)
-
-
-def _check_events(events, required, y0, args, fixed):
-    """``required`` as a ``(B, M, F)`` bool array (``None`` without events); a clear error for
-    learning times with fixed steps or a ``required`` of the wrong shape."""
-    if events is None:
-        if required is not None:
-            raise ValueError("required needs events (the learning times it selects)")
-        return None
-    if fixed:
-        raise ValueError("learning times (events) need adaptive steps: leave dt unset")
-    num = y0.shape[0]
-    one = jax.tree.map(lambda leaf: leaf[0], args)
-    modes = jax.eval_shape(events.progress, y0[0], one).shape
-    shape = (num, *modes, np.shape(events.levels)[0])
-    if required is None:
-        return jnp.ones(shape, bool)
-    if np.shape(required) != shape:
-        raise ValueError(f"required must have shape (B, M, F) = {shape}, "
-                         f"got {np.shape(required)}")
-    return jnp.asarray(required, bool)
 
 
 @functools.lru_cache(maxsize=32)
