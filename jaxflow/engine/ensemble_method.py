@@ -294,10 +294,7 @@ def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
                       problem.has_loss, treedef, tuple(np.shape(x)[1:] for x in leaves))
     y0 = jnp.concatenate([jnp.reshape(x, (num, -1)) for x in leaves], axis=1)
     unravel = _unravel(field, treedef)
-    if clock is not None:
-        if isinstance(field, _Block):
-            raise ValueError("Ensemble(batched_field=True) steps in plain time: leave Flow's "
-                             "clock unset")
+    if clock is not None:  # (a block field is refused with the learning times, in _events)
         y0 = jnp.concatenate([y0, jnp.zeros((num, 1), y0.dtype)], axis=1)  # t = 0
     events, required, engine_field, engine_args = _events(problem, request, field, unravel,
                                                           y0.dtype, clock)
