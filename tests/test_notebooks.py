@@ -1,18 +1,20 @@
 """The notebooks in notebooks/: each one runs at smoke size, and each is stored as a full run.
 
-* Every ``notebooks/*.ipynb`` is executed with nbclient in a fresh kernel with
-  ``JAXFLOW_SMOKE=1`` (the notebooks cut their sizes) and ``JAXFLOW_CPU_DEVICES=1``; any error
-  in any cell fails that notebook's test. The kernel imports jaxflow from this checkout (its
-  root goes first on ``PYTHONPATH``), whatever copy is installed.
-* A smoke run is mostly imports and XLA compilation, so the notebooks share one kernel, one
-  after the other: each starts from an empty namespace (``%reset -f``, figures closed), but
-  the modules stay imported and the programs compiled by an earlier notebook stay compiled.
-  The notebooks run the experiments at their registered smoke sizes (``Config.smoke()``), and
-  this file runs on the worker of tests/test_experiments.py, after it (xdist group
-  ``smoke_runs``): the kernel loads those programs from the run's persistent compilation cache
-  instead of compiling them again.
-  A kernel that dies is replaced before the next notebook. Only the notebooks whose smoke
-  test is selected run (``-k 01_toy_model`` executes that one).
+* Every ``notebooks/*.ipynb`` is executed at smoke size (``JAXFLOW_SMOKE=1``: the notebooks
+  cut their sizes), cell by cell, in an IPython shell inside this test process, as a kernel
+  would run it (magics included, ``%matplotlib inline`` selects the inline backend); any error
+  in any cell fails that notebook's test, naming the cell. Each notebook starts from an empty
+  namespace, so one that leans on another's variables fails as it would alone.
+* A smoke run is mostly tracing and XLA compilation, and the notebooks run the experiments at
+  their registered smoke sizes (``Config.smoke()``). This file runs on the worker of
+  tests/test_experiments.py, after it (xdist group ``smoke_runs``), in the same process: each
+  experiment's programs, traced and compiled there, are found in JAX's in-memory caches, and a
+  notebook's ``run`` of a smoke config costs its execution only. (A kernel, a process of its
+  own, spent 112 s on the eight notebooks in a full run of the suite, this shell 74 s.) The
+  suite's strict dtype promotion (tests/conftest.py) is part of those caches' keys, so the
+  notebooks run under it too: they cast explicitly where the default promotion would have
+  done it for them. Only the notebooks whose smoke test is selected run (``-k 01_toy_model``
+  executes that one).
 * The expected set of notebooks exists, so a missing one fails rather than being skipped.
 * The notebooks' figures follow jaxflow's figure style (read from their code, no run): a
   curve labelled with a depth takes that depth's colour (``plot.depth_colour``), labels write
@@ -24,7 +26,6 @@
 """
 
 import ast
-import os
 import pathlib
 import re
 
@@ -34,7 +35,6 @@ import pytest
 pytestmark = pytest.mark.xdist_group("smoke_runs")
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -48,7 +48,6 @@ EXPECTED = {
     "07_saddle_to_saddle",
     "08_edge_of_stability",
 }
-CELL_TIMEOUT = 300  # seconds per cell; a smoke cell takes well under a minute on 2 cores
 MAX_STORED_BYTES = 1_500_000
 FOUND = sorted(NOTEBOOKS.glob("*.ipynb"))
 IDS = [path.stem for path in FOUND]
@@ -152,35 +151,43 @@ def test_the_style_check_passes_styled_code():
     assert style_violations(source) == []
 
 
-def _smoke_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    env.update(JAXFLOW_SMOKE="1", JAXFLOW_CPU_DEVICES="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return env
+class NotebookCellError(Exception):
+    """A cell of a notebook raised: names the notebook and the cell, and chains the error."""
 
 
-# The first cell of every smoke run after the first: the namespace of the notebook before is
-# gone, so a notebook that leans on another's variables fails here as it would alone.
-_FRESH_NAMESPACE = "%reset -f\nimport matplotlib.pyplot as _plt\n_plt.close('all')\ndel _plt"
+def _shell():
+    """An IPython shell in this process, as a kernel runs cells (magics included), without a
+    kernel: ``%matplotlib inline`` selects the inline backend and needs no GUI event loop."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    class Shell(InteractiveShell):
+        def enable_gui(self, gui=None):  # inline figures need no event loop
+            pass
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no history database on disk
+    return Shell.instance(config=config)
 
 
-def _execute(path: pathlib.Path, env: dict[str, str], kernel):
-    """Run ``path`` in ``kernel`` (a started kernel manager) from an empty namespace."""
+def _execute(path: pathlib.Path, shell) -> list[str]:
+    """Run every code cell of ``path`` in ``shell`` from an empty namespace, as a kernel would;
+    the stdout of each cell, or NotebookCellError naming the first cell that raised."""
+    from IPython.utils.capture import capture_output
+
+    shell.reset(new_session=False)  # a notebook that leans on another's variables fails
     notebook = nbformat.read(path, as_version=4)
-    notebook.cells.insert(0, nbformat.v4.new_code_cell(_FRESH_NAMESPACE))
-    client = nbclient.NotebookClient(
-        notebook,
-        km=kernel,
-        timeout=CELL_TIMEOUT,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    )
-    try:
-        client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
-    finally:
-        notebook.cells.pop(0)
-    return notebook
+    outputs = []
+    for index, cell in enumerate(c for c in notebook.cells if c.cell_type == "code"):
+        with capture_output() as captured:
+            result = shell.run_cell(cell.source, store_history=False)
+        outputs.append(captured.stdout)
+        if not result.success:
+            error = result.error_before_exec or result.error_in_exec
+            raise NotebookCellError(
+                f"{path.name}, code cell {index}: {type(error).__name__}: {error}\n"
+                f"{captured.stdout[-3000:]}") from error
+    return outputs
 
 
 def _selected_smoke_runs(session) -> list[pathlib.Path]:
@@ -192,26 +199,39 @@ def _selected_smoke_runs(session) -> list[pathlib.Path]:
 
 @pytest.fixture(scope="module")
 def smoke_runs(request):
-    """Execute every selected notebook once, in one kernel; ``{stem: notebook or exception}``."""
-    from jupyter_client.manager import KernelManager
+    """Execute every selected notebook once, in this process; ``{stem: outputs or exception}``.
 
-    env = _smoke_env()
+    What the notebooks change for the process is put back afterwards: matplotlib's backend,
+    rcParams and interactive mode, ``sys.modules["__main__"]`` (IPython installs its own), the
+    working directory and ``JAXFLOW_SMOKE``."""
+    import sys
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    selected = _selected_smoke_runs(request.session)
     results = {}
-    kernel = None
-    try:
-        for path in _selected_smoke_runs(request.session):
-            if kernel is None or not kernel.is_alive():
-                if kernel is not None:
-                    kernel.shutdown_kernel(now=True)
-                kernel = KernelManager(kernel_name="python3")
-                kernel.start_kernel(env=env, cwd=str(NOTEBOOKS))
-            try:
-                results[path.stem] = _execute(path, env, kernel)
-            except Exception as error:  # one notebook's failure fails its own test only
-                results[path.stem] = error
-    finally:
-        if kernel is not None:
-            kernel.shutdown_kernel(now=True)
+    backend, interactive = matplotlib.get_backend(), matplotlib.is_interactive()
+    main = sys.modules["__main__"]
+    with pytest.MonkeyPatch.context() as mp, matplotlib.rc_context():
+        mp.setenv("JAXFLOW_SMOKE", "1")
+        mp.chdir(NOTEBOOKS)
+        shell = _shell() if selected else None
+        try:
+            for path in selected:
+                try:
+                    results[path.stem] = _execute(path, shell)
+                except Exception as error:  # one notebook's failure fails its own test only
+                    results[path.stem] = error
+                finally:
+                    plt.close("all")
+        finally:
+            if shell is not None:
+                shell.reset(new_session=False)
+                type(shell).clear_instance()
+            sys.modules["__main__"] = main
+            matplotlib.use(backend)
+            matplotlib.interactive(interactive)
     return results
 
 
@@ -220,4 +240,4 @@ def test_notebook_runs_at_smoke_size(path, smoke_runs):
     result = smoke_runs[path.stem]
     if isinstance(result, BaseException):
         raise result
-    assert "SMOKE size" in _first_code_output(result)
+    assert "SMOKE size" in result[0]
