@@ -194,6 +194,39 @@ def test_python_numbers_in_args_are_traced(method):
     assert counts[0] > 0 and counts[1] == counts[0]
 
 
+def test_the_engine_function_below_flow_reaches_the_same_program():
+    """``flow.solve``, the engine function that ``jaxflow.Flow`` calls, traces Python numbers
+    in ``args`` as ``jaxflow.solve`` does: the same problem (here the depth of the reduced toy
+    model, a Python float) compiles one program whichever route reaches it, with the same bits."""
+    from jaxflow.engine import flow
+
+    traces = 0
+
+    def counting_field(y, args):
+        nonlocal traces
+        traces += 1  # runs only while tracing
+        return toy.reduced_vector_field(y, toy.ToyArgs(depth=args["depth"], targets=args["t"]))
+
+    def modes(y, args):
+        return toy.reduced_modes(y, toy.ToyArgs(depth=args["depth"], targets=args["t"]))
+
+    targets = jnp.array([2.0, 1.0])
+    y0 = toy.reduced_init(1e-6, 2)
+    problem = jaxflow.Problem(vector_field=counting_field, params0=y0, modes=modes,
+                              args={"depth": 3.0, "t": targets}, targets=targets)
+    contract = jaxflow.solve(problem, jaxflow.Flow(), jaxflow.Request(fractions=(0.5,)))
+    traced = traces
+    engine = flow.solve(counting_field, y0, {"depth": 4.0, "t": targets}, modes=modes,
+                        targets=targets, fractions=(0.5,))
+    assert traced > 0 and traces == traced  # another depth, the other route: no new trace
+    again = flow.solve(counting_field, y0, {"depth": 3.0, "t": targets}, modes=modes,
+                       targets=targets, fractions=(0.5,))
+    assert (np.asarray(again.learning_times).tobytes()
+            == np.asarray(contract.learning_times).tobytes())
+    exact = theory.learning_time(4.0, targets, 1e-6, 0.5 * targets)
+    np.testing.assert_allclose(engine.learning_times[:, 0], exact, rtol=1e-6)
+
+
 def test_batched_equals_separate_solves(method):
     scales = jnp.array([1e-4, 1e-3, 1e-2])
     targets = jnp.array([1.0])

@@ -74,6 +74,7 @@ from jaxflow.engine._flow_loop import _integrate
 from jaxflow.engine._flow_problem import _build_problem, _check_eager, _check_targets
 from jaxflow.engine.clock import DEFAULT_DT0, Speed
 from jaxflow.engine.coordinatewise import Coordinatewise, is_coordinatewise
+from jaxflow.engine.problem import numbers_as_arrays
 from jaxflow.engine.trajectory import Trajectory
 
 __all__ = ["Trajectory", "gradient_flow", "solve"]
@@ -194,7 +195,9 @@ def solve(
         domain(args)
     # One compiled program per call signature: the setup (controller, first step, records)
     # would otherwise run op by op, each op compiled on its own (seconds of overhead per call).
-    # Callables and Python numbers are static (equinox's filter), arrays are traced.
+    # Callables are static (equinox's filter), arrays are traced, and so are Python numbers in
+    # args: a new depth is not a new program, and jaxflow.solve reaches the same one.
+    args = numbers_as_arrays(args)
     entry = _solve_coordinatewise_jit if is_coordinatewise(vector_field) else _solve_jit
     return entry(
         vector_field, y0, args, modes=modes, targets=targets, fractions=tuple(fractions),

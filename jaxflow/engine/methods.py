@@ -39,7 +39,7 @@ import optax
 from jaxflow.engine import flow as _flow
 from jaxflow.engine.clock import Speed, check_speed
 from jaxflow.engine.descent_loop import descent_loop_jit
-from jaxflow.engine.problem import Problem
+from jaxflow.engine.problem import Problem, numbers_as_arrays
 from jaxflow.engine.request import Request, as_fraction_array
 from jaxflow.engine.trajectory import DescentTrajectory, Trajectory
 
@@ -52,13 +52,6 @@ def _float_dtype(params0):
     dtypes = {jnp.result_type(leaf) for leaf in jax.tree.leaves(params0)}
     floats = [d for d in dtypes if jnp.issubdtype(d, jnp.floating)]
     return floats[0] if len(floats) == 1 else jnp.result_type(float)
-
-
-def _numbers_as_arrays(tree):
-    """Python numbers in ``params0`` or ``args`` as arrays, as ``jax.jit`` would trace them:
-    equinox's filter would make them static (a new value, a new program)."""
-    number = lambda leaf: isinstance(leaf, (bool, int, float, complex))  # noqa: E731
-    return jax.tree.map(lambda leaf: jnp.asarray(leaf) if number(leaf) else leaf, tree)
 
 
 def _check_positive(name: str, value, *, allow_inf: bool = False) -> None:
@@ -148,18 +141,16 @@ class Flow(eqx.Module):
             dt0=self.dt0, controller=self.controller,
         )
         clock = self.clock if self.clock is not None else problem.clock
-        # Python numbers in args traced, as Descent does: a new depth is not a new program
-        args = _numbers_as_arrays(problem.args)
         if problem.has_loss:
             if clock is None:
                 clock = "arclength" if self.log_params else "relative"
-            traj = _flow.gradient_flow(problem.loss, problem.params0, args,
+            traj = _flow.gradient_flow(problem.loss, problem.params0, problem.args,
                                        log_params=self.log_params, time=clock, **kwargs)
         else:
             if self.log_params:
                 raise ValueError("Flow(log_params=True) needs a Problem with a loss; this one "
                                  "has a vector_field (give its state in logarithms yourself)")
-            traj = _flow.solve(problem.vector_field, problem.params0, args,
+            traj = _flow.solve(problem.vector_field, problem.params0, problem.args,
                                time="arclength" if clock is None else clock, **kwargs)
         return _rescale_times(traj, scale)
 
@@ -255,8 +246,8 @@ class Descent(eqx.Module):
         targets = problem.targets
         required = request.required
         return descent_loop_jit(
-            _numbers_as_arrays(problem.params0), as_array(self.learning_rate),
-            _numbers_as_arrays(problem.args), None if targets is None else as_array(targets),
+            numbers_as_arrays(problem.params0), as_array(self.learning_rate),
+            numbers_as_arrays(problem.args), None if targets is None else as_array(targets),
             fractions, None if required is None else jnp.asarray(required, bool),
             as_array(save_times).reshape(-1), as_array(jnp.inf if horizon is None else horizon),
             as_array(self.loss_bound), as_array(problem.time_scale),

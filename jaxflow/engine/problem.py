@@ -39,6 +39,20 @@ def no_modes(params, args) -> Array:
     return jnp.zeros((0,))
 
 
+def numbers_as_arrays(tree):
+    """Python numbers in ``params0`` or ``args`` as arrays, as ``jax.jit`` would trace them:
+    equinox's filter would make them static, and a new value (a new depth) a new program.
+
+    Both methods apply it, and the engine functions below them too (``flow.solve``), so the
+    same problem compiles one program whichever route reaches it.
+
+    >>> numbers_as_arrays({"depth": 3.0, "name": "toy"})["depth"].shape
+    ()
+    """
+    number = lambda leaf: isinstance(leaf, (bool, int, float, complex))  # noqa: E731
+    return jax.tree.map(lambda leaf: jnp.asarray(leaf) if number(leaf) else leaf, tree)
+
+
 class Problem(eqx.Module):
     """A training problem: what :func:`jaxflow.solve` integrates or iterates.
 
