@@ -9,12 +9,13 @@
   their registered smoke sizes (``Config.smoke()``). This file runs on the worker of
   tests/test_experiments.py, after it (xdist group ``smoke_runs``), in the same process: each
   experiment's programs, traced and compiled there, are found in JAX's in-memory caches, and a
-  notebook's ``run`` of a smoke config costs its execution only. (A kernel, a process of its
-  own, spent 112 s on the eight notebooks in a full run of the suite, this shell 74 s.) The
-  suite's strict dtype promotion (tests/conftest.py) is part of those caches' keys, so the
-  notebooks run under it too: they cast explicitly where the default promotion would have
-  done it for them. Only the notebooks whose smoke test is selected run (``-k 01_toy_model``
-  executes that one).
+  notebook's ``run`` of a smoke config costs its execution only. The suite's strict dtype
+  promotion (tests/conftest.py) is part of those caches' keys, so the notebooks run under it
+  too: they cast explicitly where the default promotion would have done it for them. (The
+  eight notebooks, measured on the 2-core machine in a quiet process: 71-74 s in this shell
+  after the smoke runs, 121 s in a fresh kernel of their own; in a full run of the suite,
+  where the two workers share the cores, 106-109 s against 112 s.) Only the notebooks whose
+  smoke test is selected run (``-k 01_toy_model`` executes that one).
 * The expected set of notebooks exists, so a missing one fails rather than being skipped.
 * The notebooks' figures follow jaxflow's figure style (read from their code, no run): a
   curve labelled with a depth takes that depth's colour (``plot.depth_colour``), labels write
