@@ -27,8 +27,11 @@
 """
 
 import ast
+import contextlib
+import os
 import pathlib
 import re
+import sys
 
 import pytest
 
@@ -156,9 +159,17 @@ class NotebookCellError(Exception):
     """A cell of a notebook raised: names the notebook and the cell, and chains the error."""
 
 
-def _shell():
-    """An IPython shell in this process, as a kernel runs cells (magics included), without a
-    kernel: ``%matplotlib inline`` selects the inline backend and needs no GUI event loop."""
+@contextlib.contextmanager
+def _shell(directory: pathlib.Path):
+    """An IPython shell in this process, run from ``directory`` with ``JAXFLOW_SMOKE=1``, as a
+    kernel runs cells (magics included), without a kernel: ``%matplotlib inline`` selects the
+    inline backend and needs no GUI event loop.
+
+    What the notebooks change for the process is put back on leaving: matplotlib's backend,
+    rcParams and interactive mode, figures, ``sys.modules["__main__"]`` (IPython installs its
+    own), the working directory and ``JAXFLOW_SMOKE``."""
+    import matplotlib
+    import matplotlib.pyplot as plt
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
@@ -168,7 +179,22 @@ def _shell():
 
     config = Config()
     config.HistoryManager.enabled = False  # no history database on disk
-    return Shell.instance(config=config)
+    config.InteractiveShell.colors = "NoColor"  # a failing cell's traceback, readable in a log
+    backend, interactive = matplotlib.get_backend(), matplotlib.is_interactive()
+    main = sys.modules["__main__"]
+    with pytest.MonkeyPatch.context() as mp, matplotlib.rc_context():
+        mp.setenv("JAXFLOW_SMOKE", "1")
+        mp.chdir(directory)
+        shell = Shell.instance(config=config)
+        try:
+            yield shell
+        finally:
+            shell.reset(new_session=False)
+            Shell.clear_instance()
+            plt.close("all")
+            sys.modules["__main__"] = main
+            matplotlib.use(backend)
+            matplotlib.interactive(interactive)
 
 
 def _execute(path: pathlib.Path, shell) -> list[str]:
@@ -200,40 +226,52 @@ def _selected_smoke_runs(session) -> list[pathlib.Path]:
 
 @pytest.fixture(scope="module")
 def smoke_runs(request):
-    """Execute every selected notebook once, in this process; ``{stem: outputs or exception}``.
-
-    What the notebooks change for the process is put back afterwards: matplotlib's backend,
-    rcParams and interactive mode, ``sys.modules["__main__"]`` (IPython installs its own), the
-    working directory and ``JAXFLOW_SMOKE``."""
-    import sys
-
-    import matplotlib
+    """Execute every selected notebook once, in this process; ``{stem: outputs or exception}``."""
     import matplotlib.pyplot as plt
 
     selected = _selected_smoke_runs(request.session)
     results = {}
-    backend, interactive = matplotlib.get_backend(), matplotlib.is_interactive()
-    main = sys.modules["__main__"]
-    with pytest.MonkeyPatch.context() as mp, matplotlib.rc_context():
-        mp.setenv("JAXFLOW_SMOKE", "1")
-        mp.chdir(NOTEBOOKS)
-        shell = _shell() if selected else None
-        try:
-            for path in selected:
-                try:
-                    results[path.stem] = _execute(path, shell)
-                except Exception as error:  # one notebook's failure fails its own test only
-                    results[path.stem] = error
-                finally:
-                    plt.close("all")
-        finally:
-            if shell is not None:
-                shell.reset(new_session=False)
-                type(shell).clear_instance()
-            sys.modules["__main__"] = main
-            matplotlib.use(backend)
-            matplotlib.interactive(interactive)
+    if not selected:
+        return results
+    with _shell(NOTEBOOKS) as shell:
+        for path in selected:
+            try:
+                results[path.stem] = _execute(path, shell)
+            except Exception as error:  # one notebook's failure fails its own test only
+                results[path.stem] = error
+            finally:
+                plt.close("all")
     return results
+
+
+def test_a_failing_cell_is_named_and_each_notebook_starts_empty(tmp_path):
+    """The runner above fails a notebook at its first failing cell, naming it, and gives each
+    notebook an empty namespace: a variable of the notebook before is gone."""
+    def write(name, *sources):
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+        nbformat.write(notebook, tmp_path / name)
+        return tmp_path / name
+
+    import matplotlib
+
+    first = write("first.ipynb", "%matplotlib inline\nshared = 1\nprint('SMOKE size')")
+    second = write("second.ipynb", "import os", "print(shared)")
+    broken = write("broken.ipynb", "x = 1", "x / 0", "print('never')")
+    before = (os.environ.get("JAXFLOW_SMOKE"), os.getcwd(), sys.modules["__main__"],
+              matplotlib.get_backend())
+    with _shell(tmp_path) as shell:
+        assert _execute(first, shell)[0] == "SMOKE size\n"
+        assert matplotlib.get_backend().endswith("backend_inline")
+        with pytest.raises(NotebookCellError, match=r"second.ipynb, code cell 1: NameError"):
+            _execute(second, shell)
+        with pytest.raises(NotebookCellError, match=r"code cell 1: ZeroDivisionError") as info:
+            _execute(broken, shell)
+        assert "x / 0" in str(info.value)  # the cell's traceback, for the log
+        assert os.environ["JAXFLOW_SMOKE"] == "1" and pathlib.Path.cwd() == tmp_path
+    after = (os.environ.get("JAXFLOW_SMOKE"), os.getcwd(), sys.modules["__main__"],
+             matplotlib.get_backend())
+    assert after == before  # put back
 
 
 @pytest.mark.parametrize("path", FOUND, ids=IDS)
