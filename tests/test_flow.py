@@ -107,20 +107,6 @@ def test_saved_modes_follow_solution_on_log_grid():
     np.testing.assert_allclose(sigma[-1], 1.0, rtol=1e-8)
 
 
-def test_no_retrace_for_new_depths_and_scales():
-    traces = []
-
-    @jax.jit
-    def run(depth, scale):
-        traces.append(1)
-        return jax.vmap(lambda d, s: _reduced(d, s, fractions=(0.5,)).learning_times)(depth, scale)
-
-    a = run(jnp.array([2.0, 3.0]), jnp.array([1e-3, 1e-5]))
-    b = run(jnp.array([4.0, np.inf]), jnp.array([1e-9, 1e-2]))
-    assert len(traces) == 1
-    assert np.all(np.isfinite(a)) and np.all(np.isfinite(b))
-
-
 def test_max_steps_flags_only_its_lane():
     def one(scale, budget_scale):
         return _reduced(3.0, scale, fractions=(0.5,), max_steps=60)
