@@ -19,6 +19,7 @@ from jaxtyping import Array, PyTree
 
 from jaxflow.engine.clock import check_speed, clock_speed
 from jaxflow.engine.coordinatewise import is_coordinatewise
+from jaxflow.engine.request import progress, required_mask
 from jaxflow.engine.solvers import with_root_finder_tolerances
 from jaxflow.engine.trajectory import check_fractions
 
@@ -51,8 +52,7 @@ class _Problem(eqx.Module):
 
     def progress(self, y):
         m = self.modes(y, self.args)
-        safe = jnp.where(self.targets != 0, self.targets, 1.0)
-        return m, jnp.where(self.targets != 0, m / safe, -jnp.inf)
+        return m, progress(m, self.targets)
 
     def tau_field(self, tau, z, _):
         """``d(y, t)/dtau = (f, 1) / s``: the flow on the clock."""
@@ -150,9 +150,7 @@ def _build_problem(
     save_times = jnp.zeros((0,)) if save_times is None else jnp.asarray(save_times, dtype=float)
     if t_end is None:
         t_end = save_times[-1] if save_times.shape[0] else jnp.inf
-    asked = jnp.broadcast_to((targets != 0)[:, None], (targets.shape[0], fractions_arr.shape[0]))
-    if required is not None:
-        asked = asked & jnp.asarray(required, dtype=bool)
+    asked = required_mask(required, targets, fractions_arr.shape[0])
     if controller is None:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
     return _Problem(

@@ -32,7 +32,7 @@ from jax import lax
 
 import jax.flatten_util
 
-from jaxflow.engine.request import required_mask
+from jaxflow.engine.request import progress, required_mask
 from jaxflow.engine.sharpness import top_eigenpair
 from jaxflow.engine.stationarity import is_stationary
 from jaxflow.engine.status import DIVERGED, MAX_STEPS, NONFINITE, OK, UNFINISHED
@@ -90,8 +90,7 @@ class _Rules(eqx.Module):
         return self.stop_step <= self.max_steps
 
     def progress(self, modes):
-        has = self.targets != 0
-        return jnp.where(has, modes / jnp.where(has, self.targets, 1.0), -jnp.inf)
+        return progress(modes, self.targets)
 
     def reached(self, modes):
         return self.progress(modes)[:, None] >= self.fractions[None, :]

@@ -48,7 +48,7 @@ from jaxflow.engine import _ensemble_events as events_
 from jaxflow.engine import ensemble
 from jaxflow.engine.clock import clock_speed
 from jaxflow.engine.problem import Problem
-from jaxflow.engine.request import Request, as_fraction_array, required_mask
+from jaxflow.engine.request import Request, as_fraction_array, progress, required_mask
 from jaxflow.engine.trajectory import Trajectory
 
 __all__ = ["Ensemble", "EnsembleTrajectory", "first_coordinate", "run_batch"]
@@ -207,9 +207,8 @@ class _Progress(eqx.Module):
 
     def __call__(self, y, args):
         problem_args, targets = args
-        m = self.modes(self.unravel(y[:-1] if self.clocked else y), problem_args)
-        safe = jnp.where(targets != 0, targets, 1.0)
-        return jnp.where(targets != 0, m / safe, -jnp.inf)
+        return progress(self.modes(self.unravel(y[:-1] if self.clocked else y), problem_args),
+                        targets)
 
 
 class _Clocked(eqx.Module):

@@ -191,6 +191,20 @@ def required_mask(required, targets, num_fractions: int) -> Array:
     return asked
 
 
+def progress(modes, targets) -> Array:
+    """How far each mode is towards its target, ``modes / targets``: the quantity whose
+    crossings of the fractions are the learning times. A zero target is never learned: its
+    progress is ``-inf``, which no fraction reaches.
+
+    >>> import jax.numpy as jnp
+    >>> from jaxflow.engine.request import progress
+    >>> progress(jnp.array([0.5, 0.3]), jnp.array([2.0, 0.0])).tolist()
+    [0.25, -inf]
+    """
+    has = targets != 0
+    return jnp.where(has, modes / jnp.where(has, targets, 1.0), -jnp.inf)
+
+
 def as_fraction_array(fractions: Sequence[float] | Array, dtype) -> Array:
     """The fractions as a 1-D array of ``dtype`` (``()`` gives shape ``(0,)``)."""
     return jnp.asarray(np.asarray(fractions, dtype=np.float64) if not _is_traced(fractions)
