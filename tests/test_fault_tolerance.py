@@ -49,21 +49,16 @@ import numpy as np
 import pytest
 import xarray as xr
 
-REPO = Path(__file__).resolve().parents[1]
 GRID = ["--depths", "2,3,inf", "--ratios", "1.5,4", "--scales", "1e-12:1e-2:8",
         "--chunk-size", "4", "--quiet"]
 N_CHUNKS = 12  # 48 trajectories in chunks of 4 (one CPU device, batch 4)
 
 
 @pytest.fixture(scope="module")
-def env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    env["JAXFLOW_CACHE_DIR"] = os.environ["JAXFLOW_CACHE_DIR"]  # the run's (conftest)
-    env["JAXFLOW_CPU_DEVICES"] = "1"
-    env.pop("XLA_FLAGS", None)
-    env.pop("JAX_NUM_CPU_DEVICES", None)
-    return env
+def env(subprocess_env):
+    """The subprocesses' environment (conftest): the suite's compiler, so that the killed and
+    resumed runs and the in-process reference give comparable bits."""
+    return subprocess_env
 
 
 def start(env, out, *flags, log=None, code=None, stdout=subprocess.PIPE):

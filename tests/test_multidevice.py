@@ -2,7 +2,10 @@
 on 2 devices resumes on 1 or on 4, bitwise.
 
 One subprocess starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must
-be set before jax is imported) and checks ``jax.device_count() == 4``. Every run below passes
+be set before jax is imported) and checks ``jax.device_count() == 4``. It is the suite's one
+process on XLA's default CPU compiler (the others use the classic emitters, tests/conftest.py),
+on purpose: every comparison below is made inside it, so the bitwise claims are also checked on
+the compiler users get. Every run below passes
 its devices explicitly (``devices=`` of ``pd.run``, ``eos.run``, ``solve_ensemble``), so one
 process serves every device count; a sweep's program is the same whatever the device count
 (same lanes per share), and on CPU it is compiled once (every share runs it on the first
