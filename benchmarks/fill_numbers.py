@@ -36,9 +36,11 @@ def _source(*names: str) -> str:
 
 def phase_diagram_run() -> str:
     r = _load("phase_diagram")
+    warm = (f", {r['warm_wall_s']:.1f} s run again with the XLA cache it filled"
+            if "warm_wall_s" in r else "")
     return (f"The first command took {r['wall_s']:.1f} s on a {r['machine']['cpu_count']}-core "
-            f"CPU machine with an empty XLA cache (load {r['machine']['load_average'][0]:.1f}, "
-            f"commit `{r['commit'][:7]}`).\n")
+            f"CPU machine with an empty XLA cache{warm} (load "
+            f"{r['machine']['load_average'][0]:.1f}, commit `{r['commit'][:7]}`).\n")
 
 
 def phase_diagram_accuracy() -> str:
@@ -48,7 +50,9 @@ def phase_diagram_accuracy() -> str:
             f"{100 * r['max_slope_deviation']:.2f}% of N/(N-2) for every finite depth above 2; "
             f"depth 2's fitted constant is {r['depth2_constant_fitted']:.4f} against its exact "
             f"limit {r['depth2_constant_exact']:.4f}; the worst log threshold error is "
-            f"{r['max_log_threshold_error']:.1e} (solver rtol {r['rtol']:.0e}).\n")
+            f"{r['max_log_threshold_error']:.1e} (solver rtol {r['rtol']:.0e})"
+            + (f"; the work queues idled {100 * r['wasted_share']:.1f}% of their slot iterations"
+               if "wasted_share" in r else "") + ".\n")
 
 
 def _one_device_engines(engines) -> str:

@@ -62,17 +62,18 @@ N_CHUNKS = -(-N_POINTS // 16)
 
 
 class _ChunkCounter:
-    """Counts calls of ``sweep.Runner.chunk`` (grid chunks and refinement calls alike)."""
+    """Counts calls of the phase diagram's runner's ``chunk`` (grid chunks and refinement calls
+    alike)."""
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        original = sweep.Runner.chunk
+        original = pd.ToyQueueRunner.chunk
 
         def chunk(runner, points):
             self.calls += 1
             return original(runner, points)
 
-        monkeypatch.setattr(sweep.Runner, "chunk", chunk)
+        monkeypatch.setattr(pd.ToyQueueRunner, "chunk", chunk)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,7 @@ def test_dims_and_coords(ds):
         ("incremental", np.bool_, ("depth", "ratio", "log_scale")),
         ("status", np.int8, ("depth", "ratio", "log_scale")),
         ("steps", np.int32, ("depth", "ratio", "log_scale")),
+        ("slot_iterations", np.float64, ("depth", "ratio", "log_scale")),
         ("threshold_measured", np.float64, ("depth", "ratio")),
         ("threshold_theory", np.float64, ("depth", "ratio")),
         ("log_threshold_measured", np.float64, ("depth", "ratio")),
@@ -130,7 +132,7 @@ def test_variables(ds, name, dtype, dims):
 def test_no_unexpected_variables(ds):
     assert set(ds.data_vars) == {
         "margin", "margin_in_unit", "log_time_unit", "incremental", "status", "steps",
-        "threshold_measured", "threshold_theory", "log_threshold_measured",
+        "slot_iterations", "threshold_measured", "threshold_theory", "log_threshold_measured",
         "log_threshold_theory", "log_threshold_error_estimate", "threshold_status",
     }
 
@@ -462,3 +464,48 @@ def test_resume_with_another_config_is_refused(stored, tmp_path):
     other = pd.PhaseDiagramConfig(**{**CONFIG.__dict__, "refine_iterations": 5})
     with pytest.raises(sweep.SweepError, match="different sweep"):
         pd.run(other, store=copy, resume=True, quiet=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Work queues (the runner of the default solver)
+
+
+def test_a_points_answer_does_not_depend_on_its_batch(ds):
+    """Twelve grid points again, in another order, with other neighbours and a second queue
+    (tighter tolerances for every third point) in the same call: the points at the sweep's
+    tolerance give the sweep's bits; one compiled program serves both queues and the sweep."""
+    runner = pd.shared_runner(CONFIG)  # the sweep's own (kept in this process)
+    assert isinstance(runner, pd.ToyQueueRunner) and runner.traces == 1
+    flat = ds.stack(point=("depth", "ratio", "log_scale"))
+    pick = np.random.default_rng(1).choice(flat.sizes["point"], size=12, replace=False)
+    points = {k: flat[k].values[pick] for k in ("depth", "ratio", "log_scale")}
+    tighter = np.where(np.arange(12) % 3 == 0, 1e-3, 1.0)
+    out = runner.chunk({**points, "tolerance_scale": tighter})
+    same = tighter == 1.0
+    for name in ("margin_in_unit", "log_time_unit", "status", "steps"):
+        np.testing.assert_array_equal(out[name][same], flat[name].values[pick][same])
+    # the tighter queue solved its points again: more steps, margins that moved by no more
+    # than the sweep's tolerance allows (1e-6 of the unit, see test_margins_have_the_sign...)
+    assert np.all(out["steps"][~same] > flat["steps"].values[pick][~same])
+    moved = np.abs(out["margin_in_unit"][~same] - flat["margin_in_unit"].values[pick][~same])
+    assert np.all(moved <= 1e-6 * np.maximum(1.0, np.abs(out["margin_in_unit"][~same])))
+    assert runner.traces == 1
+
+
+def test_the_queues_idle_share_is_stored_and_reported(ds):
+    """Every point stores its share of its chunk's slot iterations: they cover the solver
+    attempts, and the report prints the idle share they leave."""
+    slots, steps = ds["slot_iterations"].values, ds["steps"].values
+    assert np.all(slots > 0) and slots.sum() >= steps.sum()
+    wasted = pd.wasted_share(ds)
+    assert wasted == pytest.approx(1 - steps.sum() / slots.sum(), rel=1e-12)
+    assert 0 <= wasted < 1
+    assert f"work queues: {100 * wasted:.1f}% of slot iterations idle" in pd.report(ds)
+
+
+@pytest.mark.parametrize("solver, kind", [("Tsit5", "ToyQueueRunner"), ("Dopri5", "ToyRunner"),
+                                          ("Dopri8", "ToyRunner")])
+def test_the_runner_follows_the_solver(solver, kind):
+    """The work queues are Tsit5 (the ensemble engine's method); other solvers run lockstep."""
+    runner = pd.float64_runner(pd.PhaseDiagramConfig(solver=solver))
+    assert type(runner).__name__ == kind and runner.traces == 0

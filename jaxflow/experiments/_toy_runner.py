@@ -18,6 +18,7 @@ import jaxflow
 from jaxflow import sweep
 from jaxflow.engine import status
 from jaxflow.experiments._solvers import SOLVERS
+from jaxflow.experiments._toy_queue import ToyQueueRunner
 from jaxflow.models import toy
 from jaxflow.oracles import incremental
 from jaxflow.sweep.kept_runners import kept_runner
@@ -25,8 +26,8 @@ from jaxflow.sweep.kept_runners import kept_runner
 if TYPE_CHECKING:  # the config's module imports this one
     from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
 
-__all__ = ["FLOAT32_RESOLUTION", "FLOAT32_RTOL", "Float32Runner", "ToyRunner", "needs_float64",
-           "outside_float32", "point_function", "shared_runner"]
+__all__ = ["FLOAT32_RESOLUTION", "FLOAT32_RTOL", "Float32Runner", "ToyRunner", "float64_runner",
+           "needs_float64", "outside_float32", "point_function", "shared_runner"]
 
 
 def point_function(config: "PhaseDiagramConfig", *, with_time: bool = False):
@@ -188,15 +189,17 @@ class Float32Runner(sweep.AbstractRunner):
     """Runs the phase diagram's points in float32 and recomputes in float64 what float32 cannot.
 
     A :class:`jaxflow.sweep.AbstractRunner` (it defines ``chunk``, ``chunk_size``, ``call_size``
-    and ``fn``):
+    and ``output_shapes``):
     each chunk runs once in float32 (a ``sweep.Runner(..., float32=True)``: one float32 program,
-    fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64, and their
-    float64 results are stored. The extra output ``recomputed`` says which lanes were, so a stored
-    answer is never a silently wrong float32 one.
+    fast on GPU and TPU); the lanes :func:`needs_float64` flags run again in float64
+    (:func:`float64_runner`), and their float64 results are stored. The extra output
+    ``recomputed`` says which lanes were, so a stored answer is never a silently wrong float32
+    one. The float64 queues' ``slot_iterations`` are not stored: they cover the recomputed
+    lanes only.
     """
 
     def __init__(self, config: "PhaseDiagramConfig", devices=None):
-        self.exact = ToyRunner(config, devices=devices)
+        self.exact = float64_runner(config, devices=devices)
         fast = dataclasses.replace(
             config, rtol=max(config.rtol, FLOAT32_RTOL), atol=max(config.atol, FLOAT32_RTOL)
         )
@@ -204,22 +207,21 @@ class Float32Runner(sweep.AbstractRunner):
                               float32=True, with_time=True)
         self.chunk_size = self.exact.chunk_size
         self.call_size = self.exact.call_size
+        self.fn = None  # the outputs are the float64 runner's (output_shapes)
         example = {k: jax.ShapeDtypeStruct((), jnp.float64) for k in ("depth", "ratio", "log_scale")}
-        self._shapes = self.exact.output_shapes(example)
+        # read from the float64 program's trace (which its first call reuses)
+        self._shapes = {k: v for k, v in self.exact.output_shapes(example).items()
+                        if k != "slot_iterations"}
 
     @property
     def traces(self) -> int:
         """Traces of the two programs (one each once compiled)."""
         return self.fast.traces + self.exact.traces
 
-    def fn(self, point):
-        """The outputs' structure (what the store lays out): float64 results plus ``recomputed``."""
-        return {**self.exact.fn(point), "recomputed": jnp.zeros((), dtype=bool)}
-
     def output_shapes(self, example):
-        # those of fn, read from the float64 program's trace (which its first call reuses)
-        return {**self.exact.output_shapes(example),
-                "recomputed": jax.ShapeDtypeStruct((), np.dtype(bool))}
+        """The stored outputs: the float64 runner's (but ``slot_iterations``) and
+        ``recomputed``."""
+        return {**self._shapes, "recomputed": jax.ShapeDtypeStruct((), np.dtype(bool))}
 
     def chunk(self, points):
         n = len(next(iter(points.values())))
@@ -247,8 +249,17 @@ class Float32Runner(sweep.AbstractRunner):
 PROGRAM_FIELDS = ("solver", "rtol", "atol", "max_steps", "start", "finish", "chunk_size", "dtype")
 
 
+def float64_runner(config: "PhaseDiagramConfig", *, devices=None) -> sweep.AbstractRunner:
+    """The float64 runner of ``config``: the work queues of the ensemble engine
+    (:class:`~jaxflow.experiments._toy_queue.ToyQueueRunner`) for the default solver, Tsit5,
+    the only one the ensemble engine has; the lockstep :class:`ToyRunner` for the others."""
+    if config.solver == "Tsit5":
+        return ToyQueueRunner(config, devices=devices)
+    return ToyRunner(config, devices=devices)
+
+
 def shared_runner(config: "PhaseDiagramConfig", devices=None) -> sweep.AbstractRunner:
-    """The runner of ``config`` (a :class:`ToyRunner`, or a :class:`Float32Runner` for
+    """The runner of ``config`` (:func:`float64_runner`, or a :class:`Float32Runner` for
     ``dtype = "float32"``), shared by every run in this process whose program is the same
     (:data:`PROGRAM_FIELDS`): a second phase diagram with another grid, a resumed one, or the
     same cell run again in a notebook, skips the compilation (~5 s). Kept with the other
@@ -265,4 +276,4 @@ def shared_runner(config: "PhaseDiagramConfig", devices=None) -> sweep.AbstractR
            None if devices is None else tuple(devices))
     return kept_runner(key, lambda: (Float32Runner(config, devices=devices)
                                      if config.dtype == "float32"
-                                     else ToyRunner(config, devices=devices)))
+                                     else float64_runner(config, devices=devices)))

@@ -3,7 +3,8 @@
 For every grid point (depth N, ratio r, scale sigma0) jaxflow simulates the toy model's pair of
 coordinates, targets ``sigma*_i = r`` and ``sigma*_j = 1``, from the common start sigma0, with
 :func:`jaxflow.solve` (:class:`jaxflow.Flow`) on the reduced vector field only (never a closed form, not even to
-choose a time grid). It records the (start, finish) margin ``T_j(start) - T_i(finish)``
+choose a time grid). Each chunk of the grid is one work queue of the ensemble engine
+(``_toy_queue``: no lockstep; the share of slot iterations it idled is in the report). It records the (start, finish) margin ``T_j(start) - T_i(finish)``
 (docs/science/incremental-learning.md): the pair is incremental iff the margin is >= 0.
 
 Per (depth, ratio) the **measured threshold** is then found from simulations alone: the grid
@@ -16,7 +17,8 @@ the log). ``threshold_theory`` comes from
 The module reads as every experiment does (see :mod:`jaxflow.experiments`): the config
 (:class:`PhaseDiagramConfig`), :func:`run`, :func:`report`, :func:`figures`. Its parts of one
 concept each live in modules of their own, their public names importable from here: the
-per-point function and the float32 runner (``_toy_runner``), the threshold search
+work-queue runner (``_toy_queue``), the per-point function of the lockstep runners and the
+float32 runner (``_toy_runner``), the threshold search
 (``_threshold_search``), the asymptotic fits (``_asymptotic_fits``) and the printed table
 (``_phase_table``).
 
@@ -73,11 +75,13 @@ from jaxflow.experiments._threshold_search import (  # noqa: F401 -- public here
     threshold_log_error,
     threshold_log_error_arrays,
 )
+from jaxflow.experiments._toy_queue import ToyQueueRunner, wasted_share  # noqa: F401
 from jaxflow.experiments._toy_runner import (  # noqa: F401 -- public here
     FLOAT32_RESOLUTION,
     FLOAT32_RTOL,
     Float32Runner,
     ToyRunner,
+    float64_runner,
     needs_float64,
     outside_float32,
     point_function,
@@ -97,12 +101,14 @@ from jaxflow.experiments.config import (
 __all__ = [
     "Float32Runner",
     "PhaseDiagramConfig",
+    "ToyQueueRunner",
     "ToyRunner",
     "check_size",
     "check_thresholds",
     "depth2_constant",
     "figures",
     "fitted_slopes",
+    "float64_runner",
     "measured_thresholds",
     "needs_float64",
     "outside_float32",
@@ -116,6 +122,7 @@ __all__ = [
     "theory_thresholds",
     "threshold_log_error",
     "threshold_log_error_arrays",
+    "wasted_share",
 ]
 
 
@@ -267,7 +274,8 @@ def run(
         ``xarray.Dataset`` with dims ``(depth, ratio, log_scale)`` (and the derived coordinate
         ``scale = exp(log_scale)``, 0 where it underflows); variables ``margin`` (flow time,
         +-inf where it overflows float64), ``margin_in_unit`` and ``log_time_unit`` (the same
-        margin in the plateau's unit, always finite), ``incremental``, ``status``, ``steps``;
+        margin in the plateau's unit, always finite), ``incremental``, ``status``, ``steps``,
+        ``slot_iterations`` (float64 on the work queues: :func:`wasted_share`);
         per (depth, ratio) ``log_threshold_measured`` (NaN where not found),
         ``log_threshold_theory`` (-inf where none), ``log_threshold_error_estimate`` (the
         check's estimate of the measured one's error, :func:`check_thresholds`),
@@ -314,7 +322,8 @@ def _simulate_and_measure(config, runner, axes, theory_future, **sweep_options) 
         config=config.to_toml(),
         desc="phase diagram",
         # a lane's steps vary most with depth (median 89 at depth 2, 233 at 1.5, on the
-        # default grid): grouped by it, a vmapped batch idles far less (see sweep.run)
+        # default grid): grouped by it, a vmapped batch of the lockstep runners (float32, other
+        # solvers) idles far less (see sweep.run); a work queue does not need it
         group_by=("depth",),
         **sweep_options,
     )
@@ -348,6 +357,7 @@ _LABELS = {
     "status": ("status of the pair's flow (jaxflow.engine.status code)", None),
     "threshold_status": ("status of the threshold search (jaxflow.engine.status code)", None),
     "recomputed": ("recomputed in float64 (float32 could not resolve it)", "1"),
+    "slot_iterations": ("the point's share of its chunk's work-queue slot iterations", "1"),
 }
 
 
@@ -392,12 +402,17 @@ def _label(ds, config, log_measured, threshold_status, log_theory, estimate) -> 
 
 
 def report(ds: xr.Dataset) -> str:
-    """What ``jaxflow phase-diagram`` prints: :func:`summary_table` and the status counts.
+    """What ``jaxflow phase-diagram`` prints: :func:`summary_table`, the status counts and
+    the share of the work queues' slot iterations that advanced no lane (:func:`wasted_share`).
 
     Example: see :func:`summary_table` (a report adds the line of
     :func:`jaxflow.engine.status.report`).
     """
-    return summary_table(ds) + "\n" + status.report(ds["status"])
+    lines = [summary_table(ds), status.report(ds["status"])]
+    wasted = wasted_share(ds)
+    if not math.isnan(wasted):
+        lines.append(f"work queues: {100 * wasted:.1f}% of slot iterations idle")
+    return "\n".join(lines)
 
 
 def figures(ds: xr.Dataset) -> dict:
