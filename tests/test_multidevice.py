@@ -12,7 +12,7 @@ process serves every device count; a sweep's program is the same whatever the de
 device, ``sweep.Runner``), which is checked too. It runs and prints as JSON:
 
 * **Sharded = one device.** The phase diagram on a tiny grid (48 points, chunks of 4) on 4
-  devices (each runs the same program on a quarter of every call of 16 lanes) and on 1; a tiny
+  devices (its work queues: each device a queue of its share of a chunk's lanes) and on 1; a tiny
   edge-of-stability map (8 lanes across the stability line, the grid of
   tests/test_fault_tolerance.py's kill test) on 4 devices and on 1 (regimes, deciding steps,
   sharpness traces); an ensemble of 61 Lorenz problems (``jaxflow.engine.ensemble``, one work
@@ -25,7 +25,7 @@ device, ``sweep.Runner``), which is checked too. It runs and prints as JSON:
   depends on the devices; the store records nothing of the devices). The phase diagram runs on
   2 devices into a store (12 chunks of 4); four of its chunks are then "lost" (flag cleared,
   data garbled, as a kill mid-write leaves them); copies of that store are resumed on 1 device
-  and on 4 (2 or 4 chunks packed in one call of 8 or 16 lanes). Each resume computes exactly
+  and on 4 (one chunk a call: a work queue of its 8 lanes). Each resume computes exactly
   the lost chunks (``JAXFLOW_CHUNK_LOG``), and every variable of both resumed datasets equals
   the 2-device run's bitwise (and the 4- and 1-device fresh runs').
 """
@@ -68,7 +68,7 @@ SCRIPT = textwrap.dedent(
         before = len(compiled)
         ds = pd.run(cfg, devices=devs, store=store, resume=resume, quiet=True)
         out[name] = {v: ds[v].values.tolist() for v in %(variables)r}
-        out[name]["lanes_compiled"] = compiled[before:].count("jit(lanes)")
+        out[name]["queue_compiled"] = compiled[before:].count("jit(_pairs)")
         out[name]["log_error"] = pd.threshold_log_error(ds).values.tolist()
         out[name]["chunks"] = chunks(name)
 
@@ -160,9 +160,11 @@ def test_four_devices_visible(result):
 
 def test_a_runner_compiles_once_whatever_the_cpu_device_count(result):
     """On CPU every share of a sweep.Runner's call runs the one program on the first device
-    (from its own thread); jax.jit would compile it once per device, 4 times here. At most
-    once: the run's compilation cache may already hold the program."""
-    assert result["all"]["lanes_compiled"] <= 1  # the phase diagram on 4 devices
+    (from its own thread); jax.jit would compile it once per device, 4 times here. The phase
+    diagram's work queues are one program over all the devices (one queue each), compiled
+    once for all its chunks and threshold calls. At most once: the run's compilation cache may
+    already hold the program."""
+    assert result["all"]["queue_compiled"] <= 1  # the phase diagram on 4 devices
     assert result["all"]["eos_lanes_compiled"] <= 1  # edge of stability on 4
 
 
