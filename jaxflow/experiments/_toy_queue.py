@@ -23,6 +23,7 @@ idle, the same incremental verdict and status on every point, and learning times
 tolerance of the closed form (at most 7e-8 relative on depth 2, as the lockstep runner).
 """
 
+import math
 from typing import TYPE_CHECKING
 
 import jax
@@ -153,15 +154,25 @@ class ToyQueueRunner(sweep.AbstractRunner):
                   if k != "slot_iterations"}
         return {**shapes, "slot_iterations": jax.ShapeDtypeStruct((), np.float64)}
 
+    def _padding_point(self) -> dict:
+        """A point whose two lanes start past their levels: each answers at once (learning
+        time 0, no step) and frees its slot, so padding a short call (the threshold search
+        asks for a few hundred points at a time) costs next to nothing. Its sigma0 lies
+        between ``finish * ratio`` and ``ratio``, above ``start``."""
+        sigma0 = (1.0 + self.config.finish) / 2
+        ratio = 1.0 + (sigma0 / self.config.finish - 1.0) / 2
+        return {"depth": 2.0, "ratio": ratio, "log_scale": math.log(sigma0)}
+
     def chunk(self, points):
         n, _ = self._padding(points)
         scales = np.asarray(points.get("tolerance_scale", np.ones(n)), dtype=np.float64)
         out = None
+        padding = self._padding_point()
         for scale in np.unique(scales):  # one queue per tolerance (the threshold check's)
             rows = np.flatnonzero(scales == scale)
-            # the call's lanes: these rows, padded with their last one (every call one shape)
-            picked = rows[np.minimum(np.arange(self.call_size), rows.size - 1)]
-            batch = {k: np.asarray(points[k], dtype=np.float64)[picked]
+            # the call's lanes: these rows, then padding up to call_size (one shape a call)
+            batch = {k: np.concatenate([np.asarray(points[k], dtype=np.float64)[rows],
+                                        np.full(self.call_size - rows.size, padding[k])])
                      for k in ("depth", "ratio", "log_scale")}
             with jax.enable_x64(True):
                 result = jax.device_get(self._call(batch, np.float64(scale)))
