@@ -53,22 +53,17 @@ def pair_problems(depth, ratio, log_scale, start: float, finish: float) -> jaxfl
     ``start * 1``, and the request's one fraction is 1. The flow's own targets stay ``ratio``
     and 1 (:class:`jaxflow.models.toy.ToyArgs`).
 
-    Example (one point, depth 3, ratio 2, sigma0 = 1e-3: the pair is incremental):
+    Example (one point, depth 3, ratio 2, sigma0 = 1e-3; solved with
+    ``jaxflow.solve(problem, jaxflow.Flow(solver=jaxflow.Ensemble(), clock=toy.reduced_speed),
+    jaxflow.Request(fractions=(1.0,)), batched=True)``, as :class:`ToyQueueRunner` does):
         >>> import jax
         >>> jax.config.update("jax_enable_x64", True)
         >>> import jax.numpy as jnp
-        >>> import jaxflow
-        >>> from jaxflow.models import toy
         >>> from jaxflow.experiments._toy_queue import pair_problems
         >>> one = lambda x: jnp.array([x])
         >>> problem = pair_problems(one(3.0), one(2.0), jnp.log(one(1e-3)), 0.1, 0.9)
-        >>> problem.targets.tolist()
-        [[1.8], [0.1]]
-        >>> flow = jaxflow.Flow(solver=jaxflow.Ensemble(), clock=toy.reduced_speed)
-        >>> traj = jaxflow.solve(problem, flow, jaxflow.Request(fractions=(1.0,)), batched=True)
-        >>> times = traj.learning_times[:, 0, 0]
-        >>> bool(times[1] > times[0]), traj.status.tolist()   # T_j(start) after T_i(finish)
-        (True, [0, 0])
+        >>> problem.targets.tolist(), problem.args.targets.tolist()   # levels, flow targets
+        ([[1.8], [0.1]], [[2.0], [1.0]])
     """
     depth, ratio, log_scale = (jnp.repeat(jnp.asarray(x), 2) for x in (depth, ratio, log_scale))
     larger = jnp.arange(depth.shape[0]) % 2 == 0
@@ -92,18 +87,12 @@ class ToyQueueRunner(sweep.AbstractRunner):
     so the threshold refinement and check compile nothing new. Points of one call that ask for
     different scales run as one queue each.
 
-    Example (shown, not run: it compiles the queue; tests/test_phase_diagram.py checks this
-    runner against the lockstep one and the closed form):
-        ```python
-        import numpy as np
-        from jaxflow.experiments import phase_diagram as pd
-        runner = pd.ToyQueueRunner(pd.PhaseDiagramConfig(), chunk_size=2)
-        pts = {"depth": np.array([3.0, 3.0]), "ratio": np.array([2.0, 2.0]),
-               "log_scale": np.log([1e-3, 1e-3])}
-        loose = runner(pts)["margin_in_unit"]
-        tight = runner({**pts, "tolerance_scale": np.full(2, 1e-3)})["margin_in_unit"]
-        runner.traces  # -> 1: one program for both
-        ```
+    It is called as :class:`~jaxflow.experiments.phase_diagram.ToyRunner` is (see its example);
+    tests/test_phase_diagram.py checks its margins against the closed form and its answers
+    against the same points in other calls. The phase diagram takes it for the default solver:
+        >>> from jaxflow.experiments import phase_diagram as pd
+        >>> type(pd.float64_runner(pd.PhaseDiagramConfig())).__name__
+        'ToyQueueRunner'
     """
 
     def __init__(self, config: "PhaseDiagramConfig", *, chunk_size: int | None = None,

@@ -2,9 +2,10 @@
 
 For every grid point (depth N, ratio r, scale sigma0) jaxflow simulates the toy model's pair of
 coordinates, targets ``sigma*_i = r`` and ``sigma*_j = 1``, from the common start sigma0, with
-:func:`jaxflow.solve` (:class:`jaxflow.Flow`) on the reduced vector field only (never a closed form, not even to
-choose a time grid). Each chunk of the grid is one work queue of the ensemble engine
-(``_toy_queue``: no lockstep; the share of slot iterations it idled is in the report). It records the (start, finish) margin ``T_j(start) - T_i(finish)``
+:func:`jaxflow.solve` (:class:`jaxflow.Flow`) on the reduced vector field only (never a closed
+form, not even to choose a time grid). Each chunk of the grid is one work queue of the ensemble
+engine (``_toy_queue``: no lockstep; the share of slot iterations it idled is in the report).
+It records the (start, finish) margin ``T_j(start) - T_i(finish)``
 (docs/science/incremental-learning.md): the pair is incremental iff the margin is >= 0.
 
 Per (depth, ratio) the **measured threshold** is then found from simulations alone: the grid
