@@ -39,7 +39,9 @@ from jaxflow.oracles import incremental
 if TYPE_CHECKING:  # the config's module imports this one
     from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
 
-__all__ = ["ToyQueueRunner", "pair_problems", "wasted_share"]
+__all__ = ["PROGRAM_MULTIPLE", "ToyQueueRunner", "pair_problems", "wasted_share"]
+
+PROGRAM_MULTIPLE = 64  # points: the compiled calls' sizes (see ToyQueueRunner)
 
 
 def pair_problems(depth, ratio, log_scale, start: float, finish: float) -> jaxflow.Problem:
@@ -99,6 +101,10 @@ class ToyQueueRunner(sweep.AbstractRunner):
                  devices=None, with_time: bool = False):
         self.config = config
         self.chunk_size = self.call_size = chunk_size or config.chunk_size
+        # The compiled call's points: the chunk rounded up to a multiple of PROGRAM_MULTIPLE,
+        # the rest padding that answers at once (_padding_point). Chunks of 1 to 64 points
+        # share one program (a new chunk size otherwise costs a compilation, ~1.5 s).
+        self.program_points = -(-self.chunk_size // PROGRAM_MULTIPLE) * PROGRAM_MULTIPLE
         self.devices = tuple(devices) if devices is not None else tuple(jax.local_devices())
         self.with_time = bool(with_time)
         # On CPUs, 128 slots a device: a chunk of 2048 points (2048 lanes a device) then idles
@@ -134,7 +140,7 @@ class ToyQueueRunner(sweep.AbstractRunner):
         return out
 
     def output_shapes(self, example) -> dict:
-        batch = {name: jax.ShapeDtypeStruct((self.call_size,), np.float64)
+        batch = {name: jax.ShapeDtypeStruct((self.program_points,), np.float64)
                  for name in ("depth", "ratio", "log_scale")}
         # read from the trace of the call itself, which its first call then reuses
         with jax.enable_x64(True):
@@ -159,9 +165,10 @@ class ToyQueueRunner(sweep.AbstractRunner):
         padding = self._padding_point()
         for scale in np.unique(scales):  # one queue per tolerance (the threshold check's)
             rows = np.flatnonzero(scales == scale)
-            # the call's lanes: these rows, then padding up to call_size (one shape a call)
+            # the call's lanes: these rows, then padding (one shape a call)
             batch = {k: np.concatenate([np.asarray(points[k], dtype=np.float64)[rows],
-                                        np.full(self.call_size - rows.size, padding[k])])
+                                        np.full(self.program_points - rows.size,
+                                                padding[k])])
                      for k in ("depth", "ratio", "log_scale")}
             with jax.enable_x64(True):
                 result = jax.device_get(self._call(batch, np.float64(scale)))
