@@ -18,7 +18,7 @@ the uninterrupted one. Each point stores its share of its chunk's slot iteration
 
 Measured on the default grid (49,152 points, two CPU devices, compile excluded): 0.58 s in
 chunks of 2048 against 1.7 s for the lockstep runner, 117 against 130 solver attempts per point
-(the lockstep runner also pays the slowest lane of each vmap batch), 5.7% of slot iterations
+(the lockstep runner also pays the slowest lane of each vmap batch), 5.6% of slot iterations
 idle, the same incremental verdict and status on every point, and learning times within the
 tolerance of the closed form (at most 7e-8 relative on depth 2, as the lockstep runner).
 """
