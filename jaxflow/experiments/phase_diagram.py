@@ -183,7 +183,10 @@ class PhaseDiagramConfig(ExperimentConfig):
     rtol: float = option(1e-8, "relative tolerance of the flow's step-size controller")
     atol: float = option(1e-8, "absolute tolerance of the flow's step-size controller")
     max_steps: int = option(2048, "step budget of the flow per trajectory")
-    chunk_size: int = option(2048,
+    # 4096: on the default grid each chunk's work queue idles 2.9% of its slot iterations in
+    # its tail (5.6% with chunks of 2048), and the command runs ~7% faster; a chunk is still
+    # ~0.05 s of solving on 2 cores, the most a --resume loses
+    chunk_size: int = option(4096,
         "trajectories per compiled call; each finished chunk is stored, so --resume loses at "
         "most one")
     refine_iterations: int = option(20, "regula-falsi iterations of the threshold refinement")
