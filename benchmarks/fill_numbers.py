@@ -90,6 +90,19 @@ def benchmarks_table() -> str:
         f"max learning-time error {toy['max_rel_learning_time_error']:.1e}"
         + _one_device_engines(toy.get("one_device_engines")),
         _source("toy_throughput")))
+    queues = _load("phase_diagram_engines")
+    rows.append((
+        f"phase diagram's default grid, {queues['points']:,} points on "
+        f"{queues['machine']['devices']} devices (`python benchmarks/phase_diagram_engines.py`)",
+        f"work queues {queues['queues']['seconds']:.2f} s against lockstep "
+        f"{queues['lockstep']['seconds']:.2f} s ({queues['speedup']:.2f}x); attempts per point "
+        f"{queues['queues']['attempts_per_point']:.0f} against "
+        f"{queues['lockstep']['attempts_per_point']:.0f}; queues idle "
+        f"{100 * queues['queues']['idle_share']:.1f}%; same status and verdict on every point: "
+        f"{'yes' if queues['same_status'] and queues['same_verdict'] else 'no'}; worst margin "
+        f"error {queues['queues']['max_margin_error']:.1e} against "
+        f"{queues['lockstep']['max_margin_error']:.1e}",
+        _source("phase_diagram_engines")))
     by_engine = {}
     for row in engines["rows"]:
         by_engine.setdefault(row["engine"], []).append(row)
