@@ -92,7 +92,8 @@ class Flow(eqx.Module):
             the problem's own (``Problem.clock``), else ``"relative"`` for a loss and
             ``"arclength"`` for a vector field or with ``log_params``.
         refine: polish each learning time by one exact solver step (default).
-        dt0: the first step in the clock's time (default: automatic).
+        dt0: the first step in the clock's time (default: 0.05 on a reparametrized clock,
+            whose time counts e-folds of the state; automatic in plain time).
         controller: a ``diffrax.PIDController`` replacing the one built from ``rtol``/``atol``.
         log_params: integrate ``ln(params)`` (positive parameters only): the steps per mode then
             no longer grow with ``ln(1 / scale)``.
