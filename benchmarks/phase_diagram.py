@@ -15,7 +15,6 @@ import json
 import math
 import os
 import pathlib
-import platform
 import shutil
 import subprocess
 import sys
@@ -55,12 +54,9 @@ def main(argv=None) -> None:
                   if d > 2 and not math.isinf(d) and np.isfinite(s)]
     fitted, exact = pd.depth2_constant(ds)
     result = {
-        "benchmark": "phase_diagram",
-        "command": "jaxflow phase-diagram (defaults; cold: empty XLA cache, warm: filled)",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": provenance.git_commit(),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "load_average": load},
+        **provenance.benchmark_record(
+            "phase_diagram", "jaxflow phase-diagram (defaults; cold: empty XLA cache, warm: "
+            "filled)", load),
         "wall_s": walls[0],
         "warm_wall_s": min(walls[1:]),
         "wasted_share": pd.wasted_share(ds),

@@ -15,7 +15,6 @@ Writes ``benchmarks/results/phase_diagram_engines.json``.
 import argparse
 import json
 import os
-import platform
 import time
 
 import jax
@@ -85,12 +84,9 @@ def main(argv=None) -> None:
     runs["queues"]["result"]["idle_share"] = float(
         1 - np.sum(queues["steps"]) / np.sum(queues["slot_iterations"]))
     result = {
-        "benchmark": "phase_diagram_engines",
-        "command": "python benchmarks/phase_diagram_engines.py",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": provenance.git_commit(),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "devices": len(jax.devices()), "load_average": load},
+        **provenance.benchmark_record("phase_diagram_engines",
+                                      "python benchmarks/phase_diagram_engines.py", load,
+                                      devices=len(jax.devices())),
         "points": int(points["depth"].size),
         "chunk_size": config.chunk_size,
         "queues": runs["queues"]["result"],

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import pathlib
-import platform
 import time
 
 import jax
@@ -105,12 +104,8 @@ def main(argv=None) -> None:
                                        ratios=tuple(rc * (1 + e) for e in NEAR_EXCESSES))
         near[f"{depth:g}"] = {"critical_ratio": rc, **measure(config)}
     result = {
-        "benchmark": "threshold_check",
-        "command": "python benchmarks/threshold_check.py",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": provenance.git_commit(),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "load_average": load},
+        **provenance.benchmark_record("threshold_check", "python benchmarks/threshold_check.py",
+                                      load),
         "tolerance": pd.THRESHOLD_TOLERANCE,
         "check_tolerance_scale": pd.CHECK_TOLERANCE_SCALE,
         "default": default,

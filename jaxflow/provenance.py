@@ -6,7 +6,8 @@ line (``command``), the dtype computed in, the devices, the creation time (``cre
 an experiment, its resolved config (``config``, TOML that ``Config.from_toml`` reads back) and
 whether it is the smoke size (``smoke``). :func:`run_metadata` makes them (the sweep, the
 experiments' shared layout and the back-ends' runner call it), and :func:`stamp` puts the
-``jaxflow`` command's own line and ``--smoke`` on a finished dataset.
+``jaxflow`` command's own line and ``--smoke`` on a finished dataset. A benchmark's JSON record
+starts with :func:`benchmark_record`.
 
 Example:
     >>> import xarray as xr
@@ -26,7 +27,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["git_commit", "package_versions", "run_metadata", "stamp"]
+__all__ = ["benchmark_record", "git_commit", "package_versions", "run_metadata", "stamp"]
 
 
 def package_versions() -> dict[str, str]:
@@ -73,6 +74,30 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("-dirty" if changed else "") if head else "unknown"
+
+
+def benchmark_record(benchmark: str, command: str, load: list[float], **machine) -> dict:
+    """The head of a benchmark's JSON record (``benchmarks/``): its name, the command that
+    reproduces it, when, at which commit, and on which machine (platform, cores, the load
+    average read before the run, and ``machine``'s extra entries).
+
+    >>> from jaxflow import provenance
+    >>> head = provenance.benchmark_record("toy", "python benchmarks/toy.py", [0.5, 0.4, 0.3],
+    ...                                    devices=2)
+    >>> list(head), head["machine"]["devices"]
+    (['benchmark', 'command', 'created', 'commit', 'machine'], 2)
+    """
+    import platform
+    import time
+
+    return {
+        "benchmark": benchmark,
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": git_commit(),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), **machine,
+                    "load_average": list(load)},
+    }
 
 
 def run_metadata(config=None) -> dict[str, Any]:
