@@ -81,8 +81,7 @@ def main(argv=None) -> None:
             "median_margin_error": float(np.median(errors)),
         }}
     queues, lockstep = runs["queues"]["out"], runs["lockstep"]["out"]
-    runs["queues"]["result"]["idle_share"] = float(
-        1 - np.sum(queues["steps"]) / np.sum(queues["slot_iterations"]))
+    runs["queues"]["result"]["idle_share"] = pd.wasted_share(queues)
     result = {
         **provenance.benchmark_record("phase_diagram_engines",
                                       "python benchmarks/phase_diagram_engines.py", load,

@@ -186,8 +186,10 @@ class ToyQueueRunner(sweep.AbstractRunner):
 
 def wasted_share(ds) -> float:
     """The share of a phase diagram's slot iterations that advanced no lane (the queues'
-    tails), from its dataset: ``1 - sum(steps) / sum(slot_iterations)``; ``nan`` for a dataset
-    computed without queues (no ``slot_iterations``).
+    tails), from its dataset (or a runner's outputs): ``1 - sum(steps) / sum(slot_iterations)``
+    (its ``steps`` count every attempt), as :func:`jaxflow.sweep.ensemble_runner.wasted_share`
+    reads any ensemble sweep; ``nan`` for a dataset computed without queues (no
+    ``slot_iterations``).
 
     >>> import numpy as np, xarray as xr
     >>> ds = xr.Dataset({"steps": ("p", np.array([90, 110])),
@@ -197,5 +199,4 @@ def wasted_share(ds) -> float:
     """
     if "slot_iterations" not in ds:
         return float("nan")
-    total = float(np.sum(ds["slot_iterations"].values))
-    return 0.0 if total == 0 else 1.0 - float(np.sum(ds["steps"].values)) / total
+    return sweep.ensemble_runner.wasted_share(ds)

@@ -121,7 +121,11 @@ class EnsembleRunner(AbstractRunner):
 
 def wasted_share(ds) -> float:
     """The wasted share of a whole sweep, read back from its dataset (resumed or not, its
-    chunks computed by any process): ``1 - sum(steps + rejected) / sum(slot_iterations)``."""
-    attempts = float(np.sum(ds["steps"].values) + np.sum(ds["rejected"].values))
-    total = float(np.sum(ds["slot_iterations"].values))
+    chunks computed by any process) or from any mapping of its per-point arrays:
+    ``1 - sum(steps + rejected) / sum(slot_iterations)``. Without ``rejected``, ``steps`` counts
+    every attempt (as the phase diagram stores them)."""
+    attempts = float(np.sum(np.asarray(ds["steps"])))
+    if "rejected" in ds:
+        attempts += float(np.sum(np.asarray(ds["rejected"])))
+    total = float(np.sum(np.asarray(ds["slot_iterations"])))
     return 0.0 if total == 0 else (total - attempts) / total
