@@ -146,8 +146,8 @@ class ToyQueueRunner(sweep.AbstractRunner):
         # read from the trace of the call itself, which its first call then reuses
         with jax.enable_x64(True):
             out = self._call.trace(batch, jax.ShapeDtypeStruct((), np.float64)).out_info
-        shapes = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in out.items()
-                  if k != "slot_iterations"}
+        shapes = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in out.items()}
+        # the call returns the queue's count; chunk() stores each point's float share of it
         return {**shapes, "slot_iterations": jax.ShapeDtypeStruct((), np.float64)}
 
     def _padding_point(self) -> dict:
