@@ -1,9 +1,10 @@
 """The phase diagram's two runners side by side on its default grid: work queues against lockstep.
 
-Runs every point of the default grid (12 depths x 32 ratios x 128 scales, shuffled as the sweep
-shuffles it) through ``phase_diagram.ToyQueueRunner`` (the default: each chunk one work queue of
-the ensemble engine) and ``phase_diagram.ToyRunner`` (``jax.vmap``, in lockstep), both in
-chunks of the default size on every CPU device, float64, compile excluded (best of 3). Reports
+Runs every point of the default grid (12 depths x 32 ratios x 128 scales, in the sweep's order:
+shuffled, grouped by depth) through ``phase_diagram.ToyQueueRunner`` (the default: each chunk
+one work queue of the ensemble engine) and ``phase_diagram.ToyRunner`` (``jax.vmap``, in
+lockstep), both in chunks of the default size on every CPU device, float64, compile excluded
+(best of 3). Reports
 the seconds, the solver attempts per point, the queues' idle share, whether both give every
 point the same status and the same incremental verdict, and each runner's margin error against
 the closed form (``jaxflow.oracles.theory``, on the points whose time unit stays below e^600).
@@ -20,7 +21,7 @@ import time
 import jax
 import numpy as np
 
-from jaxflow import _devices, provenance
+from jaxflow import _devices, provenance, sweep
 
 jax.config.update("jax_enable_x64", True)
 _devices.use_cpu_cores()  # one CPU device per core, as the jaxflow command
@@ -30,12 +31,14 @@ from jaxflow.models import toy  # noqa: E402
 from jaxflow.oracles import theory  # noqa: E402
 
 
-def grid_points(config, seed: int = 0) -> dict:
-    """Every point of the config's grid, in a seeded random order."""
-    d, r, s = np.meshgrid(np.asarray(config.depths), np.asarray(config.ratios),
-                          np.asarray(config.log_scales), indexing="ij")
-    order = np.random.default_rng(seed).permutation(d.size)
-    return {"depth": d.ravel()[order], "ratio": r.ravel()[order], "log_scale": s.ravel()[order]}
+def grid_points(config) -> dict:
+    """Every point of the config's grid in the order the phase diagram's sweep runs them
+    (shuffled with its seed, grouped by depth: ``jaxflow.sweep.grid.shuffled_points``)."""
+    axes = {name: np.asarray(values, dtype=np.float64) for name, values in
+            (("depth", config.depths), ("ratio", config.ratios), ("log_scale", config.log_scales))}
+    size = int(np.prod([v.size for v in axes.values()]))
+    _, points = sweep.grid.shuffled_points(axes, config.seed, size, group_by=("depth",))
+    return points
 
 
 def timed(runner, points) -> tuple[float, dict]:
@@ -50,7 +53,9 @@ def timed(runner, points) -> tuple[float, dict]:
 
 
 def margin_errors(config, points, margin) -> np.ndarray:
-    """``|margin - exact| / max(1, |exact|)`` in the plateau's unit, where the unit < e^600."""
+    """``|margin - exact| / max(1, |exact|)`` in the plateau's unit, where the unit < e^600.
+    The exact margin is made of two ``theory.learning_time(..., log=True)``:
+    ``theory.incremental_margin`` takes sigma0 itself, which underflows on this grid."""
     unit = np.asarray(toy.log_time_unit(points["depth"], points["log_scale"]))
     keep = unit < 600
     d, r, s = (points[k][keep] for k in ("depth", "ratio", "log_scale"))

@@ -17,7 +17,8 @@ the uninterrupted one. Each point stores its share of its chunk's slot iteration
 (``slot_iterations``), from which :func:`wasted_share` reads what the queues idled.
 
 Measured on the default grid (49,152 points, two CPU devices, compile excluded;
-``benchmarks/phase_diagram_engines.py``): 0.6 s against 1.8-2.1 s for the lockstep runner, 116
+``benchmarks/phase_diagram_engines.py``, the points in the sweep's order): 0.55 s against 1.21 s
+for the lockstep runner (its batches grouped by depth, as the sweep groups them), 116
 against 130 solver attempts per point (the lockstep runner also pays the slowest lane of each
 vmap batch), about 3% of slot iterations idle in chunks of 4096 (5.6% in chunks of 2048), the
 same incremental verdict and status on every point, and margins as close to the closed form
