@@ -7,9 +7,10 @@ process on XLA's default CPU compiler (the others use the classic emitters, test
 on purpose: every comparison below is made inside it, so the bitwise claims are also checked on
 the compiler users get. Every run below passes
 its devices explicitly (``devices=`` of ``pd.run``, ``eos.run``, ``solve_ensemble``), so one
-process serves every device count; a sweep's program is the same whatever the device count
-(same lanes per share), and on CPU it is compiled once (every share runs it on the first
-device, ``sweep.Runner``), which is checked too. It runs and prints as JSON:
+process serves every device count; a ``sweep.Runner``'s program is the same whatever the device
+count (same lanes per share), and on CPU it is compiled once (every share runs it on the first
+device), which is checked too; the phase diagram's work queues are one program per device
+count, compiled once for all its chunks (checked on 4 devices). It runs and prints as JSON:
 
 * **Sharded = one device.** The phase diagram on a tiny grid (48 points, chunks of 4) on 4
   devices (its work queues: each device a queue of its share of a chunk's lanes) and on 1; a tiny
@@ -18,8 +19,9 @@ device, ``sweep.Runner``), which is checked too. It runs and prints as JSON:
   sharpness traces); an ensemble of 61 Lorenz problems (``jaxflow.engine.ensemble``, one work
   queue per device) on 4 devices and on 1, its saves and, through ``jaxflow.solve`` with
   ``Ensemble(devices=...)``, its learning times. Checked: every variable is bitwise identical
-  (sweep.Runner keeps one program and one vmapped batch width whatever the device count), and
-  the thresholds agree with theory.
+  (sweep.Runner keeps one program and one vmapped batch width whatever the device count; the
+  ensemble engine's operations are elementwise across lanes), and the thresholds agree with
+  theory.
 * **Portable resume.** Chunk boundaries are the config's ``chunk_size`` exactly, whatever the
   device count (``sweep.Runner.chunk_size``; only ``call_size``, the lanes of one compiled call,
   depends on the devices; the store records nothing of the devices). The phase diagram runs on
