@@ -17,10 +17,8 @@ os.environ.setdefault("JAXFLOW_CPU_DEVICES", "1")
 # bits of some results differ between the two, within every tolerance here. The subprocesses
 # the tests start get the same flag (`subprocess_env`), so a result computed in a subprocess and
 # one computed here are comparable bitwise (tests/test_fault_tolerance.py kills and resumes in
-# both). tests/test_multidevice.py runs on XLA's defaults: its every bitwise claim (device
-# counts, resume across them, the ensemble's work queues) is compared inside its one
-# subprocess, on the compiler users get. Set before any computation: XLA reads XLA_FLAGS once,
-# at backend start.
+# both); tests/test_multidevice.py adds it to its forced device count too. Set before any
+# computation: XLA reads XLA_FLAGS once, at backend start.
 TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false"
 if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), TEST_XLA_FLAGS]))
