@@ -84,9 +84,14 @@ def command() -> int:
     the command's return to the process's end, 0.20 s with the objects frozen). Nothing left
     needs collecting once the command has returned (its files are written and closed), so they
     are frozen out of the collector's reach (``gc.freeze``); exit handlers still run.
+    The same holds for what the imports before :func:`main` made (jax, diffrax, xarray:
+    about 180,000 tracked objects, none of them garbage): they are frozen first, so the collector's
+    passes during the run walk only what the run makes (measured on the default phase
+    diagram, warm: its passes took 0.65 s of the run, 0.25 s frozen).
     :func:`main` itself, called in a longer-lived process (a notebook, a test), changes
     nothing of the collector.
     """
+    gc.freeze()
     status = main()
     gc.freeze()
     gc.disable()
