@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxflow
-from jaxflow import sweep
+from jaxflow import _programs, sweep
 from jaxflow.engine import ensemble, status
 from jaxflow.models import toy
 from jaxflow.oracles import incremental
@@ -44,6 +44,10 @@ if TYPE_CHECKING:  # the config's module imports this one
 __all__ = ["PROGRAM_MULTIPLE", "ToyQueueRunner", "pair_problems", "wasted_share"]
 
 PROGRAM_MULTIPLE = 64  # points: the compiled calls' sizes (see ToyQueueRunner)
+# The config's fields that the queue's program does not read: the grid's axes (its points are
+# the program's arguments) and what only the sweep and the threshold search use.
+_NOT_IN_PROGRAM = ("depths", "ratios", "log_scales", "scales", "chunk_size", "refine_iterations",
+                   "seed")
 
 
 def pair_problems(depth, ratio, log_scale, start: float, finish: float) -> jaxflow.Problem:
@@ -117,7 +121,9 @@ class ToyQueueRunner(sweep.AbstractRunner):
         self.slots = ensemble.SLOT_MULTIPLE if cpu else None
         self.fn = None  # no per-point function: a chunk is solved as a whole
         self.traces = 0
+        self.programs = 0  # programs this runner obtained: compiled, or loaded from the cache
         self._call = jax.jit(self._pairs)
+        self._program = None
 
     def _pairs(self, points, tolerance_scale):
         self.traces += 1  # Python side effect: runs once per trace, never per call
@@ -141,12 +147,26 @@ class ToyQueueRunner(sweep.AbstractRunner):
             out["time"] = jnp.max(jnp.abs(times), axis=1)
         return out
 
+    def compiled(self) -> jax.stages.Compiled:
+        """The runner's one program (a call of ``program_points`` points and a tolerance
+        scale), compiled on first use or loaded from the executable cache
+        (:func:`jaxflow._programs.executable`: a warm run neither traces nor lowers it)."""
+        if self._program is None:
+            batch = {name: jax.ShapeDtypeStruct((self.program_points,), np.float64)
+                     for name in ("depth", "ratio", "log_scale")}
+            built_from = (_programs.static_fields(self.config, _NOT_IN_PROGRAM), self.slots,
+                          self.program_points, self.with_time,
+                          [(d.platform, d.id) for d in self.devices])
+            with jax.enable_x64(True):
+                self._program = _programs.executable(
+                    self._call, (batch, jax.ShapeDtypeStruct((), np.float64)),
+                    name="phase_diagram.ToyQueueRunner", built_from=built_from,
+                    options=_programs.compiler_options(self.devices))
+            self.programs += 1
+        return self._program
+
     def output_shapes(self, example) -> dict:
-        batch = {name: jax.ShapeDtypeStruct((self.program_points,), np.float64)
-                 for name in ("depth", "ratio", "log_scale")}
-        # read from the trace of the call itself, which its first call then reuses
-        with jax.enable_x64(True):
-            out = self._call.trace(batch, jax.ShapeDtypeStruct((), np.float64)).out_info
+        out = self.compiled().out_info  # the compiled call's own outputs
         shapes = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in out.items()}
         # the call returns the queue's count; chunk() stores each point's float share of it
         return {**shapes, "slot_iterations": jax.ShapeDtypeStruct((), np.float64)}
@@ -172,8 +192,9 @@ class ToyQueueRunner(sweep.AbstractRunner):
                                         np.full(self.program_points - rows.size,
                                                 padding[k])])
                      for k in ("depth", "ratio", "log_scale")}
+            program = self.compiled()
             with jax.enable_x64(True):
-                result = jax.device_get(self._call(batch, np.float64(scale)))
+                result = jax.device_get(program(batch, np.float64(scale)))
             cost = float(result.pop("slot_iterations"))
             if out is None:
                 out = {k: np.zeros((n, *np.shape(v)[1:]), np.asarray(v).dtype)

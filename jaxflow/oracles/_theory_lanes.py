@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from jaxflow import _programs
+
 # What the sibling modules (and the public face) import from this one.
 __all__ = [
     "_as_f64", "_check_below_target", "_check_depth", "_check_pair", "_check_target", "_clean",
@@ -98,7 +100,12 @@ def _dispatch(core, valid, *args) -> Float[Array, "..."]:
     def pad(a, fill):
         return np.pad(np.ravel(a), (0, lanes - size), constant_values=fill)
 
-    out = core(pad(valid, False), *(pad(a, 1.0) for a in args))
+    padded = (pad(valid, False), *(pad(a, 1.0) for a in args))
+    # compiled once per size class, or loaded from the executable cache (no trace, no
+    # lowering: the phase diagram's thresholds took 0.5 s of a warm run to trace and lower)
+    program = _programs.executable(core, padded, name=f"theory.{core.__name__}", built_from=(),
+                                   options=_programs.compiler_options(jax.devices()))
+    out = program(*padded)
     return (out if size == lanes else out[:size]).reshape(shape)
 
 
