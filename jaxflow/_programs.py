@@ -92,6 +92,7 @@ def _load_or_compile(jitted, args, options, here) -> jax.stages.Compiled:
     try:
         with open(path, "rb") as fh:
             serialized, in_tree, out_tree, device_ids = pickle.load(fh)
+        os.utime(path)  # used now: the last to be evicted (see _evict)
         by_id = {d.id: d for d in jax.devices()}
         return serialize_executable.deserialize_and_load(
             serialized, in_tree, out_tree,
@@ -137,8 +138,32 @@ def _write(path: pathlib.Path, compiled) -> None:
         except BaseException:
             os.unlink(temporary)
             raise
+        _evict(path.parent)
     except Exception:  # noqa: BLE001 -- the cache is an optimisation, never a failure
         pass
+
+
+MAX_BYTES = 256 * 2**20  # the executables kept: the default phase diagram's two take 1.2 MB
+
+
+def _evict(directory: pathlib.Path, max_bytes: int = MAX_BYTES) -> None:
+    """Remove the least recently used entries until ``directory`` holds at most ``max_bytes``
+    (every edit of the source makes new keys, so old entries would otherwise pile up).
+
+    >>> import tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for k, name in enumerate(["old.bin", "new.bin"]):
+    ...     _ = (d / name).write_bytes(b"x" * 10); os.utime(d / name, (k, k))
+    >>> _evict(d, max_bytes=15); sorted(p.name for p in d.iterdir())
+    ['new.bin']
+    """
+    entries = sorted((e.stat().st_mtime, e.stat().st_size, e) for e in directory.glob("*.bin"))
+    total = sum(size for _, size, _ in entries)
+    for _, size, entry in entries:
+        if total <= max_bytes:
+            break
+        entry.unlink(missing_ok=True)
+        total -= size
 
 
 def _key(here: tuple) -> str:
