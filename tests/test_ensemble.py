@@ -314,6 +314,14 @@ def test_learning_times_on_a_clock_after_plateaus_of_1e30():
     with pytest.raises(ValueError, match="on a clock .* learning times only"):
         jaxflow.solve(problem, clocked, jaxflow.Request(fractions=FRACTIONS, save_times=[1.0]),
                       batched=True)
+    # The problem's own clock is the default, as in the default engine: the same lanes
+    own = jaxflow.Problem(vector_field=toy.reduced_vector_field, args=args,
+                          params0=problem.params0, modes=toy.reduced_modes,
+                          targets=args.targets, clock=toy.reduced_speed)
+    unnamed = jaxflow.Flow(solver=jaxflow.Ensemble(), rtol=1e-10, atol=1e-10)
+    same = jaxflow.solve(own, unnamed, jaxflow.Request(fractions=FRACTIONS), batched=True)
+    np.testing.assert_array_equal(same.learning_times, traj.learning_times)
+    np.testing.assert_array_equal(same.steps, traj.steps)
 
 
 # ---------------------------------------------------------------- sweeps of ensembles (stores)

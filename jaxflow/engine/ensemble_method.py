@@ -8,8 +8,9 @@ loss``), with any pytree of parameters. It answers the request's saves, its lear
 (landed on and polished, :mod:`jaxflow.engine._ensemble_events`; adaptive steps only), the
 final state and the per-lane status, with the default engine's status meanings; it does not
 check stationarity (ask the default engine for that). Steps are taken in the flow's plain
-time, unless the ``Flow`` names a clock (``Flow(clock=...)``, :mod:`jaxflow.engine.clock`):
-then the lanes integrate ``(params, t)`` on it and answer learning times only.
+time, unless the ``Flow`` names a clock (``Flow(clock=...)``, :mod:`jaxflow.engine.clock`) or
+the problem brings one (``Problem(clock=...)``) and the request asks learning times only: then
+the lanes integrate ``(params, t)`` on it and answer learning times only.
 
 Example (three decay rates, fixed steps; saves land exactly on the requested times):
     >>> import jax
@@ -262,16 +263,22 @@ def _events(problem: Problem, request: Request, field, unravel, dtype, clock=Non
     return events, required, _WithTargets(field), (problem.args, targets)
 
 
-def _check_clock(flow, request: Request):
-    """The clock the ensemble integrates on (``None``: plain time). A clock is for learning
-    times alone: the engine lands on save times and horizons in its own variable, ``tau``."""
-    if flow.clock in (None, "plain"):
+def _check_clock(flow, problem: Problem, request: Request):
+    """The clock the ensemble integrates on (``None``: plain time): the ``Flow``'s, else the
+    problem's own (``Problem.clock``), as the default engine chooses. A clock is for learning
+    times alone (the engine would land on save times and horizons in its own variable,
+    ``tau``): a request with saves or a horizon runs in plain time when the clock is only the
+    problem's default, and is refused when the ``Flow`` names one."""
+    clock = flow.clock if flow.clock is not None else problem.clock
+    if clock in (None, "plain"):
         return None
     if request.save_times is not None or request.horizon is not None:
+        if flow.clock is None:
+            return None
         raise ValueError("the ensemble engine on a clock (Flow(clock=...)) answers learning "
                          "times only: leave the request's save_times and horizon unset, or "
                          "leave the clock unset")
-    return flow.clock
+    return clock
 
 
 def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
@@ -279,7 +286,7 @@ def run_batch(problem: Problem, flow, request: Request) -> "EnsembleTrajectory":
     chosen by ``flow.solver`` (an :class:`Ensemble`); see :func:`jaxflow.solve`."""
     method: Ensemble = flow.solver
     _check_request(request)
-    clock = _check_clock(flow, request)
+    clock = _check_clock(flow, problem, request)
     leaves, treedef = jax.tree.flatten(problem.params0)
     num = np.shape(leaves[0])[0]
     if num == 0:
