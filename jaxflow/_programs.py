@@ -170,8 +170,11 @@ def _key(here: tuple) -> str:
     """The entry's name: the program as asked, and what makes one compiled program run right
     or wrong in another process (the source, the versions, the flags, the devices, the CPU)."""
     devices = [(d.platform, d.device_kind, d.id, d.process_index) for d in jax.devices()]
+    # this process's own devices too: a one-device program runs on the process's first
+    # device, which differs between the processes of a distributed run
+    local = [d.id for d in jax.local_devices()]
     parts = (here, _source_hash(), jax.__version__, jax.lib.__version__,
-             os.environ.get("XLA_FLAGS", ""), devices, _cpu_features())
+             os.environ.get("XLA_FLAGS", ""), devices, local, _cpu_features())
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
