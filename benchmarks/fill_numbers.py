@@ -55,8 +55,9 @@ def phase_diagram_accuracy() -> str:
                if "wasted_share" in r else "") + ".\n")
 
 
-def _one_device_engines(engines) -> str:
-    """The toy benchmark's one-device comparison of the two engines, if it was measured."""
+def _one_device_engines(engines, scipy_us=None) -> str:
+    """The toy benchmark's one-device comparison of the two engines, if it was measured, and
+    the ensemble engine on every device (against the scipy loop of the same run)."""
     if not engines:
         return ""
     def versus(run):
@@ -70,7 +71,8 @@ def _one_device_engines(engines) -> str:
     return (f"; on one device ({engines['lanes']:,} lanes) {versus(engines)}, and with depths "
             f"2..inf mixed {versus(engines['mixed_depths'])}; the ensemble engine on all "
             f"{every['devices']} devices, {every['lanes']:,} lanes: "
-            f"{every['us_per_trajectory']:.2f} us")
+            f"{every['us_per_trajectory']:.2f} us"
+            + (f" ({scipy_us / every['us_per_trajectory']:.0f}x scipy's)" if scipy_us else ""))
 
 
 def benchmarks_table() -> str:
@@ -88,7 +90,7 @@ def benchmarks_table() -> str:
         f"{toy['scipy_us_per_trajectory'] / 1000:.2f} ms ({toy['speedup_vs_scipy']:.0f}x); "
         f"steps {toy['steps_min_median_max'][0]}-{toy['steps_min_median_max'][2]}; "
         f"max learning-time error {toy['max_rel_learning_time_error']:.1e}"
-        + _one_device_engines(toy.get("one_device_engines")),
+        + _one_device_engines(toy.get("one_device_engines"), toy["scipy_us_per_trajectory"]),
         _source("toy_throughput")))
     queues = _load("phase_diagram_engines")
     rows.append((
