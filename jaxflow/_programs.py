@@ -21,6 +21,7 @@ queue of the default phase diagram compiled in 0.9 s instead of 1.8 s, and ran i
 (tests/conftest.py).
 """
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -92,7 +93,8 @@ def _load_or_compile(jitted, args, options, here) -> jax.stages.Compiled:
     try:
         with open(path, "rb") as fh:
             serialized, in_tree, out_tree, device_ids = pickle.load(fh)
-        os.utime(path)  # used now: the last to be evicted (see _evict)
+        with contextlib.suppress(OSError):  # a read-only cache still serves its entries
+            os.utime(path)  # used now: the last to be evicted (see _evict)
         by_id = {d.id: d for d in jax.devices()}
         return serialize_executable.deserialize_and_load(
             serialized, in_tree, out_tree,
