@@ -22,7 +22,6 @@ queue of the default phase diagram compiled in 0.9 s instead of 1.8 s, and ran i
 """
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import os
@@ -208,10 +207,3 @@ def _cpu_features() -> str:
     lines = [line for line in text.splitlines()
              if line.startswith(("model name", "flags", "Features", "CPU part"))]
     return "\n".join(dict.fromkeys(lines))
-
-
-def static_fields(config, exclude: Sequence[str] = ()) -> tuple:
-    """``config``'s fields as ``(name, value)`` pairs, without ``exclude``: what a program
-    built from the config may read, for :func:`executable`'s ``built_from``."""
-    return tuple((f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
-                 if f.name not in exclude)

@@ -25,6 +25,7 @@ same incremental verdict and status on every point, and margins as close to the 
 as the lockstep runner's (worst 1.8e-6 against 2.1e-6, median 1.1e-9 against 1.0e-9).
 """
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -41,13 +42,25 @@ from jaxflow.oracles import incremental
 if TYPE_CHECKING:  # the config's module imports this one
     from jaxflow.experiments.phase_diagram import PhaseDiagramConfig
 
-__all__ = ["PROGRAM_MULTIPLE", "ToyQueueRunner", "pair_problems", "wasted_share"]
+__all__ = ["PROGRAM_MULTIPLE", "ToyQueueRunner", "pair_problems", "program_values",
+           "wasted_share"]
 
 PROGRAM_MULTIPLE = 64  # points: the compiled calls' sizes (see ToyQueueRunner)
-# The config's fields that the queue's program does not read: the grid's axes (its points are
-# the program's arguments) and what only the sweep and the threshold search use.
-_NOT_IN_PROGRAM = ("depths", "ratios", "log_scales", "scales", "chunk_size", "refine_iterations",
-                   "seed")
+
+
+def program_values(config: "PhaseDiagramConfig", *, skip: tuple[str, ...] = ()) -> tuple:
+    """``(name, value)`` of every field of ``config`` that a phase diagram's compiled program
+    may read, but ``skip``: all of them except the grid's axes and ``scales`` (the points are
+    the program's arguments), ``refine_iterations`` and ``seed`` (the threshold search's and
+    the sweep's, host-side). A field added later counts as read until it is named here.
+
+    >>> from jaxflow.experiments import phase_diagram as pd
+    >>> [name for name, _ in program_values(pd.PhaseDiagramConfig())]
+    ['start', 'finish', 'solver', 'rtol', 'atol', 'max_steps', 'chunk_size', 'dtype']
+    """
+    host_side = {*type(config).AXES, "scales", "refine_iterations", "seed", *skip}
+    return tuple((f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
+                 if f.name not in host_side)
 
 
 def pair_problems(depth, ratio, log_scale, start: float, finish: float) -> jaxflow.Problem:
@@ -154,7 +167,8 @@ class ToyQueueRunner(sweep.AbstractRunner):
         if self._program is None:
             batch = {name: jax.ShapeDtypeStruct((self.program_points,), np.float64)
                      for name in ("depth", "ratio", "log_scale")}
-            built_from = (_programs.static_fields(self.config, _NOT_IN_PROGRAM), self.slots,
+            # chunk_size only through program_points: chunks of 1 to 64 share one program
+            built_from = (program_values(self.config, skip=("chunk_size",)), self.slots,
                           self.program_points, self.with_time,
                           [(d.platform, d.id) for d in self.devices])
             with jax.enable_x64(True):

@@ -18,7 +18,7 @@ import jaxflow
 from jaxflow import sweep
 from jaxflow.engine import status
 from jaxflow.experiments._solvers import SOLVERS
-from jaxflow.experiments._toy_queue import ToyQueueRunner
+from jaxflow.experiments._toy_queue import ToyQueueRunner, program_values
 from jaxflow.models import toy
 from jaxflow.oracles import incremental
 from jaxflow.sweep.kept_runners import kept_runner
@@ -244,11 +244,6 @@ class Float32Runner(sweep.AbstractRunner):
         return out
 
 
-# The config fields a runner's compiled program depends on (point_function reads the first six);
-# the grid's axes, seed and refinement are inputs or host-side.
-PROGRAM_FIELDS = ("solver", "rtol", "atol", "max_steps", "start", "finish", "chunk_size", "dtype")
-
-
 def float64_runner(config: "PhaseDiagramConfig", *, devices=None) -> sweep.AbstractRunner:
     """The float64 runner of ``config``: the work queues of the ensemble engine
     (:class:`~jaxflow.experiments._toy_queue.ToyQueueRunner`) for the default solver, Tsit5,
@@ -261,8 +256,9 @@ def float64_runner(config: "PhaseDiagramConfig", *, devices=None) -> sweep.Abstr
 def shared_runner(config: "PhaseDiagramConfig", devices=None) -> sweep.AbstractRunner:
     """The runner of ``config`` (:func:`float64_runner`, or a :class:`Float32Runner` for
     ``dtype = "float32"``), shared by every run in this process whose program is the same
-    (:data:`PROGRAM_FIELDS`): a second phase diagram with another grid, a resumed one, or the
-    same cell run again in a notebook, skips the compilation (~5 s). Kept with the other
+    (:func:`~jaxflow.experiments._toy_queue.program_values`): a second phase diagram with
+    another grid, a resumed one, or the same cell run again in a notebook, skips the
+    compilation (~5 s). Kept with the other
     sweeps' runners (:mod:`jaxflow.sweep.kept_runners`).
 
     >>> from jaxflow.experiments import phase_diagram as pd
@@ -272,7 +268,7 @@ def shared_runner(config: "PhaseDiagramConfig", devices=None) -> sweep.AbstractR
     >>> a is pd.shared_runner(pd.PhaseDiagramConfig(rtol=1e-9))
     False
     """
-    key = ("phase-diagram", tuple(getattr(config, name) for name in PROGRAM_FIELDS),
+    key = ("phase-diagram", program_values(config),
            None if devices is None else tuple(devices))
     return kept_runner(key, lambda: (Float32Runner(config, devices=devices)
                                      if config.dtype == "float32"
