@@ -41,7 +41,8 @@ CLASSIC_CPU_EMITTERS = {"xla_cpu_use_fusion_emitters": False}
 _SUBDIRECTORY = "jaxflow-executables"
 # The JAX settings that change what a traced program is.
 _SETTINGS = ("jax_enable_x64", "jax_numpy_dtype_promotion", "jax_default_matmul_precision",
-             "jax_numpy_rank_promotion", "jax_default_prng_impl")
+             "jax_numpy_rank_promotion", "jax_default_prng_impl",
+             "jax_disable_most_optimizations")  # read at compilation, not at trace
 
 
 def compiler_options(devices: Sequence) -> dict:
@@ -75,7 +76,7 @@ def executable(jitted, args, *, name: str, built_from, options=None) -> jax.stag
     options = dict(options or {})
     # in this process: the program as asked (the settings a trace reads included)
     here = (name, repr(built_from), repr(jax.tree.structure(args)), repr(shapes),
-            repr(sorted(options.items())), tuple(getattr(jax.config, s) for s in _SETTINGS))
+            repr(sorted(options.items())), tuple(jax.config.values.get(s) for s in _SETTINGS))
     if here not in _LOADED:
         _LOADED[here] = _load_or_compile(jitted, args, options, here)
     return _LOADED[here]

@@ -11,17 +11,43 @@ import jax
 # count chunks and traces assume it; tests/test_multidevice.py checks 4 devices explicitly.
 os.environ.setdefault("JAXFLOW_CPU_DEVICES", "1")
 
-# The suite compiles with XLA's classic CPU emitters: measured on the 2-core machine, they
-# compile the suite's programs in about half the time of the default fusion emitters (suite
-# 469 s -> 374 s, user CPU 856 s -> 675 s), and every test passes under both; only the last
-# bits of some results differ between the two, within every tolerance here. The subprocesses
-# the tests start get the same flag (`subprocess_env`), so a result computed in a subprocess and
-# one computed here are comparable bitwise (tests/test_fault_tolerance.py kills and resumes in
-# both); tests/test_multidevice.py adds it to its forced device count too. Set before any
+# The suite compiles fast rather than well, as it is mostly compilation (3000 small programs):
+# * XLA's classic CPU emitters: measured on the 2-core machine, they compile the suite's
+#   programs in about half the time of the default fusion emitters (suite 469 s -> 374 s, user
+#   CPU 856 s -> 675 s);
+# * LLVM without optimisation (JAX's `jax_disable_most_optimizations`: XLA's backend level 0,
+#   no expensive LLVM passes): backend compilation of the notebooks' 552 programs takes 14 s
+#   instead of 30 s; the suite went from 222 s to 190 s (summed test time 425 s -> 361 s; level
+#   1 saved nothing: 216 s). The few tests whose programs run long rather than compile long
+#   (they ran up to 3x slower unoptimised) compile them inside `optimized()`.
+# Every test passes under these settings and under the defaults; only the last bits of some
+# results differ, within every tolerance here. The one property that holds under the default
+# optimisation only is bitwise equality of programs built for different device counts (at
+# level 0 they differ in their last bits, measured), so tests/test_multidevice.py compiles at
+# the default level (`CLASSIC_EMITTERS` alone). The subprocesses the tests start get the same
+# settings (`subprocess_env`), so a result computed in a subprocess and one computed here are
+# comparable bitwise (tests/test_fault_tolerance.py kills and resumes in both). Set before any
 # computation: XLA reads XLA_FLAGS once, at backend start.
-TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false"
+CLASSIC_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
+TEST_XLA_FLAGS = CLASSIC_EMITTERS
 if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), TEST_XLA_FLAGS]))
+UNOPTIMISED = "JAX_DISABLE_MOST_OPTIMIZATIONS"  # read by jax at import: the subprocesses too
+os.environ.setdefault(UNOPTIMISED, "1")
+jax.config.update("jax_disable_most_optimizations", os.environ[UNOPTIMISED] == "1")
+
+
+@contextlib.contextmanager
+def optimized():
+    """Programs compiled inside are optimised as by default (a program compiled before keeps
+    how it was compiled): for the few tests whose programs run long, 3x faster so."""
+    before = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+
 
 # Same numerics policy as diffrax's test-suite: float64, and no silent dtype promotion.
 jax.config.update("jax_enable_x64", True)
@@ -59,8 +85,8 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 @pytest.fixture(scope="session")
 def subprocess_env(tmp_path_factory):
     """Environment for ``python -m jaxflow.cli`` subprocesses: this checkout first on the path,
-    one CPU device, no forced device count, the suite's compiler (``TEST_XLA_FLAGS``), the run's
-    XLA compilation cache."""
+    one CPU device, no forced device count, the suite's compiler (``TEST_XLA_FLAGS`` and
+    ``UNOPTIMISED``), the run's XLA compilation cache."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([REPO, *filter(None, [env.get("PYTHONPATH")])])
     env["JAXFLOW_CACHE_DIR"] = XLA_CACHE
@@ -154,6 +180,11 @@ def ctrl_c():
     return interrupt
 
 
+# The smoke runs whose programs run long rather than compile long (measured unoptimised: 5.7 s
+# of a 6.8 s run, 1.6 s optimised); tests/test_experiments.py and notebook 03 run it again.
+RUN_LONG = {"matrix-sensing-generalization"}
+
+
 @pytest.fixture(scope="session")
 def smoke_run():
     """``smoke_run(name)``: the registered experiment ``name`` run once per session at its smoke
@@ -166,7 +197,8 @@ def smoke_run():
     def get(name: str):
         if name not in cache:
             experiment = experiments.get(name)
-            cache[name] = experiment.run(experiment.config.smoke())
+            with optimized() if name in RUN_LONG else contextlib.nullcontext():
+                cache[name] = experiment.run(experiment.config.smoke())
         return cache[name]
 
     return get
@@ -199,6 +231,22 @@ LONGEST_GROUPS = ("smoke_runs", "tests/test_fault_tolerance.py", "tests/test_ray
 def _group(item) -> str:
     mark = item.get_closest_marker("xdist_group")
     return mark.args[0] if mark.args else mark.kwargs.get("name", "")
+
+
+# Full collections of the test process's heap cost more than a second each once the tests have
+# traced and compiled a few thousand programs (measured: 37 and 29 automatic full collections,
+# 20 s and 13 s of the two workers' time, and 13 s more of explicit ones in the notebooks' resets).
+# The heap that the imports and the collection built (jax, jaxflow, every test module) is frozen
+# out of the collector's reach, and a full collection runs after every 100 young ones instead of
+# 10 (Python's default); nothing a test builds escapes the collector.
+FULL_COLLECTION_EVERY = 100
+
+
+def pytest_collection_finish(session):
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
 def pytest_unconfigure(config):

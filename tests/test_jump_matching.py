@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import optimized
 from scipy.integrate import solve_ivp
 
 import jaxflow
@@ -134,6 +135,11 @@ def simulated():
     [0, 1] serves every lane. One compiled batched flow, called once per problem on its four
     scales (a batch of all 32 lanes ran 3x longer: each save of a batched solve copies
     the whole saved array). Returns (problem, alpha, oracle, span, modes) per lane."""
+    with optimized():  # 32 long flows at rtol 1e-10: 3x slower unoptimised (tests/conftest.py)
+        return _simulate()
+
+
+def _simulate():
     problems = [(h, b, jpm.jump_process(h, b)) for h, b, _ in _random_problems(8, seed=0)]
     method = jaxflow.Flow(clock="arclength", rtol=1e-10, atol=1e-12)
     request = jaxflow.Request(save_times=np.linspace(0, 1, SAMPLES), max_steps=50_000)

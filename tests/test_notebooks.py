@@ -28,6 +28,7 @@
 
 import ast
 import contextlib
+import gc
 import os
 import pathlib
 import re
@@ -233,6 +234,10 @@ def smoke_runs(request):
     results = {}
     if not selected:
         return results
+    # IPython's reset (one per notebook) collects the whole heap, a second each by now: what the
+    # tests before built is frozen out of its reach (tests/conftest.py freezes what was imported)
+    gc.collect()
+    gc.freeze()
     with _shell(NOTEBOOKS) as shell:
         for path in selected:
             try:

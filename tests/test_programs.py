@@ -13,6 +13,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from conftest import optimized
 
 from jaxflow import _programs
 
@@ -109,6 +110,21 @@ def test_keys_follow_what_the_program_is_built_from():
     assert _programs._key(here) == _programs._key(here)
     assert _programs._key(here) != _programs._key(other)
     assert len(_programs._source_hash()) == 64
+
+
+def test_a_program_compiled_otherwise_is_another_entry(monkeypatch):
+    """A setting read at compilation, not at trace (JAX's optimisation switch, which the suite
+    turns on: tests/conftest.py) gives another program: not the one kept for the other."""
+    monkeypatch.setattr(_programs, "_LOADED", {})
+    args = (np.ones(2), np.float64(0.5))
+    build = lambda: _programs.executable(jax.jit(_affine), args, name="test.affine",  # noqa: E731
+                                         built_from=("otherwise",))
+    unoptimised = build()
+    with optimized():
+        optimised = build()
+        assert build() is optimised
+    assert optimised is not unoptimised and build() is unoptimised
+    assert len(_programs._LOADED) == 2
 
 
 def test_without_a_cache_directory_nothing_is_written(tmp_path, monkeypatch):
