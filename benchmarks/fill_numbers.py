@@ -242,12 +242,15 @@ def lorenz_ensemble() -> str:
     head = (f"Measured {r['date']} on {machine['cpu_count']} cores ({machine['processor']}, load "
             f"{machine['load_average'][0]:.1f}), commit `{r['commit'][:7]}`, best of "
             f"{r['repeats']} runs, compilation excluded ({_source('lorenz_ensemble')}):\n\n")
-    rows = [("mode", "dtype", "n", "jaxflow", "diffrax vmap", "scipy loop",
-             "max deviation jaxflow / diffrax", "steps; idle slot share", "of FMA peak")]
+    devices = r["rows"][0].get("devices", {}).get("jaxflow", 1)
+    rows = [("mode", "dtype", "n", f"jaxflow ({devices} devices; one device)", "diffrax vmap",
+             "scipy loop", "max deviation jaxflow / diffrax", "steps; idle slot share",
+             "of FMA peak")]
     for row in r["rows"]:
         us, ratio, dev = row["us_per_trajectory"], row["ratio"], row["max_abs_deviation"]
+        one = f"; {us['jaxflow_one_device']:.2f} us" if "jaxflow_one_device" in us else ""
         rows.append((
-            row["mode"], row["dtype"], f"{row['n']:,}", f"{us['jaxflow']:.2f} us",
+            row["mode"], row["dtype"], f"{row['n']:,}", f"{us['jaxflow']:.2f} us{one}",
             f"{us['diffrax_vmap']:.2f} us ({ratio['diffrax_vmap_over_jaxflow']:.1f}x)",
             f"{us['scipy']:.0f} us ({ratio['scipy_over_jaxflow']:.0f}x)",
             f"{dev['jaxflow']:.1e} / {dev['diffrax_vmap']:.1e}",

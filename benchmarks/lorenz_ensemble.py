@@ -6,8 +6,14 @@ Tsit5; once with a fixed step dt = 0.001 (1000 steps), once adaptive at rtol = a
 (first step 0.001, as the published diffrax script). Only the state at t = 1 is saved.
 
 * jaxflow: ``jaxflow.solve(problem, jaxflow.Flow(solver=jaxflow.Ensemble(...)), request,
-  batched=True)``, the vector field written for one trajectory;
-* diffrax: ``jax.jit(jax.vmap(diffeqsolve))`` with ``SaveAt(t1=True)``;
+  batched=True)``, the vector field written for one trajectory, on every device (one CPU device
+  per core, as the ``jaxflow`` command: ``JAXFLOW_CPU_DEVICES``), and again on one device
+  (``jaxflow_one_device``: the same engine on one core);
+* diffrax: ``jax.jit(jax.vmap(diffeqsolve))`` with ``SaveAt(t1=True)``, one device, as the
+  published script runs it. That program uses both cores all the same: XLA's thread pool
+  splits its loops over 16,384 lanes (CPU time / wall time 1.7, measured; so does the FMA
+  microbenchmark below on one device), while jaxflow's 256-lane slots are too small to split,
+  so jaxflow takes one device per core (one device: one core);
 * scipy: ``solve_ivp`` (RK45; fixed mode: ``first_step = max_step = dt`` and loose tolerances,
   so it takes the same 1000 steps) in a Python loop over a subsample of rhos.
 
@@ -86,7 +92,7 @@ def best_of(fn, repeats: int):
     return min(times), first, out
 
 
-def jaxflow_fn(mode, y0, rho, slots):
+def jaxflow_fn(mode, y0, rho, slots, devices):
     import jax.numpy as jnp
 
     import jaxflow
@@ -94,9 +100,10 @@ def jaxflow_fn(mode, y0, rho, slots):
     problem = jaxflow.Problem(vector_field=lorenz, params0=y0, args=rho)
     request = jaxflow.Request(save_times=jnp.array([T1]), fractions=(), max_steps=100_000)
     if mode == "fixed":
-        flow = jaxflow.Flow(solver=jaxflow.Ensemble(dt=DT, slots=slots))
+        flow = jaxflow.Flow(solver=jaxflow.Ensemble(dt=DT, slots=slots, devices=devices))
     else:
-        flow = jaxflow.Flow(solver=jaxflow.Ensemble(slots=slots), rtol=TOL, atol=TOL, dt0=DT)
+        flow = jaxflow.Flow(solver=jaxflow.Ensemble(slots=slots, devices=devices), rtol=TOL,
+                            atol=TOL, dt0=DT)
     return lambda: jaxflow.solve(problem, flow, request, batched=True)
 
 
@@ -155,12 +162,14 @@ def flops_per_lane_step(mode, dtype, slots=4096):
     return (float(cost["flops"]) - float(first["flops"])) / slots
 
 
-def fma_peak(dtype, rows=8, size=4096, depth=64, iterations=200):
+def fma_peak(dtype, devices, rows=8, size=4096, depth=64, iterations=200):
     """GFLOP/s of multiply-add chains (``x = 0.999 x + 0.001``, ``depth`` per loop iteration)
-    on an L1/L2-resident ``(rows, size)`` block: the arithmetic rate this machine reaches
-    through XLA's fused elementwise code, the ceiling a fused Tsit5 step could reach."""
+    on an L1/L2-resident ``(rows, size)`` block per device, on every device of ``devices`` at
+    once: the arithmetic rate this machine reaches through XLA's fused elementwise code, the
+    ceiling a fused Tsit5 step on those devices could reach."""
     import jax
     import jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     @jax.jit
     def run(x):
@@ -170,17 +179,21 @@ def fma_peak(dtype, rows=8, size=4096, depth=64, iterations=200):
             return x
         return jax.lax.fori_loop(0, iterations, body, x)
 
-    x = jnp.ones((rows, size), dtype)
+    mesh = Mesh(np.array(devices), ("device",))
+    x = jax.device_put(jnp.ones((rows * len(devices), size), dtype),
+                       NamedSharding(mesh, PartitionSpec("device")))
     seconds, _, _ = best_of(lambda: run(x), 5)
-    return 2.0 * rows * size * depth * iterations / seconds / 1e9
+    return 2.0 * rows * len(devices) * size * depth * iterations / seconds / 1e9
 
 
 def measure(args, dtype_name: str) -> list[dict]:
     """Every (mode, n) row of one dtype (this process has the matching x64 setting)."""
+    import jax
     import jax.numpy as jnp
 
     dtype = jnp.float32 if dtype_name == "float32" else jnp.float64
-    peak = fma_peak(dtype)
+    devices = jax.devices()
+    peak = fma_peak(dtype, devices)
     rows = []
     for n in args.n:
         rho = jnp.linspace(0.0, 21.0, n, dtype=dtype)
@@ -190,7 +203,10 @@ def measure(args, dtype_name: str) -> list[dict]:
         scipy_pick = pick[np.linspace(0, len(pick) - 1, min(len(pick), args.scipy_lanes))
                           .round().astype(int)]
         for mode in args.modes:
-            jf_s, jf_first, traj = best_of(jaxflow_fn(mode, y0, rho, args.slots), args.repeats)
+            jf_s, jf_first, traj = best_of(jaxflow_fn(mode, y0, rho, args.slots, devices),
+                                           args.repeats)
+            one_s, _, _ = best_of(jaxflow_fn(mode, y0, rho, args.slots, devices[:1]),
+                                  args.repeats)
             dx_s, dx_first, (dx_y, dx_steps) = best_of(diffrax_fn(mode, y0, rho), args.repeats)
             sp_s, sp_y = scipy_run(mode, np.asarray(rho, np.float64)[scipy_pick])
             jf_y = np.asarray(traj.final_state, np.float64)
@@ -200,10 +216,12 @@ def measure(args, dtype_name: str) -> list[dict]:
             achieved = flops * steps.sum() / jf_s / 1e9
             row = {
                 "mode": mode, "dtype": dtype_name, "n": n,
+                "devices": {"jaxflow": len(devices), "jaxflow_one_device": 1, "diffrax_vmap": 1},
                 "us_per_trajectory": {"jaxflow": jf_s / n * 1e6, "diffrax_vmap": dx_s / n * 1e6,
-                                      "scipy": sp_s * 1e6},
+                                      "scipy": sp_s * 1e6, "jaxflow_one_device": one_s / n * 1e6},
                 "ratio": {"diffrax_vmap_over_jaxflow": dx_s / jf_s,
-                          "scipy_over_jaxflow": sp_s * n / jf_s},
+                          "scipy_over_jaxflow": sp_s * n / jf_s,
+                          "diffrax_vmap_over_jaxflow_one_device": dx_s / one_s},
                 "first_call_s": {"jaxflow": jf_first, "diffrax_vmap": dx_first},
                 "max_abs_deviation": {
                     "jaxflow": float(np.max(np.abs(jf_y[pick] - exact))),
@@ -230,8 +248,10 @@ def measure(args, dtype_name: str) -> list[dict]:
 
 def _line(row) -> str:
     us, ratio, dev = row["us_per_trajectory"], row["ratio"], row["max_abs_deviation"]
-    return (f"{row['mode']:>8} {row['dtype']} n={row['n']:>7}: jaxflow {us['jaxflow']:8.2f} us, "
-            f"diffrax {us['diffrax_vmap']:8.2f} us ({ratio['diffrax_vmap_over_jaxflow']:5.1f}x), "
+    return (f"{row['mode']:>8} {row['dtype']} n={row['n']:>7}: jaxflow {us['jaxflow']:8.2f} us "
+            f"on {row['devices']['jaxflow']} devices ({us['jaxflow_one_device']:.2f} us on one), "
+            f"diffrax {us['diffrax_vmap']:8.2f} us ({ratio['diffrax_vmap_over_jaxflow']:5.1f}x; "
+            f"{ratio['diffrax_vmap_over_jaxflow_one_device']:.1f}x one device to one), "
             f"scipy {us['scipy']:8.0f} us ({ratio['scipy_over_jaxflow']:6.0f}x); deviation "
             f"{dev['jaxflow']:.1e} / {dev['diffrax_vmap']:.1e} / {dev['scipy']:.1e}; "
             f"wasted {row['wasted_lane_steps']:.3f}; {row['flops_per_lane_step']:.0f} "
@@ -261,7 +281,10 @@ def main():
     if args.rows_only:  # a child: one dtype, its rows as JSON
         import jax
 
+        from jaxflow import _devices
+
         jax.config.update("jax_enable_x64", args.dtype == "float64")
+        _devices.use_cpu_cores()  # one CPU device per core, as the jaxflow command
         pathlib.Path(args.out).write_text(json.dumps(measure(args, args.dtype)))
         return
     dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)

@@ -104,6 +104,7 @@ def test_each_block_follows_its_json(monkeypatch):
                          exit_status=3, last_lines=["answered: 5 of 6"])
         if name == "lorenz_ensemble":
             data["rows"][0]["us_per_trajectory"]["jaxflow"] = 12.34
+            data["rows"][0]["us_per_trajectory"]["jaxflow_one_device"] = 23.45
         return data
 
     monkeypatch.setattr(numbers, "_load", changed)
@@ -113,4 +114,4 @@ def test_each_block_follows_its_json(monkeypatch):
     assert "987.6 s" in numbers.phase_diagram_run()
     assert "1.23%" in numbers.phase_diagram_accuracy()
     assert "43.21 us per trajectory" in numbers.benchmarks_table()
-    assert "| 12.34 us |" in numbers.lorenz_ensemble()
+    assert "| 12.34 us; 23.45 us |" in numbers.lorenz_ensemble()
