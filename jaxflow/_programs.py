@@ -39,10 +39,11 @@ __all__ = ["CLASSIC_CPU_EMITTERS", "compiler_options", "executable"]
 CLASSIC_CPU_EMITTERS = {"xla_cpu_use_fusion_emitters": False}
 
 _SUBDIRECTORY = "jaxflow-executables"
-# The JAX settings that change what a traced program is.
+# The JAX settings that change a compiled program: those a trace reads, and the optimisation
+# switch that compilation reads (the test suite compiles unoptimised: tests/conftest.py).
 _SETTINGS = ("jax_enable_x64", "jax_numpy_dtype_promotion", "jax_default_matmul_precision",
              "jax_numpy_rank_promotion", "jax_default_prng_impl",
-             "jax_disable_most_optimizations")  # read at compilation, not at trace
+             "jax_disable_most_optimizations")
 
 
 def compiler_options(devices: Sequence) -> dict:
