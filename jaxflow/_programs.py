@@ -27,7 +27,6 @@ import hashlib
 import os
 import pathlib
 import pickle
-import tempfile
 from collections.abc import Sequence
 
 import jax
@@ -126,12 +125,17 @@ def _jax_cache_hits() -> int:
 
 
 def _write(path: pathlib.Path, compiled) -> None:
-    """Store ``compiled`` at ``path`` whole or not at all (a unique temporary file renamed into
-    place, so concurrent processes never read half an entry); a full or read-only disk only
-    costs the next run a compilation."""
+    """Store ``compiled`` at ``path`` whole or not at all (the exports' temporary file, renamed
+    into place, so concurrent processes never read half an entry; what a killed writer left is
+    removed here); a full or read-only disk only costs the next run a compilation."""
+    # the sweep layer's temporary files (exclusive, never through a link, named after their
+    # process): imported here, as the layers below import this module
+    from jaxflow.sweep import atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".partial")
+        atomic.remove_stale_temporaries(path.parent)
+        fd, temporary = atomic.temporary_file(path)
         try:
             shardings = jax.tree.leaves(compiled.input_shardings)
             device_ids = sorted({d.id for sharding in shardings for d in sharding.device_set})
@@ -160,7 +164,9 @@ def _evict(directory: pathlib.Path, max_bytes: int = MAX_BYTES) -> None:
     >>> _evict(d, max_bytes=15); sorted(p.name for p in d.iterdir())
     ['new.bin']
     """
-    entries = sorted((e.stat().st_mtime, e.stat().st_size, e) for e in directory.glob("*.bin"))
+    # entries only: another writer's temporary file (".<key>.<pid>-...partial.bin") is not one
+    entries = sorted((e.stat().st_mtime, e.stat().st_size, e)
+                     for e in directory.glob("[!.]*.bin"))
     total = sum(size for _, size, _ in entries)
     for _, size, entry in entries:
         if total <= max_bytes:

@@ -104,6 +104,25 @@ def test_a_damaged_entry_is_compiled_again(cache_dir, monkeypatch):
         assert pickle.loads(entry.read_bytes())  # a whole entry again
 
 
+def test_what_a_killed_writer_left_is_removed_and_a_live_one_is_not_evicted(cache_dir):
+    """A writer killed mid-entry leaves its temporary file (named after its pid): the next
+    write removes it. A live writer's temporary file is never taken for an entry to evict."""
+    cache_dir.mkdir(parents=True)
+    dead = cache_dir / f".{'0' * 64}.999999999-0a1b2c3d.partial.bin"
+    live = cache_dir / f".{'1' * 64}.{os.getpid()}-0a1b2c3d.partial.bin"
+    dead.write_bytes(b"half an entry")
+    live.write_bytes(b"being written")
+    # this tiny program compiles in far less than the suite's JAX-cache threshold (0.5 s,
+    # tests/conftest.py): XLA compiles it, and the entry is written
+    program = _programs.executable(jax.jit(_affine), (np.ones(2), np.float64(0.5)),
+                                   name="test.affine", built_from=("stale",))
+    np.testing.assert_array_equal(np.asarray(program(np.ones(2), np.float64(0.5))), [3.5, 3.5])
+    assert not dead.exists() and live.exists()
+    assert len([p for p in cache_dir.iterdir() if not p.name.startswith(".")]) == 1  # the entry
+    _programs._evict(cache_dir, max_bytes=0)
+    assert live.exists() and [p.name for p in cache_dir.iterdir()] == [live.name]
+
+
 def test_keys_follow_what_the_program_is_built_from():
     here = ("test.affine", repr((("rtol", 1e-8),)), "tree", "shapes", "options", ())
     other = ("test.affine", repr((("rtol", 1e-9),)), "tree", "shapes", "options", ())
